@@ -1,0 +1,190 @@
+/*
+ * ctx.c - contexts: the registry of backends (which is how a context's TCP
+ * stack is chosen at run time), options, the observer, and the error
+ * helpers every object shares.
+ */
+#include "core.h"
+
+#include <conduit/platform.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+int conduit_ctx_new(conduit_ctx **out)
+{
+	if (out == NULL)
+		return CONDUIT_ERR_INVALID;
+	*out = NULL;
+	conduit_ctx *ctx = calloc(1, sizeof(*ctx));
+	if (ctx == NULL)
+		return CONDUIT_ERR_NOMEM;
+#ifdef CONDUIT_HAVE_UNIX
+	conduit_ctx_register(ctx, &cd_backend_unix, NULL);
+#endif
+#ifdef CONDUIT_HAVE_TCP
+	conduit_ctx_register(ctx, &cd_backend_tcp, NULL);
+#endif
+	*out = ctx;
+	return CONDUIT_OK;
+}
+
+void conduit_ctx_free(conduit_ctx *ctx)
+{
+	if (ctx == NULL)
+		return;
+	for (size_t i = ctx->nbackends; i-- > 0;)
+		if (ctx->backends[i].be->detach != NULL)
+			ctx->backends[i].be->detach(ctx->backends[i].state);
+	free(ctx->pfds);
+	free(ctx->spans);
+	free(ctx->error);
+	free(ctx);
+}
+
+const char *conduit_ctx_error(const conduit_ctx *ctx)
+{
+	return ctx != NULL && ctx->error != NULL ? ctx->error : "";
+}
+
+void conduit_ctx_set_connect_timeout(conduit_ctx *ctx, uint32_t ms)
+{
+	if (ctx != NULL)
+		ctx->connect_timeout_ms = ms;
+}
+
+size_t conduit_ctx_backend_count(const conduit_ctx *ctx)
+{
+	return ctx != NULL ? ctx->nbackends : 0;
+}
+
+const char *conduit_ctx_backend_name(const conduit_ctx *ctx, size_t i)
+{
+	if (ctx == NULL || i >= ctx->nbackends)
+		return NULL;
+	return ctx->backends[i].be->name;
+}
+
+int conduit_ctx_register(conduit_ctx *ctx, const struct conduit_backend *be,
+                         void *state)
+{
+	if (ctx == NULL || be == NULL || be->name == NULL)
+		return CONDUIT_ERR_INVALID;
+	for (size_t i = 0; i < ctx->nbackends; i++)
+		if (ctx->backends[i].be == be) {
+			ctx->backends[i].state = state;
+			return CONDUIT_OK;
+		}
+	if (ctx->nbackends == CD_MAX_BACKENDS)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_INVALID,
+		                        "register %s: too many backends (limit %d)",
+		                        be->name, CD_MAX_BACKENDS);
+	ctx->backends[ctx->nbackends].be = be;
+	ctx->backends[ctx->nbackends].state = state;
+	ctx->nbackends++;
+	return CONDUIT_OK;
+}
+
+static bool names_has(const char *const *names, const char *name)
+{
+	if (names == NULL)
+		return false;
+	for (; *names != NULL; names++)
+		if (strcmp(*names, name) == 0)
+			return true;
+	return false;
+}
+
+/* The most recent registration for a name wins. */
+const struct cd_registration *cd_find_transport(const conduit_ctx *ctx,
+                                                const char *name)
+{
+	for (size_t i = ctx->nbackends; i-- > 0;)
+		if (names_has(ctx->backends[i].be->transports, name))
+			return &ctx->backends[i];
+	return NULL;
+}
+
+const struct cd_registration *cd_find_layer(const conduit_ctx *ctx,
+                                            const char *name)
+{
+	for (size_t i = ctx->nbackends; i-- > 0;)
+		if (names_has(ctx->backends[i].be->layers, name))
+			return &ctx->backends[i];
+	return NULL;
+}
+
+void conduit_ctx_set_observer(conduit_ctx *ctx, conduit_observer_fn fn,
+                              void *arg)
+{
+	if (ctx == NULL)
+		return;
+	ctx->observer = fn;
+	ctx->observer_arg = fn != NULL ? arg : NULL;
+}
+
+static const char *const phase_names[] = {
+	[CONDUIT_PHASE_RESOLVING] = "resolving",
+	[CONDUIT_PHASE_RESOLVED] = "resolved",
+	[CONDUIT_PHASE_CONNECTING] = "connecting",
+	[CONDUIT_PHASE_CONNECTED] = "connected",
+	[CONDUIT_PHASE_ACCEPTED] = "accepted",
+	[CONDUIT_PHASE_FAILED] = "failed",
+	[CONDUIT_PHASE_CLOSED] = "closed",
+};
+
+const char *conduit_phase_name(enum conduit_phase phase)
+{
+	if ((unsigned)phase >= sizeof(phase_names) / sizeof(phase_names[0]))
+		return "?";
+	return phase_names[phase];
+}
+
+void conduit_emit(conduit_ctx *ctx, enum conduit_phase phase, int status,
+                  const char *uri, const char *detail, conduit_flow *f)
+{
+	if (ctx == NULL || ctx->observer == NULL)
+		return;
+	struct conduit_event ev = {
+		.phase = phase,
+		.status = status,
+		.uri = uri != NULL ? uri : "",
+		.detail = detail != NULL ? detail : "",
+		.flow = f,
+	};
+	ctx->observer(ctx->observer_arg, &ev);
+}
+
+int conduit_ctx_fail(conduit_ctx *ctx, int status, const char *fmt, ...)
+{
+	if (ctx == NULL)
+		return status;
+	va_list ap;
+	va_start(ap, fmt);
+	cd_set_message(&ctx->error, fmt, ap);
+	va_end(ap);
+	return status;
+}
+
+int conduit_flow_fail(conduit_flow *f, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cd_set_message(&f->error, fmt, ap);
+	va_end(ap);
+	return status;
+}
+
+int conduit_listener_fail(conduit_listener *l, int status, const char *fmt,
+                          ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cd_set_message(&l->error, fmt, ap);
+	va_end(ap);
+	return status;
+}
+
+uint64_t conduit_now_ms(void)
+{
+	return conduit_platform_now_ms();
+}

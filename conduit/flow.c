@@ -1,0 +1,409 @@
+/*
+ * flow.c - the flow and listener life cycles common to every backend:
+ * argument and state checks, byte counters, observer events, and the
+ * connect / listen entry points that pick a backend for the endpoint's
+ * transport and stack its layers on top.
+ */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int conduit_flow_init(conduit_flow *f, const struct conduit_flow_ops *ops,
+                      conduit_ctx *ctx, const char *uri)
+{
+	memset(f, 0, sizeof(*f));
+	f->ops = ops;
+	f->ctx = ctx;
+	f->uri = cd_strdup(uri != NULL ? uri : "");
+	return f->uri != NULL ? CONDUIT_OK : CONDUIT_ERR_NOMEM;
+}
+
+void conduit_flow_fini(conduit_flow *f)
+{
+	free(f->uri);
+	free(f->error);
+	f->uri = NULL;
+	f->error = NULL;
+}
+
+int conduit_listener_init(conduit_listener *l,
+                          const struct conduit_listener_ops *ops,
+                          conduit_ctx *ctx, const char *uri)
+{
+	memset(l, 0, sizeof(*l));
+	l->ops = ops;
+	l->ctx = ctx;
+	l->uri = cd_strdup(uri != NULL ? uri : "");
+	return l->uri != NULL ? CONDUIT_OK : CONDUIT_ERR_NOMEM;
+}
+
+void conduit_listener_fini(conduit_listener *l)
+{
+	free(l->uri);
+	free(l->error);
+	l->uri = NULL;
+	l->error = NULL;
+}
+
+static bool is_error(int rc)
+{
+	return rc >= CONDUIT_ERR_INVALID;
+}
+
+/* A failure that ends the flow: later calls report it again. */
+static int fail_for_good(conduit_flow *f, int rc)
+{
+	if (!(f->state & CONDUIT_FLOW_FAILED)) {
+		f->state |= CONDUIT_FLOW_FAILED;
+		f->failure = rc;
+		conduit_emit(f->ctx, CONDUIT_PHASE_FAILED, rc, f->uri,
+		             conduit_flow_error(f), f);
+	}
+	return rc;
+}
+
+int conduit_handshake(conduit_flow *f)
+{
+	if (f == NULL)
+		return CONDUIT_ERR_INVALID;
+	if (f->state & CONDUIT_FLOW_FAILED)
+		return f->failure;
+	if (f->state & CONDUIT_FLOW_CLOSED)
+		return conduit_flow_fail(f, CONDUIT_ERR_STATE, "%s: flow is closed",
+		                         f->uri);
+	if (f->state & CONDUIT_FLOW_ESTABLISHED)
+		return CONDUIT_OK;
+	int rc = f->ops->handshake != NULL ? f->ops->handshake(f) : CONDUIT_OK;
+	if (rc == CONDUIT_OK)
+		f->state |= CONDUIT_FLOW_ESTABLISHED;
+	else if (is_error(rc))
+		fail_for_good(f, rc);
+	return rc;
+}
+
+/* The checks every data operation shares; CONDUIT_OK to go on. */
+static int ready_for(conduit_flow *f, unsigned shut_bit, const char *op)
+{
+	if (f->state & CONDUIT_FLOW_FAILED)
+		return f->failure;
+	if (f->state & CONDUIT_FLOW_CLOSED)
+		return conduit_flow_fail(f, CONDUIT_ERR_STATE, "%s %s: flow is closed",
+		                         op, f->uri);
+	if (f->state & shut_bit)
+		return conduit_flow_fail(f, CONDUIT_ERR_STATE,
+		                         "%s %s: this direction is shut down", op,
+		                         f->uri);
+	if (!(f->state & CONDUIT_FLOW_ESTABLISHED))
+		return conduit_handshake(f);
+	return CONDUIT_OK;
+}
+
+int conduit_read(conduit_flow *f, void *buf, size_t len, size_t *nread)
+{
+	if (nread != NULL)
+		*nread = 0;
+	if (f == NULL || nread == NULL || (buf == NULL && len > 0))
+		return CONDUIT_ERR_INVALID;
+	int rc = ready_for(f, CONDUIT_FLOW_SHUT_RD, "read");
+	if (rc != CONDUIT_OK || len == 0)
+		return rc;
+	rc = f->ops->read(f, buf, len, nread);
+	if (rc == CONDUIT_OK)
+		f->bytes_read += *nread;
+	else if (is_error(rc))
+		fail_for_good(f, rc);
+	return rc;
+}
+
+int conduit_writev(conduit_flow *f, const struct conduit_iov *iov, size_t iovcnt,
+                   size_t *nwritten)
+{
+	if (nwritten != NULL)
+		*nwritten = 0;
+	if (f == NULL || nwritten == NULL || (iov == NULL && iovcnt > 0))
+		return CONDUIT_ERR_INVALID;
+	size_t total = 0;
+	for (size_t i = 0; i < iovcnt; i++) {
+		if (iov[i].base == NULL && iov[i].len > 0)
+			return CONDUIT_ERR_INVALID;
+		total += iov[i].len;
+	}
+	int rc = ready_for(f, CONDUIT_FLOW_SHUT_WR, "write");
+	if (rc != CONDUIT_OK || total == 0)
+		return rc;
+	rc = f->ops->writev(f, iov, iovcnt, nwritten);
+	if (rc == CONDUIT_OK)
+		f->bytes_written += *nwritten;
+	else if (is_error(rc))
+		fail_for_good(f, rc);
+	return rc;
+}
+
+int conduit_write(conduit_flow *f, const void *buf, size_t len,
+                  size_t *nwritten)
+{
+	struct conduit_iov iov = {buf, len};
+	return conduit_writev(f, &iov, 1, nwritten);
+}
+
+int conduit_shutdown(conduit_flow *f, unsigned how)
+{
+	if (f == NULL || how == 0 || (how & ~CONDUIT_SHUT_RDWR) != 0)
+		return CONDUIT_ERR_INVALID;
+	if (f->state & CONDUIT_FLOW_FAILED)
+		return f->failure;
+	if (f->state & CONDUIT_FLOW_CLOSED)
+		return conduit_flow_fail(f, CONDUIT_ERR_STATE,
+		                         "shutdown %s: flow is closed", f->uri);
+	if (!(f->state & CONDUIT_FLOW_ESTABLISHED)) {
+		int rc = conduit_handshake(f);
+		if (rc != CONDUIT_OK)
+			return rc;
+	}
+	unsigned todo = 0;
+	if ((how & CONDUIT_SHUT_RD) && !(f->state & CONDUIT_FLOW_SHUT_RD))
+		todo |= CONDUIT_SHUT_RD;
+	if ((how & CONDUIT_SHUT_WR) && !(f->state & CONDUIT_FLOW_SHUT_WR))
+		todo |= CONDUIT_SHUT_WR;
+	if (todo == 0)
+		return CONDUIT_OK;
+	int rc = f->ops->shutdown(f, todo);
+	if (rc != CONDUIT_OK)
+		return rc;
+	if (todo & CONDUIT_SHUT_RD)
+		f->state |= CONDUIT_FLOW_SHUT_RD;
+	if (todo & CONDUIT_SHUT_WR)
+		f->state |= CONDUIT_FLOW_SHUT_WR;
+	return CONDUIT_OK;
+}
+
+int conduit_close(conduit_flow *f)
+{
+	if (f == NULL)
+		return CONDUIT_ERR_INVALID;
+	if (f->state & CONDUIT_FLOW_CLOSED)
+		return CONDUIT_OK;
+	if ((f->state & CONDUIT_FLOW_ESTABLISHED) &&
+	    !(f->state & CONDUIT_FLOW_FAILED) && f->ops->close != NULL) {
+		int rc = f->ops->close(f);
+		if (rc == CONDUIT_WANT_READ || rc == CONDUIT_WANT_WRITE)
+			return rc;
+		if (rc != CONDUIT_OK) {
+			f->state |= CONDUIT_FLOW_CLOSED;
+			conduit_emit(f->ctx, CONDUIT_PHASE_CLOSED, rc, f->uri,
+			             conduit_flow_error(f), f);
+			return rc;
+		}
+	}
+	f->state |= CONDUIT_FLOW_CLOSED;
+	conduit_emit(f->ctx, CONDUIT_PHASE_CLOSED, CONDUIT_OK, f->uri, "", f);
+	return CONDUIT_OK;
+}
+
+void conduit_flow_free(conduit_flow *f)
+{
+	if (f == NULL)
+		return;
+	if (!(f->state & CONDUIT_FLOW_CLOSED))
+		conduit_emit(f->ctx, CONDUIT_PHASE_CLOSED, CONDUIT_OK, f->uri,
+		             "freed without close", f);
+	f->ops->destroy(f);
+}
+
+const char *conduit_flow_error(const conduit_flow *f)
+{
+	return f != NULL && f->error != NULL ? f->error : "";
+}
+
+const char *conduit_flow_uri(const conduit_flow *f)
+{
+	return f != NULL ? f->uri : "";
+}
+
+void conduit_flow_stats(const conduit_flow *f, struct conduit_flow_stats *st)
+{
+	if (st == NULL)
+		return;
+	st->bytes_read = f != NULL ? f->bytes_read : 0;
+	st->bytes_written = f != NULL ? f->bytes_written : 0;
+}
+
+int conduit_flow_peer_cred(conduit_flow *f, struct conduit_peer_cred *cred)
+{
+	if (f == NULL || cred == NULL)
+		return CONDUIT_ERR_INVALID;
+	cred->uid = cred->gid = cred->pid = -1;
+	if (f->ops->peer_cred == NULL)
+		return conduit_flow_fail(f, CONDUIT_ERR_UNSUPPORTED,
+		                         "%s: %s flows carry no peer credentials",
+		                         f->uri, f->ops->name);
+	return f->ops->peer_cred(f, cred);
+}
+
+int conduit_flow_fd(const conduit_flow *f)
+{
+	if (f == NULL || f->ops->fd == NULL)
+		return -1;
+	return f->ops->fd(f);
+}
+
+/* ------------------------------------------------------------------ */
+
+static int check_layers(conduit_ctx *ctx, const conduit_endpoint *ep,
+                        const char *op)
+{
+	for (size_t i = 0; i < ep->nlayers; i++)
+		if (cd_find_layer(ctx, ep->layers[i]) == NULL)
+			return conduit_ctx_fail(
+				ctx, CONDUIT_ERR_NO_BACKEND,
+				"%s %s: no %s layer in this context (not built in, or "
+				"not registered)",
+				op, ep->uri, ep->layers[i]);
+	return CONDUIT_OK;
+}
+
+static const struct cd_registration *
+transport_for(conduit_ctx *ctx, const conduit_endpoint *ep, const char *op)
+{
+	const struct cd_registration *reg = cd_find_transport(ctx, ep->transport);
+	if (reg == NULL)
+		conduit_ctx_fail(ctx, CONDUIT_ERR_NO_BACKEND,
+		                 "%s %s: no %s backend in this context (not built "
+		                 "in, or not registered)",
+		                 op, ep->uri, ep->transport);
+	return reg;
+}
+
+int conduit_connect_endpoint(conduit_flow **out, conduit_ctx *ctx,
+                             const conduit_endpoint *ep)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (out == NULL || ctx == NULL || ep == NULL)
+		return CONDUIT_ERR_INVALID;
+	const struct cd_registration *reg = transport_for(ctx, ep, "connect");
+	if (reg == NULL)
+		return CONDUIT_ERR_NO_BACKEND;
+	int rc = check_layers(ctx, ep, "connect");
+	if (rc != CONDUIT_OK)
+		return rc;
+	if (reg->be->connect == NULL)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_NO_BACKEND,
+		                        "connect %s: backend %s cannot connect",
+		                        ep->uri, reg->be->name);
+
+	/* Host transports need addresses; a parsed-only endpoint gets them
+	 * here (literals without blocking). */
+	conduit_endpoint *looked = NULL;
+	if (ep->host_kind != CONDUIT_HOST_NONE && ep->naddrs == 0) {
+		looked = conduit_endpoint_dup(ep);
+		if (looked == NULL)
+			return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
+			                        "connect %s: out of memory", ep->uri);
+		rc = cd_lookup(ctx, looked);
+		if (rc != CONDUIT_OK) {
+			conduit_endpoint_free(looked);
+			return rc;
+		}
+		ep = looked;
+	}
+
+	conduit_flow *f = NULL;
+	rc = reg->be->connect(reg->state, ctx, ep, &f);
+	for (size_t i = 0; rc == CONDUIT_OK && i < ep->nlayers; i++) {
+		const struct cd_registration *lr = cd_find_layer(ctx, ep->layers[i]);
+		conduit_flow *outer = NULL;
+		rc = lr->be->wrap(lr->state, ctx, ep, f, 0, &outer);
+		f = outer;
+	}
+	conduit_endpoint_free(looked);
+	if (rc != CONDUIT_OK)
+		return rc;
+	*out = f;
+	return CONDUIT_OK;
+}
+
+int conduit_connect(conduit_flow **out, conduit_ctx *ctx, const char *uri)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (out == NULL || ctx == NULL || uri == NULL)
+		return CONDUIT_ERR_INVALID;
+	conduit_endpoint *ep = NULL;
+	int rc = conduit_resolve(&ep, ctx, uri);
+	if (rc != CONDUIT_OK)
+		return rc;
+	rc = conduit_connect_endpoint(out, ctx, ep);
+	conduit_endpoint_free(ep);
+	return rc;
+}
+
+int conduit_listen_endpoint(conduit_listener **out, conduit_ctx *ctx,
+                            const conduit_endpoint *ep)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (out == NULL || ctx == NULL || ep == NULL)
+		return CONDUIT_ERR_INVALID;
+	const struct cd_registration *reg = transport_for(ctx, ep, "listen");
+	if (reg == NULL)
+		return CONDUIT_ERR_NO_BACKEND;
+	int rc = check_layers(ctx, ep, "listen");
+	if (rc != CONDUIT_OK)
+		return rc;
+	if (reg->be->listen == NULL)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_NO_BACKEND,
+		                        "listen %s: backend %s cannot listen",
+		                        ep->uri, reg->be->name);
+	if (ep->nlayers > 0)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_NO_BACKEND,
+		                        "listen %s: no layered listeners yet",
+		                        ep->uri);
+	return reg->be->listen(reg->state, ctx, ep, out);
+}
+
+int conduit_listen(conduit_listener **out, conduit_ctx *ctx, const char *uri)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (out == NULL || ctx == NULL || uri == NULL)
+		return CONDUIT_ERR_INVALID;
+	char msg[512];
+	conduit_endpoint *ep = NULL;
+	int rc = conduit_endpoint_parse(&ep, uri, msg, sizeof(msg));
+	if (rc != CONDUIT_OK)
+		return conduit_ctx_fail(ctx, rc, "listen %s", msg);
+	rc = conduit_listen_endpoint(out, ctx, ep);
+	conduit_endpoint_free(ep);
+	return rc;
+}
+
+int conduit_accept(conduit_flow **out, conduit_listener *l)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (out == NULL || l == NULL)
+		return CONDUIT_ERR_INVALID;
+	int rc = l->ops->accept(l, out);
+	if (rc == CONDUIT_OK)
+		conduit_emit(l->ctx, CONDUIT_PHASE_ACCEPTED, CONDUIT_OK, l->uri,
+		             (*out)->uri, *out);
+	return rc;
+}
+
+const char *conduit_listener_uri(const conduit_listener *l)
+{
+	return l != NULL ? l->uri : "";
+}
+
+const char *conduit_listener_error(const conduit_listener *l)
+{
+	return l != NULL && l->error != NULL ? l->error : "";
+}
+
+void conduit_listener_free(conduit_listener *l)
+{
+	if (l != NULL)
+		l->ops->destroy(l);
+}

@@ -1,0 +1,399 @@
+/*
+ * poll.c - waiting on any mix of flows and listeners, whatever their
+ * backend.  Each object describes what it waits on for an interest (fds,
+ * a deadline) and what it can do without waiting (pending work); the
+ * context's backends add their own (timers, shared wires).  One poll(2)
+ * covers everything.  The blocking conveniences are built on it.
+ */
+#include "core.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+int conduit_waitset_fd(struct conduit_waitset *ws, int fd, unsigned events)
+{
+	if (ws->nfds == ws->cap) {
+		if (!ws->grow) {
+			ws->overflow = true;
+			ws->nfds++; /* keep counting so the caller learns the size */
+			return CONDUIT_OK;
+		}
+		size_t cap = ws->cap ? ws->cap * 2 : 16;
+		struct pollfd *p = realloc(ws->fds, cap * sizeof(*p));
+		if (p == NULL) {
+			ws->overflow = true;
+			return CONDUIT_ERR_NOMEM;
+		}
+		ws->fds = p;
+		ws->cap = cap;
+	}
+	if (ws->nfds < ws->cap) {
+		struct pollfd *p = &ws->fds[ws->nfds];
+		p->fd = fd;
+		p->events = (short)(((events & CONDUIT_POLLIN) ? POLLIN : 0) |
+		                    ((events & CONDUIT_POLLOUT) ? POLLOUT : 0));
+		p->revents = 0;
+	}
+	ws->nfds++;
+	return CONDUIT_OK;
+}
+
+void conduit_waitset_deadline(struct conduit_waitset *ws, uint64_t at_ms)
+{
+	if (at_ms < ws->deadline)
+		ws->deadline = at_ms;
+}
+
+/* What is ready for item without waiting. */
+static unsigned item_pending(struct conduit_pollitem *it)
+{
+	if (it->flow != NULL) {
+		conduit_flow *f = it->flow;
+		if (f->state & (CONDUIT_FLOW_FAILED | CONDUIT_FLOW_CLOSED))
+			return it->events;
+		return f->ops->pending != NULL ? f->ops->pending(f, it->events) &
+		                                         it->events
+		                               : 0;
+	}
+	conduit_listener *l = it->listener;
+	if (l->ops->pending != NULL && (it->events & CONDUIT_POLLIN))
+		return l->ops->pending(l) ? CONDUIT_POLLIN : 0;
+	return 0;
+}
+
+static const unsigned bits[2] = {CONDUIT_POLLIN, CONDUIT_POLLOUT};
+
+/* Fill ws with what items wait on, one span per (item, interest bit),
+ * then the context's backends.  spans has 2*n entries. */
+static void collect(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
+                    struct conduit_waitset *ws, struct cd_span *spans)
+{
+	uint64_t all = UINT64_MAX;
+	for (size_t i = 0; i < n; i++) {
+		for (int b = 0; b < 2; b++) {
+			struct cd_span *sp = &spans[2 * i + b];
+			ws->deadline = UINT64_MAX;
+			/* A failed or closed flow is ready (item_pending) and
+			 * waits on nothing: its descriptor may be gone (-1). */
+			bool over = items[i].flow != NULL &&
+			            (items[i].flow->state &
+			             (CONDUIT_FLOW_FAILED | CONDUIT_FLOW_CLOSED));
+			if ((items[i].events & bits[b]) && !over) {
+				if (items[i].flow != NULL)
+					items[i].flow->ops->wait(items[i].flow, bits[b], ws);
+				else if (bits[b] == CONDUIT_POLLIN)
+					items[i].listener->ops->wait(items[i].listener, ws);
+			}
+			sp->end = ws->nfds;
+			sp->deadline = ws->deadline;
+			if (ws->deadline < all)
+				all = ws->deadline;
+		}
+	}
+	ws->deadline = UINT64_MAX;
+	for (size_t i = 0; i < ctx->nbackends; i++)
+		if (ctx->backends[i].be->ctx_wait != NULL)
+			ctx->backends[i].be->ctx_wait(ctx->backends[i].state, ws);
+	if (all < ws->deadline)
+		ws->deadline = all;
+}
+
+static int valid_items(struct conduit_pollitem *items, size_t n)
+{
+	if (n > 0 && items == NULL)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		if ((items[i].flow == NULL) == (items[i].listener == NULL))
+			return 0;
+		if (items[i].events & ~(CONDUIT_POLLIN | CONDUIT_POLLOUT))
+			return 0;
+		items[i].revents = 0;
+	}
+	return 1;
+}
+
+int conduit_process(conduit_ctx *ctx)
+{
+	if (ctx == NULL)
+		return CONDUIT_ERR_INVALID;
+	int rc = CONDUIT_OK;
+	for (size_t i = 0; i < ctx->nbackends; i++)
+		if (ctx->backends[i].be->ctx_process != NULL) {
+			int r = ctx->backends[i].be->ctx_process(
+				ctx->backends[i].state);
+			if (r != CONDUIT_OK && rc == CONDUIT_OK)
+				rc = r;
+		}
+	return rc;
+}
+
+static int ms_until(uint64_t deadline, uint64_t now)
+{
+	if (deadline == UINT64_MAX)
+		return -1;
+	if (deadline <= now)
+		return 0;
+	uint64_t d = deadline - now;
+	return d > INT32_MAX ? INT32_MAX : (int)d;
+}
+
+static int grow_spans(conduit_ctx *ctx, size_t n)
+{
+	if (ctx->spans_cap >= 2 * n)
+		return CONDUIT_OK;
+	struct cd_span *s = realloc(ctx->spans, 2 * n * sizeof(*s));
+	if (s == NULL)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
+		                        "poll: out of memory for %zu items", n);
+	ctx->spans = s;
+	ctx->spans_cap = 2 * n;
+	return CONDUIT_OK;
+}
+
+int conduit_wait_fds(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
+                     struct pollfd *fds, size_t cap, size_t *nfds,
+                     int *timeout_ms)
+{
+	if (ctx == NULL || nfds == NULL || timeout_ms == NULL ||
+	    (fds == NULL && cap > 0) || !valid_items(items, n))
+		return CONDUIT_ERR_INVALID;
+	int rc = grow_spans(ctx, n);
+	if (rc != CONDUIT_OK)
+		return rc;
+	struct conduit_waitset ws = {
+		.fds = fds, .cap = cap, .grow = false, .deadline = UINT64_MAX};
+	bool ready = false;
+	for (size_t i = 0; i < n; i++)
+		if (item_pending(&items[i]) != 0)
+			ready = true;
+	collect(ctx, items, n, &ws, ctx->spans);
+	*nfds = ws.nfds;
+	if (ws.overflow)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_INVALID,
+		                        "wait_fds: %zu descriptors needed, room for "
+		                        "%zu",
+		                        ws.nfds, cap);
+	*timeout_ms = ready ? 0 : ms_until(ws.deadline, conduit_now_ms());
+	return CONDUIT_OK;
+}
+
+int conduit_poll(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
+                 int timeout_ms, size_t *nready)
+{
+	if (nready != NULL)
+		*nready = 0;
+	if (ctx == NULL || nready == NULL || !valid_items(items, n))
+		return CONDUIT_ERR_INVALID;
+	int rc = grow_spans(ctx, n);
+	if (rc != CONDUIT_OK)
+		return rc;
+	uint64_t start = conduit_now_ms();
+	uint64_t limit = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms;
+
+	for (;;) {
+		conduit_process(ctx);
+		size_t ready = 0;
+		for (size_t i = 0; i < n; i++) {
+			items[i].revents = item_pending(&items[i]);
+			if (items[i].revents)
+				ready++;
+		}
+		if (ready > 0) {
+			*nready = ready;
+			return CONDUIT_OK;
+		}
+
+		struct conduit_waitset ws = {.fds = ctx->pfds,
+		                             .cap = ctx->pfds_cap,
+		                             .grow = true,
+		                             .deadline = UINT64_MAX};
+		collect(ctx, items, n, &ws, ctx->spans);
+		ctx->pfds = ws.fds;
+		ctx->pfds_cap = ws.cap;
+		if (ws.overflow)
+			return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
+			                        "poll: out of memory for %zu descriptors",
+			                        ws.nfds);
+		uint64_t wake = ws.deadline < limit ? ws.deadline : limit;
+		uint64_t now = conduit_now_ms();
+		int r = poll(ws.fds, (nfds_t)ws.nfds, ms_until(wake, now));
+		if (r < 0 && errno != EINTR)
+			return conduit_ctx_fail(ctx, conduit_status_from_errno(errno),
+			                        "poll: %s", strerror(errno));
+		now = conduit_now_ms();
+
+		size_t k = 0;
+		for (size_t i = 0; i < n; i++) {
+			for (int b = 0; b < 2; b++) {
+				struct cd_span *sp = &ctx->spans[2 * i + b];
+				bool hit = sp->deadline <= now;
+				for (; k < sp->end; k++)
+					if (r > 0 && ws.fds[k].revents != 0)
+						hit = true;
+				if (hit && (items[i].events & bits[b]))
+					items[i].revents |= bits[b];
+			}
+			if (items[i].revents)
+				ready++;
+		}
+		if (ready > 0) {
+			*nready = ready;
+			return CONDUIT_OK;
+		}
+		if (now >= limit)
+			return CONDUIT_OK;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Blocking conveniences                                               */
+
+static uint64_t deadline_of(int timeout_ms)
+{
+	return timeout_ms < 0 ? UINT64_MAX : conduit_now_ms() + (uint64_t)timeout_ms;
+}
+
+/* Wait for one object; CONDUIT_ERR_TIMED_OUT once the deadline passes. */
+static int wait_one(conduit_ctx *ctx, conduit_flow *f, conduit_listener *l,
+                    unsigned events, uint64_t deadline)
+{
+	struct conduit_pollitem it = {.flow = f, .listener = l, .events = events};
+	size_t nready = 0;
+	uint64_t now = conduit_now_ms();
+	if (now >= deadline)
+		return CONDUIT_ERR_TIMED_OUT;
+	int rc = conduit_poll(ctx, &it, 1, ms_until(deadline, now), &nready);
+	if (rc != CONDUIT_OK)
+		return rc;
+	if (nready == 0 && conduit_now_ms() >= deadline)
+		return CONDUIT_ERR_TIMED_OUT;
+	return CONDUIT_OK;
+}
+
+int conduit_connect_wait(conduit_flow **out, conduit_ctx *ctx, const char *uri,
+                         int timeout_ms)
+{
+	/* Checked here, not only by conduit_connect(): the flow is stored
+	 * through out after connecting, and a failure must leave it NULL. */
+	if (out != NULL)
+		*out = NULL;
+	if (out == NULL)
+		return CONDUIT_ERR_INVALID;
+	uint64_t deadline = deadline_of(timeout_ms);
+	conduit_flow *f = NULL;
+	int rc = conduit_connect(&f, ctx, uri);
+	if (rc != CONDUIT_OK)
+		return rc;
+	for (;;) {
+		rc = conduit_handshake(f);
+		if (rc != CONDUIT_WANT_READ && rc != CONDUIT_WANT_WRITE)
+			break;
+		rc = wait_one(ctx, f, NULL, CONDUIT_POLLOUT, deadline);
+		if (rc == CONDUIT_ERR_TIMED_OUT) {
+			conduit_ctx_fail(ctx, rc, "connect %s: timed out after %d ms",
+			                 f->uri, timeout_ms);
+			conduit_flow_free(f);
+			return rc;
+		}
+		if (rc != CONDUIT_OK)
+			break;
+	}
+	if (rc != CONDUIT_OK) {
+		conduit_ctx_fail(ctx, rc, "%s", conduit_flow_error(f));
+		conduit_flow_free(f);
+		return rc;
+	}
+	*out = f;
+	return CONDUIT_OK;
+}
+
+int conduit_accept_wait(conduit_flow **out, conduit_listener *l, int timeout_ms)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (out == NULL || l == NULL)
+		return CONDUIT_ERR_INVALID;
+	uint64_t deadline = deadline_of(timeout_ms);
+	for (;;) {
+		int rc = conduit_accept(out, l);
+		if (rc != CONDUIT_WANT_READ && rc != CONDUIT_WANT_WRITE)
+			return rc;
+		rc = wait_one(l->ctx, NULL, l, CONDUIT_POLLIN, deadline);
+		if (rc == CONDUIT_ERR_TIMED_OUT)
+			return conduit_listener_fail(l, rc,
+			                             "accept %s: timed out after %d ms",
+			                             l->uri, timeout_ms);
+		if (rc != CONDUIT_OK)
+			return rc;
+	}
+}
+
+int conduit_read_wait(conduit_flow *f, void *buf, size_t len, size_t *nread,
+                      int timeout_ms)
+{
+	if (f == NULL)
+		return CONDUIT_ERR_INVALID;
+	uint64_t deadline = deadline_of(timeout_ms);
+	for (;;) {
+		int rc = conduit_read(f, buf, len, nread);
+		if (rc != CONDUIT_WANT_READ && rc != CONDUIT_WANT_WRITE)
+			return rc;
+		rc = wait_one(f->ctx, f, NULL, CONDUIT_POLLIN, deadline);
+		if (rc == CONDUIT_ERR_TIMED_OUT)
+			return conduit_flow_fail(f, rc, "read %s: timed out after %d ms",
+			                         f->uri, timeout_ms);
+		if (rc != CONDUIT_OK)
+			return rc;
+	}
+}
+
+int conduit_write_all(conduit_flow *f, const void *buf, size_t len,
+                      size_t *nwritten, int timeout_ms)
+{
+	size_t done = 0;
+	if (nwritten != NULL)
+		*nwritten = 0;
+	if (f == NULL || (buf == NULL && len > 0))
+		return CONDUIT_ERR_INVALID;
+	uint64_t deadline = deadline_of(timeout_ms);
+	int rc = CONDUIT_OK;
+	while (done < len) {
+		size_t n = 0;
+		rc = conduit_write(f, (const char *)buf + done, len - done, &n);
+		done += n;
+		if (rc == CONDUIT_OK)
+			continue;
+		if (rc != CONDUIT_WANT_READ && rc != CONDUIT_WANT_WRITE)
+			break;
+		rc = wait_one(f->ctx, f, NULL, CONDUIT_POLLOUT, deadline);
+		if (rc == CONDUIT_ERR_TIMED_OUT) {
+			conduit_flow_fail(f, rc, "write %s: timed out after %d ms",
+			                  f->uri, timeout_ms);
+			break;
+		}
+		if (rc != CONDUIT_OK)
+			break;
+	}
+	if (nwritten != NULL)
+		*nwritten = done;
+	return done == len ? CONDUIT_OK : rc;
+}
+
+int conduit_close_wait(conduit_flow *f, int timeout_ms)
+{
+	if (f == NULL)
+		return CONDUIT_ERR_INVALID;
+	uint64_t deadline = deadline_of(timeout_ms);
+	for (;;) {
+		int rc = conduit_close(f);
+		if (rc != CONDUIT_WANT_READ && rc != CONDUIT_WANT_WRITE)
+			return rc;
+		unsigned ev = rc == CONDUIT_WANT_READ ? CONDUIT_POLLIN : CONDUIT_POLLOUT;
+		rc = wait_one(f->ctx, f, NULL, ev, deadline);
+		if (rc != CONDUIT_OK)
+			return conduit_flow_fail(f, rc, "close %s: %s", f->uri,
+			                         conduit_strerror(rc));
+	}
+}
