@@ -34,14 +34,14 @@ struct conduit_endpoint {
 	struct conduit_addr *addrs;
 };
 
-/* Internal constructor for code that builds endpoints piece by piece
- * (resolver rules, listeners reporting their bound address): parses the
- * URI, then replaces the found addresses.  addrs may be NULL. */
+/* Replace the addresses an endpoint carries (copied; addrs may be NULL
+ * with n 0 to clear them).  For the resolver and for tests. */
 int cd_endpoint_set_addresses(conduit_endpoint *ep,
                               const struct conduit_addr *addrs, size_t n);
 
-/* Write a URI with any userinfo password replaced by "****", truncated
- * to fit; used whenever an input URI appears in a message. */
+/* Write a URI fit for messages: userinfo passwords and the values of
+ * secret-looking query options replaced by "****", control bytes escaped,
+ * truncated with "..." to fit.  Used whenever an input URI is shown. */
 void cd_uri_redact(const char *uri, char *out, size_t outlen);
 
 /* The part of a wait set that belongs to one item and interest bit. */
@@ -85,7 +85,8 @@ struct conduit_waitset {
 };
 
 /* Store a freshly formatted message in *slot (replacing the old one). */
-void cd_set_message(char **slot, const char *fmt, va_list ap);
+void cd_set_message(char **slot, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 
 /* Make sure a host endpoint carries addresses: literals are converted,
  * names looked up (this may block); sets ep's addresses. */

@@ -382,6 +382,10 @@ struct pstate {
 
 static void vmessage(char *err, size_t errlen, const char *uri,
                      const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
+
+static void vmessage(char *err, size_t errlen, const char *uri,
+                     const char *fmt, va_list ap)
 {
 	if (err == NULL || errlen == 0)
 		return;

@@ -33,6 +33,7 @@ struct cd_sockflow {
 	int fd;
 	uint8_t cstate;
 	uint8_t retries;
+	bool unix_family; /* only Unix sockets carry peer credentials */
 	/* Only while connecting; freed once open. */
 	struct cs_connect *conn;
 };
@@ -356,6 +357,11 @@ static void sf_wait(conduit_flow *f, unsigned interest,
 static int sf_peer_cred(conduit_flow *f, struct conduit_peer_cred *cred)
 {
 	struct cd_sockflow *sf = sf_of(f);
+	if (!sf->unix_family)
+		return conduit_flow_fail(f, CONDUIT_ERR_UNSUPPORTED,
+		                         "%s: only Unix-socket flows carry peer "
+		                         "credentials",
+		                         f->uri);
 #if defined(SO_PEERCRED) && defined(__linux__)
 	struct ucred uc;
 	socklen_t len = sizeof(uc);
@@ -401,18 +407,6 @@ static const struct conduit_flow_ops sockflow_ops = {
 	.shutdown = sf_shutdown,
 	.destroy = sf_destroy,
 	.wait = sf_wait,
-	.fd = sf_fd,
-};
-
-/* Unix flows also carry peer credentials. */
-static const struct conduit_flow_ops unixflow_ops = {
-	.name = "unix",
-	.handshake = sf_handshake,
-	.read = sf_read,
-	.writev = sf_writev,
-	.shutdown = sf_shutdown,
-	.destroy = sf_destroy,
-	.wait = sf_wait,
 	.peer_cred = sf_peer_cred,
 	.fd = sf_fd,
 };
@@ -423,13 +417,12 @@ static struct cd_sockflow *sf_new(conduit_ctx *ctx, const char *uri,
 	struct cd_sockflow *sf = calloc(1, sizeof(*sf));
 	if (sf == NULL)
 		return NULL;
-	if (conduit_flow_init(&sf->base,
-	                      family == AF_UNIX ? &unixflow_ops : &sockflow_ops,
-	                      ctx, uri) != CONDUIT_OK) {
+	if (conduit_flow_init(&sf->base, &sockflow_ops, ctx, uri) != CONDUIT_OK) {
 		free(sf);
 		return NULL;
 	}
 	sf->fd = -1;
+	sf->unix_family = family == AF_UNIX;
 	return sf;
 }
 

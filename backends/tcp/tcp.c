@@ -157,9 +157,24 @@ static int tcp_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
 			                        "connect %s: out of memory", ep->uri);
 	}
+	/* With a source address only addresses of its family can work. */
+	const char *src = conduit_endpoint_option(ep, "source");
+	int want = 0;
+	if (src != NULL)
+		want = strchr(src, ':') != NULL ? CONDUIT_AF_INET6 : CONDUIT_AF_INET;
+	size_t n = 0;
 	for (size_t i = 0; i < ep->naddrs; i++)
-		to_sockaddr(&ep->addrs[i], ep->port, &sa[i]);
-	int rc = cd_sockflow_connect(out, ctx, ep, &tcp_hooks, sa, ep->naddrs);
+		if (want == 0 || ep->addrs[i].family == want)
+			to_sockaddr(&ep->addrs[i], ep->port, &sa[n++]);
+	if (n == 0 && ep->naddrs > 0) {
+		if (sa != stack)
+			free(sa);
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
+		                        "connect %s: source=%s is IPv%d, but the "
+		                        "host has no IPv%d address",
+		                        ep->uri, src, want, want);
+	}
+	int rc = cd_sockflow_connect(out, ctx, ep, &tcp_hooks, sa, n);
 	if (sa != stack)
 		free(sa);
 	return rc;
@@ -252,15 +267,24 @@ static int tcp_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		                        cd_errtext(err));
 	}
 
-	char uri[512];
-	if (ep->host_kind == CONDUIT_HOST_IPV6 && ep->zone[0] != '\0')
-		snprintf(uri, sizeof(uri), "tcp://[%s%%25%s]:%d", ep->host, ep->zone,
-		         port);
-	else if (ep->host_kind == CONDUIT_HOST_IPV6)
-		snprintf(uri, sizeof(uri), "tcp://[%s]:%d", ep->host, port);
-	else
-		snprintf(uri, sizeof(uri), "tcp://%s:%d", ep->host, port);
-	return cd_socklistener_new(out, ctx, uri, &tcp_hooks, fds, nfds, NULL);
+	/* The bound URI is the endpoint with the real port, printed by the
+	 * same code as every endpoint so that it parses back. */
+	conduit_endpoint *bound = conduit_endpoint_dup(ep);
+	char *uri = NULL;
+	if (bound != NULL) {
+		bound->port = port;
+		uri = cd_uri_format(bound);
+		conduit_endpoint_free(bound);
+	}
+	if (uri == NULL) {
+		for (size_t i = 0; i < nfds; i++)
+			close(fds[i]);
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
+		                        "listen %s: out of memory", ep->uri);
+	}
+	int rc = cd_socklistener_new(out, ctx, uri, &tcp_hooks, fds, nfds, NULL);
+	free(uri);
+	return rc;
 }
 
 static const char *const tcp_transports[] = {"tcp", NULL};
