@@ -139,6 +139,11 @@ const char *conduit_phase_name(enum conduit_phase phase)
 	return phase_names[phase];
 }
 
+int conduit_observed(const conduit_ctx *ctx)
+{
+	return ctx != NULL && ctx->observer != NULL;
+}
+
 void conduit_emit(conduit_ctx *ctx, enum conduit_phase phase, int status,
                   const char *uri, const char *detail, conduit_flow *f)
 {

@@ -179,19 +179,15 @@ int conduit_wait_fds(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
 	return CONDUIT_OK;
 }
 
-int conduit_poll(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
-                 int timeout_ms, size_t *nready)
+/*
+ * The loop behind conduit_poll(): wait until limit (UINT64_MAX: forever).
+ * now is a recent clock reading (0 if none was taken).  The clock is read
+ * only where a deadline needs it, and not at all after poll(2) reports a
+ * descriptor: a deadline that passed meanwhile is seen on the next call.
+ */
+static int poll_until(conduit_ctx *ctx, struct conduit_pollitem *items,
+                      size_t n, uint64_t limit, uint64_t now, size_t *nready)
 {
-	if (nready != NULL)
-		*nready = 0;
-	if (ctx == NULL || nready == NULL || !valid_items(items, n))
-		return CONDUIT_ERR_INVALID;
-	int rc = grow_spans(ctx, n);
-	if (rc != CONDUIT_OK)
-		return rc;
-	uint64_t start = conduit_now_ms();
-	uint64_t limit = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms;
-
 	for (;;) {
 		conduit_process(ctx);
 		size_t ready = 0;
@@ -217,18 +213,20 @@ int conduit_poll(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
 			                        "poll: out of memory for %zu descriptors",
 			                        ws.nfds);
 		uint64_t wake = ws.deadline < limit ? ws.deadline : limit;
-		uint64_t now = conduit_now_ms();
-		int r = poll(ws.fds, (nfds_t)ws.nfds, ms_until(wake, now));
+		bool timed = wake != UINT64_MAX;
+		if (timed && now == 0)
+			now = conduit_now_ms();
+		int r = poll(ws.fds, (nfds_t)ws.nfds, timed ? ms_until(wake, now) : -1);
 		if (r < 0 && errno != EINTR)
 			return conduit_ctx_fail(ctx, conduit_status_from_errno(errno),
 			                        "poll: %s", strerror(errno));
-		now = conduit_now_ms();
+		now = timed && r <= 0 ? conduit_now_ms() : 0;
 
 		size_t k = 0;
 		for (size_t i = 0; i < n; i++) {
 			for (int b = 0; b < 2; b++) {
 				struct cd_span *sp = &ctx->spans[2 * i + b];
-				bool hit = sp->deadline <= now;
+				bool hit = now != 0 && sp->deadline <= now;
 				for (; k < sp->end; k++)
 					if (r > 0 && ws.fds[k].revents != 0)
 						hit = true;
@@ -242,34 +240,61 @@ int conduit_poll(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
 			*nready = ready;
 			return CONDUIT_OK;
 		}
-		if (now >= limit)
+		if (now != 0 && now >= limit)
 			return CONDUIT_OK;
 	}
+}
+
+int conduit_poll(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
+                 int timeout_ms, size_t *nready)
+{
+	if (nready != NULL)
+		*nready = 0;
+	if (ctx == NULL || nready == NULL || !valid_items(items, n))
+		return CONDUIT_ERR_INVALID;
+	int rc = grow_spans(ctx, n);
+	if (rc != CONDUIT_OK)
+		return rc;
+	uint64_t now = timeout_ms < 0 ? 0 : conduit_now_ms();
+	uint64_t limit = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms;
+	return poll_until(ctx, items, n, limit, now, nready);
 }
 
 /* ------------------------------------------------------------------ */
 /* Blocking conveniences                                               */
 
-static uint64_t deadline_of(int timeout_ms)
-{
-	return timeout_ms < 0 ? UINT64_MAX : conduit_now_ms() + (uint64_t)timeout_ms;
-}
+/*
+ * The deadline of a *_wait call is fixed at its first "want", not at entry:
+ * an operation that completes at once then reads no clock.  Time spent
+ * before that first want is a few system calls that never block.
+ */
+struct wait_clock {
+	int timeout_ms;
+	uint64_t deadline; /* 0 until the first wait */
+};
 
 /* Wait for one object; CONDUIT_ERR_TIMED_OUT once the deadline passes. */
 static int wait_one(conduit_ctx *ctx, conduit_flow *f, conduit_listener *l,
-                    unsigned events, uint64_t deadline)
+                    unsigned events, struct wait_clock *wc)
 {
 	struct conduit_pollitem it = {.flow = f, .listener = l, .events = events};
 	size_t nready = 0;
-	uint64_t now = conduit_now_ms();
-	if (now >= deadline)
-		return CONDUIT_ERR_TIMED_OUT;
-	int rc = conduit_poll(ctx, &it, 1, ms_until(deadline, now), &nready);
+	uint64_t now = 0, limit = UINT64_MAX;
+	if (wc->timeout_ms >= 0) {
+		now = conduit_now_ms();
+		if (wc->deadline == 0)
+			wc->deadline = now + (uint64_t)wc->timeout_ms;
+		else if (now >= wc->deadline)
+			return CONDUIT_ERR_TIMED_OUT;
+		limit = wc->deadline;
+	}
+	int rc = grow_spans(ctx, 1);
+	if (rc == CONDUIT_OK)
+		rc = poll_until(ctx, &it, 1, limit, now, &nready);
 	if (rc != CONDUIT_OK)
 		return rc;
-	if (nready == 0 && conduit_now_ms() >= deadline)
-		return CONDUIT_ERR_TIMED_OUT;
-	return CONDUIT_OK;
+	/* conduit_poll returns nothing ready only when its timeout ran out. */
+	return nready == 0 ? CONDUIT_ERR_TIMED_OUT : CONDUIT_OK;
 }
 
 int conduit_connect_wait(conduit_flow **out, conduit_ctx *ctx, const char *uri,
@@ -281,7 +306,7 @@ int conduit_connect_wait(conduit_flow **out, conduit_ctx *ctx, const char *uri,
 		*out = NULL;
 	if (out == NULL)
 		return CONDUIT_ERR_INVALID;
-	uint64_t deadline = deadline_of(timeout_ms);
+	struct wait_clock wc = {timeout_ms, 0};
 	conduit_flow *f = NULL;
 	int rc = conduit_connect(&f, ctx, uri);
 	if (rc != CONDUIT_OK)
@@ -290,7 +315,7 @@ int conduit_connect_wait(conduit_flow **out, conduit_ctx *ctx, const char *uri,
 		rc = conduit_handshake(f);
 		if (rc != CONDUIT_WANT_READ && rc != CONDUIT_WANT_WRITE)
 			break;
-		rc = wait_one(ctx, f, NULL, CONDUIT_POLLOUT, deadline);
+		rc = wait_one(ctx, f, NULL, CONDUIT_POLLOUT, &wc);
 		if (rc == CONDUIT_ERR_TIMED_OUT) {
 			conduit_ctx_fail(ctx, rc, "connect %s: timed out after %d ms",
 			                 f->uri, timeout_ms);
@@ -315,12 +340,12 @@ int conduit_accept_wait(conduit_flow **out, conduit_listener *l, int timeout_ms)
 		*out = NULL;
 	if (out == NULL || l == NULL)
 		return CONDUIT_ERR_INVALID;
-	uint64_t deadline = deadline_of(timeout_ms);
+	struct wait_clock wc = {timeout_ms, 0};
 	for (;;) {
 		int rc = conduit_accept(out, l);
 		if (rc != CONDUIT_WANT_READ && rc != CONDUIT_WANT_WRITE)
 			return rc;
-		rc = wait_one(l->ctx, NULL, l, CONDUIT_POLLIN, deadline);
+		rc = wait_one(l->ctx, NULL, l, CONDUIT_POLLIN, &wc);
 		if (rc == CONDUIT_ERR_TIMED_OUT)
 			return conduit_listener_fail(l, rc,
 			                             "accept %s: timed out after %d ms",
@@ -335,12 +360,12 @@ int conduit_read_wait(conduit_flow *f, void *buf, size_t len, size_t *nread,
 {
 	if (f == NULL)
 		return CONDUIT_ERR_INVALID;
-	uint64_t deadline = deadline_of(timeout_ms);
+	struct wait_clock wc = {timeout_ms, 0};
 	for (;;) {
 		int rc = conduit_read(f, buf, len, nread);
 		if (rc != CONDUIT_WANT_READ && rc != CONDUIT_WANT_WRITE)
 			return rc;
-		rc = wait_one(f->ctx, f, NULL, CONDUIT_POLLIN, deadline);
+		rc = wait_one(f->ctx, f, NULL, CONDUIT_POLLIN, &wc);
 		if (rc == CONDUIT_ERR_TIMED_OUT)
 			return conduit_flow_fail(f, rc, "read %s: timed out after %d ms",
 			                         f->uri, timeout_ms);
@@ -357,7 +382,7 @@ int conduit_write_all(conduit_flow *f, const void *buf, size_t len,
 		*nwritten = 0;
 	if (f == NULL || (buf == NULL && len > 0))
 		return CONDUIT_ERR_INVALID;
-	uint64_t deadline = deadline_of(timeout_ms);
+	struct wait_clock wc = {timeout_ms, 0};
 	int rc = CONDUIT_OK;
 	while (done < len) {
 		size_t n = 0;
@@ -367,7 +392,7 @@ int conduit_write_all(conduit_flow *f, const void *buf, size_t len,
 			continue;
 		if (rc != CONDUIT_WANT_READ && rc != CONDUIT_WANT_WRITE)
 			break;
-		rc = wait_one(f->ctx, f, NULL, CONDUIT_POLLOUT, deadline);
+		rc = wait_one(f->ctx, f, NULL, CONDUIT_POLLOUT, &wc);
 		if (rc == CONDUIT_ERR_TIMED_OUT) {
 			conduit_flow_fail(f, rc, "write %s: timed out after %d ms",
 			                  f->uri, timeout_ms);
@@ -385,13 +410,13 @@ int conduit_close_wait(conduit_flow *f, int timeout_ms)
 {
 	if (f == NULL)
 		return CONDUIT_ERR_INVALID;
-	uint64_t deadline = deadline_of(timeout_ms);
+	struct wait_clock wc = {timeout_ms, 0};
 	for (;;) {
 		int rc = conduit_close(f);
 		if (rc != CONDUIT_WANT_READ && rc != CONDUIT_WANT_WRITE)
 			return rc;
 		unsigned ev = rc == CONDUIT_WANT_READ ? CONDUIT_POLLIN : CONDUIT_POLLOUT;
-		rc = wait_one(f->ctx, f, NULL, ev, deadline);
+		rc = wait_one(f->ctx, f, NULL, ev, &wc);
 		if (rc != CONDUIT_OK)
 			return conduit_flow_fail(f, rc, "close %s: %s", f->uri,
 			                         conduit_strerror(rc));

@@ -128,9 +128,15 @@ int conduit_resolve(conduit_endpoint **out, conduit_ctx *ctx, const char *uri)
 		*out = NULL;
 	if (out == NULL || ctx == NULL || uri == NULL)
 		return CONDUIT_ERR_INVALID;
-	char shown[CD_URI_MAX < 512 ? CD_URI_MAX : 512];
-	cd_uri_redact(uri, shown, sizeof(shown));
-	conduit_emit(ctx, CONDUIT_PHASE_RESOLVING, CONDUIT_OK, shown, "", NULL);
+	/* Event details are built only for an observer: resolving is on
+	 * every connect's path. */
+	bool observed = conduit_observed(ctx);
+	char shown[512] = "";
+	if (observed) {
+		cd_uri_redact(uri, shown, sizeof(shown));
+		conduit_emit(ctx, CONDUIT_PHASE_RESOLVING, CONDUIT_OK, shown, "",
+		             NULL);
+	}
 
 	char msg[512];
 	conduit_endpoint *ep = NULL;
@@ -149,7 +155,7 @@ int conduit_resolve(conduit_endpoint **out, conduit_ctx *ctx, const char *uri)
 		return rc;
 	}
 	char detail[64] = "";
-	if (ep->naddrs > 0)
+	if (observed && ep->naddrs > 0)
 		snprintf(detail, sizeof(detail), "%zu address%s", ep->naddrs,
 		         ep->naddrs == 1 ? "" : "es");
 	conduit_emit(ctx, CONDUIT_PHASE_RESOLVED, CONDUIT_OK, ep->uri, detail,

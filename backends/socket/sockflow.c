@@ -45,7 +45,7 @@ struct cs_connect {
 	uint64_t retry_at;
 	int last_err;
 	size_t last_addr;
-	conduit_endpoint *epcopy; /* for the prepare hook's options */
+	void *opts; /* the backend's options for its prepare hook */
 	struct cd_sockaddr addrs[];
 };
 
@@ -91,9 +91,6 @@ static struct cd_sockflow *sf_of(conduit_flow *f)
 
 static void conn_free(struct cs_connect *c)
 {
-	if (c == NULL)
-		return;
-	conduit_endpoint_free(c->epcopy);
 	free(c);
 }
 
@@ -136,13 +133,15 @@ static int conn_failed(struct cd_sockflow *sf)
 
 static int conn_done(struct cd_sockflow *sf)
 {
-	char a[128];
-	describe(sf->conn, sf->conn->last_addr, a, sizeof(a));
+	if (conduit_observed(sf->base.ctx)) {
+		char a[128];
+		describe(sf->conn, sf->conn->last_addr, a, sizeof(a));
+		conduit_emit(sf->base.ctx, CONDUIT_PHASE_CONNECTED, CONDUIT_OK,
+		             sf->base.uri, a, &sf->base);
+	}
 	conn_free(sf->conn);
 	sf->conn = NULL;
 	sf->cstate = CS_OPEN;
-	conduit_emit(sf->base.ctx, CONDUIT_PHASE_CONNECTED, CONDUIT_OK,
-	             sf->base.uri, a, &sf->base);
 	return CONDUIT_OK;
 }
 
@@ -191,17 +190,19 @@ static int conn_next(struct cd_sockflow *sf)
 			continue;
 		}
 		int e = c->hooks->prepare != NULL
-		                ? c->hooks->prepare(sf->fd, to, c->epcopy)
+		                ? c->hooks->prepare(sf->fd, to, c->opts)
 		                : 0;
 		if (e != 0) {
 			c->last_err = e;
 			close_fd(&sf->fd);
 			continue;
 		}
-		char a[128];
-		describe(c, i, a, sizeof(a));
-		conduit_emit(sf->base.ctx, CONDUIT_PHASE_CONNECTING, CONDUIT_OK,
-		             sf->base.uri, a, &sf->base);
+		if (conduit_observed(sf->base.ctx)) {
+			char a[128];
+			describe(c, i, a, sizeof(a));
+			conduit_emit(sf->base.ctx, CONDUIT_PHASE_CONNECTING,
+			             CONDUIT_OK, sf->base.uri, a, &sf->base);
+		}
 		int rc = conn_issue(sf);
 		if (rc >= 0)
 			return rc;
@@ -429,29 +430,35 @@ static struct cd_sockflow *sf_new(conduit_ctx *ctx, const char *uri,
 int cd_sockflow_connect(conduit_flow **out, conduit_ctx *ctx,
                         const conduit_endpoint *ep,
                         const struct cd_sockhooks *hooks,
-                        const struct cd_sockaddr *addrs, size_t naddrs)
+                        const struct cd_sockaddr *addrs, size_t naddrs,
+                        const void *opts, size_t optlen)
 {
 	*out = NULL;
 	if (naddrs == 0)
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
 		                        "connect %s: no address to connect to",
 		                        ep->uri);
+	/* One allocation holds the connect state, the addresses and the
+	 * options; it is freed once the flow is open. */
+	size_t alen = naddrs * sizeof(struct cd_sockaddr);
 	struct cd_sockflow *sf = sf_new(ctx, ep->uri, addrs[0].ss.ss_family);
-	struct cs_connect *c =
-		calloc(1, sizeof(*c) + naddrs * sizeof(struct cd_sockaddr));
-	conduit_endpoint *copy = conduit_endpoint_dup(ep);
-	if (sf == NULL || c == NULL || copy == NULL) {
+	struct cs_connect *c = malloc(sizeof(*c) + alen + optlen);
+	if (sf == NULL || c == NULL) {
 		if (sf != NULL)
 			sf_destroy(&sf->base);
 		free(c);
-		conduit_endpoint_free(copy);
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
 		                        "connect %s: out of memory", ep->uri);
 	}
+	memset(c, 0, sizeof(*c));
+	memcpy(c->addrs, addrs, alen);
+	c->opts = NULL;
+	if (opts != NULL && optlen > 0) {
+		c->opts = (char *)c->addrs + alen;
+		memcpy(c->opts, opts, optlen);
+	}
 	c->hooks = hooks;
-	c->epcopy = copy;
 	c->naddrs = naddrs;
-	memcpy(c->addrs, addrs, naddrs * sizeof(*addrs));
 	c->deadline = ctx->connect_timeout_ms
 	                      ? conduit_now_ms() + ctx->connect_timeout_ms
 	                      : UINT64_MAX;
@@ -558,9 +565,9 @@ static int sl_accept(conduit_listener *l, conduit_flow **out)
 		char uri[256];
 		if (sl->hooks->peer_uri != NULL)
 			sl->hooks->peer_uri(&peer, l->uri, uri, sizeof(uri));
-		else
-			snprintf(uri, sizeof(uri), "%s", l->uri);
-		struct cd_sockflow *sf = sf_new(l->ctx, uri, peer.ss.ss_family);
+		struct cd_sockflow *sf =
+			sf_new(l->ctx, sl->hooks->peer_uri != NULL ? uri : l->uri,
+			       peer.ss.ss_family);
 		if (sf == NULL) {
 			close(fd);
 			return conduit_listener_fail(l, CONDUIT_ERR_NOMEM,

@@ -21,10 +21,10 @@ struct cd_sockaddr {
 /* Per-backend behaviour of socket flows and listeners. */
 struct cd_sockhooks {
 	const char *name;
-	/* Called on every new socket before connect (options, source
-	 * address).  Returns 0 or an errno value. */
-	int (*prepare)(int fd, const struct cd_sockaddr *to,
-	               const conduit_endpoint *ep);
+	/* Called on every new socket before connect with the backend's
+	 * options (a copy of what it passed to cd_sockflow_connect).
+	 * Returns 0 or an errno value. */
+	int (*prepare)(int fd, const struct cd_sockaddr *to, const void *opts);
 	/* Called on every accepted socket.  Returns 0 or an errno value. */
 	int (*accepted)(int fd);
 	/* Write a printable URI for an accepted peer into buf. */
@@ -40,12 +40,15 @@ struct cd_sockhooks {
  * Returns the descriptor or -1 with errno set. */
 int cd_socket(int family, int type);
 
-/* Start connecting to addrs in turn.  On CONDUIT_OK *out is connected or
- * connecting; on failure the message is on ctx and nothing is left open. */
+/* Start connecting to addrs in turn.  opts (optlen bytes, may be NULL) is
+ * copied and handed to the prepare hook.  On CONDUIT_OK *out is connected
+ * or connecting; on failure the message is on ctx and nothing is left
+ * open. */
 int cd_sockflow_connect(conduit_flow **out, conduit_ctx *ctx,
                         const conduit_endpoint *ep,
                         const struct cd_sockhooks *hooks,
-                        const struct cd_sockaddr *addrs, size_t naddrs);
+                        const struct cd_sockaddr *addrs, size_t naddrs,
+                        const void *opts, size_t optlen);
 
 /* A listener over bound, listening descriptors (taken over, also on
  * failure).  If unlink_path is set, that file is removed when the listener

@@ -62,10 +62,40 @@ static void describe(const struct cd_sockaddr *a, char *buf, size_t len)
 	}
 }
 
+/* Decimal digits of v at p; returns the end. */
+static char *put_dec(char *p, unsigned v)
+{
+	char tmp[10];
+	int n = 0;
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	while (n > 0)
+		*p++ = tmp[--n];
+	return p;
+}
+
 static void peer_uri(const struct cd_sockaddr *peer, const char *listen_uri,
                      char *buf, size_t len)
 {
 	(void)listen_uri;
+	/* Every accepted flow gets a URI, so IPv4, the common case, is
+	 * formatted by hand: snprintf and inet_ntop cost several times
+	 * more than the accept itself in user space. */
+	if (peer->ss.ss_family == AF_INET && len >= sizeof("tcp://255.255.255.255:65535")) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)&peer->ss;
+		const uint8_t *b = (const uint8_t *)&in->sin_addr;
+		char *p = buf;
+		memcpy(p, "tcp://", 6);
+		p += 6;
+		for (int i = 0; i < 4; i++) {
+			p = put_dec(p, b[i]);
+			*p++ = i < 3 ? '.' : ':';
+		}
+		p = put_dec(p, ntohs(in->sin_port));
+		*p = '\0';
+		return;
+	}
 	char d[INET6_ADDRSTRLEN + 16];
 	describe(peer, d, sizeof(d));
 	/* A zone in a URI is written %25zone (RFC 6874). */
@@ -81,51 +111,70 @@ static int set_int(int fd, int level, int opt, int v)
 	return setsockopt(fd, level, opt, &v, sizeof(v)) < 0 ? errno : 0;
 }
 
-static int prepare(int fd, const struct cd_sockaddr *to,
-                   const conduit_endpoint *ep)
+/* The endpoint's options, parsed once per connect. */
+struct tcp_opts {
+	bool nodelay;
+	int keepalive; /* seconds; 0: off */
+	bool have_source;
+	struct cd_sockaddr source;
+};
+
+static int prepare(int fd, const struct cd_sockaddr *to, const void *arg)
 {
-	const char *nodelay = conduit_endpoint_option(ep, "nodelay");
-	if (nodelay == NULL || strcmp(nodelay, "0") != 0) {
-		int e = set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
-		if (e != 0)
-			return e;
-	}
-	const char *ka = conduit_endpoint_option(ep, "keepalive");
-	if (ka != NULL) {
-		int secs = atoi(ka);
-		int e = set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+	const struct tcp_opts *o = arg;
+	int e = 0;
+	if (o->nodelay)
+		e = set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+	if (e == 0 && o->keepalive > 0) {
+		e = set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
 #ifdef TCP_KEEPIDLE
 		if (e == 0)
-			e = set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, secs);
+			e = set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, o->keepalive);
 		if (e == 0)
 			e = set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL,
-			            secs / 3 > 0 ? secs / 3 : 1);
+			            o->keepalive / 3 > 0 ? o->keepalive / 3 : 1);
 #elif defined(TCP_KEEPALIVE)
 		if (e == 0)
-			e = set_int(fd, IPPROTO_TCP, TCP_KEEPALIVE, secs);
+			e = set_int(fd, IPPROTO_TCP, TCP_KEEPALIVE, o->keepalive);
 #endif
-		if (e != 0)
-			return e;
 	}
-	const char *src = conduit_endpoint_option(ep, "source");
-	if (src != NULL) {
+	if (e == 0 && o->have_source) {
+		if (o->source.ss.ss_family != to->ss.ss_family)
+			return EAFNOSUPPORT;
+		if (bind(fd, (const struct sockaddr *)&o->source.ss,
+		         o->source.len) < 0)
+			e = errno;
+	}
+	return e;
+}
+
+/* Read the options the URI grammar has already validated. */
+static int parse_opts(conduit_ctx *ctx, const conduit_endpoint *ep,
+                      struct tcp_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	const char *v = conduit_endpoint_option(ep, "nodelay");
+	o->nodelay = v == NULL || strcmp(v, "0") != 0;
+	v = conduit_endpoint_option(ep, "keepalive");
+	if (v != NULL)
+		o->keepalive = atoi(v);
+	v = conduit_endpoint_option(ep, "source");
+	if (v != NULL) {
 		struct conduit_addr a;
 		memset(&a, 0, sizeof(a));
-		if (inet_pton(AF_INET, src, a.bytes) == 1)
+		if (inet_pton(AF_INET, v, a.bytes) == 1)
 			a.family = CONDUIT_AF_INET;
-		else if (inet_pton(AF_INET6, src, a.bytes) == 1)
+		else if (inet_pton(AF_INET6, v, a.bytes) == 1)
 			a.family = CONDUIT_AF_INET6;
 		else
-			return EINVAL;
-		int fam = a.family == CONDUIT_AF_INET ? AF_INET : AF_INET6;
-		if (fam != to->ss.ss_family)
-			return EAFNOSUPPORT;
-		struct cd_sockaddr sa;
-		to_sockaddr(&a, 0, &sa);
-		if (bind(fd, (struct sockaddr *)&sa.ss, sa.len) < 0)
-			return errno;
+			return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
+			                        "connect %s: source=%s is not an IP "
+			                        "address",
+			                        ep->uri, v);
+		to_sockaddr(&a, 0, &o->source);
+		o->have_source = true;
 	}
-	return 0;
+	return CONDUIT_OK;
 }
 
 static int accepted(int fd)
@@ -157,24 +206,31 @@ static int tcp_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
 			                        "connect %s: out of memory", ep->uri);
 	}
+	struct tcp_opts o;
+	int rc = parse_opts(ctx, ep, &o);
+	if (rc != CONDUIT_OK) {
+		if (sa != stack)
+			free(sa);
+		return rc;
+	}
 	/* With a source address only addresses of its family can work. */
-	const char *src = conduit_endpoint_option(ep, "source");
-	int want = 0;
-	if (src != NULL)
-		want = strchr(src, ':') != NULL ? CONDUIT_AF_INET6 : CONDUIT_AF_INET;
 	size_t n = 0;
-	for (size_t i = 0; i < ep->naddrs; i++)
-		if (want == 0 || ep->addrs[i].family == want)
-			to_sockaddr(&ep->addrs[i], ep->port, &sa[n++]);
+	for (size_t i = 0; i < ep->naddrs; i++) {
+		to_sockaddr(&ep->addrs[i], ep->port, &sa[n]);
+		if (!o.have_source || sa[n].ss.ss_family == o.source.ss.ss_family)
+			n++;
+	}
 	if (n == 0 && ep->naddrs > 0) {
+		int v = o.source.ss.ss_family == AF_INET6 ? 6 : 4;
 		if (sa != stack)
 			free(sa);
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
 		                        "connect %s: source=%s is IPv%d, but the "
 		                        "host has no IPv%d address",
-		                        ep->uri, src, want, want);
+		                        ep->uri, conduit_endpoint_option(ep, "source"),
+		                        v, v);
 	}
-	int rc = cd_sockflow_connect(out, ctx, ep, &tcp_hooks, sa, n);
+	rc = cd_sockflow_connect(out, ctx, ep, &tcp_hooks, sa, n, &o, sizeof(o));
 	if (sa != stack)
 		free(sa);
 	return rc;

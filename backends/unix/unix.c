@@ -97,7 +97,7 @@ static int unix_connect(void *state, conduit_ctx *ctx,
 	int rc = make_addr(ctx, ep, "connect", &sa);
 	if (rc != CONDUIT_OK)
 		return rc;
-	return cd_sockflow_connect(out, ctx, ep, &unix_hooks, &sa, 1);
+	return cd_sockflow_connect(out, ctx, ep, &unix_hooks, &sa, 1, NULL, 0);
 }
 
 /* Is someone listening on the socket file at sa?  1 yes, 0 no (stale),

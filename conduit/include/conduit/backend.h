@@ -94,6 +94,9 @@ int conduit_listener_fail(conduit_listener *l, int status, const char *fmt,
 int conduit_ctx_fail(conduit_ctx *ctx, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* True when the context has an observer: build event details only then. */
+int conduit_observed(const conduit_ctx *ctx);
+
 /* Report a phase to the context's observer (no-op without one). */
 void conduit_emit(conduit_ctx *ctx, enum conduit_phase phase, int status,
                   const char *uri, const char *detail, conduit_flow *f);
