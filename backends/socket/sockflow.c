@@ -22,29 +22,43 @@
 #define MSG_NOSIGNAL 0 /* SO_NOSIGPIPE is set on the socket instead */
 #endif
 
-enum cs_state {
-	CS_CONNECTING, /* connect() in progress on fd */
-	CS_RETRY,      /* listener queue full: connect() again at retry_at */
-	CS_OPEN,
-};
+/* RFC 8305: start the next address this long after the previous one. */
+#define CS_STAGGER_MS 250
+/* Attempts in flight at once; more addresses wait for a free slot. */
+#define CS_MAX_ATTEMPTS 8
 
 struct cd_sockflow {
 	conduit_flow base;
-	int fd;
-	uint8_t cstate;
-	uint8_t retries;
+	int fd; /* -1 until connected */
 	bool unix_family; /* only Unix sockets carry peer credentials */
 	/* Only while connecting; freed once open. */
 	struct cs_connect *conn;
 };
 
+/* One connect() in flight.  retry_at != 0: a Unix listener's queue was
+ * full (EAGAIN), and nothing will wake us, so connect() again then. */
+struct cs_attempt {
+	int fd;
+	uint32_t addr;
+	uint8_t retries;
+	uint64_t retry_at;
+};
+
+/*
+ * Connecting races the addresses in the manner of RFC 8305: they are
+ * ordered to alternate families (starting with the family of the first),
+ * one attempt starts every CS_STAGGER_MS or as soon as the previous one
+ * fails, the first to connect wins and the others are closed.
+ */
 struct cs_connect {
 	const struct cd_sockhooks *hooks;
 	size_t naddrs, next;
-	uint64_t deadline; /* UINT64_MAX: none */
-	uint64_t retry_at;
+	uint64_t deadline;   /* UINT64_MAX: none */
+	uint64_t next_start; /* when the next address may start */
 	int last_err;
 	size_t last_addr;
+	size_t nattempts;
+	struct cs_attempt att[CS_MAX_ATTEMPTS];
 	void *opts; /* the backend's options for its prepare hook */
 	struct cd_sockaddr addrs[];
 };
@@ -89,16 +103,20 @@ static struct cd_sockflow *sf_of(conduit_flow *f)
 	return (struct cd_sockflow *)f;
 }
 
-static void conn_free(struct cs_connect *c)
-{
-	free(c);
-}
-
 static void close_fd(int *fd)
 {
 	if (*fd >= 0)
 		close(*fd); /* never retried: the descriptor is gone either way */
 	*fd = -1;
+}
+
+static void conn_free(struct cs_connect *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < c->nattempts; i++)
+		close_fd(&c->att[i].fd);
+	free(c);
 }
 
 static void describe(const struct cs_connect *c, size_t i, char *buf,
@@ -110,7 +128,7 @@ static void describe(const struct cs_connect *c, size_t i, char *buf,
 		snprintf(buf, len, "address %zu", i + 1);
 }
 
-/* All addresses failed: report the last error. */
+/* Every address failed: report the last error. */
 static int conn_failed(struct cd_sockflow *sf)
 {
 	struct cs_connect *c = sf->conn;
@@ -131,129 +149,174 @@ static int conn_failed(struct cd_sockflow *sf)
 	                         cd_errtext(err));
 }
 
-static int conn_done(struct cd_sockflow *sf)
+/* Attempt i won: keep its descriptor, close the others. */
+static int conn_won(struct cd_sockflow *sf, size_t i)
 {
+	struct cs_connect *c = sf->conn;
+	sf->fd = c->att[i].fd;
+	c->att[i].fd = -1;
 	if (conduit_observed(sf->base.ctx)) {
 		char a[128];
-		describe(sf->conn, sf->conn->last_addr, a, sizeof(a));
+		describe(c, c->att[i].addr, a, sizeof(a));
 		conduit_emit(sf->base.ctx, CONDUIT_PHASE_CONNECTED, CONDUIT_OK,
 		             sf->base.uri, a, &sf->base);
 	}
-	conn_free(sf->conn);
+	conn_free(c);
 	sf->conn = NULL;
-	sf->cstate = CS_OPEN;
 	return CONDUIT_OK;
 }
 
-/* Issue connect() on the current descriptor and classify the result. */
-static int conn_issue(struct cd_sockflow *sf)
+/* Attempt i failed with err: forget it; the next address may start now. */
+static void conn_drop(struct cs_connect *c, size_t i, int err)
 {
-	struct cs_connect *c = sf->conn;
-	const struct cd_sockaddr *to = &c->addrs[c->last_addr];
-	for (;;) {
-		if (connect(sf->fd, (const struct sockaddr *)&to->ss, to->len) == 0)
-			return conn_done(sf);
-		int e = errno;
-		if (e == EINPROGRESS || e == EINTR || e == EALREADY) {
-			/* An interrupted connect goes on in the background. */
-			sf->cstate = CS_CONNECTING;
-			return CONDUIT_WANT_WRITE;
-		}
-		if (e == EISCONN)
-			return conn_done(sf);
-		if (e == EAGAIN && to->ss.ss_family == AF_UNIX) {
-			/* The listener's queue is full: nothing will wake us,
-			 * so try again shortly, backing off to 64 ms. */
-			unsigned step = sf->retries < 6 ? 1u << sf->retries : 64u;
-			if (sf->retries < 255)
-				sf->retries++;
-			c->retry_at = conduit_now_ms() + step;
-			sf->cstate = CS_RETRY;
-			return CONDUIT_WANT_WRITE;
-		}
-		return -e;
-	}
+	c->last_err = err;
+	c->last_addr = c->att[i].addr;
+	close_fd(&c->att[i].fd);
+	c->att[i] = c->att[--c->nattempts];
+	c->next_start = 0;
 }
 
-/* Try addresses from c->next on until one connects or is in progress. */
-static int conn_next(struct cd_sockflow *sf)
+/* connect() on attempt i.  Returns 1 connected, 0 in progress or waiting
+ * to retry, or -errno. */
+static int conn_issue(struct cs_connect *c, size_t i, uint64_t now)
+{
+	struct cs_attempt *at = &c->att[i];
+	const struct cd_sockaddr *to = &c->addrs[at->addr];
+	at->retry_at = 0;
+	if (connect(at->fd, (const struct sockaddr *)&to->ss, to->len) == 0)
+		return 1;
+	int e = errno;
+	/* An interrupted connect goes on in the background. */
+	if (e == EINPROGRESS || e == EINTR || e == EALREADY)
+		return 0;
+	if (e == EISCONN)
+		return 1;
+	if (e == EAGAIN && to->ss.ss_family == AF_UNIX) {
+		/* Back off 1, 2, 4 ... 64 ms. */
+		unsigned step = at->retries < 6 ? 1u << at->retries : 64u;
+		if (at->retries < 255)
+			at->retries++;
+		at->retry_at = now + step;
+		return 0;
+	}
+	return -e;
+}
+
+/* Start attempts on further addresses until one is in flight (or
+ * connects).  Returns CONDUIT_OK when connected, else CONDUIT_WANT_WRITE;
+ * the caller checks whether anything is left. */
+static int conn_start(struct cd_sockflow *sf, uint64_t now)
 {
 	struct cs_connect *c = sf->conn;
-	while (c->next < c->naddrs) {
-		size_t i = c->next++;
-		const struct cd_sockaddr *to = &c->addrs[i];
-		c->last_addr = i;
-		sf->retries = 0;
-		sf->fd = cd_socket(to->ss.ss_family, SOCK_STREAM);
-		if (sf->fd < 0) {
+	while (c->next < c->naddrs && c->nattempts < CS_MAX_ATTEMPTS) {
+		size_t a = c->next++;
+		const struct cd_sockaddr *to = &c->addrs[a];
+		int fd = cd_socket(to->ss.ss_family, SOCK_STREAM);
+		if (fd < 0) {
 			c->last_err = errno;
+			c->last_addr = a;
 			continue;
 		}
 		int e = c->hooks->prepare != NULL
-		                ? c->hooks->prepare(sf->fd, to, c->opts)
+		                ? c->hooks->prepare(fd, to, c->opts)
 		                : 0;
 		if (e != 0) {
 			c->last_err = e;
-			close_fd(&sf->fd);
+			c->last_addr = a;
+			close(fd);
 			continue;
 		}
 		if (conduit_observed(sf->base.ctx)) {
-			char a[128];
-			describe(c, i, a, sizeof(a));
+			char d[128];
+			describe(c, a, d, sizeof(d));
 			conduit_emit(sf->base.ctx, CONDUIT_PHASE_CONNECTING,
-			             CONDUIT_OK, sf->base.uri, a, &sf->base);
+			             CONDUIT_OK, sf->base.uri, d, &sf->base);
 		}
-		int rc = conn_issue(sf);
-		if (rc >= 0)
-			return rc;
-		c->last_err = -rc;
-		close_fd(&sf->fd);
+		size_t i = c->nattempts++;
+		c->att[i] = (struct cs_attempt){.fd = fd, .addr = (uint32_t)a};
+		int r = conn_issue(c, i, now);
+		if (r == 1)
+			return conn_won(sf, i);
+		if (r < 0) {
+			conn_drop(c, i, -r);
+			continue;
+		}
+		c->next_start = now + CS_STAGGER_MS;
+		break;
 	}
-	return conn_failed(sf);
+	return CONDUIT_WANT_WRITE;
+}
+
+/* Move on: start the next address if it is time, fail if nothing is
+ * left. */
+static int conn_progress(struct cd_sockflow *sf, uint64_t now)
+{
+	struct cs_connect *c = sf->conn;
+	if (c->next < c->naddrs && (c->nattempts == 0 || now >= c->next_start)) {
+		int rc = conn_start(sf, now);
+		if (rc == CONDUIT_OK)
+			return rc;
+	}
+	if (c->nattempts == 0 && c->next >= c->naddrs)
+		return conn_failed(sf);
+	return CONDUIT_WANT_WRITE;
 }
 
 static int sf_handshake(conduit_flow *f)
 {
 	struct cd_sockflow *sf = sf_of(f);
 	struct cs_connect *c = sf->conn;
-	if (sf->cstate == CS_OPEN)
+	if (c == NULL)
 		return CONDUIT_OK;
 	uint64_t now = conduit_now_ms();
 	if (now >= c->deadline) {
-		close_fd(&sf->fd);
+		for (size_t i = 0; i < c->nattempts; i++)
+			close_fd(&c->att[i].fd);
+		c->nattempts = 0;
 		return conduit_flow_fail(f, CONDUIT_ERR_TIMED_OUT,
 		                         "connect %s: timed out after %u ms", f->uri,
 		                         f->ctx->connect_timeout_ms);
 	}
-	if (sf->cstate == CS_RETRY) {
-		if (now < c->retry_at)
-			return CONDUIT_WANT_WRITE;
-		int rc = conn_issue(sf);
-		if (rc >= 0)
-			return rc;
-		c->last_err = -rc;
-		close_fd(&sf->fd);
-		return conn_next(sf);
+	struct pollfd p[CS_MAX_ATTEMPTS];
+	for (size_t i = 0; i < c->nattempts; i++) {
+		p[i].fd = c->att[i].retry_at ? -1 : c->att[i].fd;
+		p[i].events = POLLOUT;
+		p[i].revents = 0;
 	}
-	struct pollfd p = {.fd = sf->fd, .events = POLLOUT};
 	int r;
 	do
-		r = poll(&p, 1, 0);
+		r = poll(p, (nfds_t)c->nattempts, 0);
 	while (r < 0 && errno == EINTR);
-	if (r == 0)
-		return CONDUIT_WANT_WRITE;
-	int err = 0;
-	socklen_t len = sizeof(err);
 	if (r < 0)
-		err = errno;
-	else if (getsockopt(sf->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	if (err == 0)
-		return conn_done(sf);
-	c->last_err = err;
-	close_fd(&sf->fd);
-	return conn_next(sf);
+		return conduit_flow_fail(f, conduit_status_from_errno(errno),
+		                         "connect %s: poll: %s", f->uri,
+		                         strerror(errno));
+	/* Walk backwards: conn_drop moves the last attempt into slot i. */
+	for (size_t i = c->nattempts; i-- > 0;) {
+		struct cs_attempt *at = &c->att[i];
+		if (at->retry_at != 0) {
+			if (now < at->retry_at)
+				continue;
+			int x = conn_issue(c, i, now);
+			if (x == 1)
+				return conn_won(sf, i);
+			if (x < 0)
+				conn_drop(c, i, -x);
+			continue;
+		}
+		if (p[i].revents == 0)
+			continue;
+		int err = 0;
+		socklen_t len = sizeof(err);
+		if (getsockopt(at->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (err == 0)
+			return conn_won(sf, i);
+		conn_drop(c, i, err);
+	}
+	return conn_progress(sf, now);
 }
+
 
 static int io_fail(conduit_flow *f, const char *op, int err)
 {
@@ -341,18 +404,22 @@ static void sf_wait(conduit_flow *f, unsigned interest,
                     struct conduit_waitset *ws)
 {
 	struct cd_sockflow *sf = sf_of(f);
-	switch (sf->cstate) {
-	case CS_CONNECTING:
-		conduit_waitset_fd(ws, sf->fd, CONDUIT_POLLOUT);
-		conduit_waitset_deadline(ws, sf->conn->deadline);
-		break;
-	case CS_RETRY:
-		conduit_waitset_deadline(ws, sf->conn->retry_at);
-		conduit_waitset_deadline(ws, sf->conn->deadline);
-		break;
-	default:
+	struct cs_connect *c = sf->conn;
+	if (c == NULL) {
 		conduit_waitset_fd(ws, sf->fd, interest);
+		return;
 	}
+	/* Connecting: every attempt in flight, the time to start the next
+	 * address, retries of full Unix queues, and the overall deadline. */
+	for (size_t i = 0; i < c->nattempts; i++) {
+		if (c->att[i].retry_at != 0)
+			conduit_waitset_deadline(ws, c->att[i].retry_at);
+		else
+			conduit_waitset_fd(ws, c->att[i].fd, CONDUIT_POLLOUT);
+	}
+	if (c->next < c->naddrs)
+		conduit_waitset_deadline(ws, c->next_start);
+	conduit_waitset_deadline(ws, c->deadline);
 }
 
 static int sf_peer_cred(conduit_flow *f, struct conduit_peer_cred *cred)
@@ -427,6 +494,26 @@ static struct cd_sockflow *sf_new(conduit_ctx *ctx, const char *uri,
 	return sf;
 }
 
+/* Reorder addresses in place so families alternate, starting with the
+ * family of the first and keeping each family's own order (RFC 8305,
+ * section 4). */
+static void interleave(struct cd_sockaddr *a, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		int want = a[i - 1].ss.ss_family == AF_INET6 ? AF_INET : AF_INET6;
+		if (a[i].ss.ss_family == want || a[i - 1].ss.ss_family == AF_UNIX)
+			continue;
+		size_t j = i + 1;
+		while (j < n && a[j].ss.ss_family != want)
+			j++;
+		if (j == n)
+			return; /* only one family left */
+		struct cd_sockaddr t = a[j];
+		memmove(&a[i + 1], &a[i], (j - i) * sizeof(*a));
+		a[i] = t;
+	}
+}
+
 int cd_sockflow_connect(conduit_flow **out, conduit_ctx *ctx,
                         const conduit_endpoint *ep,
                         const struct cd_sockhooks *hooks,
@@ -459,11 +546,13 @@ int cd_sockflow_connect(conduit_flow **out, conduit_ctx *ctx,
 	}
 	c->hooks = hooks;
 	c->naddrs = naddrs;
+	c->last_addr = 0;
 	c->deadline = ctx->connect_timeout_ms
 	                      ? conduit_now_ms() + ctx->connect_timeout_ms
 	                      : UINT64_MAX;
 	sf->conn = c;
-	int rc = conn_next(sf);
+	interleave(c->addrs, naddrs);
+	int rc = conn_progress(sf, conduit_now_ms());
 	if (rc != CONDUIT_OK && rc != CONDUIT_WANT_WRITE) {
 		conduit_ctx_fail(ctx, rc, "%s", conduit_flow_error(&sf->base));
 		conduit_emit(ctx, CONDUIT_PHASE_FAILED, rc, ep->uri,
@@ -575,7 +664,6 @@ static int sl_accept(conduit_listener *l, conduit_flow **out)
 			                             l->uri);
 		}
 		sf->fd = fd;
-		sf->cstate = CS_OPEN;
 		sf->base.state |= CONDUIT_FLOW_ESTABLISHED;
 		*out = &sf->base;
 		return CONDUIT_OK;

@@ -276,8 +276,11 @@ int conduit_resolve(conduit_endpoint **out, conduit_ctx *ctx,
  * Start connecting to a URI (resolving it first, which may block for a DNS
  * name, see conduit_resolve()).  On CONDUIT_OK *out is a flow that is
  * connected or still connecting; connecting finishes inside
- * conduit_handshake(), conduit_read() or conduit_write().  Addresses are
- * tried in turn.  On failure *out is NULL and the message is on the
+ * conduit_handshake(), conduit_read() or conduit_write().  A host with
+ * several addresses is raced in the manner of RFC 8305: families
+ * alternate (starting with the first address's), a new attempt starts
+ * every 250 ms or as soon as one fails, the first to connect wins and the
+ * others are closed.  On failure *out is NULL and the message is on the
  * context.
  */
 int conduit_connect(conduit_flow **out, conduit_ctx *ctx, const char *uri);
