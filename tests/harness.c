@@ -69,6 +69,18 @@ double cd_time_scale(void)
 #endif
 }
 
+int cd_scaled(int ms)
+{
+	return (int)(ms * cd_time_scale());
+}
+
+uint64_t cd_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 Suite *cd_suite(const char *name, const struct cd_test *tests, size_t n)
 {
 	Suite *s = suite_create(name);

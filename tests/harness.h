@@ -1,7 +1,8 @@
 /*
  * harness.h - shared helpers of the Check suites: building suites with a
  * descriptor-leak check, forked peers that die with their test, temporary
- * directories and a verifiable byte pattern.
+ * directories, a verifiable byte pattern and clocks.  Nothing here knows
+ * conduit; its own helpers are in flowkit.h.
  */
 #ifndef CONDUIT_TEST_HARNESS_H
 #define CONDUIT_TEST_HARNESS_H
@@ -50,5 +51,10 @@ int cd_count_fds(void);
 
 /* Sanitizer builds are slower; timeouts are scaled by this. */
 double cd_time_scale(void);
+/* A timeout of ms milliseconds, scaled by cd_time_scale(). */
+int cd_scaled(int ms);
+
+/* Milliseconds on the monotonic clock. */
+uint64_t cd_now_ms(void);
 
 #endif

@@ -7,6 +7,7 @@
  * states in which reading, writing and shutting down are refused, and the
  * status texts and names.
  */
+#include "flowkit.h"
 #include "harness.h"
 
 #include <conduit/conduit.h>
@@ -18,58 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-
-#define ck_status(expr, want)                                                  \
-	do {                                                                   \
-		int got_ = (expr), want_ = (want);                             \
-		ck_assert_msg(got_ == want_, "%s: got %s, want %s", #expr,     \
-		              conduit_status_name(got_),                       \
-		              conduit_status_name(want_));                     \
-	} while (0)
-
-static int scaled(int ms)
-{
-	return (int)(ms * cd_time_scale());
-}
-
-static bool is_want(int rc)
-{
-	return rc == CONDUIT_WANT_READ || rc == CONDUIT_WANT_WRITE;
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static conduit_ctx *new_ctx(void)
-{
-	conduit_ctx *ctx = NULL;
-	ck_status(conduit_ctx_new(&ctx), CONDUIT_OK);
-	return ctx;
-}
-
-static conduit_listener *listen_on(conduit_ctx *ctx, const char *uri)
-{
-	conduit_listener *l = NULL;
-	int rc = conduit_listen(&l, ctx, uri);
-	ck_assert_msg(rc == CONDUIT_OK, "listen %s: %s (%s)", uri,
-	              conduit_status_name(rc), conduit_ctx_error(ctx));
-	return l;
-}
-
-static void pair(conduit_ctx *ctx, conduit_listener *l, conduit_flow **client,
-                 conduit_flow **server)
-{
-	ck_status(conduit_connect_wait(client, ctx, conduit_listener_uri(l),
-	                               scaled(5000)),
-	          CONDUIT_OK);
-	ck_status(conduit_accept_wait(server, l, scaled(5000)), CONDUIT_OK);
-}
 
 /* A unix listener in a fresh directory (dir receives its path). */
 static conduit_listener *unix_listener(conduit_ctx *ctx, char *dir,
@@ -78,7 +28,7 @@ static conduit_listener *unix_listener(conduit_ctx *ctx, char *dir,
 	char uri[512];
 	cd_tmpdir(dir, len);
 	snprintf(uri, sizeof(uri), "unix://%s/poll.sock", dir);
-	return listen_on(ctx, uri);
+	return fk_listen(ctx, uri);
 }
 
 /* ------------------------------------------------------------------ */
@@ -151,7 +101,7 @@ static int client_step(struct end *e, unsigned revents)
 					return 1;
 			}
 		}
-		if (rc != CONDUIT_OK && !is_want(rc))
+		if (rc != CONDUIT_OK && !fk_is_want(rc))
 			return 2;
 	}
 	if (revents & CONDUIT_POLLIN) {
@@ -167,7 +117,7 @@ static int client_step(struct end *e, unsigned revents)
 			if (e->got != PER_CLIENT || e->sent != PER_CLIENT)
 				return 4;
 			e->done = true;
-		} else if (!is_want(rc)) {
+		} else if (!fk_is_want(rc)) {
 			return 5;
 		}
 	}
@@ -204,7 +154,7 @@ static int server_step(struct end *e, unsigned revents)
 			if (e->got != PER_CLIENT)
 				return 12;
 			e->eof = true;
-		} else if (!is_want(rc)) {
+		} else if (!fk_is_want(rc)) {
 			return 13;
 		}
 	}
@@ -215,7 +165,7 @@ static int server_step(struct end *e, unsigned revents)
 		if (rc == CONDUIT_OK) {
 			e->bufoff += n;
 			e->sent += n;
-		} else if (!is_want(rc)) {
+		} else if (!fk_is_want(rc)) {
 			return 14;
 		}
 	}
@@ -231,10 +181,10 @@ static int server_step(struct end *e, unsigned revents)
 START_TEST(event_loop_128_flows)
 {
 	char dir[256];
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *lis[2];
 	lis[0] = unix_listener(ctx, dir, sizeof(dir));
-	lis[1] = listen_on(ctx, "tcp://127.0.0.1:0");
+	lis[1] = fk_listen(ctx, "tcp://127.0.0.1:0");
 
 	static struct end ends[2 * NCLIENTS];
 	memset(ends, 0, sizeof(ends));
@@ -255,9 +205,9 @@ START_TEST(event_loop_128_flows)
 	static struct end *owner[2 + 2 * NCLIENTS];
 	int accepted = 0, finished = 0;
 	size_t most = 0, polls = 0;
-	uint64_t deadline = now_ms() + (uint64_t)scaled(20000);
+	uint64_t deadline = cd_now_ms() + (uint64_t)cd_scaled(20000);
 	while (finished < 2 * NCLIENTS) {
-		ck_assert_msg(now_ms() < deadline,
+		ck_assert_msg(cd_now_ms() < deadline,
 		              "event loop stuck: %d accepted, %d finished",
 		              accepted, finished);
 		ck_assert_uint_lt(polls, 1000000);
@@ -349,19 +299,19 @@ END_TEST
 START_TEST(poll_timeout_nothing_ready)
 {
 	char dir[256];
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = unix_listener(ctx, dir, sizeof(dir));
 	conduit_flow *c = NULL, *s = NULL;
-	pair(ctx, l, &c, &s);
+	fk_pair(ctx, l, NULL, &c, &s);
 
 	/* An idle flow and a listener with nobody waiting. */
 	struct conduit_pollitem it[2] = {
 		{.flow = c, .events = CONDUIT_POLLIN},
 		{.listener = l, .events = CONDUIT_POLLIN}};
 	size_t nready = 99;
-	uint64_t start = now_ms();
+	uint64_t start = cd_now_ms();
 	ck_status(conduit_poll(ctx, it, 2, 200, &nready), CONDUIT_OK);
-	uint64_t took = now_ms() - start;
+	uint64_t took = cd_now_ms() - start;
 	ck_assert_uint_eq(nready, 0);
 	ck_assert_uint_eq(it[0].revents, 0);
 	ck_assert_uint_eq(it[1].revents, 0);
@@ -371,32 +321,30 @@ START_TEST(poll_timeout_nothing_ready)
 	              (unsigned long long)took);
 
 	/* No items at all: a plain sleep. */
-	start = now_ms();
+	start = cd_now_ms();
 	ck_status(conduit_poll(ctx, NULL, 0, 100, &nready), CONDUIT_OK);
 	ck_assert_uint_eq(nready, 0);
-	ck_assert_uint_ge(now_ms() - start, 90);
+	ck_assert_uint_ge(cd_now_ms() - start, 90);
 
 	/* Zero: look, do not sleep. */
-	start = now_ms();
+	start = cd_now_ms();
 	ck_status(conduit_poll(ctx, it, 2, 0, &nready), CONDUIT_OK);
 	ck_assert_uint_eq(nready, 0);
-	ck_assert_uint_lt(now_ms() - start, 5000);
+	ck_assert_uint_lt(cd_now_ms() - start, 5000);
 
 	/* Writable is ready at once; readable once data arrives. */
 	it[0].events = CONDUIT_POLLIN | CONDUIT_POLLOUT;
 	ck_status(conduit_poll(ctx, it, 1, 5000, &nready), CONDUIT_OK);
 	ck_assert_uint_eq(nready, 1);
 	ck_assert_uint_eq(it[0].revents, CONDUIT_POLLOUT);
-	ck_status(conduit_write_all(s, "d", 1, NULL, scaled(1000)), CONDUIT_OK);
+	ck_status(conduit_write_all(s, "d", 1, NULL, cd_scaled(1000)),
+	          CONDUIT_OK);
 	it[0].events = CONDUIT_POLLIN;
 	ck_status(conduit_poll(ctx, it, 1, 5000, &nready), CONDUIT_OK);
 	ck_assert_uint_eq(nready, 1);
 	ck_assert_uint_eq(it[0].revents, CONDUIT_POLLIN);
 
-	conduit_flow_free(c);
-	conduit_flow_free(s);
-	conduit_listener_free(l);
-	conduit_ctx_free(ctx);
+	fk_free_all(c, s, l, ctx);
 	cd_rmtree(dir);
 }
 END_TEST
@@ -413,8 +361,8 @@ END_TEST
 START_TEST(external_loop_wait_fds)
 {
 	enum { TOTAL = 1024 * 1024 };
-	conduit_ctx *ctx = new_ctx();
-	conduit_listener *l = listen_on(ctx, "tcp://127.0.0.1:0");
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
 	conduit_flow *c = NULL, *s = NULL;
 	ck_status(conduit_connect(&c, ctx, conduit_listener_uri(l)), CONDUIT_OK);
 
@@ -422,10 +370,10 @@ START_TEST(external_loop_wait_fds)
 	uint8_t echo[4096];
 	size_t echolen = 0, echooff = 0;
 	bool server_eof = false, client_eof = false;
-	uint64_t deadline = now_ms() + (uint64_t)scaled(10000);
+	uint64_t deadline = cd_now_ms() + (uint64_t)cd_scaled(10000);
 	int loops = 0;
 	while (!client_eof) {
-		ck_assert_msg(now_ms() < deadline, "external loop stuck");
+		ck_assert_msg(cd_now_ms() < deadline, "external loop stuck");
 		ck_assert_int_lt(++loops, 1000000);
 		struct conduit_pollitem items[3];
 		size_t n = 0;
@@ -472,7 +420,7 @@ START_TEST(external_loop_wait_fds)
 			cd_pattern(77, sent, out, len);
 			size_t w = 0;
 			int rc = conduit_write(c, out, len, &w);
-			if (!is_want(rc)) {
+			if (!fk_is_want(rc)) {
 				ck_status(rc, CONDUIT_OK);
 				sent += w;
 				if (sent == TOTAL)
@@ -487,7 +435,7 @@ START_TEST(external_loop_wait_fds)
 				server_eof = true;
 				ck_status(conduit_shutdown(s, CONDUIT_SHUT_WR),
 				          CONDUIT_OK);
-			} else if (!is_want(rc)) {
+			} else if (!fk_is_want(rc)) {
 				ck_status(rc, CONDUIT_OK);
 				echolen = rd;
 				echooff = 0;
@@ -497,7 +445,7 @@ START_TEST(external_loop_wait_fds)
 			size_t w = 0;
 			int rc = conduit_write(s, echo + echooff, echolen - echooff,
 			                       &w);
-			if (!is_want(rc)) {
+			if (!fk_is_want(rc)) {
 				ck_status(rc, CONDUIT_OK);
 				echooff += w;
 			}
@@ -507,7 +455,7 @@ START_TEST(external_loop_wait_fds)
 		int rc = conduit_read(c, in, sizeof(in), &rd);
 		if (rc == CONDUIT_EOF) {
 			client_eof = true;
-		} else if (!is_want(rc)) {
+		} else if (!fk_is_want(rc)) {
 			ck_status(rc, CONDUIT_OK);
 			size_t bad = cd_pattern_check(77, got, in, rd);
 			ck_assert_msg(bad == rd, "echo wrong at byte %llu",
@@ -533,21 +481,18 @@ START_TEST(external_loop_wait_fds)
 	ck_assert_int_eq(fds[0].events, POLLOUT);
 	ck_assert_int_eq(timeout, -1);
 
-	conduit_flow_free(c);
-	conduit_flow_free(s);
-	conduit_listener_free(l);
-	conduit_ctx_free(ctx);
+	fk_free_all(c, s, l, ctx);
 }
 END_TEST
 
 START_TEST(wait_fds_reports_needed_count)
 {
 	char dir[256];
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = unix_listener(ctx, dir, sizeof(dir));
 	conduit_flow *c[3], *s[3];
 	for (int i = 0; i < 3; i++)
-		pair(ctx, l, &c[i], &s[i]);
+		fk_pair(ctx, l, NULL, &c[i], &s[i]);
 	struct conduit_pollitem items[3];
 	memset(items, 0, sizeof(items));
 	for (int i = 0; i < 3; i++) {
@@ -601,10 +546,10 @@ END_TEST
 START_TEST(invalid_poll_items)
 {
 	char dir[256];
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = unix_listener(ctx, dir, sizeof(dir));
 	conduit_flow *c = NULL, *s = NULL;
-	pair(ctx, l, &c, &s);
+	fk_pair(ctx, l, NULL, &c, &s);
 	struct pollfd fds[4];
 	size_t nready = 7, nfds = 0;
 	int timeout = 0;
@@ -620,10 +565,10 @@ START_TEST(invalid_poll_items)
 		/* Next to a valid item, so the bad one cannot hide. */
 		struct conduit_pollitem two[2] = {
 			{.flow = s, .events = CONDUIT_POLLOUT}, bad[i]};
-		uint64_t start = now_ms();
+		uint64_t start = cd_now_ms();
 		ck_status(conduit_poll(ctx, two, 2, 2000, &nready),
 		          CONDUIT_ERR_INVALID);
-		ck_assert_uint_lt(now_ms() - start, 1000);
+		ck_assert_uint_lt(cd_now_ms() - start, 1000);
 		ck_assert_uint_eq(nready, 0);
 		ck_status(conduit_wait_fds(ctx, two, 2, fds, 4, &nfds, &timeout),
 		          CONDUIT_ERR_INVALID);
@@ -645,10 +590,7 @@ START_TEST(invalid_poll_items)
 	ck_status(conduit_poll(ctx, &none, 1, 0, &nready), CONDUIT_OK);
 	ck_assert_uint_eq(nready, 0);
 
-	conduit_flow_free(c);
-	conduit_flow_free(s);
-	conduit_listener_free(l);
-	conduit_ctx_free(ctx);
+	fk_free_all(c, s, l, ctx);
 	cd_rmtree(dir);
 }
 END_TEST
@@ -658,8 +600,8 @@ END_TEST
 
 START_TEST(failed_flow_ready_at_once)
 {
-	conduit_ctx *ctx = new_ctx();
-	conduit_listener *l = listen_on(ctx, "tcp://127.0.0.1:0");
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
 	char uri[128];
 	snprintf(uri, sizeof(uri), "%s", conduit_listener_uri(l));
 	conduit_listener_free(l);
@@ -673,12 +615,7 @@ START_TEST(failed_flow_ready_at_once)
 		conduit_ctx_free(ctx);
 		return;
 	}
-	for (int i = 0; i < 1000 && is_want(rc = conduit_handshake(f)); i++) {
-		struct conduit_pollitem it = {.flow = f, .events = CONDUIT_POLLOUT};
-		size_t nready;
-		ck_status(conduit_poll(ctx, &it, 1, 1000, &nready), CONDUIT_OK);
-	}
-	ck_status(rc, CONDUIT_ERR_REFUSED);
+	ck_status(fk_drive_handshake(ctx, f, 1000), CONDUIT_ERR_REFUSED);
 
 	/* Whatever it is asked, a failed flow is ready: the next call
 	 * reports the failure instead of waiting. */
@@ -686,9 +623,9 @@ START_TEST(failed_flow_ready_at_once)
 		struct conduit_pollitem it = {
 			.flow = f, .events = CONDUIT_POLLIN | CONDUIT_POLLOUT};
 		size_t nready = 0;
-		uint64_t start = now_ms();
+		uint64_t start = cd_now_ms();
 		ck_status(conduit_poll(ctx, &it, 1, 10000, &nready), CONDUIT_OK);
-		ck_assert_uint_lt(now_ms() - start, 5000);
+		ck_assert_uint_lt(cd_now_ms() - start, 5000);
 		ck_assert_uint_eq(nready, 1);
 		ck_assert_uint_eq(it.revents, CONDUIT_POLLIN | CONDUIT_POLLOUT);
 		char b;
@@ -716,10 +653,10 @@ END_TEST
 START_TEST(operations_after_close)
 {
 	char dir[256];
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = unix_listener(ctx, dir, sizeof(dir));
 	conduit_flow *c = NULL, *s = NULL;
-	pair(ctx, l, &c, &s);
+	fk_pair(ctx, l, NULL, &c, &s);
 	ck_status(conduit_close(c), CONDUIT_OK);
 	char b[4];
 	size_t n = 9;
@@ -741,10 +678,7 @@ START_TEST(operations_after_close)
 	struct conduit_flow_stats st;
 	conduit_flow_stats(c, &st);
 	ck_assert_uint_eq(st.bytes_read + st.bytes_written, 0);
-	conduit_flow_free(c);
-	conduit_flow_free(s);
-	conduit_listener_free(l);
-	conduit_ctx_free(ctx);
+	fk_free_all(c, s, l, ctx);
 	cd_rmtree(dir);
 }
 END_TEST
@@ -752,10 +686,10 @@ END_TEST
 START_TEST(operations_after_shutdown)
 {
 	char dir[256];
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = unix_listener(ctx, dir, sizeof(dir));
 	conduit_flow *c = NULL, *s = NULL;
-	pair(ctx, l, &c, &s);
+	fk_pair(ctx, l, NULL, &c, &s);
 	char b = 0;
 	size_t n = 0;
 
@@ -764,9 +698,11 @@ START_TEST(operations_after_shutdown)
 	ck_status(conduit_write(c, "x", 1, &n), CONDUIT_ERR_STATE);
 	ck_assert_ptr_nonnull(strstr(conduit_flow_error(c), "shut down"));
 	ck_status(conduit_shutdown(c, CONDUIT_SHUT_WR), CONDUIT_OK);
-	ck_status(conduit_read_wait(s, &b, 1, &n, scaled(2000)), CONDUIT_EOF);
-	ck_status(conduit_write_all(s, "y", 1, NULL, scaled(2000)), CONDUIT_OK);
-	ck_status(conduit_read_wait(c, &b, 1, &n, scaled(2000)), CONDUIT_OK);
+	ck_status(conduit_read_wait(s, &b, 1, &n, cd_scaled(2000)),
+	          CONDUIT_EOF);
+	ck_status(conduit_write_all(s, "y", 1, NULL, cd_scaled(2000)),
+	          CONDUIT_OK);
+	ck_status(conduit_read_wait(c, &b, 1, &n, cd_scaled(2000)), CONDUIT_OK);
 	ck_assert_int_eq(b, 'y');
 	/* The state error is not a failure of the flow. */
 	ck_status(conduit_write(c, "x", 1, &n), CONDUIT_ERR_STATE);
@@ -776,17 +712,15 @@ START_TEST(operations_after_shutdown)
 	ck_status(conduit_shutdown(s, CONDUIT_SHUT_RD), CONDUIT_OK);
 	ck_status(conduit_read(s, &b, 1, &n), CONDUIT_ERR_STATE);
 	ck_status(conduit_read_wait(s, &b, 1, &n, 100), CONDUIT_ERR_STATE);
-	ck_status(conduit_write_all(s, "z", 1, NULL, scaled(2000)), CONDUIT_OK);
-	ck_status(conduit_read_wait(c, &b, 1, &n, scaled(2000)), CONDUIT_OK);
+	ck_status(conduit_write_all(s, "z", 1, NULL, cd_scaled(2000)),
+	          CONDUIT_OK);
+	ck_status(conduit_read_wait(c, &b, 1, &n, cd_scaled(2000)), CONDUIT_OK);
 	ck_assert_int_eq(b, 'z');
 
 	/* Invalid directions. */
 	ck_status(conduit_shutdown(s, 0), CONDUIT_ERR_INVALID);
 	ck_status(conduit_shutdown(s, 4), CONDUIT_ERR_INVALID);
-	conduit_flow_free(c);
-	conduit_flow_free(s);
-	conduit_listener_free(l);
-	conduit_ctx_free(ctx);
+	fk_free_all(c, s, l, ctx);
 	cd_rmtree(dir);
 }
 END_TEST
@@ -797,11 +731,11 @@ END_TEST
 START_TEST(null_arguments)
 {
 	char dir[256];
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = unix_listener(ctx, dir, sizeof(dir));
 	const char *uri = conduit_listener_uri(l);
 	conduit_flow *c = NULL, *s = NULL;
-	pair(ctx, l, &c, &s);
+	fk_pair(ctx, l, NULL, &c, &s);
 	conduit_flow *f = NULL;
 	conduit_listener *l2 = NULL;
 	conduit_endpoint *ep = NULL;
@@ -914,13 +848,12 @@ START_TEST(null_arguments)
 	ck_status(conduit_process(NULL), CONDUIT_ERR_INVALID);
 
 	/* The flows the invalid calls were given are unharmed. */
-	ck_status(conduit_write_all(c, "k", 1, NULL, scaled(1000)), CONDUIT_OK);
-	ck_status(conduit_read_wait(s, buf, 1, &n, scaled(1000)), CONDUIT_OK);
+	ck_status(conduit_write_all(c, "k", 1, NULL, cd_scaled(1000)),
+	          CONDUIT_OK);
+	ck_status(conduit_read_wait(s, buf, 1, &n, cd_scaled(1000)),
+	          CONDUIT_OK);
 	ck_assert_int_eq(buf[0], 'k');
-	conduit_flow_free(c);
-	conduit_flow_free(s);
-	conduit_listener_free(l);
-	conduit_ctx_free(ctx);
+	fk_free_all(c, s, l, ctx);
 	cd_rmtree(dir);
 }
 END_TEST

@@ -10,6 +10,7 @@
  * Forked peers never call ck_assert: they report through their exit status
  * only (0 is success, other values name the step that failed).
  */
+#include "flowkit.h"
 #include "harness.h"
 
 #include <conduit/conduit.h>
@@ -28,99 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-#define MiB (1024ull * 1024ull)
 #define BIG (64 * MiB)
-#define CHUNK (64 * 1024)
-/* Loops stop after this many turns even if the clock misbehaves. */
-#define MAX_TURNS 10000000L
-
-#define ck_status(expr, want)                                                  \
-	do {                                                                   \
-		int got_ = (expr), want_ = (want);                             \
-		ck_assert_msg(got_ == want_, "%s: got %s, want %s", #expr,     \
-		              conduit_status_name(got_),                       \
-		              conduit_status_name(want_));                     \
-	} while (0)
-
-static int scaled(int ms)
-{
-	return (int)(ms * cd_time_scale());
-}
-
-static bool is_want(int rc)
-{
-	return rc == CONDUIT_WANT_READ || rc == CONDUIT_WANT_WRITE;
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static conduit_ctx *new_ctx(void)
-{
-	conduit_ctx *ctx = NULL;
-	ck_status(conduit_ctx_new(&ctx), CONDUIT_OK);
-	return ctx;
-}
-
-/* The port a listener got, read back through the URI parser. */
-static int listener_port(const conduit_listener *l)
-{
-	conduit_endpoint *ep = NULL;
-	char err[256] = "";
-	int rc = conduit_endpoint_parse(&ep, conduit_listener_uri(l), err,
-	                                sizeof(err));
-	ck_assert_msg(rc == CONDUIT_OK, "listener URI %s does not parse: %s",
-	              conduit_listener_uri(l), err);
-	int port = conduit_endpoint_port(ep);
-	conduit_endpoint_free(ep);
-	ck_assert_int_gt(port, 0);
-	ck_assert_int_le(port, 65535);
-	return port;
-}
-
-static conduit_listener *listen_on(conduit_ctx *ctx, const char *uri)
-{
-	conduit_listener *l = NULL;
-	int rc = conduit_listen(&l, ctx, uri);
-	ck_assert_msg(rc == CONDUIT_OK, "listen %s: %s (%s)", uri,
-	              conduit_status_name(rc), conduit_ctx_error(ctx));
-	return l;
-}
-
-static void pair_uri(conduit_ctx *ctx, conduit_listener *l, const char *uri,
-                     conduit_flow **client, conduit_flow **server)
-{
-	int rc = conduit_connect_wait(client, ctx, uri, scaled(5000));
-	ck_assert_msg(rc == CONDUIT_OK, "connect %s: %s (%s)", uri,
-	              conduit_status_name(rc), conduit_ctx_error(ctx));
-	ck_status(conduit_accept_wait(server, l, scaled(5000)), CONDUIT_OK);
-}
-
-static void pair(conduit_ctx *ctx, conduit_listener *l, conduit_flow **client,
-                 conduit_flow **server)
-{
-	pair_uri(ctx, l, conduit_listener_uri(l), client, server);
-}
-
-/* One byte each way. */
-static void check_works(conduit_flow *c, conduit_flow *s)
-{
-	char b = 0;
-	size_t n = 0;
-	ck_status(conduit_write_all(c, "t", 1, NULL, scaled(2000)), CONDUIT_OK);
-	ck_status(conduit_read_wait(s, &b, 1, &n, scaled(2000)), CONDUIT_OK);
-	ck_assert_int_eq(b, 't');
-	ck_status(conduit_write_all(s, "u", 1, NULL, scaled(2000)), CONDUIT_OK);
-	ck_status(conduit_read_wait(c, &b, 1, &n, scaled(2000)), CONDUIT_OK);
-	ck_assert_int_eq(b, 'u');
-}
 
 static int getsockopt_int(const conduit_flow *f, int level, int opt)
 {
@@ -131,117 +42,19 @@ static int getsockopt_int(const conduit_flow *f, int level, int opt)
 }
 
 /* ------------------------------------------------------------------ */
-/* Stream helpers (return 0 or a step number; used by forked peers)    */
-
-/* Send total bytes of stream `seed`, read them back checking each, with
- * conduit_poll() driving both directions of a non-blocking flow. */
-static int pump_echo(conduit_ctx *ctx, conduit_flow *f, uint32_t seed,
-                     uint64_t total, int timeout_ms)
-{
-	static uint8_t out[CHUNK], in[CHUNK];
-	uint64_t sent = 0, got = 0;
-	size_t outlen = 0, outoff = 0;
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-	bool eof = false;
-	for (long turn = 0; !eof; turn++) {
-		if (now_ms() > deadline || turn > MAX_TURNS)
-			return 1;
-		struct conduit_pollitem it = {
-			.flow = f,
-			.events = CONDUIT_POLLIN |
-			          (sent < total ? CONDUIT_POLLOUT : 0u)};
-		size_t nready = 0;
-		if (conduit_poll(ctx, &it, 1, 1000, &nready) != CONDUIT_OK)
-			return 2;
-		if (it.revents & CONDUIT_POLLOUT) {
-			if (outoff == outlen) {
-				uint64_t left = total - sent;
-				outlen = left < CHUNK ? (size_t)left : CHUNK;
-				cd_pattern(seed, sent, out, outlen);
-				outoff = 0;
-			}
-			size_t n = 0;
-			int rc = conduit_write(f, out + outoff, outlen - outoff, &n);
-			if (rc == CONDUIT_OK) {
-				outoff += n;
-				sent += n;
-				if (sent == total &&
-				    conduit_shutdown(f, CONDUIT_SHUT_WR) != CONDUIT_OK)
-					return 3;
-			} else if (!is_want(rc)) {
-				return 4;
-			}
-		}
-		if (it.revents & CONDUIT_POLLIN) {
-			size_t n = 0;
-			int rc = conduit_read(f, in, sizeof(in), &n);
-			if (rc == CONDUIT_OK) {
-				if (n > total - got)
-					return 5;
-				if (cd_pattern_check(seed, got, in, n) != n)
-					return 6;
-				got += n;
-			} else if (rc == CONDUIT_EOF) {
-				eof = true;
-			} else if (!is_want(rc)) {
-				return 7;
-			}
-		}
-	}
-	return got == total && sent == total ? 0 : 8;
-}
-
-/* Echo until end of stream with the blocking conveniences, then close. */
-static int echo_blocking(conduit_flow *f, int timeout_ms)
-{
-	static uint8_t buf[CHUNK];
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-	for (long turn = 0;; turn++) {
-		if (now_ms() > deadline || turn > MAX_TURNS)
-			return 20;
-		size_t n = 0;
-		int rc = conduit_read_wait(f, buf, sizeof(buf), &n, timeout_ms);
-		if (rc == CONDUIT_EOF)
-			break;
-		if (rc != CONDUIT_OK)
-			return 21;
-		if (conduit_write_all(f, buf, n, NULL, timeout_ms) != CONDUIT_OK)
-			return 22;
-	}
-	return conduit_close_wait(f, timeout_ms) == CONDUIT_OK ? 0 : 23;
-}
-
-/* ------------------------------------------------------------------ */
 /* Bulk echo                                                           */
 
 /* IPv4: the test process is the non-blocking client, the peer echoes. */
 START_TEST(echo_64mib_ipv4)
 {
-	conduit_ctx *ctx = new_ctx();
-	conduit_listener *l = listen_on(ctx, "tcp://127.0.0.1:0");
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
 	char uri[128];
-	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", listener_port(l));
+	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", fk_listener_port(l));
 
-	pid_t pid = cd_fork_peer();
-	if (pid == 0) {
-		conduit_flow *s = NULL;
-		if (conduit_accept_wait(&s, l, scaled(20000)) != CONDUIT_OK)
-			_exit(50);
-		int r = echo_blocking(s, scaled(50000));
-		conduit_flow_free(s);
-		_exit(r);
-	}
-	conduit_flow *f = NULL;
-	ck_status(conduit_connect(&f, ctx, uri), CONDUIT_OK);
-	int r = pump_echo(ctx, f, 101, BIG, scaled(50000));
-	ck_assert_msg(r == 0, "IPv4 echo failed at step %d: %s", r,
-	              conduit_flow_error(f));
-	struct conduit_flow_stats st;
-	conduit_flow_stats(f, &st);
-	ck_assert_uint_eq(st.bytes_written, BIG);
-	ck_assert_uint_eq(st.bytes_read, BIG);
-	conduit_flow_free(f);
-	ck_assert_int_eq(cd_wait_peer(pid, scaled(10000)), 0);
+	pid_t pid = fk_spawn_echo_server(l, cd_scaled(20000), cd_scaled(50000));
+	fk_echo_client(ctx, uri, 101, BIG, cd_scaled(50000));
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(10000)), 0);
 	conduit_listener_free(l);
 	conduit_ctx_free(ctx);
 }
@@ -251,25 +64,25 @@ END_TEST
  * process echoes with the blocking conveniences. */
 START_TEST(echo_64mib_ipv6)
 {
-	conduit_ctx *ctx = new_ctx();
-	conduit_listener *l = listen_on(ctx, "tcp://[::1]:0");
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, "tcp://[::1]:0");
 	char uri[128];
-	snprintf(uri, sizeof(uri), "tcp://[::1]:%d", listener_port(l));
+	snprintf(uri, sizeof(uri), "tcp://[::1]:%d", fk_listener_port(l));
 
 	pid_t pid = cd_fork_peer();
 	if (pid == 0) {
 		conduit_flow *f = NULL;
 		if (conduit_connect(&f, ctx, uri) != CONDUIT_OK)
 			_exit(60);
-		int r = pump_echo(ctx, f, 102, BIG, scaled(50000));
+		int r = fk_pump_echo(ctx, f, 102, BIG, cd_scaled(50000));
 		conduit_flow_free(f);
 		_exit(r);
 	}
 	conduit_flow *s = NULL;
-	ck_status(conduit_accept_wait(&s, l, scaled(10000)), CONDUIT_OK);
+	ck_status(conduit_accept_wait(&s, l, cd_scaled(10000)), CONDUIT_OK);
 	ck_assert_msg(strncmp(conduit_flow_uri(s), "tcp://[::1]:", 12) == 0,
 	              "accepted flow's URI %s", conduit_flow_uri(s));
-	int r = echo_blocking(s, scaled(50000));
+	int r = fk_echo_blocking(s, cd_scaled(50000));
 	ck_assert_msg(r == 0, "echo failed at step %d: %s", r,
 	              conduit_flow_error(s));
 	struct conduit_flow_stats st;
@@ -277,7 +90,7 @@ START_TEST(echo_64mib_ipv6)
 	ck_assert_uint_eq(st.bytes_read, BIG);
 	ck_assert_uint_eq(st.bytes_written, BIG);
 	conduit_flow_free(s);
-	r = cd_wait_peer(pid, scaled(10000));
+	r = cd_wait_peer(pid, cd_scaled(10000));
 	ck_assert_msg(r == 0, "IPv6 client failed at step %d", r);
 	conduit_listener_free(l);
 	conduit_ctx_free(ctx);
@@ -297,21 +110,21 @@ START_TEST(listen_port_zero_reports_real_port)
 		/* Every address: reachable over both families. */
 		{"tcp://:0", "tcp://:", {"127.0.0.1", "[::1]"}},
 	};
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		conduit_listener *l = listen_on(ctx, cases[i].listen);
+		conduit_listener *l = fk_listen(ctx, cases[i].listen);
 		const char *bound = conduit_listener_uri(l);
 		ck_assert_msg(strncmp(bound, cases[i].prefix,
 		                      strlen(cases[i].prefix)) == 0,
 		              "%s is bound as %s", cases[i].listen, bound);
-		int port = listener_port(l);
+		int port = fk_listener_port(l);
 		for (int k = 0; k < 2 && cases[i].connect_host[k]; k++) {
 			char uri[128];
 			snprintf(uri, sizeof(uri), "tcp://%s:%d",
 			         cases[i].connect_host[k], port);
 			conduit_flow *c = NULL, *s = NULL;
-			pair_uri(ctx, l, uri, &c, &s);
-			check_works(c, s);
+			fk_pair(ctx, l, uri, &c, &s);
+			fk_exchange(c, s);
 			conduit_flow_free(c);
 			conduit_flow_free(s);
 		}
@@ -327,15 +140,15 @@ END_TEST
 /* A loopback port nobody listens on (it was just in use). */
 static int closed_port(conduit_ctx *ctx)
 {
-	conduit_listener *l = listen_on(ctx, "tcp://127.0.0.1:0");
-	int port = listener_port(l);
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
+	int port = fk_listener_port(l);
 	conduit_listener_free(l);
 	return port;
 }
 
 START_TEST(connect_refused)
 {
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	int port = closed_port(ctx);
 	char uri[128];
 	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
@@ -344,17 +157,8 @@ START_TEST(connect_refused)
 	conduit_flow *f = NULL;
 	int rc = conduit_connect(&f, ctx, uri);
 	if (rc == CONDUIT_OK) {
-		for (int i = 0; i < 1000; i++) {
-			rc = conduit_handshake(f);
-			if (!is_want(rc))
-				break;
-			struct conduit_pollitem it = {.flow = f,
-			                              .events = CONDUIT_POLLOUT};
-			size_t nready;
-			ck_status(conduit_poll(ctx, &it, 1, 1000, &nready),
-			          CONDUIT_OK);
-		}
-		ck_status(rc, CONDUIT_ERR_REFUSED);
+		ck_status(fk_drive_handshake(ctx, f, 1000),
+		          CONDUIT_ERR_REFUSED);
 		const char *msg = conduit_flow_error(f);
 		ck_assert_msg(strstr(msg, uri) && strstr(msg, "refused"),
 		              "message '%s' should name %s and say refused", msg,
@@ -368,7 +172,7 @@ START_TEST(connect_refused)
 	}
 
 	/* Blocking: the message is on the context. */
-	ck_status(conduit_connect_wait(&f, ctx, uri, scaled(5000)),
+	ck_status(conduit_connect_wait(&f, ctx, uri, cd_scaled(5000)),
 	          CONDUIT_ERR_REFUSED);
 	ck_assert_ptr_null(f);
 	const char *msg = conduit_ctx_error(ctx);
@@ -383,7 +187,7 @@ START_TEST(port_out_of_range)
 	static const char *const bad[] = {
 		"tcp://127.0.0.1:65536", "tcp://127.0.0.1:99999",
 		"tcp://[::1]:4294967297", "tcp://127.0.0.1:-1"};
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		conduit_flow *f = NULL;
 		conduit_listener *l = NULL;
@@ -409,7 +213,7 @@ END_TEST
 
 START_TEST(unknown_scheme)
 {
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_flow *f = NULL;
 	ck_status(conduit_connect(&f, ctx, "gopherish://127.0.0.1:70"),
 	          CONDUIT_ERR_SCHEME);
@@ -435,7 +239,7 @@ START_TEST(name_does_not_resolve)
 	ck_assert_msg(unshare(CLONE_NEWNET) == 0,
 	              "unshare(CLONE_NEWNET): %s (the suite needs root)",
 	              strerror(errno));
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_flow *f = NULL;
 	ck_status(conduit_connect(&f, ctx, uri), CONDUIT_ERR_RESOLVE);
 	ck_assert_ptr_null(f);
@@ -452,7 +256,7 @@ END_TEST
 START_TEST(ipv6_unknown_zone)
 {
 	static const char uri[] = "tcp://[fe80::1%25nosuchif0]:1";
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_flow *f = NULL;
 	ck_status(conduit_connect(&f, ctx, uri), CONDUIT_ERR_HOST);
 	ck_assert_ptr_null(f);
@@ -469,161 +273,62 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* Connect timeout                                                     */
 
-struct full_listener {
-	int lfd;
-	int port;
-	int nclients;
-	int clients[32];
-};
-
-/*
- * A raw listener with the smallest queue, filled with connections nobody
- * accepts.  Once its accept queue is full Linux drops incoming SYNs, so a
- * new connect stays in progress (retransmitting) instead of failing.
- */
-static void make_full_listener(struct full_listener *fl)
-{
-	struct sockaddr_in sin;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	fl->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fl->lfd, 0);
-	ck_assert_int_eq(bind(fl->lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	ck_assert_int_eq(listen(fl->lfd, 1), 0);
-	socklen_t len = sizeof(sin);
-	ck_assert_int_eq(getsockname(fl->lfd, (struct sockaddr *)&sin, &len), 0);
-	fl->port = ntohs(sin.sin_port);
-	fl->nclients = 0;
-	for (int i = 0; i < 32; i++) {
-		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-		                0);
-		ck_assert_int_ge(fd, 0);
-		fl->clients[fl->nclients++] = fd;
-		int r = connect(fd, (struct sockaddr *)&sin, sizeof(sin));
-		ck_assert(r == 0 || errno == EINPROGRESS);
-		struct pollfd p = {.fd = fd, .events = POLLOUT};
-		if (r != 0 && poll(&p, 1, 200) == 0)
-			return; /* this one's SYN was dropped: full */
-	}
-	ck_abort_msg("32 connections did not fill a listen queue of 1");
-}
-
-static void free_full_listener(struct full_listener *fl)
-{
-	for (int i = 0; i < fl->nclients; i++)
-		close(fl->clients[i]);
-	close(fl->lfd);
-}
-
 START_TEST(connect_timeout)
 {
-	struct full_listener fl;
-	make_full_listener(&fl);
+	struct fk_silent fl;
+	fk_silent_listen(&fl, "127.0.0.1", 0);
 	char uri[128];
 	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", fl.port);
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 
 	/* The context's timeout, driven by hand. */
 	conduit_ctx_set_connect_timeout(ctx, 300);
-	uint64_t start = now_ms();
+	uint64_t start = cd_now_ms();
 	conduit_flow *f = NULL;
 	ck_status(conduit_connect(&f, ctx, uri), CONDUIT_OK);
 	int rc = CONDUIT_WANT_WRITE;
-	for (int i = 0; i < 10000 && is_want(rc); i++) {
+	for (int i = 0; i < 10000 && fk_is_want(rc); i++) {
 		struct conduit_pollitem it = {.flow = f, .events = CONDUIT_POLLOUT};
 		size_t nready;
 		ck_status(conduit_poll(ctx, &it, 1, 5000, &nready), CONDUIT_OK);
 		rc = conduit_handshake(f);
 	}
 	ck_status(rc, CONDUIT_ERR_TIMED_OUT);
-	ck_assert_uint_ge(now_ms() - start, 280);
+	ck_assert_uint_ge(cd_now_ms() - start, 280);
 	ck_assert_msg(strstr(conduit_flow_error(f), "timed out") &&
 	                      strstr(conduit_flow_error(f), uri),
 	              "message: %s", conduit_flow_error(f));
 	conduit_flow_free(f);
 
 	/* The context's timeout through the blocking call. */
-	start = now_ms();
+	start = cd_now_ms();
 	ck_status(conduit_connect_wait(&f, ctx, uri, -1), CONDUIT_ERR_TIMED_OUT);
 	ck_assert_ptr_null(f);
-	ck_assert_uint_ge(now_ms() - start, 280);
+	ck_assert_uint_ge(cd_now_ms() - start, 280);
 	ck_assert_msg(strstr(conduit_ctx_error(ctx), "timed out"), "message: %s",
 	              conduit_ctx_error(ctx));
 
 	/* The blocking call's own timeout. */
 	conduit_ctx_set_connect_timeout(ctx, 0);
-	start = now_ms();
+	start = cd_now_ms();
 	ck_status(conduit_connect_wait(&f, ctx, uri, 300), CONDUIT_ERR_TIMED_OUT);
 	ck_assert_ptr_null(f);
-	ck_assert_uint_ge(now_ms() - start, 280);
+	ck_assert_uint_ge(cd_now_ms() - start, 280);
 	ck_assert_msg(strstr(conduit_ctx_error(ctx), "timed out"), "message: %s",
 	              conduit_ctx_error(ctx));
 	conduit_ctx_free(ctx);
-	free_full_listener(&fl);
+	fk_silent_free(&fl);
 }
 END_TEST
 
 /* ------------------------------------------------------------------ */
-/* Every address in turn                                               */
-
-struct event_log {
-	int n;
-	enum conduit_phase phase[32];
-	int status[32];
-	char detail[32][128];
-	conduit_flow *flow[32];
-};
-
-static void record(void *arg, const struct conduit_event *ev)
-{
-	struct event_log *log = arg;
-	if (log->n >= 32)
-		return;
-	log->phase[log->n] = ev->phase;
-	log->status[log->n] = ev->status;
-	snprintf(log->detail[log->n], sizeof(log->detail[0]), "%s", ev->detail);
-	log->flow[log->n] = ev->flow;
-	log->n++;
-}
-
-static struct conduit_addr addr4(const char *text)
-{
-	struct conduit_addr a;
-	memset(&a, 0, sizeof(a));
-	a.family = CONDUIT_AF_INET;
-	ck_assert_int_eq(inet_pton(AF_INET, text, a.bytes), 1);
-	return a;
-}
-
-static struct conduit_addr addr6(const char *text)
-{
-	struct conduit_addr a;
-	memset(&a, 0, sizeof(a));
-	a.family = CONDUIT_AF_INET6;
-	ck_assert_int_eq(inet_pton(AF_INET6, text, a.bytes), 1);
-	return a;
-}
-
-static int drive_handshake(conduit_ctx *ctx, conduit_flow *f)
-{
-	int rc = CONDUIT_WANT_WRITE;
-	for (int i = 0; i < 1000 && is_want(rc); i++) {
-		rc = conduit_handshake(f);
-		if (!is_want(rc))
-			break;
-		struct conduit_pollitem it = {.flow = f, .events = CONDUIT_POLLOUT};
-		size_t nready;
-		ck_status(conduit_poll(ctx, &it, 1, 2000, &nready), CONDUIT_OK);
-	}
-	return rc;
-}
+/* Several addresses                                                   */
 
 START_TEST(every_address_tried)
 {
-	conduit_ctx *ctx = new_ctx();
-	conduit_listener *l = listen_on(ctx, "tcp://127.0.0.1:0");
-	int port = listener_port(l);
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
+	int port = fk_listener_port(l);
 	char uri[128];
 	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
 	conduit_endpoint *ep = NULL;
@@ -631,13 +336,13 @@ START_TEST(every_address_tried)
 
 	/* 127.0.0.2 is loopback too, but the listener is bound to
 	 * 127.0.0.1 only: that address refuses, the next one works. */
-	struct conduit_addr two[2] = {addr4("127.0.0.2"), addr4("127.0.0.1")};
+	struct conduit_addr two[2] = {fk_addr("127.0.0.2"), fk_addr("127.0.0.1")};
 	ck_status(cd_endpoint_set_addresses(ep, two, 2), CONDUIT_OK);
-	struct event_log log = {0};
-	conduit_ctx_set_observer(ctx, record, &log);
+	struct fk_events log = {0};
+	conduit_ctx_set_observer(ctx, fk_record, &log);
 	conduit_flow *f = NULL;
 	ck_status(conduit_connect_endpoint(&f, ctx, ep), CONDUIT_OK);
-	int rc = drive_handshake(ctx, f);
+	int rc = fk_drive_handshake(ctx, f, 2000);
 	ck_assert_msg(rc == CONDUIT_OK, "connect with one refusing address: %s "
 	                                "(%s)",
 	              conduit_status_name(rc), conduit_flow_error(f));
@@ -654,18 +359,18 @@ START_TEST(every_address_tried)
 	}
 	ck_assert_int_eq(connecting, 2);
 	conduit_flow *s = NULL;
-	ck_status(conduit_accept_wait(&s, l, scaled(2000)), CONDUIT_OK);
-	check_works(f, s);
+	ck_status(conduit_accept_wait(&s, l, cd_scaled(2000)), CONDUIT_OK);
+	fk_exchange(f, s);
 	conduit_flow_free(f);
 	conduit_flow_free(s);
 
 	/* Nothing on ::1 at that port either: both refuse. */
-	struct conduit_addr none[2] = {addr4("127.0.0.2"), addr6("::1")};
+	struct conduit_addr none[2] = {fk_addr("127.0.0.2"), fk_addr("::1")};
 	ck_status(cd_endpoint_set_addresses(ep, none, 2), CONDUIT_OK);
 	rc = conduit_connect_endpoint(&f, ctx, ep);
 	const char *msg = conduit_ctx_error(ctx);
 	if (rc == CONDUIT_OK) {
-		rc = drive_handshake(ctx, f);
+		rc = fk_drive_handshake(ctx, f, 2000);
 		msg = conduit_flow_error(f);
 	}
 	ck_status(rc, CONDUIT_ERR_REFUSED);
@@ -683,10 +388,10 @@ END_TEST
 
 START_TEST(nodelay_default_and_off)
 {
-	conduit_ctx *ctx = new_ctx();
-	conduit_listener *l = listen_on(ctx, "tcp://127.0.0.1:0");
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
 	conduit_flow *c = NULL, *s = NULL;
-	pair(ctx, l, &c, &s);
+	fk_pair(ctx, l, NULL, &c, &s);
 	ck_assert_int_ne(getsockopt_int(c, IPPROTO_TCP, TCP_NODELAY), 0);
 	ck_assert_int_ne(getsockopt_int(s, IPPROTO_TCP, TCP_NODELAY), 0);
 	/* Without the option, no keepalive. */
@@ -696,42 +401,36 @@ START_TEST(nodelay_default_and_off)
 
 	char uri[128];
 	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d?nodelay=0",
-	         listener_port(l));
-	pair_uri(ctx, l, uri, &c, &s);
+	         fk_listener_port(l));
+	fk_pair(ctx, l, uri, &c, &s);
 	ck_assert_int_eq(getsockopt_int(c, IPPROTO_TCP, TCP_NODELAY), 0);
-	check_works(c, s);
+	fk_exchange(c, s);
 	conduit_flow_free(c);
 	conduit_flow_free(s);
 
 	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d?nodelay=1",
-	         listener_port(l));
-	pair_uri(ctx, l, uri, &c, &s);
+	         fk_listener_port(l));
+	fk_pair(ctx, l, uri, &c, &s);
 	ck_assert_int_ne(getsockopt_int(c, IPPROTO_TCP, TCP_NODELAY), 0);
-	conduit_flow_free(c);
-	conduit_flow_free(s);
-	conduit_listener_free(l);
-	conduit_ctx_free(ctx);
+	fk_free_all(c, s, l, ctx);
 }
 END_TEST
 
 START_TEST(keepalive_option)
 {
-	conduit_ctx *ctx = new_ctx();
-	conduit_listener *l = listen_on(ctx, "tcp://127.0.0.1:0");
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
 	char uri[128];
 	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d?keepalive=42",
-	         listener_port(l));
+	         fk_listener_port(l));
 	conduit_flow *c = NULL, *s = NULL;
-	pair_uri(ctx, l, uri, &c, &s);
+	fk_pair(ctx, l, uri, &c, &s);
 	ck_assert_int_ne(getsockopt_int(c, SOL_SOCKET, SO_KEEPALIVE), 0);
 #ifdef TCP_KEEPIDLE
 	ck_assert_int_eq(getsockopt_int(c, IPPROTO_TCP, TCP_KEEPIDLE), 42);
 #endif
-	check_works(c, s);
-	conduit_flow_free(c);
-	conduit_flow_free(s);
-	conduit_listener_free(l);
-	conduit_ctx_free(ctx);
+	fk_exchange(c, s);
+	fk_free_all(c, s, l, ctx);
 }
 END_TEST
 
@@ -750,25 +449,25 @@ static void local_ip(const conduit_flow *f, char *buf, size_t len)
 
 START_TEST(source_option_binds_local_address)
 {
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	/* Every address, so that a source other than 127.0.0.1 can reach
 	 * it too. */
-	conduit_listener *l = listen_on(ctx, "tcp://:0");
-	int port = listener_port(l);
+	conduit_listener *l = fk_listen(ctx, "tcp://:0");
+	int port = fk_listener_port(l);
 	static const char *const sources[] = {"127.0.0.1", "127.0.0.2"};
 	for (size_t i = 0; i < 2; i++) {
 		char uri[128], ip[64];
 		snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d?source=%s", port,
 		         sources[i]);
 		conduit_flow *c = NULL, *s = NULL;
-		pair_uri(ctx, l, uri, &c, &s);
+		fk_pair(ctx, l, uri, &c, &s);
 		local_ip(c, ip, sizeof(ip));
 		ck_assert_str_eq(ip, sources[i]);
 		/* The server sees it as the peer. */
 		ck_assert_msg(strstr(conduit_flow_uri(s), sources[i]) != NULL,
 		              "accepted flow %s, source %s", conduit_flow_uri(s),
 		              sources[i]);
-		check_works(c, s);
+		fk_exchange(c, s);
 		conduit_flow_free(c);
 		conduit_flow_free(s);
 	}
@@ -792,19 +491,20 @@ START_TEST(half_close)
 {
 	static const char request[] = "GET / then end of stream";
 	static const char reply[] = "the answer, after the end of stream";
-	conduit_ctx *ctx = new_ctx();
-	conduit_listener *l = listen_on(ctx, "tcp://127.0.0.1:0");
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
 	char uri[128];
-	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", listener_port(l));
+	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", fk_listener_port(l));
 
 	pid_t pid = cd_fork_peer();
 	if (pid == 0) {
 		/* Client: send, shut down the write side, read to EOF. */
 		conduit_flow *f = NULL;
-		if (conduit_connect_wait(&f, ctx, uri, scaled(5000)) != CONDUIT_OK)
+		if (conduit_connect_wait(&f, ctx, uri, cd_scaled(5000)) !=
+		    CONDUIT_OK)
 			_exit(70);
 		if (conduit_write_all(f, request, sizeof(request), NULL,
-		                      scaled(5000)) != CONDUIT_OK)
+		                      cd_scaled(5000)) != CONDUIT_OK)
 			_exit(71);
 		if (conduit_shutdown(f, CONDUIT_SHUT_WR) != CONDUIT_OK)
 			_exit(72);
@@ -813,7 +513,7 @@ START_TEST(half_close)
 		int rc = CONDUIT_OK;
 		for (int i = 0; i < 1000 && rc == CONDUIT_OK; i++) {
 			rc = conduit_read_wait(f, got + have, sizeof(got) - have,
-			                       &n, scaled(5000));
+			                       &n, cd_scaled(5000));
 			if (rc == CONDUIT_OK)
 				have += n;
 			if (have >= sizeof(got))
@@ -828,13 +528,13 @@ START_TEST(half_close)
 	}
 
 	conduit_flow *s = NULL;
-	ck_status(conduit_accept_wait(&s, l, scaled(5000)), CONDUIT_OK);
+	ck_status(conduit_accept_wait(&s, l, cd_scaled(5000)), CONDUIT_OK);
 	char got[128];
 	size_t have = 0, n = 0;
 	int rc = CONDUIT_OK;
 	for (int i = 0; i < 1000 && rc == CONDUIT_OK; i++) {
 		rc = conduit_read_wait(s, got + have, sizeof(got) - have, &n,
-		                       scaled(5000));
+		                       cd_scaled(5000));
 		if (rc == CONDUIT_OK)
 			have += n;
 		ck_assert_uint_lt(have, sizeof(got));
@@ -843,11 +543,12 @@ START_TEST(half_close)
 	ck_assert_uint_eq(have, sizeof(request));
 	ck_assert_mem_eq(got, request, have);
 	/* The peer finished sending; this side still may. */
-	ck_status(conduit_write_all(s, reply, sizeof(reply), NULL, scaled(5000)),
+	ck_status(conduit_write_all(s, reply, sizeof(reply), NULL,
+	                            cd_scaled(5000)),
 	          CONDUIT_OK);
 	ck_status(conduit_close(s), CONDUIT_OK);
 	conduit_flow_free(s);
-	int r = cd_wait_peer(pid, scaled(10000));
+	int r = cd_wait_peer(pid, cd_scaled(10000));
 	ck_assert_msg(r == 0, "half-closing client failed at step %d", r);
 	conduit_listener_free(l);
 	conduit_ctx_free(ctx);
@@ -859,21 +560,21 @@ END_TEST
 
 START_TEST(observer_events)
 {
-	conduit_ctx *cctx = new_ctx(), *sctx = new_ctx();
-	struct event_log clog = {0}, slog = {0};
-	conduit_listener *l = listen_on(sctx, "tcp://127.0.0.1:0");
-	int port = listener_port(l);
+	conduit_ctx *cctx = fk_new_ctx(), *sctx = fk_new_ctx();
+	struct fk_events clog = {0}, slog = {0};
+	conduit_listener *l = fk_listen(sctx, "tcp://127.0.0.1:0");
+	int port = fk_listener_port(l);
 	char uri[128], addr[64];
 	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	conduit_ctx_set_observer(cctx, record, &clog);
-	conduit_ctx_set_observer(sctx, record, &slog);
+	conduit_ctx_set_observer(cctx, fk_record, &clog);
+	conduit_ctx_set_observer(sctx, fk_record, &slog);
 
 	conduit_flow *c = NULL, *s = NULL;
 	ck_status(conduit_connect(&c, cctx, uri), CONDUIT_OK);
-	ck_status(drive_handshake(cctx, c), CONDUIT_OK);
-	ck_status(conduit_accept_wait(&s, l, scaled(2000)), CONDUIT_OK);
-	check_works(c, s);
+	ck_status(fk_drive_handshake(cctx, c, 2000), CONDUIT_OK);
+	ck_status(conduit_accept_wait(&s, l, cd_scaled(2000)), CONDUIT_OK);
+	fk_exchange(c, s);
 	ck_status(conduit_close(c), CONDUIT_OK);
 	conduit_flow_free(c);
 	ck_status(conduit_close(s), CONDUIT_OK);
@@ -910,7 +611,7 @@ START_TEST(observer_events)
 	/* A failure is reported as one. */
 	conduit_listener_free(l);
 	clog.n = 0;
-	ck_assert_int_ne(conduit_connect_wait(&c, cctx, uri, scaled(5000)),
+	ck_assert_int_ne(conduit_connect_wait(&c, cctx, uri, cd_scaled(5000)),
 	                 CONDUIT_OK);
 	bool failed = false;
 	for (int i = 0; i < clog.n; i++)
@@ -925,10 +626,10 @@ END_TEST
 
 START_TEST(byte_counters)
 {
-	conduit_ctx *ctx = new_ctx();
-	conduit_listener *l = listen_on(ctx, "tcp://127.0.0.1:0");
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
 	conduit_flow *c = NULL, *s = NULL;
-	pair(ctx, l, &c, &s);
+	fk_pair(ctx, l, NULL, &c, &s);
 	struct conduit_flow_stats st;
 	conduit_flow_stats(c, &st);
 	ck_assert_uint_eq(st.bytes_read, 0);
@@ -954,19 +655,21 @@ START_TEST(byte_counters)
 			if (rc == CONDUIT_OK)
 				up += n;
 			else
-				ck_assert(is_want(rc));
+				ck_assert(fk_is_want(rc));
 		}
-		int rc = conduit_read_wait(s, in + got, UP - got, &n, scaled(2000));
+		int rc = conduit_read_wait(s, in + got, UP - got, &n,
+		                           cd_scaled(2000));
 		ck_status(rc, CONDUIT_OK);
 		got += n;
 	}
 	ck_assert_uint_eq(got, UP);
 	ck_assert_mem_eq(in, buf, UP);
-	ck_status(conduit_write_all(s, buf, DOWN, NULL, scaled(2000)), CONDUIT_OK);
+	ck_status(conduit_write_all(s, buf, DOWN, NULL, cd_scaled(2000)),
+	          CONDUIT_OK);
 	got = 0;
 	for (int i = 0; i < 1000 && got < DOWN; i++) {
 		ck_status(conduit_read_wait(c, in + got, DOWN - got, &n,
-		                            scaled(2000)),
+		                            cd_scaled(2000)),
 		          CONDUIT_OK);
 		got += n;
 	}
@@ -985,10 +688,7 @@ START_TEST(byte_counters)
 	ck_assert_uint_eq(st.bytes_written, UP);
 	free(buf);
 	free(in);
-	conduit_flow_free(c);
-	conduit_flow_free(s);
-	conduit_listener_free(l);
-	conduit_ctx_free(ctx);
+	fk_free_all(c, s, l, ctx);
 }
 END_TEST
 
@@ -997,16 +697,16 @@ END_TEST
 
 START_TEST(write_after_peer_closed_no_sigpipe)
 {
-	conduit_ctx *ctx = new_ctx();
-	conduit_listener *l = listen_on(ctx, "tcp://127.0.0.1:0");
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
 	conduit_flow *c = NULL, *s = NULL;
-	pair(ctx, l, &c, &s);
+	fk_pair(ctx, l, NULL, &c, &s);
 	conduit_flow_free(s);
 	/* The first writes may be accepted before the reset comes back;
 	 * then EPIPE, which with SIGPIPE at its default would kill us. */
 	static uint8_t buf[16 * 1024];
 	int rc = CONDUIT_OK;
-	for (int i = 0; i < 2000 && (rc == CONDUIT_OK || is_want(rc)); i++) {
+	for (int i = 0; i < 2000 && (rc == CONDUIT_OK || fk_is_want(rc)); i++) {
 		size_t n = 0;
 		rc = conduit_write(c, buf, sizeof(buf), &n);
 		if (rc != CONDUIT_OK) {
@@ -1019,18 +719,16 @@ START_TEST(write_after_peer_closed_no_sigpipe)
 	}
 	ck_assert_msg(rc == CONDUIT_ERR_CLOSED || rc == CONDUIT_ERR_RESET,
 	              "write to a closed peer: %s", conduit_status_name(rc));
-	conduit_flow_free(c);
-	conduit_listener_free(l);
-	conduit_ctx_free(ctx);
+	fk_free_all(c, NULL, l, ctx);
 }
 END_TEST
 
 START_TEST(tcp_flow_properties)
 {
-	conduit_ctx *ctx = new_ctx();
-	conduit_listener *l = listen_on(ctx, "tcp://[::1]:0");
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, "tcp://[::1]:0");
 	conduit_flow *c = NULL, *s = NULL;
-	pair(ctx, l, &c, &s);
+	fk_pair(ctx, l, NULL, &c, &s);
 	const conduit_flow *both[2] = {c, s};
 	for (int i = 0; i < 2; i++) {
 		int fd = conduit_flow_fd(both[i]);
@@ -1044,10 +742,7 @@ START_TEST(tcp_flow_properties)
 	ck_assert_int_eq(cred.pid, -1);
 	ck_assert_str_ne(conduit_flow_error(c), "");
 	ck_assert_str_eq(conduit_flow_uri(c), conduit_listener_uri(l));
-	conduit_flow_free(c);
-	conduit_flow_free(s);
-	conduit_listener_free(l);
-	conduit_ctx_free(ctx);
+	fk_free_all(c, s, l, ctx);
 }
 END_TEST
 

@@ -11,6 +11,7 @@
  * only (0 is success, other values name the step that failed), and the test
  * process checks that status.
  */
+#include "flowkit.h"
 #include "harness.h"
 
 #include <conduit/conduit.h>
@@ -31,45 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MiB (1024ull * 1024ull)
 #define BIG (64 * MiB)
-#define CHUNK (64 * 1024)
-/* Loops stop after this many turns even if the clock misbehaves. */
-#define MAX_TURNS 10000000L
-
-/* Fail with both status names, which say more than two numbers. */
-#define ck_status(expr, want)                                                  \
-	do {                                                                   \
-		int got_ = (expr), want_ = (want);                             \
-		ck_assert_msg(got_ == want_, "%s: got %s, want %s", #expr,     \
-		              conduit_status_name(got_),                       \
-		              conduit_status_name(want_));                     \
-	} while (0)
-
-static int scaled(int ms)
-{
-	return (int)(ms * cd_time_scale());
-}
-
-static bool is_want(int rc)
-{
-	return rc == CONDUIT_WANT_READ || rc == CONDUIT_WANT_WRITE;
-}
-
-static conduit_ctx *new_ctx(void)
-{
-	conduit_ctx *ctx = NULL;
-	ck_status(conduit_ctx_new(&ctx), CONDUIT_OK);
-	return ctx;
-}
-
-/* Milliseconds on the monotonic clock. */
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void nap_ms(int ms)
 {
@@ -98,98 +61,16 @@ static void abstract_name(char *buf, size_t len, const char *what)
 /* Stream helpers: they return 0 or a step number, never assert, so    */
 /* forked peers can use them too.                                      */
 
-/*
- * Send total bytes of stream `seed` and read them back, checking every
- * byte, driving both directions through conduit_poll() on a non-blocking
- * flow.  Shuts down the write side once everything is sent and expects a
- * clean end of stream after the echo.
- */
-static int pump_echo(conduit_ctx *ctx, conduit_flow *f, uint32_t seed,
-                     uint64_t total, int timeout_ms)
-{
-	static uint8_t out[CHUNK], in[CHUNK];
-	uint64_t sent = 0, got = 0;
-	size_t outlen = 0, outoff = 0;
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-	bool eof = false;
-	for (long turn = 0; !eof; turn++) {
-		if (now_ms() > deadline || turn > MAX_TURNS)
-			return 1;
-		struct conduit_pollitem it = {
-			.flow = f,
-			.events = CONDUIT_POLLIN |
-			          (sent < total ? CONDUIT_POLLOUT : 0u)};
-		size_t nready = 0;
-		if (conduit_poll(ctx, &it, 1, 1000, &nready) != CONDUIT_OK)
-			return 2;
-		if (it.revents & CONDUIT_POLLOUT) {
-			if (outoff == outlen) {
-				uint64_t left = total - sent;
-				outlen = left < CHUNK ? (size_t)left : CHUNK;
-				cd_pattern(seed, sent, out, outlen);
-				outoff = 0;
-			}
-			size_t n = 0;
-			int rc = conduit_write(f, out + outoff, outlen - outoff, &n);
-			if (rc == CONDUIT_OK) {
-				outoff += n;
-				sent += n;
-				if (sent == total &&
-				    conduit_shutdown(f, CONDUIT_SHUT_WR) != CONDUIT_OK)
-					return 3;
-			} else if (!is_want(rc)) {
-				return 4;
-			}
-		}
-		if (it.revents & CONDUIT_POLLIN) {
-			size_t n = 0;
-			int rc = conduit_read(f, in, sizeof(in), &n);
-			if (rc == CONDUIT_OK) {
-				if (n > total - got)
-					return 5; /* more than was sent */
-				if (cd_pattern_check(seed, got, in, n) != n)
-					return 6;
-				got += n;
-			} else if (rc == CONDUIT_EOF) {
-				eof = true;
-			} else if (!is_want(rc)) {
-				return 7;
-			}
-		}
-	}
-	return got == total && sent == total ? 0 : 8;
-}
-
-/* Echo until end of stream with the blocking conveniences, then close. */
-static int echo_blocking(conduit_flow *f, int timeout_ms)
-{
-	static uint8_t buf[CHUNK];
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-	for (long turn = 0;; turn++) {
-		if (now_ms() > deadline || turn > MAX_TURNS)
-			return 20;
-		size_t n = 0;
-		int rc = conduit_read_wait(f, buf, sizeof(buf), &n, timeout_ms);
-		if (rc == CONDUIT_EOF)
-			break;
-		if (rc != CONDUIT_OK)
-			return 21;
-		if (conduit_write_all(f, buf, n, NULL, timeout_ms) != CONDUIT_OK)
-			return 22;
-	}
-	return conduit_close_wait(f, timeout_ms) == CONDUIT_OK ? 0 : 23;
-}
-
 /* Read exactly total bytes of stream `seed` and then end of stream, using
  * conduit_read() and conduit_poll(). */
 static int sink_poll(conduit_ctx *ctx, conduit_flow *f, uint32_t seed,
                      uint64_t total, int timeout_ms)
 {
-	static uint8_t in[CHUNK];
+	static uint8_t in[FK_CHUNK];
 	uint64_t got = 0;
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	uint64_t deadline = cd_now_ms() + (uint64_t)timeout_ms;
 	for (long turn = 0;; turn++) {
-		if (now_ms() > deadline || turn > MAX_TURNS)
+		if (cd_now_ms() > deadline || turn > FK_MAX_TURNS)
 			return 30;
 		size_t n = 0;
 		int rc = conduit_read(f, in, sizeof(in), &n);
@@ -202,7 +83,7 @@ static int sink_poll(conduit_ctx *ctx, conduit_flow *f, uint32_t seed,
 			got += n;
 			continue;
 		}
-		if (!is_want(rc))
+		if (!fk_is_want(rc))
 			return 33;
 		struct conduit_pollitem it = {.flow = f, .events = CONDUIT_POLLIN};
 		size_t nready = 0;
@@ -216,16 +97,16 @@ static int sink_poll(conduit_ctx *ctx, conduit_flow *f, uint32_t seed,
 static int source_poll(conduit_ctx *ctx, conduit_flow *f, uint32_t seed,
                        uint64_t total, int timeout_ms)
 {
-	static uint8_t out[CHUNK];
+	static uint8_t out[FK_CHUNK];
 	uint64_t sent = 0;
 	size_t outlen = 0, outoff = 0;
-	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	uint64_t deadline = cd_now_ms() + (uint64_t)timeout_ms;
 	for (long turn = 0; sent < total; turn++) {
-		if (now_ms() > deadline || turn > MAX_TURNS)
+		if (cd_now_ms() > deadline || turn > FK_MAX_TURNS)
 			return 40;
 		if (outoff == outlen) {
 			uint64_t left = total - sent;
-			outlen = left < CHUNK ? (size_t)left : CHUNK;
+			outlen = left < FK_CHUNK ? (size_t)left : FK_CHUNK;
 			cd_pattern(seed, sent, out, outlen);
 			outoff = 0;
 		}
@@ -236,7 +117,7 @@ static int source_poll(conduit_ctx *ctx, conduit_flow *f, uint32_t seed,
 			sent += n;
 			continue;
 		}
-		if (!is_want(rc))
+		if (!fk_is_want(rc))
 			return 41;
 		struct conduit_pollitem it = {.flow = f, .events = CONDUIT_POLLOUT};
 		size_t nready = 0;
@@ -246,42 +127,12 @@ static int source_poll(conduit_ctx *ctx, conduit_flow *f, uint32_t seed,
 	return conduit_shutdown(f, CONDUIT_SHUT_WR) == CONDUIT_OK ? 0 : 43;
 }
 
-/* Forked peer: accept one connection on l and echo it. */
-static void child_echo_server(conduit_listener *l, int timeout_ms)
-{
-	conduit_flow *f = NULL;
-	if (conduit_accept_wait(&f, l, timeout_ms) != CONDUIT_OK)
-		_exit(50);
-	int r = echo_blocking(f, timeout_ms);
-	conduit_flow_free(f);
-	/* The listener is not freed: that would remove the parent's
-	 * socket file. */
-	_exit(r);
-}
-
-/* Connect, accept and return both ends of an in-process connection. */
-static void pair(conduit_ctx *ctx, conduit_listener *l, conduit_flow **client,
-                 conduit_flow **server)
-{
-	ck_status(conduit_connect_wait(client, ctx, conduit_listener_uri(l),
-	                               scaled(5000)),
-	          CONDUIT_OK);
-	ck_status(conduit_accept_wait(server, l, scaled(5000)), CONDUIT_OK);
-}
-
 /* Exchange one byte each way over a fresh connection to l. */
 static void check_works(conduit_ctx *ctx, conduit_listener *l)
 {
 	conduit_flow *c = NULL, *s = NULL;
-	pair(ctx, l, &c, &s);
-	char b = 0;
-	size_t n = 0;
-	ck_status(conduit_write_all(c, "q", 1, NULL, scaled(2000)), CONDUIT_OK);
-	ck_status(conduit_read_wait(s, &b, 1, &n, scaled(2000)), CONDUIT_OK);
-	ck_assert_int_eq(b, 'q');
-	ck_status(conduit_write_all(s, "r", 1, NULL, scaled(2000)), CONDUIT_OK);
-	ck_status(conduit_read_wait(c, &b, 1, &n, scaled(2000)), CONDUIT_OK);
-	ck_assert_int_eq(b, 'r');
+	fk_pair(ctx, l, NULL, &c, &s);
+	fk_exchange(c, s);
 	conduit_flow_free(c);
 	conduit_flow_free(s);
 }
@@ -296,25 +147,13 @@ START_TEST(echo_64mib_nonblocking_client)
 	char dir[256], uri[512];
 	cd_tmpdir(dir, sizeof(dir));
 	sock_uri(uri, sizeof(uri), dir, "echo.sock");
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = NULL;
 	ck_status(conduit_listen(&l, ctx, uri), CONDUIT_OK);
 
-	pid_t pid = cd_fork_peer();
-	if (pid == 0)
-		child_echo_server(l, scaled(50000));
-
-	conduit_flow *f = NULL;
-	ck_status(conduit_connect(&f, ctx, uri), CONDUIT_OK);
-	int r = pump_echo(ctx, f, 11, BIG, scaled(50000));
-	ck_assert_msg(r == 0, "echo of 64 MiB failed at step %d: %s", r,
-	              conduit_flow_error(f));
-	struct conduit_flow_stats st;
-	conduit_flow_stats(f, &st);
-	ck_assert_uint_eq(st.bytes_written, BIG);
-	ck_assert_uint_eq(st.bytes_read, BIG);
-	conduit_flow_free(f);
-	ck_assert_int_eq(cd_wait_peer(pid, scaled(10000)), 0);
+	pid_t pid = fk_spawn_echo_server(l, cd_scaled(50000), cd_scaled(50000));
+	fk_echo_client(ctx, uri, 11, BIG, cd_scaled(50000));
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(10000)), 0);
 	conduit_listener_free(l);
 	conduit_ctx_free(ctx);
 	cd_rmtree(dir);
@@ -329,18 +168,18 @@ START_TEST(stream_64mib_blocking_each_way)
 	char dir[256], uri[512];
 	cd_tmpdir(dir, sizeof(dir));
 	sock_uri(uri, sizeof(uri), dir, "stream.sock");
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = NULL;
 	ck_status(conduit_listen(&l, ctx, uri), CONDUIT_OK);
 
 	pid_t pid = cd_fork_peer();
 	if (pid == 0) {
 		conduit_flow *f = NULL;
-		if (conduit_accept_wait(&f, l, scaled(20000)) != CONDUIT_OK)
+		if (conduit_accept_wait(&f, l, cd_scaled(20000)) != CONDUIT_OK)
 			_exit(60);
-		int r = sink_poll(ctx, f, 21, BIG, scaled(50000));
+		int r = sink_poll(ctx, f, 21, BIG, cd_scaled(50000));
 		if (r == 0)
-			r = source_poll(ctx, f, 22, BIG, scaled(50000));
+			r = source_poll(ctx, f, 22, BIG, cd_scaled(50000));
 		if (r == 0 && conduit_close(f) != CONDUIT_OK)
 			r = 61;
 		conduit_flow_free(f);
@@ -348,13 +187,15 @@ START_TEST(stream_64mib_blocking_each_way)
 	}
 
 	conduit_flow *f = NULL;
-	ck_status(conduit_connect_wait(&f, ctx, uri, scaled(5000)), CONDUIT_OK);
+	ck_status(conduit_connect_wait(&f, ctx, uri, cd_scaled(5000)),
+	          CONDUIT_OK);
 	uint8_t *buf = malloc(4 * MiB);
 	ck_assert_ptr_nonnull(buf);
 	for (uint64_t off = 0; off < BIG; off += 4 * MiB) {
 		cd_pattern(21, off, buf, 4 * MiB);
 		size_t n = 0;
-		ck_status(conduit_write_all(f, buf, 4 * MiB, &n, scaled(30000)),
+		ck_status(conduit_write_all(f, buf, 4 * MiB, &n,
+		                            cd_scaled(30000)),
 		          CONDUIT_OK);
 		ck_assert_uint_eq(n, 4 * MiB);
 	}
@@ -362,7 +203,8 @@ START_TEST(stream_64mib_blocking_each_way)
 	uint64_t got = 0;
 	for (int i = 0; i < 10000000; i++) {
 		size_t n = 0;
-		int rc = conduit_read_wait(f, buf, 4 * MiB, &n, scaled(30000));
+		int rc = conduit_read_wait(f, buf, 4 * MiB, &n,
+		                           cd_scaled(30000));
 		if (rc == CONDUIT_EOF)
 			break;
 		ck_assert_msg(rc == CONDUIT_OK, "read after %llu bytes: %s (%s)",
@@ -377,7 +219,7 @@ START_TEST(stream_64mib_blocking_each_way)
 	ck_assert_uint_eq(got, BIG);
 	free(buf);
 	conduit_flow_free(f);
-	ck_assert_int_eq(cd_wait_peer(pid, scaled(10000)), 0);
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(10000)), 0);
 	conduit_listener_free(l);
 	conduit_ctx_free(ctx);
 	cd_rmtree(dir);
@@ -394,7 +236,7 @@ START_TEST(half_close)
 	char dir[256], uri[512];
 	cd_tmpdir(dir, sizeof(dir));
 	sock_uri(uri, sizeof(uri), dir, "half.sock");
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = NULL;
 	ck_status(conduit_listen(&l, ctx, uri), CONDUIT_OK);
 
@@ -402,7 +244,7 @@ START_TEST(half_close)
 	if (pid == 0) {
 		/* Server: read to end of stream, then still answer. */
 		conduit_flow *f = NULL;
-		if (conduit_accept_wait(&f, l, scaled(5000)) != CONDUIT_OK)
+		if (conduit_accept_wait(&f, l, cd_scaled(5000)) != CONDUIT_OK)
 			_exit(70);
 		char got[128];
 		size_t have = 0;
@@ -410,7 +252,7 @@ START_TEST(half_close)
 			size_t n = 0;
 			int rc = conduit_read_wait(f, got + have,
 			                           sizeof(got) - have, &n,
-			                           scaled(5000));
+			                           cd_scaled(5000));
 			if (rc == CONDUIT_EOF)
 				break;
 			if (rc != CONDUIT_OK || have + n >= sizeof(got))
@@ -420,18 +262,19 @@ START_TEST(half_close)
 		if (have != sizeof(request) || memcmp(got, request, have) != 0)
 			_exit(72);
 		if (conduit_write_all(f, reply, sizeof(reply), NULL,
-		                      scaled(5000)) != CONDUIT_OK)
+		                      cd_scaled(5000)) != CONDUIT_OK)
 			_exit(73);
-		if (conduit_close_wait(f, scaled(5000)) != CONDUIT_OK)
+		if (conduit_close_wait(f, cd_scaled(5000)) != CONDUIT_OK)
 			_exit(74);
 		conduit_flow_free(f);
 		_exit(0);
 	}
 
 	conduit_flow *f = NULL;
-	ck_status(conduit_connect_wait(&f, ctx, uri, scaled(5000)), CONDUIT_OK);
+	ck_status(conduit_connect_wait(&f, ctx, uri, cd_scaled(5000)),
+	          CONDUIT_OK);
 	ck_status(conduit_write_all(f, request, sizeof(request), NULL,
-	                            scaled(5000)),
+	                            cd_scaled(5000)),
 	          CONDUIT_OK);
 	ck_status(conduit_shutdown(f, CONDUIT_SHUT_WR), CONDUIT_OK);
 	size_t n = 0;
@@ -441,7 +284,7 @@ START_TEST(half_close)
 	int rc = CONDUIT_OK;
 	for (int i = 0; i < 1000; i++) {
 		rc = conduit_read_wait(f, got + have, sizeof(got) - have, &n,
-		                       scaled(5000));
+		                       cd_scaled(5000));
 		if (rc != CONDUIT_OK)
 			break;
 		have += n;
@@ -454,7 +297,7 @@ START_TEST(half_close)
 	ck_status(conduit_read(f, got, sizeof(got), &n), CONDUIT_EOF);
 	ck_status(conduit_close(f), CONDUIT_OK);
 	conduit_flow_free(f);
-	ck_assert_int_eq(cd_wait_peer(pid, scaled(10000)), 0);
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(10000)), 0);
 	conduit_listener_free(l);
 	conduit_ctx_free(ctx);
 	cd_rmtree(dir);
@@ -467,7 +310,7 @@ END_TEST
 /* Drain what the server side has, checking it against the stream. */
 static void drain(conduit_flow *s, uint32_t seed, uint64_t *got, bool *eof)
 {
-	static uint8_t in[CHUNK];
+	static uint8_t in[FK_CHUNK];
 	for (int i = 0; i < 100000; i++) {
 		size_t n = 0;
 		int rc = conduit_read(s, in, sizeof(in), &n);
@@ -475,7 +318,7 @@ static void drain(conduit_flow *s, uint32_t seed, uint64_t *got, bool *eof)
 			*eof = true;
 			return;
 		}
-		if (is_want(rc))
+		if (fk_is_want(rc))
 			return;
 		ck_status(rc, CONDUIT_OK);
 		size_t bad = cd_pattern_check(seed, *got, in, n);
@@ -500,11 +343,11 @@ START_TEST(writev_gather_in_order)
 	char dir[256], uri[512];
 	cd_tmpdir(dir, sizeof(dir));
 	sock_uri(uri, sizeof(uri), dir, "gather.sock");
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = NULL;
 	ck_status(conduit_listen(&l, ctx, uri), CONDUIT_OK);
 	conduit_flow *c = NULL, *s = NULL;
-	pair(ctx, l, &c, &s);
+	fk_pair(ctx, l, NULL, &c, &s);
 
 	uint64_t off = 0, got = 0;
 	unsigned short_writes = 0, calls = 0;
@@ -527,14 +370,15 @@ START_TEST(writev_gather_in_order)
 		struct conduit_iov *cur = iov;
 		size_t cnt = nseg;
 		uint64_t left = total;
-		uint64_t deadline = now_ms() + (uint64_t)scaled(5000);
+		uint64_t deadline = cd_now_ms() + (uint64_t)cd_scaled(5000);
 		for (long turn = 0; left > 0; turn++) {
-			ck_assert_msg(now_ms() < deadline && turn < MAX_TURNS,
+			ck_assert_msg(cd_now_ms() < deadline &&
+			                  turn < FK_MAX_TURNS,
 			              "gather write made no progress");
 			size_t n = 0;
 			int rc = conduit_writev(c, cur, cnt, &n);
 			calls++;
-			if (is_want(rc)) {
+			if (fk_is_want(rc)) {
 				drain(s, seed, &got, &eof);
 				continue;
 			}
@@ -585,10 +429,7 @@ START_TEST(writev_gather_in_order)
 	conduit_flow_stats(c, &st);
 	ck_assert_uint_eq(st.bytes_written, off);
 
-	conduit_flow_free(c);
-	conduit_flow_free(s);
-	conduit_listener_free(l);
-	conduit_ctx_free(ctx);
+	fk_free_all(c, s, l, ctx);
 	cd_rmtree(dir);
 }
 END_TEST
@@ -601,7 +442,7 @@ START_TEST(connect_missing_socket_file)
 	char dir[256], uri[512];
 	cd_tmpdir(dir, sizeof(dir));
 	sock_uri(uri, sizeof(uri), dir, "nobody-here.sock");
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_flow *f = (conduit_flow *)&f; /* must be reset to NULL */
 	ck_status(conduit_connect(&f, ctx, uri), CONDUIT_ERR_NOT_FOUND);
 	ck_assert_ptr_null(f);
@@ -609,7 +450,7 @@ START_TEST(connect_missing_socket_file)
 	ck_assert_msg(strstr(msg, uri) != NULL, "message '%s' does not name %s",
 	              msg, uri);
 	/* The blocking form reports the same. */
-	ck_status(conduit_connect_wait(&f, ctx, uri, scaled(1000)),
+	ck_status(conduit_connect_wait(&f, ctx, uri, cd_scaled(1000)),
 	          CONDUIT_ERR_NOT_FOUND);
 	ck_assert_ptr_null(f);
 	ck_assert_ptr_nonnull(strstr(conduit_ctx_error(ctx), uri));
@@ -642,7 +483,7 @@ START_TEST(connect_refused_on_stale_socket)
 	snprintf(path, sizeof(path), "%s/stale.sock", dir);
 	snprintf(uri, sizeof(uri), "unix://%s", path);
 	make_stale_socket(path);
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_flow *f = NULL;
 	ck_status(conduit_connect(&f, ctx, uri), CONDUIT_ERR_REFUSED);
 	ck_assert_ptr_null(f);
@@ -675,7 +516,7 @@ START_TEST(path_too_long)
 	memset(name, 'p', sizeof(name) - 1);
 	name[sizeof(name) - 1] = '\0';
 	sock_uri(uri, sizeof(uri), dir, name);
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_flow *f = NULL;
 	ck_status(conduit_connect(&f, ctx, uri), CONDUIT_ERR_PATH_TOO_LONG);
 	ck_assert_ptr_null(f);
@@ -725,7 +566,7 @@ START_TEST(long_path_binds_in_place)
 	snprintf(path, sizeof(path), "%s/s.sk", sub);
 	snprintf(uri, sizeof(uri), "unix://%s?mode=0640", path);
 
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = NULL;
 	ck_status(conduit_listen(&l, ctx, uri), CONDUIT_OK);
 	struct stat st;
@@ -754,7 +595,7 @@ START_TEST(listen_on_regular_file_leaves_it_alone)
 	                 (ssize_t)sizeof(content));
 	close(fd);
 
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = NULL;
 	ck_status(conduit_listen(&l, ctx, uri), CONDUIT_ERR_NOT_SOCKET);
 	ck_assert_ptr_null(l);
@@ -792,7 +633,7 @@ START_TEST(listen_replaces_stale_socket)
 	struct stat before, after;
 	ck_assert_int_eq(lstat(path, &before), 0);
 
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = NULL;
 	ck_status(conduit_listen(&l, ctx, uri), CONDUIT_OK);
 	ck_assert_int_eq(lstat(path, &after), 0);
@@ -813,7 +654,7 @@ START_TEST(listen_on_live_socket_is_in_use)
 	cd_tmpdir(dir, sizeof(dir));
 	snprintf(path, sizeof(path), "%s/live.sock", dir);
 	snprintf(uri, sizeof(uri), "unix://%s", path);
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *first = NULL, *second = NULL;
 	ck_status(conduit_listen(&first, ctx, uri), CONDUIT_OK);
 	struct stat before, after;
@@ -851,7 +692,7 @@ START_TEST(listener_free_removes_its_file_only)
 	cd_tmpdir(dir, sizeof(dir));
 	snprintf(path, sizeof(path), "%s/mine.sock", dir);
 	snprintf(uri, sizeof(uri), "unix://%s", path);
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = NULL;
 	ck_status(conduit_listen(&l, ctx, uri), CONDUIT_OK);
 	ck_assert_str_eq(conduit_listener_uri(l), uri);
@@ -918,7 +759,7 @@ START_TEST(mode_option_and_permissions)
 	snprintf(path, sizeof(path), "%s/private.sock", dir);
 	snprintf(uri, sizeof(uri), "unix://%s", path);
 	snprintf(closed_uri, sizeof(closed_uri), "%s?mode=0600", uri);
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = NULL;
 	ck_status(conduit_listen(&l, ctx, closed_uri), CONDUIT_OK);
 	struct stat st;
@@ -928,7 +769,7 @@ START_TEST(mode_option_and_permissions)
 	pid_t pid = cd_fork_peer();
 	if (pid == 0)
 		child_connect_as_nobody(uri, CONDUIT_ERR_PERMISSION);
-	int r = cd_wait_peer(pid, scaled(5000));
+	int r = cd_wait_peer(pid, cd_scaled(5000));
 	ck_assert_msg(r == 0, "unprivileged peer with mode 0600: exit %d", r);
 	/* The refused attempt left nothing in the queue. */
 	conduit_flow *s = NULL;
@@ -944,10 +785,10 @@ START_TEST(mode_option_and_permissions)
 	pid = cd_fork_peer();
 	if (pid == 0)
 		child_connect_as_nobody(uri, CONDUIT_OK);
-	r = cd_wait_peer(pid, scaled(5000));
+	r = cd_wait_peer(pid, cd_scaled(5000));
 	ck_assert_msg(r == 0, "unprivileged peer with mode 0666: exit %d", r);
 	/* The connection it made is there, and its credentials say who. */
-	ck_status(conduit_accept_wait(&s, l, scaled(2000)), CONDUIT_OK);
+	ck_status(conduit_accept_wait(&s, l, cd_scaled(2000)), CONDUIT_OK);
 	struct conduit_peer_cred cred;
 	ck_status(conduit_flow_peer_cred(s, &cred), CONDUIT_OK);
 	ck_assert_int_eq(cred.uid, 65534);
@@ -974,7 +815,7 @@ START_TEST(peer_credentials_both_sides)
 	char dir[256], uri[512];
 	cd_tmpdir(dir, sizeof(dir));
 	sock_uri(uri, sizeof(uri), dir, "cred.sock");
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = NULL;
 	ck_status(conduit_listen(&l, ctx, uri), CONDUIT_OK);
 	pid_t me = getpid();
@@ -982,7 +823,8 @@ START_TEST(peer_credentials_both_sides)
 	pid_t pid = cd_fork_peer();
 	if (pid == 0) {
 		conduit_flow *f = NULL;
-		if (conduit_connect_wait(&f, ctx, uri, scaled(5000)) != CONDUIT_OK)
+		if (conduit_connect_wait(&f, ctx, uri, cd_scaled(5000)) !=
+		    CONDUIT_OK)
 			_exit(90);
 		struct conduit_peer_cred cred;
 		int code = 0;
@@ -993,18 +835,20 @@ START_TEST(peer_credentials_both_sides)
 		else if (cred.uid != 0 || cred.gid != 0)
 			code = 93;
 		/* Stay connected until the server has looked too. */
-		if (conduit_write_all(f, "c", 1, NULL, scaled(5000)) != CONDUIT_OK)
+		if (conduit_write_all(f, "c", 1, NULL, cd_scaled(5000)) !=
+		    CONDUIT_OK)
 			code = code ? code : 94;
 		char b;
 		size_t n;
-		if (conduit_read_wait(f, &b, 1, &n, scaled(5000)) != CONDUIT_EOF)
+		if (conduit_read_wait(f, &b, 1, &n, cd_scaled(5000)) !=
+		    CONDUIT_EOF)
 			code = code ? code : 95;
 		conduit_flow_free(f);
 		_exit(code);
 	}
 
 	conduit_flow *s = NULL;
-	ck_status(conduit_accept_wait(&s, l, scaled(5000)), CONDUIT_OK);
+	ck_status(conduit_accept_wait(&s, l, cd_scaled(5000)), CONDUIT_OK);
 	struct conduit_peer_cred cred;
 	ck_status(conduit_flow_peer_cred(s, &cred), CONDUIT_OK);
 	ck_assert_int_eq(cred.pid, pid);
@@ -1012,11 +856,11 @@ START_TEST(peer_credentials_both_sides)
 	ck_assert_int_eq(cred.gid, 0);
 	char b = 0;
 	size_t n = 0;
-	ck_status(conduit_read_wait(s, &b, 1, &n, scaled(5000)), CONDUIT_OK);
+	ck_status(conduit_read_wait(s, &b, 1, &n, cd_scaled(5000)), CONDUIT_OK);
 	ck_assert_int_eq(b, 'c');
 	ck_status(conduit_close(s), CONDUIT_OK);
 	conduit_flow_free(s);
-	ck_assert_int_eq(cd_wait_peer(pid, scaled(5000)), 0);
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(5000)), 0);
 	conduit_listener_free(l);
 	conduit_ctx_free(ctx);
 	cd_rmtree(dir);
@@ -1031,7 +875,7 @@ START_TEST(abstract_echo)
 	char name[128], uri[200];
 	abstract_name(name, sizeof(name), "echo");
 	snprintf(uri, sizeof(uri), "unix-abstract://%s", name);
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = NULL;
 	ck_status(conduit_listen(&l, ctx, uri), CONDUIT_OK);
 	ck_assert_str_eq(conduit_listener_uri(l), uri);
@@ -1039,16 +883,14 @@ START_TEST(abstract_echo)
 	conduit_listener *again = NULL;
 	ck_status(conduit_listen(&again, ctx, uri), CONDUIT_ERR_ADDR_IN_USE);
 
-	pid_t pid = cd_fork_peer();
-	if (pid == 0)
-		child_echo_server(l, scaled(20000));
+	pid_t pid = fk_spawn_echo_server(l, cd_scaled(20000), cd_scaled(20000));
 	conduit_flow *f = NULL;
 	ck_status(conduit_connect(&f, ctx, uri), CONDUIT_OK);
-	int r = pump_echo(ctx, f, 41, 8 * MiB, scaled(20000));
+	int r = fk_pump_echo(ctx, f, 41, 8 * MiB, cd_scaled(20000));
 	ck_assert_msg(r == 0, "abstract echo failed at step %d: %s", r,
 	              conduit_flow_error(f));
 	conduit_flow_free(f);
-	ck_assert_int_eq(cd_wait_peer(pid, scaled(5000)), 0);
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(5000)), 0);
 	conduit_listener_free(l);
 
 	/* Nobody listens any more: refused, not "no such file". */
@@ -1096,7 +938,7 @@ START_TEST(abstract_interop_socat_listens)
 		_exit(127);
 	}
 
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_flow *f = NULL;
 	int rc = CONDUIT_ERR_REFUSED;
 	/* socat needs a moment to start listening. */
@@ -1109,14 +951,14 @@ START_TEST(abstract_interop_socat_listens)
 	              "could not connect to socat's %s: %s (%s)", addr,
 	              conduit_status_name(rc), conduit_ctx_error(ctx));
 	static const char msg[] = "through socat and back";
-	ck_status(conduit_write_all(f, msg, sizeof(msg), NULL, scaled(5000)),
+	ck_status(conduit_write_all(f, msg, sizeof(msg), NULL, cd_scaled(5000)),
 	          CONDUIT_OK);
 	char back[64];
 	size_t have = 0;
 	for (int i = 0; i < 100 && have < sizeof(msg); i++) {
 		size_t n = 0;
 		ck_status(conduit_read_wait(f, back + have, sizeof(back) - have,
-		                            &n, scaled(5000)),
+		                            &n, cd_scaled(5000)),
 		          CONDUIT_OK);
 		have += n;
 	}
@@ -1124,7 +966,7 @@ START_TEST(abstract_interop_socat_listens)
 	ck_assert_mem_eq(back, msg, sizeof(msg));
 	ck_status(conduit_close(f), CONDUIT_OK);
 	conduit_flow_free(f);
-	int st = cd_wait_peer(pid, scaled(10000));
+	int st = cd_wait_peer(pid, cd_scaled(10000));
 	ck_assert_msg(st == 0, "socat exited with %d", st);
 	conduit_ctx_free(ctx);
 }
@@ -1140,7 +982,7 @@ START_TEST(abstract_interop_socat_connects)
 	snprintf(addr, sizeof(addr), "ABSTRACT-CONNECT:%s", name);
 	snprintf(uri, sizeof(uri), "unix-abstract://%s", name);
 
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = NULL;
 	ck_status(conduit_listen(&l, ctx, uri), CONDUIT_OK);
 
@@ -1163,7 +1005,7 @@ START_TEST(abstract_interop_socat_connects)
 	ck_assert_int_eq(write(to_socat[1], ping, sizeof(ping) - 1),
 	                 (ssize_t)(sizeof(ping) - 1));
 	conduit_flow *s = NULL;
-	int rc = conduit_accept_wait(&s, l, scaled(5000));
+	int rc = conduit_accept_wait(&s, l, cd_scaled(5000));
 	ck_assert_msg(rc == CONDUIT_OK,
 	              "socat did not connect to %s: %s (socat exit %d)", name,
 	              conduit_status_name(rc),
@@ -1173,23 +1015,23 @@ START_TEST(abstract_interop_socat_connects)
 	for (int i = 0; i < 100 && have < sizeof(ping) - 1; i++) {
 		size_t n = 0;
 		ck_status(conduit_read_wait(s, got + have, sizeof(got) - have, &n,
-		                            scaled(5000)),
+		                            cd_scaled(5000)),
 		          CONDUIT_OK);
 		have += n;
 	}
 	ck_assert_uint_eq(have, sizeof(ping) - 1);
 	ck_assert_mem_eq(got, ping, have);
 	ck_status(conduit_write_all(s, pong, sizeof(pong) - 1, NULL,
-	                            scaled(5000)),
+	                            cd_scaled(5000)),
 	          CONDUIT_OK);
 	ck_status(conduit_close(s), CONDUIT_OK);
 	conduit_flow_free(s);
 
 	/* socat copies the reply to its stdout and ends. */
 	have = 0;
-	uint64_t deadline = now_ms() + (uint64_t)scaled(5000);
+	uint64_t deadline = cd_now_ms() + (uint64_t)cd_scaled(5000);
 	for (int turn = 0;; turn++) {
-		ck_assert_msg(now_ms() < deadline && turn < 100000,
+		ck_assert_msg(cd_now_ms() < deadline && turn < 100000,
 		              "socat's output did not end");
 		struct pollfd p = {.fd = from_socat[0], .events = POLLIN};
 		if (poll(&p, 1, 100) <= 0)
@@ -1205,7 +1047,7 @@ START_TEST(abstract_interop_socat_connects)
 	ck_assert_mem_eq(got, pong, have);
 	close(to_socat[1]);
 	close(from_socat[0]);
-	int st = cd_wait_peer(pid, scaled(10000));
+	int st = cd_wait_peer(pid, cd_scaled(10000));
 	ck_assert_msg(st == 0, "socat exited with %d", st);
 	conduit_listener_free(l);
 	conduit_ctx_free(ctx);
@@ -1220,11 +1062,11 @@ START_TEST(write_after_peer_closed_no_sigpipe)
 	char dir[256], uri[512];
 	cd_tmpdir(dir, sizeof(dir));
 	sock_uri(uri, sizeof(uri), dir, "pipe.sock");
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = NULL;
 	ck_status(conduit_listen(&l, ctx, uri), CONDUIT_OK);
 	conduit_flow *c = NULL, *s = NULL;
-	pair(ctx, l, &c, &s);
+	fk_pair(ctx, l, NULL, &c, &s);
 	conduit_flow_free(s);
 
 	/* The harness restored SIGPIPE's default action: a raised SIGPIPE
@@ -1243,9 +1085,7 @@ START_TEST(write_after_peer_closed_no_sigpipe)
 	ck_status(conduit_write(c, buf, 1, &n), rc);
 	struct conduit_iov iov[2] = {{buf, 10}, {buf, 10}};
 	ck_status(conduit_writev(c, iov, 2, &n), rc);
-	conduit_flow_free(c);
-	conduit_listener_free(l);
-	conduit_ctx_free(ctx);
+	fk_free_all(c, NULL, l, ctx);
 	cd_rmtree(dir);
 }
 END_TEST
@@ -1271,7 +1111,7 @@ START_TEST(listen_queue_full_retries)
 	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&un, sizeof(un)), 0);
 	ck_assert_int_eq(listen(lfd, 2), 0);
 
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_flow *c[MAXC] = {0};
 	int nc = 0, waiting = -1;
 	for (; nc < MAXC && waiting < 0; nc++) {
@@ -1297,10 +1137,11 @@ START_TEST(listen_queue_full_retries)
 	ck_assert_int_ge(a, 0);
 	close(a);
 	int rc = CONDUIT_WANT_WRITE;
-	uint64_t deadline = now_ms() + (uint64_t)scaled(3000);
+	uint64_t deadline = cd_now_ms() + (uint64_t)cd_scaled(3000);
 	for (int turn = 0; turn < 100000 && rc == CONDUIT_WANT_WRITE; turn++) {
-		ck_assert_msg(now_ms() < deadline, "the waiting client never got "
-		                                   "in after room was made");
+		ck_assert_msg(cd_now_ms() < deadline,
+		              "the waiting client never got "
+		              "in after room was made");
 		ck_status(conduit_poll(ctx, &it, 1, 200, &nready), CONDUIT_OK);
 		rc = conduit_handshake(c[waiting]);
 	}
@@ -1309,7 +1150,7 @@ START_TEST(listen_queue_full_retries)
 
 	/* It is really connected: its byte arrives on the last
 	 * connection in the queue. */
-	ck_status(conduit_write_all(c[waiting], "w", 1, NULL, scaled(1000)),
+	ck_status(conduit_write_all(c[waiting], "w", 1, NULL, cd_scaled(1000)),
 	          CONDUIT_OK);
 	int last = -1, accepted = 0;
 	for (int i = 0; i < MAXC; i++) {
@@ -1325,7 +1166,7 @@ START_TEST(listen_queue_full_retries)
 	ck_assert_int_ge(last, 0);
 	char b = 0;
 	struct pollfd p = {.fd = last, .events = POLLIN};
-	ck_assert_int_eq(poll(&p, 1, scaled(2000)), 1);
+	ck_assert_int_eq(poll(&p, 1, cd_scaled(2000)), 1);
 	ck_assert_int_eq(read(last, &b, 1), 1);
 	ck_assert_int_eq(b, 'w');
 	close(last);
@@ -1366,9 +1207,9 @@ static int emfile_backoff(const char *uri)
 	if (conduit_listen(&l, ctx, uri) != CONDUIT_OK)
 		return 2;
 	conduit_flow *c = NULL;
-	if (conduit_connect_wait(&c, ctx, uri, scaled(2000)) != CONDUIT_OK)
+	if (conduit_connect_wait(&c, ctx, uri, cd_scaled(2000)) != CONDUIT_OK)
 		return 3;
-	if (conduit_write_all(c, "e", 1, NULL, scaled(1000)) != CONDUIT_OK)
+	if (conduit_write_all(c, "e", 1, NULL, cd_scaled(1000)) != CONDUIT_OK)
 		return 4;
 
 	/* No descriptor left: the limit just above the highest one in
@@ -1408,9 +1249,9 @@ static int emfile_backoff(const char *uri)
 	/* During the back-off conduit_poll() must sleep, not report the
 	 * (still readable) listener again and again. */
 	int wakeups = 0;
-	uint64_t start = now_ms();
+	uint64_t start = cd_now_ms();
 	for (int i = 0; i < 100000; i++) {
-		uint64_t now = now_ms();
+		uint64_t now = cd_now_ms();
 		if (now - start >= 300)
 			break;
 		struct conduit_pollitem it = {.listener = l,
@@ -1433,11 +1274,11 @@ static int emfile_backoff(const char *uri)
 
 	/* A descriptor comes free: the connection is accepted. */
 	close(filler[--nfill]);
-	if (conduit_accept_wait(&s, l, scaled(2000)) != CONDUIT_OK)
+	if (conduit_accept_wait(&s, l, cd_scaled(2000)) != CONDUIT_OK)
 		return 17;
 	char b = 0;
 	size_t n = 0;
-	if (conduit_read_wait(s, &b, 1, &n, scaled(1000)) != CONDUIT_OK ||
+	if (conduit_read_wait(s, &b, 1, &n, cd_scaled(1000)) != CONDUIT_OK ||
 	    b != 'e')
 		return 18;
 	return 0;
@@ -1451,7 +1292,7 @@ START_TEST(accept_backs_off_on_emfile)
 	pid_t pid = cd_fork_peer();
 	if (pid == 0)
 		_exit(emfile_backoff(uri));
-	int r = cd_wait_peer(pid, scaled(8000));
+	int r = cd_wait_peer(pid, cd_scaled(8000));
 	ck_assert_msg(r != 15, "conduit_poll() woke more than 10 times in "
 	                       "300 ms during the accept back-off");
 	ck_assert_msg(r == 0, "accept back-off check failed at step %d", r);
@@ -1480,11 +1321,11 @@ START_TEST(descriptors_close_on_exec)
 	char dir[256], uri[512], name[128], abs[200];
 	cd_tmpdir(dir, sizeof(dir));
 	sock_uri(uri, sizeof(uri), dir, "cloexec.sock");
-	conduit_ctx *ctx = new_ctx();
+	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = NULL;
 	ck_status(conduit_listen(&l, ctx, uri), CONDUIT_OK);
 	conduit_flow *c = NULL, *s = NULL;
-	pair(ctx, l, &c, &s);
+	fk_pair(ctx, l, NULL, &c, &s);
 	check_fd_flags(c, "connected flow");
 	check_fd_flags(s, "accepted flow");
 	conduit_flow_free(c);
@@ -1494,13 +1335,10 @@ START_TEST(descriptors_close_on_exec)
 	abstract_name(name, sizeof(name), "cloexec");
 	snprintf(abs, sizeof(abs), "unix-abstract://%s", name);
 	ck_status(conduit_listen(&l, ctx, abs), CONDUIT_OK);
-	pair(ctx, l, &c, &s);
+	fk_pair(ctx, l, NULL, &c, &s);
 	check_fd_flags(c, "connected abstract flow");
 	check_fd_flags(s, "accepted abstract flow");
-	conduit_flow_free(c);
-	conduit_flow_free(s);
-	conduit_listener_free(l);
-	conduit_ctx_free(ctx);
+	fk_free_all(c, s, l, ctx);
 	cd_rmtree(dir);
 }
 END_TEST
