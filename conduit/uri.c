@@ -542,6 +542,75 @@ static const char *check_ip(const char *v, char *buf, size_t len,
 	return NULL;
 }
 
+/* A DNS name as a TLS server name: labels of [a-z0-9_-], lower-cased. */
+static const char *check_servername(const char *v, char *buf, size_t len,
+                                    const char **canon)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n > 253 || n >= len)
+		return "must be a DNS name of 1 to 253 bytes";
+	size_t label = 0;
+	for (size_t i = 0; i <= n; i++) {
+		int c = lower(v[i]);
+		buf[i] = (char)c;
+		if (c == '.' || c == '\0') {
+			if (label == 0 || label > 63)
+				return "must be a DNS name (labels of 1 to 63 bytes)";
+			if (buf[i - 1] == '-' || buf[i - label] == '-')
+				return "must be a DNS name (no label starts or ends "
+				       "with '-')";
+			label = 0;
+		} else if (is_alpha(c) || is_digit(c) || c == '-' || c == '_') {
+			label++;
+		} else {
+			return "must be a DNS name (letters, digits, '-', '_')";
+		}
+	}
+	*canon = buf;
+	return NULL;
+}
+
+/* HOST:PORT for connect-to: a DNS name, IPv4 or [IPv6], and 1-65535. */
+static const char *check_connect_to(const char *v, char *buf, size_t len,
+                                    const char **canon)
+{
+	static const char *const why =
+		"must be HOST:PORT (a DNS name, IPv4 or [IPv6], port 1-65535)";
+	const char *colon = strrchr(v, ':');
+	if (colon == NULL || colon == v)
+		return why;
+	long port = number(colon + 1, 10, 65535);
+	if (port < 1)
+		return why;
+	size_t hn = (size_t)(colon - v);
+	if (hn + 8 > len || hn > 255)
+		return why;
+	unsigned char a[16];
+	char host[256];
+	if (v[0] == '[') {
+		if (v[hn - 1] != ']' || hn < 3)
+			return why;
+		memcpy(host, v + 1, hn - 2);
+		host[hn - 2] = '\0';
+		for (size_t i = 0; host[i]; i++)
+			host[i] = (char)lower(host[i]);
+		if (inet_pton(AF_INET6, host, a) != 1)
+			return why;
+		snprintf(buf, len, "[%s]:%ld", host, port);
+	} else {
+		memcpy(host, v, hn);
+		host[hn] = '\0';
+		const char *c = NULL;
+		char hb[256];
+		if (inet_pton(AF_INET, host, a) != 1 &&
+		    check_servername(host, hb, sizeof(hb), &c) != NULL)
+			return why;
+		snprintf(buf, len, "%s:%ld", c != NULL ? c : host, port);
+	}
+	*canon = buf;
+	return NULL;
+}
+
 /* ------------------------------------------------------------------ */
 /* Printing helpers                                                    */
 
@@ -1004,6 +1073,7 @@ static const struct shape shape_abstract = {parse_abstract, print_abstract,
                                             false};
 
 static const struct optdef tcp_opts[] = {
+	{"connect-to", check_connect_to},
 	{"keepalive", check_keepalive},
 	{"nodelay", check_bool},
 	{"source", check_ip},
@@ -1022,6 +1092,21 @@ static const struct transport transports[] = {
 };
 
 static const char *const layer_names[] = {"tls"};
+
+/* Options a layer adds to whatever transport it is over. */
+static const struct optdef tls_opts[] = {
+	{"servername", check_servername},
+};
+
+static const struct optdef *layer_opts(const char *layer, size_t *n)
+{
+	if (strcmp(layer, "tls") == 0) {
+		*n = NELEM(tls_opts);
+		return tls_opts;
+	}
+	*n = 0;
+	return NULL;
+}
 
 static const struct transport *find_transport(const char *name)
 {
@@ -1250,8 +1335,18 @@ static int parse_option(struct pstate *ps, const char *s, size_t n)
 		if (strlen(tp->opts[i].key) == dn &&
 		    memcmp(tp->opts[i].key, key, dn) == 0)
 			def = &tp->opts[i];
+	size_t nlayer_opts = 0;
+	for (size_t l = 0; l < ep->nlayers; l++) {
+		size_t lo = 0;
+		const struct optdef *od = layer_opts(ep->layers[l], &lo);
+		nlayer_opts += lo;
+		for (size_t i = 0; i < lo; i++)
+			if (strlen(od[i].key) == dn &&
+			    memcmp(od[i].key, key, dn) == 0)
+				def = &od[i];
+	}
 	free(key);
-	if (def == NULL && tp->nopts == 0)
+	if (def == NULL && tp->nopts == 0 && nlayer_opts == 0)
 		return fail(ps, CONDUIT_ERR_OPTION,
 		            "unknown option \"%s\" (%s URIs take no options)",
 		            clip(ps, cb, s, kn), tp->name);
@@ -1261,8 +1356,16 @@ static int parse_option(struct pstate *ps, const char *s, size_t n)
 		allowed[0] = '\0';
 		for (size_t i = 0; i < tp->nopts && o < sizeof(allowed); i++)
 			o += (size_t)snprintf(allowed + o, sizeof(allowed) - o,
-			                      "%s%s", i ? ", " : "",
+			                      "%s%s", o ? ", " : "",
 			                      tp->opts[i].key);
+		for (size_t l = 0; l < ep->nlayers; l++) {
+			size_t lo = 0;
+			const struct optdef *od = layer_opts(ep->layers[l], &lo);
+			for (size_t i = 0; i < lo && o < sizeof(allowed); i++)
+				o += (size_t)snprintf(allowed + o,
+				                      sizeof(allowed) - o, "%s%s",
+				                      o ? ", " : "", od[i].key);
+		}
 		return fail(ps, CONDUIT_ERR_OPTION,
 		            "unknown option \"%s\" for %s (known: %s)",
 		            clip(ps, cb, s, kn), tp->name, allowed);
@@ -1283,7 +1386,7 @@ static int parse_option(struct pstate *ps, const char *s, size_t n)
 		return fail(ps, CONDUIT_ERR_OPTION, "NUL byte in option %s",
 		            def->key);
 	}
-	char buf[64];
+	char buf[300];
 	const char *canon = NULL;
 	const char *why = def->check(val, buf, sizeof(buf), &canon);
 	if (why != NULL) {

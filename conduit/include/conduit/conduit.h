@@ -93,7 +93,8 @@ extern "C" {
 	X(CONDUIT_ERR_CLOSED, "peer closed the connection")                     \
 	X(CONDUIT_ERR_TOO_MANY_FILES, "too many open files")                    \
 	X(CONDUIT_ERR_STATE, "operation not valid in this state")               \
-	X(CONDUIT_ERR_SYSTEM, "system error")
+	X(CONDUIT_ERR_SYSTEM, "system error")                                   \
+	X(CONDUIT_ERR_RULES, "invalid rules")
 
 enum conduit_status {
 #define CONDUIT_X_ENUM(name, text) name,
