@@ -880,7 +880,7 @@ START_TEST(status_texts_and_names)
 	ck_assert_str_eq(conduit_status_name(CONDUIT_ERR_REFUSED),
 	                 "CONDUIT_ERR_REFUSED");
 	ck_assert_str_eq(conduit_status_name(CONDUIT_STATUS_COUNT - 1),
-	                 "CONDUIT_ERR_SYSTEM");
+	                 "CONDUIT_ERR_RULES");
 	ck_assert_str_eq(conduit_strerror(CONDUIT_ERR_TIMED_OUT), "timed out");
 	static const int out[] = {-1, CONDUIT_STATUS_COUNT,
 	                          CONDUIT_STATUS_COUNT + 1, 1000, INT_MAX,

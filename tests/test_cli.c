@@ -1,0 +1,1005 @@
+/*
+ * test_cli.c - the `conduit` command end to end, as a user runs it: the
+ * built program is started with fork/exec, its standard input, output and
+ * error are pipes, and the other side of each connection is a plain
+ * kernel socket made here (not conduit), so the command is judged by
+ * something that does not share its code.  Covered: cat and listen over
+ * unix and tcp with every byte of 4 MiB each way checked, the real port
+ * printed for tcp://127.0.0.1:0, listen --echo (once and --keep with
+ * concurrent clients), relay unix->tcp and tcp->unix with eight
+ * simultaneous connections each moving different data, a half-close
+ * passed through the relay, a failed target connect, the idle timeout, a
+ * closed stdout, resolve, help, and every exit status with its message.
+ *
+ * Every child dies with the test (PR_SET_PDEATHSIG through cd_fork_peer)
+ * and every wait is bounded: a child still running at its deadline is
+ * killed and the test fails.  Only loopback and temporary-directory
+ * addresses are used.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef CONDUIT_CLI
+#error "CONDUIT_CLI must name the built conduit program (set by CMake)"
+#endif
+
+#define KiB 1024ull
+#define MiB (1024ull * 1024ull)
+
+static int scaled(int ms)
+{
+	return (int)(ms * cd_time_scale());
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	ck_assert(fl >= 0);
+	ck_assert(fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0);
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Running the command                                                 */
+
+struct proc {
+	pid_t pid;
+	int in, out, err; /* our ends of its stdin, stdout, stderr */
+	char log[8192];   /* what it wrote on stderr so far */
+	size_t loglen;
+	size_t seen;      /* log before this was matched by await_line */
+	char line[512];   /* the rest of the line await_line matched */
+};
+
+/* Start `conduit ARGS...` (args NULL-terminated) with three pipes. */
+static void spawn(struct proc *p, const char *const *args)
+{
+	int in[2], out[2], err[2];
+	ck_assert(pipe2(in, O_CLOEXEC) == 0);
+	ck_assert(pipe2(out, O_CLOEXEC) == 0);
+	ck_assert(pipe2(err, O_CLOEXEC) == 0);
+	char *argv[24];
+	size_t n = 0;
+	argv[n++] = (char *)"conduit";
+	for (; args[n - 1] != NULL && n < 23; n++)
+		argv[n] = (char *)args[n - 1];
+	argv[n] = NULL;
+	pid_t pid = cd_fork_peer();
+	if (pid == 0) {
+		/* dup2 leaves the copies without close-on-exec; the
+		 * originals close at exec. */
+		if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 ||
+		    dup2(err[1], 2) < 0)
+			_exit(126);
+		signal(SIGPIPE, SIG_DFL);
+		execv(CONDUIT_CLI, argv);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
+	memset(p, 0, sizeof(*p));
+	p->pid = pid;
+	p->in = in[1];
+	p->out = out[0];
+	p->err = err[0];
+}
+
+/* Read stderr until a line starting with prefix arrives (after the lines
+ * matched before); returns the rest of that line, or fails the test at the
+ * deadline. */
+static const char *await_line(struct proc *p, const char *prefix, int ms)
+{
+	uint64_t end = mono_ms() + (uint64_t)scaled(ms);
+	size_t plen = strlen(prefix);
+	for (;;) {
+		char *line = p->log + p->seen, *nl;
+		while ((nl = memchr(line, '\n',
+		                    p->loglen - (size_t)(line - p->log))) != NULL) {
+			size_t len = (size_t)(nl - line);
+			if (len >= plen && memcmp(line, prefix, plen) == 0) {
+				snprintf(p->line, sizeof(p->line), "%.*s",
+				         (int)(len - plen), line + plen);
+				p->seen = (size_t)(nl + 1 - p->log);
+				return p->line;
+			}
+			line = nl + 1;
+		}
+		uint64_t now = mono_ms();
+		ck_assert_msg(now < end, "no '%s' line on stderr in %d ms; got: %.*s",
+		              prefix, ms, (int)p->loglen, p->log);
+		ck_assert_msg(p->loglen < sizeof(p->log) - 1, "stderr log full");
+		struct pollfd pf = {p->err, POLLIN, 0};
+		poll(&pf, 1, (int)(end - now));
+		ssize_t r = read(p->err, p->log + p->loglen,
+		                 sizeof(p->log) - 1 - p->loglen);
+		ck_assert_msg(r != 0, "stderr closed before '%s'; got: %.*s", prefix,
+		              (int)p->loglen, p->log);
+		if (r > 0) {
+			p->loglen += (size_t)r;
+			p->log[p->loglen] = '\0';
+		}
+	}
+}
+
+/* Wait for the command to exit (killing it at the deadline); close our
+ * pipe ends and keep the rest of its stderr in p->log.  Returns the exit
+ * status, or -1 if it had to be killed or died of a signal. */
+static int finish(struct proc *p, int ms)
+{
+	close_fd(&p->in);
+	close_fd(&p->out);
+	int st = cd_wait_peer(p->pid, scaled(ms));
+	/* The child is gone, so its stderr pipe ends: read it all. */
+	for (;;) {
+		if (p->loglen >= sizeof(p->log) - 1)
+			break;
+		ssize_t r = read(p->err, p->log + p->loglen,
+		                 sizeof(p->log) - 1 - p->loglen);
+		if (r <= 0)
+			break;
+		p->loglen += (size_t)r;
+	}
+	p->log[p->loglen] = '\0';
+	close_fd(&p->err);
+	return st;
+}
+
+/* Stop a server that runs until interrupted; it must die of SIGTERM
+ * (cleanly: the command re-raises the signal after cleaning up). */
+static void terminate(struct proc *p)
+{
+	kill(p->pid, SIGTERM);
+	close_fd(&p->in);
+	close_fd(&p->out);
+	int status = 0;
+	uint64_t end = mono_ms() + (uint64_t)scaled(5000);
+	pid_t r;
+	while ((r = waitpid(p->pid, &status, WNOHANG)) == 0 && mono_ms() < end) {
+		struct timespec nap = {0, 5000000};
+		nanosleep(&nap, NULL);
+	}
+	if (r != p->pid) {
+		kill(p->pid, SIGKILL);
+		waitpid(p->pid, &status, 0);
+	}
+	close_fd(&p->err);
+	ck_assert_msg(r == p->pid && WIFSIGNALED(status) &&
+	                      WTERMSIG(status) == SIGTERM,
+	              "server did not end cleanly on SIGTERM");
+}
+
+/* Run the command to completion with nothing on stdin. */
+static int run_cmd(struct proc *p, const char *const *args, int ms)
+{
+	spawn(p, args);
+	return finish(p, ms);
+}
+
+/* The stderr line must name the URI and start "conduit: ". */
+static void assert_error_line(const struct proc *p, const char *uri)
+{
+	ck_assert_msg(strncmp(p->log, "conduit: ", 9) == 0,
+	              "stderr does not start with 'conduit: ': %s", p->log);
+	ck_assert_msg(strstr(p->log, uri) != NULL, "stderr does not name %s: %s",
+	              uri, p->log);
+	const char *nl = strchr(p->log, '\n');
+	ck_assert_msg(nl != NULL && nl[1] == '\0', "not exactly one line: %s",
+	              p->log);
+}
+
+/* ------------------------------------------------------------------ */
+/* Plain sockets for the other side                                    */
+
+static socklen_t unix_addr(struct sockaddr_un *sa, const char *path)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	ck_assert(strlen(path) < sizeof(sa->sun_path));
+	strcpy(sa->sun_path, path);
+	return (socklen_t)sizeof(*sa);
+}
+
+static int unix_listen(const char *path)
+{
+	struct sockaddr_un sa;
+	socklen_t len = unix_addr(&sa, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert(fd >= 0);
+	ck_assert_msg(bind(fd, (struct sockaddr *)&sa, len) == 0, "bind %s: %s",
+	              path, strerror(errno));
+	ck_assert(listen(fd, 64) == 0);
+	return fd;
+}
+
+static int unix_connect(const char *path)
+{
+	struct sockaddr_un sa;
+	socklen_t len = unix_addr(&sa, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert(fd >= 0);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&sa, len) == 0,
+	              "connect %s: %s", path, strerror(errno));
+	return fd;
+}
+
+static void loopback(struct sockaddr_in *sa, int port)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sin_family = AF_INET;
+	sa->sin_port = htons((uint16_t)port);
+	sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+}
+
+/* A TCP socket bound to 127.0.0.1 on a port the system picks; listening
+ * when listen_too, else just holding the port (connects are refused). */
+static int tcp_bound(int *port, bool listen_too)
+{
+	struct sockaddr_in sa;
+	loopback(&sa, 0);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert(fd >= 0);
+	ck_assert(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	if (listen_too)
+		ck_assert(listen(fd, 64) == 0);
+	socklen_t len = sizeof(sa);
+	ck_assert(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+static int tcp_connect(int port)
+{
+	struct sockaddr_in sa;
+	loopback(&sa, port);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert(fd >= 0);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0,
+	              "connect 127.0.0.1:%d: %s", port, strerror(errno));
+	return fd;
+}
+
+static int accept_within(int lfd, int ms)
+{
+	struct pollfd pf = {lfd, POLLIN, 0};
+	ck_assert_msg(poll(&pf, 1, scaled(ms)) == 1, "nobody connected in %d ms",
+	              ms);
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert(fd >= 0);
+	return fd;
+}
+
+/* The port in "tcp://127.0.0.1:PORT" (a listening-on line). */
+static int uri_port(const char *uri)
+{
+	const char *colon = strrchr(uri, ':');
+	ck_assert_msg(colon != NULL, "no port in %s", uri);
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	ck_assert_msg(*end == '\0' && port > 0 && port < 65536,
+	              "not a real port in %s", uri);
+	return (int)port;
+}
+
+/* ------------------------------------------------------------------ */
+/* Checked transfers                                                   */
+
+/*
+ * One stream: write wlen bytes of pattern wseed to *wfd and then end it
+ * (shutdown(SHUT_WR) for a socket, close for a pipe), and/or read rfd to
+ * its end checking pattern rseed.  Several run at once in one poll loop,
+ * so a test can feed a command and drain it at the same time (the command
+ * has bounded buffers: feeding alone would stall).
+ */
+struct xfer {
+	int *wfd;      /* NULL: nothing to write */
+	bool wsock;
+	uint32_t wseed;
+	uint64_t wlen, sent;
+	bool reading;
+	int rfd;
+	uint32_t rseed;
+	uint64_t got, bad; /* bad: first wrong offset, UINT64_MAX: none */
+	bool wdone, rdone;
+	int rerr;      /* errno of a failed read */
+};
+
+static void xfer_write(int *wfd, uint32_t wseed, uint64_t wlen, bool sock,
+                       struct xfer *x)
+{
+	x->wfd = wfd;
+	x->wseed = wseed;
+	x->wlen = wlen;
+	x->wsock = sock;
+}
+
+static void xfer_read(int rfd, uint32_t rseed, struct xfer *x)
+{
+	x->reading = true;
+	x->rfd = rfd;
+	x->rseed = rseed;
+}
+
+static void xfer_run(struct xfer *x, size_t n, int ms)
+{
+	static uint8_t buf[64 * 1024];
+	uint64_t end = mono_ms() + (uint64_t)scaled(ms);
+	for (size_t i = 0; i < n; i++) {
+		x[i].bad = UINT64_MAX;
+		x[i].wdone = x[i].wfd == NULL;
+		x[i].rdone = !x[i].reading;
+		if (!x[i].wdone)
+			set_nonblock(*x[i].wfd);
+		if (!x[i].rdone)
+			set_nonblock(x[i].rfd);
+	}
+	for (;;) {
+		struct pollfd pf[64];
+		size_t np = 0, left = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (!x[i].wdone) {
+				pf[np++] = (struct pollfd){*x[i].wfd, POLLOUT, 0};
+				left++;
+			}
+			if (!x[i].rdone) {
+				pf[np++] = (struct pollfd){x[i].rfd, POLLIN, 0};
+				left++;
+			}
+		}
+		if (left == 0)
+			return;
+		uint64_t now = mono_ms();
+		if (now >= end) {
+			for (size_t i = 0; i < n; i++)
+				fprintf(stderr,
+				        "xfer %zu: sent %llu of %llu, got %llu%s\n", i,
+				        (unsigned long long)x[i].sent,
+				        (unsigned long long)x[i].wlen,
+				        (unsigned long long)x[i].got,
+				        x[i].rdone ? " (ended)" : "");
+			ck_abort_msg("transfers not done in %d ms", ms);
+		}
+		poll(pf, np, (int)(end - now));
+		for (size_t i = 0; i < n; i++) {
+			struct xfer *t = &x[i];
+			if (!t->wdone) {
+				size_t len = t->wlen - t->sent < sizeof(buf)
+				                     ? (size_t)(t->wlen - t->sent)
+				                     : sizeof(buf);
+				ssize_t w = 0;
+				if (len > 0) {
+					cd_pattern(t->wseed, t->sent, buf, len);
+					w = t->wsock ? send(*t->wfd, buf, len,
+					                    MSG_NOSIGNAL)
+					             : write(*t->wfd, buf, len);
+					ck_assert_msg(w >= 0 || errno == EAGAIN,
+					              "xfer %zu write: %s", i,
+					              strerror(errno));
+					if (w > 0)
+						t->sent += (uint64_t)w;
+				}
+				if (t->sent == t->wlen) {
+					if (t->wsock)
+						shutdown(*t->wfd, SHUT_WR);
+					else
+						close_fd(t->wfd);
+					t->wdone = true;
+				}
+			}
+			if (!t->rdone) {
+				ssize_t r = read(t->rfd, buf, sizeof(buf));
+				if (r > 0) {
+					size_t ok = cd_pattern_check(t->rseed, t->got,
+					                             buf, (size_t)r);
+					if (ok < (size_t)r && t->bad == UINT64_MAX)
+						t->bad = t->got + ok;
+					t->got += (uint64_t)r;
+				} else if (r == 0) {
+					t->rdone = true;
+				} else if (errno != EAGAIN) {
+					t->rerr = errno;
+					t->rdone = true;
+				}
+			}
+		}
+	}
+}
+
+/* Every byte arrived, in order, and then the end of stream. */
+static void assert_got(const struct xfer *x, uint64_t want, const char *what)
+{
+	ck_assert_msg(x->rerr == 0, "%s: read failed: %s", what,
+	              strerror(x->rerr));
+	ck_assert_msg(x->bad == UINT64_MAX, "%s: wrong byte at offset %llu", what,
+	              (unsigned long long)x->bad);
+	ck_assert_msg(x->got == want, "%s: got %llu bytes, want %llu", what,
+	              (unsigned long long)x->got, (unsigned long long)want);
+}
+
+/* ------------------------------------------------------------------ */
+/* cat and listen bridged to stdin/stdout                              */
+
+#define BULK (4 * MiB)
+
+/*
+ * The command p is connected to sock (our side of its connection).  First
+ * BULK bytes go stdin -> sock and stdin ends: sock must then see the end
+ * of stream while the command is still running (its other direction is
+ * open), which only a half-close gives.  Then BULK other bytes go
+ * sock -> stdout, and the command must exit 0 once they are through.
+ */
+static void bridge_both_ways(struct proc *p, int sock)
+{
+	struct xfer x[2];
+	memset(x, 0, sizeof(x));
+	xfer_write(&p->in, 101, BULK, false, &x[0]);
+	xfer_read(sock, 101, &x[0]);
+	xfer_run(&x[0], 1, 30000);
+	assert_got(&x[0], BULK, "stdin -> peer, then a half-close");
+	ck_assert_msg(waitpid(p->pid, NULL, WNOHANG) == 0,
+	              "the command exited before its peer finished");
+	xfer_write(&sock, 202, BULK, true, &x[1]);
+	xfer_read(p->out, 202, &x[1]);
+	xfer_run(&x[1], 1, 30000);
+	assert_got(&x[1], BULK, "peer -> stdout");
+	int st = finish(p, 5000);
+	ck_assert_msg(st == 0, "exit status %d; stderr: %s", st, p->log);
+}
+
+START_TEST(cat_unix_4mib_each_way)
+{
+	char dir[256], path[320], uri[400];
+	cd_tmpdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/s.sock", dir);
+	snprintf(uri, sizeof(uri), "unix://%s", path);
+	int lfd = unix_listen(path);
+	struct proc p;
+	spawn(&p, (const char *[]){"cat", uri, NULL});
+	int s = accept_within(lfd, 5000);
+	bridge_both_ways(&p, s);
+	close(s);
+	close(lfd);
+	cd_rmtree(dir);
+}
+END_TEST
+
+START_TEST(cat_tcp_4mib_each_way)
+{
+	int port;
+	int lfd = tcp_bound(&port, true);
+	char uri[64];
+	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
+	struct proc p;
+	spawn(&p, (const char *[]){"--timeout", "10000", "cat", uri, NULL});
+	int s = accept_within(lfd, 5000);
+	bridge_both_ways(&p, s);
+	close(s);
+	close(lfd);
+}
+END_TEST
+
+START_TEST(listen_unix_4mib_each_way)
+{
+	char dir[256], path[320], uri[400];
+	cd_tmpdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/l.sock", dir);
+	snprintf(uri, sizeof(uri), "unix://%s", path);
+	struct proc p;
+	spawn(&p, (const char *[]){"listen", uri, NULL});
+	const char *where = await_line(&p, "listening on ", 5000);
+	ck_assert_str_eq(where, uri);
+	int s = unix_connect(path);
+	bridge_both_ways(&p, s);
+	close(s);
+	/* Freed listener: its socket file is gone. */
+	ck_assert_msg(access(path, F_OK) != 0, "%s left behind", path);
+	cd_rmtree(dir);
+}
+END_TEST
+
+START_TEST(listen_tcp_prints_real_port)
+{
+	struct proc p;
+	spawn(&p, (const char *[]){"listen", "tcp://127.0.0.1:0", NULL});
+	const char *where = await_line(&p, "listening on ", 5000);
+	ck_assert_msg(strncmp(where, "tcp://127.0.0.1:", 16) == 0, "printed %s",
+	              where);
+	int port = uri_port(where);
+	int s = tcp_connect(port);
+	bridge_both_ways(&p, s);
+	close(s);
+}
+END_TEST
+
+/* listen without --keep serves one connection and stops listening. */
+START_TEST(listen_once_then_refuses)
+{
+	char dir[256], path[320], uri[400];
+	cd_tmpdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/o.sock", dir);
+	snprintf(uri, sizeof(uri), "unix://%s", path);
+	struct proc p;
+	spawn(&p, (const char *[]){"listen", uri, NULL});
+	await_line(&p, "listening on ", 5000);
+	int s = unix_connect(path);
+	/* Once the connection is accepted the socket file goes away. */
+	uint64_t end = mono_ms() + (uint64_t)scaled(5000);
+	while (access(path, F_OK) == 0 && mono_ms() < end) {
+		struct timespec nap = {0, 2000000};
+		nanosleep(&nap, NULL);
+	}
+	ck_assert_msg(access(path, F_OK) != 0, "still listening after one");
+	const char hello[] = "one\n";
+	ck_assert(write(p.in, hello, 4) == 4);
+	close_fd(&p.in);
+	char buf[16];
+	ssize_t got = 0, r;
+	while ((r = read(s, buf + got, sizeof(buf) - (size_t)got)) > 0)
+		got += r;
+	ck_assert_int_eq(got, 4);
+	ck_assert(memcmp(buf, hello, 4) == 0);
+	close(s);
+	ck_assert_int_eq(finish(&p, 5000), 0);
+	cd_rmtree(dir);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Echo                                                                */
+
+START_TEST(listen_echo_with_cat)
+{
+	struct proc srv, cli;
+	spawn(&srv, (const char *[]){"listen", "--echo", "tcp://127.0.0.1:0",
+	                             NULL});
+	const char *where = await_line(&srv, "listening on ", 5000);
+	char uri[64];
+	snprintf(uri, sizeof(uri), "%s", where);
+	spawn(&cli, (const char *[]){"cat", uri, NULL});
+	struct xfer x;
+	memset(&x, 0, sizeof(x));
+	xfer_write(&cli.in, 303, BULK, false, &x);
+	xfer_read(cli.out, 303, &x);
+	xfer_run(&x, 1, 30000);
+	assert_got(&x, BULK, "echoed through listen --echo");
+	int st = finish(&cli, 5000);
+	ck_assert_msg(st == 0, "cat: exit %d: %s", st, cli.log);
+	/* Without --keep the server ends after its one connection. */
+	st = finish(&srv, 5000);
+	ck_assert_msg(st == 0, "listen: exit %d: %s", st, srv.log);
+}
+END_TEST
+
+START_TEST(listen_keep_echo_concurrent)
+{
+	char dir[256], path[320], uri[400];
+	cd_tmpdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/e.sock", dir);
+	snprintf(uri, sizeof(uri), "unix://%s", path);
+	struct proc srv;
+	spawn(&srv, (const char *[]){"listen", "--keep", "--echo", uri, NULL});
+	await_line(&srv, "listening on ", 5000);
+	enum { N = 4 };
+	int s[N];
+	struct xfer x[N];
+	memset(x, 0, sizeof(x));
+	for (int i = 0; i < N; i++) {
+		s[i] = unix_connect(path);
+		xfer_write(&s[i], 400 + (uint32_t)i, MiB + 777 * (uint64_t)i, true,
+		           &x[i]);
+		xfer_read(s[i], 400 + (uint32_t)i, &x[i]);
+	}
+	/* All at once: a server that served them one after another would
+	 * still pass, but each client's stream must come back to it alone. */
+	xfer_run(x, N, 30000);
+	for (int i = 0; i < N; i++) {
+		assert_got(&x[i], MiB + 777 * (uint64_t)i, "echo");
+		close(s[i]);
+	}
+	terminate(&srv);
+	ck_assert_msg(access(path, F_OK) != 0, "SIGTERM left %s behind", path);
+	cd_rmtree(dir);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Relay                                                               */
+
+enum { NCONN = 8 };
+
+/* NCONN clients at once through a relay to an echo server, each with its
+ * own stream and length; connect_one makes client i. */
+static void relay_many(int (*connect_one)(const void *arg), const void *arg)
+{
+	int s[NCONN];
+	struct xfer x[NCONN];
+	memset(x, 0, sizeof(x));
+	for (int i = 0; i < NCONN; i++) {
+		s[i] = connect_one(arg);
+		uint64_t len = 512 * KiB + 4099 * (uint64_t)i;
+		xfer_write(&s[i], 500 + (uint32_t)i, len, true, &x[i]);
+		xfer_read(s[i], 500 + (uint32_t)i, &x[i]);
+	}
+	xfer_run(x, NCONN, 60000);
+	for (int i = 0; i < NCONN; i++) {
+		char what[32];
+		snprintf(what, sizeof(what), "relayed connection %d", i);
+		assert_got(&x[i], 512 * KiB + 4099 * (uint64_t)i, what);
+		close(s[i]);
+	}
+}
+
+static int connect_unix_arg(const void *arg)
+{
+	return unix_connect(arg);
+}
+
+static int connect_tcp_arg(const void *arg)
+{
+	return tcp_connect(*(const int *)arg);
+}
+
+START_TEST(relay_unix_to_tcp_8_at_once)
+{
+	char dir[256], path[320], ruri[400], turi[64];
+	cd_tmpdir(dir, sizeof(dir));
+	struct proc echo, relay;
+	spawn(&echo, (const char *[]){"listen", "--keep", "--echo",
+	                              "tcp://127.0.0.1:0", NULL});
+	snprintf(turi, sizeof(turi), "%s", await_line(&echo, "listening on ", 5000));
+	snprintf(path, sizeof(path), "%s/r.sock", dir);
+	snprintf(ruri, sizeof(ruri), "unix://%s", path);
+	spawn(&relay, (const char *[]){"relay", ruri, turi, NULL});
+	ck_assert_str_eq(await_line(&relay, "listening on ", 5000), ruri);
+	relay_many(connect_unix_arg, path);
+	terminate(&relay);
+	terminate(&echo);
+	cd_rmtree(dir);
+}
+END_TEST
+
+START_TEST(relay_tcp_to_unix_8_at_once)
+{
+	char dir[256], turi[400], ruri[64];
+	cd_tmpdir(dir, sizeof(dir));
+	snprintf(turi, sizeof(turi), "unix://%s/t.sock", dir);
+	struct proc echo, relay;
+	spawn(&echo, (const char *[]){"listen", "--keep", "--echo", turi, NULL});
+	await_line(&echo, "listening on ", 5000);
+	spawn(&relay, (const char *[]){"relay", "tcp://127.0.0.1:0", turi, NULL});
+	snprintf(ruri, sizeof(ruri), "%s", await_line(&relay, "listening on ", 5000));
+	int port = uri_port(ruri);
+	relay_many(connect_tcp_arg, &port);
+	terminate(&relay);
+	terminate(&echo);
+	cd_rmtree(dir);
+}
+END_TEST
+
+/* The client half-closes; the server sees the end of the request and
+ * still gets its reply back to the client, through the relay. */
+START_TEST(relay_passes_half_close)
+{
+	char dir[256], path[320], turi[400], ruri[64];
+	cd_tmpdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/srv.sock", dir);
+	snprintf(turi, sizeof(turi), "unix://%s", path);
+	int lfd = unix_listen(path);
+	struct proc relay;
+	spawn(&relay, (const char *[]){"relay", "tcp://127.0.0.1:0", turi, NULL});
+	snprintf(ruri, sizeof(ruri), "%s", await_line(&relay, "listening on ", 5000));
+	int c = tcp_connect(uri_port(ruri));
+	int s = accept_within(lfd, 5000);
+
+	/* Request: 200 KiB, then the client's end of stream. */
+	struct xfer x[2];
+	memset(x, 0, sizeof(x));
+	xfer_write(&c, 601, 200 * KiB, true, &x[0]);
+	xfer_read(s, 601, &x[0]);
+	xfer_run(x, 1, 20000);
+	assert_got(&x[0], 200 * KiB, "request reached the server, then EOF");
+
+	/* Reply after the request ended: the client's read side is open. */
+	xfer_write(&s, 602, 300 * KiB, true, &x[1]);
+	xfer_read(c, 602, &x[1]);
+	xfer_run(&x[1], 1, 20000);
+	assert_got(&x[1], 300 * KiB, "reply reached the half-closed client");
+	close(c);
+	close(s);
+	close(lfd);
+	terminate(&relay);
+	cd_rmtree(dir);
+}
+END_TEST
+
+/* A target that refuses: the accepted connection is closed, one line is
+ * logged naming the target, and the relay goes on serving. */
+START_TEST(relay_target_refused_keeps_serving)
+{
+	int port;
+	int hold = tcp_bound(&port, false); /* bound, not listening: refuses */
+	char turi[64], ruri[64];
+	snprintf(turi, sizeof(turi), "tcp://127.0.0.1:%d", port);
+	struct proc relay;
+	spawn(&relay, (const char *[]){"relay", "tcp://127.0.0.1:0", turi, NULL});
+	snprintf(ruri, sizeof(ruri), "%s", await_line(&relay, "listening on ", 5000));
+	int rport = uri_port(ruri);
+	for (int i = 0; i < 2; i++) {
+		int c = tcp_connect(rport);
+		struct pollfd pf = {c, POLLIN, 0};
+		ck_assert_msg(poll(&pf, 1, scaled(5000)) == 1,
+		              "accepted connection not closed");
+		char b;
+		ck_assert(read(c, &b, 1) <= 0);
+		close(c);
+		const char *line = await_line(&relay, "conduit: relay ", 5000);
+		ck_assert_msg(strstr(line, turi) != NULL &&
+		                      strstr(line, "refused") != NULL,
+		              "log line: %s", line);
+	}
+	terminate(&relay);
+	close(hold);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Timeouts and a closed stdout                                        */
+
+START_TEST(cat_idle_timeout_exits_1)
+{
+	char dir[256], path[320], uri[400];
+	cd_tmpdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/i.sock", dir);
+	snprintf(uri, sizeof(uri), "unix://%s", path);
+	int lfd = unix_listen(path);
+	struct proc p;
+	uint64_t t0 = mono_ms();
+	spawn(&p, (const char *[]){"cat", "--timeout", "300", uri, NULL});
+	int s = accept_within(lfd, 5000);
+	/* Nobody sends anything; stdin stays open. */
+	int st = cd_wait_peer(p.pid, scaled(5000));
+	uint64_t took = mono_ms() - t0;
+	p.pid = -1;
+	ck_assert_msg(st == 1, "exit %d", st);
+	ck_assert_msg(took >= 250, "gave up after %llu ms",
+	              (unsigned long long)took);
+	close_fd(&p.in);
+	close_fd(&p.out);
+	ssize_t r = read(p.err, p.log, sizeof(p.log) - 1);
+	p.log[r > 0 ? r : 0] = '\0';
+	close_fd(&p.err);
+	ck_assert_msg(strstr(p.log, "idle") != NULL && strstr(p.log, uri) != NULL,
+	              "stderr: %s", p.log);
+	close(s);
+	close(lfd);
+	cd_rmtree(dir);
+}
+END_TEST
+
+/* stdout is a pipe nobody reads any more: an error and status 1, not a
+ * death by SIGPIPE. */
+START_TEST(cat_closed_stdout_exits_1)
+{
+	int port;
+	int lfd = tcp_bound(&port, true);
+	char uri[64];
+	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
+	struct proc p;
+	spawn(&p, (const char *[]){"cat", uri, NULL});
+	close_fd(&p.out);
+	int s = accept_within(lfd, 5000);
+	static const char data[4096];
+	ck_assert(send(s, data, sizeof(data), MSG_NOSIGNAL) == (ssize_t)sizeof(data));
+	int st = finish(&p, 5000);
+	ck_assert_msg(st == 1, "exit %d (-1: killed by a signal); stderr: %s", st,
+	              p.log);
+	ck_assert_msg(strstr(p.log, "standard output") != NULL, "stderr: %s",
+	              p.log);
+	close(s);
+	close(lfd);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Exit statuses, help, resolve                                        */
+
+START_TEST(usage_errors_exit_2)
+{
+	const char *const cases[][5] = {
+		{NULL},
+		{"frobnicate", "x", NULL},
+		{"cat", NULL},
+		{"cat", "--bogus", "unix:///x", NULL},
+		{"relay", "tcp://127.0.0.1:0", NULL},
+		{"cat", "--timeout", "soon", "unix:///x", NULL},
+		{"cat", "--keep", "unix:///x", NULL},
+		{"resolve", "unix:///a", "unix:///b", NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct proc p;
+		int st = run_cmd(&p, cases[i], 5000);
+		ck_assert_msg(st == 2, "case %zu: exit %d", i, st);
+		ck_assert_msg(strstr(p.log, "usage: conduit") != NULL,
+		              "case %zu: no usage on stderr: %s", i, p.log);
+	}
+}
+END_TEST
+
+START_TEST(bad_uri_exits_3)
+{
+	struct proc p;
+	ck_assert_int_eq(run_cmd(&p, (const char *[]){"cat", "tcp://[::1", NULL},
+	                         5000),
+	                 3);
+	assert_error_line(&p, "tcp://[::1");
+	ck_assert_int_eq(run_cmd(&p, (const char *[]){"listen", "tcp://127.0.0.1:99999",
+	                                              NULL},
+	                         5000),
+	                 3);
+	assert_error_line(&p, "tcp://127.0.0.1:99999");
+	ck_assert_int_eq(run_cmd(&p, (const char *[]){"resolve", "unix://", NULL},
+	                         5000),
+	                 3);
+}
+END_TEST
+
+START_TEST(unknown_scheme_exits_3)
+{
+	struct proc p;
+	ck_assert_int_eq(run_cmd(&p, (const char *[]){"cat", "gopher://example.org",
+	                                              NULL},
+	                         5000),
+	                 3);
+	assert_error_line(&p, "gopher://example.org");
+	ck_assert_int_eq(run_cmd(&p, (const char *[]){"relay", "tcp://127.0.0.1:0",
+	                                              "gopher://x", NULL},
+	                         5000),
+	                 3);
+	assert_error_line(&p, "gopher://x");
+}
+END_TEST
+
+START_TEST(refused_exits_4)
+{
+	int port;
+	int hold = tcp_bound(&port, false);
+	char uri[64];
+	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
+	struct proc p;
+	ck_assert_int_eq(run_cmd(&p, (const char *[]){"cat", uri, NULL}, 5000), 4);
+	assert_error_line(&p, uri);
+	ck_assert_msg(strstr(p.log, "refused") != NULL, "stderr: %s", p.log);
+	close(hold);
+}
+END_TEST
+
+START_TEST(missing_socket_exits_4)
+{
+	char dir[256], uri[400];
+	cd_tmpdir(dir, sizeof(dir));
+	snprintf(uri, sizeof(uri), "unix://%s/nobody.sock", dir);
+	struct proc p;
+	ck_assert_int_eq(run_cmd(&p, (const char *[]){"cat", uri, NULL}, 5000), 4);
+	assert_error_line(&p, uri);
+	cd_rmtree(dir);
+}
+END_TEST
+
+START_TEST(listen_in_use_exits_4)
+{
+	int port;
+	int hold = tcp_bound(&port, true);
+	char uri[64];
+	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
+	struct proc p;
+	ck_assert_int_eq(run_cmd(&p, (const char *[]){"listen", uri, NULL}, 5000),
+	                 4);
+	assert_error_line(&p, uri);
+	close(hold);
+}
+END_TEST
+
+START_TEST(help_exits_0_and_names_everything)
+{
+	struct proc p;
+	spawn(&p, (const char *[]){"--help", NULL});
+	char out[8192];
+	size_t n = 0;
+	ssize_t r;
+	while (n < sizeof(out) - 1 &&
+	       (r = read(p.out, out + n, sizeof(out) - 1 - n)) > 0)
+		n += (size_t)r;
+	out[n] = '\0';
+	ck_assert_int_eq(finish(&p, 5000), 0);
+	const char *words[] = {"cat", "listen", "relay", "resolve", "--timeout",
+	                       "--keep", "--echo", "-v", "Exit status"};
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		ck_assert_msg(strstr(out, words[i]) != NULL, "help lacks %s",
+		              words[i]);
+	const char *cmds[] = {"cat", "listen", "relay", "resolve"};
+	for (size_t i = 0; i < 4; i++) {
+		spawn(&p, (const char *[]){cmds[i], "--help", NULL});
+		n = 0;
+		while (n < sizeof(out) - 1 &&
+		       (r = read(p.out, out + n, sizeof(out) - 1 - n)) > 0)
+			n += (size_t)r;
+		out[n] = '\0';
+		ck_assert_int_eq(finish(&p, 5000), 0);
+		char want[64];
+		snprintf(want, sizeof(want), "usage: conduit %s", cmds[i]);
+		ck_assert_msg(strstr(out, want) != NULL, "%s --help: %s", cmds[i],
+		              out);
+	}
+}
+END_TEST
+
+START_TEST(resolve_prints_endpoint_and_addresses)
+{
+	struct proc p;
+	spawn(&p, (const char *[]){"resolve", "TCP://127.0.0.1:80", NULL});
+	char out[512];
+	size_t n = 0;
+	ssize_t r;
+	while (n < sizeof(out) - 1 &&
+	       (r = read(p.out, out + n, sizeof(out) - 1 - n)) > 0)
+		n += (size_t)r;
+	out[n] = '\0';
+	ck_assert_int_eq(finish(&p, 5000), 0);
+	ck_assert_str_eq(out, "tcp://127.0.0.1:80\n  address 127.0.0.1\n");
+}
+END_TEST
+
+int main(void)
+{
+	const struct cd_test tests[] = {
+		CD_TEST(cat_unix_4mib_each_way, 60),
+		CD_TEST(cat_tcp_4mib_each_way, 60),
+		CD_TEST(listen_unix_4mib_each_way, 60),
+		CD_TEST(listen_tcp_prints_real_port, 60),
+		CD_TEST(listen_once_then_refuses, 0),
+		CD_TEST(listen_echo_with_cat, 60),
+		CD_TEST(listen_keep_echo_concurrent, 60),
+		CD_TEST(relay_unix_to_tcp_8_at_once, 90),
+		CD_TEST(relay_tcp_to_unix_8_at_once, 90),
+		CD_TEST(relay_passes_half_close, 60),
+		CD_TEST(relay_target_refused_keeps_serving, 30),
+		CD_TEST(cat_idle_timeout_exits_1, 0),
+		CD_TEST(cat_closed_stdout_exits_1, 0),
+		CD_TEST(usage_errors_exit_2, 30),
+		CD_TEST(bad_uri_exits_3, 0),
+		CD_TEST(unknown_scheme_exits_3, 0),
+		CD_TEST(refused_exits_4, 0),
+		CD_TEST(missing_socket_exits_4, 0),
+		CD_TEST(listen_in_use_exits_4, 0),
+		CD_TEST(help_exits_0_and_names_everything, 0),
+		CD_TEST(resolve_prints_endpoint_and_addresses, 0),
+	};
+	return cd_run(cd_suite("cli", tests, sizeof(tests) / sizeof(tests[0])));
+}

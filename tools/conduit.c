@@ -1,0 +1,1135 @@
+/*
+ * conduit.c - the `conduit` command: the library seen from a shell, in the
+ * manner of socat and ncat, and the way the tests drive it from outside.
+ *
+ *   conduit cat URI                 connect; stdin -> flow, flow -> stdout
+ *   conduit listen [--keep] [--echo] URI
+ *                                   accept, then bridge to stdin/stdout or
+ *                                   echo
+ *   conduit relay LISTEN TARGET     accept on LISTEN, connect each to TARGET
+ *   conduit resolve URI             the endpoint and the addresses found
+ *
+ * Everything runs in one event loop, whatever the subcommand: a "session"
+ * is one accepted or connected flow plus its partner (standard input and
+ * output, a second flow for the relay, or nothing for an echo), joined by
+ * one or two "directions", each a bounded buffer from a source to a sink.
+ * A direction stops reading while its buffer is full, so a slow sink slows
+ * its source instead of growing memory (backpressure), and when its source
+ * ends it passes the end on as a half-close once the buffer has drained.
+ * A session is over when every direction has ended.
+ *
+ * The loop uses the event-loop integration API (conduit_wait_fds(),
+ * poll(2), conduit_process()) rather than conduit_poll(), because it must
+ * also wait on descriptors that are not flows: standard input and output,
+ * and a self-pipe that turns SIGINT/SIGTERM/SIGHUP into a clean exit (the
+ * listener's socket file removed, stdin/stdout flags restored).  Each
+ * session asks conduit_wait_fds() separately, so after poll(2) only the
+ * sessions whose descriptors fired, or whose deadline came, are run: a relay
+ * with many idle connections costs nothing per wake-up for the idle ones.
+ *
+ * Only the public API (conduit/conduit.h) is used.
+ */
+#include <conduit/conduit.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Exit statuses, documented in the help text and the README. */
+enum {
+	EXIT_IO = 1,      /* I/O failure after connecting */
+	EXIT_USAGE = 2,   /* bad command line */
+	EXIT_RESOLVE = 3, /* bad URI, unknown scheme, name lookup */
+	EXIT_CONNECT = 4, /* refused, no such socket, timed out, ... */
+};
+
+/* Bytes held per direction; a full buffer stops reading its source. */
+#define DIR_CAP (64 * 1024)
+/* Reads per direction per wake-up, so one busy connection cannot starve
+ * the others (poll(2) is level-triggered: the rest is seen next turn). */
+#define DIR_ROUNDS 8
+/* Relay and echo sessions at most, whatever the descriptor limit says. */
+#define MAX_SESSIONS 4096
+
+/* ------------------------------------------------------------------ */
+/* Command line                                                        */
+
+enum cmd { CMD_NONE, CMD_CAT, CMD_LISTEN, CMD_RELAY, CMD_RESOLVE };
+
+struct opts {
+	enum cmd cmd;
+	const char *args[2];
+	int nargs;
+	int timeout_ms; /* 0: no limit */
+	bool verbose, keep, echo, help;
+};
+
+static const char *cmd_names[] = {"", "cat", "listen", "relay", "resolve"};
+
+static const char usage_main[] =
+	"usage: conduit [-v] [--timeout MS] COMMAND [ARGS]\n"
+	"\n"
+	"Commands:\n"
+	"  cat URI                  connect to URI; copy standard input to it and\n"
+	"                           what it sends to standard output\n"
+	"  listen [--keep] [--echo] URI\n"
+	"                           accept a connection on URI and bridge it to\n"
+	"                           standard input and output (or echo it)\n"
+	"  relay LISTEN_URI TARGET_URI\n"
+	"                           for each connection accepted on LISTEN_URI,\n"
+	"                           connect to TARGET_URI and copy both ways\n"
+	"  resolve URI              print the endpoint URI and the addresses found\n"
+	"\n"
+	"Options (before or after the command):\n"
+	"  --timeout MS   give up connecting after MS milliseconds, and end a\n"
+	"                 connection on which no byte has moved for MS ms\n"
+	"  -v, --verbose  log each phase (resolving, connecting, accepted, ...)\n"
+	"                 on standard error, one line each\n"
+	"  -h, --help     this text; 'conduit COMMAND --help' for a command\n"
+	"\n"
+	"Exit status:\n"
+	"  0  success\n"
+	"  1  I/O failure after connecting (reset, idle timeout, ...)\n"
+	"  2  usage error\n"
+	"  3  resolution failure (malformed URI, unknown scheme, bad host,\n"
+	"     port or option, name lookup, path too long, no backend)\n"
+	"  4  connection failure (refused, no such socket, timed out,\n"
+	"     unreachable, permission denied, address in use)\n";
+
+static const char usage_cat[] =
+	"usage: conduit cat [--timeout MS] [-v] URI\n"
+	"\n"
+	"Connect to URI.  Copy standard input to the connection and what the\n"
+	"peer sends to standard output.  When standard input ends, the\n"
+	"connection is half-closed (the peer sees end of stream and may still\n"
+	"answer).  Exits 0 once both directions have ended: standard input\n"
+	"finished and sent, and the peer's end of stream reached and written.\n"
+	"--timeout MS limits the connect and ends a connection idle that long\n"
+	"(exit 1).  Exit statuses: see 'conduit --help'.\n";
+
+static const char usage_listen[] =
+	"usage: conduit listen [--keep] [--echo] [--timeout MS] [-v] URI\n"
+	"\n"
+	"Listen on URI and print 'listening on URI' on standard error, with the\n"
+	"real address (the port the system chose for tcp://127.0.0.1:0).\n"
+	"Accept one connection, stop listening, and bridge the connection to\n"
+	"standard input and output as 'conduit cat' does.\n"
+	"  --keep   go on accepting.  Connections are bridged one after another;\n"
+	"           standard input feeds whichever connection is being served, so\n"
+	"           once it has ended later connections get an immediate end of\n"
+	"           stream, and what each one sends is written to standard\n"
+	"           output in turn.  A connection that fails is logged and the\n"
+	"           next one served.  Runs until interrupted.\n"
+	"  --echo   send each connection's bytes back to it instead of using\n"
+	"           standard input and output; with --keep, connections are\n"
+	"           echoed concurrently.\n"
+	"--timeout MS ends a connection on which no byte has moved for MS ms.\n";
+
+static const char usage_relay[] =
+	"usage: conduit relay [--timeout MS] [-v] LISTEN_URI TARGET_URI\n"
+	"\n"
+	"Listen on LISTEN_URI (printing 'listening on URI' on standard error).\n"
+	"For each connection accepted, connect to TARGET_URI and copy bytes both\n"
+	"ways, many connections at once.  End of stream from either side is\n"
+	"passed on as a half-close; a pair is finished when both directions have\n"
+	"ended.  A connection to the target that fails closes the accepted one\n"
+	"and is logged on one line; the relay goes on.  TARGET_URI is resolved\n"
+	"once, at start.  --timeout MS limits each connect to the target and\n"
+	"ends a pair idle that long.  Runs until interrupted.\n";
+
+static const char usage_resolve[] =
+	"usage: conduit resolve [-v] URI\n"
+	"\n"
+	"Resolve URI as a connect would (a host name is looked up) and print the\n"
+	"canonical endpoint URI, then one line '  address ADDR' per address\n"
+	"found.  Exits 3 when the URI cannot be resolved.\n";
+
+static const char *usage_for(enum cmd c)
+{
+	switch (c) {
+	case CMD_CAT:
+		return usage_cat;
+	case CMD_LISTEN:
+		return usage_listen;
+	case CMD_RELAY:
+		return usage_relay;
+	case CMD_RESOLVE:
+		return usage_resolve;
+	default:
+		return usage_main;
+	}
+}
+
+static int usage_error(enum cmd c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* A usage error: what was wrong, the command's synopsis, exit 2. */
+static int usage_error(enum cmd c, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "conduit: %s\n", what);
+	/* Only the synopsis line: the full text is one --help away. */
+	const char *u = usage_for(c);
+	fwrite(u, 1, strcspn(u, "\n") + 1, stderr);
+	fprintf(stderr, "Try 'conduit %s%s--help'.\n", cmd_names[c],
+	        c == CMD_NONE ? "" : " ");
+	return EXIT_USAGE;
+}
+
+static bool parse_ms(const char *s, int *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < 1 || v > INT_MAX ||
+	    s[0] == '-' || s[0] == '+' || s[0] == ' ')
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+/* Options may come before or after the command (`conduit -v cat URI`,
+ * `conduit cat URI -v`); "--" ends them.  Returns -1 on success, else an
+ * exit status. */
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+	bool only_args = false;
+	const char *keep_opt = NULL;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!only_args && a[0] == '-' && a[1] != '\0') {
+			if (strcmp(a, "--") == 0) {
+				only_args = true;
+			} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+				o->help = true;
+			} else if (strcmp(a, "-v") == 0 ||
+			           strcmp(a, "--verbose") == 0) {
+				o->verbose = true;
+			} else if (strcmp(a, "--keep") == 0) {
+				o->keep = true;
+				keep_opt = a;
+			} else if (strcmp(a, "--echo") == 0) {
+				o->echo = true;
+				keep_opt = a;
+			} else if (strcmp(a, "--timeout") == 0 ||
+			           strncmp(a, "--timeout=", 10) == 0) {
+				const char *v = a[9] == '=' ? a + 10 : NULL;
+				if (v == NULL && i + 1 < argc)
+					v = argv[++i];
+				if (v == NULL)
+					return usage_error(o->cmd,
+					                   "--timeout needs a value");
+				if (!parse_ms(v, &o->timeout_ms))
+					return usage_error(o->cmd,
+					                   "--timeout: '%s' is not a "
+					                   "positive number of "
+					                   "milliseconds",
+					                   v);
+			} else {
+				return usage_error(o->cmd, "unknown option '%s'", a);
+			}
+			continue;
+		}
+		if (o->cmd == CMD_NONE) {
+			for (int c = CMD_CAT; c <= CMD_RESOLVE; c++)
+				if (strcmp(a, cmd_names[c]) == 0)
+					o->cmd = (enum cmd)c;
+			if (o->cmd == CMD_NONE) {
+				if (o->help)
+					break; /* `conduit --help bogus`: help */
+				return usage_error(CMD_NONE, "unknown command '%s'",
+				                   a);
+			}
+			continue;
+		}
+		if (o->nargs == 2)
+			return usage_error(o->cmd, "unexpected argument '%s'", a);
+		o->args[o->nargs++] = a;
+	}
+	if (o->help)
+		return -1;
+	if (o->cmd == CMD_NONE)
+		return usage_error(CMD_NONE, "no command given");
+	if (keep_opt != NULL && o->cmd != CMD_LISTEN)
+		return usage_error(o->cmd, "%s is an option of 'listen' only",
+		                   keep_opt);
+	int want = o->cmd == CMD_RELAY ? 2 : 1;
+	if (o->nargs < want)
+		return usage_error(o->cmd, "missing %s",
+		                   o->cmd == CMD_RELAY
+		                           ? (o->nargs == 0 ? "LISTEN_URI and TARGET_URI"
+		                                            : "TARGET_URI")
+		                           : "URI");
+	if (o->nargs > want)
+		return usage_error(o->cmd, "unexpected argument '%s'",
+		                   o->args[want]);
+	return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Statuses, messages, clocks                                          */
+
+/* A failure before any byte could move: was it the URI's resolution or
+ * the connection itself? */
+static int setup_exit(int rc)
+{
+	switch (rc) {
+	case CONDUIT_ERR_URI:
+	case CONDUIT_ERR_SCHEME:
+	case CONDUIT_ERR_HOST:
+	case CONDUIT_ERR_PORT:
+	case CONDUIT_ERR_OPTION:
+	case CONDUIT_ERR_RESOLVE:
+	case CONDUIT_ERR_PATH_TOO_LONG:
+	case CONDUIT_ERR_NO_BACKEND:
+		return EXIT_RESOLVE;
+	default:
+		return EXIT_CONNECT;
+	}
+}
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* One line on stderr, written at once so concurrent lines do not mix. */
+static void say(const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	int n = snprintf(line, sizeof(line), "conduit: ");
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	strcat(line, "\n");
+	fputs(line, stderr);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void observe(void *arg, const struct conduit_event *ev)
+{
+	(void)arg;
+	char st[96] = "";
+	if (ev->status != CONDUIT_OK)
+		snprintf(st, sizeof(st), " [%s]", conduit_status_name(ev->status));
+	say("%s %s%s%s%s%s", conduit_phase_name(ev->phase), ev->uri,
+	    ev->detail[0] != '\0' ? " (" : "", ev->detail,
+	    ev->detail[0] != '\0' ? ")" : "", st);
+}
+
+/* ------------------------------------------------------------------ */
+/* Standard input and output                                           */
+
+/*
+ * Standard input and output are made non-blocking while the command runs,
+ * so that a full pipe or a slow terminal stalls only its own direction.
+ * O_NONBLOCK belongs to the open file description, which the shell may
+ * share, so the original flags are put back on every way out: normal exit
+ * and the signals the loop turns into an exit.
+ */
+static int saved_flags[2] = {-1, -1};
+
+static void stdio_restore(void)
+{
+	for (int fd = 1; fd >= 0; fd--)
+		if (saved_flags[fd] >= 0) {
+			fcntl(fd, F_SETFL, saved_flags[fd]);
+			saved_flags[fd] = -1;
+		}
+}
+
+/* Returns false when fd is not open at all. */
+static bool stdio_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return false;
+	if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0)
+		saved_flags[fd] = fl;
+	return true;
+}
+
+/* The self-pipe: a signal handler writes the signal number, the loop
+ * polls the read end. */
+static int sig_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+	int e = errno;
+	unsigned char b = (unsigned char)sig;
+	if (write(sig_pipe[1], &b, 1) < 0) {
+		/* Full pipe: a signal is already pending; nothing to do. */
+	}
+	errno = e;
+}
+
+static int signals_setup(void)
+{
+	/* A closed stdout must be an EPIPE we report, not a silent death. */
+	signal(SIGPIPE, SIG_IGN);
+	if (pipe(sig_pipe) < 0)
+		return -1;
+	for (int i = 0; i < 2; i++) {
+		fcntl(sig_pipe[i], F_SETFD, FD_CLOEXEC);
+		fcntl(sig_pipe[i], F_SETFL, O_NONBLOCK);
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sessions                                                            */
+
+/* One side of a session: a flow, or standard input and output. */
+struct end {
+	conduit_flow *flow; /* NULL: standard input and output */
+	bool up;            /* established; data may move */
+};
+
+/* Bytes from src to dst through a bounded buffer. */
+struct dir {
+	struct end *src, *dst;
+	uint8_t *buf;
+	size_t off, len; /* unsent bytes are buf[off..len) */
+	bool eof;        /* src has ended */
+	bool done;       /* ...and dst was given everything and the end */
+};
+
+struct session {
+	struct end end[2];
+	size_t nend;
+	struct dir dir[2];
+	size_t ndir;
+	uint64_t idle_at; /* end the session then (UINT64_MAX: never) */
+	uint64_t wake_at; /* the library wants to be called by then */
+	size_t span_lo, span_hi; /* its descriptors in the poll array */
+	bool ready;
+	/* The failure, if any: status, message, and whether it happened
+	 * while connecting (exit 3/4) or after (exit 1). */
+	int rc;
+	bool in_setup;
+	char msg[512];
+};
+
+enum mode { MODE_CAT, MODE_STDIO, MODE_ECHO, MODE_RELAY };
+
+struct prog {
+	conduit_ctx *ctx;
+	const struct opts *o;
+	enum mode mode;
+	conduit_listener *l;
+	conduit_endpoint *target; /* relay: resolved once */
+	struct session **s;
+	size_t ns, scap, max_sessions;
+	bool stdin_eof; /* outlives sessions (listen --keep) */
+	bool single;    /* one session, then exit with its status */
+	bool accepted;
+	struct pollfd *fds;
+	size_t nfds, fdcap;
+};
+
+static bool dir_reads_stdin(const struct dir *d)
+{
+	return d->src->flow == NULL;
+}
+
+static int session_fail(struct session *s, int rc, bool in_setup,
+                        const char *msg)
+{
+	if (s->rc == CONDUIT_OK) {
+		s->rc = rc;
+		s->in_setup = in_setup;
+		snprintf(s->msg, sizeof(s->msg), "%s", msg);
+	}
+	return rc;
+}
+
+static int stdio_fail(struct session *s, const char *what, int err)
+{
+	char m[256];
+	snprintf(m, sizeof(m), "%s: %s", what, strerror(err));
+	return session_fail(s, err == EPIPE ? CONDUIT_ERR_CLOSED : CONDUIT_ERR_SYSTEM,
+	                    false, m);
+}
+
+/* Read from an end: the conduit statuses, for stdin too. */
+static int end_read(struct session *s, struct end *e, void *buf, size_t len,
+                    size_t *n)
+{
+	*n = 0;
+	if (e->flow != NULL) {
+		int rc = conduit_read(e->flow, buf, len, n);
+		if (rc >= CONDUIT_ERR_INVALID)
+			session_fail(s, rc, false, conduit_flow_error(e->flow));
+		return rc;
+	}
+	for (;;) {
+		ssize_t r = read(STDIN_FILENO, buf, len);
+		if (r > 0) {
+			*n = (size_t)r;
+			return CONDUIT_OK;
+		}
+		if (r == 0)
+			return CONDUIT_EOF;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return CONDUIT_WANT_READ;
+		return stdio_fail(s, "read standard input", errno);
+	}
+}
+
+static int end_write(struct session *s, struct end *e, const void *buf,
+                     size_t len, size_t *n)
+{
+	*n = 0;
+	if (e->flow != NULL) {
+		int rc = conduit_write(e->flow, buf, len, n);
+		if (rc >= CONDUIT_ERR_INVALID)
+			session_fail(s, rc, false, conduit_flow_error(e->flow));
+		return rc;
+	}
+	for (;;) {
+		ssize_t r = write(STDOUT_FILENO, buf, len);
+		if (r >= 0) {
+			*n = (size_t)r;
+			return CONDUIT_OK;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return CONDUIT_WANT_WRITE;
+		return stdio_fail(s, "write standard output", errno);
+	}
+}
+
+/* Pass the end of stream on.  Standard output stays open: in
+ * `listen --keep` the next connection writes to it too, and it closes
+ * when the command exits. */
+static int end_shut(struct session *s, struct end *e)
+{
+	if (e->flow == NULL)
+		return CONDUIT_OK;
+	int rc = conduit_shutdown(e->flow, CONDUIT_SHUT_WR);
+	if (rc != CONDUIT_OK)
+		session_fail(s, rc, false, conduit_flow_error(e->flow));
+	return rc;
+}
+
+static bool is_want(int rc)
+{
+	return rc == CONDUIT_WANT_READ || rc == CONDUIT_WANT_WRITE;
+}
+
+/* Move what can move now.  Returns CONDUIT_OK or the failure (recorded on
+ * s); *moved says whether anything happened, for the idle clock. */
+static int dir_pump(struct prog *p, struct session *s, struct dir *d,
+                    bool *moved)
+{
+	for (int round = 0; round < DIR_ROUNDS && !d->done; round++) {
+		bool progress = false;
+		size_t n;
+		int rc;
+		if (d->len > d->off && d->dst->up) {
+			rc = end_write(s, d->dst, d->buf + d->off, d->len - d->off,
+			               &n);
+			if (rc == CONDUIT_OK && n > 0) {
+				d->off += n;
+				progress = true;
+			} else if (!is_want(rc) && rc != CONDUIT_OK) {
+				return rc;
+			}
+		}
+		if (d->off == d->len) {
+			d->off = d->len = 0;
+		} else if (d->off >= DIR_CAP / 2) {
+			/* Make room at the tail so reading can go on while the
+			 * sink drains; at most half the buffer is copied. */
+			memmove(d->buf, d->buf + d->off, d->len - d->off);
+			d->len -= d->off;
+			d->off = 0;
+		}
+		if (!d->eof && d->len < DIR_CAP && d->src->up) {
+			rc = end_read(s, d->src, d->buf + d->len, DIR_CAP - d->len,
+			              &n);
+			if (rc == CONDUIT_OK) {
+				d->len += n;
+				progress = true;
+			} else if (rc == CONDUIT_EOF) {
+				d->eof = true;
+				if (dir_reads_stdin(d))
+					p->stdin_eof = true;
+				progress = true;
+			} else if (!is_want(rc)) {
+				return rc;
+			}
+		}
+		if (d->eof && d->len == d->off && d->dst->up) {
+			rc = end_shut(s, d->dst);
+			if (rc != CONDUIT_OK)
+				return rc;
+			d->done = true;
+			progress = true;
+		}
+		if (progress)
+			*moved = true;
+		else
+			break;
+	}
+	return CONDUIT_OK;
+}
+
+static bool session_over(const struct session *s)
+{
+	for (size_t i = 0; i < s->ndir; i++)
+		if (!s->dir[i].done)
+			return false;
+	return true;
+}
+
+static bool session_up(const struct session *s)
+{
+	for (size_t i = 0; i < s->nend; i++)
+		if (!s->end[i].up)
+			return false;
+	return true;
+}
+
+/* Run a session as far as it goes without waiting. */
+static int session_run(struct prog *p, struct session *s, uint64_t now)
+{
+	for (size_t i = 0; i < s->nend; i++) {
+		struct end *e = &s->end[i];
+		if (e->flow == NULL || e->up)
+			continue;
+		int rc = conduit_handshake(e->flow);
+		if (rc == CONDUIT_OK)
+			e->up = true;
+		else if (!is_want(rc))
+			return session_fail(s, rc, true, conduit_flow_error(e->flow));
+	}
+	bool moved = false;
+	for (size_t i = 0; i < s->ndir; i++) {
+		int rc = dir_pump(p, s, &s->dir[i], &moved);
+		if (rc != CONDUIT_OK)
+			return rc;
+	}
+	if (p->o->timeout_ms > 0 && session_up(s)) {
+		if (moved || s->idle_at == UINT64_MAX)
+			s->idle_at = now + (uint64_t)p->o->timeout_ms;
+		else if (now >= s->idle_at) {
+			char m[256];
+			snprintf(m, sizeof(m), "%s: idle for %d ms",
+			         s->end[0].flow != NULL ? conduit_flow_uri(s->end[0].flow)
+			                                : "standard input",
+			         p->o->timeout_ms);
+			return session_fail(s, CONDUIT_ERR_TIMED_OUT, false, m);
+		}
+	}
+	return CONDUIT_OK;
+}
+
+static struct session *session_new(struct prog *p)
+{
+	if (p->ns == p->scap) {
+		size_t cap = p->scap ? p->scap * 2 : 8;
+		struct session **n = realloc(p->s, cap * sizeof(*n));
+		if (n == NULL)
+			return NULL;
+		p->s = n;
+		p->scap = cap;
+	}
+	struct session *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	s->idle_at = UINT64_MAX;
+	s->wake_at = UINT64_MAX;
+	p->s[p->ns++] = s;
+	return s;
+}
+
+/* Join a and b both ways (b NULL: echo a to itself). */
+static bool session_join(struct session *s, bool echo)
+{
+	s->ndir = echo ? 1 : 2;
+	for (size_t i = 0; i < s->ndir; i++) {
+		struct dir *d = &s->dir[i];
+		d->buf = malloc(DIR_CAP);
+		if (d->buf == NULL)
+			return false;
+		d->src = &s->end[echo ? 0 : i];
+		d->dst = &s->end[echo ? 0 : 1 - i];
+	}
+	return true;
+}
+
+static void session_free(struct session *s)
+{
+	for (size_t i = 0; i < s->nend; i++) {
+		if (s->end[i].flow == NULL)
+			continue;
+		/* Socket flows close at once; a layer that still had a record
+		 * to send would be cut short, which is what a failed session
+		 * wants anyway. */
+		conduit_close(s->end[i].flow);
+		conduit_flow_free(s->end[i].flow);
+	}
+	for (size_t i = 0; i < s->ndir; i++)
+		free(s->dir[i].buf);
+	free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* The loop                                                            */
+
+static bool fds_room(struct prog *p, size_t more)
+{
+	if (p->fdcap - p->nfds >= more)
+		return true;
+	size_t cap = p->fdcap ? p->fdcap : 32;
+	while (cap - p->nfds < more)
+		cap *= 2;
+	struct pollfd *n = realloc(p->fds, cap * sizeof(*n));
+	if (n == NULL)
+		return false;
+	p->fds = n;
+	p->fdcap = cap;
+	return true;
+}
+
+static void fds_add(struct prog *p, int fd, short events)
+{
+	/* Room was made by the caller. */
+	p->fds[p->nfds].fd = fd;
+	p->fds[p->nfds].events = events;
+	p->fds[p->nfds].revents = 0;
+	p->nfds++;
+}
+
+/* Append what items wait on; *tmo: the library's timeout for them. */
+static int add_wait(struct prog *p, struct conduit_pollitem *items, size_t n,
+                    int *tmo)
+{
+	size_t want = 8;
+	for (;;) {
+		if (!fds_room(p, want))
+			return CONDUIT_ERR_NOMEM;
+		size_t got = 0;
+		int rc = conduit_wait_fds(p->ctx, items, n, p->fds + p->nfds,
+		                          p->fdcap - p->nfds, &got, tmo);
+		if (rc == CONDUIT_ERR_INVALID && got > p->fdcap - p->nfds) {
+			want = got; /* too small: it told us the size */
+			continue;
+		}
+		if (rc != CONDUIT_OK)
+			return rc;
+		p->nfds += got;
+		return CONDUIT_OK;
+	}
+}
+
+static unsigned interest(const struct session *s, const struct end *e,
+                         unsigned *stdin_ev, unsigned *stdout_ev)
+{
+	unsigned ev = 0;
+	if (e->flow != NULL && !e->up)
+		return CONDUIT_POLLOUT;
+	for (size_t i = 0; i < s->ndir; i++) {
+		const struct dir *d = &s->dir[i];
+		/* Reading goes on while the partner connects, until the
+		 * buffer is full. */
+		if (d->src == e && !d->eof && d->len < DIR_CAP)
+			ev |= CONDUIT_POLLIN;
+		if (d->dst == e && d->len > d->off)
+			ev |= CONDUIT_POLLOUT;
+	}
+	if (e->flow == NULL) {
+		*stdin_ev = ev & CONDUIT_POLLIN;
+		*stdout_ev = ev & CONDUIT_POLLOUT;
+	}
+	return ev;
+}
+
+/* Gather one session's descriptors and deadlines. */
+static int session_wait(struct prog *p, struct session *s, uint64_t now,
+                        int *timeout)
+{
+	struct conduit_pollitem items[2];
+	size_t n = 0;
+	unsigned in_ev = 0, out_ev = 0;
+	for (size_t i = 0; i < s->nend; i++) {
+		unsigned ev = interest(s, &s->end[i], &in_ev, &out_ev);
+		if (s->end[i].flow != NULL) {
+			items[n].flow = s->end[i].flow;
+			items[n].listener = NULL;
+			items[n].events = ev;
+			n++;
+		}
+	}
+	s->span_lo = p->nfds;
+	int tmo = -1;
+	int rc = add_wait(p, items, n, &tmo);
+	if (rc != CONDUIT_OK)
+		return rc;
+	if (!fds_room(p, 2))
+		return CONDUIT_ERR_NOMEM;
+	if (in_ev)
+		fds_add(p, STDIN_FILENO, POLLIN);
+	if (out_ev)
+		fds_add(p, STDOUT_FILENO, POLLOUT);
+	s->span_hi = p->nfds;
+	s->wake_at = tmo < 0 ? UINT64_MAX : now + (uint64_t)tmo;
+	uint64_t at = s->wake_at < s->idle_at ? s->wake_at : s->idle_at;
+	if (at != UINT64_MAX) {
+		int ms = at <= now ? 0 : at - now > INT_MAX ? INT_MAX : (int)(at - now);
+		if (*timeout < 0 || ms < *timeout)
+			*timeout = ms;
+	}
+	return CONDUIT_OK;
+}
+
+static bool accepting(const struct prog *p)
+{
+	if (p->l == NULL)
+		return false;
+	if (p->mode == MODE_STDIO)
+		return p->ns == 0; /* one connection at a time on stdin/stdout */
+	return p->ns < p->max_sessions;
+}
+
+/* A session for a flow just accepted. */
+static void start_session(struct prog *p, conduit_flow *f, uint64_t now)
+{
+	struct session *s = session_new(p);
+	if (s == NULL || !session_join(s, p->mode == MODE_ECHO)) {
+		say("%s: out of memory", conduit_flow_uri(f));
+		if (s != NULL) {
+			s->end[0].flow = f;
+			s->nend = 1;
+			session_fail(s, CONDUIT_ERR_NOMEM, false, "out of memory");
+		} else {
+			conduit_flow_free(f);
+		}
+		return;
+	}
+	s->end[0].flow = f;
+	s->end[0].up = true; /* accepted flows are established */
+	s->nend = p->mode == MODE_ECHO ? 1 : 2;
+	if (p->mode == MODE_STDIO) {
+		s->end[1].up = true;
+		s->dir[1].eof = p->stdin_eof; /* dir 1 reads end 1: stdin */
+	} else if (p->mode == MODE_RELAY) {
+		conduit_flow *t = NULL;
+		int rc = conduit_connect_endpoint(&t, p->ctx, p->target);
+		if (rc != CONDUIT_OK) {
+			s->nend = 1;
+			session_fail(s, rc, true, conduit_ctx_error(p->ctx));
+			return;
+		}
+		s->end[1].flow = t;
+	}
+	session_run(p, s, now);
+}
+
+static void accept_some(struct prog *p, uint64_t now)
+{
+	while (accepting(p)) {
+		conduit_flow *f = NULL;
+		int rc = conduit_accept(&f, p->l);
+		if (is_want(rc))
+			return;
+		if (rc != CONDUIT_OK) {
+			/* Out of descriptors and the like: the listener pauses
+			 * by itself; the command goes on. */
+			say("%s", conduit_listener_error(p->l));
+			return;
+		}
+		p->accepted = true;
+		if (p->o->keep == false && p->mode != MODE_RELAY) {
+			/* One connection: stop listening, so later ones are
+			 * refused rather than left waiting in the queue. */
+			conduit_listener_free(p->l);
+			p->l = NULL;
+		}
+		start_session(p, f, now);
+	}
+}
+
+/* A session has ended: report it, and in single-session modes return the
+ * exit status (-1 to go on). */
+static int session_end(struct prog *p, struct session *s)
+{
+	int status = 0;
+	const char *who = s->end[0].flow != NULL ? conduit_flow_uri(s->end[0].flow)
+	                                         : "";
+	if (s->rc != CONDUIT_OK) {
+		status = s->in_setup ? setup_exit(s->rc) : EXIT_IO;
+		if (p->single || p->mode == MODE_CAT)
+			say("%s", s->msg);
+		else
+			say("%s %s: %s", p->mode == MODE_RELAY ? "relay" : "serving",
+			    who, s->msg);
+	} else if (p->o->verbose) {
+		struct conduit_flow_stats st;
+		conduit_flow_stats(s->end[0].flow, &st);
+		say("finished %s (%llu bytes in, %llu out)", who,
+		    (unsigned long long)st.bytes_read,
+		    (unsigned long long)st.bytes_written);
+	}
+	return p->single || p->mode == MODE_CAT ? status : -1;
+}
+
+/* Returns the exit status, or 128 + a signal number (re-raised by main). */
+static int loop(struct prog *p)
+{
+	for (;;) {
+		uint64_t now = now_ms();
+		int timeout = -1;
+		p->nfds = 0;
+		if (!fds_room(p, 1))
+			goto nomem;
+		fds_add(p, sig_pipe[0], POLLIN);
+
+		size_t l_lo = p->nfds, l_hi = p->nfds;
+		bool l_now = false;
+		if (accepting(p)) {
+			struct conduit_pollitem it = {
+				.listener = p->l, .events = CONDUIT_POLLIN};
+			int tmo = -1;
+			if (add_wait(p, &it, 1, &tmo) != CONDUIT_OK)
+				goto nomem;
+			l_hi = p->nfds;
+			l_now = tmo == 0;
+			if (tmo >= 0 && (timeout < 0 || tmo < timeout))
+				timeout = tmo;
+		}
+		for (size_t i = 0; i < p->ns; i++)
+			if (session_wait(p, p->s[i], now, &timeout) != CONDUIT_OK)
+				goto nomem;
+
+		int r = poll(p->fds, (nfds_t)p->nfds, timeout);
+		if (r < 0 && errno != EINTR) {
+			say("poll: %s", strerror(errno));
+			return EXIT_IO;
+		}
+		conduit_process(p->ctx);
+		now = now_ms();
+
+		unsigned char sig = 0;
+		if (read(sig_pipe[0], &sig, 1) == 1)
+			return 128 + sig;
+
+		bool l_ready = l_now;
+		for (size_t k = l_lo; k < l_hi; k++)
+			if (p->fds[k].revents != 0)
+				l_ready = true;
+		/* Sessions first: accepting adds sessions whose spans are
+		 * not in this round's array. */
+		for (size_t i = 0; i < p->ns; i++) {
+			struct session *s = p->s[i];
+			bool ready = now >= s->wake_at || now >= s->idle_at;
+			for (size_t k = s->span_lo; k < s->span_hi && !ready; k++)
+				if (p->fds[k].revents != 0)
+					ready = true;
+			if (ready && s->rc == CONDUIT_OK)
+				session_run(p, s, now);
+		}
+		if (l_ready)
+			accept_some(p, now);
+		/* Retire finished sessions (in place, keeping order). */
+		size_t keep = 0;
+		int status = -1;
+		for (size_t i = 0; i < p->ns; i++) {
+			struct session *s = p->s[i];
+			if (s->rc == CONDUIT_OK && !session_over(s)) {
+				p->s[keep++] = s;
+				continue;
+			}
+			int st = session_end(p, s);
+			if (st >= 0)
+				status = st;
+			session_free(s);
+		}
+		p->ns = keep;
+		if (status >= 0)
+			return status;
+	}
+nomem:
+	say("out of memory");
+	return EXIT_IO;
+}
+
+/* ------------------------------------------------------------------ */
+/* Subcommands                                                         */
+
+static int cmd_resolve(conduit_ctx *ctx, const char *uri)
+{
+	conduit_endpoint *ep = NULL;
+	int rc = conduit_resolve(&ep, ctx, uri);
+	if (rc != CONDUIT_OK) {
+		say("%s", conduit_ctx_error(ctx));
+		return setup_exit(rc);
+	}
+	printf("%s\n", conduit_endpoint_uri(ep));
+	for (size_t i = 0; i < conduit_endpoint_address_count(ep); i++) {
+		char buf[128];
+		printf("  address %s\n",
+		       conduit_addr_format(conduit_endpoint_address(ep, i), buf,
+		                           sizeof(buf)));
+	}
+	conduit_endpoint_free(ep);
+	if (fflush(stdout) != 0) {
+		say("write standard output: %s", strerror(errno));
+		return EXIT_IO;
+	}
+	return 0;
+}
+
+static size_t session_limit(void)
+{
+	/* Each relay session holds two descriptors; leave some spare for
+	 * the listener, stdio and the self-pipe. */
+	struct rlimit rl;
+	size_t n = MAX_SESSIONS;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur / 2 < n + 16)
+		n = rl.rlim_cur > 48 ? (size_t)(rl.rlim_cur - 32) / 2 : 1;
+	return n;
+}
+
+static int run(conduit_ctx *ctx, const struct opts *o)
+{
+	struct prog p = {
+		.ctx = ctx,
+		.o = o,
+		.max_sessions = session_limit(),
+	};
+	int status;
+	if (signals_setup() < 0) {
+		say("pipe: %s", strerror(errno));
+		return EXIT_IO;
+	}
+
+	if (o->cmd == CMD_CAT) {
+		p.mode = MODE_CAT;
+		conduit_flow *f = NULL;
+		int rc = conduit_connect(&f, ctx, o->args[0]);
+		if (rc != CONDUIT_OK) {
+			say("%s", conduit_ctx_error(ctx));
+			status = setup_exit(rc);
+			goto out;
+		}
+		struct session *s = session_new(&p);
+		if (s == NULL || !session_join(s, false)) {
+			conduit_flow_free(f);
+			say("out of memory");
+			status = EXIT_IO;
+			goto out;
+		}
+		s->end[0].flow = f;
+		s->end[1].up = true;
+		s->nend = 2;
+	} else {
+		if (o->cmd == CMD_RELAY) {
+			p.mode = MODE_RELAY;
+			/* Resolve the target first: a bad target URI is a usage
+			 * problem to report before anyone connects. */
+			int rc = conduit_resolve(&p.target, ctx, o->args[1]);
+			if (rc != CONDUIT_OK) {
+				say("%s", conduit_ctx_error(ctx));
+				status = setup_exit(rc);
+				goto out;
+			}
+		} else {
+			p.mode = o->echo ? MODE_ECHO : MODE_STDIO;
+			p.single = !o->keep;
+		}
+		int rc = conduit_listen(&p.l, ctx, o->args[0]);
+		if (rc != CONDUIT_OK) {
+			say("%s", conduit_ctx_error(ctx));
+			status = setup_exit(rc);
+			goto out;
+		}
+		fprintf(stderr, "listening on %s\n", conduit_listener_uri(p.l));
+	}
+	if (p.mode == MODE_CAT || p.mode == MODE_STDIO) {
+		/* stdin not open at all reads as empty. */
+		p.stdin_eof = !stdio_nonblock(STDIN_FILENO);
+		if (p.ns > 0)
+			p.s[0]->dir[1].eof = p.stdin_eof;
+		stdio_nonblock(STDOUT_FILENO);
+	}
+	status = loop(&p);
+out:
+	for (size_t i = 0; i < p.ns; i++)
+		session_free(p.s[i]);
+	free(p.s);
+	free(p.fds);
+	conduit_listener_free(p.l);
+	conduit_endpoint_free(p.target);
+	stdio_restore();
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	memset(&o, 0, sizeof(o));
+	int status = parse_args(argc, argv, &o);
+	if (status >= 0)
+		return status;
+	if (o.help) {
+		fputs(usage_for(o.cmd), stdout);
+		return 0;
+	}
+
+	conduit_ctx *ctx = NULL;
+	if (conduit_ctx_new(&ctx) != CONDUIT_OK) {
+		say("out of memory");
+		return EXIT_IO;
+	}
+	if (o.verbose)
+		conduit_ctx_set_observer(ctx, observe, NULL);
+	if (o.timeout_ms > 0)
+		conduit_ctx_set_connect_timeout(ctx, (uint32_t)o.timeout_ms);
+
+	if (o.cmd == CMD_RESOLVE)
+		status = cmd_resolve(ctx, o.args[0]);
+	else
+		status = run(ctx, &o);
+	conduit_ctx_free(ctx);
+
+	if (status > 128) {
+		/* Interrupted: everything is cleaned up; die of the signal
+		 * so the caller sees what happened. */
+		signal(status - 128, SIG_DFL);
+		raise(status - 128);
+		return status;
+	}
+	return status;
+}
