@@ -27,6 +27,7 @@ struct conduit_endpoint {
 	char *host; /* "" if none */
 	char *zone; /* "" if none */
 	int port;   /* -1 if the transport has none */
+	int dest_port; /* connect-to port found by lookup, 0: use port */
 	char *path; /* "" if none */
 	size_t nopts;
 	struct cd_option *opts;
@@ -50,6 +51,53 @@ struct cd_span {
 	uint64_t deadline; /* its own deadline, UINT64_MAX if none */
 };
 
+/* ---- Resolver rules (rules.c parses them, resolve.c applies them) ---- */
+
+enum cd_rule_kind {
+	CD_RULE_MAP,        /* host pattern -> endpoint URI template */
+	CD_RULE_CONNECT_TO, /* host pattern + port -> destination template */
+	CD_RULE_SERVICE,    /* scheme name -> port, TLS or not */
+};
+
+/*
+ * One rule.  Host patterns are lower-case DNS names without a trailing
+ * dot: "db.internal" (exact), "*.xen" (one or more whole labels before
+ * ".xen"), or "*" (any host; connect-to only).
+ */
+struct cd_rule {
+	enum cd_rule_kind kind;
+	char *pattern;  /* MAP, CONNECT_TO: host pattern; SERVICE: name */
+	int port;       /* CONNECT_TO: port to match, -1 any; SERVICE: port */
+	bool tls;       /* SERVICE: the service runs over TLS */
+	char *target;   /* MAP: URI template; CONNECT_TO: "HOST:PORT"
+	                 * template (IPv6 in brackets); SERVICE: NULL */
+	char *origin;   /* where it was written: "rules.conf:12" */
+};
+
+struct cd_ruleset {
+	size_t n;
+	struct cd_rule *rules;
+};
+
+/*
+ * Parse rules text (the rules-file syntax, see README) named `name` in
+ * messages.  On success *out holds the rules (free with
+ * cd_ruleset_free).  On failure returns CONDUIT_ERR_RULES and writes
+ * "name:line:column: reason" to err; *out is untouched.  Rules already in
+ * `existing` (may be NULL) take part in the tie check, so a rule that
+ * conflicts with one loaded earlier is an error naming both places.
+ */
+int cd_rules_parse(struct cd_ruleset *out, const char *text, size_t len,
+                   const char *name, const struct cd_ruleset *existing,
+                   char *err, size_t errlen);
+void cd_ruleset_free(struct cd_ruleset *rs);
+/* Append src's rules to dst (moving them; src is left empty). */
+int cd_ruleset_merge(struct cd_ruleset *dst, struct cd_ruleset *src);
+
+/* How specific a host pattern is for a host: -1 no match; exact names
+ * beat every wildcard; longer suffixes beat shorter ones. */
+int cd_pattern_match(const char *pattern, const char *host);
+
 struct cd_registration {
 	const struct conduit_backend *be;
 	void *state;
@@ -57,7 +105,11 @@ struct cd_registration {
 
 struct conduit_ctx {
 	char *error;
+	struct cd_ruleset rules;
 	uint32_t connect_timeout_ms;
+	unsigned uri_options; /* CONDUIT_URI_* a URI may use */
+	conduit_lookup_fn lookup;
+	void *lookup_arg;
 	conduit_observer_fn observer;
 	void *observer_arg;
 	size_t nbackends;
@@ -89,8 +141,19 @@ void cd_set_message(char **slot, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 
 /* Make sure a host endpoint carries addresses: literals are converted,
- * names looked up (this may block); sets ep's addresses. */
+ * names looked up (this may block); sets ep's addresses.  A connect-to
+ * option is looked up in place of the host, and sets dest_port. */
 int cd_lookup(conduit_ctx *ctx, conduit_endpoint *ep);
+
+/* Classes of URI options that a context must allow before a URI from
+ * outside may use them (see conduit_ctx_allow_uri_options). */
+#define CD_OPT_FILE CONDUIT_URI_FILES
+#define CD_OPT_INSECURE CONDUIT_URI_INSECURE
+/* The class of an endpoint's option (0: harmless). */
+unsigned cd_option_class(const conduit_endpoint *ep, const char *key);
+
+/* Is name a transport of the URI grammar ("tcp", "unix", ...)? */
+bool cd_is_transport(const char *name, size_t len);
 
 /* strdup that reports failure instead of crashing on NULL input. */
 char *cd_strdup(const char *s);

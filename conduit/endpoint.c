@@ -83,6 +83,7 @@ conduit_endpoint *conduit_endpoint_dup(const conduit_endpoint *ep)
 	memcpy(n->layers, ep->layers, sizeof(n->layers));
 	n->host_kind = ep->host_kind;
 	n->port = ep->port;
+	n->dest_port = ep->dest_port;
 	n->uri = sdup(ep->uri);
 	n->host = sdup(ep->host);
 	n->zone = sdup(ep->zone);

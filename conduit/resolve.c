@@ -1,125 +1,613 @@
 /*
- * resolve.c - from a URI to an endpoint with addresses.  This is where
- * the resolver grows (service table, rules, explain); for now it parses,
- * converts IP literals without blocking, and looks names up through the
- * system resolver, keeping every address it returns.
+ * resolve.c - the resolver: from a URI to an endpoint, through the
+ * service table, the context's rules and the address lookup, in one
+ * documented order (see conduit_resolve() in conduit.h).  Each step can
+ * be written down as it happens, which is what conduit_resolve_explain()
+ * returns and `conduit resolve --explain` prints.
+ *
+ * Rules rewrite URI text and the result is parsed again by the same
+ * grammar as any URI, so whatever a rule produces is an ordinary,
+ * printable endpoint: the TLS server name and a connect-to destination
+ * are endpoint options, not hidden state.
  */
 #include "core.h"
 
-#include <arpa/inet.h>
-#include <net/if.h>
+#include <errno.h>
 #include <netdb.h>
-#include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
-static int literal(conduit_ctx *ctx, conduit_endpoint *ep)
+struct conduit_explain {
+	size_t n, cap;
+	char **steps;
+};
+
+static void step(conduit_explain *x, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void step(conduit_explain *x, const char *fmt, ...)
 {
-	struct conduit_addr a;
-	memset(&a, 0, sizeof(a));
-	if (ep->host_kind == CONDUIT_HOST_IPV4) {
-		a.family = CONDUIT_AF_INET;
-		if (inet_pton(AF_INET, ep->host, a.bytes) != 1)
-			return conduit_ctx_fail(ctx, CONDUIT_ERR_HOST,
-			                        "resolve %s: bad IPv4 address",
-			                        ep->uri);
-	} else {
-		a.family = CONDUIT_AF_INET6;
-		if (inet_pton(AF_INET6, ep->host, a.bytes) != 1)
-			return conduit_ctx_fail(ctx, CONDUIT_ERR_HOST,
-			                        "resolve %s: bad IPv6 address",
-			                        ep->uri);
-		if (ep->zone[0] != '\0') {
-			char *end = NULL;
-			unsigned long idx = strtoul(ep->zone, &end, 10);
-			if (end == NULL || *end != '\0' || end == ep->zone)
-				idx = if_nametoindex(ep->zone);
-			if (idx == 0 || idx > UINT32_MAX)
-				return conduit_ctx_fail(
-					ctx, CONDUIT_ERR_HOST,
-					"resolve %s: no network interface '%s'",
-					ep->uri, ep->zone);
-			a.scope = (uint32_t)idx;
-		}
+	if (x == NULL)
+		return;
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? 2 * x->cap : 8;
+		char **p = realloc(x->steps, cap * sizeof(*p));
+		if (p == NULL)
+			return; /* an explanation short of a step, not a failure */
+		x->steps = p;
+		x->cap = cap;
 	}
-	return cd_endpoint_set_addresses(ep, &a, 1);
+	va_list ap;
+	va_start(ap, fmt);
+	char *s = NULL;
+	if (vasprintf(&s, fmt, ap) >= 0)
+		x->steps[x->n++] = s;
+	va_end(ap);
 }
 
-static int lookup_name(conduit_ctx *ctx, conduit_endpoint *ep)
+size_t conduit_explain_count(const conduit_explain *x)
 {
-	struct addrinfo hints, *res = NULL;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_ADDRCONFIG;
-	int gai = getaddrinfo(ep->host, NULL, &hints, &res);
-	if (gai == EAI_MEMORY)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-		                        "resolve %s: out of memory", ep->uri);
-	if (gai != 0)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
-		                        "resolve %s: %s: %s", ep->uri, ep->host,
-		                        gai_strerror(gai));
-	size_t n = 0;
-	for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next)
-		n++;
-	struct conduit_addr *addrs = calloc(n ? n : 1, sizeof(*addrs));
-	if (addrs == NULL) {
-		freeaddrinfo(res);
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-		                        "resolve %s: out of memory", ep->uri);
+	return x != NULL ? x->n : 0;
+}
+
+const char *conduit_explain_step(const conduit_explain *x, size_t i)
+{
+	return x != NULL && i < x->n ? x->steps[i] : NULL;
+}
+
+void conduit_explain_free(conduit_explain *x)
+{
+	if (x == NULL)
+		return;
+	for (size_t i = 0; i < x->n; i++)
+		free(x->steps[i]);
+	free(x->steps);
+	free(x);
+}
+
+/* ------------------------------------------------------------------ */
+/* Services                                                            */
+
+struct service {
+	const char *name;
+	uint16_t port;
+	bool tls;
+};
+
+/* Built in; rules and conduit_ctx_add_service() come first, and
+ * /etc/services is asked for schemes that are in neither. */
+static const struct service builtin[] = {
+	{"http", 80, false},          {"https", 443, true},
+	{"ws", 80, false},            {"wss", 443, true},
+	{"imap", 143, false},         {"imaps", 993, true},
+	{"pop3", 110, false},         {"pop3s", 995, true},
+	{"smtp", 25, false},          {"submission", 587, false},
+	{"submissions", 465, true},   {"xmpp-client", 5222, false},
+	{"xmpps-client", 5223, true}, {"xmpp-server", 5269, false},
+	{"ldap", 389, false},         {"ldaps", 636, true},
+	{"irc", 6667, false},         {"ircs", 6697, true},
+	{"mqtt", 1883, false},        {"mqtts", 8883, true},
+	{"syslog-tls", 6514, true},   {"ftp", 21, false},
+};
+
+/* Find a service for scheme; writes where it came from into origin. */
+static bool find_service(const conduit_ctx *ctx, const char *scheme,
+                         struct service *out, char *origin, size_t olen)
+{
+	for (size_t i = 0; i < ctx->rules.n; i++) {
+		const struct cd_rule *r = &ctx->rules.rules[i];
+		if (r->kind == CD_RULE_SERVICE && strcmp(r->pattern, scheme) == 0) {
+			*out = (struct service){r->pattern, (uint16_t)r->port, r->tls};
+			snprintf(origin, olen, "%s", r->origin);
+			return true;
+		}
 	}
-	size_t k = 0;
-	for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-		struct conduit_addr a;
-		memset(&a, 0, sizeof(a));
-		if (ai->ai_family == AF_INET) {
-			const struct sockaddr_in *s = (const void *)ai->ai_addr;
-			a.family = CONDUIT_AF_INET;
-			memcpy(a.bytes, &s->sin_addr, 4);
-		} else if (ai->ai_family == AF_INET6) {
-			const struct sockaddr_in6 *s = (const void *)ai->ai_addr;
-			a.family = CONDUIT_AF_INET6;
-			memcpy(a.bytes, &s->sin6_addr, 16);
-			a.scope = s->sin6_scope_id;
-		} else {
+	for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++)
+		if (strcmp(builtin[i].name, scheme) == 0) {
+			*out = builtin[i];
+			snprintf(origin, olen, "built in");
+			return true;
+		}
+#ifdef __linux__
+	struct servent se, *res = NULL;
+	char buf[1024];
+	if (getservbyname_r(scheme, "tcp", &se, buf, sizeof(buf), &res) == 0 &&
+	    res != NULL) {
+		*out = (struct service){scheme, ntohs((uint16_t)res->s_port), false};
+		snprintf(origin, olen, "/etc/services");
+		return true;
+	}
+#else
+	struct servent *res = getservbyname(scheme, "tcp");
+	if (res != NULL) {
+		*out = (struct service){scheme, ntohs((uint16_t)res->s_port), false};
+		snprintf(origin, olen, "/etc/services");
+		return true;
+	}
+#endif
+	return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* Text helpers                                                        */
+
+struct text {
+	char *p;
+	size_t len, cap;
+	bool failed;
+};
+
+static void put(struct text *t, const char *s, size_t n)
+{
+	if (t->failed)
+		return;
+	if (t->len + n + 1 > t->cap) {
+		size_t cap = t->cap ? t->cap : 128;
+		while (cap < t->len + n + 1)
+			cap *= 2;
+		char *p = realloc(t->p, cap);
+		if (p == NULL) {
+			t->failed = true;
+			return;
+		}
+		t->p = p;
+		t->cap = cap;
+	}
+	memcpy(t->p + t->len, s, n);
+	t->len += n;
+	t->p[t->len] = '\0';
+}
+
+static void puts_(struct text *t, const char *s)
+{
+	put(t, s, strlen(s));
+}
+
+/* What a rule's placeholders stand for. */
+struct captures {
+	const char *scheme;
+	const char *host;
+	const char *prefix; /* the labels a wildcard matched */
+	size_t prefix_len;
+	int port;
+};
+
+static void expand(struct text *t, const char *tmpl, const struct captures *c)
+{
+	for (const char *p = tmpl; *p != '\0';) {
+		if (*p != '{') {
+			size_t n = strcspn(p, "{");
+			put(t, p, n);
+			p += n;
 			continue;
 		}
-		bool dup = false;
-		for (size_t j = 0; j < k; j++)
-			if (memcmp(&addrs[j], &a, sizeof(a)) == 0)
-				dup = true;
-		if (!dup)
-			addrs[k++] = a;
+		const char *end = strchr(p, '}');
+		if (end == NULL) { /* the rules parser refuses these */
+			puts_(t, p);
+			break;
+		}
+		size_t n = (size_t)(end - p - 1);
+		const char *name = p + 1;
+		char num[16];
+		if (n == 4 && memcmp(name, "host", 4) == 0) {
+			puts_(t, c->host);
+		} else if (n == 5 && memcmp(name, "label", 5) == 0) {
+			put(t, c->host, strcspn(c->host, "."));
+		} else if (n == 6 && memcmp(name, "prefix", 6) == 0) {
+			put(t, c->prefix, c->prefix_len);
+		} else if (n == 6 && memcmp(name, "scheme", 6) == 0) {
+			puts_(t, c->scheme);
+		} else if (n == 4 && memcmp(name, "port", 4) == 0) {
+			if (c->port >= 0) {
+				snprintf(num, sizeof(num), "%d", c->port);
+				puts_(t, num);
+			}
+		} else {
+			put(t, p, n + 2);
+		}
+		p = end + 1;
 	}
-	freeaddrinfo(res);
-	int rc = k > 0 ? cd_endpoint_set_addresses(ep, addrs, k)
-	               : conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
-	                                  "resolve %s: %s has no IP address",
-	                                  ep->uri, ep->host);
-	free(addrs);
+}
+
+/* ------------------------------------------------------------------ */
+/* The steps                                                           */
+
+struct rstate {
+	conduit_ctx *ctx;
+	conduit_explain *x;
+	const char *uri;
+	bool have_shown;
+	char shown_buf[512]; /* the URI as messages may show it */
+	char scheme[64];
+};
+
+/* The redacted URI, made on first use: only failures, observers and
+ * explanations need it. */
+static const char *shown(struct rstate *rs)
+{
+	if (!rs->have_shown) {
+		cd_uri_redact(rs->uri, rs->shown_buf, sizeof(rs->shown_buf));
+		rs->have_shown = true;
+	}
+	return rs->shown_buf;
+}
+
+static int parse_into(struct rstate *rs, const char *text,
+                      conduit_endpoint **out, const char *what)
+{
+	char msg[512];
+	int rc = conduit_endpoint_parse(out, text, msg, sizeof(msg));
+	if (rc != CONDUIT_OK) {
+		if (what == NULL)
+			conduit_ctx_fail(rs->ctx, rc, "resolve %s", msg);
+		else
+			conduit_ctx_fail(rs->ctx, rc, "resolve %s: %s gave %s",
+			                 shown(rs), what, msg);
+	}
 	return rc;
 }
 
-int cd_lookup(conduit_ctx *ctx, conduit_endpoint *ep)
+/* A service URI (https://user@host:port/path?q#f) as a transport URI:
+ * the host and port, the service's port when none is written. */
+static int service_uri(struct rstate *rs, const struct service *svc,
+                       struct text *t)
 {
-	int rc;
-	switch (ep->host_kind) {
-	case CONDUIT_HOST_IPV4:
-	case CONDUIT_HOST_IPV6:
-		rc = literal(ctx, ep);
-		break;
-	case CONDUIT_HOST_NAME:
-		rc = lookup_name(ctx, ep);
-		break;
-	default:
-		return CONDUIT_OK;
+	const char *p = rs->uri + strlen(rs->scheme) + 1;
+	if (p[0] != '/' || p[1] != '/')
+		return conduit_ctx_fail(rs->ctx, CONDUIT_ERR_URI,
+		                        "resolve %s: a %s URI needs //HOST",
+		                        shown(rs), rs->scheme);
+	p += 2;
+	size_t alen = strcspn(p, "/?#");
+	/* User info is for the application (and never shown). */
+	for (size_t i = alen; i-- > 0;)
+		if (p[i] == '@') {
+			p += i + 1;
+			alen -= i + 1;
+			break;
+		}
+	if (alen == 0)
+		return conduit_ctx_fail(rs->ctx, CONDUIT_ERR_HOST,
+		                        "resolve %s: no host", shown(rs));
+	const char *portsep = NULL;
+	if (p[0] == '[') {
+		const char *close = memchr(p, ']', alen);
+		if (close != NULL && close + 1 < p + alen && close[1] == ':')
+			portsep = close + 1;
+	} else {
+		portsep = memchr(p, ':', alen);
 	}
-	if (rc == CONDUIT_ERR_NOMEM && ctx->error == NULL)
-		conduit_ctx_fail(ctx, rc, "resolve %s: out of memory", ep->uri);
+	size_t hostlen = portsep != NULL ? (size_t)(portsep - p) : alen;
+	if (hostlen == 0)
+		return conduit_ctx_fail(rs->ctx, CONDUIT_ERR_HOST,
+		                        "resolve %s: no host", shown(rs));
+	puts_(t, svc->tls ? "tls+tcp://" : "tcp://");
+	put(t, p, alen);
+	if (portsep == NULL || portsep + 1 == p + alen) {
+		char num[16];
+		snprintf(num, sizeof(num), "%u", svc->port);
+		if (portsep == NULL)
+			puts_(t, ":");
+		puts_(t, num);
+	}
+	return t->failed ? conduit_ctx_fail(rs->ctx, CONDUIT_ERR_NOMEM,
+	                                    "resolve %s: out of memory",
+	                                    shown(rs))
+	                 : CONDUIT_OK;
+}
+
+/* Options that name files or weaken security, in a URI from outside. */
+static int check_trust(struct rstate *rs, const conduit_endpoint *ep)
+{
+	for (size_t i = 0; i < ep->nopts; i++) {
+		unsigned cls = cd_option_class(ep, ep->opts[i].key);
+		if ((cls & ~rs->ctx->uri_options) == 0)
+			continue;
+		return conduit_ctx_fail(
+			rs->ctx, CONDUIT_ERR_OPTION,
+			"resolve %s: option %s %s; this context does not take "
+			"such options from URIs (conduit_ctx_allow_uri_options)",
+			shown(rs), ep->opts[i].key,
+			cls & CD_OPT_FILE ? "names a file" : "weakens security");
+	}
+	return CONDUIT_OK;
+}
+
+/* Steps 1: scheme, service. */
+static int first_endpoint(struct rstate *rs, conduit_endpoint **out)
+{
+	const char *u = rs->uri;
+	size_t n = strcspn(u, ":/?#");
+	if (u[n] != ':' || n == 0 || n >= sizeof(rs->scheme))
+		return parse_into(rs, u, out, NULL); /* the grammar says why */
+	for (size_t i = 0; i < n; i++)
+		rs->scheme[i] = (char)((u[i] >= 'A' && u[i] <= 'Z') ? u[i] + 32
+		                                                    : u[i]);
+	rs->scheme[n] = '\0';
+
+	const char *last = memrchr(rs->scheme, '+', n);
+	const char *tname = last != NULL ? last + 1 : rs->scheme;
+	if (cd_is_transport(tname, strlen(tname)) || last != NULL) {
+		step(rs->x, "scheme: %s is a transport URI", rs->scheme);
+		return parse_into(rs, u, out, NULL);
+	}
+	struct text t = {0};
+	int rc;
+	if (strcmp(rs->scheme, "tls") == 0) {
+		step(rs->x, "scheme: tls means tls+tcp");
+		puts_(&t, "tls+tcp");
+		puts_(&t, u + n);
+		rc = t.failed ? CONDUIT_ERR_NOMEM : CONDUIT_OK;
+	} else {
+		struct service svc;
+		char origin[128];
+		if (!find_service(rs->ctx, rs->scheme, &svc, origin,
+		                  sizeof(origin)))
+			return conduit_ctx_fail(
+				rs->ctx, CONDUIT_ERR_SCHEME,
+				"resolve %s: unknown scheme \"%s\" (not a transport, "
+				"and no service of that name)",
+				shown(rs), rs->scheme);
+		step(rs->x, "service: %s (%s): port %u%s", rs->scheme, origin,
+		     svc.port, svc.tls ? ", TLS" : "");
+		rc = service_uri(rs, &svc, &t);
+	}
+	if (rc == CONDUIT_OK)
+		rc = parse_into(rs, t.p, out, rs->scheme);
+	free(t.p);
 	return rc;
+}
+
+static bool has_layer(const conduit_endpoint *ep, const char *layer)
+{
+	for (size_t i = 0; i < ep->nlayers; i++)
+		if (strcmp(ep->layers[i], layer) == 0)
+			return true;
+	return false;
+}
+
+/* The best rule of a kind for host (and port), or NULL. */
+static const struct cd_rule *best_rule(const conduit_ctx *ctx,
+                                       enum cd_rule_kind kind,
+                                       const char *host, int port)
+{
+	const struct cd_rule *best = NULL;
+	int best_score = -1;
+	for (size_t i = 0; i < ctx->rules.n; i++) {
+		const struct cd_rule *r = &ctx->rules.rules[i];
+		if (r->kind != kind)
+			continue;
+		int m = cd_pattern_match(r->pattern, host);
+		if (m < 0)
+			continue;
+		int score = m * 2;
+		if (kind == CD_RULE_CONNECT_TO) {
+			if (r->port >= 0 && r->port != port)
+				continue;
+			score += r->port >= 0; /* an exact port is more specific */
+		}
+		if (score > best_score) {
+			best = r;
+			best_score = score;
+		}
+	}
+	return best;
+}
+
+static void captures_for(const struct cd_rule *r, const conduit_endpoint *ep,
+                         const char *scheme, struct captures *c)
+{
+	c->scheme = scheme;
+	c->host = ep->host;
+	c->port = ep->port;
+	c->prefix = ep->host;
+	c->prefix_len = strlen(ep->host);
+	if (r->pattern[0] == '*' && r->pattern[1] == '.') {
+		size_t suffix = strlen(r->pattern + 1); /* ".xen" */
+		if (c->prefix_len > suffix)
+			c->prefix_len -= suffix;
+	}
+}
+
+/* Step 2: a map rule replaces the endpoint. */
+static int apply_map(struct rstate *rs, conduit_endpoint **ep,
+                     const struct cd_rule *r)
+{
+	conduit_endpoint *cur = *ep;
+	struct captures c;
+	captures_for(r, cur, rs->scheme[0] ? rs->scheme : cur->transport, &c);
+	struct text t = {0};
+	expand(&t, r->target, &c);
+	if (t.failed) {
+		free(t.p);
+		return conduit_ctx_fail(rs->ctx, CONDUIT_ERR_NOMEM,
+		                        "resolve %s: out of memory", shown(rs));
+	}
+	char what[300];
+	snprintf(what, sizeof(what), "the rule at %s", r->origin);
+	conduit_endpoint *target = NULL;
+	int rc = parse_into(rs, t.p, &target, what);
+	if (rc != CONDUIT_OK) {
+		free(t.p);
+		return rc;
+	}
+	step(rs->x, "rule: map %s (%s) sends %s to %s", r->pattern, r->origin,
+	     cur->host, target->uri);
+
+	/* TLS the URI asked for stays, once, and checks the name as
+	 * written unless the rule names another. */
+	bool want_tls = has_layer(cur, "tls");
+	bool had_tls = has_layer(target, "tls");
+	bool add_name = (want_tls || had_tls) &&
+	                conduit_endpoint_option(target, "servername") == NULL &&
+	                strcmp(target->host, cur->host) != 0;
+	if ((want_tls && !had_tls) || add_name) {
+		struct text u = {0};
+		if (want_tls && !had_tls)
+			puts_(&u, "tls+");
+		puts_(&u, target->uri);
+		if (add_name) {
+			puts_(&u, target->nopts > 0 ? "&servername=" : "?servername=");
+			puts_(&u, cur->host);
+		}
+		conduit_endpoint *merged = NULL;
+		rc = u.failed ? CONDUIT_ERR_NOMEM
+		              : parse_into(rs, u.p, &merged, what);
+		free(u.p);
+		if (rc != CONDUIT_OK) {
+			conduit_endpoint_free(target);
+			free(t.p);
+			return rc;
+		}
+		if (want_tls && !had_tls)
+			step(rs->x, "tls: kept from %s, over the rule's transport",
+			     rs->scheme);
+		conduit_endpoint_free(target);
+		target = merged;
+	} else if (want_tls && had_tls) {
+		step(rs->x, "tls: the rule's target has TLS already; not doubled");
+	}
+	free(t.p);
+	conduit_endpoint_free(cur);
+	*ep = target;
+	return CONDUIT_OK;
+}
+
+/* Step 3: a connect-to rule changes only the destination. */
+static int apply_connect_to(struct rstate *rs, conduit_endpoint **ep,
+                            const struct cd_rule *r)
+{
+	conduit_endpoint *cur = *ep;
+	struct captures c;
+	captures_for(r, cur, rs->scheme, &c);
+	struct text dest = {0};
+	expand(&dest, r->target, &c);
+	/* "HOST:" keeps the port as written. */
+	if (!dest.failed && dest.len > 0 && dest.p[dest.len - 1] == ':') {
+		char num[16];
+		snprintf(num, sizeof(num), "%d", cur->port);
+		puts_(&dest, num);
+	}
+	struct text u = {0};
+	puts_(&u, cur->uri);
+	puts_(&u, cur->nopts > 0 ? "&connect-to=" : "?connect-to=");
+	/* Brackets are not allowed raw in a query. */
+	for (size_t i = 0; !dest.failed && i < dest.len; i++) {
+		if (dest.p[i] == '[')
+			puts_(&u, "%5B");
+		else if (dest.p[i] == ']')
+			puts_(&u, "%5D");
+		else
+			put(&u, &dest.p[i], 1);
+	}
+	char what[300];
+	snprintf(what, sizeof(what), "the rule at %s", r->origin);
+	conduit_endpoint *next = NULL;
+	int rc = dest.failed || u.failed ? CONDUIT_ERR_NOMEM
+	                                 : parse_into(rs, u.p, &next, what);
+	if (rc == CONDUIT_ERR_NOMEM)
+		conduit_ctx_fail(rs->ctx, rc, "resolve %s: out of memory",
+		                 shown(rs));
+	if (rc == CONDUIT_OK) {
+		step(rs->x,
+		     "rule: connect-to %s:%s (%s) connects to %s; the name stays "
+		     "%s",
+		     r->pattern, r->port >= 0 ? "port" : "*", r->origin,
+		     conduit_endpoint_option(next, "connect-to"), cur->host);
+		conduit_endpoint_free(cur);
+		*ep = next;
+	}
+	free(dest.p);
+	free(u.p);
+	return rc;
+}
+
+static int resolve(conduit_endpoint **out, conduit_explain *x,
+                   conduit_ctx *ctx, const char *uri)
+{
+	struct rstate rs = {.ctx = ctx, .x = x, .uri = uri};
+	bool observed = conduit_observed(ctx);
+	if (observed)
+		conduit_emit(ctx, CONDUIT_PHASE_RESOLVING, CONDUIT_OK, shown(&rs),
+		             "", NULL);
+	if (x != NULL)
+		step(x, "uri: %s", shown(&rs));
+
+	conduit_endpoint *ep = NULL;
+	int rc = first_endpoint(&rs, &ep);
+	if (rc == CONDUIT_OK)
+		rc = check_trust(&rs, ep);
+	if (rc == CONDUIT_OK && ep->host_kind == CONDUIT_HOST_NAME &&
+	    ctx->rules.n > 0) {
+		const struct cd_rule *r =
+			best_rule(ctx, CD_RULE_MAP, ep->host, ep->port);
+		if (r != NULL)
+			rc = apply_map(&rs, &ep, r);
+		else if (strcmp(ep->transport, "tcp") == 0 &&
+		         conduit_endpoint_option(ep, "connect-to") == NULL &&
+		         (r = best_rule(ctx, CD_RULE_CONNECT_TO, ep->host,
+		                        ep->port)) != NULL)
+			rc = apply_connect_to(&rs, &ep, r);
+	}
+	if (rc == CONDUIT_OK && has_layer(ep, "tls")) {
+		const char *sn = conduit_endpoint_option(ep, "servername");
+		if (sn != NULL)
+			step(x, "tls: server name %s", sn);
+		else if (ep->host_kind == CONDUIT_HOST_NAME)
+			step(x, "tls: server name %s (the host as written)",
+			     ep->host);
+		else
+			step(x, "tls: no server name (not a DNS name); the "
+			        "certificate must carry the address");
+	}
+	if (rc == CONDUIT_OK) {
+		rc = cd_lookup(ctx, ep);
+		/* The lookup names the endpoint; name the URI as given too. */
+		size_t plen = strlen("resolve ") + strlen(ep->uri);
+		if (rc != CONDUIT_OK && strcmp(ep->uri, uri) != 0 &&
+		    strncmp(conduit_ctx_error(ctx), "resolve ", 8) == 0 &&
+		    strncmp(conduit_ctx_error(ctx) + 8, ep->uri,
+		            strlen(ep->uri)) == 0) {
+			char *rest = cd_strdup(conduit_ctx_error(ctx) + plen);
+			if (rest != NULL)
+				conduit_ctx_fail(ctx, rc, "resolve %s (%s)%s",
+				                 shown(&rs), ep->uri, rest);
+			free(rest);
+		}
+		if (rc == CONDUIT_OK && x != NULL && ep->naddrs > 0) {
+			struct text a = {0};
+			for (size_t i = 0; i < ep->naddrs && i < 16; i++) {
+				char b[64];
+				conduit_addr_format(&ep->addrs[i], b, sizeof(b));
+				puts_(&a, i ? ", " : "");
+				puts_(&a, b);
+			}
+			const char *ct = conduit_endpoint_option(ep, "connect-to");
+			step(x, "addresses: %s%s%s", a.failed ? "?" : a.p,
+			     ct != NULL ? ", port " : "", ct != NULL ? strrchr(ct, ':') + 1 : "");
+			free(a.p);
+		}
+	}
+	if (rc != CONDUIT_OK) {
+		step(x, "error: %s", conduit_ctx_error(ctx));
+		conduit_emit(ctx, CONDUIT_PHASE_RESOLVED, rc, shown(&rs),
+		             conduit_ctx_error(ctx), NULL);
+		conduit_endpoint_free(ep);
+		return rc;
+	}
+	step(x, "endpoint: %s", ep->uri);
+	if (observed) {
+		char detail[64] = "";
+		if (ep->naddrs > 0)
+			snprintf(detail, sizeof(detail), "%zu address%s",
+			         ep->naddrs, ep->naddrs == 1 ? "" : "es");
+		conduit_emit(ctx, CONDUIT_PHASE_RESOLVED, CONDUIT_OK, ep->uri,
+		             detail, NULL);
+	}
+	*out = ep;
+	return CONDUIT_OK;
 }
 
 int conduit_resolve(conduit_endpoint **out, conduit_ctx *ctx, const char *uri)
@@ -128,38 +616,97 @@ int conduit_resolve(conduit_endpoint **out, conduit_ctx *ctx, const char *uri)
 		*out = NULL;
 	if (out == NULL || ctx == NULL || uri == NULL)
 		return CONDUIT_ERR_INVALID;
-	/* Event details are built only for an observer: resolving is on
-	 * every connect's path. */
-	bool observed = conduit_observed(ctx);
-	char shown[512] = "";
-	if (observed) {
-		cd_uri_redact(uri, shown, sizeof(shown));
-		conduit_emit(ctx, CONDUIT_PHASE_RESOLVING, CONDUIT_OK, shown, "",
-		             NULL);
-	}
+	return resolve(out, NULL, ctx, uri);
+}
 
-	char msg[512];
-	conduit_endpoint *ep = NULL;
-	int rc = conduit_endpoint_parse(&ep, uri, msg, sizeof(msg));
-	if (rc != CONDUIT_OK) {
-		conduit_ctx_fail(ctx, rc, "resolve %s", msg);
-		conduit_emit(ctx, CONDUIT_PHASE_RESOLVED, rc, shown,
-		             conduit_ctx_error(ctx), NULL);
-		return rc;
-	}
-	rc = cd_lookup(ctx, ep);
-	if (rc != CONDUIT_OK) {
-		conduit_emit(ctx, CONDUIT_PHASE_RESOLVED, rc, ep->uri,
-		             conduit_ctx_error(ctx), NULL);
-		conduit_endpoint_free(ep);
-		return rc;
-	}
-	char detail[64] = "";
-	if (observed && ep->naddrs > 0)
-		snprintf(detail, sizeof(detail), "%zu address%s", ep->naddrs,
-		         ep->naddrs == 1 ? "" : "es");
-	conduit_emit(ctx, CONDUIT_PHASE_RESOLVED, CONDUIT_OK, ep->uri, detail,
-	             NULL);
-	*out = ep;
+int conduit_resolve_explain(conduit_endpoint **out, conduit_explain **explain,
+                            conduit_ctx *ctx, const char *uri)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (explain != NULL)
+		*explain = NULL;
+	if (out == NULL || explain == NULL || ctx == NULL || uri == NULL)
+		return CONDUIT_ERR_INVALID;
+	conduit_explain *x = calloc(1, sizeof(*x));
+	if (x == NULL)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
+		                        "resolve: out of memory");
+	*explain = x;
+	return resolve(out, x, ctx, uri);
+}
+
+/* ------------------------------------------------------------------ */
+/* Loading rules                                                       */
+
+int conduit_ctx_add_rules(conduit_ctx *ctx, const char *text, const char *name)
+{
+	if (ctx == NULL || text == NULL)
+		return CONDUIT_ERR_INVALID;
+	char err[512];
+	struct cd_ruleset rs = {0};
+	int rc = cd_rules_parse(&rs, text, strlen(text),
+	                        name != NULL ? name : "rules", &ctx->rules, err,
+	                        sizeof(err));
+	if (rc != CONDUIT_OK)
+		return conduit_ctx_fail(ctx, rc, "%s", err);
+	rc = cd_ruleset_merge(&ctx->rules, &rs);
+	cd_ruleset_free(&rs);
+	if (rc != CONDUIT_OK)
+		return conduit_ctx_fail(ctx, rc, "%s: out of memory",
+		                        name != NULL ? name : "rules");
 	return CONDUIT_OK;
+}
+
+#define RULES_MAX_BYTES (1024 * 1024)
+
+int conduit_ctx_load_rules(conduit_ctx *ctx, const char *path)
+{
+	if (ctx == NULL || path == NULL)
+		return CONDUIT_ERR_INVALID;
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return conduit_ctx_fail(ctx, conduit_status_from_errno(errno) ==
+		                                             CONDUIT_ERR_NOT_FOUND
+		                                     ? CONDUIT_ERR_NOT_FOUND
+		                                     : CONDUIT_ERR_RULES,
+		                        "rules %s: %s", path, strerror(errno));
+	char *buf = malloc(RULES_MAX_BYTES + 1);
+	if (buf == NULL) {
+		fclose(f);
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
+		                        "rules %s: out of memory", path);
+	}
+	size_t n = fread(buf, 1, RULES_MAX_BYTES + 1, f);
+	bool bad = ferror(f);
+	fclose(f);
+	int rc;
+	if (bad)
+		rc = conduit_ctx_fail(ctx, CONDUIT_ERR_RULES,
+		                      "rules %s: read error", path);
+	else if (n > RULES_MAX_BYTES)
+		rc = conduit_ctx_fail(ctx, CONDUIT_ERR_RULES,
+		                      "rules %s: larger than %d bytes", path,
+		                      RULES_MAX_BYTES);
+	else if (memchr(buf, '\0', n) != NULL)
+		rc = conduit_ctx_fail(ctx, CONDUIT_ERR_RULES,
+		                      "rules %s: contains a NUL byte", path);
+	else {
+		buf[n] = '\0';
+		rc = conduit_ctx_add_rules(ctx, buf, path);
+	}
+	free(buf);
+	return rc;
+}
+
+int conduit_ctx_add_service(conduit_ctx *ctx, const char *name,
+                            uint16_t port, int tls)
+{
+	if (ctx == NULL || name == NULL || strlen(name) > 64 ||
+	    strpbrk(name, " \t\r\n#") != NULL)
+		return CONDUIT_ERR_INVALID;
+	char line[128];
+	snprintf(line, sizeof(line), "service %s %u%s\n", name, port,
+	         tls ? " tls" : "");
+	return conduit_ctx_add_rules(ctx, line, "conduit_ctx_add_service");
 }

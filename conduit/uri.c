@@ -71,6 +71,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -363,6 +364,7 @@ typedef const char *(*optcheck)(const char *v, char *buf, size_t len,
 struct optdef {
 	const char *key;
 	optcheck check;
+	unsigned cls; /* CD_OPT_FILE, CD_OPT_INSECURE: see core.h */
 };
 
 struct transport {
@@ -567,6 +569,43 @@ static const char *check_servername(const char *v, char *buf, size_t len,
 		}
 	}
 	*canon = buf;
+	return NULL;
+}
+
+/* A file name for the TLS layer (CA bundle, certificate, key). */
+static const char *check_file(const char *v, char *buf, size_t len,
+                              const char **canon)
+{
+	(void)buf;
+	(void)len;
+	if (v[0] == '\0' || strlen(v) > 4096)
+		return "must be a file name of 1 to 4096 bytes";
+	*canon = v;
+	return NULL;
+}
+
+/* ALPN protocol names: comma-separated, each 1-255 printable bytes. */
+static const char *check_alpn(const char *v, char *buf, size_t len,
+                              const char **canon)
+{
+	(void)buf;
+	(void)len;
+	size_t run = 0;
+	for (const char *p = v;; p++) {
+		if (*p == ',' || *p == '\0') {
+			if (run == 0 || run > 255)
+				return "must be protocol names of 1 to 255 bytes, "
+				       "separated by commas";
+			run = 0;
+			if (*p == '\0')
+				break;
+		} else if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+			return "protocol names are printable ASCII";
+		} else {
+			run++;
+		}
+	}
+	*canon = v;
 	return NULL;
 }
 
@@ -1073,14 +1112,14 @@ static const struct shape shape_abstract = {parse_abstract, print_abstract,
                                             false};
 
 static const struct optdef tcp_opts[] = {
-	{"connect-to", check_connect_to},
-	{"keepalive", check_keepalive},
-	{"nodelay", check_bool},
-	{"source", check_ip},
+	{"connect-to", check_connect_to, 0},
+	{"keepalive", check_keepalive, 0},
+	{"nodelay", check_bool, 0},
+	{"source", check_ip, 0},
 };
 
 static const struct optdef unix_opts[] = {
-	{"mode", check_mode},
+	{"mode", check_mode, 0},
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -1095,7 +1134,12 @@ static const char *const layer_names[] = {"tls"};
 
 /* Options a layer adds to whatever transport it is over. */
 static const struct optdef tls_opts[] = {
-	{"servername", check_servername},
+	{"alpn", check_alpn, 0},
+	{"ca", check_file, CD_OPT_FILE},
+	{"cert", check_file, CD_OPT_FILE},
+	{"insecure-no-verify", check_bool, CD_OPT_INSECURE},
+	{"key", check_file, CD_OPT_FILE},
+	{"servername", check_servername, 0},
 };
 
 static const struct optdef *layer_opts(const char *layer, size_t *n)
@@ -1114,6 +1158,27 @@ static const struct transport *find_transport(const char *name)
 		if (strcmp(transports[i].name, name) == 0)
 			return &transports[i];
 	return NULL;
+}
+
+unsigned cd_option_class(const conduit_endpoint *ep, const char *key)
+{
+	for (size_t l = 0; l < ep->nlayers; l++) {
+		size_t n = 0;
+		const struct optdef *od = layer_opts(ep->layers[l], &n);
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(od[i].key, key) == 0)
+				return od[i].cls;
+	}
+	return 0;
+}
+
+bool cd_is_transport(const char *name, size_t len)
+{
+	for (size_t i = 0; i < NELEM(transports); i++)
+		if (strlen(transports[i].name) == len &&
+		    strncasecmp(transports[i].name, name, len) == 0)
+			return true;
+	return false;
 }
 
 static const char *find_layer(const char *name)

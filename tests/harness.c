@@ -95,6 +95,16 @@ Suite *cd_suite(const char *name, const struct cd_test *tests, size_t n)
 	return s;
 }
 
+void cd_suite_add_loop(Suite *s, const char *name, const TTest *fn, int n,
+                       double timeout_s)
+{
+	TCase *tc = tcase_create(name);
+	tcase_set_timeout(tc, (timeout_s > 0 ? timeout_s : 10.0) * cd_time_scale());
+	tcase_add_checked_fixture(tc, leak_setup, leak_teardown);
+	tcase_add_loop_test(tc, fn, 0, n);
+	suite_add_tcase(s, tc);
+}
+
 int cd_run(Suite *s)
 {
 	SRunner *sr = srunner_create(s);

@@ -23,6 +23,11 @@ struct cd_test {
  * that fails the test if it leaves a descriptor open. */
 Suite *cd_suite(const char *name, const struct cd_test *tests, size_t n);
 
+/* Add a table-driven test run n times (_i from 0), with the same leak
+ * check as cd_suite's tests. */
+void cd_suite_add_loop(Suite *s, const char *name, const TTest *fn, int n,
+                       double timeout_s);
+
 /* Run a suite (fork mode) and return the process exit status. */
 int cd_run(Suite *s);
 

@@ -873,16 +873,16 @@ END_TEST
 START_TEST(unknown_scheme_exits_3)
 {
 	struct proc p;
-	ck_assert_int_eq(run_cmd(&p, (const char *[]){"cat", "gopher://example.org",
+	ck_assert_int_eq(run_cmd(&p, (const char *[]){"cat", "nosuchproto://example.org",
 	                                              NULL},
 	                         5000),
 	                 3);
-	assert_error_line(&p, "gopher://example.org");
+	assert_error_line(&p, "nosuchproto://example.org");
 	ck_assert_int_eq(run_cmd(&p, (const char *[]){"relay", "tcp://127.0.0.1:0",
-	                                              "gopher://x", NULL},
+	                                              "nosuchproto://x", NULL},
 	                         5000),
 	                 3);
-	assert_error_line(&p, "gopher://x");
+	assert_error_line(&p, "nosuchproto://x");
 }
 END_TEST
 
@@ -976,9 +976,99 @@ START_TEST(resolve_prints_endpoint_and_addresses)
 }
 END_TEST
 
+/* Everything the command printed on stdout until it exited. */
+static int run_capture(struct proc *p, const char *const *args, char *out,
+                       size_t len)
+{
+	spawn(p, args);
+	size_t n = 0;
+	ssize_t r;
+	while (n < len - 1 && (r = read(p->out, out + n, len - 1 - n)) > 0)
+		n += (size_t)r;
+	out[n] = '\0';
+	return finish(p, 5000);
+}
+
+static void write_rules(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/* --rules, and $CONDUIT_RULES when no --rules is given. */
+START_TEST(resolve_with_rules_and_explain)
+{
+	char dir[256], path[512], out[2048];
+	cd_tmpdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/r.rules", dir);
+	write_rules(path, "map *.xen unix-abstract://xen-{label}\n");
+	struct proc p;
+	ck_assert_int_eq(run_capture(&p,
+	                             (const char *[]){"resolve", "--rules", path,
+	                                              "https://logger.xen/",
+	                                              NULL},
+	                             out, sizeof(out)),
+	                 0);
+	ck_assert_str_eq(out, "tls+unix-abstract://xen-logger?servername="
+	                      "logger.xen\n");
+
+	ck_assert_int_eq(run_capture(&p,
+	                             (const char *[]){"resolve", "--explain",
+	                                              "--rules", path,
+	                                              "https://logger.xen/",
+	                                              NULL},
+	                             out, sizeof(out)),
+	                 0);
+	ck_assert_msg(strstr(out, "  service: https (built in): port 443, TLS\n") &&
+	                      strstr(out, "  rule: map *.xen (") &&
+	                      strstr(out, "r.rules:1) sends logger.xen to") &&
+	                      strstr(out, "  endpoint: tls+unix-abstract://"),
+	              "explain output:\n%s", out);
+
+	setenv("CONDUIT_RULES", path, 1);
+	int st = run_capture(&p,
+	                     (const char *[]){"resolve", "http://a.xen/", NULL},
+	                     out, sizeof(out));
+	unsetenv("CONDUIT_RULES");
+	ck_assert_int_eq(st, 0);
+	ck_assert_str_eq(out, "unix-abstract://xen-a\n");
+	cd_rmtree(dir);
+}
+END_TEST
+
+/* A bad rules file: exit 2, one line with file:line:column. */
+START_TEST(bad_rules_file_exits_2)
+{
+	char dir[256], path[512], want[600], out[256];
+	cd_tmpdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/bad.rules", dir);
+	write_rules(path, "# fine\nmpa a.test unix:///x\n");
+	struct proc p;
+	ck_assert_int_eq(run_capture(&p,
+	                             (const char *[]){"resolve", "--rules", path,
+	                                              "tcp://a.test:1", NULL},
+	                             out, sizeof(out)),
+	                 2);
+	snprintf(want, sizeof(want), "conduit: %s:2:1: ", path);
+	ck_assert_msg(strncmp(p.log, want, strlen(want)) == 0, "stderr: %s",
+	              p.log);
+	ck_assert_int_eq(run_capture(&p,
+	                             (const char *[]){"cat", "--rules", "/nonexistent/x",
+	                                              "tcp://a.test:1", NULL},
+	                             out, sizeof(out)),
+	                 2);
+	ck_assert_ptr_nonnull(strstr(p.log, "/nonexistent/x"));
+	cd_rmtree(dir);
+}
+END_TEST
+
 int main(void)
 {
 	const struct cd_test tests[] = {
+		CD_TEST(resolve_with_rules_and_explain, 0),
+		CD_TEST(bad_rules_file_exits_2, 0),
 		CD_TEST(cat_unix_4mib_each_way, 60),
 		CD_TEST(cat_tcp_4mib_each_way, 60),
 		CD_TEST(listen_unix_4mib_each_way, 60),

@@ -72,13 +72,14 @@ struct opts {
 	const char *args[2];
 	int nargs;
 	int timeout_ms; /* 0: no limit */
-	bool verbose, keep, echo, help;
+	bool verbose, keep, echo, help, explain;
+	const char *rules; /* --rules FILE */
 };
 
 static const char *cmd_names[] = {"", "cat", "listen", "relay", "resolve"};
 
 static const char usage_main[] =
-	"usage: conduit [-v] [--timeout MS] COMMAND [ARGS]\n"
+	"usage: conduit [-v] [--timeout MS] [--rules FILE] COMMAND [ARGS]\n"
 	"\n"
 	"Commands:\n"
 	"  cat URI                  connect to URI; copy standard input to it and\n"
@@ -89,11 +90,14 @@ static const char usage_main[] =
 	"  relay LISTEN_URI TARGET_URI\n"
 	"                           for each connection accepted on LISTEN_URI,\n"
 	"                           connect to TARGET_URI and copy both ways\n"
-	"  resolve URI              print the endpoint URI and the addresses found\n"
+	"  resolve [--explain] URI  print the endpoint URI and the addresses found\n"
+	"                           (--explain: each step that produced them)\n"
 	"\n"
 	"Options (before or after the command):\n"
 	"  --timeout MS   give up connecting after MS milliseconds, and end a\n"
 	"                 connection on which no byte has moved for MS ms\n"
+	"  --rules FILE   load resolver rules from FILE (see README); without\n"
+	"                 it, the file named by $CONDUIT_RULES if set\n"
 	"  -v, --verbose  log each phase (resolving, connecting, accepted, ...)\n"
 	"                 on standard error, one line each\n"
 	"  -h, --help     this text; 'conduit COMMAND --help' for a command\n"
@@ -101,7 +105,7 @@ static const char usage_main[] =
 	"Exit status:\n"
 	"  0  success\n"
 	"  1  I/O failure after connecting (reset, idle timeout, ...)\n"
-	"  2  usage error\n"
+	"  2  usage error, or a rules file that cannot be loaded\n"
 	"  3  resolution failure (malformed URI, unknown scheme, bad host,\n"
 	"     port or option, name lookup, path too long, no backend)\n"
 	"  4  connection failure (refused, no such socket, timed out,\n"
@@ -149,11 +153,13 @@ static const char usage_relay[] =
 	"ends a pair idle that long.  Runs until interrupted.\n";
 
 static const char usage_resolve[] =
-	"usage: conduit resolve [-v] URI\n"
+	"usage: conduit resolve [--explain] [--rules FILE] [-v] URI\n"
 	"\n"
 	"Resolve URI as a connect would (a host name is looked up) and print the\n"
 	"canonical endpoint URI, then one line '  address ADDR' per address\n"
-	"found.  Exits 3 when the URI cannot be resolved.\n";
+	"found.  With --explain, first one line per step: which service, rule\n"
+	"and lookup produced which part.  Exits 3 when the URI cannot be\n"
+	"resolved.\n";
 
 static const char *usage_for(enum cmd c)
 {
@@ -220,6 +226,17 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			} else if (strcmp(a, "-v") == 0 ||
 			           strcmp(a, "--verbose") == 0) {
 				o->verbose = true;
+			} else if (strcmp(a, "--explain") == 0) {
+				o->explain = true;
+			} else if (strcmp(a, "--rules") == 0 ||
+			           strncmp(a, "--rules=", 8) == 0) {
+				const char *v = a[7] == '=' ? a + 8 : NULL;
+				if (v == NULL && i + 1 < argc)
+					v = argv[++i];
+				if (v == NULL || *v == '\0')
+					return usage_error(o->cmd,
+					                   "--rules needs a file");
+				o->rules = v;
 			} else if (strcmp(a, "--keep") == 0) {
 				o->keep = true;
 				keep_opt = a;
@@ -987,11 +1004,17 @@ nomem:
 /* ------------------------------------------------------------------ */
 /* Subcommands                                                         */
 
-static int cmd_resolve(conduit_ctx *ctx, const char *uri)
+static int cmd_resolve(conduit_ctx *ctx, const char *uri, bool explain)
 {
 	conduit_endpoint *ep = NULL;
-	int rc = conduit_resolve(&ep, ctx, uri);
+	conduit_explain *x = NULL;
+	int rc = explain ? conduit_resolve_explain(&ep, &x, ctx, uri)
+	                 : conduit_resolve(&ep, ctx, uri);
+	for (size_t i = 0; i < conduit_explain_count(x); i++)
+		printf("  %s\n", conduit_explain_step(x, i));
+	conduit_explain_free(x);
 	if (rc != CONDUIT_OK) {
+		fflush(stdout);
 		say("%s", conduit_ctx_error(ctx));
 		return setup_exit(rc);
 	}
@@ -1115,11 +1138,27 @@ int main(int argc, char **argv)
 	}
 	if (o.verbose)
 		conduit_ctx_set_observer(ctx, observe, NULL);
+	/* The URIs on a command line are the user's own: they may name
+	 * files and weaken checks, as curl's options do. */
+	conduit_ctx_allow_uri_options(ctx, CONDUIT_URI_FILES | CONDUIT_URI_INSECURE);
 	if (o.timeout_ms > 0)
 		conduit_ctx_set_connect_timeout(ctx, (uint32_t)o.timeout_ms);
+	/* The command opts in to $CONDUIT_RULES; the library never reads
+	 * the environment by itself.  secure_getenv: not for setuid runs. */
+	const char *rules = o.rules != NULL ? o.rules : secure_getenv("CONDUIT_RULES");
+	if (rules != NULL && *rules != '\0' &&
+	    conduit_ctx_load_rules(ctx, rules) != CONDUIT_OK) {
+		say("%s", conduit_ctx_error(ctx));
+		conduit_ctx_free(ctx);
+		return EXIT_USAGE;
+	}
+	if (o.explain && o.cmd != CMD_RESOLVE) {
+		conduit_ctx_free(ctx);
+		return usage_error(o.cmd, "--explain goes with resolve");
+	}
 
 	if (o.cmd == CMD_RESOLVE)
-		status = cmd_resolve(ctx, o.args[0]);
+		status = cmd_resolve(ctx, o.args[0], o.explain);
 	else
 		status = run(ctx, &o);
 	conduit_ctx_free(ctx);

@@ -214,9 +214,12 @@ static int tcp_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep
 		return rc;
 	}
 	/* With a source address only addresses of its family can work. */
+	/* A connect-to rule moved the destination; the logical port stays
+	 * in the URI. */
+	int port = ep->dest_port > 0 ? ep->dest_port : ep->port;
 	size_t n = 0;
 	for (size_t i = 0; i < ep->naddrs; i++) {
-		to_sockaddr(&ep->addrs[i], ep->port, &sa[n]);
+		to_sockaddr(&ep->addrs[i], port, &sa[n]);
 		if (!o.have_source || sa[n].ss.ss_family == o.source.ss.ss_family)
 			n++;
 	}

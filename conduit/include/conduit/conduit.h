@@ -196,7 +196,11 @@ const char *conduit_phase_name(enum conduit_phase phase);
  * against the transport's list; an unknown option is an error.  Options:
  *   tcp:  nodelay=0|1 (default 1), keepalive=SECONDS, source=IP (connect
  *         from this address)
+ *   tcp:  connect-to=HOST:PORT (connect there; the name stays for TLS)
  *   unix: mode=OCTAL (permissions of a listening socket file)
+ *   tls layer: servername=NAME, alpn=P1,P2, ca=FILE, cert=FILE, key=FILE,
+ *         insecure-no-verify=0|1 (file and insecure options: see
+ *         conduit_ctx_allow_uri_options)
  *
  * Parsing never blocks and never touches the network.  The endpoint prints
  * back as a canonical URI (conduit_endpoint_uri()) that parses to an equal
@@ -262,13 +266,75 @@ const char *conduit_addr_format(const struct conduit_addr *a, char *buf,
                                 size_t len);
 
 /*
- * Parse a URI and look up its host.  For a DNS name this calls the system
- * resolver (getaddrinfo) and MAY BLOCK; IP literals, paths and abstract
- * names never block.  Every address found is kept on the endpoint.
+ * Resolve a URI into an endpoint, in this order (no step sees its own
+ * output, and no rule is applied to a rule's result):
+ *   1. the scheme: a transport URI (tcp://, tls+unix://, ...) is parsed
+ *      as it is; tls:// means tls+tcp://; any other scheme is a service
+ *      (https, imaps, ...): the service table gives the port when the URI
+ *      has none and says whether TLS goes on top; the URI's path, query
+ *      and fragment belong to the application and are ignored;
+ *   2. host rules (map): the most specific rule for the host rewrites the
+ *      endpoint; TLS asked for by the service is kept (never doubled) and
+ *      verifies the name as written (servername=);
+ *   3. connect-to rules (tcp only, when no map rule applied): only the
+ *      destination changes (connect-to=), never the name TLS checks;
+ *   4. addresses: for a DNS name this calls the system resolver
+ *      (getaddrinfo) and MAY BLOCK; IP literals, paths, abstract names,
+ *      rules and services never block.  Every address found is kept.
  * Failures are recorded on the context.
  */
 int conduit_resolve(conduit_endpoint **out, conduit_ctx *ctx,
                     const char *uri);
+
+/*
+ * The same, and an account of each step: which service, rule and lookup
+ * produced which part of the endpoint.  *explain is set (also on failure,
+ * holding the steps so far) and is freed with conduit_explain_free().
+ * Steps are lines "what: detail"; passwords never appear in them.
+ */
+typedef struct conduit_explain conduit_explain;
+int conduit_resolve_explain(conduit_endpoint **out, conduit_explain **explain,
+                            conduit_ctx *ctx, const char *uri);
+size_t conduit_explain_count(const conduit_explain *x);
+const char *conduit_explain_step(const conduit_explain *x, size_t i);
+void conduit_explain_free(conduit_explain *x);
+
+/*
+ * URIs may come from users or the network.  Query options that name files
+ * (ca=, cert=, key=) or weaken security (insecure-*) are refused in a URI
+ * given to conduit_resolve() / conduit_connect() (CONDUIT_ERR_OPTION)
+ * unless the context allows that class here.  Rules files are trusted.
+ */
+#define CONDUIT_URI_FILES 1u
+#define CONDUIT_URI_INSECURE 2u
+void conduit_ctx_allow_uri_options(conduit_ctx *ctx, unsigned classes);
+
+/*
+ * Name lookup.  By default a DNS name is looked up with the system
+ * resolver (getaddrinfo).  A context may use its own lookup instead: a
+ * unikernel's DNS client, a static table, a test.  fn stores up to cap
+ * addresses in addrs and their count in *n, and returns CONDUIT_OK or
+ * CONDUIT_ERR_RESOLVE (or _NOMEM).  fn NULL restores the default.
+ */
+typedef int (*conduit_lookup_fn)(void *arg, const char *host,
+                                 struct conduit_addr *addrs, size_t cap,
+                                 size_t *n);
+void conduit_ctx_set_lookup(conduit_ctx *ctx, conduit_lookup_fn fn,
+                            void *arg);
+
+/*
+ * Rules (syntax in README, "Rules files").  Loading a file or text adds
+ * its rules to the context's; a bad file is rejected whole with
+ * CONDUIT_ERR_RULES and "file:line:column: reason" on the context, and the
+ * context keeps the rules it had.  A rule that ties with one already
+ * loaded (same pattern) is such an error too, naming both places.
+ */
+int conduit_ctx_load_rules(conduit_ctx *ctx, const char *path);
+int conduit_ctx_add_rules(conduit_ctx *ctx, const char *text,
+                          const char *name);
+/* A service entry from code: the same as "service NAME PORT [tls]". */
+int conduit_ctx_add_service(conduit_ctx *ctx, const char *name,
+                            uint16_t port, int tls);
 
 /* ------------------------------------------------------------------ */
 /* Flows                                                               */
