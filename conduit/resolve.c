@@ -165,6 +165,20 @@ static void puts_(struct text *t, const char *s)
 	put(t, s, strlen(s));
 }
 
+/* Decimal text of a port; returns buf. */
+static const char *port_text(unsigned v, char buf[8])
+{
+	char tmp[8];
+	int n = 0;
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0 && n < 7);
+	for (int i = 0; i < n; i++)
+		buf[i] = tmp[n - 1 - i];
+	buf[n] = '\0';
+	return buf;
+}
+
 /* What a rule's placeholders stand for. */
 struct captures {
 	const char *scheme;
@@ -190,7 +204,7 @@ static void expand(struct text *t, const char *tmpl, const struct captures *c)
 		}
 		size_t n = (size_t)(end - p - 1);
 		const char *name = p + 1;
-		char num[16];
+		char num[8];
 		if (n == 4 && memcmp(name, "host", 4) == 0) {
 			puts_(t, c->host);
 		} else if (n == 5 && memcmp(name, "label", 5) == 0) {
@@ -200,10 +214,8 @@ static void expand(struct text *t, const char *tmpl, const struct captures *c)
 		} else if (n == 6 && memcmp(name, "scheme", 6) == 0) {
 			puts_(t, c->scheme);
 		} else if (n == 4 && memcmp(name, "port", 4) == 0) {
-			if (c->port >= 0) {
-				snprintf(num, sizeof(num), "%d", c->port);
-				puts_(t, num);
-			}
+			if (c->port >= 0)
+				puts_(t, port_text((unsigned)c->port, num));
 		} else {
 			put(t, p, n + 2);
 		}
@@ -234,20 +246,26 @@ static const char *shown(struct rstate *rs)
 	return rs->shown_buf;
 }
 
+/* Parse text into *out; on failure the message names the URI as given
+ * and, for text a rule made, the rule's place. */
 static int parse_into(struct rstate *rs, const char *text,
-                      conduit_endpoint **out, const char *what)
+                      conduit_endpoint **out, const struct cd_rule *rule)
 {
 	char msg[512];
 	int rc = conduit_endpoint_parse(out, text, msg, sizeof(msg));
-	if (rc != CONDUIT_OK) {
-		if (what == NULL)
-			conduit_ctx_fail(rs->ctx, rc, "resolve %s", msg);
-		else
-			conduit_ctx_fail(rs->ctx, rc, "resolve %s: %s gave %s",
-			                 shown(rs), what, msg);
-	}
+	if (rc == CONDUIT_OK)
+		return rc;
+	if (rule != NULL)
+		conduit_ctx_fail(rs->ctx, rc, "resolve %s: the rule at %s gave %s",
+		                 shown(rs), rule->origin, msg);
+	else if (strcmp(text, rs->uri) != 0)
+		conduit_ctx_fail(rs->ctx, rc, "resolve %s: as %s gave %s",
+		                 shown(rs), rs->scheme, msg);
+	else
+		conduit_ctx_fail(rs->ctx, rc, "resolve %s", msg);
 	return rc;
 }
+
 
 /* A service URI (https://user@host:port/path?q#f) as a transport URI:
  * the host and port, the service's port when none is written. */
@@ -286,11 +304,10 @@ static int service_uri(struct rstate *rs, const struct service *svc,
 	puts_(t, svc->tls ? "tls+tcp://" : "tcp://");
 	put(t, p, alen);
 	if (portsep == NULL || portsep + 1 == p + alen) {
-		char num[16];
-		snprintf(num, sizeof(num), "%u", svc->port);
+		char num[8];
 		if (portsep == NULL)
 			puts_(t, ":");
-		puts_(t, num);
+		puts_(t, port_text(svc->port, num));
 	}
 	return t->failed ? conduit_ctx_fail(rs->ctx, CONDUIT_ERR_NOMEM,
 	                                    "resolve %s: out of memory",
@@ -355,7 +372,7 @@ static int first_endpoint(struct rstate *rs, conduit_endpoint **out)
 		rc = service_uri(rs, &svc, &t);
 	}
 	if (rc == CONDUIT_OK)
-		rc = parse_into(rs, t.p, out, rs->scheme);
+		rc = parse_into(rs, t.p, out, NULL);
 	free(t.p);
 	return rc;
 }
@@ -411,6 +428,48 @@ static void captures_for(const struct cd_rule *r, const conduit_endpoint *ep,
 	}
 }
 
+/*
+ * Put TLS over an endpoint a rule made (as the outermost layer) and/or
+ * name the server TLS must verify, then print it again.  Done on the
+ * value rather than by printing and parsing a new URI: both are valid
+ * by construction (the tls layer takes servername; servername is a
+ * checked DNS name), and resolution is on every connect's path.
+ */
+static int add_tls(conduit_endpoint *ep, bool layer, const char *servername)
+{
+	if (layer) {
+		if (ep->nlayers == CD_MAX_LAYERS)
+			return CONDUIT_ERR_SCHEME;
+		ep->layers[ep->nlayers++] = "tls";
+	}
+	if (servername != NULL) {
+		struct cd_option *o =
+			realloc(ep->opts, (ep->nopts + 1) * sizeof(*o));
+		if (o == NULL)
+			return CONDUIT_ERR_NOMEM;
+		ep->opts = o;
+		char *k = cd_strdup("servername"), *v = cd_strdup(servername);
+		if (k == NULL || v == NULL) {
+			free(k);
+			free(v);
+			return CONDUIT_ERR_NOMEM;
+		}
+		/* Options stay sorted by key. */
+		size_t at = 0;
+		while (at < ep->nopts && strcmp(o[at].key, k) < 0)
+			at++;
+		memmove(&o[at + 1], &o[at], (ep->nopts - at) * sizeof(*o));
+		o[at] = (struct cd_option){k, v};
+		ep->nopts++;
+	}
+	char *uri = cd_uri_format(ep);
+	if (uri == NULL)
+		return CONDUIT_ERR_NOMEM;
+	free(ep->uri);
+	ep->uri = uri;
+	return CONDUIT_OK;
+}
+
 /* Step 2: a map rule replaces the endpoint. */
 static int apply_map(struct rstate *rs, conduit_endpoint **ep,
                      const struct cd_rule *r)
@@ -425,14 +484,11 @@ static int apply_map(struct rstate *rs, conduit_endpoint **ep,
 		return conduit_ctx_fail(rs->ctx, CONDUIT_ERR_NOMEM,
 		                        "resolve %s: out of memory", shown(rs));
 	}
-	char what[300];
-	snprintf(what, sizeof(what), "the rule at %s", r->origin);
 	conduit_endpoint *target = NULL;
-	int rc = parse_into(rs, t.p, &target, what);
-	if (rc != CONDUIT_OK) {
-		free(t.p);
+	int rc = parse_into(rs, t.p, &target, r);
+	free(t.p);
+	if (rc != CONDUIT_OK)
 		return rc;
-	}
 	step(rs->x, "rule: map %s (%s) sends %s to %s", r->pattern, r->origin,
 	     cur->host, target->uri);
 
@@ -444,32 +500,26 @@ static int apply_map(struct rstate *rs, conduit_endpoint **ep,
 	                conduit_endpoint_option(target, "servername") == NULL &&
 	                strcmp(target->host, cur->host) != 0;
 	if ((want_tls && !had_tls) || add_name) {
-		struct text u = {0};
-		if (want_tls && !had_tls)
-			puts_(&u, "tls+");
-		puts_(&u, target->uri);
-		if (add_name) {
-			puts_(&u, target->nopts > 0 ? "&servername=" : "?servername=");
-			puts_(&u, cur->host);
-		}
-		conduit_endpoint *merged = NULL;
-		rc = u.failed ? CONDUIT_ERR_NOMEM
-		              : parse_into(rs, u.p, &merged, what);
-		free(u.p);
+		rc = add_tls(target, want_tls && !had_tls,
+		             add_name ? cur->host : NULL);
+		if (rc == CONDUIT_ERR_SCHEME)
+			rc = conduit_ctx_fail(rs->ctx, rc,
+			                      "resolve %s: the rule at %s gives more "
+			                      "than %d layers with TLS",
+			                      shown(rs), r->origin, CD_MAX_LAYERS);
+		else if (rc != CONDUIT_OK)
+			rc = conduit_ctx_fail(rs->ctx, rc,
+			                      "resolve %s: out of memory", shown(rs));
 		if (rc != CONDUIT_OK) {
 			conduit_endpoint_free(target);
-			free(t.p);
 			return rc;
 		}
 		if (want_tls && !had_tls)
 			step(rs->x, "tls: kept from %s, over the rule's transport",
 			     rs->scheme);
-		conduit_endpoint_free(target);
-		target = merged;
 	} else if (want_tls && had_tls) {
 		step(rs->x, "tls: the rule's target has TLS already; not doubled");
 	}
-	free(t.p);
 	conduit_endpoint_free(cur);
 	*ep = target;
 	return CONDUIT_OK;
@@ -502,11 +552,9 @@ static int apply_connect_to(struct rstate *rs, conduit_endpoint **ep,
 		else
 			put(&u, &dest.p[i], 1);
 	}
-	char what[300];
-	snprintf(what, sizeof(what), "the rule at %s", r->origin);
 	conduit_endpoint *next = NULL;
 	int rc = dest.failed || u.failed ? CONDUIT_ERR_NOMEM
-	                                 : parse_into(rs, u.p, &next, what);
+	                                 : parse_into(rs, u.p, &next, r);
 	if (rc == CONDUIT_ERR_NOMEM)
 		conduit_ctx_fail(rs->ctx, rc, "resolve %s: out of memory",
 		                 shown(rs));

@@ -122,10 +122,24 @@ static int lower(int c)
 	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
 }
 
-static bool is_unreserved(int c)
+/* RFC 3986 character classes as bitmaps of the ASCII range: every byte of
+ * every URI goes through these, so they are table lookups, not searches. */
+#define UNRESERVED_LO 0x03ff600000000000ull /* 0-9 - . */
+#define UNRESERVED_HI 0x47fffffe87fffffeull /* A-Z _ a-z ~ */
+#define SUBDELIM_LO 0x28001fd200000000ull   /* ! $ & ' ( ) * + , ; = */
+#define GENDELIM_LO 0x8400800800000000ull   /* : / ? # */
+#define GENDELIM_HI 0x0000000028000001ull   /* [ ] @ */
+
+static inline bool in_class(int c, uint64_t lo, uint64_t hi)
 {
-	return is_alpha(c) || is_digit(c) || c == '-' || c == '.' || c == '_' ||
-	       c == '~';
+	if (c < 0 || c >= 128)
+		return false;
+	return c < 64 ? (lo >> c) & 1 : (hi >> (c - 64)) & 1;
+}
+
+static inline bool is_unreserved(int c)
+{
+	return in_class(c, UNRESERVED_LO, UNRESERVED_HI);
 }
 
 static bool in_set(int c, const char *set)
@@ -133,14 +147,14 @@ static bool in_set(int c, const char *set)
 	return c != '\0' && strchr(set, c) != NULL;
 }
 
-static bool is_subdelim(int c)
+static inline bool is_subdelim(int c)
 {
-	return in_set(c, "!$&'()*+,;=");
+	return in_class(c, SUBDELIM_LO, 0);
 }
 
-static bool is_gendelim(int c)
+static inline bool is_gendelim(int c)
 {
-	return in_set(c, ":/?#[]@");
+	return in_class(c, GENDELIM_LO, GENDELIM_HI);
 }
 
 /* Describe a byte for a message without putting raw bytes into it. */
@@ -680,17 +694,23 @@ static void sb_puts(struct sbuf *sb, const char *s)
 }
 
 /* Append s, percent-encoding every byte that is neither unreserved nor
- * in keep. */
+ * in keep.  Runs of bytes that stay as they are go in one copy: every
+ * endpoint is printed once when it is made, so this is on the path of
+ * every resolution. */
 static void sb_encode(struct sbuf *sb, const char *s, const char *keep)
 {
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (is_unreserved(c) || in_set(c, keep)) {
-			sb_putn(sb, (const char *)s, 1);
-		} else {
-			char e[3] = {'%', hexdig[c >> 4], hexdig[c & 15]};
-			sb_putn(sb, e, 3);
-		}
+	while (*s != '\0') {
+		const char *run = s;
+		while (*s != '\0' && (is_unreserved((unsigned char)*s) ||
+		                       in_set((unsigned char)*s, keep)))
+			s++;
+		if (s > run)
+			sb_putn(sb, run, (size_t)(s - run));
+		if (*s == '\0')
+			break;
+		unsigned char c = (unsigned char)*s++;
+		char e[3] = {'%', hexdig[c >> 4], hexdig[c & 15]};
+		sb_putn(sb, e, 3);
 	}
 }
 
@@ -1444,8 +1464,6 @@ static int parse_option(struct pstate *ps, const char *s, size_t n)
 	char *val = decode(raw, rn, &dn);
 	if (val == NULL)
 		return nomem(ps);
-	/* Values of keys that look secret are never quoted. */
-	const char *shown = secret_key(s, kn) ? "****" : clip(ps, vb, raw, rn);
 	if (has_nul(val, dn)) {
 		free(val);
 		return fail(ps, CONDUIT_ERR_OPTION, "NUL byte in option %s",
@@ -1456,6 +1474,9 @@ static int parse_option(struct pstate *ps, const char *s, size_t n)
 	const char *why = def->check(val, buf, sizeof(buf), &canon);
 	if (why != NULL) {
 		free(val);
+		/* Values of keys that look secret are never quoted. */
+		const char *shown =
+			secret_key(s, kn) ? "****" : clip(ps, vb, raw, rn);
 		return fail(ps, CONDUIT_ERR_OPTION,
 		            "invalid value \"%s\" for option %s: %s", shown,
 		            def->key, why);
