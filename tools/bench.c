@@ -80,9 +80,9 @@
 #define URI_MAX 512
 
 enum api { API_RAW, API_CONDUIT };
-enum transport { T_UNIX, T_TCP };
+enum transport { T_UNIX, T_TCP, T_RESOLVE };
 static const char *const api_name[] = {"raw", "conduit"};
-static const char *const tr_name[] = {"unix", "tcp"};
+static const char *const tr_name[] = {"unix", "tcp", "resolver"};
 
 /* ------------------------------------------------------------------ */
 /* Errors: helpers record a message and return -1; the caller adds     */
@@ -1298,6 +1298,81 @@ static int measure_connect(enum transport tr)
 	return 0;
 }
 
+/*
+ * Resolutions per second of a URI that rules resolve without DNS
+ * (https://logger.xen/ through "map *.xen ..."), beside the baseline of
+ * parsing the resulting endpoint URI alone: the ratio is what the service
+ * table, the rule and the TLS merge cost on top of one parse.  One
+ * process, no peer.
+ */
+#define RESOLVE_URI "https://logger.xen/"
+#define RESOLVE_RULE "map *.xen unix-abstract://xen-{label}-{scheme}\n"
+
+static int resolve_loop(enum api a, conduit_ctx *ctx, const char *result,
+                        unsigned n, double *secs)
+{
+	uint64_t t0 = now_ns();
+	for (unsigned i = 0; i < n; i++) {
+		conduit_endpoint *ep = NULL;
+		int rc = a == API_CONDUIT
+		                 ? conduit_resolve(&ep, ctx, RESOLVE_URI)
+		                 : conduit_endpoint_parse(&ep, result, NULL, 0);
+		if (rc != CONDUIT_OK) {
+			set_err("%s", conduit_ctx_error(ctx));
+			return -1;
+		}
+		conduit_endpoint_free(ep);
+	}
+	*secs = (double)(now_ns() - t0) / 1e9;
+	return 0;
+}
+
+static int measure_resolve(void)
+{
+	struct row *r = add_row(T_RESOLVE, "resolve_rate", "1/s", true, 0);
+	conduit_ctx *ctx = NULL;
+	if (r == NULL || conduit_ctx_new(&ctx) != CONDUIT_OK ||
+	    conduit_ctx_add_rules(ctx, RESOLVE_RULE, "bench") != CONDUIT_OK) {
+		set_err("cannot set up the resolver context");
+		conduit_ctx_free(ctx);
+		return fail_figure(T_RESOLVE, "resolutions", API_CONDUIT);
+	}
+	snprintf(r->label, sizeof(r->label), "rule-based resolve (/s)");
+	conduit_endpoint *ep = NULL;
+	if (conduit_resolve(&ep, ctx, RESOLVE_URI) != CONDUIT_OK) {
+		set_err("%s", conduit_ctx_error(ctx));
+		conduit_ctx_free(ctx);
+		return fail_figure(T_RESOLVE, "resolutions", API_CONDUIT);
+	}
+	char result[256];
+	snprintf(result, sizeof(result), "%s", conduit_endpoint_uri(ep));
+	conduit_endpoint_free(ep);
+	unsigned n = P.quick ? 50000 : 200000;
+	r->amount_name = "resolutions";
+	r->amount = n;
+	double s = 0;
+	for (int k = 0; k < 2; k++) /* warm-up */
+		if (resolve_loop(turn(0, k), ctx, result, n / 10, &s) < 0) {
+			conduit_ctx_free(ctx);
+			return fail_figure(T_RESOLVE, "resolutions", turn(0, k));
+		}
+	for (unsigned i = 0; i < P.repeats; i++) {
+		double v[2] = {0, 0};
+		for (int k = 0; k < 2; k++) {
+			enum api a = turn(i, k);
+			if (resolve_loop(a, ctx, result, n, &s) < 0) {
+				conduit_ctx_free(ctx);
+				return fail_figure(T_RESOLVE, "resolutions", a);
+			}
+			v[a] = s > 0 ? n / s : 0;
+		}
+		row_add(r, v[API_RAW], v[API_CONDUIT]);
+	}
+	conduit_ctx_free(ctx);
+	row_finish(r);
+	return 0;
+}
+
 static void json_str(const char *s)
 {
 	putchar('"');
@@ -1462,18 +1537,18 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f,
-	    "usage: conduit-bench [--quick] [--json] [--only unix|tcp]\n"
+	    "usage: conduit-bench [--quick] [--json] [--only unix|tcp|resolver]\n"
 	    "\n"
 	    "Measures conduit against raw socket calls doing the same work in\n"
 	    "the same run: one-way throughput (1, 16, 64 KiB writes), 64-byte\n"
 	    "round-trip latency, and connections per second, over unix and "
 	    "tcp\n"
-	    "(loopback).  Prints conduit, raw and conduit/raw for each "
-	    "figure.\n"
+	    "(loopback), and rule-based resolutions per second.  Prints\n"
+	    "conduit, raw and conduit/raw for each figure.\n"
 	    "\n"
 	    "  --quick        fewer and shorter runs (well under a minute)\n"
 	    "  --json         print one JSON object instead of the table\n"
-	    "  --only T       only transport T (unix or tcp)\n"
+	    "  --only T       only T: unix, tcp or resolver\n"
 	    "  --help         this text\n"
 	    "\n"
 	    "Exits 0 whatever the figures; 1 if something broke (a wrong "
@@ -1508,9 +1583,10 @@ int main(int argc, char **argv)
 		}
 	}
 	if (only != NULL && strcmp(only, "unix") != 0 &&
-	    strcmp(only, "tcp") != 0) {
+	    strcmp(only, "tcp") != 0 && strcmp(only, "resolver") != 0) {
 		fprintf(stderr,
-		        "conduit-bench: --only takes unix or tcp, not '%s'\n",
+		        "conduit-bench: --only takes unix, tcp or resolver, not "
+		        "'%s'\n",
 		        only);
 		return 2;
 	}
@@ -1597,6 +1673,12 @@ int main(int argc, char **argv)
 		if (rc == 0)
 			rc = measure_connect((enum transport)tr);
 	}
+	if (rc == 0 && (only == NULL || strcmp(only, "resolver") == 0))
+		rc = measure_resolve();
+	if (rc == 0 && !json)
+		printf("\nresolver: %s through a *.xen rule; its baseline "
+		       "(raw) is\nparsing the resulting endpoint URI alone.\n",
+		       RESOLVE_URI);
 	cleanup();
 	if (rc != 0)
 		return 1;
