@@ -96,8 +96,7 @@ START_TEST(silent_first_address_loses_the_race)
 END_TEST
 
 /*
- * Families alternate, starting with the first address's family, and each
- * family keeps its order.  Every address refuses, so attempts follow each
+ * Families alternate, IPv6 first, and each family keeps its order.  Every address refuses, so attempts follow each
  * other at once and the failure names the count and the last address.
  */
 START_TEST(families_alternate_and_all_refuse)
@@ -111,8 +110,9 @@ START_TEST(families_alternate_and_all_refuse)
 
 	static const char *const addrs[] = {"127.0.0.1", "127.0.0.2", "::1",
 	                                    "127.0.0.3", "::ffff:127.0.0.4"};
-	static const char *const order[] = {"127.0.0.1", "[::1]", "127.0.0.2",
-	                                    "[::ffff:127.0.0.4]", "127.0.0.3"};
+	static const char *const order[] = {"[::1]", "127.0.0.1",
+	                                    "[::ffff:127.0.0.4]", "127.0.0.2",
+	                                    "127.0.0.3"};
 	conduit_endpoint *ep = endpoint_with(port, addrs, 5);
 	struct fk_events seen = {0};
 	conduit_ctx_set_observer(ctx, fk_record, &seen);

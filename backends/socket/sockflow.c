@@ -46,7 +46,7 @@ struct cs_attempt {
 
 /*
  * Connecting races the addresses in the manner of RFC 8305: they are
- * ordered to alternate families (starting with the family of the first),
+ * ordered to alternate families (IPv6 first),
  * one attempt starts every CS_STAGGER_MS or as soon as the previous one
  * fails, the first to connect wins and the others are closed.
  */
@@ -494,20 +494,22 @@ static struct cd_sockflow *sf_new(conduit_ctx *ctx, const char *uri,
 	return sf;
 }
 
-/* Reorder addresses in place so families alternate, starting with the
- * family of the first and keeping each family's own order (RFC 8305,
- * section 4). */
+/* Reorder addresses in place so families alternate, IPv6 first when
+ * there is any, each family keeping its own order (RFC 8305, section 4:
+ * the system resolver has already sorted them). */
 static void interleave(struct cd_sockaddr *a, size_t n)
 {
-	for (size_t i = 1; i < n; i++) {
-		int want = a[i - 1].ss.ss_family == AF_INET6 ? AF_INET : AF_INET6;
-		if (a[i].ss.ss_family == want || a[i - 1].ss.ss_family == AF_UNIX)
+	for (size_t i = 0; i < n; i++) {
+		int want = i == 0 ? AF_INET6
+		           : a[i - 1].ss.ss_family == AF_INET6 ? AF_INET
+		                                               : AF_INET6;
+		if (a[i].ss.ss_family == want || a[i].ss.ss_family == AF_UNIX)
 			continue;
 		size_t j = i + 1;
 		while (j < n && a[j].ss.ss_family != want)
 			j++;
 		if (j == n)
-			return; /* only one family left */
+			continue; /* none of that family left: keep the order */
 		struct cd_sockaddr t = a[j];
 		memmove(&a[i + 1], &a[i], (j - i) * sizeof(*a));
 		a[i] = t;

@@ -345,9 +345,8 @@ int conduit_ctx_add_service(conduit_ctx *ctx, const char *name,
  * connected or still connecting; connecting finishes inside
  * conduit_handshake(), conduit_read() or conduit_write().  A host with
  * several addresses is raced in the manner of RFC 8305: families
- * alternate (starting with the first address's), a new attempt starts
- * every 250 ms or as soon as one fails, the first to connect wins and the
- * others are closed.  On failure *out is NULL and the message is on the
+ * alternate (IPv6 first), a new attempt starts every 250 ms or as soon as
+ * one fails, the first to connect wins and the others are closed.  On failure *out is NULL and the message is on the
  * context.
  */
 int conduit_connect(conduit_flow **out, conduit_ctx *ctx, const char *uri);
