@@ -6,6 +6,7 @@
  */
 #include "core.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -315,6 +316,8 @@ int conduit_connect_endpoint(conduit_flow **out, conduit_ctx *ctx,
 		const struct cd_registration *lr = cd_find_layer(ctx, ep->layers[i]);
 		conduit_flow *outer = NULL;
 		rc = lr->be->wrap(lr->state, ctx, ep, f, 0, &outer);
+		if (rc != CONDUIT_OK)
+			conduit_flow_free(f);
 		f = outer;
 	}
 	conduit_endpoint_free(looked);
@@ -339,6 +342,121 @@ int conduit_connect(conduit_flow **out, conduit_ctx *ctx, const char *uri)
 	return rc;
 }
 
+/*
+ * A listener for an endpoint with layers (tls+tcp://:443): the
+ * transport's listener underneath, and each accepted flow wrapped in the
+ * layers, server side.
+ */
+struct layered {
+	conduit_listener base;
+	conduit_listener *inner;
+	conduit_endpoint *ep;
+};
+
+static int ll_accept(conduit_listener *l, conduit_flow **out)
+{
+	struct layered *ll = (struct layered *)l;
+	conduit_flow *f = NULL;
+	int rc = conduit_accept(&f, ll->inner);
+	if (rc != CONDUIT_OK) {
+		if (rc != CONDUIT_WANT_READ && rc != CONDUIT_WANT_WRITE)
+			conduit_listener_fail(l, rc, "%s",
+			                      conduit_listener_error(ll->inner));
+		return rc;
+	}
+	for (size_t i = 0; i < ll->ep->nlayers; i++) {
+		const struct cd_registration *lr =
+			cd_find_layer(l->ctx, ll->ep->layers[i]);
+		conduit_flow *outer = NULL;
+		rc = lr != NULL ? lr->be->wrap(lr->state, l->ctx, ll->ep, f, 1,
+		                               &outer)
+		                : CONDUIT_ERR_NO_BACKEND;
+		if (rc != CONDUIT_OK) {
+			conduit_flow_free(f);
+			return conduit_listener_fail(l, rc, "accept %s: %s", l->uri,
+			                             conduit_ctx_error(l->ctx));
+		}
+		f = outer;
+	}
+	*out = f;
+	return CONDUIT_OK;
+}
+
+static void ll_destroy(conduit_listener *l)
+{
+	struct layered *ll = (struct layered *)l;
+	conduit_listener_free(ll->inner);
+	conduit_endpoint_free(ll->ep);
+	conduit_listener_fini(l);
+	free(ll);
+}
+
+static void ll_wait(conduit_listener *l, struct conduit_waitset *ws)
+{
+	struct layered *ll = (struct layered *)l;
+	ll->inner->ops->wait(ll->inner, ws);
+}
+
+static unsigned ll_pending(conduit_listener *l)
+{
+	struct layered *ll = (struct layered *)l;
+	return ll->inner->ops->pending != NULL
+	               ? ll->inner->ops->pending(ll->inner)
+	               : 0;
+}
+
+static const struct conduit_listener_ops layered_ops = {
+	.name = "layered",
+	.accept = ll_accept,
+	.destroy = ll_destroy,
+	.wait = ll_wait,
+	.pending = ll_pending,
+};
+
+static int layered_listener(conduit_listener **out, conduit_ctx *ctx,
+                            const conduit_endpoint *ep,
+                            conduit_listener *inner)
+{
+	/* The bound URI: the layers' scheme over the transport's URI. */
+	char *uri = NULL;
+	const char *iuri = conduit_listener_uri(inner);
+	size_t plen = 0;
+	for (size_t i = 0; i < ep->nlayers; i++)
+		plen += strlen(ep->layers[i]) + 1;
+	struct layered *ll = calloc(1, sizeof(*ll));
+	uri = malloc(plen + strlen(iuri) + 1);
+	conduit_endpoint *copy = conduit_endpoint_dup(ep);
+	if (ll == NULL || uri == NULL || copy == NULL) {
+		free(ll);
+		free(uri);
+		conduit_endpoint_free(copy);
+		conduit_listener_free(inner);
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
+		                        "listen %s: out of memory", ep->uri);
+	}
+	char *p = uri;
+	for (size_t i = ep->nlayers; i-- > 0;) {
+		size_t n = strlen(ep->layers[i]);
+		memcpy(p, ep->layers[i], n);
+		p[n] = '+';
+		p += n + 1;
+	}
+	strcpy(p, iuri);
+	int rc = conduit_listener_init(&ll->base, &layered_ops, ctx, uri);
+	free(uri);
+	if (rc != CONDUIT_OK) {
+		free(ll);
+		conduit_endpoint_free(copy);
+		conduit_listener_free(inner);
+		return conduit_ctx_fail(ctx, rc, "listen %s: out of memory",
+		                        ep->uri);
+	}
+	ll->inner = inner;
+	ll->ep = copy;
+	*out = &ll->base;
+	return CONDUIT_OK;
+}
+
 int conduit_listen_endpoint(conduit_listener **out, conduit_ctx *ctx,
                             const conduit_endpoint *ep)
 {
@@ -356,11 +474,13 @@ int conduit_listen_endpoint(conduit_listener **out, conduit_ctx *ctx,
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NO_BACKEND,
 		                        "listen %s: backend %s cannot listen",
 		                        ep->uri, reg->be->name);
-	if (ep->nlayers > 0)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_NO_BACKEND,
-		                        "listen %s: no layered listeners yet",
-		                        ep->uri);
-	return reg->be->listen(reg->state, ctx, ep, out);
+	if (ep->nlayers == 0)
+		return reg->be->listen(reg->state, ctx, ep, out);
+	conduit_listener *inner = NULL;
+	rc = reg->be->listen(reg->state, ctx, ep, &inner);
+	if (rc != CONDUIT_OK)
+		return rc;
+	return layered_listener(out, ctx, ep, inner);
 }
 
 int conduit_listen(conduit_listener **out, conduit_ctx *ctx, const char *uri)
@@ -390,6 +510,74 @@ int conduit_accept(conduit_flow **out, conduit_listener *l)
 		conduit_emit(l->ctx, CONDUIT_PHASE_ACCEPTED, CONDUIT_OK, l->uri,
 		             (*out)->uri, *out);
 	return rc;
+}
+
+int conduit_starttls(conduit_flow **fp, int role, const char *servername)
+{
+	if (fp == NULL || *fp == NULL ||
+	    (role != CONDUIT_ROLE_CLIENT && role != CONDUIT_ROLE_SERVER))
+		return CONDUIT_ERR_INVALID;
+	conduit_flow *f = *fp;
+	conduit_ctx *ctx = f->ctx;
+	const struct cd_registration *lr = cd_find_layer(ctx, "tls");
+	if (lr == NULL)
+		return conduit_flow_fail(f, CONDUIT_ERR_NO_BACKEND,
+		                         "starttls %s: no tls layer in this "
+		                         "context (not built in, or not "
+		                         "registered)",
+		                         f->uri);
+	int rc = conduit_handshake(f);
+	if (rc != CONDUIT_OK)
+		return rc == CONDUIT_WANT_READ || rc == CONDUIT_WANT_WRITE
+		               ? conduit_flow_fail(f, CONDUIT_ERR_STATE,
+		                                   "starttls %s: the flow is not "
+		                                   "established yet",
+		                                   f->uri)
+		               : rc;
+	if (f->state & (CONDUIT_FLOW_SHUT_RD | CONDUIT_FLOW_SHUT_WR))
+		return conduit_flow_fail(f, CONDUIT_ERR_STATE,
+		                         "starttls %s: a direction is shut down",
+		                         f->uri);
+	size_t unread = 0;
+	if (f->ops->unread == NULL)
+		return conduit_flow_fail(f, CONDUIT_ERR_UNSUPPORTED,
+		                         "starttls %s: %s flows cannot tell "
+		                         "whether plaintext is waiting",
+		                         f->uri, f->ops->name);
+	rc = f->ops->unread(f, &unread);
+	if (rc != CONDUIT_OK)
+		return rc;
+	if (unread > 0)
+		return conduit_flow_fail(f, CONDUIT_ERR_STATE,
+		                         "starttls %s: %zu bytes of plaintext "
+		                         "arrived before the TLS handshake and "
+		                         "were not read; refusing to start TLS "
+		                         "over them",
+		                         f->uri, unread);
+	/* The layer reads its options from an endpoint: the flow's own URI
+	 * under tls+, with the server name asked for. */
+	char uri[1024];
+	int n = snprintf(uri, sizeof(uri), "tls+%s", f->uri);
+	if (servername != NULL && n > 0 && (size_t)n < sizeof(uri))
+		n += snprintf(uri + n, sizeof(uri) - (size_t)n, "%sservername=%s",
+		              strchr(f->uri, '?') != NULL ? "&" : "?",
+		              servername);
+	if (n < 0 || (size_t)n >= sizeof(uri))
+		return conduit_flow_fail(f, CONDUIT_ERR_INVALID,
+		                         "starttls %s: URI too long", f->uri);
+	char msg[512];
+	conduit_endpoint *ep = NULL;
+	rc = conduit_endpoint_parse(&ep, uri, msg, sizeof(msg));
+	if (rc != CONDUIT_OK)
+		return conduit_flow_fail(f, rc, "starttls %s", msg);
+	conduit_flow *outer = NULL;
+	rc = lr->be->wrap(lr->state, ctx, ep, f, role == CONDUIT_ROLE_SERVER,
+	                  &outer);
+	conduit_endpoint_free(ep);
+	if (rc != CONDUIT_OK)
+		return conduit_flow_fail(f, rc, "%s", conduit_ctx_error(ctx));
+	*fp = outer;
+	return CONDUIT_OK;
 }
 
 const char *conduit_listener_uri(const conduit_listener *l)

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -462,6 +463,16 @@ static int sf_peer_cred(conduit_flow *f, struct conduit_peer_cred *cred)
 #endif
 }
 
+/* Bytes the kernel holds that the application has not read. */
+static int sf_unread(conduit_flow *f, size_t *n)
+{
+	int v = 0;
+	if (ioctl(sf_of(f)->fd, FIONREAD, &v) < 0)
+		return io_fail(f, "unread bytes of", errno);
+	*n = v > 0 ? (size_t)v : 0;
+	return CONDUIT_OK;
+}
+
 static int sf_fd(const conduit_flow *f)
 {
 	return ((const struct cd_sockflow *)f)->fd;
@@ -477,6 +488,7 @@ static const struct conduit_flow_ops sockflow_ops = {
 	.wait = sf_wait,
 	.peer_cred = sf_peer_cred,
 	.fd = sf_fd,
+	.unread = sf_unread,
 };
 
 static struct cd_sockflow *sf_new(conduit_ctx *ctx, const char *uri,

@@ -59,6 +59,10 @@ struct conduit_flow_ops {
 	/* Optional queries. */
 	int (*peer_cred)(conduit_flow *f, struct conduit_peer_cred *cred);
 	int (*fd)(const conduit_flow *f);
+	/* Bytes received but not yet read by the application (for
+	 * StartTLS, which must not start over unread plaintext).  NULL:
+	 * the flow cannot tell, and StartTLS refuses it. */
+	int (*unread)(conduit_flow *f, size_t *n);
 };
 
 /* Flow state bits kept by the core. */
@@ -136,7 +140,9 @@ struct conduit_backend {
 	               conduit_flow **out);
 	int (*listen)(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	              conduit_listener **out);
-	/* Layers: wrap inner (taking ownership, also on failure). */
+	/* Layers: wrap inner.  On success the new flow owns inner; on
+	 * failure inner is left to the caller, untouched (StartTLS gives it
+	 * back to the application), and the message is on ctx. */
 	int (*wrap)(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	            conduit_flow *inner, int is_server, conduit_flow **out);
 	/* Context-wide work (timers, a shared wire): may be NULL. */

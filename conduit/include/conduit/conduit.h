@@ -430,6 +430,23 @@ int conduit_flow_peer_cred(conduit_flow *f, struct conduit_peer_cred *cred);
  */
 int conduit_flow_fd(const conduit_flow *f);
 
+/*
+ * StartTLS: put a layer (today "tls") over an open flow, after plaintext
+ * has been exchanged on it, in either role whoever connected: role is
+ * CONDUIT_ROLE_CLIENT or CONDUIT_ROLE_SERVER; servername (client) is the
+ * name the peer's certificate must carry, NULL for the flow's host.  On
+ * CONDUIT_OK *f is the new flow, which owns the old one (free only the
+ * new); the handshake runs in conduit_handshake() or the first read or
+ * write.  Refused with CONDUIT_ERR_STATE, *f untouched, while plaintext
+ * the application has not read is waiting on the flow: bytes a peer sent
+ * before the handshake must never be taken as protected (the
+ * command-injection bug class of CVE-2011-0411).  CONDUIT_ERR_NO_BACKEND
+ * when the context has no TLS layer.
+ */
+#define CONDUIT_ROLE_CLIENT 0
+#define CONDUIT_ROLE_SERVER 1
+int conduit_starttls(conduit_flow **f, int role, const char *servername);
+
 /* ------------------------------------------------------------------ */
 /* Listeners                                                           */
 
