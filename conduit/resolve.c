@@ -233,6 +233,9 @@ struct rstate {
 	bool have_shown;
 	char shown_buf[512]; /* the URI as messages may show it */
 	char scheme[64];
+	/* The host as rules see it: one trailing dot names the same host,
+	 * and patterns and TLS server names are written without it. */
+	char name[256];
 };
 
 /* The redacted URI, made on first use: only failures, observers and
@@ -278,14 +281,17 @@ static int service_uri(struct rstate *rs, const struct service *svc,
 		                        "resolve %s: a %s URI needs //HOST",
 		                        shown(rs), rs->scheme);
 	p += 2;
-	size_t alen = strcspn(p, "/?#");
-	/* User info is for the application (and never shown). */
-	for (size_t i = alen; i-- > 0;)
+	/* User info is for the application (and never shown).  It ends at
+	 * the last '@' before the first '/', as cd_uri_redact() reads it: a
+	 * '?' or '#' typed in a password must not turn its first half into
+	 * a host and port that a message would quote. */
+	size_t seg = strcspn(p, "/");
+	for (size_t i = seg; i-- > 0;)
 		if (p[i] == '@') {
 			p += i + 1;
-			alen -= i + 1;
 			break;
 		}
+	size_t alen = strcspn(p, "/?#");
 	if (alen == 0)
 		return conduit_ctx_fail(rs->ctx, CONDUIT_ERR_HOST,
 		                        "resolve %s: no host", shown(rs));
@@ -414,13 +420,14 @@ static const struct cd_rule *best_rule(const conduit_ctx *ctx,
 }
 
 static void captures_for(const struct cd_rule *r, const conduit_endpoint *ep,
-                         const char *scheme, struct captures *c)
+                         const char *host, const char *scheme,
+                         struct captures *c)
 {
 	c->scheme = scheme;
-	c->host = ep->host;
+	c->host = host;
 	c->port = ep->port;
-	c->prefix = ep->host;
-	c->prefix_len = strlen(ep->host);
+	c->prefix = host;
+	c->prefix_len = strlen(host);
 	if (r->pattern[0] == '*' && r->pattern[1] == '.') {
 		size_t suffix = strlen(r->pattern + 1); /* ".xen" */
 		if (c->prefix_len > suffix)
@@ -476,7 +483,8 @@ static int apply_map(struct rstate *rs, conduit_endpoint **ep,
 {
 	conduit_endpoint *cur = *ep;
 	struct captures c;
-	captures_for(r, cur, rs->scheme[0] ? rs->scheme : cur->transport, &c);
+	captures_for(r, cur, rs->name,
+	             rs->scheme[0] ? rs->scheme : cur->transport, &c);
 	struct text t = {0};
 	expand(&t, r->target, &c);
 	if (t.failed) {
@@ -498,10 +506,10 @@ static int apply_map(struct rstate *rs, conduit_endpoint **ep,
 	bool had_tls = has_layer(target, "tls");
 	bool add_name = (want_tls || had_tls) &&
 	                conduit_endpoint_option(target, "servername") == NULL &&
-	                strcmp(target->host, cur->host) != 0;
+	                strcmp(target->host, rs->name) != 0;
 	if ((want_tls && !had_tls) || add_name) {
 		rc = add_tls(target, want_tls && !had_tls,
-		             add_name ? cur->host : NULL);
+		             add_name ? rs->name : NULL);
 		if (rc == CONDUIT_ERR_SCHEME)
 			rc = conduit_ctx_fail(rs->ctx, rc,
 			                      "resolve %s: the rule at %s gives more "
@@ -531,7 +539,7 @@ static int apply_connect_to(struct rstate *rs, conduit_endpoint **ep,
 {
 	conduit_endpoint *cur = *ep;
 	struct captures c;
-	captures_for(r, cur, rs->scheme, &c);
+	captures_for(r, cur, rs->name, rs->scheme, &c);
 	struct text dest = {0};
 	expand(&dest, r->target, &c);
 	/* "HOST:" keeps the port as written. */
@@ -559,10 +567,13 @@ static int apply_connect_to(struct rstate *rs, conduit_endpoint **ep,
 		conduit_ctx_fail(rs->ctx, rc, "resolve %s: out of memory",
 		                 shown(rs));
 	if (rc == CONDUIT_OK) {
+		char rp[8];
 		step(rs->x,
 		     "rule: connect-to %s:%s (%s) connects to %s; the name stays "
 		     "%s",
-		     r->pattern, r->port >= 0 ? "port" : "*", r->origin,
+		     r->pattern,
+		     r->port >= 0 ? port_text((unsigned)r->port, rp) : "*",
+		     r->origin,
 		     conduit_endpoint_option(next, "connect-to"), cur->host);
 		conduit_endpoint_free(cur);
 		*ep = next;
@@ -589,13 +600,17 @@ static int resolve(conduit_endpoint **out, conduit_explain *x,
 		rc = check_trust(&rs, ep);
 	if (rc == CONDUIT_OK && ep->host_kind == CONDUIT_HOST_NAME &&
 	    ctx->rules.n > 0) {
+		size_t hl = strlen(ep->host);
+		if (hl > 0 && ep->host[hl - 1] == '.')
+			hl--;
+		snprintf(rs.name, sizeof(rs.name), "%.*s", (int)hl, ep->host);
 		const struct cd_rule *r =
-			best_rule(ctx, CD_RULE_MAP, ep->host, ep->port);
+			best_rule(ctx, CD_RULE_MAP, rs.name, ep->port);
 		if (r != NULL)
 			rc = apply_map(&rs, &ep, r);
 		else if (strcmp(ep->transport, "tcp") == 0 &&
 		         conduit_endpoint_option(ep, "connect-to") == NULL &&
-		         (r = best_rule(ctx, CD_RULE_CONNECT_TO, ep->host,
+		         (r = best_rule(ctx, CD_RULE_CONNECT_TO, rs.name,
 		                        ep->port)) != NULL)
 			rc = apply_connect_to(&rs, &ep, r);
 	}

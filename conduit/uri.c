@@ -1508,9 +1508,16 @@ static int parse_query(struct pstate *ps, const struct parts *pt)
 	int rc = no_brackets(ps, pt->query, "query");
 	if (rc != CONDUIT_OK)
 		return rc;
-	/* Unknown and repeated keys are refused, so the transport's list
-	 * bounds the count. */
-	ep->opts = calloc(ps->tp->nopts ? ps->tp->nopts : 1, sizeof(*ep->opts));
+	/* Unknown and repeated keys are refused, so the transport's list and
+	 * its layers' lists bound the count: a layer's options come on top
+	 * of the transport's. */
+	size_t cap = ps->tp->nopts;
+	for (size_t l = 0; l < ep->nlayers; l++) {
+		size_t lo = 0;
+		layer_opts(ep->layers[l], &lo);
+		cap += lo;
+	}
+	ep->opts = calloc(cap ? cap : 1, sizeof(*ep->opts));
 	if (ep->opts == NULL)
 		return nomem(ps);
 	const char *p = pt->query.p, *end = p + pt->query.n;

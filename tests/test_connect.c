@@ -34,8 +34,8 @@ static conduit_endpoint *endpoint_with(int port, const char *const *addrs,
 	snprintf(uri, sizeof(uri), "tcp://name.test:%d", port);
 	conduit_endpoint *ep = NULL;
 	ck_assert_int_eq(conduit_endpoint_parse(&ep, uri, NULL, 0), CONDUIT_OK);
-	struct conduit_addr a[8];
-	ck_assert_uint_le(n, 8);
+	struct conduit_addr a[16];
+	ck_assert_uint_le(n, 16);
 	for (size_t i = 0; i < n; i++)
 		a[i] = fk_addr(addrs[i]);
 	ck_assert_int_eq(cd_endpoint_set_addresses(ep, a, n), CONDUIT_OK);
@@ -172,12 +172,62 @@ START_TEST(all_silent_times_out)
 }
 END_TEST
 
+/*
+ * More addresses than attempts may be in flight, all silent: once every
+ * slot is taken, the next address can only start when an attempt ends, so
+ * the flow must not ask to be woken for a start time that has passed.
+ * If it did, every conduit_poll() would return at once: a busy loop for
+ * the rest of the connect timeout.
+ */
+START_TEST(full_race_does_not_spin)
+{
+	conduit_ctx *ctx = fk_new_ctx();
+	struct fk_silent s;
+	int port = fk_silent_listen(&s, "127.0.0.2", 0);
+	static const char *const addrs[] = {
+		"127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.2",
+		"127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.2",
+	};
+	conduit_endpoint *ep = endpoint_with(port, addrs, 10);
+	struct fk_events seen = {0};
+	conduit_ctx_set_observer(ctx, fk_record, &seen);
+	conduit_ctx_set_connect_timeout(ctx, 8000);
+	conduit_flow *f = NULL;
+	ck_assert_int_eq(conduit_connect_endpoint(&f, ctx, ep), CONDUIT_OK);
+	/* Eight attempts start 250 ms apart: about 1.75 s. */
+	uint64_t until = cd_now_ms() + 5000;
+	while (fk_count_phase(&seen, CONDUIT_PHASE_CONNECTING) < 8 &&
+	       cd_now_ms() < until) {
+		ck_status(conduit_handshake(f), CONDUIT_WANT_WRITE);
+		usleep(20 * 1000);
+	}
+	ck_assert_int_eq(fk_count_phase(&seen, CONDUIT_PHASE_CONNECTING), 8);
+	usleep(300 * 1000); /* past the start time of the ninth */
+	ck_status(conduit_handshake(f), CONDUIT_WANT_WRITE);
+	ck_assert_int_eq(fk_count_phase(&seen, CONDUIT_PHASE_CONNECTING), 8);
+	struct conduit_pollitem it = {.flow = f, .events = CONDUIT_POLLOUT};
+	struct pollfd fds[16];
+	size_t nfds = 0;
+	int timeout = -2;
+	ck_status(conduit_wait_fds(ctx, &it, 1, fds, 16, &nfds, &timeout),
+	          CONDUIT_OK);
+	ck_assert_uint_eq(nfds, 8);
+	ck_assert_msg(timeout > 1000, "woken again in %d ms", timeout);
+	conduit_ctx_set_observer(ctx, NULL, NULL);
+	conduit_flow_free(f);
+	conduit_endpoint_free(ep);
+	fk_silent_free(&s);
+	conduit_ctx_free(ctx);
+}
+END_TEST
+
 int main(void)
 {
 	const struct cd_test tests[] = {
 		CD_TEST(silent_first_address_loses_the_race, 20),
 		CD_TEST(families_alternate_and_all_refuse, 10),
 		CD_TEST(all_silent_times_out, 10),
+		CD_TEST(full_race_does_not_spin, 20),
 	};
 	return cd_run(cd_suite("connect", tests, sizeof(tests) / sizeof(tests[0])));
 }

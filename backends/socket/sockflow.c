@@ -418,7 +418,10 @@ static void sf_wait(conduit_flow *f, unsigned interest,
 		else
 			conduit_waitset_fd(ws, c->att[i].fd, CONDUIT_POLLOUT);
 	}
-	if (c->next < c->naddrs)
+	/* With every slot taken only an attempt ending frees one, and its
+	 * descriptor wakes us: a start time already passed would make every
+	 * wait return at once. */
+	if (c->next < c->naddrs && c->nattempts < CS_MAX_ATTEMPTS)
 		conduit_waitset_deadline(ws, c->next_start);
 	conduit_waitset_deadline(ws, c->deadline);
 }
