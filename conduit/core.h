@@ -165,6 +165,12 @@ extern const struct conduit_backend cd_backend_unix;
 #ifdef CONDUIT_HAVE_TCP
 extern const struct conduit_backend cd_backend_tcp;
 #endif
+#ifdef CONDUIT_HAVE_TLS
+extern const struct conduit_backend cd_backend_tls;
+/* The TLS layer's per-context state (freed by the backend's detach);
+ * NULL when out of memory. */
+void *cd_tls_state_new(void);
+#endif
 
 /* ---- Private to uri.c and endpoint.c ---------------------------- */
 

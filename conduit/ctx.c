@@ -24,6 +24,16 @@ int conduit_ctx_new(conduit_ctx **out)
 #ifdef CONDUIT_HAVE_TCP
 	conduit_ctx_register(ctx, &cd_backend_tcp, NULL);
 #endif
+#ifdef CONDUIT_HAVE_TLS
+	/* Small until first used: certificates and the random generator
+	 * are set up by the first TLS flow. */
+	void *tls = cd_tls_state_new();
+	if (tls == NULL) {
+		free(ctx);
+		return CONDUIT_ERR_NOMEM;
+	}
+	conduit_ctx_register(ctx, &cd_backend_tls, tls);
+#endif
 	*out = ctx;
 	return CONDUIT_OK;
 }
@@ -146,6 +156,8 @@ static const char *const phase_names[] = {
 	[CONDUIT_PHASE_ACCEPTED] = "accepted",
 	[CONDUIT_PHASE_FAILED] = "failed",
 	[CONDUIT_PHASE_CLOSED] = "closed",
+	[CONDUIT_PHASE_TLS_HANDSHAKING] = "tls-handshaking",
+	[CONDUIT_PHASE_TLS_HANDSHAKED] = "tls-handshaked",
 };
 
 const char *conduit_phase_name(enum conduit_phase phase)

@@ -441,6 +441,10 @@ static int layered_listener(conduit_listener **out, conduit_ctx *ctx,
 		p[n] = '+';
 		p += n + 1;
 	}
+	/* Transports are given the whole endpoint, and some print it with
+	 * its layers already (tcp does): never write them twice. */
+	if (strncmp(iuri, uri, plen) == 0)
+		p = uri;
 	strcpy(p, iuri);
 	int rc = conduit_listener_init(&ll->base, &layered_ops, ctx, uri);
 	free(uri);

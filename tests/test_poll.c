@@ -880,7 +880,7 @@ START_TEST(status_texts_and_names)
 	ck_assert_str_eq(conduit_status_name(CONDUIT_ERR_REFUSED),
 	                 "CONDUIT_ERR_REFUSED");
 	ck_assert_str_eq(conduit_status_name(CONDUIT_STATUS_COUNT - 1),
-	                 "CONDUIT_ERR_RULES");
+	                 "CONDUIT_ERR_TRUNCATED");
 	ck_assert_str_eq(conduit_strerror(CONDUIT_ERR_TIMED_OUT), "timed out");
 	static const int out[] = {-1, CONDUIT_STATUS_COUNT,
 	                          CONDUIT_STATUS_COUNT + 1, 1000, INT_MAX,
@@ -890,7 +890,8 @@ START_TEST(status_texts_and_names)
 		ck_assert_str_eq(conduit_status_name(out[i]), "?");
 	}
 	/* Phase names likewise. */
-	for (int p = CONDUIT_PHASE_RESOLVING; p <= CONDUIT_PHASE_CLOSED; p++) {
+	for (int p = CONDUIT_PHASE_RESOLVING; p <= CONDUIT_PHASE_TLS_HANDSHAKED;
+	     p++) {
 		ck_assert_str_ne(conduit_phase_name((enum conduit_phase)p), "?");
 		for (int q = CONDUIT_PHASE_RESOLVING; q < p; q++)
 			ck_assert_str_ne(conduit_phase_name((enum conduit_phase)p),

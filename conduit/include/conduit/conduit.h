@@ -94,7 +94,10 @@ extern "C" {
 	X(CONDUIT_ERR_TOO_MANY_FILES, "too many open files")                    \
 	X(CONDUIT_ERR_STATE, "operation not valid in this state")               \
 	X(CONDUIT_ERR_SYSTEM, "system error")                                   \
-	X(CONDUIT_ERR_RULES, "invalid rules")
+	X(CONDUIT_ERR_RULES, "invalid rules")                                  \
+	X(CONDUIT_ERR_TLS, "TLS handshake failed")                              \
+	X(CONDUIT_ERR_CERT, "certificate verification failed")                  \
+	X(CONDUIT_ERR_TRUNCATED, "peer closed without TLS close_notify")
 
 enum conduit_status {
 #define CONDUIT_X_ENUM(name, text) name,
@@ -157,7 +160,11 @@ enum conduit_phase {
 	CONDUIT_PHASE_CONNECTED,  /* uri: endpoint; detail: address used */
 	CONDUIT_PHASE_ACCEPTED,   /* uri: listener; detail: peer */
 	CONDUIT_PHASE_FAILED,     /* status and detail: what went wrong */
-	CONDUIT_PHASE_CLOSED      /* flow closed or freed */
+	CONDUIT_PHASE_CLOSED,     /* flow closed or freed */
+	CONDUIT_PHASE_TLS_HANDSHAKING, /* uri: endpoint; detail: "client" or
+	                                * "server" */
+	CONDUIT_PHASE_TLS_HANDSHAKED   /* uri: endpoint; detail: version,
+	                                * suite and ALPN protocol */
 };
 
 struct conduit_event {

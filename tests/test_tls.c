@@ -1,0 +1,1252 @@
+/*
+ * test_tls.c - the TLS layer over loopback TCP and Unix sockets: real
+ * peers in both directions (openssl s_server and s_client), conduit to
+ * conduit with 4 MiB echoed, each verification failure with its own status
+ * and a message naming the reason (untrusted, expired, not yet valid,
+ * wrong name, IP literal against a CN-only certificate), mutual TLS, ALPN,
+ * close_notify against truncation, StartTLS in either role and its refusal
+ * over unread plaintext, the pending-bytes path of conduit_poll(), the
+ * handshake deadline, encrypted keys and the flow queries.
+ *
+ * Certificates are made once per run by the openssl command in a temporary
+ * directory (main() below); without openssl every test fails loudly.  Most
+ * tests run both ends in this process, non-blocking, driven by
+ * conduit_poll(); forked peers report only through their exit status.
+ */
+#include "flowkit.h"
+#include "harness.h"
+
+#include <conduit/conduit.h>
+#include <conduit/tls.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ */
+/* Certificates                                                        */
+
+static char certdir[256];
+static bool certs_ok;
+static char certerr[512];
+
+/* A file in the certificate directory (rotating static buffers). */
+static const char *cp(const char *name)
+{
+	static char bufs[8][512];
+	static int next;
+	char *b = bufs[next++ % 8];
+	snprintf(b, sizeof(bufs[0]), "%s/%s", certdir, name);
+	return b;
+}
+
+/*
+ * The fixtures, P-256 throughout:
+ *   ca        the test CA;  ca2  another CA nobody trusts
+ *   srv       CN=localhost, SANs DNS:localhost and IP:127.0.0.1
+ *   cnip      CN=127.0.0.1 and no SAN: must not pass for 127.0.0.1
+ *   other     CN and DNS:other.example
+ *   expired   valid 2020-2021;  future  valid from 2090
+ *   client    CN=client one, DNS/email/URI names, clientAuth
+ *   client2   the same from ca2
+ *   srv_enc.key  srv's key encrypted with the password "sekrit"
+ */
+static const char cert_script[] =
+	"set -e\n"
+	"cat > cnf <<'EOF'\n"
+	"[req]\n"
+	"distinguished_name = dn\n"
+	"prompt = no\n"
+	"[dn]\n"
+	"CN = unused\n"
+	"[ext_ca]\n"
+	"basicConstraints = critical,CA:TRUE\n"
+	"keyUsage = critical,keyCertSign,cRLSign\n"
+	"subjectKeyIdentifier = hash\n"
+	"[ext_srv]\n"
+	"basicConstraints = CA:FALSE\n"
+	"keyUsage = critical,digitalSignature\n"
+	"extendedKeyUsage = serverAuth\n"
+	"subjectAltName = DNS:localhost,IP:127.0.0.1\n"
+	"[ext_cnip]\n"
+	"basicConstraints = CA:FALSE\n"
+	"keyUsage = critical,digitalSignature\n"
+	"extendedKeyUsage = serverAuth\n"
+	"[ext_other]\n"
+	"basicConstraints = CA:FALSE\n"
+	"keyUsage = critical,digitalSignature\n"
+	"extendedKeyUsage = serverAuth\n"
+	"subjectAltName = DNS:other.example\n"
+	"[ext_client]\n"
+	"basicConstraints = CA:FALSE\n"
+	"keyUsage = critical,digitalSignature\n"
+	"extendedKeyUsage = clientAuth\n"
+	"subjectAltName = DNS:client.example,email:client@example.org,"
+	"URI:spiffe://conduit/test\n"
+	"[ca]\n"
+	"default_ca = cd_ca\n"
+	"[cd_ca]\n"
+	"database = index.txt\n"
+	"new_certs_dir = .\n"
+	"serial = serial\n"
+	"default_md = sha256\n"
+	"policy = pol\n"
+	"unique_subject = no\n"
+	"[pol]\n"
+	"commonName = supplied\n"
+	"EOF\n"
+	"key() { openssl genpkey -algorithm EC -pkeyopt "
+	"ec_paramgen_curve:P-256 -out \"$1.key\"; }\n"
+	"ca() { key $1; openssl req -x509 -new -key $1.key -subj \"/CN=$2\" "
+	"-days 30 -config cnf -extensions ext_ca -out $1.crt; }\n"
+	"leaf() { key $1; openssl req -new -key $1.key -subj \"/CN=$2\" "
+	"-config cnf -out $1.csr; openssl x509 -req -in $1.csr -CA $4.crt "
+	"-CAkey $4.key -set_serial $5 -days 30 -extfile cnf -extensions $3 "
+	"-out $1.crt; }\n"
+	"dated() { key $1; openssl req -new -key $1.key -subj \"/CN=localhost\" "
+	"-config cnf -out $1.csr; openssl ca -batch -config cnf -cert ca.crt "
+	"-keyfile ca.key -in $1.csr -out $1.crt -startdate $2 -enddate $3 "
+	"-extensions ext_srv -extfile cnf -notext; }\n"
+	"ca ca 'conduit test CA'\n"
+	"ca ca2 'conduit other CA'\n"
+	"leaf srv localhost ext_srv ca 2\n"
+	"leaf cnip 127.0.0.1 ext_cnip ca 3\n"
+	"leaf other other.example ext_other ca 4\n"
+	"leaf client 'client one' ext_client ca 5\n"
+	"leaf client2 'client two' ext_client ca2 6\n"
+	": > index.txt\n"
+	"echo 10 > serial\n"
+	"dated expired 20200101000000Z 20210101000000Z\n"
+	"dated future 20900101000000Z 20910101000000Z\n"
+	"openssl pkey -in srv.key -des3 -passout pass:sekrit -out "
+	"srv_enc.key\n";
+
+/* Runs in main(), outside any test: no ck_assert here. */
+static void make_certs(void)
+{
+	const char *base = getenv("TMPDIR");
+	snprintf(certdir, sizeof(certdir), "%s/conduit-tls-XXXXXX",
+	         base != NULL && base[0] ? base : "/tmp");
+	if (mkdtemp(certdir) == NULL) {
+		snprintf(certerr, sizeof(certerr), "mkdtemp: %s",
+		         strerror(errno));
+		return;
+	}
+	if (system("command -v openssl >/dev/null 2>&1") != 0) {
+		snprintf(certerr, sizeof(certerr),
+		         "the openssl command is missing: run tools/setup");
+		return;
+	}
+	FILE *s = fopen(cp("make.sh"), "w");
+	if (s == NULL || fputs(cert_script, s) < 0 || fclose(s) != 0) {
+		snprintf(certerr, sizeof(certerr), "cannot write %s",
+		         cp("make.sh"));
+		return;
+	}
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "cd '%s' && sh ./make.sh >make.log 2>&1",
+	         certdir);
+	if (system(cmd) != 0) {
+		snprintf(certerr, sizeof(certerr),
+		         "making test certificates with openssl failed; see "
+		         "%s",
+		         cp("make.log"));
+		certdir[0] = '\0'; /* keep the log: do not remove */
+		return;
+	}
+	certs_ok = true;
+}
+
+static void need_certs(void)
+{
+	ck_assert_msg(certs_ok, "%s", certerr);
+}
+
+/* ------------------------------------------------------------------ */
+/* Contexts and pairs in one process                                   */
+
+/* A context whose identity is name.crt/name.key (NULL: none) and which
+ * trusts the test CA. */
+static conduit_ctx *tls_ctx(const char *name)
+{
+	need_certs();
+	conduit_ctx *ctx = fk_new_ctx();
+	if (name != NULL) {
+		char crt[64], key[64];
+		snprintf(crt, sizeof(crt), "%s.crt", name);
+		snprintf(key, sizeof(key), "%s.key", name);
+		ck_status(conduit_tls_set_cert_file(ctx, cp(crt), cp(key), NULL),
+		          CONDUIT_OK);
+	}
+	ck_status(conduit_tls_set_ca_file(ctx, cp("ca.crt")), CONDUIT_OK);
+	return ctx;
+}
+
+/* fmt with its "PORT" replaced by port. */
+static void with_port(char *buf, size_t len, const char *fmt, int port)
+{
+	const char *at = strstr(fmt, "PORT");
+	if (at == NULL)
+		snprintf(buf, len, "%s", fmt);
+	else
+		snprintf(buf, len, "%.*s%d%s", (int)(at - fmt), fmt, port, at + 4);
+}
+
+struct pair {
+	conduit_ctx *sctx, *cctx;
+	conduit_listener *l;
+	conduit_flow *c, *s;
+	int rc_c, rc_s;
+	char uri[512];
+};
+
+/* Listen on luri with sctx; connect with cctx to fmt (its "PORT"
+ * replaced); accept. */
+static void pair_open(struct pair *p, conduit_ctx *sctx, conduit_ctx *cctx,
+                      const char *luri, const char *fmt)
+{
+	memset(p, 0, sizeof(*p));
+	p->sctx = sctx;
+	p->cctx = cctx;
+	p->l = fk_listen(sctx, luri);
+	with_port(p->uri, sizeof(p->uri), fmt,
+	          strstr(fmt, "PORT") != NULL ? fk_listener_port(p->l) : 0);
+	int rc = conduit_connect(&p->c, cctx, p->uri);
+	ck_assert_msg(rc == CONDUIT_OK, "connect %s: %s: %s", p->uri,
+	              conduit_status_name(rc), conduit_ctx_error(cctx));
+	rc = conduit_accept_wait(&p->s, p->l, cd_scaled(5000));
+	ck_assert_msg(rc == CONDUIT_OK, "accept: %s: %s",
+	              conduit_status_name(rc), conduit_listener_error(p->l));
+}
+
+/* Drive both handshakes with conduit_poll() until both end (or one failed
+ * and the other has had a second to notice). */
+static void pair_handshake(struct pair *p)
+{
+	p->rc_c = p->rc_s = CONDUIT_WANT_READ;
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(10000);
+	uint64_t failed_at = 0;
+	for (int turn = 0; turn < 100000 && cd_now_ms() < end; turn++) {
+		if (fk_is_want(p->rc_c))
+			p->rc_c = conduit_handshake(p->c);
+		if (fk_is_want(p->rc_s))
+			p->rc_s = conduit_handshake(p->s);
+		bool wc = fk_is_want(p->rc_c), ws = fk_is_want(p->rc_s);
+		if (!wc && !ws)
+			return;
+		if ((!wc && p->rc_c != CONDUIT_OK) ||
+		    (!ws && p->rc_s != CONDUIT_OK)) {
+			if (failed_at == 0)
+				failed_at = cd_now_ms();
+			else if (cd_now_ms() - failed_at > 1000)
+				return;
+		}
+		struct conduit_pollitem it[2];
+		size_t n = 0, nready;
+		if (wc)
+			it[n++] = (struct conduit_pollitem){
+				.flow = p->c, .events = CONDUIT_POLLOUT};
+		if (ws)
+			it[n++] = (struct conduit_pollitem){
+				.flow = p->s, .events = CONDUIT_POLLOUT};
+		ck_status(conduit_poll(p->cctx, it, n, 200, &nready),
+		          CONDUIT_OK);
+	}
+}
+
+static void pair_ok(struct pair *p)
+{
+	pair_handshake(p);
+	ck_assert_msg(p->rc_c == CONDUIT_OK && p->rc_s == CONDUIT_OK,
+	              "handshake %s: client %s (%s), server %s (%s)", p->uri,
+	              conduit_status_name(p->rc_c), conduit_flow_error(p->c),
+	              conduit_status_name(p->rc_s), conduit_flow_error(p->s));
+}
+
+static void pair_free(struct pair *p)
+{
+	conduit_flow_free(p->c);
+	conduit_flow_free(p->s);
+	conduit_listener_free(p->l);
+	if (p->cctx != p->sctx)
+		conduit_ctx_free(p->cctx);
+	conduit_ctx_free(p->sctx);
+}
+
+/* Read until buf holds want bytes (or a newline when want is 0). */
+static size_t read_some(conduit_flow *f, char *buf, size_t cap, size_t want)
+{
+	size_t got = 0;
+	for (int i = 0; i < 1000 && got < cap - 1; i++) {
+		size_t n = 0;
+		size_t room = want ? want - got : cap - 1 - got;
+		int rc = conduit_read_wait(f, buf + got, room, &n,
+		                           cd_scaled(5000));
+		ck_assert_msg(rc == CONDUIT_OK, "read: %s: %s",
+		              conduit_status_name(rc), conduit_flow_error(f));
+		got += n;
+		buf[got] = '\0';
+		if (want ? got == want : memchr(buf, '\n', got) != NULL)
+			break;
+	}
+	return got;
+}
+
+static void send_str(conduit_flow *f, const char *s)
+{
+	int rc = conduit_write_all(f, s, strlen(s), NULL, cd_scaled(5000));
+	ck_assert_msg(rc == CONDUIT_OK, "write: %s: %s",
+	              conduit_status_name(rc), conduit_flow_error(f));
+}
+
+/* A message exchange each way over an established pair. */
+static void pair_talk(struct pair *p)
+{
+	char buf[64];
+	send_str(p->c, "ping\n");
+	read_some(p->s, buf, sizeof(buf), 5);
+	ck_assert_str_eq(buf, "ping\n");
+	send_str(p->s, "pong\n");
+	read_some(p->c, buf, sizeof(buf), 5);
+	ck_assert_str_eq(buf, "pong\n");
+}
+
+#define TCP_LISTEN "tls+tcp://127.0.0.1:0"
+#define TCP_NAMED "tls+tcp://127.0.0.1:PORT?servername=localhost"
+
+/* ------------------------------------------------------------------ */
+/* openssl peers                                                       */
+
+static int free_port(void)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	socklen_t len = sizeof(sin);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	close(fd);
+	return ntohs(sin.sin_port);
+}
+
+static bool port_answers(int port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+	                          .sin_port = htons((uint16_t)port)};
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	bool ok = connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+	close(fd);
+	return ok;
+}
+
+/* Fork and exec openssl with argv (argv[0] "openssl"), stdin from
+ * in_path (NULL: /dev/null), output to log_path. */
+static pid_t spawn_openssl(char *const argv[], const char *in_path,
+                           const char *log_path)
+{
+	pid_t pid = cd_fork_peer();
+	if (pid != 0)
+		return pid;
+	int in = open(in_path != NULL ? in_path : "/dev/null", O_RDONLY);
+	int out = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+	    dup2(out, 2) < 0)
+		_exit(126);
+	execvp("openssl", argv);
+	_exit(127);
+}
+
+/* openssl s_server -rev (echoes lines reversed) on a free loopback port,
+ * with extra arguments; waits until it answers.  A port taken between
+ * choosing and binding is retried once. */
+static pid_t start_s_server(int *port, const char *const *extra)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		*port = free_port();
+		char accept[64];
+		snprintf(accept, sizeof(accept), "127.0.0.1:%d", *port);
+		const char *argv[32] = {"openssl", "s_server", "-accept", accept,
+		                        "-cert", cp("srv.crt"), "-key",
+		                        cp("srv.key"), "-rev"};
+		size_t n = 9;
+		for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 31;
+		     i++)
+			argv[n++] = extra[i];
+		argv[n] = NULL;
+		pid_t pid = spawn_openssl((char *const *)argv, NULL,
+		                          cp("s_server.log"));
+		for (int i = 0; i < 250; i++) {
+			if (port_answers(*port))
+				return pid;
+			int st;
+			if (waitpid(pid, &st, WNOHANG) == pid)
+				break; /* it exited: the port was taken? */
+			usleep(20000);
+		}
+		kill(pid, SIGTERM);
+		cd_wait_peer(pid, 2000);
+	}
+	ck_abort_msg("openssl s_server did not start; see %s",
+	             cp("s_server.log"));
+	return -1;
+}
+
+static void stop_peer(pid_t pid)
+{
+	kill(pid, SIGTERM);
+	cd_wait_peer(pid, cd_scaled(5000));
+}
+
+/* Connect to an s_server -rev and check a line comes back reversed. */
+static void rev_exchange(conduit_ctx *ctx, const char *uri)
+{
+	conduit_flow *f = NULL;
+	int rc = conduit_connect(&f, ctx, uri);
+	ck_assert_msg(rc == CONDUIT_OK, "connect %s: %s", uri,
+	              conduit_ctx_error(ctx));
+	rc = fk_drive_handshake(ctx, f, 200);
+	ck_assert_msg(rc == CONDUIT_OK, "handshake %s: %s: %s", uri,
+	              conduit_status_name(rc), conduit_flow_error(f));
+	send_str(f, "hello conduit\n");
+	char buf[64];
+	read_some(f, buf, sizeof(buf), 0);
+	ck_assert_str_eq(buf, "tiudnoc olleh\n");
+	ck_assert_str_eq(conduit_tls_version(f), "TLSv1.2");
+	conduit_close_wait(f, cd_scaled(2000));
+	conduit_flow_free(f);
+}
+
+START_TEST(certificates_made)
+{
+	need_certs();
+}
+END_TEST
+
+START_TEST(s_server_verified_by_api_ca)
+{
+	int port;
+	pid_t pid = start_s_server(&port, NULL);
+	conduit_ctx *ctx = tls_ctx(NULL);
+	char uri[128];
+	/* The DNS name, and the IP literal against the IP SAN. */
+	with_port(uri, sizeof(uri), TCP_NAMED, port);
+	rev_exchange(ctx, uri);
+	with_port(uri, sizeof(uri), "tls+tcp://127.0.0.1:PORT", port);
+	rev_exchange(ctx, uri);
+	conduit_ctx_free(ctx);
+	stop_peer(pid);
+}
+END_TEST
+
+START_TEST(s_server_verified_by_uri_ca)
+{
+	need_certs();
+	int port;
+	pid_t pid = start_s_server(&port, NULL);
+	conduit_ctx *ctx = fk_new_ctx();
+	char uri[600];
+	snprintf(uri, sizeof(uri), "tls+tcp://127.0.0.1:%d?ca=%s", port,
+	         cp("ca.crt"));
+	conduit_flow *f = NULL;
+	/* Refused until the context allows file options in URIs. */
+	ck_status(conduit_connect(&f, ctx, uri), CONDUIT_ERR_OPTION);
+	conduit_ctx_allow_uri_options(ctx, CONDUIT_URI_FILES);
+	rev_exchange(ctx, uri);
+	conduit_ctx_free(ctx);
+	stop_peer(pid);
+}
+END_TEST
+
+START_TEST(s_server_alpn)
+{
+	int port;
+	const char *extra[] = {"-alpn", "h2,http/1.1", NULL};
+	pid_t pid = start_s_server(&port, extra);
+	conduit_ctx *ctx = tls_ctx(NULL);
+	char uri[160];
+	with_port(uri, sizeof(uri), TCP_NAMED "&alpn=http/1.1", port);
+	conduit_flow *f = NULL;
+	ck_status(conduit_connect(&f, ctx, uri), CONDUIT_OK);
+	ck_status(fk_drive_handshake(ctx, f, 200), CONDUIT_OK);
+	ck_assert_ptr_nonnull(conduit_tls_alpn(f));
+	ck_assert_str_eq(conduit_tls_alpn(f), "http/1.1");
+	conduit_flow_free(f);
+	conduit_ctx_free(ctx);
+	stop_peer(pid);
+}
+END_TEST
+
+static char *slurp(const char *path)
+{
+	static char buf[65536];
+	FILE *fp = fopen(path, "r");
+	ck_assert_msg(fp != NULL, "open %s", path);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+	buf[n] = '\0';
+	fclose(fp);
+	return buf;
+}
+
+/* A conduit server, openssl s_client verifying it, with mTLS both ways. */
+START_TEST(s_client_to_conduit_server)
+{
+	conduit_ctx *ctx = tls_ctx("srv");
+	ck_status(conduit_tls_set_client_auth(ctx, CONDUIT_TLS_VERIFY_REQUIRED),
+	          CONDUIT_OK);
+	conduit_listener *l = fk_listen(ctx, TCP_LISTEN);
+	char connect[64];
+	snprintf(connect, sizeof(connect), "127.0.0.1:%d", fk_listener_port(l));
+	FILE *in = fopen(cp("s_client.in"), "w");
+	ck_assert_ptr_nonnull(in);
+	fputs("ping\n", in);
+	fclose(in);
+	const char *argv[] = {"openssl", "s_client", "-connect", connect,
+	                      "-servername", "localhost", "-CAfile",
+	                      cp("ca.crt"), "-verify_return_error", "-cert",
+	                      cp("client.crt"), "-key", cp("client.key"),
+	                      "-ign_eof", NULL};
+	pid_t pid = spawn_openssl((char *const *)argv, cp("s_client.in"),
+	                          cp("s_client.log"));
+	conduit_flow *s = NULL;
+	ck_status(conduit_accept_wait(&s, l, cd_scaled(5000)), CONDUIT_OK);
+	ck_assert(conduit_tls_is_tls(s));
+	int rc = fk_drive_handshake(ctx, s, 200);
+	ck_assert_msg(rc == CONDUIT_OK, "handshake: %s: %s",
+	              conduit_status_name(rc), conduit_flow_error(s));
+	ck_assert_str_eq(conduit_tls_servername(s), "localhost");
+	char subj[256];
+	ck_status(conduit_tls_peer_subject(s, subj, sizeof(subj)), CONDUIT_OK);
+	ck_assert_str_eq(subj, "CN=client one");
+	char buf[64];
+	read_some(s, buf, sizeof(buf), 5);
+	ck_assert_str_eq(buf, "ping\n");
+	send_str(s, "pong\n");
+	ck_status(conduit_close_wait(s, cd_scaled(5000)), CONDUIT_OK);
+	conduit_flow_free(s);
+	int st = cd_wait_peer(pid, cd_scaled(10000));
+	const char *log = slurp(cp("s_client.log"));
+	ck_assert_msg(st == 0, "s_client exited %d:\n%s", st, log);
+	ck_assert_msg(strstr(log, "Verify return code: 0 (ok)") != NULL, "%s",
+	              log);
+	ck_assert_msg(strstr(log, "pong") != NULL, "%s", log);
+	ck_assert_msg(strstr(log, "TLSv1.2") != NULL, "%s", log);
+	conduit_listener_free(l);
+	conduit_ctx_free(ctx);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* conduit to conduit                                                  */
+
+START_TEST(echo_4mib_tcp)
+{
+	conduit_ctx *ctx = tls_ctx("srv");
+	conduit_listener *l = fk_listen(ctx, TCP_LISTEN);
+	ck_assert(strncmp(conduit_listener_uri(l), "tls+tcp://127.0.0.1:", 20) ==
+	          0);
+	char uri[128];
+	with_port(uri, sizeof(uri), TCP_NAMED, fk_listener_port(l));
+	pid_t pid = fk_spawn_echo_server(l, cd_scaled(10000), cd_scaled(30000));
+	fk_echo_client(ctx, uri, 7, 4 * MiB, cd_scaled(30000));
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(10000)), 0);
+	conduit_listener_free(l);
+	conduit_ctx_free(ctx);
+}
+END_TEST
+
+START_TEST(echo_4mib_unix)
+{
+	conduit_ctx *ctx = tls_ctx("srv");
+	char dir[256], luri[400], uri[500];
+	cd_tmpdir(dir, sizeof(dir));
+	snprintf(luri, sizeof(luri), "tls+unix://%s/s.sock", dir);
+	snprintf(uri, sizeof(uri), "%s?servername=localhost", luri);
+	conduit_listener *l = fk_listen(ctx, luri);
+	pid_t pid = fk_spawn_echo_server(l, cd_scaled(10000), cd_scaled(30000));
+	fk_echo_client(ctx, uri, 8, 4 * MiB, cd_scaled(30000));
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(10000)), 0);
+	conduit_listener_free(l);
+	conduit_ctx_free(ctx);
+	cd_rmtree(dir);
+}
+END_TEST
+
+/* tls+unix: peer credentials pass through; a verifying client needs a
+ * name. */
+START_TEST(unix_peer_cred_and_name_required)
+{
+	conduit_ctx *ctx = tls_ctx("srv");
+	char dir[256], luri[400], uri[500];
+	cd_tmpdir(dir, sizeof(dir));
+	snprintf(luri, sizeof(luri), "tls+unix://%s/s.sock", dir);
+	conduit_listener *l = fk_listen(ctx, luri);
+	conduit_flow *f = NULL;
+	ck_status(conduit_connect(&f, ctx, luri), CONDUIT_ERR_TLS);
+	ck_assert_ptr_null(f);
+	ck_assert_msg(strstr(conduit_ctx_error(ctx), "no server name") != NULL,
+	              "%s", conduit_ctx_error(ctx));
+	conduit_listener_free(l);
+	struct pair p;
+	snprintf(uri, sizeof(uri), "%s?servername=localhost", luri);
+	pair_open(&p, ctx, ctx, luri, uri);
+	pair_ok(&p);
+	struct conduit_peer_cred cred;
+	ck_status(conduit_flow_peer_cred(p.s, &cred), CONDUIT_OK);
+	ck_assert_int_eq(cred.uid, (int64_t)getuid());
+	ck_assert_int_eq(cred.pid, (int64_t)getpid());
+	pair_talk(&p);
+	pair_free(&p);
+	cd_rmtree(dir);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Verification failures                                               */
+
+/* A server with identity `name`; the client connects to fmt; the client's
+ * handshake must end with want_status and a message holding each of the
+ * words. */
+static void refused(const char *name, conduit_ctx *cctx, const char *fmt,
+                    int want_status, const char *w1, const char *w2)
+{
+	struct pair p;
+	pair_open(&p, tls_ctx(name), cctx, TCP_LISTEN, fmt);
+	pair_handshake(&p);
+	const char *msg = conduit_flow_error(p.c);
+	ck_assert_msg(p.rc_c == want_status, "%s: got %s (%s), want %s", p.uri,
+	              conduit_status_name(p.rc_c), msg,
+	              conduit_status_name(want_status));
+	/* The message names the endpoint (after the resolver). */
+	char port[16];
+	snprintf(port, sizeof(port), ":%d", fk_listener_port(p.l));
+	ck_assert_msg(strstr(msg, "tls tls+tcp://127.0.0.1") != NULL &&
+	                      strstr(msg, port) != NULL,
+	              "no URI in: %s", msg);
+	ck_assert_msg(w1 == NULL || strstr(msg, w1) != NULL, "no '%s' in: %s",
+	              w1, msg);
+	ck_assert_msg(w2 == NULL || strstr(msg, w2) != NULL, "no '%s' in: %s",
+	              w2, msg);
+	/* No application byte comes through a refused handshake. */
+	char b;
+	size_t n = 9;
+	ck_assert_int_ne(conduit_read(p.c, &b, 1, &n), CONDUIT_OK);
+	ck_assert_uint_eq(n, 0);
+	pair_free(&p);
+}
+
+START_TEST(wrong_name_refused)
+{
+	refused("other", tls_ctx(NULL), TCP_NAMED, CONDUIT_ERR_CERT,
+	        "certificate verification failed",
+	        "its names do not include localhost");
+}
+END_TEST
+
+START_TEST(ip_literal_with_ip_san_accepted)
+{
+	struct pair p;
+	pair_open(&p, tls_ctx("srv"), tls_ctx(NULL), TCP_LISTEN,
+	          "tls+tcp://127.0.0.1:PORT");
+	pair_ok(&p);
+	/* No SNI for an IP literal. */
+	ck_assert_ptr_null(conduit_tls_servername(p.c));
+	ck_assert_ptr_null(conduit_tls_servername(p.s));
+	pair_talk(&p);
+	pair_free(&p);
+}
+END_TEST
+
+/* CN=127.0.0.1 is not an IP-address name; https:// goes through the
+ * service table to tls+tcp. */
+START_TEST(ip_literal_cn_only_refused)
+{
+	refused("cnip", tls_ctx(NULL), "https://127.0.0.1:PORT/x",
+	        CONDUIT_ERR_CERT, "its names do not include 127.0.0.1", NULL);
+}
+END_TEST
+
+START_TEST(untrusted_ca_refused_insecure_accepts)
+{
+	need_certs();
+	/* The system bundle does not know the test CA. */
+	refused("srv", fk_new_ctx(), TCP_NAMED, CONDUIT_ERR_CERT,
+	        "the certificate is not trusted (issuer unknown)", NULL);
+	/* Another CA than the server's. */
+	conduit_ctx *c2 = fk_new_ctx();
+	ck_status(conduit_tls_set_ca_file(c2, cp("ca2.crt")), CONDUIT_OK);
+	refused("srv", c2, TCP_NAMED, CONDUIT_ERR_CERT, "not trusted", NULL);
+	/* Untrusted and the wrong name: both reasons, joined. */
+	refused("other", fk_new_ctx(), "tls+tcp://127.0.0.1:PORT",
+	        CONDUIT_ERR_CERT,
+	        "not trusted (issuer unknown), and its names do not include "
+	        "127.0.0.1",
+	        NULL);
+
+	conduit_ctx *ins = fk_new_ctx();
+	ck_status(conduit_tls_insecure_no_verify(ins, 1), CONDUIT_OK);
+	struct pair p;
+	pair_open(&p, tls_ctx("other"), ins, TCP_LISTEN, TCP_NAMED);
+	pair_ok(&p);
+	char subj[128];
+	ck_status(conduit_tls_peer_subject(p.c, subj, sizeof(subj)),
+	          CONDUIT_ERR_CERT);
+	pair_talk(&p);
+	pair_free(&p);
+}
+END_TEST
+
+START_TEST(expired_and_future_refused)
+{
+	refused("expired", tls_ctx(NULL), TCP_NAMED, CONDUIT_ERR_CERT,
+	        "the certificate has expired", NULL);
+	refused("future", tls_ctx(NULL), TCP_NAMED, CONDUIT_ERR_CERT,
+	        "the certificate is not valid yet", NULL);
+}
+END_TEST
+
+/* A plain TCP server that answers with text. */
+START_TEST(plaintext_peer_refused)
+{
+	conduit_ctx *ctx = tls_ctx(NULL);
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
+	char uri[128];
+	with_port(uri, sizeof(uri), TCP_NAMED, fk_listener_port(l));
+	conduit_flow *c = NULL, *s = NULL;
+	ck_status(conduit_connect(&c, ctx, uri), CONDUIT_OK);
+	ck_status(conduit_accept_wait(&s, l, cd_scaled(5000)), CONDUIT_OK);
+	send_str(s, "HTTP/1.0 400 Bad Request\r\n\r\n");
+	int rc = fk_drive_handshake(ctx, c, 200);
+	ck_assert_msg(rc == CONDUIT_ERR_TLS, "%s: %s", conduit_status_name(rc),
+	              conduit_flow_error(c));
+	fk_free_all(c, s, l, ctx);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Mutual TLS                                                          */
+
+static conduit_ctx *mtls_server(void)
+{
+	conduit_ctx *s = tls_ctx("srv");
+	ck_status(conduit_tls_set_client_auth(s, CONDUIT_TLS_VERIFY_REQUIRED),
+	          CONDUIT_OK);
+	return s;
+}
+
+START_TEST(mtls_required)
+{
+	/* No client certificate: the server refuses it. */
+	struct pair p;
+	pair_open(&p, mtls_server(), tls_ctx(NULL), TCP_LISTEN, TCP_NAMED);
+	pair_handshake(&p);
+	ck_assert_msg(p.rc_s == CONDUIT_ERR_CERT, "server: %s (%s)",
+	              conduit_status_name(p.rc_s), conduit_flow_error(p.s));
+	ck_assert_msg(strstr(conduit_flow_error(p.s), "no certificate") != NULL,
+	              "%s", conduit_flow_error(p.s));
+	ck_assert_msg(p.rc_c != CONDUIT_OK, "client got in without a cert");
+	pair_free(&p);
+
+	/* A client certificate from another CA. */
+	pair_open(&p, mtls_server(), tls_ctx("client2"), TCP_LISTEN, TCP_NAMED);
+	pair_handshake(&p);
+	ck_assert_msg(p.rc_s == CONDUIT_ERR_CERT, "server: %s (%s)",
+	              conduit_status_name(p.rc_s), conduit_flow_error(p.s));
+	ck_assert_msg(strstr(conduit_flow_error(p.s), "not trusted") != NULL,
+	              "%s", conduit_flow_error(p.s));
+	ck_assert_int_ne(p.rc_c, CONDUIT_OK);
+	pair_free(&p);
+
+	/* The right one: both read each other's identity. */
+	pair_open(&p, mtls_server(), tls_ctx("client"), TCP_LISTEN, TCP_NAMED);
+	pair_ok(&p);
+	char buf[256];
+	ck_status(conduit_tls_peer_subject(p.s, buf, sizeof(buf)), CONDUIT_OK);
+	ck_assert_str_eq(buf, "CN=client one");
+	const char *want[] = {"DNS:client.example", "email:client@example.org",
+	                      "URI:spiffe://conduit/test"};
+	for (size_t i = 0; i < 3; i++) {
+		ck_status(conduit_tls_peer_san(p.s, i, buf, sizeof(buf)),
+		          CONDUIT_OK);
+		ck_assert_str_eq(buf, want[i]);
+	}
+	ck_status(conduit_tls_peer_san(p.s, 3, buf, sizeof(buf)),
+	          CONDUIT_ERR_NOT_FOUND);
+	ck_status(conduit_tls_peer_subject(p.c, buf, sizeof(buf)), CONDUIT_OK);
+	ck_assert_str_eq(buf, "CN=localhost");
+	ck_status(conduit_tls_peer_san(p.c, 1, buf, sizeof(buf)), CONDUIT_OK);
+	ck_assert_str_eq(buf, "IP:127.0.0.1");
+	ck_status(conduit_tls_peer_subject(p.c, buf, 4), CONDUIT_ERR_INVALID);
+	pair_talk(&p);
+	pair_free(&p);
+}
+END_TEST
+
+START_TEST(mtls_optional)
+{
+	conduit_ctx *s = tls_ctx("srv");
+	ck_status(conduit_tls_set_client_auth(s, CONDUIT_TLS_VERIFY_OPTIONAL),
+	          CONDUIT_OK);
+	struct pair p;
+	pair_open(&p, s, tls_ctx(NULL), TCP_LISTEN, TCP_NAMED);
+	pair_ok(&p);
+	char buf[128];
+	ck_status(conduit_tls_peer_subject(p.s, buf, sizeof(buf)),
+	          CONDUIT_ERR_NOT_FOUND);
+	pair_free(&p);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* ALPN, version, cipher, queries                                      */
+
+START_TEST(alpn_both_ways)
+{
+	const char *srv[] = {"h2", "http/1.1", NULL};
+	struct {
+		const char *client; /* URI alpn= */
+		const char *want;   /* NULL: refused */
+	} cases[] = {
+		{"http/1.1", "http/1.1"},
+		{"x-other,http/1.1,h2", "h2"},
+		{"spdy/1", NULL},
+	};
+	for (size_t i = 0; i < 3; i++) {
+		conduit_ctx *s = tls_ctx("srv");
+		ck_status(conduit_tls_set_alpn(s, srv), CONDUIT_OK);
+		char fmt[128];
+		snprintf(fmt, sizeof(fmt), TCP_NAMED "&alpn=%s", cases[i].client);
+		struct pair p;
+		pair_open(&p, s, tls_ctx(NULL), TCP_LISTEN, fmt);
+		pair_handshake(&p);
+		if (cases[i].want == NULL) {
+			ck_assert_int_eq(p.rc_s, CONDUIT_ERR_TLS);
+			ck_assert_int_ne(p.rc_c, CONDUIT_OK);
+		} else {
+			ck_assert_msg(p.rc_c == CONDUIT_OK && p.rc_s == CONDUIT_OK,
+			              "%s / %s", conduit_flow_error(p.c),
+			              conduit_flow_error(p.s));
+			ck_assert_str_eq(conduit_tls_alpn(p.c), cases[i].want);
+			ck_assert_str_eq(conduit_tls_alpn(p.s), cases[i].want);
+		}
+		pair_free(&p);
+	}
+	/* Client API list, server without ALPN: none negotiated. */
+	conduit_ctx *c = tls_ctx(NULL);
+	ck_status(conduit_tls_set_alpn(c, srv), CONDUIT_OK);
+	struct pair p;
+	pair_open(&p, tls_ctx("srv"), c, TCP_LISTEN, TCP_NAMED);
+	pair_ok(&p);
+	ck_assert_ptr_null(conduit_tls_alpn(p.c));
+	pair_free(&p);
+}
+END_TEST
+
+START_TEST(version_cipher_and_queries)
+{
+	struct fk_events ev = {0};
+	conduit_ctx *c = tls_ctx(NULL);
+	conduit_ctx_set_observer(c, fk_record, &ev);
+	struct pair p;
+	pair_open(&p, tls_ctx("srv"), c, TCP_LISTEN, TCP_NAMED);
+	/* Nothing to report before the handshake. */
+	ck_assert_ptr_null(conduit_tls_version(p.c));
+	char buf[128];
+	ck_status(conduit_tls_peer_subject(p.c, buf, sizeof(buf)),
+	          CONDUIT_ERR_STATE);
+	pair_ok(&p);
+	ck_assert_str_eq(conduit_tls_version(p.c), "TLSv1.2");
+	ck_assert_str_eq(conduit_tls_version(p.s), "TLSv1.2");
+	const char *suite = conduit_tls_cipher(p.c);
+	ck_assert_msg(strstr(suite, "ECDHE-ECDSA") != NULL &&
+	                      (strstr(suite, "GCM") || strstr(suite, "CHACHA")),
+	              "%s", suite);
+	ck_assert_str_eq(suite, conduit_tls_cipher(p.s));
+	ck_assert_str_eq(conduit_tls_servername(p.c), "localhost");
+	ck_assert_str_eq(conduit_tls_servername(p.s), "localhost");
+	ck_assert_int_eq(fk_count_phase(&ev, CONDUIT_PHASE_TLS_HANDSHAKING), 1);
+	ck_assert_int_eq(fk_count_phase(&ev, CONDUIT_PHASE_TLS_HANDSHAKED), 1);
+	ck_assert_str_eq(conduit_phase_name(CONDUIT_PHASE_TLS_HANDSHAKED),
+	                 "tls-handshaked");
+	ck_assert_int_ge(conduit_flow_fd(p.c), 0);
+
+	/* A plain flow is no TLS flow. */
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
+	conduit_flow *a, *b;
+	fk_pair(ctx, l, NULL, &a, &b);
+	ck_assert(!conduit_tls_is_tls(a));
+	ck_assert_ptr_null(conduit_tls_version(a));
+	ck_assert_ptr_null(conduit_tls_cipher(a));
+	ck_assert_ptr_null(conduit_tls_alpn(a));
+	ck_status(conduit_tls_peer_subject(a, buf, sizeof(buf)),
+	          CONDUIT_ERR_UNSUPPORTED);
+	ck_status(conduit_tls_peer_san(a, 0, buf, sizeof(buf)),
+	          CONDUIT_ERR_UNSUPPORTED);
+	ck_status(conduit_tls_peer_subject(NULL, buf, sizeof(buf)),
+	          CONDUIT_ERR_INVALID);
+	ck_assert_str_eq(conduit_strerror(CONDUIT_ERR_TRUNCATED),
+	                 "peer closed without TLS close_notify");
+	fk_free_all(a, b, l, ctx);
+	pair_free(&p);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Ending                                                              */
+
+START_TEST(close_notify_is_clean_eof)
+{
+	struct pair p;
+	pair_open(&p, tls_ctx("srv"), tls_ctx(NULL), TCP_LISTEN, TCP_NAMED);
+	pair_ok(&p);
+	send_str(p.s, "bye\n");
+	ck_status(conduit_close_wait(p.s, cd_scaled(5000)), CONDUIT_OK);
+	char buf[16];
+	read_some(p.c, buf, sizeof(buf), 4);
+	ck_assert_str_eq(buf, "bye\n");
+	size_t n;
+	ck_status(conduit_read_wait(p.c, buf, sizeof(buf), &n, cd_scaled(5000)),
+	          CONDUIT_EOF);
+	ck_status(conduit_read(p.c, buf, sizeof(buf), &n), CONDUIT_EOF);
+	pair_free(&p);
+}
+END_TEST
+
+START_TEST(half_close_then_reply)
+{
+	struct pair p;
+	pair_open(&p, tls_ctx("srv"), tls_ctx(NULL), TCP_LISTEN, TCP_NAMED);
+	pair_ok(&p);
+	send_str(p.c, "question\n");
+	ck_status(conduit_shutdown(p.c, CONDUIT_SHUT_WR), CONDUIT_OK);
+	char buf[32];
+	read_some(p.s, buf, sizeof(buf), 9);
+	size_t n;
+	ck_status(conduit_read_wait(p.s, buf, sizeof(buf), &n, cd_scaled(5000)),
+	          CONDUIT_EOF);
+	send_str(p.s, "answer\n");
+	ck_status(conduit_close_wait(p.s, cd_scaled(5000)), CONDUIT_OK);
+	read_some(p.c, buf, sizeof(buf), 7);
+	ck_assert_str_eq(buf, "answer\n");
+	ck_status(conduit_read_wait(p.c, buf, sizeof(buf), &n, cd_scaled(5000)),
+	          CONDUIT_EOF);
+	pair_free(&p);
+}
+END_TEST
+
+START_TEST(truncation_without_close_notify)
+{
+	struct pair p;
+	pair_open(&p, tls_ctx("srv"), tls_ctx(NULL), TCP_LISTEN, TCP_NAMED);
+	pair_ok(&p);
+	send_str(p.s, "partial");
+	/* Freed without close: the TCP connection ends, no close_notify. */
+	conduit_flow_free(p.s);
+	p.s = NULL;
+	char buf[16];
+	read_some(p.c, buf, sizeof(buf), 7);
+	size_t n;
+	int rc = conduit_read_wait(p.c, buf, sizeof(buf), &n, cd_scaled(5000));
+	ck_assert_msg(rc == CONDUIT_ERR_TRUNCATED, "%s: %s",
+	              conduit_status_name(rc), conduit_flow_error(p.c));
+	ck_assert_msg(strstr(conduit_flow_error(p.c), "close_notify") != NULL,
+	              "%s", conduit_flow_error(p.c));
+	pair_free(&p);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* StartTLS                                                            */
+
+/* A plaintext exchange, then TLS with the connecting side in tls_role. */
+static void starttls_case(const char *luri, int tls_role)
+{
+	conduit_ctx *ctx = tls_ctx("srv");
+	conduit_listener *l = fk_listen(ctx, luri);
+	conduit_flow *c, *s;
+	fk_pair(ctx, l, NULL, &c, &s);
+	char buf[32];
+	send_str(c, "STARTTLS\r\n");
+	read_some(s, buf, sizeof(buf), 10);
+	ck_assert_str_eq(buf, "STARTTLS\r\n");
+	send_str(s, "OK\r\n");
+	read_some(c, buf, sizeof(buf), 4);
+	ck_assert_str_eq(buf, "OK\r\n");
+	int other = tls_role == CONDUIT_ROLE_SERVER ? CONDUIT_ROLE_CLIENT
+	                                            : CONDUIT_ROLE_SERVER;
+	conduit_flow *c0 = c, *s0 = s;
+	int rc = conduit_starttls(&c, tls_role,
+	                          tls_role == CONDUIT_ROLE_CLIENT ? "localhost"
+	                                                          : NULL);
+	ck_assert_msg(rc == CONDUIT_OK, "starttls: %s", conduit_flow_error(c));
+	rc = conduit_starttls(&s, other,
+	                      other == CONDUIT_ROLE_CLIENT ? "localhost" : NULL);
+	ck_assert_msg(rc == CONDUIT_OK, "starttls: %s", conduit_flow_error(s));
+	ck_assert(c != c0 && s != s0);
+	ck_assert(conduit_tls_is_tls(c) && conduit_tls_is_tls(s));
+	struct pair p = {.sctx = ctx, .cctx = ctx, .l = l, .c = c, .s = s};
+	snprintf(p.uri, sizeof(p.uri), "%s", conduit_listener_uri(l));
+	pair_ok(&p);
+	ck_assert_str_eq(conduit_tls_servername(tls_role == CONDUIT_ROLE_SERVER
+	                                                ? c
+	                                                : s),
+	                 "localhost");
+	pair_talk(&p);
+	pair_free(&p);
+}
+
+START_TEST(starttls_connecting_side_is_tls_server)
+{
+	starttls_case("tcp://127.0.0.1:0", CONDUIT_ROLE_SERVER);
+}
+END_TEST
+
+START_TEST(starttls_over_unix_usual_roles)
+{
+	need_certs();
+	char dir[256], uri[400];
+	cd_tmpdir(dir, sizeof(dir));
+	snprintf(uri, sizeof(uri), "unix://%s/st.sock", dir);
+	starttls_case(uri, CONDUIT_ROLE_CLIENT);
+	cd_rmtree(dir);
+}
+END_TEST
+
+/* Bytes sent before the handshake must never be taken as protected. */
+START_TEST(starttls_refused_over_unread_plaintext)
+{
+	conduit_ctx *ctx = tls_ctx("srv");
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
+	conduit_flow *c, *s;
+	fk_pair(ctx, l, NULL, &c, &s);
+	send_str(s, "OK\r\nEVIL");
+	char buf[16];
+	read_some(c, buf, sizeof(buf), 4);
+	ck_assert_str_eq(buf, "OK\r\n");
+	conduit_flow *before = c;
+	int rc = conduit_starttls(&c, CONDUIT_ROLE_CLIENT, "localhost");
+	ck_assert_msg(rc == CONDUIT_ERR_STATE, "%s: %s",
+	              conduit_status_name(rc), conduit_flow_error(c));
+	ck_assert_ptr_eq(c, before);
+	ck_assert_msg(strstr(conduit_flow_error(c), "4 bytes") != NULL, "%s",
+	              conduit_flow_error(c));
+	/* The flow is still the application's, plaintext as it was. */
+	read_some(c, buf, sizeof(buf), 4);
+	ck_assert_str_eq(buf, "EVIL");
+	fk_free_all(c, s, l, ctx);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Non-blocking: pending bytes, deadlines                              */
+
+/* Everything through conduit_poll(): three records, read one byte at a
+ * time; the bytes mbedTLS holds decrypted are announced by no descriptor,
+ * so poll must count them as ready. */
+START_TEST(pending_decrypted_bytes_wake_poll)
+{
+	struct pair p;
+	pair_open(&p, tls_ctx("srv"), tls_ctx(NULL), TCP_LISTEN, TCP_NAMED);
+	pair_ok(&p);
+	uint8_t out[3000];
+	cd_pattern(5, 0, out, sizeof(out));
+	for (int i = 0; i < 3; i++) {
+		size_t n = 0;
+		ck_status(conduit_write(p.c, out + 1000 * i, 1000, &n), CONDUIT_OK);
+		ck_assert_uint_eq(n, 1000);
+	}
+	size_t got = 0;
+	bool saw_buffered = false;
+	for (int turn = 0; turn < 20000 && got < sizeof(out); turn++) {
+		struct conduit_pollitem it = {.flow = p.s, .events = CONDUIT_POLLIN};
+		size_t nready = 0;
+		ck_status(conduit_poll(p.sctx, &it, 1, cd_scaled(2000), &nready),
+		          CONDUIT_OK);
+		ck_assert_msg(nready == 1, "poll timed out after %zu bytes", got);
+		uint8_t b;
+		size_t n = 0;
+		int rc = conduit_read(p.s, &b, 1, &n);
+		if (fk_is_want(rc))
+			continue;
+		ck_status(rc, CONDUIT_OK);
+		ck_assert_uint_eq(b, out[got]);
+		got++;
+		if (got % 1000 != 0) {
+			/* The rest of this record is buffered: ready now. */
+			it.revents = 0;
+			ck_status(conduit_poll(p.sctx, &it, 1, 0, &nready),
+			          CONDUIT_OK);
+			ck_assert_msg(nready == 1,
+			              "buffered bytes not reported after %zu", got);
+			saw_buffered = true;
+		}
+	}
+	ck_assert_uint_eq(got, sizeof(out));
+	ck_assert(saw_buffered);
+	pair_free(&p);
+}
+END_TEST
+
+/* A TCP server that accepts and never answers: the deadline ends it. */
+START_TEST(handshake_deadline)
+{
+	conduit_ctx *ctx = tls_ctx(NULL);
+	ck_status(conduit_tls_set_handshake_timeout(ctx, 300), CONDUIT_OK);
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
+	char uri[128];
+	with_port(uri, sizeof(uri), TCP_NAMED, fk_listener_port(l));
+	conduit_flow *c = NULL, *s = NULL;
+	ck_status(conduit_connect(&c, ctx, uri), CONDUIT_OK);
+	ck_status(conduit_accept_wait(&s, l, cd_scaled(5000)), CONDUIT_OK);
+	uint64_t t0 = cd_now_ms();
+	int rc = fk_drive_handshake(ctx, c, 1000);
+	uint64_t took = cd_now_ms() - t0;
+	ck_assert_msg(rc == CONDUIT_ERR_TIMED_OUT, "%s: %s",
+	              conduit_status_name(rc), conduit_flow_error(c));
+	ck_assert_msg(took >= 250 && took < (uint64_t)cd_scaled(3000),
+	              "took %llu ms", (unsigned long long)took);
+	ck_assert_msg(strstr(conduit_flow_error(c), "timed out") != NULL, "%s",
+	              conduit_flow_error(c));
+	fk_free_all(c, s, l, ctx);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                       */
+
+START_TEST(encrypted_key_needs_password)
+{
+	need_certs();
+	conduit_ctx *s = fk_new_ctx();
+	ck_status(conduit_tls_set_cert_file(s, cp("srv.crt"), cp("srv_enc.key"),
+	                                    NULL),
+	          CONDUIT_ERR_CERT);
+	ck_assert_msg(strstr(conduit_ctx_error(s), "no password") != NULL, "%s",
+	              conduit_ctx_error(s));
+	ck_status(conduit_tls_set_cert_file(s, cp("srv.crt"), cp("srv_enc.key"),
+	                                    "wrong"),
+	          CONDUIT_ERR_CERT);
+	ck_assert_msg(strstr(conduit_ctx_error(s), "wrong password") != NULL,
+	              "%s", conduit_ctx_error(s));
+	ck_status(conduit_tls_set_cert_file(s, cp("srv.crt"), cp("other.key"),
+	                                    NULL),
+	          CONDUIT_ERR_CERT);
+	ck_assert_msg(strstr(conduit_ctx_error(s), "does not belong") != NULL,
+	              "%s", conduit_ctx_error(s));
+	ck_status(conduit_tls_set_cert_file(s, cp("srv.crt"), cp("srv_enc.key"),
+	                                    "sekrit"),
+	          CONDUIT_OK);
+	struct pair p;
+	pair_open(&p, s, tls_ctx(NULL), TCP_LISTEN, TCP_NAMED);
+	pair_ok(&p);
+	pair_talk(&p);
+	pair_free(&p);
+}
+END_TEST
+
+/* CA and identity from memory; a server without an identity. */
+START_TEST(pem_in_memory_and_missing_identity)
+{
+	need_certs();
+	char ca[8192], crt[8192], key[8192];
+	snprintf(ca, sizeof(ca), "%s", slurp(cp("ca.crt")));
+	snprintf(crt, sizeof(crt), "%s", slurp(cp("srv.crt")));
+	snprintf(key, sizeof(key), "%s", slurp(cp("srv.key")));
+	conduit_ctx *s = fk_new_ctx();
+	ck_status(conduit_tls_set_cert_pem(s, crt, strlen(crt), key, strlen(key),
+	                                   NULL),
+	          CONDUIT_OK);
+	conduit_ctx *c = fk_new_ctx();
+	ck_status(conduit_tls_set_ca_pem(c, "junk", 4), CONDUIT_ERR_CERT);
+	ck_status(conduit_tls_set_ca_pem(c, ca, strlen(ca)), CONDUIT_OK);
+	struct pair p;
+	pair_open(&p, s, c, TCP_LISTEN, TCP_NAMED);
+	pair_ok(&p);
+	pair_talk(&p);
+	pair_free(&p);
+
+	/* No identity: accepting cannot make a TLS server. */
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, TCP_LISTEN);
+	char uri[128];
+	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", fk_listener_port(l));
+	conduit_flow *f = NULL, *a = NULL;
+	ck_status(conduit_connect(&f, ctx, uri), CONDUIT_OK);
+	int rc = conduit_accept_wait(&a, l, cd_scaled(5000));
+	ck_assert_msg(rc == CONDUIT_ERR_CERT, "%s: %s", conduit_status_name(rc),
+	              conduit_listener_error(l));
+	ck_assert_msg(strstr(conduit_listener_error(l), "needs a certificate") !=
+	                      NULL,
+	              "%s", conduit_listener_error(l));
+	fk_free_all(f, a, l, ctx);
+}
+END_TEST
+
+/* Changing a setting leaves flows already made alone. */
+START_TEST(settings_change_under_live_flows)
+{
+	struct pair p;
+	conduit_ctx *c = tls_ctx(NULL);
+	pair_open(&p, tls_ctx("srv"), c, TCP_LISTEN, TCP_NAMED);
+	ck_status(conduit_tls_set_ca_file(c, cp("ca2.crt")), CONDUIT_OK);
+	ck_status(conduit_tls_set_cert_file(p.sctx, cp("other.crt"),
+	                                    cp("other.key"), NULL),
+	          CONDUIT_OK);
+	pair_ok(&p);
+	pair_talk(&p);
+	pair_free(&p);
+}
+END_TEST
+
+int main(void)
+{
+	make_certs();
+	const struct cd_test tests[] = {
+		CD_TEST(certificates_made, 0),
+		CD_TEST(s_server_verified_by_api_ca, 20),
+		CD_TEST(s_server_verified_by_uri_ca, 20),
+		CD_TEST(s_server_alpn, 20),
+		CD_TEST(s_client_to_conduit_server, 20),
+		CD_TEST(echo_4mib_tcp, 60),
+		CD_TEST(echo_4mib_unix, 60),
+		CD_TEST(unix_peer_cred_and_name_required, 0),
+		CD_TEST(wrong_name_refused, 0),
+		CD_TEST(ip_literal_with_ip_san_accepted, 0),
+		CD_TEST(ip_literal_cn_only_refused, 0),
+		CD_TEST(untrusted_ca_refused_insecure_accepts, 20),
+		CD_TEST(expired_and_future_refused, 0),
+		CD_TEST(plaintext_peer_refused, 0),
+		CD_TEST(mtls_required, 20),
+		CD_TEST(mtls_optional, 0),
+		CD_TEST(alpn_both_ways, 20),
+		CD_TEST(version_cipher_and_queries, 0),
+		CD_TEST(close_notify_is_clean_eof, 0),
+		CD_TEST(half_close_then_reply, 0),
+		CD_TEST(truncation_without_close_notify, 0),
+		CD_TEST(starttls_connecting_side_is_tls_server, 0),
+		CD_TEST(starttls_over_unix_usual_roles, 0),
+		CD_TEST(starttls_refused_over_unread_plaintext, 0),
+		CD_TEST(pending_decrypted_bytes_wake_poll, 20),
+		CD_TEST(handshake_deadline, 0),
+		CD_TEST(encrypted_key_needs_password, 0),
+		CD_TEST(pem_in_memory_and_missing_identity, 0),
+		CD_TEST(settings_change_under_live_flows, 0),
+	};
+	int rc = cd_run(cd_suite("tls", tests, sizeof(tests) / sizeof(tests[0])));
+	if (certs_ok)
+		cd_rmtree(certdir);
+	return rc;
+}
