@@ -171,6 +171,9 @@ extern const struct conduit_backend cd_backend_tls;
  * NULL when out of memory. */
 void *cd_tls_state_new(void);
 #endif
+#ifdef CONDUIT_HAVE_VCHAN
+extern const struct conduit_backend cd_backend_vchan;
+#endif
 
 /* ---- Private to uri.c and endpoint.c ---------------------------- */
 

@@ -34,6 +34,9 @@ int conduit_ctx_new(conduit_ctx **out)
 	}
 	conduit_ctx_register(ctx, &cd_backend_tls, tls);
 #endif
+#ifdef CONDUIT_HAVE_VCHAN
+	conduit_ctx_register(ctx, &cd_backend_vchan, NULL);
+#endif
 	*out = ctx;
 	return CONDUIT_OK;
 }

@@ -15,7 +15,7 @@
  *   SCHEME     = *( LAYER "+" ) TRANSPORT        ; case-insensitive
  *   LAYER      = "tls"                ; written outermost first, each once,
  *                                     ; at most CD_MAX_LAYERS
- *   TRANSPORT  = "tcp" / "unix" / "unix-abstract"
+ *   TRANSPORT  = "tcp" / "unix" / "unix-abstract" / "vchan"
  *
  *   tcp           "//" [ HOST ] ":" PORT [ "/" ]
  *     HOST       = NAME / IPV4 / "[" IPV6 [ "%25" ZONE ] "]"
@@ -43,6 +43,14 @@
  *     "/x": 1-107 bytes, no NUL byte.  A ':' in AUTH would be a port and
  *     is refused (CONDUIT_ERR_PORT); write it as %3A.
  *
+ *   vchan         "//" DOMAIN "/" PORT
+ *     DOMAIN     a domain id (decimal 0-32751, leading zeros dropped) or a
+ *                name registered in XenStore: 1-63 bytes of [a-z0-9_-],
+ *                lower-cased, not all digits; kept as the endpoint's
+ *                host, of kind CONDUIT_HOST_NONE (never looked up in DNS)
+ *     PORT       the vchan port name: 1-63 bytes of [A-Za-z0-9_-] (case
+ *                kept), written as is (XenStore allows nothing else)
+ *
  *   QUERY      = [ OPTION *( "&" OPTION ) ]
  *   OPTION     = KEY "=" VALUE       ; both decoded; keys case-sensitive
  *     Each key at most once, and only keys on the transport's list:
@@ -50,6 +58,8 @@
  *                      source=IPv4|IPv6 (unbracketed, no zone)
  *       unix           mode=0-0777 (octal)
  *       unix-abstract  none
+ *       vchan          read-ring=BYTES, write-ring=BYTES (1024-1048576:
+ *                      the listening side's ring sizes)
  *
  * No userinfo.  '[' and ']' only around an IPv6 host.  Every byte must be
  * one RFC 3986 allows in a URI: spaces, control characters and bytes of
@@ -527,6 +537,17 @@ static const char *check_keepalive(const char *v, char *buf, size_t len,
 	long x = number(v, 10, 86400);
 	if (x < 1)
 		return "must be a number of seconds from 1 to 86400";
+	snprintf(buf, len, "%ld", x);
+	*canon = buf;
+	return NULL;
+}
+
+static const char *check_ring(const char *v, char *buf, size_t len,
+                              const char **canon)
+{
+	long x = number(v, 10, 1048576);
+	if (x < 1024)
+		return "must be a ring size in bytes from 1024 to 1048576";
 	snprintf(buf, len, "%ld", x);
 	*canon = buf;
 	return NULL;
@@ -1123,6 +1144,98 @@ static void print_abstract(struct sbuf *sb, const conduit_endpoint *ep)
 }
 
 /* ------------------------------------------------------------------ */
+/* vchan: a domain and a port name                                     */
+
+#define VCHAN_NAME_MAX 63
+#define VCHAN_DOMID_MAX 32751 /* DOMID_FIRST_RESERVED - 1 */
+
+static int parse_vchan(struct pstate *ps, const struct parts *pt)
+{
+	conduit_endpoint *ep = ps->ep;
+	char cb[8];
+	if (!pt->has_auth || pt->auth.n == 0)
+		return fail(ps, CONDUIT_ERR_HOST,
+		            "vchan URIs need a domain (vchan://DOMID/PORT or "
+		            "vchan://NAME/PORT)");
+	const char *a = pt->auth.p;
+	size_t an = pt->auth.n;
+	if (memchr(a, ':', an) != NULL)
+		return fail(ps, CONDUIT_ERR_PORT,
+		            "vchan ports are names in the path "
+		            "(vchan://DOMAIN/PORT), not numbers after ':'");
+	bool digits = true;
+	for (size_t i = 0; i < an; i++) {
+		int c = lower((unsigned char)a[i]);
+		if (!is_digit(c))
+			digits = false;
+		if (!is_digit(c) && !(c >= 'a' && c <= 'z') && c != '-' &&
+		    c != '_')
+			return fail(ps, CONDUIT_ERR_HOST,
+			            "invalid character %s in vchan domain (a "
+			            "domain id, or a name of [a-z0-9_-])",
+			            charname(a[i], cb));
+	}
+	if (an > VCHAN_NAME_MAX)
+		return fail(ps, CONDUIT_ERR_HOST,
+		            "vchan domain name is %zu bytes, limit %d", an,
+		            VCHAN_NAME_MAX);
+	char host[VCHAN_NAME_MAX + 1];
+	if (digits) {
+		long x = 0;
+		for (size_t i = 0; i < an && x <= VCHAN_DOMID_MAX; i++)
+			x = x * 10 + (a[i] - '0');
+		if (x > VCHAN_DOMID_MAX)
+			return fail(ps, CONDUIT_ERR_HOST,
+			            "domain id out of range 0-%d", VCHAN_DOMID_MAX);
+		snprintf(host, sizeof(host), "%ld", x);
+	} else {
+		for (size_t i = 0; i < an; i++)
+			host[i] = (char)lower((unsigned char)a[i]);
+		host[an] = '\0';
+	}
+	ep->host = cd_strdup(host);
+	if (ep->host == NULL)
+		return nomem(ps);
+	/* Kept as the host, but of kind NONE: it is no DNS name, and no
+	 * resolver step may look it up (XenStore names are the backend's
+	 * business). */
+	ep->host_kind = CONDUIT_HOST_NONE;
+	const char *p = pt->path.p;
+	size_t pn = pt->path.n;
+	if (pn < 2 || p[0] != '/')
+		return fail(ps, CONDUIT_ERR_PORT,
+		            "vchan URIs need a port name (vchan://DOMAIN/PORT)");
+	p++;
+	pn--;
+	if (pn > VCHAN_NAME_MAX)
+		return fail(ps, CONDUIT_ERR_PORT,
+		            "vchan port name is %zu bytes, limit %d", pn,
+		            VCHAN_NAME_MAX);
+	for (size_t i = 0; i < pn; i++) {
+		int c = (unsigned char)p[i];
+		if (!is_alpha(c) && !is_digit(c) && c != '-' && c != '_')
+			return fail(ps, CONDUIT_ERR_PORT,
+			            "invalid character %s in vchan port name "
+			            "(XenStore allows [A-Za-z0-9_-])",
+			            charname(c, cb));
+	}
+	ep->path = malloc(pn + 1);
+	if (ep->path == NULL)
+		return nomem(ps);
+	memcpy(ep->path, p, pn);
+	ep->path[pn] = '\0';
+	return CONDUIT_OK;
+}
+
+static void print_vchan(struct sbuf *sb, const conduit_endpoint *ep)
+{
+	sb_puts(sb, "//");
+	sb_encode(sb, ep->host != NULL ? ep->host : "", "");
+	sb_puts(sb, "/");
+	sb_encode(sb, ep->path != NULL ? ep->path : "", "");
+}
+
+/* ------------------------------------------------------------------ */
 /* The tables                                                          */
 
 static const struct shape shape_hostport = {parse_hostport, print_hostport,
@@ -1130,6 +1243,7 @@ static const struct shape shape_hostport = {parse_hostport, print_hostport,
 static const struct shape shape_path = {parse_path, print_path, false};
 static const struct shape shape_abstract = {parse_abstract, print_abstract,
                                             false};
+static const struct shape shape_vchan = {parse_vchan, print_vchan, false};
 
 static const struct optdef tcp_opts[] = {
 	{"connect-to", check_connect_to, 0},
@@ -1142,12 +1256,18 @@ static const struct optdef unix_opts[] = {
 	{"mode", check_mode, 0},
 };
 
+static const struct optdef vchan_opts[] = {
+	{"read-ring", check_ring, 0},
+	{"write-ring", check_ring, 0},
+};
+
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 static const struct transport transports[] = {
 	{"tcp", &shape_hostport, tcp_opts, NELEM(tcp_opts)},
 	{"unix", &shape_path, unix_opts, NELEM(unix_opts)},
 	{"unix-abstract", &shape_abstract, NULL, 0},
+	{"vchan", &shape_vchan, vchan_opts, NELEM(vchan_opts)},
 };
 
 static const char *const layer_names[] = {"tls"};

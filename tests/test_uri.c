@@ -194,6 +194,18 @@ static const struct good goods[] = {
 	 "", "unix-abstract://Name"},
 	{"unix-abstract://a%20b%3Fc", "unix-abstract", "", NONE, "", "", -1,
 	 "a b?c", "", "unix-abstract://a%20b%3Fc"},
+	/* vchan: a domain id or a XenStore name, and a port name */
+	{"vchan://7/echo", "vchan", "", NONE, "7", "", -1, "echo", "",
+	 "vchan://7/echo"},
+	{"VCHAN://007/Echo_1", "vchan", "", NONE, "7", "", -1, "Echo_1", "",
+	 "vchan://7/Echo_1"},
+	{"vchan://Logger/syslog", "vchan", "", NONE, "logger", "", -1, "syslog",
+	 "", "vchan://logger/syslog"},
+	{"vchan://0/x?write-ring=65536&read-ring=01024", "vchan", "", NONE, "0",
+	 "", -1, "x", "read-ring=1024&write-ring=65536",
+	 "vchan://0/x?read-ring=1024&write-ring=65536"},
+	{"tls+vchan://db-1/https", "vchan", "tls", NONE, "db-1", "", -1, "https",
+	 "", "tls+vchan://db-1/https"},
 };
 
 struct bad {
@@ -360,6 +372,19 @@ static const struct bad bads[] = {
 	 "unix-abstract URIs take no port"},
 	{"unix-abstract://a%00", CONDUIT_ERR_URI, "NUL byte (%00)"},
 	{"unix-abstract://[x]", CONDUIT_ERR_URI, "invalid character '['"},
+	/* vchan */
+	{"vchan://7", CONDUIT_ERR_PORT, "need a port name"},
+	{"vchan://7/", CONDUIT_ERR_PORT, "need a port name"},
+	{"vchan:///echo", CONDUIT_ERR_HOST, "need a domain"},
+	{"vchan://7:1/echo", CONDUIT_ERR_PORT, "not numbers after ':'"},
+	{"vchan://32752/echo", CONDUIT_ERR_HOST, "out of range"},
+	{"vchan://a.b/echo", CONDUIT_ERR_HOST, "invalid character '.'"},
+	{"vchan://7/a/b", CONDUIT_ERR_PORT, "invalid character '/'"},
+	{"vchan://7/a.b", CONDUIT_ERR_PORT, "invalid character '.'"},
+	{"vchan://7/echo?read-ring=512", CONDUIT_ERR_OPTION, "from 1024"},
+	{"vchan://7/echo?nodelay=1", CONDUIT_ERR_OPTION, "unknown option"},
+	{"vchan://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/x",
+	 CONDUIT_ERR_HOST, "limit 63"},
 };
 
 /* ------------------------------------------------------------------ */

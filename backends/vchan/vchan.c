@@ -1,0 +1,1055 @@
+/*
+ * vchan.c - the Xen vchan transport: byte streams between domains over
+ * shared-memory rings, using the real libxenvchan.
+ *
+ * Endpoints.  vchan://DOMID/PORT talks to a domain by id, vchan://NAME/PORT
+ * to the domain registered as NAME in XenStore.  The ring's keys live at
+ * /local/domain/<server>/data/vchan/<client>/<port>/{ring-ref,
+ * event-channel} (written by libxenvchan) plus "claim", ours.
+ *
+ * Listening.  libxenvchan's server must know its client's domid, so:
+ *   vchan://DOMID/PORT  serves that one domain: a ring is always armed
+ *                       for it; each client that connects gets it, and a
+ *                       fresh ring is armed for the next.
+ *   vchan://NAME/PORT   registers NAME for this domain (ocaml-conduit's
+ *                       /conduit/NAME = domid) and serves any domain that
+ *                       announces itself at /conduit/NAME/<client>/PORT
+ *                       (value: its domid; the node must be owned by that
+ *                       domain): a ring is armed for each announcer.
+ * One libxenvchan server per connection.  libxenvchan's client_init does
+ * not check whether a ring already has a client, so a client first takes
+ * the ring's "claim" key (empty until then, writable only by the client's
+ * domain) in a XenStore transaction, and the server removes the ring's
+ * keys as soon as a client is live on it.  Other domains cannot map the
+ * ring at all (grants name the one domain); two clients of one domain
+ * each get their own ring.
+ *
+ * Names.  A lookup reads /conduit/NAME and refuses unless the node's
+ * owner is the domain its value names, so a domain that writes another's
+ * id into a name, or a name node it does not own, redirects nobody.
+ *
+ * Framing.  vchan has no half-close and no way to tell a clean close from
+ * a dead peer (both clear the live flag), so the stream is framed: a
+ * 4-byte little-endian length before each chunk; 0xffffffff is end of
+ * stream.  A closed ring without it is a reset.
+ *
+ * libxenvchan_wait() blocks in the event channel, so it is called only
+ * after poll says the event descriptor is readable; data already in the
+ * ring is pending work, not something to wait for.
+ *
+ * libxenvchan builds "<path>/event-channel" in a 64-byte buffer and cuts
+ * longer paths silently: such paths are refused here first.
+ */
+#include "core.h"
+
+#include <conduit/vchan.h>
+#include <errno.h>
+#include <libxenvchan.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xenstore.h>
+
+#define VC_EOF_MARK 0xffffffffu
+#define VC_HDR 4u
+/* libxenvchan's own limit on a ring (MAX_RING_SIZE). */
+#define VC_RING_MAX (1u << 20)
+/* libxenvchan's key buffer, less "/event-channel" and the NUL. */
+#define VC_XS_BUF 64
+#define VC_PATH_MAX (VC_XS_BUF - sizeof("/event-channel"))
+/* How often XenStore is polled while connecting or listening. */
+#define VC_POLL_MS 5
+/* How long a client waits for a ring when the context sets no timeout. */
+#define VC_CONNECT_MS 10000
+#define VC_ARMED_MAX 16
+
+struct vc_state {
+	char name[64]; /* registered name, "" if none */
+	unsigned domid;
+	conduit_ctx *ctx;
+};
+
+struct vc_flow {
+	conduit_flow base;
+	struct libxenvchan *ctrl;
+	int fd;
+	uint32_t rleft;  /* payload bytes left in the current record */
+	bool peer_eof;
+	bool eof_wanted, eof_sent;
+	/* while connecting */
+	struct xs_handle *xs;
+	unsigned server;
+	char path[VC_XS_BUF];
+	char announce[160];
+	uint64_t deadline;
+	bool saw_ring;
+};
+
+struct vc_ring {
+	struct libxenvchan *ctrl;
+	unsigned peer;
+	char path[VC_XS_BUF];
+};
+
+struct vc_listener {
+	conduit_listener base;
+	struct xs_handle *xs;
+	unsigned self;
+	bool named, registered;
+	unsigned direct_peer;
+	char name[64];
+	char port[64];
+	size_t read_min, write_min;
+	size_t narmed;
+	struct vc_ring armed[VC_ARMED_MAX];
+};
+
+extern const struct conduit_backend cd_backend_vchan;
+
+/* ---- XenStore helpers ------------------------------------------------ */
+
+static struct xs_handle *open_xs(conduit_ctx *ctx, const char *what)
+{
+	struct xs_handle *xs = xs_open(0);
+	if (xs == NULL)
+		conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
+		                 "%s: cannot reach XenStore: %s (not a Xen "
+		                 "domain, or no emulation configured)",
+		                 what, strerror(errno));
+	return xs;
+}
+
+static int read_domid(struct xs_handle *xs, unsigned *out)
+{
+	char *v = xs_read(xs, XBT_NULL, "domid", NULL);
+	if (v == NULL)
+		return -1;
+	char *end;
+	unsigned long d = strtoul(v, &end, 10);
+	int ok = *v != '\0' && *end == '\0' && d <= 32751;
+	free(v);
+	if (!ok)
+		return -1;
+	*out = (unsigned)d;
+	return 0;
+}
+
+static bool valid_name(const char *n)
+{
+	size_t len = strlen(n);
+	bool digits = true;
+	if (len == 0 || len > 63)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = n[i];
+		if (!(c >= '0' && c <= '9'))
+			digits = false;
+		if (!(c >= 'a' && c <= 'z') && !(c >= '0' && c <= '9') &&
+		    c != '-' && c != '_')
+			return false;
+	}
+	return !digits;
+}
+
+static bool is_domid(const char *s)
+{
+	return s[0] >= '0' && s[0] <= '9';
+}
+
+/* /conduit/NAME -> domid, with the owner check.  Message on ctx. */
+static int lookup(conduit_ctx *ctx, struct xs_handle *xs, const char *name,
+                  unsigned *out)
+{
+	char node[96];
+	snprintf(node, sizeof(node), "/conduit/%s", name);
+	char *v = xs_read(xs, XBT_NULL, node, NULL);
+	if (v == NULL) {
+		if (errno == EACCES)
+			return conduit_ctx_fail(ctx, CONDUIT_ERR_PERMISSION,
+			                        "vchan name %s: XenStore refuses "
+			                        "to let this domain read %s",
+			                        name, node);
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
+		                        "vchan name %s: no domain registered "
+		                        "it (%s: %s)",
+		                        name, node, strerror(errno));
+	}
+	char *end;
+	unsigned long d = strtoul(v, &end, 10);
+	bool num = *v != '\0' && *end == '\0' && d <= 32751;
+	free(v);
+	if (!num)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
+		                        "vchan name %s: %s does not hold a "
+		                        "domain id",
+		                        name, node);
+	unsigned n = 0;
+	struct xs_permissions *p = xs_get_permissions(xs, XBT_NULL, node, &n);
+	if (p == NULL || n == 0) {
+		free(p);
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_PERMISSION,
+		                        "vchan name %s: cannot read the owner "
+		                        "of %s: %s",
+		                        name, node, strerror(errno));
+	}
+	unsigned owner = p[0].id;
+	free(p);
+	if (owner != d)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_PERMISSION,
+		                        "vchan name %s: %s names domain %lu but "
+		                        "is owned by domain %u; refusing it",
+		                        name, node, d, owner);
+	*out = (unsigned)d;
+	return CONDUIT_OK;
+}
+
+/* Register name for domain self (see vchan.h).  Message on ctx. */
+static int register_name(conduit_ctx *ctx, struct xs_handle *xs,
+                         const char *name, unsigned self)
+{
+	char node[96], val[16];
+	snprintf(node, sizeof(node), "/conduit/%s", name);
+	snprintf(val, sizeof(val), "%u", self);
+	unsigned d;
+	if (lookup(ctx, xs, name, &d) == CONDUIT_OK) {
+		if (d == self)
+			return CONDUIT_OK;
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_ADDR_IN_USE,
+		                        "vchan name %s is registered by domain "
+		                        "%u",
+		                        name, d);
+	}
+	unsigned n = 0;
+	struct xs_permissions *p = xs_get_permissions(xs, XBT_NULL, node, &n);
+	if (p != NULL) {
+		unsigned owner = n > 0 ? p[0].id : 0;
+		free(p);
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_ADDR_IN_USE,
+		                        "vchan name %s: %s exists, owned by "
+		                        "domain %u",
+		                        name, node, owner);
+	}
+	xs_transaction_t t = xs_transaction_start(xs);
+	/* The node must not exist: a write would take over one that
+	 * appeared since we looked, if we could write it. */
+	char *again = t != XBT_NULL ? xs_read(xs, t, node, NULL) : NULL;
+	bool ok = t != XBT_NULL && again == NULL &&
+	          xs_write(xs, t, node, val, (unsigned)strlen(val));
+	int err = errno;
+	if (ok) {
+		/* Others read it and announce under it; writing is how
+		 * ocaml-conduit's clients announce (see README). */
+		struct xs_permissions perms[1] = {
+			{self, XS_PERM_READ | XS_PERM_WRITE}};
+		ok = xs_set_permissions(xs, t, node, perms, 1);
+		err = errno;
+	}
+	free(again);
+	if (t != XBT_NULL)
+		xs_transaction_end(xs, t, !ok);
+	if (again != NULL)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_ADDR_IN_USE,
+		                        "vchan name %s was registered meanwhile",
+		                        name);
+	if (!ok)
+		return conduit_ctx_fail(ctx, err == EACCES ? CONDUIT_ERR_PERMISSION
+		                                           : CONDUIT_ERR_SYSTEM,
+		                        "vchan name %s: cannot write %s: %s", name,
+		                        node, strerror(err));
+	return CONDUIT_OK;
+}
+
+static void unregister_name(struct xs_handle *xs, const char *name,
+                            unsigned self)
+{
+	char node[96];
+	snprintf(node, sizeof(node), "/conduit/%s", name);
+	unsigned n = 0;
+	struct xs_permissions *p = xs_get_permissions(xs, XBT_NULL, node, &n);
+	/* Only ever remove our own node. */
+	if (p != NULL && n > 0 && p[0].id == self)
+		xs_rm(xs, XBT_NULL, node);
+	free(p);
+}
+
+/* The ring path, or a PATH_TOO_LONG message. */
+static int ring_path(conduit_ctx *ctx, char *buf, unsigned server,
+                     unsigned client, const char *port, const char *uri)
+{
+	int n = snprintf(buf, VC_XS_BUF, "/local/domain/%u/data/vchan/%u/%s",
+	                 server, client, port);
+	if (n < 0 || (size_t)n > VC_PATH_MAX)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_PATH_TOO_LONG,
+		                        "%s: XenStore path "
+		                        "/local/domain/%u/data/vchan/%u/%s is %d "
+		                        "bytes; libxenvchan allows %zu (shorten "
+		                        "the port name)",
+		                        uri, server, client, port, n,
+		                        (size_t)VC_PATH_MAX);
+	return CONDUIT_OK;
+}
+
+static struct vc_state *state_of(conduit_ctx *ctx)
+{
+	const struct cd_registration *r = cd_find_transport(ctx, "vchan");
+	if (r == NULL || r->be != &cd_backend_vchan)
+		return NULL;
+	return r->state;
+}
+
+/* ---- Flows -------------------------------------------------------- */
+
+static struct vc_flow *vf_of(conduit_flow *f)
+{
+	return (struct vc_flow *)f;
+}
+
+/* Consume events, but only when the descriptor says there are some:
+ * libxenvchan_wait() would block otherwise. */
+static void drain_events(struct vc_flow *vf)
+{
+	struct pollfd p = {vf->fd, POLLIN, 0};
+	while (poll(&p, 1, 0) == 1 && (p.revents & POLLIN)) {
+		if (libxenvchan_wait(vf->ctrl) < 0)
+			break;
+		p.revents = 0;
+	}
+}
+
+static int try_send_eof(struct vc_flow *vf)
+{
+	if (!vf->eof_wanted || vf->eof_sent)
+		return CONDUIT_OK;
+	if (!libxenvchan_is_open(vf->ctrl)) {
+		vf->eof_sent = true; /* nobody left to tell */
+		return CONDUIT_OK;
+	}
+	if (libxenvchan_buffer_space(vf->ctrl) < (int)VC_HDR)
+		return CONDUIT_WANT_WRITE;
+	uint32_t m = VC_EOF_MARK;
+	if (libxenvchan_write(vf->ctrl, &m, VC_HDR) != (int)VC_HDR)
+		return conduit_flow_fail(&vf->base, CONDUIT_ERR_RESET,
+		                         "shutdown %s: cannot write to the ring",
+		                         vf->base.uri);
+	vf->eof_sent = true;
+	return CONDUIT_OK;
+}
+
+static int peer_gone(struct vc_flow *vf, const char *op)
+{
+	if (vf->peer_eof)
+		return CONDUIT_EOF;
+	return conduit_flow_fail(&vf->base, CONDUIT_ERR_RESET,
+	                         "%s %s: the peer domain closed the vchan "
+	                         "without ending the stream (it died or was "
+	                         "killed)",
+	                         op, vf->base.uri);
+}
+
+static int vf_read(conduit_flow *f, void *buf, size_t len, size_t *nread)
+{
+	struct vc_flow *vf = vf_of(f);
+	drain_events(vf);
+	try_send_eof(vf);
+	if (vf->peer_eof)
+		return CONDUIT_EOF;
+	if (vf->rleft == 0) {
+		if (libxenvchan_data_ready(vf->ctrl) < (int)VC_HDR) {
+			if (!libxenvchan_is_open(vf->ctrl) &&
+			    libxenvchan_data_ready(vf->ctrl) < (int)VC_HDR)
+				return peer_gone(vf, "read");
+			return CONDUIT_WANT_READ;
+		}
+		unsigned char h[VC_HDR];
+		if (libxenvchan_recv(vf->ctrl, h, VC_HDR) != (int)VC_HDR)
+			return CONDUIT_WANT_READ;
+		uint32_t n = (uint32_t)h[0] | (uint32_t)h[1] << 8 |
+		             (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+		if (n == VC_EOF_MARK) {
+			vf->peer_eof = true;
+			return CONDUIT_EOF;
+		}
+		if (n == 0 || n > VC_RING_MAX)
+			return conduit_flow_fail(f, CONDUIT_ERR_RESET,
+			                         "read %s: malformed record "
+			                         "(length %u) from the peer",
+			                         f->uri, n);
+		vf->rleft = n;
+	}
+	size_t want = len < vf->rleft ? len : vf->rleft;
+	if (want > INT32_MAX)
+		want = INT32_MAX;
+	int n = libxenvchan_read(vf->ctrl, buf, want);
+	if (n > 0) {
+		vf->rleft -= (uint32_t)n;
+		*nread = (size_t)n;
+		return CONDUIT_OK;
+	}
+	if (n < 0 || !libxenvchan_is_open(vf->ctrl))
+		return peer_gone(vf, "read");
+	return CONDUIT_WANT_READ;
+}
+
+static int vf_writev(conduit_flow *f, const struct conduit_iov *iov,
+                     size_t iovcnt, size_t *nwritten)
+{
+	struct vc_flow *vf = vf_of(f);
+	drain_events(vf);
+	if (!libxenvchan_is_open(vf->ctrl))
+		return conduit_flow_fail(f, vf->peer_eof ? CONDUIT_ERR_CLOSED
+		                                         : CONDUIT_ERR_RESET,
+		                         "write %s: the peer domain closed the "
+		                         "vchan",
+		                         f->uri);
+	int space = libxenvchan_buffer_space(vf->ctrl);
+	if (space <= (int)VC_HDR)
+		return CONDUIT_WANT_WRITE;
+	size_t total = 0;
+	for (size_t i = 0; i < iovcnt; i++)
+		total += iov[i].len;
+	size_t n = total < (size_t)space - VC_HDR ? total : (size_t)space - VC_HDR;
+	unsigned char h[VC_HDR] = {(unsigned char)n, (unsigned char)(n >> 8),
+	                           (unsigned char)(n >> 16),
+	                           (unsigned char)(n >> 24)};
+	/* We are the only writer and the space is there: every write
+	 * below goes through whole. */
+	if (libxenvchan_write(vf->ctrl, h, VC_HDR) != (int)VC_HDR)
+		return peer_gone(vf, "write");
+	size_t done = 0;
+	for (size_t i = 0; i < iovcnt && done < n; i++) {
+		size_t k = iov[i].len < n - done ? iov[i].len : n - done;
+		if (k == 0)
+			continue;
+		if (libxenvchan_write(vf->ctrl, iov[i].base, k) != (int)k)
+			return peer_gone(vf, "write");
+		done += k;
+	}
+	*nwritten = n;
+	return CONDUIT_OK;
+}
+
+static int vf_shutdown(conduit_flow *f, unsigned how)
+{
+	struct vc_flow *vf = vf_of(f);
+	if (how & CONDUIT_SHUT_WR) {
+		vf->eof_wanted = true;
+		int rc = try_send_eof(vf);
+		if (rc != CONDUIT_OK && rc != CONDUIT_WANT_WRITE)
+			return rc;
+		/* No room yet: sent by a later read, write or close. */
+	}
+	return CONDUIT_OK;
+}
+
+static int vf_close(conduit_flow *f)
+{
+	struct vc_flow *vf = vf_of(f);
+	drain_events(vf);
+	vf->eof_wanted = true;
+	return try_send_eof(vf);
+}
+
+static void vf_destroy(conduit_flow *f)
+{
+	struct vc_flow *vf = vf_of(f);
+	if (vf->ctrl != NULL)
+		libxenvchan_close(vf->ctrl);
+	if (vf->announce[0] != '\0' && vf->xs != NULL)
+		xs_rm(vf->xs, XBT_NULL, vf->announce);
+	if (vf->xs != NULL)
+		xs_close(vf->xs);
+	conduit_flow_fini(f);
+	free(vf);
+}
+
+static void vf_wait(conduit_flow *f, unsigned interest,
+                    struct conduit_waitset *ws)
+{
+	struct vc_flow *vf = vf_of(f);
+	(void)interest;
+	if (vf->ctrl == NULL) {
+		/* Connecting: XenStore is polled. */
+		uint64_t at = conduit_now_ms() + VC_POLL_MS;
+		conduit_waitset_deadline(ws, at < vf->deadline ? at : vf->deadline);
+		return;
+	}
+	/* Asking for the counts also asks the peer to notify us when they
+	 * change (libxenvchan's request_notify). */
+	libxenvchan_data_ready(vf->ctrl);
+	libxenvchan_buffer_space(vf->ctrl);
+	conduit_waitset_fd(ws, vf->fd, CONDUIT_POLLIN);
+}
+
+static unsigned vf_pending(conduit_flow *f, unsigned interest)
+{
+	struct vc_flow *vf = vf_of(f);
+	unsigned r = 0;
+	if (vf->ctrl == NULL) {
+		/* Connecting: ready when a free ring has appeared (the
+		 * handshake then claims it) or the time is up. */
+		if (conduit_now_ms() >= vf->deadline)
+			return interest;
+		char key[VC_XS_BUF + 16];
+		snprintf(key, sizeof(key), "%s/claim", vf->path);
+		char *c = xs_read(vf->xs, XBT_NULL, key, NULL);
+		bool free_ring = c != NULL && c[0] == '\0';
+		free(c);
+		return free_ring ? interest : 0;
+	}
+	bool open = libxenvchan_is_open(vf->ctrl) != 0;
+	int ready = libxenvchan_data_ready(vf->ctrl);
+	if ((interest & CONDUIT_POLLIN) &&
+	    (vf->peer_eof || !open ||
+	     (vf->rleft > 0 ? ready > 0 : ready >= (int)VC_HDR)))
+		r |= CONDUIT_POLLIN;
+	if ((interest & CONDUIT_POLLOUT) &&
+	    (!open || libxenvchan_buffer_space(vf->ctrl) > (int)VC_HDR))
+		r |= CONDUIT_POLLOUT;
+	return r;
+}
+
+static int vf_fd(const conduit_flow *f)
+{
+	const struct vc_flow *vf = (const struct vc_flow *)f;
+	return vf->ctrl != NULL ? vf->fd : -1;
+}
+
+static int vf_unread(conduit_flow *f, size_t *n)
+{
+	struct vc_flow *vf = vf_of(f);
+	int r = vf->ctrl != NULL ? libxenvchan_data_ready(vf->ctrl) : 0;
+	*n = r > 0 ? (size_t)r : 0;
+	return CONDUIT_OK;
+}
+
+/* Connecting: wait for a ring for us, claim it, map it. */
+static int vf_handshake(conduit_flow *f)
+{
+	struct vc_flow *vf = vf_of(f);
+	if (vf->ctrl != NULL)
+		return CONDUIT_OK;
+	char key[VC_XS_BUF + 16];
+	snprintf(key, sizeof(key), "%s/claim", vf->path);
+	char *c = xs_read(vf->xs, XBT_NULL, key, NULL);
+	bool won = false;
+	if (c != NULL) {
+		vf->saw_ring = true;
+		if (c[0] == '\0') {
+			/* Claim it atomically: two clients of one domain
+			 * must not both take one ring. */
+			char me[48];
+			snprintf(me, sizeof(me), "%ld-%p", (long)getpid(),
+			         (void *)vf);
+			xs_transaction_t t = xs_transaction_start(vf->xs);
+			char *again = t != XBT_NULL ? xs_read(vf->xs, t, key, NULL)
+			                            : NULL;
+			if (again != NULL && again[0] == '\0')
+				won = xs_write(vf->xs, t, key, me,
+				               (unsigned)strlen(me));
+			free(again);
+			if (t != XBT_NULL)
+				xs_transaction_end(vf->xs, t, !won);
+		}
+		free(c);
+	}
+	if (!won) {
+		if (conduit_now_ms() < vf->deadline)
+			return CONDUIT_WANT_WRITE;
+		if (!vf->saw_ring)
+			return conduit_flow_fail(f, CONDUIT_ERR_REFUSED,
+			                         "connect %s: no vchan server for "
+			                         "this domain on that port (no "
+			                         "ring at %s)",
+			                         f->uri, vf->path);
+		return conduit_flow_fail(f, CONDUIT_ERR_TIMED_OUT,
+		                         "connect %s: timed out waiting for a "
+		                         "free ring at %s",
+		                         f->uri, vf->path);
+	}
+	vf->ctrl = libxenvchan_client_init(NULL, (int)vf->server, vf->path);
+	if (vf->ctrl == NULL)
+		return conduit_flow_fail(f, CONDUIT_ERR_REFUSED,
+		                         "connect %s: libxenvchan could not set "
+		                         "up the ring at %s: %s",
+		                         f->uri, vf->path, strerror(errno));
+	vf->ctrl->blocking = 0;
+	vf->fd = libxenvchan_fd_for_select(vf->ctrl);
+	if (vf->announce[0] != '\0')
+		xs_rm(vf->xs, XBT_NULL, vf->announce);
+	vf->announce[0] = '\0';
+	xs_close(vf->xs);
+	vf->xs = NULL;
+	if (conduit_observed(f->ctx))
+		conduit_emit(f->ctx, CONDUIT_PHASE_CONNECTED, CONDUIT_OK, f->uri,
+		             vf->path, f);
+	return CONDUIT_OK;
+}
+
+static const struct conduit_flow_ops vc_flow_ops = {
+	.name = "vchan",
+	.handshake = vf_handshake,
+	.read = vf_read,
+	.writev = vf_writev,
+	.shutdown = vf_shutdown,
+	.close = vf_close,
+	.destroy = vf_destroy,
+	.wait = vf_wait,
+	.pending = vf_pending,
+	.fd = vf_fd,
+	.unread = vf_unread,
+};
+
+static struct vc_flow *new_flow(conduit_ctx *ctx, const char *uri)
+{
+	struct vc_flow *vf = calloc(1, sizeof(*vf));
+	if (vf == NULL ||
+	    conduit_flow_init(&vf->base, &vc_flow_ops, ctx, uri) != CONDUIT_OK) {
+		free(vf);
+		conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM, "vchan: out of memory");
+		return NULL;
+	}
+	vf->fd = -1;
+	return vf;
+}
+
+static int vc_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
+                      conduit_flow **out)
+{
+	(void)state;
+	if (conduit_endpoint_option(ep, "read-ring") != NULL ||
+	    conduit_endpoint_option(ep, "write-ring") != NULL)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
+		                        "connect %s: ring sizes are chosen by "
+		                        "the listening side",
+		                        ep->uri);
+	struct xs_handle *xs = open_xs(ctx, ep->uri);
+	if (xs == NULL)
+		return CONDUIT_ERR_UNSUPPORTED;
+	unsigned self, server;
+	int rc = CONDUIT_OK;
+	if (read_domid(xs, &self) < 0) {
+		xs_close(xs);
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
+		                        "connect %s: this domain's id is not in "
+		                        "XenStore",
+		                        ep->uri);
+	}
+	bool named = !is_domid(ep->host);
+	if (named)
+		rc = lookup(ctx, xs, ep->host, &server);
+	else
+		server = (unsigned)strtoul(ep->host, NULL, 10);
+	struct vc_flow *vf = NULL;
+	char path[VC_XS_BUF];
+	if (rc == CONDUIT_OK)
+		rc = ring_path(ctx, path, server, self, ep->path, ep->uri);
+	if (rc == CONDUIT_OK && (vf = new_flow(ctx, ep->uri)) == NULL)
+		rc = CONDUIT_ERR_NOMEM;
+	if (rc != CONDUIT_OK) {
+		xs_close(xs);
+		return rc;
+	}
+	memcpy(vf->path, path, sizeof(path));
+	vf->xs = xs;
+	vf->server = server;
+	uint32_t ms = ctx->connect_timeout_ms ? ctx->connect_timeout_ms
+	                                      : VC_CONNECT_MS;
+	vf->deadline = conduit_now_ms() + ms;
+	if (named) {
+		/* Announce: /conduit/SERVER/CLIENT/PORT = our domid. */
+		struct vc_state *st = state_of(ctx);
+		char me[64], val[16];
+		if (st != NULL && st->name[0] != '\0')
+			snprintf(me, sizeof(me), "%s", st->name);
+		else
+			snprintf(me, sizeof(me), "dom%u", self);
+		snprintf(vf->announce, sizeof(vf->announce), "/conduit/%s/%s/%s",
+		         ep->host, me, ep->path);
+		snprintf(val, sizeof(val), "%u", self);
+		if (!xs_write(xs, XBT_NULL, vf->announce, val,
+		              (unsigned)strlen(val))) {
+			int e = errno;
+			vf->announce[0] = '\0';
+			vf_destroy(&vf->base);
+			return conduit_ctx_fail(ctx, e == EACCES
+			                                     ? CONDUIT_ERR_PERMISSION
+			                                     : CONDUIT_ERR_SYSTEM,
+			                        "connect %s: cannot announce this "
+			                        "domain under /conduit/%s: %s",
+			                        ep->uri, ep->host, strerror(e));
+		}
+	}
+	if (conduit_observed(ctx))
+		conduit_emit(ctx, CONDUIT_PHASE_CONNECTING, CONDUIT_OK, ep->uri,
+		             vf->path, &vf->base);
+	*out = &vf->base;
+	return CONDUIT_OK;
+}
+
+/* ---- Listeners ------------------------------------------------------ */
+
+static struct vc_listener *vl_of(conduit_listener *l)
+{
+	return (struct vc_listener *)l;
+}
+
+/* Arm a server ring for domain peer; false (message on l) on failure. */
+static int arm(struct vc_listener *vl, unsigned peer)
+{
+	if (vl->narmed == VC_ARMED_MAX)
+		return CONDUIT_OK; /* others wait for a slot */
+	for (size_t i = 0; i < vl->narmed; i++)
+		if (vl->armed[i].peer == peer)
+			return CONDUIT_OK;
+	struct vc_ring *r = &vl->armed[vl->narmed];
+	int rc = ring_path(vl->base.ctx, r->path, vl->self, peer, vl->port,
+	                   vl->base.uri);
+	if (rc != CONDUIT_OK)
+		return conduit_listener_fail(&vl->base, rc, "%s",
+		                             conduit_ctx_error(vl->base.ctx));
+	r->ctrl = libxenvchan_server_init(NULL, (int)peer, r->path,
+	                                  vl->read_min, vl->write_min);
+	if (r->ctrl == NULL)
+		return conduit_listener_fail(&vl->base, CONDUIT_ERR_SYSTEM,
+		                             "listen %s: libxenvchan could not "
+		                             "make a ring for domain %u: %s",
+		                             vl->base.uri, peer, strerror(errno));
+	r->ctrl->blocking = 0;
+	/* The claim key: empty, writable by the peer domain only. */
+	char key[VC_XS_BUF + 16];
+	snprintf(key, sizeof(key), "%s/claim", r->path);
+	struct xs_permissions perms[2] = {{vl->self, XS_PERM_NONE},
+	                                  {peer, XS_PERM_READ | XS_PERM_WRITE}};
+	if (!xs_write(vl->xs, XBT_NULL, key, "", 0) ||
+	    !xs_set_permissions(vl->xs, XBT_NULL, key, perms, 2)) {
+		int e = errno;
+		libxenvchan_close(r->ctrl);
+		return conduit_listener_fail(&vl->base, CONDUIT_ERR_SYSTEM,
+		                             "listen %s: cannot write %s: %s",
+		                             vl->base.uri, key, strerror(e));
+	}
+	r->peer = peer;
+	vl->narmed++;
+	return CONDUIT_OK;
+}
+
+/* Named listeners: arm a ring for each new announcement. */
+static void scan_announcements(struct vc_listener *vl)
+{
+	char dir[96];
+	snprintf(dir, sizeof(dir), "/conduit/%s", vl->name);
+	unsigned n = 0;
+	char **kids = xs_directory(vl->xs, XBT_NULL, dir, &n);
+	for (unsigned i = 0; kids != NULL && i < n; i++) {
+		char node[256];
+		snprintf(node, sizeof(node), "%s/%s/%s", dir, kids[i], vl->port);
+		char *v = xs_read(vl->xs, XBT_NULL, node, NULL);
+		if (v == NULL)
+			continue;
+		char *end;
+		unsigned long d = strtoul(v, &end, 10);
+		bool ok = *v != '\0' && *end == '\0' && d <= 32751;
+		free(v);
+		unsigned np = 0;
+		struct xs_permissions *p =
+			ok ? xs_get_permissions(vl->xs, XBT_NULL, node, &np) : NULL;
+		/* Only a domain may announce itself. */
+		ok = ok && p != NULL && np > 0 && p[0].id == d;
+		free(p);
+		xs_rm(vl->xs, XBT_NULL, node);
+		if (ok)
+			arm(vl, (unsigned)d);
+	}
+	free(kids);
+}
+
+static void disarm(struct vc_listener *vl, size_t i)
+{
+	vl->armed[i] = vl->armed[--vl->narmed];
+}
+
+static int vl_accept(conduit_listener *l, conduit_flow **out)
+{
+	struct vc_listener *vl = vl_of(l);
+	if (vl->named)
+		scan_announcements(vl);
+	else if (vl->narmed == 0) {
+		int rc = arm(vl, vl->direct_peer);
+		if (rc != CONDUIT_OK)
+			return rc;
+	}
+	for (size_t i = 0; i < vl->narmed; i++) {
+		struct vc_ring *r = &vl->armed[i];
+		int fd = libxenvchan_fd_for_select(r->ctrl);
+		struct pollfd p = {fd, POLLIN, 0};
+		while (poll(&p, 1, 0) == 1 && (p.revents & POLLIN)) {
+			if (libxenvchan_wait(r->ctrl) < 0)
+				break;
+			p.revents = 0;
+		}
+		int live = libxenvchan_is_open(r->ctrl);
+		if (live == 2)
+			continue; /* nobody yet */
+		struct libxenvchan *ctrl = r->ctrl;
+		unsigned peer = r->peer;
+		/* Connected (or come and gone): hide the ring from everyone
+		 * else now, and stop libxenvchan from removing the keys
+		 * again at close, when they may be the next ring's. */
+		xs_rm(vl->xs, XBT_NULL, r->path);
+		free(ctrl->xs_path);
+		ctrl->xs_path = NULL;
+		disarm(vl, i);
+		if (!vl->named)
+			arm(vl, vl->direct_peer);
+		if (live == 0) {
+			libxenvchan_close(ctrl);
+			i = (size_t)-1; /* the list changed: start over */
+			continue;
+		}
+		char uri[128];
+		snprintf(uri, sizeof(uri), "vchan://%u/%s", peer, vl->port);
+		struct vc_flow *vf = new_flow(l->ctx, uri);
+		if (vf == NULL) {
+			libxenvchan_close(ctrl);
+			return conduit_listener_fail(l, CONDUIT_ERR_NOMEM,
+			                             "accept: out of memory");
+		}
+		vf->ctrl = ctrl;
+		vf->fd = fd;
+		vf->base.state |= CONDUIT_FLOW_ESTABLISHED;
+		if (conduit_observed(l->ctx))
+			conduit_emit(l->ctx, CONDUIT_PHASE_ACCEPTED, CONDUIT_OK,
+			             l->uri, uri, &vf->base);
+		*out = &vf->base;
+		return CONDUIT_OK;
+	}
+	return CONDUIT_WANT_READ;
+}
+
+static void vl_wait(conduit_listener *l, struct conduit_waitset *ws)
+{
+	struct vc_listener *vl = vl_of(l);
+	for (size_t i = 0; i < vl->narmed; i++)
+		conduit_waitset_fd(ws, libxenvchan_fd_for_select(vl->armed[i].ctrl),
+		                   CONDUIT_POLLIN);
+	if (vl->named || vl->narmed == 0)
+		conduit_waitset_deadline(ws, conduit_now_ms() + VC_POLL_MS);
+}
+
+static unsigned vl_pending(conduit_listener *l)
+{
+	struct vc_listener *vl = vl_of(l);
+	/* XenStore has no descriptor here: looking at it is pending work,
+	 * done each time the caller is about to sleep. */
+	if (vl->named)
+		scan_announcements(vl);
+	else if (vl->narmed == 0)
+		arm(vl, vl->direct_peer);
+	for (size_t i = 0; i < vl->narmed; i++)
+		if (libxenvchan_is_open(vl->armed[i].ctrl) != 2)
+			return 1;
+	return 0;
+}
+
+static void vl_destroy(conduit_listener *l)
+{
+	struct vc_listener *vl = vl_of(l);
+	for (size_t i = 0; i < vl->narmed; i++)
+		libxenvchan_close(vl->armed[i].ctrl);
+	if (vl->registered)
+		unregister_name(vl->xs, vl->name, vl->self);
+	if (vl->xs != NULL)
+		xs_close(vl->xs);
+	conduit_listener_fini(l);
+	free(vl);
+}
+
+static const struct conduit_listener_ops vc_listener_ops = {
+	.name = "vchan",
+	.accept = vl_accept,
+	.destroy = vl_destroy,
+	.wait = vl_wait,
+	.pending = vl_pending,
+};
+
+static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
+                     conduit_listener **out)
+{
+	(void)state;
+	struct xs_handle *xs = open_xs(ctx, ep->uri);
+	if (xs == NULL)
+		return CONDUIT_ERR_UNSUPPORTED;
+	struct vc_listener *vl = calloc(1, sizeof(*vl));
+	if (vl == NULL ||
+	    conduit_listener_init(&vl->base, &vc_listener_ops, ctx, ep->uri) !=
+	            CONDUIT_OK) {
+		free(vl);
+		xs_close(xs);
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
+		                        "listen: out of memory");
+	}
+	vl->xs = xs;
+	snprintf(vl->port, sizeof(vl->port), "%s", ep->path);
+	const char *o = conduit_endpoint_option(ep, "read-ring");
+	vl->read_min = o != NULL ? strtoul(o, NULL, 10) : 0;
+	o = conduit_endpoint_option(ep, "write-ring");
+	vl->write_min = o != NULL ? strtoul(o, NULL, 10) : 0;
+	int rc = CONDUIT_OK;
+	if (read_domid(xs, &vl->self) < 0)
+		rc = conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
+		                      "listen %s: this domain's id is not in "
+		                      "XenStore",
+		                      ep->uri);
+	char probe[VC_XS_BUF];
+	vl->named = !is_domid(ep->host);
+	if (rc == CONDUIT_OK)
+		/* The longest client id is 5 digits: check the worst case
+		 * now rather than refuse some clients later. */
+		rc = ring_path(ctx, probe, vl->self,
+		               vl->named ? 32751
+		                         : (unsigned)strtoul(ep->host, NULL, 10),
+		               ep->path, ep->uri);
+	if (rc == CONDUIT_OK && vl->named) {
+		snprintf(vl->name, sizeof(vl->name), "%s", ep->host);
+		struct vc_state *st = state_of(ctx);
+		bool ours = st != NULL && strcmp(st->name, vl->name) == 0;
+		rc = register_name(ctx, xs, vl->name, vl->self);
+		vl->registered = rc == CONDUIT_OK && !ours;
+	} else if (rc == CONDUIT_OK) {
+		vl->direct_peer = (unsigned)strtoul(ep->host, NULL, 10);
+		rc = arm(vl, vl->direct_peer);
+		if (rc != CONDUIT_OK)
+			rc = conduit_ctx_fail(ctx, rc, "%s",
+			                      conduit_listener_error(&vl->base));
+	}
+	if (rc != CONDUIT_OK) {
+		vl->registered = false;
+		vl_destroy(&vl->base);
+		return rc;
+	}
+	*out = &vl->base;
+	return CONDUIT_OK;
+}
+
+/* ---- Context state and the public naming calls ---------------------- */
+
+static void vc_detach(void *state)
+{
+	struct vc_state *st = state;
+	if (st == NULL)
+		return;
+	if (st->name[0] != '\0') {
+		struct xs_handle *xs = xs_open(0);
+		if (xs != NULL) {
+			unregister_name(xs, st->name, st->domid);
+			xs_close(xs);
+		}
+	}
+	free(st);
+}
+
+static const char *const vc_transports[] = {"vchan", NULL};
+
+const struct conduit_backend cd_backend_vchan = {
+	.name = "vchan",
+	.transports = vc_transports,
+	.connect = vc_connect,
+	.listen = vc_listen,
+	.detach = vc_detach,
+};
+
+int conduit_vchan_local_domid(conduit_ctx *ctx, unsigned *domid)
+{
+	if (ctx == NULL || domid == NULL)
+		return CONDUIT_ERR_INVALID;
+	struct xs_handle *xs = open_xs(ctx, "vchan");
+	if (xs == NULL)
+		return CONDUIT_ERR_UNSUPPORTED;
+	int rc = read_domid(xs, domid) == 0
+	                 ? CONDUIT_OK
+	                 : conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
+	                                    "vchan: this domain's id is not "
+	                                    "in XenStore");
+	xs_close(xs);
+	return rc;
+}
+
+int conduit_vchan_register_name(conduit_ctx *ctx, const char *name)
+{
+	if (ctx == NULL || name == NULL)
+		return CONDUIT_ERR_INVALID;
+	if (!valid_name(name))
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_HOST,
+		                        "vchan name \"%.64s\": 1-63 bytes of "
+		                        "[a-z0-9_-], not all digits",
+		                        name);
+	struct vc_state *st = state_of(ctx);
+	if (st != NULL && strcmp(st->name, name) == 0)
+		return CONDUIT_OK;
+	struct xs_handle *xs = open_xs(ctx, "vchan");
+	if (xs == NULL)
+		return CONDUIT_ERR_UNSUPPORTED;
+	unsigned self;
+	int rc = read_domid(xs, &self) == 0
+	                 ? register_name(ctx, xs, name, self)
+	                 : conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
+	                                    "vchan: this domain's id is not "
+	                                    "in XenStore");
+	struct vc_state *fresh = NULL;
+	if (rc == CONDUIT_OK && st == NULL) {
+		fresh = calloc(1, sizeof(*fresh));
+		if (fresh == NULL)
+			rc = conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
+			                      "vchan: out of memory");
+		else if ((rc = conduit_ctx_register(ctx, &cd_backend_vchan,
+		                                    fresh)) != CONDUIT_OK)
+			free(fresh);
+		if (rc != CONDUIT_OK)
+			unregister_name(xs, name, self);
+		st = fresh;
+	} else if (rc == CONDUIT_OK && st->name[0] != '\0') {
+		unregister_name(xs, st->name, st->domid);
+	}
+	if (rc == CONDUIT_OK && st != NULL) {
+		snprintf(st->name, sizeof(st->name), "%s", name);
+		st->domid = self;
+		st->ctx = ctx;
+	}
+	xs_close(xs);
+	return rc;
+}
+
+int conduit_vchan_unregister_name(conduit_ctx *ctx)
+{
+	if (ctx == NULL)
+		return CONDUIT_ERR_INVALID;
+	struct vc_state *st = state_of(ctx);
+	if (st == NULL || st->name[0] == '\0')
+		return CONDUIT_OK;
+	struct xs_handle *xs = open_xs(ctx, "vchan");
+	if (xs == NULL)
+		return CONDUIT_ERR_UNSUPPORTED;
+	unregister_name(xs, st->name, st->domid);
+	st->name[0] = '\0';
+	xs_close(xs);
+	return CONDUIT_OK;
+}
+
+int conduit_vchan_lookup(conduit_ctx *ctx, const char *name, unsigned *domid)
+{
+	if (ctx == NULL || name == NULL || domid == NULL)
+		return CONDUIT_ERR_INVALID;
+	if (!valid_name(name))
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_HOST,
+		                        "vchan name \"%.64s\": 1-63 bytes of "
+		                        "[a-z0-9_-], not all digits",
+		                        name);
+	struct xs_handle *xs = open_xs(ctx, "vchan");
+	if (xs == NULL)
+		return CONDUIT_ERR_UNSUPPORTED;
+	int rc = lookup(ctx, xs, name, domid);
+	xs_close(xs);
+	return rc;
+}

@@ -1,0 +1,430 @@
+/*
+ * test_vchan.c - the Xen vchan backend: the real libxenvchan between two
+ * processes playing two domains, over the user-space emulation of grant
+ * tables, event channels and XenStore in stubs/xen.
+ *
+ * ctest starts this program with the emulation first on LD_LIBRARY_PATH;
+ * the first test makes sure it is the emulation that got loaded.  Each
+ * test gets its own host directory (CONDUIT_XEN_DIR).  The test process
+ * is domain 2 unless a test says otherwise; forked peers set their own
+ * CONDUIT_XEN_DOMID, which the emulation reads at each call, before they
+ * touch Xen.  Peers report through their exit status only.
+ */
+#include "flowkit.h"
+#include "harness.h"
+
+#include <conduit/conduit.h>
+#include <conduit/vchan.h>
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <libxenvchan.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <xenstore.h>
+
+#define BIG (64 * MiB)
+
+static char host_dir[256];
+
+static void set_domain(unsigned d)
+{
+	char v[16];
+	snprintf(v, sizeof(v), "%u", d);
+	setenv("CONDUIT_XEN_DOMID", v, 1);
+}
+
+static void host_setup(void)
+{
+	cd_tmpdir(host_dir, sizeof(host_dir));
+	setenv("CONDUIT_XEN_DIR", host_dir, 1);
+	set_domain(2);
+}
+
+static int count_grants(void)
+{
+	char p[300];
+	snprintf(p, sizeof(p), "%s/grant", host_dir);
+	DIR *d = opendir(p);
+	int n = 0;
+	if (d == NULL)
+		return 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void host_teardown(bool clean)
+{
+	if (clean)
+		ck_assert_msg(count_grants() == 0,
+		              "%d grant files left behind", count_grants());
+	cd_rmtree(host_dir);
+}
+
+static void nap_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* Peer: domain `dom` listens on uri and echoes `count` connections. */
+static pid_t spawn_echo(unsigned dom, const char *uri, int count)
+{
+	pid_t pid = cd_fork_peer();
+	if (pid != 0)
+		return pid;
+	set_domain(dom);
+	conduit_ctx *ctx;
+	conduit_listener *l;
+	if (conduit_ctx_new(&ctx) != CONDUIT_OK)
+		_exit(1);
+	if (conduit_listen(&l, ctx, uri) != CONDUIT_OK) {
+		fprintf(stderr, "peer listen: %s\n", conduit_ctx_error(ctx));
+		_exit(2);
+	}
+	for (int i = 0; i < count; i++) {
+		conduit_flow *f;
+		if (conduit_accept_wait(&f, l, cd_scaled(20000)) != CONDUIT_OK) {
+			fprintf(stderr, "peer accept: %s\n",
+			        conduit_listener_error(l));
+			_exit(3);
+		}
+		int rc = fk_echo_blocking(f, cd_scaled(60000));
+		conduit_flow_free(f);
+		if (rc != 0)
+			_exit(rc);
+	}
+	conduit_listener_free(l);
+	conduit_ctx_free(ctx);
+	_exit(0);
+}
+
+START_TEST(emulation_is_loaded)
+{
+	/* Only the emulation exports this symbol: the real libraries would
+	 * need a hypervisor and would make every test below meaningless. */
+	void *sym = dlsym(RTLD_DEFAULT, "conduit_xen_emulation");
+	ck_assert_msg(sym != NULL,
+	              "the Xen emulation is not loaded: run with "
+	              "LD_LIBRARY_PATH=<build>/stubs/xen (ctest does)");
+}
+END_TEST
+
+static void echo_case(const char *listen_uri, const char *connect_uri,
+                      uint64_t total)
+{
+	host_setup();
+	pid_t pid = spawn_echo(1, listen_uri, 1);
+	conduit_ctx *ctx = fk_new_ctx();
+	fk_echo_client(ctx, connect_uri, 7, total, cd_scaled(60000));
+	conduit_ctx_free(ctx);
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(20000)), 0);
+	host_teardown(true);
+}
+
+START_TEST(echo_in_page_ring)
+{
+	echo_case("vchan://2/echo", "vchan://1/echo", 1 * MiB);
+}
+END_TEST
+
+START_TEST(bulk_64mib_in_page_ring)
+{
+	echo_case("vchan://2/bulk", "vchan://1/bulk", BIG);
+}
+END_TEST
+
+START_TEST(bulk_64mib_multi_page_ring)
+{
+	echo_case("vchan://2/bulk?read-ring=65536&write-ring=262144",
+	          "vchan://1/bulk", BIG);
+}
+END_TEST
+
+START_TEST(successive_connections)
+{
+	host_setup();
+	pid_t pid = spawn_echo(1, "vchan://2/many", 25);
+	conduit_ctx *ctx = fk_new_ctx();
+	for (int i = 0; i < 25; i++)
+		fk_echo_client(ctx, "vchan://1/many", (uint32_t)i, 4096 + i,
+		               cd_scaled(20000));
+	conduit_ctx_free(ctx);
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(20000)), 0);
+	host_teardown(true);
+}
+END_TEST
+
+START_TEST(named_server_and_lookup)
+{
+	host_setup();
+	pid_t pid = spawn_echo(1, "vchan://logger/syslog?write-ring=65536", 2);
+	conduit_ctx *ctx = fk_new_ctx();
+	unsigned d = 99;
+	/* The listener registers its name; wait until it has. */
+	for (int i = 0; i < 400 && conduit_vchan_lookup(ctx, "logger", &d) !=
+	                                   CONDUIT_OK;
+	     i++)
+		nap_ms(5);
+	ck_assert_uint_eq(d, 1);
+	ck_status(conduit_vchan_register_name(ctx, "client-a"), CONDUIT_OK);
+	fk_echo_client(ctx, "vchan://logger/syslog", 3, 2 * MiB,
+	               cd_scaled(20000));
+	fk_echo_client(ctx, "vchan://logger/syslog", 4, 1000, cd_scaled(20000));
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(20000)), 0);
+	/* The listener is gone and so is its name. */
+	ck_status(conduit_vchan_lookup(ctx, "logger", &d), CONDUIT_ERR_RESOLVE);
+	conduit_flow *f = NULL;
+	ck_status(conduit_connect(&f, ctx, "vchan://nobody/x"),
+	          CONDUIT_ERR_RESOLVE);
+	ck_assert_ptr_null(f);
+	ck_assert_ptr_nonnull(strstr(conduit_ctx_error(ctx), "nobody"));
+	conduit_ctx_free(ctx);
+	host_teardown(true);
+}
+END_TEST
+
+START_TEST(hostile_domain_refused)
+{
+	host_setup();
+	/* Domain 1 holds "logger". */
+	set_domain(1);
+	conduit_ctx *owner = fk_new_ctx();
+	ck_status(conduit_vchan_register_name(owner, "logger"), CONDUIT_OK);
+	/* Domain 3 is hostile. */
+	set_domain(3);
+	conduit_ctx *bad = fk_new_ctx();
+	ck_status(conduit_vchan_register_name(bad, "logger"),
+	          CONDUIT_ERR_ADDR_IN_USE);
+	conduit_listener *l = NULL;
+	ck_status(conduit_listen(&l, bad, "vchan://logger/syslog"),
+	          CONDUIT_ERR_ADDR_IN_USE);
+	/* Changing permissions of a node it does not own: refused. */
+	struct xs_handle *xs = xs_open(0);
+	ck_assert_ptr_nonnull(xs);
+	struct xs_permissions mine[1] = {{3, XS_PERM_READ}};
+	ck_assert(!xs_set_permissions(xs, XBT_NULL, "/conduit/logger", mine, 1));
+	/* Overwriting the value (announcing needs write access) redirects
+	 * nobody: the owner is still domain 1. */
+	ck_assert(xs_write(xs, XBT_NULL, "/conduit/logger", "3", 1));
+	unsigned d = 0;
+	set_domain(2);
+	conduit_ctx *victim = fk_new_ctx();
+	ck_status(conduit_vchan_lookup(victim, "logger", &d),
+	          CONDUIT_ERR_PERMISSION);
+	/* A name of its own that claims to be domain 1: refused too. */
+	set_domain(3);
+	ck_assert(xs_write(xs, XBT_NULL, "/conduit/fake", "1", 1));
+	set_domain(2);
+	ck_status(conduit_vchan_lookup(victim, "fake", &d),
+	          CONDUIT_ERR_PERMISSION);
+	conduit_flow *f = NULL;
+	ck_status(conduit_connect(&f, victim, "vchan://fake/syslog"),
+	          CONDUIT_ERR_PERMISSION);
+	ck_assert_ptr_nonnull(strstr(conduit_ctx_error(victim), "owned by"));
+	/* Domain 3 cannot read or change another domain's ring keys. */
+	set_domain(3);
+	ck_assert(!xs_write(xs, XBT_NULL, "/local/domain/1/data/x", "1", 1));
+	xs_close(xs);
+	conduit_ctx_free(victim);
+	conduit_ctx_free(bad);
+	set_domain(1);
+	conduit_ctx_free(owner);
+	host_teardown(true);
+}
+END_TEST
+
+START_TEST(long_paths_refused)
+{
+	host_setup();
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_flow *f = NULL;
+	conduit_listener *l = NULL;
+	/* /local/domain/1/data/vchan/2/ + 40 bytes > 49. */
+	const char *uri = "vchan://1/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	ck_status(conduit_connect(&f, ctx, uri), CONDUIT_ERR_PATH_TOO_LONG);
+	ck_assert_ptr_nonnull(strstr(conduit_ctx_error(ctx), "libxenvchan"));
+	ck_status(conduit_listen(&l, ctx,
+	                         "vchan://name/aaaaaaaaaaaaaaaaaaaa"),
+	          CONDUIT_ERR_PATH_TOO_LONG);
+	conduit_ctx_free(ctx);
+	host_teardown(true);
+}
+END_TEST
+
+START_TEST(no_server_refused)
+{
+	host_setup();
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_ctx_set_connect_timeout(ctx, 200);
+	conduit_flow *f = NULL;
+	ck_status(conduit_connect_wait(&f, ctx, "vchan://1/none", 2000),
+	          CONDUIT_ERR_REFUSED);
+	conduit_ctx_free(ctx);
+	host_teardown(true);
+}
+END_TEST
+
+START_TEST(peer_killed_mid_transfer)
+{
+	host_setup();
+	pid_t pid = cd_fork_peer();
+	if (pid == 0) {
+		/* Domain 1 sends forever. */
+		set_domain(1);
+		conduit_ctx *ctx;
+		conduit_listener *l;
+		conduit_flow *f;
+		if (conduit_ctx_new(&ctx) != CONDUIT_OK ||
+		    conduit_listen(&l, ctx, "vchan://2/kill") != CONDUIT_OK ||
+		    conduit_accept_wait(&f, l, 20000) != CONDUIT_OK)
+			_exit(1);
+		static char buf[65536];
+		for (;;)
+			conduit_write_all(f, buf, sizeof(buf), NULL, 60000);
+	}
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_flow *f;
+	ck_status(conduit_connect_wait(&f, ctx, "vchan://1/kill", 20000),
+	          CONDUIT_OK);
+	static char buf[65536];
+	size_t n, got = 0;
+	while (got < 4 * MiB) {
+		ck_status(conduit_read_wait(f, buf, sizeof(buf), &n, 10000),
+		          CONDUIT_OK);
+		got += n;
+	}
+	kill(pid, SIGKILL);
+	int rc;
+	uint64_t t0 = cd_now_ms();
+	do
+		rc = conduit_read_wait(f, buf, sizeof(buf), &n, 10000);
+	while (rc == CONDUIT_OK);
+	ck_status(rc, CONDUIT_ERR_RESET);
+	ck_assert_msg(cd_now_ms() - t0 < 5000, "noticed only after %llu ms",
+	              (unsigned long long)(cd_now_ms() - t0));
+	ck_assert_ptr_nonnull(strstr(conduit_flow_error(f), "died"));
+	conduit_flow_free(f);
+	conduit_ctx_free(ctx);
+	cd_wait_peer(pid, 1000);
+	host_teardown(false);
+}
+END_TEST
+
+START_TEST(malicious_ring_indexes)
+{
+	host_setup();
+	/* The victim: domain 1 serves and reads, in its own process so a
+	 * fault (an out-of-bounds access hitting a guard page) shows as a
+	 * signal in its exit status. */
+	pid_t victim = cd_fork_peer();
+	if (victim == 0) {
+		set_domain(1);
+		conduit_ctx *ctx;
+		conduit_listener *l;
+		conduit_flow *f;
+		if (conduit_ctx_new(&ctx) != CONDUIT_OK ||
+		    conduit_listen(&l, ctx, "vchan://2/evil?read-ring=8192") !=
+		            CONDUIT_OK ||
+		    conduit_accept_wait(&f, l, 20000) != CONDUIT_OK)
+			_exit(1);
+		char buf[4096];
+		size_t n;
+		int rc;
+		do
+			rc = conduit_read_wait(f, buf, sizeof(buf), &n, 1500);
+		while (rc == CONDUIT_OK);
+		/* A stalled ring: the deadline, or the framing noticed. */
+		int ok = rc == CONDUIT_ERR_TIMED_OUT || rc == CONDUIT_ERR_RESET;
+		conduit_flow_free(f);
+		conduit_listener_free(l);
+		conduit_ctx_free(ctx);
+		_exit(ok ? 0 : 10 + rc);
+	}
+	/* The attacker, domain 2, uses libxenvchan directly and scribbles
+	 * over the shared page. */
+	struct libxenvchan *c = NULL;
+	for (int i = 0; i < 400 && c == NULL; i++) {
+		char key[128];
+		snprintf(key, sizeof(key), "/local/domain/1/data/vchan/2/evil");
+		struct xs_handle *xs = xs_open(0);
+		char k2[160];
+		snprintf(k2, sizeof(k2), "%s/claim", key);
+		if (xs != NULL && xs_write(xs, XBT_NULL, k2, "x", 1))
+			c = libxenvchan_client_init(NULL, 1, key);
+		xs_close(xs);
+		if (c == NULL)
+			nap_ms(10);
+	}
+	ck_assert_ptr_nonnull(c);
+	uint32_t hdr = 16;
+	libxenvchan_write(c, &hdr, 4);
+	libxenvchan_write(c, "0123456789abcdef", 16);
+	/* XSA-86 class: producer far ahead, consumer behind, orders
+	 * rewritten. */
+	c->ring->left.prod = 0x7ffffff0u;  /* what the victim reads */
+	c->ring->right.cons = 0xfffffff0u; /* what the victim writes */
+	c->ring->left_order = 30;
+	c->ring->right_order = 30;
+	libxenvchan_write(c, &hdr, 4); /* a notification to wake it */
+	int st = cd_wait_peer(victim, cd_scaled(20000));
+	ck_assert_msg(st == 0, "victim exit status %d (-1: signal or hang)", st);
+	libxenvchan_close(c);
+	host_teardown(false);
+}
+END_TEST
+
+START_TEST(resolver_rule_xen_suffix)
+{
+	host_setup();
+	pid_t pid = spawn_echo(1, "vchan://db/echo", 1);
+	conduit_ctx *ctx = fk_new_ctx();
+	ck_status(conduit_ctx_add_rules(ctx, "map *.xen vchan://{label}/{scheme}\n",
+	                                "test"),
+	          CONDUIT_OK);
+	ck_status(conduit_ctx_add_service(ctx, "echo", 7, 0), CONDUIT_OK);
+	conduit_endpoint *ep = NULL;
+	ck_status(conduit_resolve(&ep, ctx, "echo://db.xen/"), CONDUIT_OK);
+	ck_assert_str_eq(conduit_endpoint_uri(ep), "vchan://db/echo");
+	conduit_endpoint_free(ep);
+	unsigned d = 0;
+	for (int i = 0; i < 400 && conduit_vchan_lookup(ctx, "db", &d) !=
+	                                   CONDUIT_OK;
+	     i++)
+		nap_ms(5);
+	fk_echo_client(ctx, "echo://db.xen/", 11, 100000, cd_scaled(20000));
+	conduit_ctx_free(ctx);
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(20000)), 0);
+	host_teardown(true);
+}
+END_TEST
+
+int main(void)
+{
+	const struct cd_test tests[] = {
+		CD_TEST(emulation_is_loaded, 0),
+		CD_TEST(echo_in_page_ring, 20),
+		CD_TEST(bulk_64mib_in_page_ring, 120),
+		CD_TEST(bulk_64mib_multi_page_ring, 60),
+		CD_TEST(successive_connections, 60),
+		CD_TEST(named_server_and_lookup, 30),
+		CD_TEST(hostile_domain_refused, 0),
+		CD_TEST(long_paths_refused, 0),
+		CD_TEST(no_server_refused, 0),
+		CD_TEST(peer_killed_mid_transfer, 30),
+		CD_TEST(malicious_ring_indexes, 30),
+		CD_TEST(resolver_rule_xen_suffix, 30),
+	};
+	return cd_run(cd_suite("vchan", tests, sizeof(tests) / sizeof(tests[0])));
+}
