@@ -30,6 +30,9 @@
  * Only the public API (conduit/conduit.h) is used.
  */
 #include <conduit/conduit.h>
+#ifdef CONDUIT_HAVE_LWIP
+#include <conduit/lwip.h>
+#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -74,6 +77,7 @@ struct opts {
 	int timeout_ms; /* 0: no limit */
 	bool verbose, keep, echo, help, explain;
 	const char *rules; /* --rules FILE */
+	const char *lwip_tap; /* --lwip-tap NAME,ADDR/PREFIX[,GW] */
 };
 
 static const char *cmd_names[] = {"", "cat", "listen", "relay", "resolve"};
@@ -100,6 +104,9 @@ static const char usage_main[] =
 	"                 it, the file named by $CONDUIT_RULES if set\n"
 	"  -v, --verbose  log each phase (resolving, connecting, accepted, ...)\n"
 	"                 on standard error, one line each\n"
+	"  --lwip-tap NAME,ADDR/PREFIX[,GW]\n"
+	"                 TCP over lwIP on the TAP device NAME (made if needed;\n"
+	"                 bring the kernel side up yourself) with this address\n"
 	"  -h, --help     this text; 'conduit COMMAND --help' for a command\n"
 	"\n"
 	"Exit status:\n"
@@ -237,6 +244,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
 					return usage_error(o->cmd,
 					                   "--rules needs a file");
 				o->rules = v;
+			} else if (strcmp(a, "--lwip-tap") == 0 ||
+			           strncmp(a, "--lwip-tap=", 11) == 0) {
+				const char *v = a[10] == '=' ? a + 11 : NULL;
+				if (v == NULL && i + 1 < argc)
+					v = argv[++i];
+				if (v == NULL)
+					return usage_error(o->cmd, "--lwip-tap needs "
+					                   "NAME,ADDR/PREFIX[,GW]");
+				o->lwip_tap = v;
 			} else if (strcmp(a, "--keep") == 0) {
 				o->keep = true;
 				keep_opt = a;
@@ -1119,6 +1135,69 @@ out:
 	return status;
 }
 
+/* ------------------------------------------------------------------ */
+/* --lwip-tap: the context's TCP on lwIP over a TAP device             */
+
+#ifdef CONDUIT_HAVE_LWIP
+/* Parse NAME,ADDR/PREFIX[,GW], make the stack and its TAP netif, and put
+ * ctx on it.  *handle is the stack reference, for lwip_teardown(). */
+static int lwip_setup(conduit_ctx *ctx, const char *spec, void **handle)
+{
+	char buf[256];
+	if (strlen(spec) >= sizeof(buf)) {
+		say("--lwip-tap: argument too long");
+		return -1;
+	}
+	strcpy(buf, spec);
+	char *name = buf, *addr = strchr(buf, ',');
+	char *gw = addr != NULL ? strchr(addr + 1, ',') : NULL;
+	if (addr == NULL || addr == name) {
+		say("--lwip-tap: expected NAME,ADDR/PREFIX[,GW], got '%s'", spec);
+		return -1;
+	}
+	*addr++ = '\0';
+	if (gw != NULL)
+		*gw++ = '\0';
+	conduit_lwip *st = NULL;
+	conduit_lwip_netif *nif = NULL;
+	struct conduit_lwip_netif_config cfg = {
+		.ipv4 = addr, .gateway4 = gw, .is_default = 1};
+	if (conduit_lwip_stack(&st) != CONDUIT_OK) {
+		say("--lwip-tap: cannot start lwIP");
+		return -1;
+	}
+	if (conduit_lwip_netif_tap(&nif, st, name, &cfg) != CONDUIT_OK ||
+	    conduit_ctx_use_lwip(ctx, st) != CONDUIT_OK) {
+		say("--lwip-tap: %s%s", conduit_lwip_error(st),
+		    conduit_ctx_error(ctx));
+		conduit_lwip_release(st);
+		return -1;
+	}
+	*handle = st;
+	return 0;
+}
+
+/* After the context is freed: the last reference removes the netif. */
+static void lwip_teardown(void *handle)
+{
+	conduit_lwip_release(handle);
+}
+#else
+static int lwip_setup(conduit_ctx *ctx, const char *spec, void **handle)
+{
+	(void)ctx;
+	(void)spec;
+	(void)handle;
+	say("--lwip-tap: this build has no lwIP (CONDUIT_WITH_LWIP=OFF)");
+	return -1;
+}
+
+static void lwip_teardown(void *handle)
+{
+	(void)handle;
+}
+#endif
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -1152,6 +1231,11 @@ int main(int argc, char **argv)
 		conduit_ctx_free(ctx);
 		return EXIT_USAGE;
 	}
+	void *lwip = NULL;
+	if (o.lwip_tap != NULL && lwip_setup(ctx, o.lwip_tap, &lwip) != 0) {
+		conduit_ctx_free(ctx);
+		return EXIT_USAGE;
+	}
 	if (o.explain && o.cmd != CMD_RESOLVE) {
 		conduit_ctx_free(ctx);
 		return usage_error(o.cmd, "--explain goes with resolve");
@@ -1162,6 +1246,7 @@ int main(int argc, char **argv)
 	else
 		status = run(ctx, &o);
 	conduit_ctx_free(ctx);
+	lwip_teardown(lwip);
 
 	if (status > 128) {
 		/* Interrupted: everything is cleaned up; die of the signal
