@@ -20,6 +20,7 @@ struct cd_option {
 
 struct conduit_endpoint {
 	char *uri; /* canonical form */
+	char *shown; /* uri with secret values hidden; NULL: uri hides none */
 	const char *transport; /* static string */
 	size_t nlayers;
 	const char *layers[CD_MAX_LAYERS]; /* static strings, innermost first */
@@ -35,6 +36,14 @@ struct conduit_endpoint {
 	struct conduit_addr *addrs;
 };
 
+/* Give ep its canonical URI (taking ownership of uri, which may be NULL
+ * after a failed format: CONDUIT_ERR_NOMEM) and the form messages show. */
+int cd_endpoint_set_uri(conduit_endpoint *ep, char *uri);
+
+/* The endpoint's URI as every message, event and explanation must show
+ * it: secret option values (key=) hidden.  Never NULL. */
+const char *cd_endpoint_shown(const conduit_endpoint *ep);
+
 /* Replace the addresses an endpoint carries (copied; addrs may be NULL
  * with n 0 to clear them).  For the resolver and for tests. */
 int cd_endpoint_set_addresses(conduit_endpoint *ep,
@@ -44,6 +53,8 @@ int cd_endpoint_set_addresses(conduit_endpoint *ep,
  * secret-looking query options replaced by "****", control bytes escaped,
  * truncated with "..." to fit.  Used whenever an input URI is shown. */
 void cd_uri_redact(const char *uri, char *out, size_t outlen);
+/* A buffer size for cd_uri_redact() that messages use. */
+#define CD_SHOWN_URI 512
 
 /* The part of a wait set that belongs to one item and interest bit. */
 struct cd_span {

@@ -57,11 +57,9 @@ int conduit_endpoint_parse(conduit_endpoint **out, const char *uri, char *err,
 	ep->port = -1;
 	int rc = cd_uri_parse(ep, uri, err, errlen);
 	if (rc == CONDUIT_OK) {
-		ep->uri = cd_uri_format(ep);
-		if (ep->uri == NULL) {
+		rc = cd_endpoint_set_uri(ep, cd_uri_format(ep));
+		if (rc != CONDUIT_OK)
 			cd_uri_error(err, errlen, uri, "out of memory");
-			rc = CONDUIT_ERR_NOMEM;
-		}
 	}
 	if (rc != CONDUIT_OK) {
 		conduit_endpoint_free(ep);
@@ -69,6 +67,44 @@ int conduit_endpoint_parse(conduit_endpoint **out, const char *uri, char *err,
 	}
 	*out = ep;
 	return CONDUIT_OK;
+}
+
+int cd_endpoint_set_uri(conduit_endpoint *ep, char *uri)
+{
+	if (uri == NULL)
+		return CONDUIT_ERR_NOMEM;
+	char *shown = NULL;
+	if (strchr(uri, '?') != NULL) {
+		/* Each hidden run becomes "****": at most 4 bytes a byte. */
+		size_t cap = strlen(uri) * 4 + 8;
+		char *buf = malloc(cap);
+		if (buf == NULL) {
+			free(uri);
+			return CONDUIT_ERR_NOMEM;
+		}
+		cd_uri_redact(uri, buf, cap);
+		if (strcmp(buf, uri) != 0) {
+			shown = sdup(buf);
+			if (shown == NULL) {
+				free(buf);
+				free(uri);
+				return CONDUIT_ERR_NOMEM;
+			}
+		}
+		free(buf);
+	}
+	free(ep->uri);
+	free(ep->shown);
+	ep->uri = uri;
+	ep->shown = shown;
+	return CONDUIT_OK;
+}
+
+const char *cd_endpoint_shown(const conduit_endpoint *ep)
+{
+	if (ep == NULL)
+		return "";
+	return ep->shown != NULL ? ep->shown : str(ep->uri);
 }
 
 conduit_endpoint *conduit_endpoint_dup(const conduit_endpoint *ep)
@@ -85,6 +121,8 @@ conduit_endpoint *conduit_endpoint_dup(const conduit_endpoint *ep)
 	n->port = ep->port;
 	n->dest_port = ep->dest_port;
 	n->uri = sdup(ep->uri);
+	if (ep->shown != NULL && (n->shown = sdup(ep->shown)) == NULL)
+		goto fail;
 	n->host = sdup(ep->host);
 	n->zone = sdup(ep->zone);
 	n->path = sdup(ep->path);
@@ -116,6 +154,7 @@ void conduit_endpoint_free(conduit_endpoint *ep)
 	if (ep == NULL)
 		return;
 	free(ep->uri);
+	free(ep->shown);
 	free(ep->host);
 	free(ep->zone);
 	free(ep->path);

@@ -10,13 +10,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * The URI a flow or listener keeps is the one every message, observer
+ * event and conduit_flow_uri() shows: it is kept redacted (passwords and
+ * secret option values such as key= hidden), so that no backend can leak
+ * them by quoting it.  A URI with neither user info nor a query has
+ * nothing to hide and is copied as it is.
+ */
+static char *shown_dup(const char *uri)
+{
+	if (uri == NULL)
+		uri = "";
+	if (strpbrk(uri, "?@") == NULL)
+		return cd_strdup(uri);
+	/* Each hidden run becomes "****": at most 4 bytes per input byte. */
+	size_t cap = strlen(uri) * 4 + 8;
+	char *buf = malloc(cap);
+	if (buf == NULL)
+		return NULL;
+	cd_uri_redact(uri, buf, cap);
+	char *out = cd_strdup(buf);
+	free(buf);
+	return out;
+}
+
 int conduit_flow_init(conduit_flow *f, const struct conduit_flow_ops *ops,
                       conduit_ctx *ctx, const char *uri)
 {
 	memset(f, 0, sizeof(*f));
 	f->ops = ops;
 	f->ctx = ctx;
-	f->uri = cd_strdup(uri != NULL ? uri : "");
+	f->uri = shown_dup(uri);
 	return f->uri != NULL ? CONDUIT_OK : CONDUIT_ERR_NOMEM;
 }
 
@@ -35,7 +59,7 @@ int conduit_listener_init(conduit_listener *l,
 	memset(l, 0, sizeof(*l));
 	l->ops = ops;
 	l->ctx = ctx;
-	l->uri = cd_strdup(uri != NULL ? uri : "");
+	l->uri = shown_dup(uri);
 	return l->uri != NULL ? CONDUIT_OK : CONDUIT_ERR_NOMEM;
 }
 
@@ -260,7 +284,7 @@ static int check_layers(conduit_ctx *ctx, const conduit_endpoint *ep,
 				ctx, CONDUIT_ERR_NO_BACKEND,
 				"%s %s: no %s layer in this context (not built in, or "
 				"not registered)",
-				op, ep->uri, ep->layers[i]);
+				op, cd_endpoint_shown(ep), ep->layers[i]);
 	return CONDUIT_OK;
 }
 
@@ -272,7 +296,7 @@ transport_for(conduit_ctx *ctx, const conduit_endpoint *ep, const char *op)
 		conduit_ctx_fail(ctx, CONDUIT_ERR_NO_BACKEND,
 		                 "%s %s: no %s backend in this context (not built "
 		                 "in, or not registered)",
-		                 op, ep->uri, ep->transport);
+		                 op, cd_endpoint_shown(ep), ep->transport);
 	return reg;
 }
 
@@ -292,7 +316,7 @@ int conduit_connect_endpoint(conduit_flow **out, conduit_ctx *ctx,
 	if (reg->be->connect == NULL)
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NO_BACKEND,
 		                        "connect %s: backend %s cannot connect",
-		                        ep->uri, reg->be->name);
+		                        cd_endpoint_shown(ep), reg->be->name);
 
 	/* Host transports need addresses; a parsed-only endpoint gets them
 	 * here (literals without blocking). */
@@ -301,7 +325,8 @@ int conduit_connect_endpoint(conduit_flow **out, conduit_ctx *ctx,
 		looked = conduit_endpoint_dup(ep);
 		if (looked == NULL)
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-			                        "connect %s: out of memory", ep->uri);
+			                        "connect %s: out of memory",
+			                        cd_endpoint_shown(ep));
 		rc = cd_lookup(ctx, looked);
 		if (rc != CONDUIT_OK) {
 			conduit_endpoint_free(looked);
@@ -432,7 +457,8 @@ static int layered_listener(conduit_listener **out, conduit_ctx *ctx,
 		conduit_endpoint_free(copy);
 		conduit_listener_free(inner);
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-		                        "listen %s: out of memory", ep->uri);
+		                        "listen %s: out of memory",
+		                        cd_endpoint_shown(ep));
 	}
 	char *p = uri;
 	for (size_t i = ep->nlayers; i-- > 0;) {
@@ -453,7 +479,7 @@ static int layered_listener(conduit_listener **out, conduit_ctx *ctx,
 		conduit_endpoint_free(copy);
 		conduit_listener_free(inner);
 		return conduit_ctx_fail(ctx, rc, "listen %s: out of memory",
-		                        ep->uri);
+		                        cd_endpoint_shown(ep));
 	}
 	ll->inner = inner;
 	ll->ep = copy;
@@ -477,7 +503,7 @@ int conduit_listen_endpoint(conduit_listener **out, conduit_ctx *ctx,
 	if (reg->be->listen == NULL)
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NO_BACKEND,
 		                        "listen %s: backend %s cannot listen",
-		                        ep->uri, reg->be->name);
+		                        cd_endpoint_shown(ep), reg->be->name);
 	if (ep->nlayers == 0)
 		return reg->be->listen(reg->state, ctx, ep, out);
 	conduit_listener *inner = NULL;

@@ -1,8 +1,9 @@
 /*
  * lookup.c - the last step of resolution: the addresses of an endpoint's
  * host (or of its connect-to destination).  IP literals are converted
- * without blocking; names go to the system resolver, and every address it
- * returns is kept, in its order, for the connect race.
+ * without blocking; names go to the system resolver or to the context's
+ * lookup function, and every address found is kept once, in its order,
+ * for the connect race.
  */
 #include "core.h"
 
@@ -15,9 +16,19 @@
 #include <string.h>
 #include <sys/socket.h>
 
+/* Messages show an endpoint's URI without the values of secret options
+ * (a TLS key file): the canonical URI keeps them, messages never do. */
+
+static const char *shown(const conduit_endpoint *ep, char buf[CD_SHOWN_URI])
+{
+	cd_uri_redact(ep->uri, buf, CD_SHOWN_URI);
+	return buf;
+}
+
 static int literal(conduit_ctx *ctx, conduit_endpoint *ep, const char *host,
                    enum conduit_host_kind kind, const char *zone)
 {
+	char sh[CD_SHOWN_URI];
 	struct conduit_addr a;
 	memset(&a, 0, sizeof(a));
 	if (kind == CONDUIT_HOST_IPV4) {
@@ -25,13 +36,13 @@ static int literal(conduit_ctx *ctx, conduit_endpoint *ep, const char *host,
 		if (inet_pton(AF_INET, host, a.bytes) != 1)
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_HOST,
 			                        "resolve %s: bad IPv4 address",
-			                        ep->uri);
+			                        shown(ep, sh));
 	} else {
 		a.family = CONDUIT_AF_INET6;
 		if (inet_pton(AF_INET6, host, a.bytes) != 1)
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_HOST,
 			                        "resolve %s: bad IPv6 address",
-			                        ep->uri);
+			                        shown(ep, sh));
 		if (zone[0] != '\0') {
 			char *end = NULL;
 			unsigned long idx = strtoul(zone, &end, 10);
@@ -39,36 +50,129 @@ static int literal(conduit_ctx *ctx, conduit_endpoint *ep, const char *host,
 				idx = if_nametoindex(zone);
 			if (idx == 0 || idx > UINT32_MAX)
 				return conduit_ctx_fail(
-					ctx, CONDUIT_ERR_HOST,
-					"resolve %s: no network interface '%s'",
-					ep->uri, zone);
+				    ctx, CONDUIT_ERR_HOST,
+				    "resolve %s: no network interface '%s'",
+				    shown(ep, sh), zone);
 			a.scope = (uint32_t)idx;
 		}
 	}
 	return cd_endpoint_set_addresses(ep, &a, 1);
 }
 
-/* The context's own lookup function. */
+/* Two addresses are the same when family, address and (for IPv6) scope
+ * are: bytes an IPv4 address does not use may hold anything a lookup
+ * function left there. */
+static bool same_addr(const struct conduit_addr *a,
+                      const struct conduit_addr *b)
+{
+	if (a->family != b->family)
+		return false;
+	if (a->family == CONDUIT_AF_INET)
+		return memcmp(a->bytes, b->bytes, 4) == 0;
+	return memcmp(a->bytes, b->bytes, 16) == 0 && a->scope == b->scope;
+}
+
+/*
+ * The one place found addresses go onto an endpoint, whoever found them:
+ * each kept once, in the order found (the order is the connect race's),
+ * with the bytes a family does not use cleared.  Sorts in place; the
+ * caller's array holds IPv4 and IPv6 addresses only.
+ */
+static int set_found(conduit_ctx *ctx, conduit_endpoint *ep, const char *host,
+                     struct conduit_addr *addrs, size_t n)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct conduit_addr a = addrs[i];
+		if (a.family == CONDUIT_AF_INET) {
+			memset(a.bytes + 4, 0, sizeof(a.bytes) - 4);
+			a.scope = 0;
+		}
+		bool dup = false;
+		for (size_t j = 0; j < k && !dup; j++)
+			dup = same_addr(&addrs[j], &a);
+		if (!dup)
+			addrs[k++] = a;
+	}
+	char sh[CD_SHOWN_URI];
+	if (k == 0)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
+		                        "resolve %s: %s has no IP address",
+		                        shown(ep, sh), host);
+	return cd_endpoint_set_addresses(ep, addrs, k);
+}
+
+#define CUSTOM_MAX 32
+
+/*
+ * The context's own lookup function.  Its contract allows CONDUIT_OK with
+ * at least one address, CONDUIT_ERR_RESOLVE and CONDUIT_ERR_NOMEM; any
+ * other answer is a resolution failure that says what came back, so that
+ * a "want" or a stray value is never mistaken by the caller for a flow
+ * state or a status it knows.
+ */
 static int lookup_custom(conduit_ctx *ctx, conduit_endpoint *ep,
                          const char *host)
 {
-	struct conduit_addr addrs[32];
+	struct conduit_addr addrs[CUSTOM_MAX];
 	size_t n = 0;
-	int rc = ctx->lookup(ctx->lookup_arg, host, addrs, 32, &n);
-	if (rc == CONDUIT_OK && n == 0)
-		rc = CONDUIT_ERR_RESOLVE;
+	char sh[CD_SHOWN_URI];
+	memset(addrs, 0, sizeof(addrs));
+	int rc = ctx->lookup(ctx->lookup_arg, host, addrs, CUSTOM_MAX, &n);
+	if (rc == CONDUIT_ERR_RESOLVE)
+		return conduit_ctx_fail(ctx, rc,
+		                        "resolve %s: %s: no address found",
+		                        shown(ep, sh), host);
+	if (rc == CONDUIT_ERR_NOMEM)
+		return conduit_ctx_fail(ctx, rc,
+		                        "resolve %s: %s: out of memory",
+		                        shown(ep, sh), host);
+	if (rc != CONDUIT_OK && rc > CONDUIT_EOF && rc < CONDUIT_STATUS_COUNT)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
+		                        "resolve %s: %s: the lookup function "
+		                        "failed: %s (%s)",
+		                        shown(ep, sh), host,
+		                        conduit_strerror(rc),
+		                        conduit_status_name(rc));
+	if (rc != CONDUIT_OK && rc >= 0 && rc < CONDUIT_STATUS_COUNT)
+		return conduit_ctx_fail(
+		    ctx, CONDUIT_ERR_RESOLVE,
+		    "resolve %s: %s: the lookup function "
+		    "returned %s, which is not a lookup result",
+		    shown(ep, sh), host, conduit_status_name(rc));
 	if (rc != CONDUIT_OK)
-		return conduit_ctx_fail(ctx, rc, "resolve %s: %s: %s", ep->uri,
-		                        host,
-		                        rc == CONDUIT_ERR_RESOLVE ? "no address found"
-		                                                  : conduit_strerror(rc));
-	return cd_endpoint_set_addresses(ep, addrs, n > 32 ? 32 : n);
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
+		                        "resolve %s: %s: the lookup function "
+		                        "returned %d, which is not a status",
+		                        shown(ep, sh), host, rc);
+	if (n == 0)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
+		                        "resolve %s: %s: the lookup function "
+		                        "returned CONDUIT_OK with no address",
+		                        shown(ep, sh), host);
+	if (n > CUSTOM_MAX)
+		return conduit_ctx_fail(
+		    ctx, CONDUIT_ERR_RESOLVE,
+		    "resolve %s: %s: the lookup function "
+		    "claims %zu addresses but had room for %d",
+		    shown(ep, sh), host, n, CUSTOM_MAX);
+	for (size_t i = 0; i < n; i++)
+		if (addrs[i].family != CONDUIT_AF_INET &&
+		    addrs[i].family != CONDUIT_AF_INET6)
+			return conduit_ctx_fail(
+			    ctx, CONDUIT_ERR_RESOLVE,
+			    "resolve %s: %s: the lookup function's address "
+			    "%zu has family %d (not CONDUIT_AF_INET or "
+			    "CONDUIT_AF_INET6)",
+			    shown(ep, sh), host, i + 1, addrs[i].family);
+	return set_found(ctx, ep, host, addrs, n);
 }
 
 static int lookup_name(conduit_ctx *ctx, conduit_endpoint *ep, const char *host)
 {
 	if (ctx->lookup != NULL)
 		return lookup_custom(ctx, ep, host);
+	char sh[CD_SHOWN_URI];
 	struct addrinfo hints, *res = NULL;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -77,11 +181,12 @@ static int lookup_name(conduit_ctx *ctx, conduit_endpoint *ep, const char *host)
 	int gai = getaddrinfo(host, NULL, &hints, &res);
 	if (gai == EAI_MEMORY)
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-		                        "resolve %s: out of memory", ep->uri);
+		                        "resolve %s: out of memory",
+		                        shown(ep, sh));
 	if (gai != 0)
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
-		                        "resolve %s: %s: %s", ep->uri, host,
-		                        gai_strerror(gai));
+		                        "resolve %s: %s: %s", shown(ep, sh),
+		                        host, gai_strerror(gai));
 	size_t n = 0;
 	for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next)
 		n++;
@@ -89,67 +194,99 @@ static int lookup_name(conduit_ctx *ctx, conduit_endpoint *ep, const char *host)
 	if (addrs == NULL) {
 		freeaddrinfo(res);
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-		                        "resolve %s: out of memory", ep->uri);
+		                        "resolve %s: out of memory",
+		                        shown(ep, sh));
 	}
 	size_t k = 0;
 	for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-		struct conduit_addr a;
-		memset(&a, 0, sizeof(a));
+		struct conduit_addr *a = &addrs[k];
 		if (ai->ai_family == AF_INET) {
 			const struct sockaddr_in *s = (const void *)ai->ai_addr;
-			a.family = CONDUIT_AF_INET;
-			memcpy(a.bytes, &s->sin_addr, 4);
+			a->family = CONDUIT_AF_INET;
+			memcpy(a->bytes, &s->sin_addr, 4);
 		} else if (ai->ai_family == AF_INET6) {
-			const struct sockaddr_in6 *s = (const void *)ai->ai_addr;
-			a.family = CONDUIT_AF_INET6;
-			memcpy(a.bytes, &s->sin6_addr, 16);
-			a.scope = s->sin6_scope_id;
+			const struct sockaddr_in6 *s =
+			    (const void *)ai->ai_addr;
+			a->family = CONDUIT_AF_INET6;
+			memcpy(a->bytes, &s->sin6_addr, 16);
+			a->scope = s->sin6_scope_id;
 		} else {
 			continue;
 		}
-		bool dup = false;
-		for (size_t j = 0; j < k; j++)
-			if (memcmp(&addrs[j], &a, sizeof(a)) == 0)
-				dup = true;
-		if (!dup)
-			addrs[k++] = a;
+		k++;
 	}
 	freeaddrinfo(res);
-	int rc = k > 0 ? cd_endpoint_set_addresses(ep, addrs, k)
-	               : conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
-	                                  "resolve %s: %s has no IP address",
-	                                  ep->uri, host);
+	int rc = set_found(ctx, ep, host, addrs, k);
 	free(addrs);
 	return rc;
 }
 
-/* Split a connect-to value ("host:port", "[v6]:port", already checked by
- * the URI grammar) and look its host up. */
+/*
+ * Split a connect-to value: "HOST:PORT" with HOST a DNS name or IPv4
+ * address, or "[IPV6]:PORT", PORT 1-65535.  The URI grammar has checked
+ * values it parsed; this is checked again because the endpoint is the
+ * lookup's only input, and a value that is not of that shape must be an
+ * error rather than a destination guessed from half of it.
+ */
+static bool split_connect_to(const char *ct, char host[256],
+                             enum conduit_host_kind *kind, int *port)
+{
+	const char *colon = strrchr(ct, ':');
+	if (colon == NULL || colon == ct)
+		return false;
+	size_t hn = (size_t)(colon - ct);
+	const char *p = colon + 1;
+	long v = 0;
+	size_t digits = strspn(p, "0123456789");
+	if (digits == 0 || digits > 5 || p[digits] != '\0')
+		return false;
+	for (size_t i = 0; i < digits; i++)
+		v = v * 10 + (p[i] - '0');
+	if (v < 1 || v > 65535)
+		return false;
+	unsigned char b[16];
+	if (ct[0] == '[') {
+		if (hn < 3 || ct[hn - 1] != ']' || hn - 2 >= 256)
+			return false;
+		memcpy(host, ct + 1, hn - 2);
+		host[hn - 2] = '\0';
+		if (inet_pton(AF_INET6, host, b) != 1)
+			return false;
+		*kind = CONDUIT_HOST_IPV6;
+	} else {
+		if (hn >= 256 || memchr(ct, '[', hn) != NULL ||
+		    memchr(ct, ']', hn) != NULL || memchr(ct, ':', hn) != NULL)
+			return false;
+		memcpy(host, ct, hn);
+		host[hn] = '\0';
+		*kind = inet_pton(AF_INET, host, b) == 1 ? CONDUIT_HOST_IPV4
+		                                         : CONDUIT_HOST_NAME;
+	}
+	*port = (int)v;
+	return true;
+}
+
+/* Look the connect-to destination's host up in place of the endpoint's. */
 static int lookup_connect_to(conduit_ctx *ctx, conduit_endpoint *ep,
                              const char *ct)
 {
-	const char *colon = strrchr(ct, ':');
 	char host[256];
-	size_t hn = (size_t)(colon - ct);
-	if (colon == NULL || hn == 0 || hn >= sizeof(host))
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
-		                        "resolve %s: bad connect-to", ep->uri);
 	enum conduit_host_kind kind = CONDUIT_HOST_NAME;
-	if (ct[0] == '[') {
-		memcpy(host, ct + 1, hn - 2);
-		host[hn - 2] = '\0';
-		kind = CONDUIT_HOST_IPV6;
-	} else {
-		unsigned char b[4];
-		memcpy(host, ct, hn);
-		host[hn] = '\0';
-		if (inet_pton(AF_INET, host, b) == 1)
-			kind = CONDUIT_HOST_IPV4;
+	int port = 0;
+	if (!split_connect_to(ct, host, &kind, &port)) {
+		char sh[CD_SHOWN_URI];
+		return conduit_ctx_fail(
+		    ctx, CONDUIT_ERR_OPTION,
+		    "resolve %s: connect-to=%.64s%s is not "
+		    "HOST:PORT (a DNS name, IPv4 or [IPv6], "
+		    "port 1-65535)",
+		    shown(ep, sh), ct, strlen(ct) > 64 ? "..." : "");
 	}
-	ep->dest_port = atoi(colon + 1);
-	if (kind == CONDUIT_HOST_NAME)
-		return lookup_name(ctx, ep, host);
-	return literal(ctx, ep, host, kind, "");
+	int rc = kind == CONDUIT_HOST_NAME ? lookup_name(ctx, ep, host)
+	                                   : literal(ctx, ep, host, kind, "");
+	if (rc == CONDUIT_OK)
+		ep->dest_port = port;
+	return rc;
 }
 
 int cd_lookup(conduit_ctx *ctx, conduit_endpoint *ep)
@@ -165,7 +302,10 @@ int cd_lookup(conduit_ctx *ctx, conduit_endpoint *ep)
 		rc = lookup_name(ctx, ep, ep->host);
 	else
 		return CONDUIT_OK;
-	if (rc == CONDUIT_ERR_NOMEM && ctx->error == NULL)
-		conduit_ctx_fail(ctx, rc, "resolve %s: out of memory", ep->uri);
+	if (rc == CONDUIT_ERR_NOMEM && ctx->error == NULL) {
+		char sh[CD_SHOWN_URI];
+		conduit_ctx_fail(ctx, rc, "resolve %s: out of memory",
+		                 shown(ep, sh));
+	}
 	return rc;
 }

@@ -249,6 +249,17 @@ static const char *shown(struct rstate *rs)
 	return rs->shown_buf;
 }
 
+/* An endpoint's (or a rule's target's) URI as messages, events and
+ * explanations show it: without the values of secret options such as a
+ * TLS key file, which a rule, being configuration, may name.  The size is
+ * lookup.c's, so that its messages and these match. */
+
+static const char *redacted(const char *uri, char buf[CD_SHOWN_URI])
+{
+	cd_uri_redact(uri, buf, CD_SHOWN_URI);
+	return buf;
+}
+
 /* Parse text into *out; on failure the message names the URI as given
  * and, for text a rule made, the rule's place. */
 static int parse_into(struct rstate *rs, const char *text,
@@ -469,11 +480,98 @@ static int add_tls(conduit_endpoint *ep, bool layer, const char *servername)
 		o[at] = (struct cd_option){k, v};
 		ep->nopts++;
 	}
-	char *uri = cd_uri_format(ep);
-	if (uri == NULL)
-		return CONDUIT_ERR_NOMEM;
-	free(ep->uri);
-	ep->uri = uri;
+	return cd_endpoint_set_uri(ep, cd_uri_format(ep));
+}
+
+/* Does the grammar take this "key=value" pair (as printed in a canonical
+ * URI) on a TLS layer over a transport that has no options of its own? */
+static bool tls_option(const char *pair, size_t n)
+{
+	static const char probe[] = "tls+unix-abstract://p?";
+	struct text t = {0};
+	puts_(&t, probe);
+	put(&t, pair, n);
+	conduit_endpoint *ep = NULL;
+	bool ok = !t.failed &&
+	          conduit_endpoint_parse(&ep, t.p, NULL, 0) == CONDUIT_OK;
+	conduit_endpoint_free(ep);
+	free(t.p);
+	return ok;
+}
+
+/*
+ * The options of a URI a map rule rewrote.  The rule's target names the
+ * transport, so the URI's transport options (tcp's nodelay=, connect-to=,
+ * ...) are dropped.  The TLS the URI asked for stays, and with it the TLS
+ * options the URI wrote (alpn=, servername=, files where the context let
+ * the URI name them), unless the target sets the same option: the rule
+ * is the more specific configuration for this host.  Which options are
+ * TLS options is asked of the grammar, so no list here can drift from
+ * uri.c's.  When any is kept, *target is replaced by the target with TLS
+ * (when add_layer) and those options, parsed again; *layered says the
+ * TLS layer is on.  Only URIs with options come here: the common path
+ * stays one parse.
+ */
+static int carry_options(struct rstate *rs, const conduit_endpoint *cur,
+                         conduit_endpoint **target, const struct cd_rule *r,
+                         bool add_layer, bool *layered)
+{
+	*layered = false;
+	const char *q = strchr(cur->uri, '?');
+	if (cur->nopts == 0 || q == NULL)
+		return CONDUIT_OK;
+	bool want_tls = has_layer(cur, "tls");
+	struct text kept = {0};
+	for (const char *p = q + 1; *p != '\0';) {
+		size_t n = strcspn(p, "&");
+		/* Canonical keys are printed as they are (no escapes). */
+		int kn = (int)strcspn(p, "=");
+		if ((size_t)kn > n)
+			kn = (int)n;
+		if (!want_tls || !tls_option(p, n)) {
+			step(rs->x, "rule: the URI's %.*s dropped (the rule's "
+			            "target sets the transport)",
+			     kn, p);
+		} else {
+			char key[64];
+			snprintf(key, sizeof(key), "%.*s", kn, p);
+			if (conduit_endpoint_option(*target, key) != NULL) {
+				step(rs->x, "tls: the URI's %s replaced by the "
+				            "rule's",
+				     key);
+			} else {
+				puts_(&kept, kept.len > 0 ? "&" : "");
+				put(&kept, p, n);
+				step(rs->x, "tls: the URI's %s kept over the "
+				            "rule's target",
+				     key);
+			}
+		}
+		p += n;
+		if (*p == '&')
+			p++;
+	}
+	if (kept.len == 0 && !kept.failed)
+		return CONDUIT_OK;
+	struct text t = {0};
+	puts_(&t, add_layer ? "tls+" : "");
+	puts_(&t, (*target)->uri);
+	puts_(&t, (*target)->nopts > 0 ? "&" : "?");
+	puts_(&t, kept.failed ? "" : kept.p);
+	conduit_endpoint *merged = NULL;
+	int rc;
+	if (kept.failed || t.failed)
+		rc = conduit_ctx_fail(rs->ctx, CONDUIT_ERR_NOMEM,
+		                      "resolve %s: out of memory", shown(rs));
+	else
+		rc = parse_into(rs, t.p, &merged, r);
+	free(kept.p);
+	free(t.p);
+	if (rc != CONDUIT_OK)
+		return rc;
+	conduit_endpoint_free(*target);
+	*target = merged;
+	*layered = add_layer;
 	return CONDUIT_OK;
 }
 
@@ -497,19 +595,37 @@ static int apply_map(struct rstate *rs, conduit_endpoint **ep,
 	free(t.p);
 	if (rc != CONDUIT_OK)
 		return rc;
-	step(rs->x, "rule: map %s (%s) sends %s to %s", r->pattern, r->origin,
-	     cur->host, target->uri);
+	if (rs->x != NULL) {
+		char sh[CD_SHOWN_URI];
+		step(rs->x, "rule: map %s (%s) sends %s to %s", r->pattern,
+		     r->origin, cur->host, redacted(target->uri, sh));
+	}
 
-	/* TLS the URI asked for stays, once, and checks the name as
-	 * written unless the rule names another. */
+	/* TLS the URI asked for stays, once, with the TLS options the URI
+	 * wrote, and checks the name as written unless the rule or the URI
+	 * names another. */
 	bool want_tls = has_layer(cur, "tls");
 	bool had_tls = has_layer(target, "tls");
+	bool add_layer = want_tls && !had_tls;
+	if (add_layer)
+		step(rs->x, "tls: kept from %s, over the rule's transport",
+		     rs->scheme);
+	else if (want_tls)
+		step(rs->x,
+		     "tls: the rule's target has TLS already; not doubled");
+	bool layered = false;
+	rc = carry_options(rs, cur, &target, r, add_layer, &layered);
+	if (rc != CONDUIT_OK) {
+		conduit_endpoint_free(target);
+		return rc;
+	}
+	if (layered)
+		add_layer = false;
 	bool add_name = (want_tls || had_tls) &&
 	                conduit_endpoint_option(target, "servername") == NULL &&
 	                strcmp(target->host, rs->name) != 0;
-	if ((want_tls && !had_tls) || add_name) {
-		rc = add_tls(target, want_tls && !had_tls,
-		             add_name ? rs->name : NULL);
+	if (add_layer || add_name) {
+		rc = add_tls(target, add_layer, add_name ? rs->name : NULL);
 		if (rc == CONDUIT_ERR_SCHEME)
 			rc = conduit_ctx_fail(rs->ctx, rc,
 			                      "resolve %s: the rule at %s gives more "
@@ -522,11 +638,6 @@ static int apply_map(struct rstate *rs, conduit_endpoint **ep,
 			conduit_endpoint_free(target);
 			return rc;
 		}
-		if (want_tls && !had_tls)
-			step(rs->x, "tls: kept from %s, over the rule's transport",
-			     rs->scheme);
-	} else if (want_tls && had_tls) {
-		step(rs->x, "tls: the rule's target has TLS already; not doubled");
 	}
 	conduit_endpoint_free(cur);
 	*ep = target;
@@ -628,16 +739,19 @@ static int resolve(conduit_endpoint **out, conduit_explain *x,
 	if (rc == CONDUIT_OK) {
 		rc = cd_lookup(ctx, ep);
 		/* The lookup names the endpoint; name the URI as given too. */
-		size_t plen = strlen("resolve ") + strlen(ep->uri);
-		if (rc != CONDUIT_OK && strcmp(ep->uri, uri) != 0 &&
-		    strncmp(conduit_ctx_error(ctx), "resolve ", 8) == 0 &&
-		    strncmp(conduit_ctx_error(ctx) + 8, ep->uri,
-		            strlen(ep->uri)) == 0) {
-			char *rest = cd_strdup(conduit_ctx_error(ctx) + plen);
-			if (rest != NULL)
-				conduit_ctx_fail(ctx, rc, "resolve %s (%s)%s",
-				                 shown(&rs), ep->uri, rest);
-			free(rest);
+		if (rc != CONDUIT_OK && strcmp(ep->uri, uri) != 0) {
+			char sh[CD_SHOWN_URI];
+			const char *m = conduit_ctx_error(ctx);
+			size_t el = strlen(redacted(ep->uri, sh));
+			if (strncmp(m, "resolve ", 8) == 0 &&
+			    strncmp(m + 8, sh, el) == 0) {
+				char *rest = cd_strdup(m + 8 + el);
+				if (rest != NULL)
+					conduit_ctx_fail(ctx, rc,
+					                 "resolve %s (%s)%s",
+					                 shown(&rs), sh, rest);
+				free(rest);
+			}
 		}
 		if (rc == CONDUIT_OK && x != NULL && ep->naddrs > 0) {
 			struct text a = {0};
@@ -647,9 +761,12 @@ static int resolve(conduit_endpoint **out, conduit_explain *x,
 				puts_(&a, i ? ", " : "");
 				puts_(&a, b);
 			}
-			const char *ct = conduit_endpoint_option(ep, "connect-to");
+			char num[8] = "";
+			if (conduit_endpoint_option(ep, "connect-to") != NULL &&
+			    ep->dest_port > 0)
+				port_text((unsigned)ep->dest_port, num);
 			step(x, "addresses: %s%s%s", a.failed ? "?" : a.p,
-			     ct != NULL ? ", port " : "", ct != NULL ? strrchr(ct, ':') + 1 : "");
+			     num[0] != '\0' ? ", port " : "", num);
 			free(a.p);
 		}
 	}
@@ -660,14 +777,17 @@ static int resolve(conduit_endpoint **out, conduit_explain *x,
 		conduit_endpoint_free(ep);
 		return rc;
 	}
-	step(x, "endpoint: %s", ep->uri);
-	if (observed) {
+	if (x != NULL || observed) {
+		char sh[CD_SHOWN_URI];
+		redacted(ep->uri, sh);
+		step(x, "endpoint: %s", sh);
 		char detail[64] = "";
 		if (ep->naddrs > 0)
 			snprintf(detail, sizeof(detail), "%zu address%s",
 			         ep->naddrs, ep->naddrs == 1 ? "" : "es");
-		conduit_emit(ctx, CONDUIT_PHASE_RESOLVED, CONDUIT_OK, ep->uri,
-		             detail, NULL);
+		if (observed)
+			conduit_emit(ctx, CONDUIT_PHASE_RESOLVED, CONDUIT_OK,
+			             sh, detail, NULL);
 	}
 	*out = ep;
 	return CONDUIT_OK;

@@ -1,9 +1,12 @@
 /*
  * test_resolve.c - the resolver: service table, map and connect-to rules
  * (label boundaries, specificity, captures, TLS kept but never doubled,
- * the logical name kept for TLS), explanations, secrets kept out of
- * messages, rules that fail to load leaving the old ones in place, and a
- * name whose first address is silent losing the connect race.
+ * the logical name kept for TLS, the URI's TLS options kept over a map
+ * rule), explanations, secrets kept out of messages, events and steps,
+ * rules that fail to load leaving the old ones in place, a name whose
+ * first address is silent losing the connect race, connect-to values the
+ * lookup refuses, and what a context's lookup function may return
+ * (duplicates removed, odd statuses a resolution error).
  *
  * Names are looked up through a context lookup function (a static table)
  * so that no test depends on, or sends anything to, a name server.
@@ -12,6 +15,8 @@
 #include "harness.h"
 
 #include <conduit/conduit.h>
+
+#include "core.h" /* cd_lookup(), for connect-to values the grammar never makes */
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -32,7 +37,8 @@ static const char common_rules[] =
 	"connect-to *.cdn.test:* 127.0.0.2:\n"
 	"connect-to *:8080 [::1]:9090\n"
 	"service myproto 7000\n"
-	"service mysecure 7001 tls\n";
+	"service mysecure 7001 tls\n"
+	"map pinned-alpn.example tls+tcp://10.1.1.2:8443?alpn=h2\n";
 
 /* Every name resolves to 127.0.0.1, except nx.test, which does not. */
 static int table_lookup(void *arg, const char *host, struct conduit_addr *a,
@@ -158,6 +164,31 @@ static const struct rcase cases[] = {
 	 CONDUIT_OK,
 	 "tls+tcp://h.test:1?alpn=h2&connect-to=127.0.0.1:2&keepalive=9&"
 	 "nodelay=1&servername=a.test&source=127.0.0.1"},
+	/* A map rule keeps the TLS options the URI wrote (the TLS it asked
+	 * for stays); the transport's options are the rule's to set; where
+	 * the rule's target sets a TLS option too, the target's wins. */
+	{"tls+tcp://db.internal:443?alpn=h2", CONDUIT_OK,
+	 "tls+unix:///run/db.sock?alpn=h2&servername=db.internal"},
+	{"tls+tcp://db.internal:443?servername=other.test", CONDUIT_OK,
+	 "tls+unix:///run/db.sock?servername=other.test"},
+	{"tls://db.internal:443?alpn=h2,http/1.1&nodelay=0&"
+	 "connect-to=10.0.0.1:1&keepalive=5&source=127.0.0.1",
+	 CONDUIT_OK,
+	 "tls+unix:///run/db.sock?alpn=h2,http/1.1&servername=db.internal"},
+	{"tls+tcp://www.example:443?alpn=h2&connect-to=10.9.9.9:1", CONDUIT_OK,
+	 "tls+tcp://gateway.example:443?alpn=h2&servername=www.example"},
+	{"tls+tcp://secure.example:1?alpn=h2", CONDUIT_OK,
+	 "tls+tcp://10.1.1.1:8443?alpn=h2&servername=secure.example"},
+	{"tls+tcp://api.svc.example:1?servername=log.test&alpn=syslog",
+	 CONDUIT_OK,
+	 "tls+unix:///run/api.sock?alpn=syslog&servername=log.test"},
+	{"tls+tcp://pinned-alpn.example:1?alpn=http/1.1&servername=s.test",
+	 CONDUIT_OK, "tls+tcp://10.1.1.2:8443?alpn=h2&servername=s.test"},
+	{"tcp://pinned-alpn.example:1?nodelay=0", CONDUIT_OK,
+	 "tls+tcp://10.1.1.2:8443?alpn=h2&servername=pinned-alpn.example"},
+	/* a service URI's query is the application's, never TLS options */
+	{"https://db.internal/?servername=x.test&alpn=h2", CONDUIT_OK,
+	 "tls+unix:///run/db.sock?servername=db.internal"},
 	/* literals and paths see no host rules */
 	{"https://127.0.0.1/", CONDUIT_OK, "tls+tcp://127.0.0.1:443"},
 	{"https://[::1]:8443/x", CONDUIT_OK, "tls+tcp://[::1]:8443"},
@@ -609,6 +640,404 @@ START_TEST(fuzz_mutated_uris)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* connect-to values reaching the lookup                               */
+
+/*
+ * The grammar refuses a connect-to value that is not HOST:PORT, so the
+ * resolver never makes one; the lookup checks it again rather than do
+ * arithmetic on a ':' it did not find.  The bad values are put on an
+ * endpoint by hand, as only code inside conduit could.
+ */
+START_TEST(connect_to_value_checked)
+{
+	conduit_ctx *ctx = rules_ctx();
+	conduit_endpoint *ep = NULL;
+	ck_status(conduit_resolve(&ep, ctx, "tcp://h.test:80?connect-to=nocolon"),
+	          CONDUIT_ERR_OPTION);
+	ck_assert_ptr_null(ep);
+	ck_assert_msg(strstr(conduit_ctx_error(ctx), "connect-to") != NULL,
+	              "message: %s", conduit_ctx_error(ctx));
+
+	static const char *const bad[] = {
+		"nocolon", ":80", "[:80", "[]:80", "[::1]", "[::1]x:80",
+		"h.test:", "h.test:0", "h.test:65536", "h.test:8x", "h.test:-1",
+		"h.test:+80", "[nothex]:80", "[fe80::1%lo]:80", "",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(conduit_endpoint_parse(
+		                         &ep,
+		                         "tls+tcp://h.test:80?connect-to=127.0.0.1:9"
+		                         "&key=/secret/k.pem",
+		                         NULL, 0),
+		                 CONDUIT_OK);
+		const char *old = conduit_endpoint_option(ep, "connect-to");
+		ck_assert_ptr_nonnull(old);
+		for (size_t k = 0; k < ep->nopts; k++)
+			if (strcmp(ep->opts[k].key, "connect-to") == 0) {
+				free(ep->opts[k].value);
+				ep->opts[k].value = strdup(bad[i]);
+				ck_assert_ptr_nonnull(ep->opts[k].value);
+			}
+		int rc = cd_lookup(ctx, ep);
+		const char *m = conduit_ctx_error(ctx);
+		ck_assert_msg(rc == CONDUIT_ERR_OPTION,
+		              "connect-to=%s: got %s (%s)", bad[i],
+		              conduit_status_name(rc), m);
+		ck_assert_msg(strstr(m, "connect-to") != NULL &&
+		                      strstr(m, "HOST:PORT") != NULL &&
+		                      strstr(m, "/secret") == NULL,
+		              "connect-to=%s: message: %s", bad[i], m);
+		ck_assert_uint_eq(conduit_endpoint_address_count(ep), 0);
+		conduit_endpoint_free(ep);
+	}
+
+	/* A good value still sets the destination. */
+	ck_assert_int_eq(conduit_endpoint_parse(
+	                         &ep, "tcp://h.test:80?connect-to=%5B::1%5D:81",
+	                         NULL, 0),
+	                 CONDUIT_OK);
+	ck_status(cd_lookup(ctx, ep), CONDUIT_OK);
+	ck_assert_int_eq(ep->dest_port, 81);
+	ck_assert_uint_eq(conduit_endpoint_address_count(ep), 1);
+	conduit_endpoint_free(ep);
+	conduit_ctx_free(ctx);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Secrets in messages, events and explanations                        */
+
+struct leak_watch {
+	int events;
+	char leak[256]; /* the first event that showed a secret */
+};
+
+static const char *const secrets[] = {"hunter2", "tok3n", "/secret"};
+
+static const char *find_secret(const char *s)
+{
+	for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+		if (s != NULL && strstr(s, secrets[i]) != NULL)
+			return secrets[i];
+	return NULL;
+}
+
+static void watch_events(void *arg, const struct conduit_event *ev)
+{
+	struct leak_watch *w = arg;
+	w->events++;
+	if (w->leak[0] == '\0' &&
+	    (find_secret(ev->uri) != NULL || find_secret(ev->detail) != NULL))
+		snprintf(w->leak, sizeof(w->leak), "%s %s %s",
+		         conduit_phase_name(ev->phase), ev->uri, ev->detail);
+}
+
+/*
+ * Every path that shows an input URI or an endpoint URI: a lookup that
+ * fails (through a rule and without), an unknown zone, a connect-to name
+ * that does not resolve, a lookup function's odd answer, the rule and
+ * endpoint steps of an explanation, and the observer's events.  Each URI
+ * carries a password, a secret query value or a key file, or all three.
+ */
+START_TEST(secrets_stay_out_of_messages)
+{
+	conduit_ctx *ctx = rules_ctx();
+	conduit_ctx_allow_uri_options(ctx, CONDUIT_URI_FILES);
+	ck_assert_msg(conduit_ctx_add_rules(
+	                      ctx,
+	                      "map keyed.test tls+tcp://nx.test:443?key=/secret/k.pem\n"
+	                      "map keyed-ok.test tls+tcp://127.0.0.1:443?key=/secret/k.pem\n"
+	                      "map keyed-ct.test tls+tcp://127.0.0.1:443?key=/secret/k.pem&"
+	                      "connect-to=nx.test:1\n",
+	                      "secret-rules") == CONDUIT_OK,
+	              "%s", conduit_ctx_error(ctx));
+	struct leak_watch w = {0};
+	conduit_ctx_set_observer(ctx, watch_events, &w);
+	static const struct {
+		const char *uri;
+		int status;
+	} scases[] = {
+		{"https://u:hunter2@keyed.test/?token=tok3n", CONDUIT_ERR_RESOLVE},
+		{"https://u:hunter2@keyed-ok.test/?token=tok3n", CONDUIT_OK},
+		{"https://u:hunter2@keyed-ct.test/", CONDUIT_ERR_RESOLVE},
+		{"tls+tcp://nx.test:1?key=/secret/k.pem", CONDUIT_ERR_RESOLVE},
+		{"tls+tcp://127.0.0.1:1?key=/secret/k.pem&connect-to=nx.test:2",
+		 CONDUIT_ERR_RESOLVE},
+		{"tls+tcp://[fe80::1%25nosuch0]:1?key=/secret/k.pem",
+		 CONDUIT_ERR_HOST},
+		{"tls+tcp://h.test:1?key=/secret/k.pem", CONDUIT_OK},
+		{"https://u:hunter2@nx.test/?token=tok3n", CONDUIT_ERR_RESOLVE},
+	};
+	for (size_t i = 0; i < sizeof(scases) / sizeof(scases[0]); i++) {
+		conduit_endpoint *ep = NULL;
+		conduit_explain *x = NULL;
+		int rc = conduit_resolve_explain(&ep, &x, ctx, scases[i].uri);
+		const char *m = conduit_ctx_error(ctx);
+		ck_assert_msg(rc == scases[i].status, "%s: got %s (%s)",
+		              scases[i].uri, conduit_status_name(rc), m);
+		if (rc != CONDUIT_OK)
+			ck_assert_msg(find_secret(m) == NULL,
+			              "%s: message shows %s: %s", scases[i].uri,
+			              find_secret(m), m);
+		ck_assert_uint_gt(conduit_explain_count(x), 1);
+		for (size_t k = 0; k < conduit_explain_count(x); k++) {
+			const char *st = conduit_explain_step(x, k);
+			ck_assert_msg(find_secret(st) == NULL,
+			              "%s: step shows %s: %s", scases[i].uri,
+			              find_secret(st), st);
+		}
+		if (rc == CONDUIT_OK) /* the value itself is the secret kept */
+			ck_assert_str_eq(conduit_endpoint_option(ep, "key"),
+			                 "/secret/k.pem");
+		conduit_explain_free(x);
+		conduit_endpoint_free(ep);
+		ck_assert_msg(w.leak[0] == '\0', "%s: event shows a secret: %s",
+		              scases[i].uri, w.leak);
+	}
+	ck_assert_int_gt(w.events, 0);
+
+	/* A lookup that fails through a rule names the URI as given and
+	 * the endpoint the rule made, both redacted. */
+	conduit_endpoint *ep = NULL;
+	ck_status(conduit_resolve(&ep, ctx, "https://u:hunter2@keyed.test/"),
+	          CONDUIT_ERR_RESOLVE);
+	ck_assert_msg(strstr(conduit_ctx_error(ctx),
+	                     "resolve https://u:****@keyed.test/ "
+	                     "(tls+tcp://nx.test:443?key=****&servername="
+	                     "keyed.test): nx.test") ==
+	                      conduit_ctx_error(ctx),
+	              "message: %s", conduit_ctx_error(ctx));
+	conduit_ctx_free(ctx);
+}
+END_TEST
+
+/*
+ * Connecting and listening: whatever fails, and at whichever layer (the
+ * core, the transport, TLS), the message and the events show the endpoint
+ * with its key= value hidden.
+ */
+START_TEST(secrets_stay_out_of_connects)
+{
+	conduit_ctx *ctx = rules_ctx();
+	conduit_ctx_allow_uri_options(ctx, CONDUIT_URI_FILES);
+	struct leak_watch w = {0};
+	conduit_ctx_set_observer(ctx, watch_events, &w);
+	static const char *const uris[] = {
+		"tls+tcp://127.0.0.1:1?key=/secret/k.pem",
+		"tls+tcp://127.0.0.1:1?cert=/public/c.pem&key=/secret/k.pem",
+		"tls+unix:///nonexistent/dir/s.sock?key=/secret/k.pem",
+		"tls+vchan://0/port?key=/secret/k.pem",
+		"https://u:hunter2@127.0.0.1:1/?token=tok3n",
+	};
+	for (size_t i = 0; i < sizeof(uris) / sizeof(uris[0]); i++) {
+		conduit_flow *f = NULL;
+		int rc = conduit_connect_wait(&f, ctx, uris[i], 2000);
+		ck_assert_msg(rc != CONDUIT_OK, "%s connected", uris[i]);
+		const char *m = conduit_ctx_error(ctx);
+		ck_assert_msg(m[0] != '\0', "%s: no message", uris[i]);
+		ck_assert_msg(find_secret(m) == NULL, "%s: message shows %s: %s",
+		              uris[i], find_secret(m), m);
+		conduit_listener *l = NULL;
+		rc = conduit_listen(&l, ctx, uris[i]);
+		if (rc == CONDUIT_OK) {
+			ck_assert_msg(find_secret(conduit_listener_uri(l)) == NULL,
+			              "%s: listener shows %s", uris[i],
+			              conduit_listener_uri(l));
+			conduit_listener_free(l);
+		} else {
+			m = conduit_ctx_error(ctx);
+			ck_assert_msg(find_secret(m) == NULL,
+			              "listen %s: message shows %s: %s", uris[i],
+			              find_secret(m), m);
+		}
+		ck_assert_msg(w.leak[0] == '\0', "%s: event shows a secret: %s",
+		              uris[i], w.leak);
+	}
+	ck_assert_int_gt(w.events, 0);
+	conduit_ctx_free(ctx);
+}
+END_TEST
+
+/* The explanation says which of the URI's options a map rule kept, which
+ * it dropped and which the rule's own replaced. */
+START_TEST(map_rule_tls_options_explained)
+{
+	conduit_ctx *ctx = rules_ctx();
+	conduit_ctx_allow_uri_options(ctx, CONDUIT_URI_FILES);
+	conduit_endpoint *ep = NULL;
+	conduit_explain *x = NULL;
+	ck_status(conduit_resolve_explain(
+	                  &ep, &x, ctx,
+	                  "tls+tcp://pinned-alpn.example:1?alpn=http/1.1&"
+	                  "ca=/etc/ca.pem&nodelay=0"),
+	          CONDUIT_OK);
+	ck_assert_str_eq(conduit_endpoint_uri(ep),
+	                 "tls+tcp://10.1.1.2:8443?alpn=h2&ca=/etc/ca.pem&"
+	                 "servername=pinned-alpn.example");
+	bool kept = false, dropped = false, replaced = false;
+	for (size_t i = 0; i < conduit_explain_count(x); i++) {
+		const char *st = conduit_explain_step(x, i);
+		if (strcmp(st, "tls: the URI's ca kept over the rule's target") == 0)
+			kept = true;
+		if (strcmp(st, "rule: the URI's nodelay dropped (the rule's "
+		               "target sets the transport)") == 0)
+			dropped = true;
+		if (strcmp(st, "tls: the URI's alpn replaced by the rule's") == 0)
+			replaced = true;
+	}
+	ck_assert_msg(kept && dropped && replaced,
+	              "kept %d dropped %d replaced %d", kept, dropped, replaced);
+	conduit_explain_free(x);
+	conduit_endpoint_free(ep);
+
+	/* The URI's insecure option stays refused when the context does not
+	 * allow it: the check comes before any rule. */
+	ck_status(conduit_resolve(&ep, ctx,
+	                          "tls+tcp://db.internal:1?insecure-no-verify=1"),
+	          CONDUIT_ERR_OPTION);
+	ck_assert_ptr_null(ep);
+	conduit_ctx_free(ctx);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* What a context's lookup function returns                            */
+
+static int dup_lookup(void *arg, const char *host, struct conduit_addr *a,
+                      size_t cap, size_t *n)
+{
+	(void)arg;
+	(void)host;
+	if (cap < 7)
+		return CONDUIT_ERR_RESOLVE;
+	a[0] = fk_addr("127.0.0.1");
+	a[1] = fk_addr("::1");
+	a[2] = fk_addr("127.0.0.1");
+	/* The same IPv4 address with bytes a lookup need not clear. */
+	memset(a[2].bytes + 4, 0xa5, 12);
+	a[2].scope = 7;
+	a[3] = fk_addr("::1");
+	a[4] = fk_addr("10.0.0.1");
+	a[5] = fk_addr("::1");
+	a[5].scope = 2; /* another interface: another address */
+	a[6] = fk_addr("127.0.0.1");
+	*n = 7;
+	return CONDUIT_OK;
+}
+
+START_TEST(custom_lookup_duplicates_removed)
+{
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_ctx_set_lookup(ctx, dup_lookup, NULL);
+	conduit_endpoint *ep = NULL;
+	conduit_explain *x = NULL;
+	ck_status(conduit_resolve_explain(&ep, &x, ctx, "tcp://dup.test:80"),
+	          CONDUIT_OK);
+	static const char *const want[] = {"127.0.0.1", "::1", "10.0.0.1",
+	                                   "::1%2"};
+	size_t n = conduit_endpoint_address_count(ep);
+	ck_assert_uint_eq(n, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < n; i++) {
+		const struct conduit_addr *a = conduit_endpoint_address(ep, i);
+		char b[64];
+		ck_assert_str_eq(conduit_addr_format(a, b, sizeof(b)), want[i]);
+		if (a->family == CONDUIT_AF_INET) {
+			static const uint8_t zero[12];
+			ck_assert_mem_eq(a->bytes + 4, zero, 12);
+			ck_assert_uint_eq(a->scope, 0);
+		}
+	}
+	bool saw = false;
+	for (size_t i = 0; i < conduit_explain_count(x); i++)
+		if (strcmp(conduit_explain_step(x, i),
+		           "addresses: 127.0.0.1, ::1, 10.0.0.1, ::1%2") == 0)
+			saw = true;
+	ck_assert(saw);
+	conduit_explain_free(x);
+	conduit_endpoint_free(ep);
+	conduit_ctx_free(ctx);
+}
+END_TEST
+
+/* What odd_lookup answers: a status, and how many addresses it claims. */
+struct odd_answer {
+	int status;
+	size_t n;   /* SIZE_MAX: one more than cap */
+	int family; /* of the first address */
+};
+
+static int odd_lookup(void *arg, const char *host, struct conduit_addr *a,
+                      size_t cap, size_t *n)
+{
+	const struct odd_answer *ans = arg;
+	(void)host;
+	if (cap > 0) {
+		a[0] = fk_addr("127.0.0.1");
+		a[0].family = ans->family;
+	}
+	*n = ans->n == SIZE_MAX ? cap + 1 : ans->n;
+	return ans->status;
+}
+
+START_TEST(custom_lookup_odd_statuses)
+{
+	static const struct {
+		struct odd_answer ans;
+		int want;
+		const char *why;
+	} ocases[] = {
+		{{CONDUIT_WANT_READ, 1, CONDUIT_AF_INET}, CONDUIT_ERR_RESOLVE,
+		 "CONDUIT_WANT_READ"},
+		{{CONDUIT_WANT_WRITE, 0, CONDUIT_AF_INET}, CONDUIT_ERR_RESOLVE,
+		 "CONDUIT_WANT_WRITE"},
+		{{CONDUIT_EOF, 0, CONDUIT_AF_INET}, CONDUIT_ERR_RESOLVE,
+		 "CONDUIT_EOF"},
+		{{12345, 1, CONDUIT_AF_INET}, CONDUIT_ERR_RESOLVE, "12345"},
+		{{-3, 1, CONDUIT_AF_INET}, CONDUIT_ERR_RESOLVE, "-3"},
+		{{CONDUIT_ERR_TIMED_OUT, 0, CONDUIT_AF_INET}, CONDUIT_ERR_RESOLVE,
+		 "timed out"},
+		{{CONDUIT_OK, 0, CONDUIT_AF_INET}, CONDUIT_ERR_RESOLVE,
+		 "no address"},
+		{{CONDUIT_OK, SIZE_MAX, CONDUIT_AF_INET}, CONDUIT_ERR_RESOLVE,
+		 "room for"},
+		{{CONDUIT_OK, 1, 0}, CONDUIT_ERR_RESOLVE, "family 0"},
+		{{CONDUIT_OK, 1, 5}, CONDUIT_ERR_RESOLVE, "family 5"},
+		{{CONDUIT_ERR_RESOLVE, 0, CONDUIT_AF_INET}, CONDUIT_ERR_RESOLVE,
+		 "no address found"},
+		{{CONDUIT_ERR_NOMEM, 0, CONDUIT_AF_INET}, CONDUIT_ERR_NOMEM,
+		 "out of memory"},
+		{{CONDUIT_OK, 1, CONDUIT_AF_INET}, CONDUIT_OK, NULL},
+	};
+	for (size_t i = 0; i < sizeof(ocases) / sizeof(ocases[0]); i++) {
+		conduit_ctx *ctx = fk_new_ctx();
+		conduit_ctx_set_lookup(ctx, odd_lookup, (void *)&ocases[i].ans);
+		conduit_endpoint *ep = NULL;
+		int rc = conduit_resolve(&ep, ctx, "tcp://odd.test:80");
+		const char *m = conduit_ctx_error(ctx);
+		ck_assert_msg(rc == ocases[i].want, "case %zu: got %s (%s)", i,
+		              conduit_status_name(rc), m);
+		if (rc != CONDUIT_OK) {
+			ck_assert_ptr_null(ep);
+			ck_assert_msg(strstr(m, "resolve tcp://odd.test:80: "
+			                        "odd.test: ") == m &&
+			                      strstr(m, ocases[i].why) != NULL,
+			              "case %zu: message: %s", i, m);
+		} else {
+			ck_assert_uint_eq(conduit_endpoint_address_count(ep), 1);
+		}
+		/* A connect reports the same, never a "want". */
+		conduit_flow *f = NULL;
+		if (rc != CONDUIT_OK)
+			ck_status(conduit_connect(&f, ctx, "tcp://odd.test:80"),
+			          ocases[i].want);
+		ck_assert_ptr_null(f);
+		conduit_endpoint_free(ep);
+		conduit_ctx_free(ctx);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	const struct cd_test tests[] = {
@@ -618,6 +1047,12 @@ int main(void)
 		CD_TEST(untrusted_uri_options, 10),
 		CD_TEST(name_with_a_silent_first_address, 20),
 		CD_TEST(fuzz_mutated_uris, 30),
+		CD_TEST(connect_to_value_checked, 10),
+		CD_TEST(secrets_stay_out_of_messages, 10),
+		CD_TEST(secrets_stay_out_of_connects, 20),
+		CD_TEST(map_rule_tls_options_explained, 10),
+		CD_TEST(custom_lookup_duplicates_removed, 10),
+		CD_TEST(custom_lookup_odd_statuses, 10),
 	};
 	Suite *s = cd_suite("resolve", tests, sizeof(tests) / sizeof(tests[0]));
 	cd_suite_add_loop(s, "rule_table", rule_table,

@@ -5,7 +5,9 @@
  * failure (refused, bad port, unknown scheme, a name that cannot resolve,
  * an unknown IPv6 zone, a connect that times out), socket options
  * (nodelay, keepalive, source address), trying every address of an
- * endpoint in turn, half-close, observer events and byte counters.
+ * endpoint in turn, half-close, observer events and byte counters; a
+ * listening URI with connect-to refused, and the backend's messages
+ * without the values of secret options.
  *
  * Forked peers never call ck_assert: they report through their exit status
  * only (0 is success, other values name the step that failed).
@@ -29,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BIG (64 * MiB)
@@ -318,6 +321,44 @@ START_TEST(connect_timeout)
 	              conduit_ctx_error(ctx));
 	conduit_ctx_free(ctx);
 	fk_silent_free(&fl);
+}
+END_TEST
+
+/*
+ * A connection the kernel finished while nobody asked is made, even when
+ * the question comes only after the connect deadline: the handshake looks
+ * for success before it looks at the clock.
+ */
+START_TEST(connected_before_deadline_asked_after)
+{
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
+	char uri[128];
+	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", fk_listener_port(l));
+	struct fk_events log;
+	memset(&log, 0, sizeof(log));
+	conduit_ctx_set_observer(ctx, fk_record, &log);
+	conduit_ctx_set_connect_timeout(ctx, 50);
+
+	conduit_flow *c = NULL;
+	ck_status(conduit_connect(&c, ctx, uri), CONDUIT_OK);
+	/* Still in progress after conduit_connect(), so the handshake below
+	 * is what finds the connection made. */
+	ck_assert_int_eq(fk_count_phase(&log, CONDUIT_PHASE_CONNECTED), 0);
+	/* Loopback completes the TCP handshake in the kernel at once; wait
+	 * until the listener holds it, then past the deadline. */
+	conduit_flow *s = NULL;
+	ck_status(conduit_accept_wait(&s, l, cd_scaled(2000)), CONDUIT_OK);
+	struct timespec ts = {0, 120 * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	int rc = conduit_handshake(c);
+	ck_assert_msg(rc == CONDUIT_OK, "handshake after the deadline: %s (%s)",
+	              conduit_status_name(rc), conduit_flow_error(c));
+	ck_assert_int_eq(fk_count_phase(&log, CONDUIT_PHASE_CONNECTED), 1);
+	conduit_ctx_set_observer(ctx, NULL, NULL);
+	fk_exchange(c, s);
+	fk_free_all(c, s, l, ctx);
 }
 END_TEST
 
@@ -746,6 +787,105 @@ START_TEST(tcp_flow_properties)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Listeners and connect-to; secrets in the backend's messages         */
+
+/*
+ * connect-to moves where a connection goes; a listener goes nowhere, so
+ * the option on a listening URI is refused, naming the URI and the
+ * option, before anything is bound (it used to bind the connect-to
+ * destination's address instead of the host's).
+ */
+START_TEST(listen_refuses_connect_to)
+{
+	static const char *const uris[] = {
+		"tcp://127.0.0.1:0?connect-to=127.0.0.2:80",
+		"tcp://:0?connect-to=127.0.0.2:80",
+		"tcp://[::1]:0?connect-to=%5B::1%5D:80",
+		"tcp://name.test:0?connect-to=127.0.0.1:80",
+	};
+	conduit_ctx *ctx = fk_new_ctx();
+	for (size_t i = 0; i < sizeof(uris) / sizeof(uris[0]); i++) {
+		conduit_listener *l = NULL;
+		int rc = conduit_listen(&l, ctx, uris[i]);
+		const char *m = conduit_ctx_error(ctx);
+		ck_assert_msg(rc == CONDUIT_ERR_OPTION, "listen %s: got %s (%s), "
+		              "bound as %s", uris[i], conduit_status_name(rc), m,
+		              l != NULL ? conduit_listener_uri(l) : "-");
+		ck_assert_ptr_null(l);
+		char want[128];
+		snprintf(want, sizeof(want), "listen %s: connect-to", uris[i]);
+		ck_assert_msg(strstr(m, want) == m && strstr(m, "listener"),
+		              "message: %s", m);
+	}
+	/* The same host without the option listens. */
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
+	conduit_listener_free(l);
+	conduit_ctx_free(ctx);
+}
+END_TEST
+
+/* The TCP backend's own messages name the endpoint without the values of
+ * secret options (a TLS key file here).  Called on the backend directly,
+ * so that its message is the one seen whatever layers the build has. */
+START_TEST(tcp_messages_hide_secrets)
+{
+	conduit_ctx *ctx = fk_new_ctx();
+	const struct cd_registration *reg = cd_find_transport(ctx, "tcp");
+	ck_assert_ptr_nonnull(reg);
+	conduit_listener *busy = fk_listen(ctx, "tcp://127.0.0.1:0");
+	char uri[160];
+
+	/* connect: a source address of the wrong family */
+	conduit_endpoint *ep = NULL;
+	ck_status(conduit_endpoint_parse(&ep,
+	                                 "tls+tcp://[::1]:1?source=127.0.0.1&"
+	                                 "key=/secret/k.pem",
+	                                 NULL, 0),
+	          CONDUIT_OK);
+	struct conduit_addr a = fk_addr("::1");
+	ck_status(cd_endpoint_set_addresses(ep, &a, 1), CONDUIT_OK);
+	conduit_flow *f = NULL;
+	ck_status(reg->be->connect(reg->state, ctx, ep, &f), CONDUIT_ERR_OPTION);
+	ck_assert_ptr_null(f);
+	const char *m = conduit_ctx_error(ctx);
+	ck_assert_msg(strstr(m, "connect tls+tcp://[::1]:1?key=****&source=") ==
+	                              m &&
+	                      strstr(m, "/secret") == NULL,
+	              "message: %s", m);
+	conduit_endpoint_free(ep);
+
+	/* listen: the address is in use */
+	snprintf(uri, sizeof(uri), "tls+tcp://127.0.0.1:%d?key=/secret/k.pem",
+	         fk_listener_port(busy));
+	ck_status(conduit_endpoint_parse(&ep, uri, NULL, 0), CONDUIT_OK);
+	conduit_listener *l = NULL;
+	ck_status(reg->be->listen(reg->state, ctx, ep, &l),
+	          CONDUIT_ERR_ADDR_IN_USE);
+	ck_assert_ptr_null(l);
+	m = conduit_ctx_error(ctx);
+	ck_assert_msg(strstr(m, "listen tls+tcp://127.0.0.1:") == m &&
+	                      strstr(m, "?key=****: 127.0.0.1:") != NULL &&
+	                      strstr(m, "/secret") == NULL,
+	              "message: %s", m);
+	conduit_endpoint_free(ep);
+
+	/* listen: connect-to refused, with a key beside it */
+	ck_status(conduit_endpoint_parse(&ep,
+	                                 "tls+tcp://127.0.0.1:0?key=/secret/k.pem&"
+	                                 "connect-to=127.0.0.2:1",
+	                                 NULL, 0),
+	          CONDUIT_OK);
+	ck_status(reg->be->listen(reg->state, ctx, ep, &l), CONDUIT_ERR_OPTION);
+	m = conduit_ctx_error(ctx);
+	ck_assert_msg(strstr(m, "/secret") == NULL && strstr(m, "key=****"),
+	              "message: %s", m);
+	conduit_endpoint_free(ep);
+	conduit_listener_free(busy);
+	conduit_ctx_free(ctx);
+}
+END_TEST
+
 int main(void)
 {
 	const struct cd_test tests[] = {
@@ -758,6 +898,7 @@ int main(void)
 		CD_TEST(name_does_not_resolve, 30),
 		CD_TEST(ipv6_unknown_zone, 0),
 		CD_TEST(connect_timeout, 0),
+		CD_TEST(connected_before_deadline_asked_after, 0),
 		CD_TEST(every_address_tried, 0),
 		CD_TEST(nodelay_default_and_off, 0),
 		CD_TEST(keepalive_option, 0),
@@ -767,6 +908,8 @@ int main(void)
 		CD_TEST(byte_counters, 0),
 		CD_TEST(write_after_peer_closed_no_sigpipe, 0),
 		CD_TEST(tcp_flow_properties, 0),
+		CD_TEST(listen_refuses_connect_to, 0),
+		CD_TEST(tcp_messages_hide_secrets, 0),
 	};
 	return cd_run(cd_suite("tcp", tests, sizeof(tests) / sizeof(tests[0])));
 }

@@ -434,6 +434,59 @@ START_TEST(writev_gather_in_order)
 }
 END_TEST
 
+/*
+ * More buffers than one sendmsg() takes, the first 70 of them empty: the
+ * empty ones are skipped and the bytes behind them go out, rather than a
+ * write of nothing that a caller would retry for ever.
+ */
+START_TEST(writev_leading_empty_buffers)
+{
+	enum { NIOV = 100, NEMPTY = 70 };
+	const uint32_t seed = 47;
+	char dir[256], uri[512];
+	cd_tmpdir(dir, sizeof(dir));
+	sock_uri(uri, sizeof(uri), dir, "empties.sock");
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, uri);
+	conduit_flow *c = NULL, *s = NULL;
+	fk_pair(ctx, l, NULL, &c, &s);
+
+	/* Buffers 70..99 hold 1..30 bytes of the stream, in order. */
+	static uint8_t data[NIOV * 32];
+	struct conduit_iov iov[NIOV];
+	size_t total = 0;
+	for (size_t k = 0; k < NIOV; k++) {
+		size_t len = k < NEMPTY ? 0 : k - NEMPTY + 1;
+		cd_pattern(seed, total, data + total, len);
+		/* Empty buffers may have a NULL base: half of them do. */
+		iov[k].base = len == 0 && k % 2 ? NULL : data + total;
+		iov[k].len = len;
+		total += len;
+	}
+	size_t n = 0;
+	ck_status(conduit_writev(c, iov, NIOV, &n), CONDUIT_OK);
+	/* An idle socket takes these few hundred bytes whole. */
+	ck_assert_uint_eq(n, total);
+
+	ck_status(conduit_shutdown(c, CONDUIT_SHUT_WR), CONDUIT_OK);
+	uint8_t in[sizeof(data)];
+	size_t got = 0;
+	for (int i = 0; i < 1000; i++) {
+		size_t m = 0;
+		int rc = conduit_read_wait(s, in + got, sizeof(in) - got, &m,
+		                           cd_scaled(2000));
+		if (rc == CONDUIT_EOF)
+			break;
+		ck_status(rc, CONDUIT_OK);
+		got += m;
+	}
+	ck_assert_uint_eq(got, total);
+	ck_assert_uint_eq(cd_pattern_check(seed, 0, in, got), got);
+	fk_free_all(c, s, l, ctx);
+	cd_rmtree(dir);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Errors                                                              */
 
@@ -1350,6 +1403,7 @@ int main(void)
 		CD_TEST(stream_64mib_blocking_each_way, 60),
 		CD_TEST(half_close, 0),
 		CD_TEST(writev_gather_in_order, 20),
+		CD_TEST(writev_leading_empty_buffers, 0),
 		CD_TEST(connect_missing_socket_file, 0),
 		CD_TEST(connect_refused_on_stale_socket, 0),
 		CD_TEST(path_too_long, 0),

@@ -991,10 +991,12 @@ static int lw_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	conduit_lwip *st = state;
 	if (ep->host_kind == CONDUIT_HOST_NONE)
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_HOST,
-		                        "connect %s: no host to connect to", ep->uri);
+		                        "connect %s: no host to connect to",
+		                        cd_endpoint_shown(ep));
 	if (ep->naddrs == 0)
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
-		                        "connect %s: no address", ep->uri);
+		                        "connect %s: no address",
+		                        cd_endpoint_shown(ep));
 	struct lw_flow *f = flow_alloc(st, ctx, ep->uri);
 	if (f != NULL)
 		f->addrs = malloc(ep->naddrs * sizeof(*f->addrs));
@@ -1002,7 +1004,8 @@ static int lw_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		if (f != NULL)
 			lw_flow_ops.destroy(&f->base);
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-		                        "connect %s: out of memory", ep->uri);
+		                        "connect %s: out of memory",
+		                        cd_endpoint_shown(ep));
 	}
 	/* IPv6 first, as the host backend's race does; then in order. */
 	for (int pass = 0; pass < 2; pass++)
@@ -1019,15 +1022,15 @@ static int lw_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
 			                        "connect %s: source=%s is not an IP "
 			                        "address",
-			                        ep->uri, v);
+			                        cd_endpoint_shown(ep), v);
 		}
 		f->have_source = true;
 	}
 	if (ctx->connect_timeout_ms > 0)
 		f->deadline = conduit_now_ms() + ctx->connect_timeout_ms;
 	if (conduit_observed(ctx))
-		conduit_emit(ctx, CONDUIT_PHASE_CONNECTING, CONDUIT_OK, ep->uri,
-		             "lwip", &f->base);
+		conduit_emit(ctx, CONDUIT_PHASE_CONNECTING, CONDUIT_OK,
+		             cd_endpoint_shown(ep), "lwip", &f->base);
 	int rc = start_attempt(f);
 	if (rc != CONDUIT_OK) {
 		conduit_ctx_fail(ctx, rc, "%s", conduit_flow_error(&f->base));
@@ -1421,12 +1424,12 @@ static int lw_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 			if (looked == NULL)
 				return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
 				                        "listen %s: out of memory",
-				                        ep->uri);
+				                        cd_endpoint_shown(ep));
 			int rc = cd_lookup(ctx, looked);
 			if (rc == CONDUIT_OK && looked->naddrs == 0)
 				rc = conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
 				                      "listen %s: no address",
-				                      ep->uri);
+				                      cd_endpoint_shown(ep));
 			if (rc == CONDUIT_OK)
 				first = looked->addrs[0];
 			conduit_endpoint_free(looked);
@@ -1440,7 +1443,7 @@ static int lw_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_ADDR_UNAVAILABLE,
 			                        "listen %s: no lwIP netif has this "
 			                        "address",
-			                        ep->uri);
+			                        cd_endpoint_shown(ep));
 	}
 	struct lw_listener *l = calloc(1, sizeof(*l));
 	struct tcp_pcb *pcb = tcp_new_ip_type(type);
@@ -1449,7 +1452,8 @@ static int lw_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		if (pcb != NULL)
 			tcp_close(pcb);
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-		                        "listen %s: out of memory", ep->uri);
+		                        "listen %s: out of memory",
+		                        cd_endpoint_shown(ep));
 	}
 	/* Connections it accepts inherit the netif: pinned like ours. */
 	if (on != NULL)
@@ -1464,10 +1468,10 @@ static int lw_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	if (lpcb == NULL) {
 		tcp_close(pcb);
 		free(l);
-		return conduit_ctx_fail(ctx,
-		                        e == ERR_USE ? CONDUIT_ERR_ADDR_IN_USE
-		                                     : CONDUIT_ERR_NOMEM,
-		                        "listen %s: %s", ep->uri, err_text(e));
+		return conduit_ctx_fail(
+		    ctx,
+		    e == ERR_USE ? CONDUIT_ERR_ADDR_IN_USE : CONDUIT_ERR_NOMEM,
+		    "listen %s: %s", cd_endpoint_shown(ep), err_text(e));
 	}
 	/* The bound URI: the endpoint with the port lwIP chose. */
 	conduit_endpoint *bound = conduit_endpoint_dup(ep);
@@ -1485,7 +1489,8 @@ static int lw_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		tcp_close(lpcb);
 		free(l);
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-		                        "listen %s: out of memory", ep->uri);
+		                        "listen %s: out of memory",
+		                        cd_endpoint_shown(ep));
 	}
 	l->st = st;
 	l->pcb = lpcb;

@@ -27,6 +27,8 @@
 #define CS_STAGGER_MS 250
 /* Attempts in flight at once; more addresses wait for a free slot. */
 #define CS_MAX_ATTEMPTS 8
+/* Buffers given to one sendmsg(); a longer gather is a short write. */
+#define SF_MAX_IOV 64
 
 struct cd_sockflow {
 	conduit_flow base;
@@ -270,14 +272,9 @@ static int sf_handshake(conduit_flow *f)
 	if (c == NULL)
 		return CONDUIT_OK;
 	uint64_t now = conduit_now_ms();
-	if (now >= c->deadline) {
-		for (size_t i = 0; i < c->nattempts; i++)
-			close_fd(&c->att[i].fd);
-		c->nattempts = 0;
-		return conduit_flow_fail(f, CONDUIT_ERR_TIMED_OUT,
-		                         "connect %s: timed out after %u ms", f->uri,
-		                         f->ctx->connect_timeout_ms);
-	}
+	/* Success is looked for before the deadline: a connection that was
+	 * made while nobody was asking is made, even if it is asked about
+	 * only after the deadline. */
 	struct pollfd p[CS_MAX_ATTEMPTS];
 	for (size_t i = 0; i < c->nattempts; i++) {
 		p[i].fd = c->att[i].retry_at ? -1 : c->att[i].fd;
@@ -314,6 +311,15 @@ static int sf_handshake(conduit_flow *f)
 		if (err == 0)
 			return conn_won(sf, i);
 		conn_drop(c, i, err);
+	}
+	if (now >= c->deadline) {
+		for (size_t i = 0; i < c->nattempts; i++)
+			close_fd(&c->att[i].fd);
+		c->nattempts = 0;
+		c->next = c->naddrs; /* nothing more starts */
+		return conduit_flow_fail(f, CONDUIT_ERR_TIMED_OUT,
+		                         "connect %s: timed out after %u ms", f->uri,
+		                         f->ctx->connect_timeout_ms);
 	}
 	return conn_progress(sf, now);
 }
@@ -356,12 +362,18 @@ static int sf_writev(conduit_flow *f, const struct conduit_iov *iov,
 			n = send(sf->fd, iov[0].base, iov[0].len, MSG_NOSIGNAL);
 		while (n < 0 && errno == EINTR);
 	} else {
-		/* sendmsg, not writev: writev takes no MSG_NOSIGNAL. */
-		struct iovec v[64];
-		size_t cnt = iovcnt < 64 ? iovcnt : 64;
-		for (size_t i = 0; i < cnt; i++) {
-			v[i].iov_base = (void *)iov[i].base;
-			v[i].iov_len = iov[i].len;
+		/* sendmsg, not writev: writev takes no MSG_NOSIGNAL.  Empty
+		 * buffers are left out, so a window of SF_MAX_IOV always holds
+		 * bytes (the core has checked that there are some): a run of
+		 * empty ones at the start must not read as "0 written". */
+		struct iovec v[SF_MAX_IOV];
+		size_t cnt = 0;
+		for (size_t i = 0; i < iovcnt && cnt < SF_MAX_IOV; i++) {
+			if (iov[i].len == 0)
+				continue;
+			v[cnt].iov_base = (void *)iov[i].base;
+			v[cnt].iov_len = iov[i].len;
+			cnt++;
 		}
 		struct msghdr m;
 		memset(&m, 0, sizeof(m));
@@ -541,7 +553,7 @@ int cd_sockflow_connect(conduit_flow **out, conduit_ctx *ctx,
 	if (naddrs == 0)
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
 		                        "connect %s: no address to connect to",
-		                        ep->uri);
+		                        cd_endpoint_shown(ep));
 	/* One allocation holds the connect state, the addresses and the
 	 * options; it is freed once the flow is open. */
 	size_t alen = naddrs * sizeof(struct cd_sockaddr);
@@ -552,7 +564,8 @@ int cd_sockflow_connect(conduit_flow **out, conduit_ctx *ctx,
 			sf_destroy(&sf->base);
 		free(c);
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-		                        "connect %s: out of memory", ep->uri);
+		                        "connect %s: out of memory",
+		                        cd_endpoint_shown(ep));
 	}
 	memset(c, 0, sizeof(*c));
 	memcpy(c->addrs, addrs, alen);
@@ -572,8 +585,9 @@ int cd_sockflow_connect(conduit_flow **out, conduit_ctx *ctx,
 	int rc = conn_progress(sf, conduit_now_ms());
 	if (rc != CONDUIT_OK && rc != CONDUIT_WANT_WRITE) {
 		conduit_ctx_fail(ctx, rc, "%s", conduit_flow_error(&sf->base));
-		conduit_emit(ctx, CONDUIT_PHASE_FAILED, rc, ep->uri,
-		             conduit_ctx_error(ctx), NULL);
+		conduit_emit(ctx, CONDUIT_PHASE_FAILED, rc,
+		             cd_endpoint_shown(ep), conduit_ctx_error(ctx),
+		             NULL);
 		sf_destroy(&sf->base);
 		return rc;
 	}

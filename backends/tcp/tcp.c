@@ -2,8 +2,9 @@
  * tcp.c - TCP over the host's sockets: IPv4 and IPv6, every address of a
  * name tried in turn, TCP_NODELAY on by default, keepalive and source
  * address as endpoint options, and listeners that report the port the
- * system chose.  A context may replace this backend (with lwIP) by
- * registering another one for "tcp".
+ * system chose (and refuse connect-to, which only a connection has a use
+ * for).  Messages show endpoint URIs redacted.  A context may replace this
+ * backend (with lwIP) by registering another one for "tcp".
  */
 #include "sockflow.h"
 
@@ -106,6 +107,15 @@ static void peer_uri(const struct cd_sockaddr *peer, const char *listen_uri,
 		snprintf(buf, len, "tcp://%s", d);
 }
 
+/* Messages name an endpoint without the values of its secret options (a
+ * TLS key file on a tls+tcp endpoint): the canonical URI keeps them. */
+
+static const char *shown(const conduit_endpoint *ep, char buf[CD_SHOWN_URI])
+{
+	cd_uri_redact(ep->uri, buf, CD_SHOWN_URI);
+	return buf;
+}
+
 static int set_int(int fd, int level, int opt, int v)
 {
 	return setsockopt(fd, level, opt, &v, sizeof(v)) < 0 ? errno : 0;
@@ -166,11 +176,13 @@ static int parse_opts(conduit_ctx *ctx, const conduit_endpoint *ep,
 			a.family = CONDUIT_AF_INET;
 		else if (inet_pton(AF_INET6, v, a.bytes) == 1)
 			a.family = CONDUIT_AF_INET6;
-		else
+		else {
+			char sh[CD_SHOWN_URI];
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
 			                        "connect %s: source=%s is not an IP "
 			                        "address",
-			                        ep->uri, v);
+			                        shown(ep, sh), v);
+		}
 		to_sockaddr(&a, 0, &o->source);
 		o->have_source = true;
 	}
@@ -194,9 +206,11 @@ static int tcp_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep
                        conduit_flow **out)
 {
 	(void)state;
+	char sh[CD_SHOWN_URI];
 	if (ep->host_kind == CONDUIT_HOST_NONE)
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_HOST,
-		                        "connect %s: no host to connect to", ep->uri);
+		                        "connect %s: no host to connect to",
+		                        shown(ep, sh));
 	/* Zeroed: GCC cannot see that no address means none is read. */
 	struct cd_sockaddr stack[4] = {0};
 	struct cd_sockaddr *sa = stack;
@@ -204,7 +218,8 @@ static int tcp_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep
 		sa = calloc(ep->naddrs, sizeof(*sa));
 		if (sa == NULL)
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-			                        "connect %s: out of memory", ep->uri);
+			                        "connect %s: out of memory",
+			                        shown(ep, sh));
 	}
 	struct tcp_opts o;
 	int rc = parse_opts(ctx, ep, &o);
@@ -230,7 +245,8 @@ static int tcp_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
 		                        "connect %s: source=%s is IPv%d, but the "
 		                        "host has no IPv%d address",
-		                        ep->uri, conduit_endpoint_option(ep, "source"),
+		                        shown(ep, sh),
+		                        conduit_endpoint_option(ep, "source"),
 		                        v, v);
 	}
 	rc = cd_sockflow_connect(out, ctx, ep, &tcp_hooks, sa, n, &o, sizeof(o));
@@ -264,6 +280,17 @@ static int tcp_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
                       conduit_listener **out)
 {
 	(void)state;
+	char sh[CD_SHOWN_URI];
+	/* connect-to says where a connection goes instead of the host; a
+	 * listener goes nowhere, and looking the option up would bind the
+	 * destination's address in place of the host's. */
+	if (conduit_endpoint_option(ep, "connect-to") != NULL)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
+		                        "listen %s: connect-to is for connecting "
+		                        "(a listener has no destination to "
+		                        "override); remove it to listen on the "
+		                        "host",
+		                        shown(ep, sh));
 	struct conduit_addr any6 = {.family = CONDUIT_AF_INET6};
 	struct conduit_addr any4 = {.family = CONDUIT_AF_INET};
 	const struct conduit_addr *addrs = ep->addrs;
@@ -277,7 +304,8 @@ static int tcp_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		looked = conduit_endpoint_dup(ep);
 		if (looked == NULL)
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-			                        "listen %s: out of memory", ep->uri);
+			                        "listen %s: out of memory",
+			                        shown(ep, sh));
 		int rc = cd_lookup(ctx, looked);
 		if (rc != CONDUIT_OK) {
 			conduit_endpoint_free(looked);
@@ -322,7 +350,8 @@ static int tcp_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		for (size_t i = 0; i < nfds; i++)
 			close(fds[i]);
 		return conduit_ctx_fail(ctx, conduit_status_from_errno(err),
-		                        "listen %s: %s: %s", ep->uri, where,
+		                        "listen %s: %s: %s", shown(ep, sh),
+		                        where,
 		                        cd_errtext(err));
 	}
 
@@ -339,7 +368,8 @@ static int tcp_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		for (size_t i = 0; i < nfds; i++)
 			close(fds[i]);
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-		                        "listen %s: out of memory", ep->uri);
+		                        "listen %s: out of memory",
+		                        shown(ep, sh));
 	}
 	int rc = cd_socklistener_new(out, ctx, uri, &tcp_hooks, fds, nfds, NULL);
 	free(uri);

@@ -1321,7 +1321,7 @@ static int tt_wrap(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	struct tt_conf *conf = NULL;
 	int rc = conf_get(&conf, st, ep, is_server != 0, err, sizeof(err));
 	if (rc != CONDUIT_OK)
-		return conduit_ctx_fail(ctx, rc, "tls %s %s: %s", role, ep->uri,
+		return conduit_ctx_fail(ctx, rc, "tls %s %s: %s", role, cd_endpoint_shown(ep),
 		                        err);
 	/* A server flow is named after its peer, as accepted flows are:
 	 * the inner flow's URI under tls+. */
@@ -1338,7 +1338,7 @@ static int tt_wrap(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		free(tf);
 		conf_put(conf);
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-		                        "tls %s: out of memory", ep->uri);
+		                        "tls %s: out of memory", cd_endpoint_shown(ep));
 	}
 	tf->conf = conf;
 	tf->server = is_server != 0;
@@ -1380,7 +1380,7 @@ static int tt_wrap(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		conf_put(conf);
 		conduit_flow_fini(&tf->base);
 		free(tf);
-		return conduit_ctx_fail(ctx, rc, "tls %s %s: %s", role, ep->uri,
+		return conduit_ctx_fail(ctx, rc, "tls %s %s: %s", role, cd_endpoint_shown(ep),
 		                        err);
 	}
 	mbedtls_ssl_set_bio(&tf->ssl, tf, bio_send, bio_recv, NULL);

@@ -38,10 +38,11 @@ static int make_addr(conduit_ctx *ctx, const conduit_endpoint *ep,
 	if (is_abstract(ep)) {
 #ifdef __linux__
 		if (n + 1 > SUN_MAX)
-			return conduit_ctx_fail(ctx, CONDUIT_ERR_PATH_TOO_LONG,
-			                        "%s %s: abstract name is %zu bytes, "
-			                        "the limit is %zu",
-			                        op, ep->uri, n, SUN_MAX - 1);
+			return conduit_ctx_fail(
+			    ctx, CONDUIT_ERR_PATH_TOO_LONG,
+			    "%s %s: abstract name is %zu bytes, "
+			    "the limit is %zu",
+			    op, cd_endpoint_shown(ep), n, SUN_MAX - 1);
 		/* The exact length, no trailing NULs: other programs
 		 * (socat, systemd) name the socket the same way. */
 		memcpy(un->sun_path + 1, ep->path, n);
@@ -51,16 +52,17 @@ static int make_addr(conduit_ctx *ctx, const conduit_endpoint *ep,
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
 		                        "%s %s: abstract sockets exist only on "
 		                        "Linux",
-		                        op, ep->uri);
+		                        op, cd_endpoint_shown(ep));
 #endif
 	}
 	if (n == 0)
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_URI, "%s %s: empty path", op,
-		                        ep->uri);
+		                        cd_endpoint_shown(ep));
 	if (n + 1 > SUN_MAX)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_PATH_TOO_LONG,
-		                        "%s %s: path is %zu bytes, the limit is %zu",
-		                        op, ep->uri, n, SUN_MAX - 1);
+		return conduit_ctx_fail(
+		    ctx, CONDUIT_ERR_PATH_TOO_LONG,
+		    "%s %s: path is %zu bytes, the limit is %zu", op,
+		    cd_endpoint_shown(ep), n, SUN_MAX - 1);
 	memcpy(un->sun_path, ep->path, n + 1);
 	sa->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
 	return CONDUIT_OK;
@@ -132,7 +134,7 @@ static int parse_mode(conduit_ctx *ctx, const conduit_endpoint *ep,
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
 		                        "listen %s: mode '%s' is not an octal "
 		                        "permission between 0 and 0777",
-		                        ep->uri, m);
+		                        cd_endpoint_shown(ep), m);
 	*mode = (mode_t)v;
 	return CONDUIT_OK;
 }
@@ -143,8 +145,8 @@ static int listen_fail(conduit_ctx *ctx, const conduit_endpoint *ep, int fd,
 	if (fd >= 0)
 		close(fd);
 	return conduit_ctx_fail(ctx, conduit_status_from_errno(err),
-	                        "listen %s: %s: %s", ep->uri, what,
-	                        cd_errtext(err));
+	                        "listen %s: %s: %s", cd_endpoint_shown(ep),
+	                        what, cd_errtext(err));
 }
 
 /* Bind fd to path through a private directory, so that the file appears
@@ -209,7 +211,7 @@ static int unix_listen(void *state, conduit_ctx *ctx,
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
 			                        "listen %s: mode applies only to "
 			                        "socket files",
-			                        ep->uri);
+			                        cd_endpoint_shown(ep));
 		}
 		if (bind(fd, (struct sockaddr *)&sa.ss, sa.len) < 0)
 			return listen_fail(ctx, ep, fd, "bind", errno);
@@ -228,7 +230,7 @@ static int unix_listen(void *state, conduit_ctx *ctx,
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_NOT_SOCKET,
 			                        "listen %s: %s exists and is not a "
 			                        "socket; it was left alone",
-			                        ep->uri, path);
+			                        cd_endpoint_shown(ep), path);
 		}
 		int live = someone_listens(&sa);
 		if (live < 0)
@@ -239,7 +241,7 @@ static int unix_listen(void *state, conduit_ctx *ctx,
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_ADDR_IN_USE,
 			                        "listen %s: another process is "
 			                        "listening on %s",
-			                        ep->uri, path);
+			                        cd_endpoint_shown(ep), path);
 		}
 		stale = true;
 	} else if (errno != ENOENT) {

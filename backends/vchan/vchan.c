@@ -623,8 +623,8 @@ static int vc_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
 		                        "connect %s: ring sizes are chosen by "
 		                        "the listening side",
-		                        ep->uri);
-	struct xs_handle *xs = open_xs(ctx, ep->uri);
+		                        cd_endpoint_shown(ep));
+	struct xs_handle *xs = open_xs(ctx, cd_endpoint_shown(ep));
 	if (xs == NULL)
 		return CONDUIT_ERR_UNSUPPORTED;
 	unsigned self, server;
@@ -634,7 +634,7 @@ static int vc_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
 		                        "connect %s: this domain's id is not in "
 		                        "XenStore",
-		                        ep->uri);
+		                        cd_endpoint_shown(ep));
 	}
 	bool named = !is_domid(ep->host);
 	if (named)
@@ -644,7 +644,8 @@ static int vc_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	struct vc_flow *vf = NULL;
 	char path[VC_XS_BUF];
 	if (rc == CONDUIT_OK)
-		rc = ring_path(ctx, path, server, self, ep->path, ep->uri);
+		rc = ring_path(ctx, path, server, self, ep->path,
+		               cd_endpoint_shown(ep));
 	if (rc == CONDUIT_OK && (vf = new_flow(ctx, ep->uri)) == NULL)
 		rc = CONDUIT_ERR_NOMEM;
 	if (rc != CONDUIT_OK) {
@@ -673,17 +674,18 @@ static int vc_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 			int e = errno;
 			vf->announce[0] = '\0';
 			vf_destroy(&vf->base);
-			return conduit_ctx_fail(ctx, e == EACCES
-			                                     ? CONDUIT_ERR_PERMISSION
-			                                     : CONDUIT_ERR_SYSTEM,
-			                        "connect %s: cannot announce this "
-			                        "domain under /conduit/%s: %s",
-			                        ep->uri, ep->host, strerror(e));
+			return conduit_ctx_fail(
+			    ctx,
+			    e == EACCES ? CONDUIT_ERR_PERMISSION
+			                : CONDUIT_ERR_SYSTEM,
+			    "connect %s: cannot announce this "
+			    "domain under /conduit/%s: %s",
+			    cd_endpoint_shown(ep), ep->host, strerror(e));
 		}
 	}
 	if (conduit_observed(ctx))
-		conduit_emit(ctx, CONDUIT_PHASE_CONNECTING, CONDUIT_OK, ep->uri,
-		             vf->path, &vf->base);
+		conduit_emit(ctx, CONDUIT_PHASE_CONNECTING, CONDUIT_OK,
+		             cd_endpoint_shown(ep), vf->path, &vf->base);
 	*out = &vf->base;
 	return CONDUIT_OK;
 }
@@ -878,7 +880,7 @@ static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
                      conduit_listener **out)
 {
 	(void)state;
-	struct xs_handle *xs = open_xs(ctx, ep->uri);
+	struct xs_handle *xs = open_xs(ctx, cd_endpoint_shown(ep));
 	if (xs == NULL)
 		return CONDUIT_ERR_UNSUPPORTED;
 	struct vc_listener *vl = calloc(1, sizeof(*vl));
@@ -901,7 +903,7 @@ static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		rc = conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
 		                      "listen %s: this domain's id is not in "
 		                      "XenStore",
-		                      ep->uri);
+		                      cd_endpoint_shown(ep));
 	char probe[VC_XS_BUF];
 	vl->named = !is_domid(ep->host);
 	if (rc == CONDUIT_OK)
@@ -910,7 +912,7 @@ static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		rc = ring_path(ctx, probe, vl->self,
 		               vl->named ? 32751
 		                         : (unsigned)strtoul(ep->host, NULL, 10),
-		               ep->path, ep->uri);
+		               ep->path, cd_endpoint_shown(ep));
 	if (rc == CONDUIT_OK && vl->named) {
 		snprintf(vl->name, sizeof(vl->name), "%s", ep->host);
 		struct vc_state *st = state_of(ctx);

@@ -322,6 +322,9 @@ void conduit_ctx_allow_uri_options(conduit_ctx *ctx, unsigned classes);
  * unikernel's DNS client, a static table, a test.  fn stores up to cap
  * addresses in addrs and their count in *n, and returns CONDUIT_OK or
  * CONDUIT_ERR_RESOLVE (or _NOMEM).  fn NULL restores the default.
+ * Duplicates are removed (order kept).  Any other status, CONDUIT_OK
+ * with no address, *n > cap, or a family other than CONDUIT_AF_INET/6
+ * is reported as CONDUIT_ERR_RESOLVE naming the host.
  */
 typedef int (*conduit_lookup_fn)(void *arg, const char *host,
                                  struct conduit_addr *addrs, size_t cap,
