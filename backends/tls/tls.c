@@ -15,7 +15,12 @@
  *     counted: a flow holds the one it started with, and changing a
  *     setting only drops the cache's references, so a configuration is
  *     never changed while a flow uses it and is freed with its last user;
- *   - per flow: an mbedtls_ssl_context and an output queue.
+ *   - per flow: an mbedtls_ssl_context and an output queue;
+ *   - resumption: a server's ticket key and session cache (struct
+ *     tt_resume) belong to one generation of the settings, so a setting
+ *     that changes who may connect (client auth, trust, identities) also
+ *     retires every ticket and cached session; a client's sessions are
+ *     kept in a small store on the context, keyed by server name and port.
  *
  * The output queue is what makes mbedTLS fit conduit's write contract.
  * mbedTLS wants a write that returned WANT_WRITE repeated with the same
@@ -27,9 +32,9 @@
  * inner flow for what the last blocked call needed (a TLS read may want to
  * write, when the queue is not empty).
  *
- * Hooks for later: several server certificates chosen by SNI (tt_sni),
- * and session resumption (tickets, a server cache, client sessions) on
- * struct tt_conf.
+ * Only the TLS flow reports "closed" to the observer: the inner flow is
+ * closed and freed through its ops directly, since the application never
+ * saw it as a flow of its own.
  */
 #include "core.h"
 
@@ -40,8 +45,12 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
+#include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/platform_util.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/ssl_cache.h>
+#include <mbedtls/ssl_ticket.h>
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 
@@ -49,12 +58,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #define TT_DEFAULT_HS_MS 30000u
 #define TT_MAX_ALPN 16
 #define TT_CACHE 8 /* configurations kept per context */
 #define TT_RECORD 16384 /* plaintext bytes per record */
+#define TT_MAX_IDS       16
+#define TT_MAX_SESSIONS  16      /* client sessions kept per context */
+#define TT_LIFETIME      7200u   /* seconds a session may be resumed */
+#define TT_MAX_LIFETIME  604800u /* RFC 8446's cap on ticket lifetimes */
+#define TT_CACHE_ENTRIES 1000
+
+/* Fields mbedTLS 3 made private (read only where no getter exists). */
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+#define TT_PRIV(x) MBEDTLS_PRIVATE(x)
+#else
+#define TT_PRIV(x) x
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Shared, reference-counted pieces                                     */
@@ -72,6 +94,27 @@ struct tt_id {
 
 struct tt_state;
 
+struct tt_flow;
+
+/* A server's resumption state for one generation of the settings. */
+struct tt_resume {
+	unsigned refs;
+	bool tickets, cache;
+	/* The flow whose handshake runs now: a context is used by one thread
+	 * at a time, so the callbacks below know whom they serve. */
+	struct tt_flow *hs_flow;
+	mbedtls_ssl_ticket_context ticket;
+	mbedtls_ssl_cache_context sc;
+};
+
+struct conduit_tls_session {
+	int port;       /* the endpoint's, -1 for transports without */
+	uint32_t opts;  /* hash of the URI options it was made with */
+	bool verified;  /* the server's chain and name were checked */
+	char name[256]; /* the name verified, "" when none */
+	mbedtls_ssl_session s;
+};
+
 struct tt_conf {
 	unsigned refs;
 	unsigned gen;   /* the settings generation it was built from */
@@ -80,7 +123,9 @@ struct tt_conf {
 	bool verify;    /* client: the peer is checked */
 	struct tt_state *st;
 	struct tt_ca *ca;
-	struct tt_id *id;
+	struct tt_id *ids[TT_MAX_IDS]; /* the first is the default */
+	size_t nids;
+	struct tt_resume *res; /* server with resumption, else NULL */
 	const char **alpn; /* NULL-terminated, one allocation; or NULL */
 	mbedtls_ssl_config conf;
 };
@@ -92,7 +137,14 @@ struct tt_state {
 	unsigned gen; /* bumped by every setter */
 	struct tt_ca *ca;     /* from the API; NULL: the system bundle */
 	struct tt_ca *sys_ca; /* parsed on first need, then kept */
-	struct tt_id *id;
+	struct tt_id *ids[TT_MAX_IDS];
+	size_t nids;
+	conduit_tls_password_fn pw_fn;
+	void *pw_arg;
+	unsigned resume;       /* CONDUIT_TLS_RESUME_* */
+	uint32_t lifetime;     /* seconds */
+	struct tt_resume *res; /* this generation's; made on first need */
+	conduit_tls_session *sessions[TT_MAX_SESSIONS]; /* newest first */
 	int client_auth;
 	const char **alpn;
 	uint32_t hs_timeout_ms;
@@ -117,13 +169,24 @@ static void id_put(struct tt_id *id)
 	}
 }
 
+static void res_put(struct tt_resume *r)
+{
+	if (r != NULL && --r->refs == 0) {
+		mbedtls_ssl_ticket_free(&r->ticket);
+		mbedtls_ssl_cache_free(&r->sc);
+		free(r);
+	}
+}
+
 static void conf_put(struct tt_conf *c)
 {
 	if (c == NULL || --c->refs > 0)
 		return;
 	mbedtls_ssl_config_free(&c->conf);
 	ca_put(c->ca);
-	id_put(c->id);
+	for (size_t i = 0; i < c->nids; i++)
+		id_put(c->ids[i]);
+	res_put(c->res);
 	free(c->alpn);
 	free(c->key);
 	free(c);
@@ -135,14 +198,35 @@ static void cache_clear(struct tt_state *st)
 		conf_put(st->cache[i]);
 		st->cache[i] = NULL;
 	}
+	/* New settings, new ticket key and cache (see the top). */
+	res_put(st->res);
+	st->res = NULL;
 	st->gen++;
+}
+
+static void ids_clear(struct tt_state *st)
+{
+	for (size_t i = 0; i < st->nids; i++)
+		id_put(st->ids[i]);
+	st->nids = 0;
+}
+
+static void sessions_clear(struct tt_state *st)
+{
+	for (size_t i = 0; i < TT_MAX_SESSIONS; i++) {
+		conduit_tls_session_free(st->sessions[i]);
+		st->sessions[i] = NULL;
+	}
 }
 
 void *cd_tls_state_new(void)
 {
 	struct tt_state *st = calloc(1, sizeof(*st));
-	if (st != NULL)
+	if (st != NULL) {
 		st->hs_timeout_ms = TT_DEFAULT_HS_MS;
+		st->resume = CONDUIT_TLS_RESUME_DEFAULT;
+		st->lifetime = TT_LIFETIME;
+	}
 	return st;
 }
 
@@ -154,7 +238,8 @@ static void tt_detach(void *state)
 	cache_clear(st);
 	ca_put(st->ca);
 	ca_put(st->sys_ca);
-	id_put(st->id);
+	ids_clear(st);
+	sessions_clear(st);
 	free(st->alpn);
 	if (st->rng_ready) {
 		mbedtls_ctr_drbg_free(&st->drbg);
@@ -319,12 +404,15 @@ static int ca_load(struct tt_ca **out, const char *path, const char *pem,
 	return 0;
 }
 
-static int key_parse(mbedtls_pk_context *key, const char *path,
-                     const char *pem, size_t len, const char *password,
-                     struct tt_state *st)
+/* One attempt at a key with one password (NULL: none). */
+static int key_try(mbedtls_pk_context *key, const char *path,
+                   const char *pem, size_t len, const char *password,
+                   struct tt_state *st)
 {
 	const unsigned char *pw = (const unsigned char *)password;
 	size_t pwlen = password != NULL ? strlen(password) : 0;
+	mbedtls_pk_free(key);
+	mbedtls_pk_init(key);
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
 	/* 3.x blinds private-key operations with the caller's generator. */
 	if (rng_ready(st) != 0)
@@ -349,6 +437,39 @@ static int key_parse(mbedtls_pk_context *key, const char *path,
 #endif
 	mbedtls_platform_zeroize(c, len);
 	free(c);
+	return r;
+}
+
+/*
+ * Parse a key: with the password given, else without one and, if it turns
+ * out encrypted, with the context's password callback.  A password that
+ * does not open the key may also surface as a parse error of the garbage
+ * it decrypts to; an encrypted key that fails with a password is reported
+ * as PASSWORD_MISMATCH whatever the reason mbedTLS gave.
+ */
+static int key_parse(mbedtls_pk_context *key, const char *path, const char *pem,
+                     size_t len, const char *password, struct tt_state *st)
+{
+	int r = key_try(key, path, pem, len, password, st);
+	bool tried_pw = password != NULL;
+	if (r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED && password == NULL &&
+	    st->pw_fn != NULL) {
+		char pw[257];
+		int n = st->pw_fn(pw, sizeof(pw) - 1,
+		                  path != NULL ? path : "(memory)", st->pw_arg);
+		if (n >= 0 && (size_t)n < sizeof(pw)) {
+			pw[n] = '\0';
+			r = key_try(key, path, pem, len, pw, st);
+			tried_pw = true;
+		}
+		mbedtls_platform_zeroize(pw, sizeof(pw));
+	}
+	if (r != 0 && tried_pw && r != MBEDTLS_ERR_PK_PASSWORD_MISMATCH &&
+	    r != MBEDTLS_ERR_PK_ALLOC_FAILED &&
+	    r != MBEDTLS_ERR_PK_FILE_IO_ERROR &&
+	    key_try(key, path, pem, len, NULL, st) ==
+	        MBEDTLS_ERR_PK_PASSWORD_REQUIRED)
+		r = MBEDTLS_ERR_PK_PASSWORD_MISMATCH;
 	return r;
 }
 
@@ -535,6 +656,113 @@ static char *conf_key(const conduit_endpoint *ep, bool server)
 	return k;
 }
 
+/* The ticket and cache callbacks: mbedTLS's own, noting on the flow being
+ * served that its handshake resumes (mbedTLS offers no query for it). */
+static int res_ticket_write(void *p, const mbedtls_ssl_session *session,
+                            unsigned char *start, const unsigned char *end,
+                            size_t *tlen, uint32_t *lifetime)
+{
+	struct tt_resume *r = p;
+	return mbedtls_ssl_ticket_write(&r->ticket, session, start, end, tlen,
+	                                lifetime);
+}
+
+static void res_note(struct tt_resume *r);
+
+static int res_ticket_parse(void *p, mbedtls_ssl_session *session,
+                            unsigned char *buf, size_t len)
+{
+	struct tt_resume *r = p;
+	int ret = mbedtls_ssl_ticket_parse(&r->ticket, session, buf, len);
+	if (ret == 0)
+		res_note(r);
+	return ret;
+}
+
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+static int res_cache_get(void *p, unsigned char const *id, size_t id_len,
+                         mbedtls_ssl_session *session)
+{
+	struct tt_resume *r = p;
+	int ret = mbedtls_ssl_cache_get(&r->sc, id, id_len, session);
+	if (ret == 0)
+		res_note(r);
+	return ret;
+}
+
+static int res_cache_set(void *p, unsigned char const *id, size_t id_len,
+                         const mbedtls_ssl_session *session)
+{
+	struct tt_resume *r = p;
+	return mbedtls_ssl_cache_set(&r->sc, id, id_len, session);
+}
+#else
+static int res_cache_get(void *p, mbedtls_ssl_session *session)
+{
+	struct tt_resume *r = p;
+	int ret = mbedtls_ssl_cache_get(&r->sc, session);
+	if (ret == 0)
+		res_note(r);
+	return ret;
+}
+
+static int res_cache_set(void *p, const mbedtls_ssl_session *session)
+{
+	struct tt_resume *r = p;
+	return mbedtls_ssl_cache_set(&r->sc, session);
+}
+#endif
+
+/* A server configuration's resumption: the generation's ticket key and
+ * cache, made on first need. */
+static int conf_resume(struct tt_conf *c, struct tt_state *st, char *err,
+                       size_t errlen)
+{
+	unsigned want = st->resume &
+	                (CONDUIT_TLS_RESUME_TICKETS | CONDUIT_TLS_RESUME_CACHE);
+	if (want == 0)
+		return CONDUIT_OK;
+	if (st->res == NULL) {
+		struct tt_resume *r = calloc(1, sizeof(*r));
+		if (r == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return CONDUIT_ERR_NOMEM;
+		}
+		r->refs = 1;
+		mbedtls_ssl_ticket_init(&r->ticket);
+		mbedtls_ssl_cache_init(&r->sc);
+		r->tickets = (want & CONDUIT_TLS_RESUME_TICKETS) != 0;
+		r->cache = (want & CONDUIT_TLS_RESUME_CACHE) != 0;
+		/* The key is random and never leaves memory; it is replaced
+		 * every lifetime, and the one before still opens tickets for
+		 * one more. */
+		int ret = 0;
+		if (r->tickets)
+			ret = mbedtls_ssl_ticket_setup(
+				&r->ticket, mbedtls_ctr_drbg_random, &st->drbg,
+				MBEDTLS_CIPHER_AES_256_GCM, st->lifetime);
+		if (ret != 0) {
+			char m[200];
+			snprintf(err, errlen, "session tickets: %s",
+			         mbed_text(ret, m, sizeof(m)));
+			res_put(r);
+			return CONDUIT_ERR_TLS;
+		}
+		mbedtls_ssl_cache_set_timeout(&r->sc, (int)st->lifetime);
+		mbedtls_ssl_cache_set_max_entries(&r->sc, TT_CACHE_ENTRIES);
+		st->res = r;
+	}
+	c->res = st->res;
+	c->res->refs++;
+	if (c->res->tickets)
+		mbedtls_ssl_conf_session_tickets_cb(&c->conf, res_ticket_write,
+		                                    res_ticket_parse, c->res);
+	if (c->res->cache)
+		mbedtls_ssl_conf_session_cache(&c->conf, c->res, res_cache_get,
+		                               res_cache_set);
+	return CONDUIT_OK;
+}
+
 /* Build a configuration for a role and an endpoint's options. */
 static int conf_build(struct tt_conf **out, struct tt_state *st,
                       const conduit_endpoint *ep, bool server, char *key,
@@ -600,15 +828,19 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 			rc = CONDUIT_ERR_OPTION;
 			goto fail;
 		}
-		rc = id_load(&c->id, st, o_cert, o_key, NULL, 0, NULL, 0, NULL,
-		             err, errlen);
+		rc = id_load(&c->ids[0], st, o_cert, o_key, NULL, 0, NULL, 0,
+		             NULL, err, errlen);
 		if (rc != CONDUIT_OK)
 			goto fail;
-	} else if (st->id != NULL) {
-		c->id = st->id;
-		c->id->refs++;
+		c->nids = 1;
+	} else {
+		for (size_t i = 0; i < st->nids; i++) {
+			c->ids[i] = st->ids[i];
+			c->ids[i]->refs++;
+		}
+		c->nids = st->nids;
 	}
-	if (server && c->id == NULL) {
+	if (server && c->nids == 0) {
 		snprintf(err, errlen,
 		         "a TLS server needs a certificate and key "
 		         "(conduit_tls_set_cert_file(), or cert= and key=)");
@@ -660,8 +892,10 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 	                                      : MBEDTLS_SSL_VERIFY_NONE);
 	if (c->ca != NULL)
 		mbedtls_ssl_conf_ca_chain(cf, &c->ca->crt, NULL);
-	if (c->id != NULL &&
-	    (r = mbedtls_ssl_conf_own_cert(cf, &c->id->crt, &c->id->key)) != 0) {
+	/* The default identity; the SNI callback may pick another. */
+	if (c->nids > 0 &&
+	    (r = mbedtls_ssl_conf_own_cert(cf, &c->ids[0]->crt,
+	                                   &c->ids[0]->key)) != 0) {
 		snprintf(err, errlen, "certificate: %s",
 		         mbed_text(r, m, sizeof(m)));
 		rc = CONDUIT_ERR_CERT;
@@ -675,6 +909,8 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 	}
 	if (server)
 		mbedtls_ssl_conf_sni(cf, tt_sni, c);
+	if (server && (rc = conf_resume(c, st, err, errlen)) != CONDUIT_OK)
+		goto fail;
 	*out = c;
 	return CONDUIT_OK;
 fail:
@@ -733,6 +969,10 @@ struct tt_flow {
 	bool inner_eof;
 	bool name_set;     /* client: a host name or an IP literal to check */
 	bool sni_set;
+	bool resumed; /* the handshake resumed a session */
+	bool offered; /* client: a stored session was offered */
+	int port;     /* the endpoint's port, -1 when none */
+	unsigned char offered_master[48]; /* to recognise its resumption */
 	int ip_family;     /* client to an IP literal: AF_INET/AF_INET6 */
 	uint8_t ip[16];
 	unsigned in_want;  /* CONDUIT_POLL* the inner flow's last read needed */
@@ -752,20 +992,73 @@ static struct tt_flow *tf_of(conduit_flow *f)
 	return (struct tt_flow *)f;
 }
 
-/* The server's SNI callback: remember the name; with one identity there is
- * nothing to choose.  The hook for certificates by name
- * (mbedtls_ssl_set_hs_own_cert) goes here. */
+static void res_note(struct tt_resume *r)
+{
+	if (r->hs_flow != NULL)
+		r->hs_flow->resumed = true;
+}
+
+/* Does a DNS name of a certificate (pattern, len bytes) cover name?  A
+ * wildcard stands for exactly one whole label, leftmost only. */
+static bool dns_match(const unsigned char *pattern, size_t len,
+                      const char *name)
+{
+	const char *p = (const char *)pattern;
+	if (len > 2 && p[0] == '*' && p[1] == '.') {
+		const char *dot = strchr(name, '.');
+		return dot != NULL && dot != name && strlen(dot) == len - 1 &&
+		       strncasecmp(dot, p + 1, len - 1) == 0;
+	}
+	return strlen(name) == len && memchr(p, '*', len) == NULL &&
+	       strncasecmp(name, p, len) == 0;
+}
+
+/* Does an identity's leaf carry name?  DNS names first; the subject's CN
+ * only when there are none (RFC 6125 6.4.4). */
+static bool id_names(const struct tt_id *id, const char *name)
+{
+	bool any = false;
+	for (const mbedtls_x509_sequence *s = &id->crt.subject_alt_names;
+	     s != NULL && s->buf.p != NULL; s = s->next) {
+		if ((s->buf.tag & MBEDTLS_ASN1_TAG_VALUE_MASK) != 2)
+			continue;
+		any = true;
+		if (dns_match(s->buf.p, s->buf.len, name))
+			return true;
+	}
+	if (any)
+		return false;
+	for (const mbedtls_x509_name *n = &id->crt.subject; n != NULL;
+	     n = n->next)
+		if (n->oid.p != NULL &&
+		    MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0 &&
+		    dns_match(n->val.p, n->val.len, name))
+			return true;
+	return false;
+}
+
+/* The server's SNI callback: remember the name and answer with the first
+ * identity that carries it; the default (the first) otherwise, which the
+ * configuration already holds. */
 static int tt_sni(void *arg, mbedtls_ssl_context *ssl,
                   const unsigned char *name, size_t len)
 {
-	(void)arg;
+	struct tt_conf *c = arg;
 	struct tt_flow *tf =
 		(struct tt_flow *)((char *)ssl - offsetof(struct tt_flow, ssl));
-	if (len >= sizeof(tf->name))
+	if (len >= sizeof(tf->name) || memchr(name, '\0', len) != NULL)
 		return -1;
 	memcpy(tf->name, name, len);
 	tf->name[len] = '\0';
 	tf->sni_set = true;
+	for (size_t i = 0; i < c->nids; i++) {
+		if (!id_names(c->ids[i], tf->name))
+			continue;
+		if (i == 0)
+			return 0; /* the configuration's own */
+		return mbedtls_ssl_set_hs_own_cert(ssl, &c->ids[i]->crt,
+		                                   &c->ids[i]->key);
+	}
 	return 0;
 }
 
@@ -981,6 +1274,48 @@ static void tt_started(struct tt_flow *tf)
 	             tf->server ? "server" : "client", f);
 }
 
+/* Keep s (taken over) in the context's client store, replacing the one for
+ * the same name and port, else the oldest. */
+static void store_put(struct tt_state *st, conduit_tls_session *s)
+{
+	size_t at = TT_MAX_SESSIONS - 1;
+	for (size_t i = 0; i < TT_MAX_SESSIONS; i++) {
+		const conduit_tls_session *o = st->sessions[i];
+		if (o != NULL && o->port == s->port &&
+		    strcmp(o->name, s->name) == 0) {
+			at = i;
+			break;
+		}
+	}
+	conduit_tls_session_free(st->sessions[at]);
+	memmove(&st->sessions[1], &st->sessions[0],
+	        at * sizeof(st->sessions[0]));
+	st->sessions[0] = s;
+}
+
+/*
+ * A client's handshake is over: was the session offered resumed (a
+ * resumed session keeps its master secret, a full handshake makes a new
+ * one), and should the context remember the session?
+ */
+static void client_done(struct tt_flow *tf)
+{
+	struct tt_state *st = tf->conf->st;
+	if (tf->offered) {
+		const mbedtls_ssl_session *now = tf->ssl.TT_PRIV(session);
+		tf->resumed = now != NULL &&
+		              memcmp(now->TT_PRIV(master), tf->offered_master,
+		                     sizeof(tf->offered_master)) == 0;
+		mbedtls_platform_zeroize(tf->offered_master,
+		                         sizeof(tf->offered_master));
+	}
+	if (st->resume & CONDUIT_TLS_RESUME_REMEMBER) {
+		conduit_tls_session *s = NULL;
+		if (conduit_tls_session_get(&tf->base, &s) == CONDUIT_OK)
+			store_put(st, s);
+	}
+}
+
 static int tt_handshake(conduit_flow *f)
 {
 	struct tt_flow *tf = tf_of(f);
@@ -1010,7 +1345,12 @@ static int tt_handshake(conduit_flow *f)
 			return conduit_flow_fail(f, CONDUIT_ERR_TLS,
 			                         "tls %s: no server name to verify",
 			                         f->uri);
+		struct tt_resume *res = tf->conf->res;
+		if (res != NULL)
+			res->hs_flow = tf;
 		int r = mbedtls_ssl_handshake(&tf->ssl);
+		if (res != NULL)
+			res->hs_flow = NULL;
 		if (r == MBEDTLS_ERR_SSL_WANT_READ ||
 		    r == MBEDTLS_ERR_SSL_WANT_WRITE) {
 			tf->hs_want = tf->olen > tf->ooff ? tf->out_want
@@ -1020,6 +1360,8 @@ static int tt_handshake(conduit_flow *f)
 		if (r != 0)
 			return tt_fail(tf, r, "handshake");
 		tf->hs_done = true;
+		if (!tf->server)
+			client_done(tf);
 	}
 	/* The last flight (our Finished) must leave before we say done: a
 	 * caller that only reads would wait for an answer to it forever. */
@@ -1170,6 +1512,23 @@ static int tt_shutdown(conduit_flow *f, unsigned how)
 	return CONDUIT_OK;
 }
 
+/* conduit_close() without its observer event: the inner flow is part of
+ * the TLS flow, whose own close is the one the application sees. */
+static int inner_close(conduit_flow *in)
+{
+	if (in->state & CONDUIT_FLOW_CLOSED)
+		return CONDUIT_OK;
+	int rc = CONDUIT_OK;
+	if ((in->state & CONDUIT_FLOW_ESTABLISHED) &&
+	    !(in->state & CONDUIT_FLOW_FAILED) && in->ops->close != NULL) {
+		rc = in->ops->close(in);
+		if (rc == CONDUIT_WANT_READ || rc == CONDUIT_WANT_WRITE)
+			return rc;
+	}
+	in->state |= CONDUIT_FLOW_CLOSED;
+	return rc;
+}
+
 static int tt_close(conduit_flow *f)
 {
 	struct tt_flow *tf = tf_of(f);
@@ -1182,10 +1541,10 @@ static int tt_close(conduit_flow *f)
 	if (rc == CONDUIT_WANT_READ || rc == CONDUIT_WANT_WRITE)
 		return rc;
 	if (rc != CONDUIT_OK) {
-		conduit_close(tf->inner);
+		inner_close(tf->inner);
 		return rc;
 	}
-	rc = conduit_close(tf->inner);
+	rc = inner_close(tf->inner);
 	if (rc != CONDUIT_OK && rc != CONDUIT_WANT_READ &&
 	    rc != CONDUIT_WANT_WRITE)
 		return conduit_flow_fail(f, rc, "tls %s: %s", f->uri,
@@ -1198,6 +1557,9 @@ static void tt_destroy(conduit_flow *f)
 	struct tt_flow *tf = tf_of(f);
 	mbedtls_ssl_free(&tf->ssl);
 	conf_put(tf->conf);
+	/* Freed silently: "closed" is reported for the TLS flow only. */
+	if (tf->inner != NULL)
+		tf->inner->state |= CONDUIT_FLOW_CLOSED;
 	conduit_flow_free(tf->inner);
 	free(tf->obuf);
 	conduit_flow_fini(f);
@@ -1312,6 +1674,39 @@ static void client_name(struct tt_flow *tf, const conduit_endpoint *ep)
 	tf->name_set = true;
 }
 
+/* FNV-1a of a configuration's key: sessions remember the URI options
+ * (identity, trust) of the connection they came from. */
+static uint32_t opts_hash(const char *key)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
+/* A stored session for this client's server name and port, offered if
+ * this connection verifies no more than the one it came from did. */
+static void offer_session(struct tt_flow *tf, struct tt_state *st)
+{
+	for (size_t i = 0; i < TT_MAX_SESSIONS; i++) {
+		const conduit_tls_session *s = st->sessions[i];
+		if (s == NULL || s->port != tf->port ||
+		    strcmp(s->name, tf->name) != 0)
+			continue;
+		/* Other URI options (cert=, ca=, ...): another client. */
+		if (s->opts != opts_hash(tf->conf->key))
+			return;
+		if (tf->conf->verify && !s->verified)
+			return;
+		if (mbedtls_ssl_set_session(&tf->ssl, &s->s) == 0) {
+			memcpy(tf->offered_master, s->s.TT_PRIV(master),
+			       sizeof(tf->offered_master));
+			tf->offered = true;
+		}
+		return;
+	}
+}
+
 static int tt_wrap(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
                    conduit_flow *inner, int is_server, conduit_flow **out)
 {
@@ -1321,8 +1716,8 @@ static int tt_wrap(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	struct tt_conf *conf = NULL;
 	int rc = conf_get(&conf, st, ep, is_server != 0, err, sizeof(err));
 	if (rc != CONDUIT_OK)
-		return conduit_ctx_fail(ctx, rc, "tls %s %s: %s", role, cd_endpoint_shown(ep),
-		                        err);
+		return conduit_ctx_fail(ctx, rc, "tls %s %s: %s", role,
+		                        cd_endpoint_shown(ep), err);
 	/* A server flow is named after its peer, as accepted flows are:
 	 * the inner flow's URI under tls+. */
 	char *name = NULL;
@@ -1338,7 +1733,8 @@ static int tt_wrap(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		free(tf);
 		conf_put(conf);
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-		                        "tls %s: out of memory", cd_endpoint_shown(ep));
+		                        "tls %s: out of memory",
+		                        cd_endpoint_shown(ep));
 	}
 	tf->conf = conf;
 	tf->server = is_server != 0;
@@ -1347,6 +1743,7 @@ static int tt_wrap(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	tf->hs_want = is_server ? CONDUIT_POLLIN : CONDUIT_POLLOUT;
 	tf->out_want = CONDUIT_POLLOUT;
 	tf->deadline = UINT64_MAX;
+	tf->port = conduit_endpoint_port(ep);
 	mbedtls_ssl_init(&tf->ssl);
 	int r = mbedtls_ssl_setup(&tf->ssl, &conf->conf);
 	if (r == 0 && !tf->server) {
@@ -1380,9 +1777,11 @@ static int tt_wrap(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		conf_put(conf);
 		conduit_flow_fini(&tf->base);
 		free(tf);
-		return conduit_ctx_fail(ctx, rc, "tls %s %s: %s", role, cd_endpoint_shown(ep),
-		                        err);
+		return conduit_ctx_fail(ctx, rc, "tls %s %s: %s", role,
+		                        cd_endpoint_shown(ep), err);
 	}
+	if (!tf->server)
+		offer_session(tf, st);
 	mbedtls_ssl_set_bio(&tf->ssl, tf, bio_send, bio_recv, NULL);
 	tf->inner = inner;
 	/* An inner flow established already (StartTLS, an accepted flow)
@@ -1446,6 +1845,8 @@ static int set_ca(conduit_ctx *ctx, const char *path, const char *pem,
 	ca_put(st->ca);
 	st->ca = ca;
 	cache_clear(st);
+	/* Sessions vouch for servers checked against the old trust. */
+	sessions_clear(st);
 	return CONDUIT_OK;
 }
 
@@ -1461,20 +1862,32 @@ int conduit_tls_set_ca_pem(conduit_ctx *ctx, const char *pem, size_t len)
 	return set_ca(ctx, NULL, pem, len);
 }
 
-static int set_id(conduit_ctx *ctx, const char *cert_path,
+/* Load an identity; add it (add) or make it the only one. */
+static int set_id(conduit_ctx *ctx, bool add, const char *cert_path,
                   const char *key_path, const char *cert_pem, size_t cert_len,
                   const char *key_pem, size_t key_len, const char *password)
 {
 	TT_STATE(ctx, st);
 	char err[512];
+	if (add && st->nids == TT_MAX_IDS)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_INVALID,
+		                        "tls: certificate %s: at most %d "
+		                        "identities per context",
+		                        cert_path != NULL ? cert_path
+		                                          : "(memory)",
+		                        TT_MAX_IDS);
 	struct tt_id *id = NULL;
 	int rc = id_load(&id, st, cert_path, key_path, cert_pem, cert_len,
 	                 key_pem, key_len, password, err, sizeof(err));
 	if (rc != CONDUIT_OK)
 		return conduit_ctx_fail(ctx, rc, "tls: %s", err);
-	id_put(st->id);
-	st->id = id;
+	if (!add)
+		ids_clear(st);
+	st->ids[st->nids++] = id;
 	cache_clear(st);
+	/* A resumed session would present the old client identity. */
+	if (!add)
+		sessions_clear(st);
 	return CONDUIT_OK;
 }
 
@@ -1483,7 +1896,8 @@ int conduit_tls_set_cert_file(conduit_ctx *ctx, const char *cert_path,
 {
 	if (cert_path == NULL || key_path == NULL)
 		return CONDUIT_ERR_INVALID;
-	return set_id(ctx, cert_path, key_path, NULL, 0, NULL, 0, password);
+	return set_id(ctx, false, cert_path, key_path, NULL, 0, NULL, 0,
+	              password);
 }
 
 int conduit_tls_set_cert_pem(conduit_ctx *ctx, const char *cert_pem,
@@ -1492,8 +1906,59 @@ int conduit_tls_set_cert_pem(conduit_ctx *ctx, const char *cert_pem,
 {
 	if (cert_pem == NULL || key_pem == NULL || cert_len == 0 || key_len == 0)
 		return CONDUIT_ERR_INVALID;
-	return set_id(ctx, NULL, NULL, cert_pem, cert_len, key_pem, key_len,
+	return set_id(ctx, false, NULL, NULL, cert_pem, cert_len, key_pem,
+	              key_len, password);
+}
+
+int conduit_tls_add_cert_file(conduit_ctx *ctx, const char *cert_path,
+                              const char *key_path, const char *password)
+{
+	if (cert_path == NULL || key_path == NULL)
+		return CONDUIT_ERR_INVALID;
+	return set_id(ctx, true, cert_path, key_path, NULL, 0, NULL, 0,
 	              password);
+}
+
+int conduit_tls_add_cert_pem(conduit_ctx *ctx, const char *cert_pem,
+                             size_t cert_len, const char *key_pem,
+                             size_t key_len, const char *password)
+{
+	if (cert_pem == NULL || key_pem == NULL || cert_len == 0 ||
+	    key_len == 0)
+		return CONDUIT_ERR_INVALID;
+	return set_id(ctx, true, NULL, NULL, cert_pem, cert_len, key_pem,
+	              key_len, password);
+}
+
+int conduit_tls_set_password_cb(conduit_ctx *ctx, conduit_tls_password_fn fn,
+                                void *arg)
+{
+	TT_STATE(ctx, st);
+	st->pw_fn = fn;
+	st->pw_arg = fn != NULL ? arg : NULL;
+	return CONDUIT_OK;
+}
+
+int conduit_tls_set_resumption(conduit_ctx *ctx, unsigned flags)
+{
+	if (flags &
+	    ~(unsigned)(CONDUIT_TLS_RESUME_TICKETS | CONDUIT_TLS_RESUME_CACHE |
+	                CONDUIT_TLS_RESUME_REMEMBER))
+		return CONDUIT_ERR_INVALID;
+	TT_STATE(ctx, st);
+	st->resume = flags;
+	cache_clear(st);
+	return CONDUIT_OK;
+}
+
+int conduit_tls_set_session_lifetime(conduit_ctx *ctx, uint32_t seconds)
+{
+	if (seconds == 0 || seconds > TT_MAX_LIFETIME)
+		return CONDUIT_ERR_INVALID;
+	TT_STATE(ctx, st);
+	st->lifetime = seconds;
+	cache_clear(st);
+	return CONDUIT_OK;
 }
 
 int conduit_tls_set_client_auth(conduit_ctx *ctx, int mode)
@@ -1652,5 +2117,194 @@ int conduit_tls_peer_san(conduit_flow *f, size_t i, char *buf, size_t len)
 		buf[0] = '\0';
 		return CONDUIT_ERR_INVALID;
 	}
+	return CONDUIT_OK;
+}
+
+int conduit_tls_resumed(conduit_flow *f)
+{
+	struct tt_flow *tf = done_tls(f);
+	return tf != NULL && tf->resumed;
+}
+
+/* ------------------------------------------------------------------ */
+/* Client sessions                                                      */
+
+void conduit_tls_session_free(conduit_tls_session *s)
+{
+	if (s == NULL)
+		return;
+	mbedtls_ssl_session_free(&s->s);
+	mbedtls_platform_zeroize(s, sizeof(*s));
+	free(s);
+}
+
+static conduit_tls_session *session_new(void)
+{
+	conduit_tls_session *s = calloc(1, sizeof(*s));
+	if (s != NULL)
+		mbedtls_ssl_session_init(&s->s);
+	return s;
+}
+
+int conduit_tls_session_get(conduit_flow *f, conduit_tls_session **out)
+{
+	if (f == NULL || out == NULL)
+		return CONDUIT_ERR_INVALID;
+	*out = NULL;
+	if (!conduit_tls_is_tls(f) || tf_of(f)->server)
+		return CONDUIT_ERR_UNSUPPORTED;
+	struct tt_flow *tf = done_tls(f);
+	if (tf == NULL)
+		return CONDUIT_ERR_STATE;
+	conduit_tls_session *s = session_new();
+	if (s == NULL)
+		return CONDUIT_ERR_NOMEM;
+	int r = mbedtls_ssl_get_session(&tf->ssl, &s->s);
+	if (r != 0) {
+		conduit_tls_session_free(s);
+		return r == MBEDTLS_ERR_SSL_ALLOC_FAILED ? CONDUIT_ERR_NOMEM
+		                                         : CONDUIT_ERR_TLS;
+	}
+	/* Nothing to resume with: no session ID and no ticket. */
+	bool some = s->s.TT_PRIV(id_len) > 0;
+#ifdef MBEDTLS_SSL_SESSION_TICKETS
+	some = some || s->s.TT_PRIV(ticket_len) > 0;
+#endif
+	if (!some) {
+		conduit_tls_session_free(s);
+		return CONDUIT_ERR_NOT_FOUND;
+	}
+	s->port = tf->port;
+	s->opts = opts_hash(tf->conf->key);
+	s->verified =
+	    tf->conf->verify && mbedtls_ssl_get_verify_result(&tf->ssl) == 0;
+	snprintf(s->name, sizeof(s->name), "%s", tf->name);
+	*out = s;
+	return CONDUIT_OK;
+}
+
+/*
+ * The saved form: "cdts", a format byte, verified, the port + 1 and the
+ * options' hash (4 bytes each, big-endian), the name's length (1 byte) and
+ * the name, then mbedTLS's own serialisation of the session (which refuses
+ * another version or build of mbedTLS on load).
+ */
+#define TT_SAVE_HEAD 15
+
+static void put32(unsigned char *b, uint32_t v)
+{
+	b[0] = (unsigned char)(v >> 24);
+	b[1] = (unsigned char)(v >> 16);
+	b[2] = (unsigned char)(v >> 8);
+	b[3] = (unsigned char)v;
+}
+
+static uint32_t get32(const unsigned char *b)
+{
+	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
+	       (uint32_t)b[2] << 8 | b[3];
+}
+
+int conduit_tls_session_save(const conduit_tls_session *s, void *buf,
+                             size_t len, size_t *n)
+{
+	if (s == NULL || n == NULL)
+		return CONDUIT_ERR_INVALID;
+	size_t nl = strlen(s->name), head = TT_SAVE_HEAD + nl, body = 0;
+	unsigned char *b = buf;
+	int r = mbedtls_ssl_session_save(&s->s, NULL, 0, &body);
+	if (r != 0 && r != MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL)
+		return CONDUIT_ERR_TLS;
+	*n = head + body;
+	if (buf == NULL)
+		return CONDUIT_OK;
+	if (len < *n)
+		return CONDUIT_ERR_INVALID;
+	memcpy(b, "cdts", 4);
+	b[4] = 1;
+	b[5] = s->verified;
+	put32(b + 6, (uint32_t)(s->port + 1));
+	put32(b + 10, s->opts);
+	b[14] = (unsigned char)nl;
+	memcpy(b + TT_SAVE_HEAD, s->name, nl);
+	size_t got = 0;
+	if (mbedtls_ssl_session_save(&s->s, b + head, body, &got) != 0 ||
+	    got != body)
+		return CONDUIT_ERR_TLS;
+	return CONDUIT_OK;
+}
+
+int conduit_tls_session_load(conduit_tls_session **out, const void *buf,
+                             size_t len)
+{
+	if (out == NULL)
+		return CONDUIT_ERR_INVALID;
+	*out = NULL;
+	const unsigned char *b = buf;
+	if (b == NULL || len < TT_SAVE_HEAD || memcmp(b, "cdts", 4) != 0 ||
+	    b[4] != 1 || b[5] > 1 || len < TT_SAVE_HEAD + (size_t)b[14])
+		return CONDUIT_ERR_INVALID;
+	size_t nl = b[14];
+	uint32_t port = get32(b + 6);
+	if (port > 65536 || memchr(b + TT_SAVE_HEAD, '\0', nl) != NULL)
+		return CONDUIT_ERR_INVALID;
+	conduit_tls_session *s = session_new();
+	if (s == NULL)
+		return CONDUIT_ERR_NOMEM;
+	s->verified = b[5];
+	s->port = (int)port - 1;
+	s->opts = get32(b + 10);
+	memcpy(s->name, b + TT_SAVE_HEAD, nl);
+	s->name[nl] = '\0';
+	int r = mbedtls_ssl_session_load(&s->s, b + TT_SAVE_HEAD + nl,
+	                                 len - TT_SAVE_HEAD - nl);
+	if (r != 0) {
+		conduit_tls_session_free(s);
+		return r == MBEDTLS_ERR_SSL_ALLOC_FAILED ? CONDUIT_ERR_NOMEM
+		                                         : CONDUIT_ERR_INVALID;
+	}
+	*out = s;
+	return CONDUIT_OK;
+}
+
+/* A deep copy, through the saved form (mbedTLS has no public copy). */
+static int session_dup(conduit_tls_session **out, const conduit_tls_session *s)
+{
+	size_t n = 0;
+	int rc = conduit_tls_session_save(s, NULL, 0, &n);
+	if (rc != CONDUIT_OK)
+		return rc;
+	unsigned char *b = malloc(n);
+	if (b == NULL)
+		return CONDUIT_ERR_NOMEM;
+	rc = conduit_tls_session_save(s, b, n, &n);
+	if (rc == CONDUIT_OK)
+		rc = conduit_tls_session_load(out, b, n);
+	mbedtls_platform_zeroize(b, n);
+	free(b);
+	return rc;
+}
+
+int conduit_tls_set_session(conduit_ctx *ctx, const conduit_tls_session *s)
+{
+	if (s == NULL)
+		return CONDUIT_ERR_INVALID;
+	TT_STATE(ctx, st);
+	conduit_tls_session *copy = NULL;
+	int rc = session_dup(&copy, s);
+	if (rc != CONDUIT_OK)
+		return conduit_ctx_fail(ctx, rc, "tls: session for %s: %s",
+		                        s->name[0] ? s->name : "(no name)",
+		                        rc == CONDUIT_ERR_NOMEM
+		                            ? "out of memory"
+		                            : "cannot be copied");
+	store_put(st, copy);
+	return CONDUIT_OK;
+}
+
+int conduit_tls_clear_sessions(conduit_ctx *ctx)
+{
+	TT_STATE(ctx, st);
+	sessions_clear(st);
 	return CONDUIT_OK;
 }
