@@ -10,6 +10,13 @@
  * simultaneous connections each moving different data, a half-close
  * passed through the relay, a failed target connect, the idle timeout, a
  * closed stdout, resolve, help, and every exit status with its message.
+ * Then the backends from the command line: TLS between two conduit
+ * processes and against openssl s_server and s_client (mutual TLS, ALPN,
+ * what -v reports), verification failures (exit 4) and bad certificates,
+ * keys and options (exit 2); vchan between two processes playing two
+ * domains over the Xen emulation; TCP on lwIP between two processes on a
+ * datagram wire, and between lwIP and the kernel through a TAP device in
+ * a network namespace of the test's own; bad --lwip-* specifications.
  *
  * Every child dies with the test (PR_SET_PDEATHSIG through cd_fork_peer)
  * and every wait is bounded: a child still running at its deadline is
@@ -18,20 +25,28 @@
  */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifdef CONDUIT_HAVE_LWIP
+#include <linux/if_tun.h>
+#endif
 
 #ifndef CONDUIT_CLI
 #error "CONDUIT_CLI must name the built conduit program (set by CMake)"
@@ -78,8 +93,11 @@ struct proc {
 	char line[512];   /* the rest of the line await_line matched */
 };
 
-/* Start `conduit ARGS...` (args NULL-terminated) with three pipes. */
-static void spawn(struct proc *p, const char *const *args)
+/* Start `conduit ARGS...` (args NULL-terminated) with three pipes and,
+ * when env is not NULL, the "NAME=VALUE" strings of env (NULL-terminated)
+ * added to its environment. */
+static void spawn_env(struct proc *p, const char *const *env,
+                      const char *const *args)
 {
 	int in[2], out[2], err[2];
 	ck_assert(pipe2(in, O_CLOEXEC) == 0);
@@ -99,6 +117,9 @@ static void spawn(struct proc *p, const char *const *args)
 		    dup2(err[1], 2) < 0)
 			_exit(126);
 		signal(SIGPIPE, SIG_DFL);
+		for (size_t i = 0; env != NULL && env[i] != NULL; i++)
+			if (putenv((char *)env[i]) != 0)
+				_exit(126);
 		execv(CONDUIT_CLI, argv);
 		_exit(127);
 	}
@@ -110,6 +131,11 @@ static void spawn(struct proc *p, const char *const *args)
 	p->in = in[1];
 	p->out = out[0];
 	p->err = err[0];
+}
+
+static void spawn(struct proc *p, const char *const *args)
+{
+	spawn_env(p, NULL, args);
 }
 
 /* Read stderr until a line starting with prefix arrives (after the lines
@@ -939,7 +965,11 @@ START_TEST(help_exits_0_and_names_everything)
 	out[n] = '\0';
 	ck_assert_int_eq(finish(&p, 5000), 0);
 	const char *words[] = {"cat", "listen", "relay", "resolve", "--timeout",
-	                       "--keep", "--echo", "-v", "Exit status"};
+	                       "--keep", "--echo", "-v", "Exit status", "--ca",
+	                       "--cert", "--key", "--key-password-env",
+	                       "--client-auth", "--alpn", "--insecure",
+	                       "vchan://", "CONDUIT_XEN_DOMID", "--lwip-tap",
+	                       "--lwip-dgram"};
 	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
 		ck_assert_msg(strstr(out, words[i]) != NULL, "help lacks %s",
 		              words[i]);
@@ -1064,6 +1094,782 @@ START_TEST(bad_rules_file_exits_2)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* TLS from the command line                                           */
+
+#ifdef CONDUIT_HAVE_TLS
+/*
+ * Certificates are made once per run, in main(), by the openssl command in
+ * a temporary directory (P-256 throughout):
+ *   ca, ca2      the test CA and another CA nobody trusts
+ *   srv          CN=localhost, DNS:localhost and IP:127.0.0.1, from ca
+ *   client       CN=cli client, clientAuth, from ca
+ *   srv_enc.key  srv's key encrypted with the password "sekrit"
+ *   junk.pem     text that is no certificate or key
+ */
+static char certdir[256];
+static bool certs_ok;
+static char certerr[512];
+
+static const char cert_script[] =
+	"set -e\n"
+	"cat > cnf <<'EOF'\n"
+	"[req]\n"
+	"distinguished_name = dn\n"
+	"prompt = no\n"
+	"[dn]\n"
+	"CN = unused\n"
+	"[ext_ca]\n"
+	"basicConstraints = critical,CA:TRUE\n"
+	"keyUsage = critical,keyCertSign,cRLSign\n"
+	"[ext_srv]\n"
+	"basicConstraints = CA:FALSE\n"
+	"keyUsage = critical,digitalSignature\n"
+	"extendedKeyUsage = serverAuth\n"
+	"subjectAltName = DNS:localhost,IP:127.0.0.1\n"
+	"[ext_cli]\n"
+	"basicConstraints = CA:FALSE\n"
+	"keyUsage = critical,digitalSignature\n"
+	"extendedKeyUsage = clientAuth\n"
+	"EOF\n"
+	"key() { openssl genpkey -algorithm EC -pkeyopt "
+	"ec_paramgen_curve:P-256 -out \"$1.key\"; }\n"
+	"ca() { key $1; openssl req -x509 -new -key $1.key -subj \"/CN=$2\" "
+	"-days 7 -config cnf -extensions ext_ca -out $1.crt; }\n"
+	"leaf() { key $1; openssl req -new -key $1.key -subj \"/CN=$2\" "
+	"-config cnf -out $1.csr; openssl x509 -req -in $1.csr -CA $4.crt "
+	"-CAkey $4.key -set_serial $5 -days 7 -extfile cnf -extensions $3 "
+	"-out $1.crt; }\n"
+	"ca ca 'cli test CA'\n"
+	"ca ca2 'cli other CA'\n"
+	"leaf srv localhost ext_srv ca 2\n"
+	"leaf client 'cli client' ext_cli ca 3\n"
+	"openssl pkey -in srv.key -des3 -passout pass:sekrit -out srv_enc.key\n"
+	"echo 'not a certificate' > junk.pem\n";
+
+/* A file of the certificate directory (rotating static buffers). */
+static const char *cf(const char *name)
+{
+	static char bufs[8][512];
+	static int next;
+	char *b = bufs[next++ % 8];
+	snprintf(b, sizeof(bufs[0]), "%s/%s", certdir, name);
+	return b;
+}
+
+/* Runs in main(), outside any test: failures are kept for need_certs(). */
+static void make_certs(void)
+{
+	const char *base = getenv("TMPDIR");
+	snprintf(certdir, sizeof(certdir), "%s/conduit-cli-XXXXXX",
+	         base != NULL && base[0] != '\0' ? base : "/tmp");
+	if (mkdtemp(certdir) == NULL) {
+		snprintf(certerr, sizeof(certerr), "mkdtemp: %s", strerror(errno));
+		certdir[0] = '\0';
+		return;
+	}
+	if (system("command -v openssl >/dev/null 2>&1") != 0) {
+		snprintf(certerr, sizeof(certerr),
+		         "the openssl command is missing: run tools/setup");
+		return;
+	}
+	FILE *f = fopen(cf("make.sh"), "w");
+	if (f == NULL || fputs(cert_script, f) < 0 || fclose(f) != 0) {
+		snprintf(certerr, sizeof(certerr), "cannot write %s", cf("make.sh"));
+		return;
+	}
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "cd '%s' && sh ./make.sh >make.log 2>&1",
+	         certdir);
+	if (system(cmd) != 0) {
+		snprintf(certerr, sizeof(certerr),
+		         "making test certificates with openssl failed; see %s",
+		         cf("make.log"));
+		certdir[0] = '\0'; /* keep the log for the reader */
+		return;
+	}
+	certs_ok = true;
+}
+
+static void need_certs(void)
+{
+	ck_assert_msg(certs_ok, "%s", certerr);
+}
+
+/* Run openssl with argv (argv[0] "openssl"), stdin from in_path (NULL:
+ * /dev/null), stdout and stderr to log_path. */
+static pid_t spawn_openssl(const char *const *argv, const char *in_path,
+                           const char *log_path)
+{
+	pid_t pid = cd_fork_peer();
+	if (pid != 0)
+		return pid;
+	int in = open(in_path != NULL ? in_path : "/dev/null", O_RDONLY);
+	int out = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+	    dup2(out, 2) < 0)
+		_exit(126);
+	execvp("openssl", (char *const *)argv);
+	_exit(127);
+}
+
+/* A free loopback port: bound, read back, released. */
+static int free_port(void)
+{
+	int port;
+	int fd = tcp_bound(&port, false);
+	close(fd);
+	return port;
+}
+
+static bool port_answers(int port)
+{
+	struct sockaddr_in sa;
+	loopback(&sa, port);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert(fd >= 0);
+	bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+static char *slurp(const char *path)
+{
+	static char buf[32768];
+	FILE *f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "open %s", path);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* openssl s_server -rev (answers each line reversed) with srv's
+ * certificate and extra arguments, on a free port, once it answers. */
+static pid_t start_s_server(int *port, const char *const *extra)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		*port = free_port();
+		char accept[32];
+		snprintf(accept, sizeof(accept), "127.0.0.1:%d", *port);
+		const char *argv[24] = {"openssl", "s_server", "-accept", accept,
+		                        "-cert", cf("srv.crt"), "-key",
+		                        cf("srv.key"), "-rev"};
+		size_t n = 9;
+		for (size_t i = 0; extra[i] != NULL && n < 23; i++)
+			argv[n++] = extra[i];
+		argv[n] = NULL;
+		pid_t pid = spawn_openssl(argv, NULL, cf("s_server.log"));
+		for (int i = 0; i < 250; i++) {
+			if (port_answers(*port))
+				return pid;
+			if (waitpid(pid, NULL, WNOHANG) == pid)
+				break; /* it exited: port taken meanwhile? */
+			usleep(20000);
+		}
+		kill(pid, SIGTERM);
+		cd_wait_peer(pid, 2000);
+	}
+	ck_abort_msg("openssl s_server did not start: %s",
+	             slurp(cf("s_server.log")));
+	return -1;
+}
+
+/* Everything on the command's stdout until it ends. */
+static size_t read_all(struct proc *p, char *out, size_t len, int ms)
+{
+	size_t n = 0;
+	uint64_t end = mono_ms() + (uint64_t)scaled(ms);
+	set_nonblock(p->out);
+	for (;;) {
+		struct pollfd pf = {p->out, POLLIN, 0};
+		uint64_t now = mono_ms();
+		ck_assert_msg(now < end, "stdout not ended in %d ms; got: %.*s", ms,
+		              (int)n, out);
+		poll(&pf, 1, (int)(end - now));
+		ssize_t r = read(p->out, out + n, len - 1 - n);
+		if (r == 0 || n + 1 >= len)
+			break;
+		if (r > 0)
+			n += (size_t)r;
+		else
+			ck_assert_msg(errno == EAGAIN, "read stdout: %s",
+			              strerror(errno));
+	}
+	out[n] = '\0';
+	return n;
+}
+
+/*
+ * conduit listen --echo on TLS and conduit cat verifying it against the
+ * test CA by the name localhost: 1 MiB through, every byte checked, and
+ * -v names the version, the suite, the ALPN protocol and the peer.
+ */
+START_TEST(tls_listen_echo_and_cat_verified)
+{
+	need_certs();
+	struct proc srv, cli;
+	spawn(&srv, (const char *[]){"listen", "--echo", "-v", "--cert",
+	                             cf("srv.crt"), "--key", cf("srv.key"),
+	                             "--alpn", "h2,http/1.1",
+	                             "tls://127.0.0.1:0", NULL});
+	const char *where = await_line(&srv, "listening on ", 5000);
+	ck_assert_msg(strncmp(where, "tls+tcp://127.0.0.1:", 20) == 0,
+	              "printed %s", where);
+	char uri[64];
+	snprintf(uri, sizeof(uri), "tls://localhost:%d", uri_port(where));
+	spawn(&cli, (const char *[]){"cat", "-v", "--ca", cf("ca.crt"), "--alpn",
+	                             "http/1.1", uri, NULL});
+	struct xfer x;
+	memset(&x, 0, sizeof(x));
+	xfer_write(&cli.in, 707, MiB, false, &x);
+	xfer_read(cli.out, 707, &x);
+	xfer_run(&x, 1, 30000);
+	assert_got(&x, MiB, "echoed over TLS");
+	const char *hs = await_line(&cli, "conduit: tls-handshaked ", 5000);
+	ck_assert_msg(strstr(hs, "TLSv1.2") != NULL &&
+	                      strstr(hs, "ECDHE") != NULL &&
+	                      strstr(hs, "GCM") != NULL &&
+	                      strstr(hs, "http/1.1") != NULL &&
+	                      strstr(hs, "peer \"CN=localhost\"") != NULL,
+	              "client's handshake line: %s", hs);
+	hs = await_line(&srv, "conduit: tls-handshaked ", 5000);
+	ck_assert_msg(strstr(hs, "no peer certificate") != NULL,
+	              "server's handshake line: %s", hs);
+	int st = finish(&cli, 5000);
+	ck_assert_msg(st == 0, "cat: exit %d: %s", st, cli.log);
+	st = finish(&srv, 5000);
+	ck_assert_msg(st == 0, "listen: exit %d: %s", st, srv.log);
+}
+END_TEST
+
+/* conduit cat against openssl s_server, with mutual TLS (s_server requires
+ * a client certificate) and ALPN. */
+START_TEST(tls_cat_to_openssl_s_server)
+{
+	need_certs();
+	int port;
+	pid_t srv = start_s_server(&port, (const char *[]){
+		"-Verify", "1", "-CAfile", cf("ca.crt"), "-verify_return_error",
+		"-alpn", "h2", NULL});
+	char uri[64];
+	snprintf(uri, sizeof(uri), "tls://localhost:%d", port);
+	struct proc p;
+	spawn(&p, (const char *[]){"cat", "-v", "--ca", cf("ca.crt"), "--cert",
+	                           cf("client.crt"), "--key", cf("client.key"),
+	                           "--alpn", "h2", uri, NULL});
+	const char line[] = "hello conduit\n";
+	ck_assert(write(p.in, line, sizeof(line) - 1) == sizeof(line) - 1);
+	char want[] = "tiudnoc olleh\n", got[64];
+	size_t n = 0;
+	uint64_t end = mono_ms() + (uint64_t)scaled(10000);
+	while (n < sizeof(want) - 1 && mono_ms() < end) {
+		struct pollfd pf = {p.out, POLLIN, 0};
+		poll(&pf, 1, 100);
+		if (pf.revents == 0)
+			continue;
+		ssize_t r = read(p.out, got + n, sizeof(want) - 1 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	got[n] = '\0';
+	ck_assert_msg(strcmp(got, want) == 0, "s_server answered '%s'; stderr: %s",
+	              got, p.log);
+	const char *hs = await_line(&p, "conduit: tls-handshaked ", 5000);
+	ck_assert_msg(strstr(hs, " h2") != NULL &&
+	                      strstr(hs, "peer \"CN=localhost\"") != NULL,
+	              "handshake line: %s", hs);
+	kill(srv, SIGTERM);
+	cd_wait_peer(srv, scaled(5000));
+	/* s_server went away: cat ends (how depends on whether it sent
+	 * close_notify), but it must end. */
+	ck_assert_msg(finish(&p, 5000) >= 0, "cat did not end: %s", p.log);
+}
+END_TEST
+
+/* openssl s_client (verifying conduit by the name localhost, presenting a
+ * client certificate) against conduit listen --client-auth required. */
+START_TEST(tls_openssl_s_client_to_listen)
+{
+	need_certs();
+	struct proc srv;
+	spawn(&srv, (const char *[]){"listen", "-v", "--cert", cf("srv.crt"),
+	                             "--key", cf("srv.key"), "--ca",
+	                             cf("ca.crt"), "--client-auth", "required",
+	                             "tls://127.0.0.1:0", NULL});
+	int port = uri_port(await_line(&srv, "listening on ", 5000));
+	FILE *f = fopen(cf("s_client.in"), "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("ping\n", f);
+	fclose(f);
+	char connect[32];
+	snprintf(connect, sizeof(connect), "127.0.0.1:%d", port);
+	pid_t cli = spawn_openssl(
+		(const char *[]){"openssl", "s_client", "-connect", connect,
+	                         "-servername", "localhost", "-CAfile",
+	                         cf("ca.crt"), "-verify_return_error", "-cert",
+	                         cf("client.crt"), "-key", cf("client.key"),
+	                         "-ign_eof", NULL},
+		cf("s_client.in"), cf("s_client.log"));
+	char got[8];
+	size_t n = 0;
+	uint64_t end = mono_ms() + (uint64_t)scaled(10000);
+	while (n < 5 && mono_ms() < end) {
+		struct pollfd pf = {srv.out, POLLIN, 0};
+		poll(&pf, 1, 100);
+		if (pf.revents == 0)
+			continue;
+		ssize_t r = read(srv.out, got + n, 5 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	got[n] = '\0';
+	ck_assert_msg(strcmp(got, "ping\n") == 0, "listen got '%s'; stderr: %s",
+	              got, srv.log);
+	const char *hs = await_line(&srv, "conduit: tls-handshaked ", 5000);
+	ck_assert_msg(strstr(hs, "peer \"CN=cli client\"") != NULL,
+	              "handshake line: %s", hs);
+	ck_assert(write(srv.in, "pong\n", 5) == 5);
+	close_fd(&srv.in); /* the end of the answer: close_notify */
+	int st = cd_wait_peer(cli, scaled(10000));
+	const char *log = slurp(cf("s_client.log"));
+	ck_assert_msg(st == 0, "s_client exited %d:\n%s", st, log);
+	ck_assert_msg(strstr(log, "Verify return code: 0 (ok)") != NULL &&
+	                      strstr(log, "pong") != NULL,
+	              "s_client:\n%s", log);
+	st = finish(&srv, 5000);
+	ck_assert_msg(st == 0, "listen: exit %d: %s", st, srv.log);
+}
+END_TEST
+
+/* A client without a certificate is refused by --client-auth required:
+ * both sides exit 4 (a connection failure), naming the reason. */
+START_TEST(tls_client_auth_required_refuses)
+{
+	need_certs();
+	struct proc srv, cli;
+	spawn(&srv, (const char *[]){"listen", "--cert", cf("srv.crt"), "--key",
+	                             cf("srv.key"), "--ca", cf("ca.crt"),
+	                             "--client-auth", "required",
+	                             "tls://127.0.0.1:0", NULL});
+	int port = uri_port(await_line(&srv, "listening on ", 5000));
+	char uri[64];
+	snprintf(uri, sizeof(uri), "tls://localhost:%d", port);
+	spawn(&cli, (const char *[]){"cat", "--ca", cf("ca.crt"), uri, NULL});
+	int st = finish(&cli, 10000);
+	ck_assert_msg(st == 4, "cat: exit %d: %s", st, cli.log);
+	ck_assert_msg(strstr(cli.log, uri + 6) != NULL, "cat: %s", cli.log);
+	st = finish(&srv, 10000);
+	ck_assert_msg(st == 4, "listen: exit %d: %s", st, srv.log);
+	ck_assert_msg(strstr(srv.log, "certificate") != NULL, "listen: %s",
+	              srv.log);
+}
+END_TEST
+
+/* Verification failures exit 4 with the reason; --insecure connects and
+ * warns once. */
+START_TEST(tls_verify_failures_exit_4)
+{
+	need_certs();
+	struct proc srv, p;
+	spawn(&srv, (const char *[]){"listen", "--keep", "--echo", "--cert",
+	                             cf("srv.crt"), "--key", cf("srv.key"),
+	                             "tls://127.0.0.1:0", NULL});
+	int port = uri_port(await_line(&srv, "listening on ", 5000));
+	char named[64], other[96];
+	snprintf(named, sizeof(named), "tls://localhost:%d", port);
+	snprintf(other, sizeof(other),
+	         "tls://127.0.0.1:%d?servername=other.example", port);
+	const struct {
+		const char *args[6];
+		const char *why;
+	} cases[] = {
+		/* The system bundle does not know the test CA. */
+		{{"cat", named, NULL}, "not trusted"},
+		{{"cat", "--ca", cf("ca2.crt"), named, NULL}, "not trusted"},
+		{{"cat", "--ca", cf("ca.crt"), other, NULL}, "other.example"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int st = run_cmd(&p, cases[i].args, 10000);
+		ck_assert_msg(st == 4, "case %zu: exit %d: %s", i, st, p.log);
+		ck_assert_msg(strstr(p.log, "verification failed") != NULL &&
+		                      strstr(p.log, cases[i].why) != NULL,
+		              "case %zu: %s", i, p.log);
+	}
+	spawn(&p, (const char *[]){"cat", "--insecure", other, NULL});
+	ck_assert(write(p.in, "x\n", 2) == 2);
+	close_fd(&p.in);
+	char out[16];
+	read_all(&p, out, sizeof(out), 10000);
+	ck_assert_str_eq(out, "x\n");
+	int st = finish(&p, 5000);
+	ck_assert_msg(st == 0, "--insecure: exit %d: %s", st, p.log);
+	const char *w = strstr(p.log, "warning: --insecure");
+	ck_assert_msg(w != NULL && strstr(w + 1, "warning: --insecure") == NULL,
+	              "want the warning once: %s", p.log);
+	terminate(&srv);
+}
+END_TEST
+
+/* Bad TLS input: exit 2, one message naming the file (or option) and why.
+ * A good encrypted key with its password loads: then the connect is what
+ * fails (exit 4), which shows the key was accepted. */
+START_TEST(tls_bad_input_exits_2)
+{
+	need_certs();
+	int port;
+	int hold = tcp_bound(&port, false); /* refuses */
+	char uri[64];
+	snprintf(uri, sizeof(uri), "tls://127.0.0.1:%d", port);
+	/* Paths of their own: cf()'s buffers rotate. */
+	char missing[600], crt[600], key[600], ckey[600], junk[600], enc[600];
+	snprintf(missing, sizeof(missing), "%s", cf("nonexistent.pem"));
+	snprintf(crt, sizeof(crt), "%s", cf("srv.crt"));
+	snprintf(key, sizeof(key), "%s", cf("srv.key"));
+	snprintf(ckey, sizeof(ckey), "%s", cf("client.key"));
+	snprintf(junk, sizeof(junk), "%s", cf("junk.pem"));
+	snprintf(enc, sizeof(enc), "%s", cf("srv_enc.key"));
+	static char pw_right[] = "CLI_TEST_PW=sekrit";
+	static char pw_wrong[] = "CLI_TEST_PW=wrong";
+	const struct {
+		const char *env;
+		const char *args[12];
+		int status;
+		const char *say1, *say2;
+	} cases[] = {
+		{NULL, {"cat", "--cert", missing, "--key", key, uri},
+		 2, "nonexistent.pem", "No such file"},
+		{NULL, {"cat", "--cert", crt, "--key", missing, uri},
+		 2, "nonexistent.pem", "No such file"},
+		{NULL, {"cat", "--cert", crt, "--key", certdir, uri},
+		 2, certdir, "directory"},
+		{NULL, {"cat", "--cert", crt, "--key", ckey,
+		        uri},
+		 2, "client.key", "does not belong"},
+		{NULL, {"cat", "--cert", crt, "--key", junk,
+		        uri},
+		 2, "junk.pem", "key"},
+		{NULL, {"cat", "--cert", junk, "--key", key,
+		        uri},
+		 2, "junk.pem", "certificate"},
+		{NULL, {"cat", "--key", key, uri}, 2, "--key",
+		 "needs --cert"},
+		{NULL, {"cat", "--cert", crt, "--key",
+		        enc, uri},
+		 2, "srv_enc.key", "encrypted"},
+		{NULL, {"cat", "--cert", crt, "--key", enc,
+		        "--key-password-env", "CLI_TEST_NO_SUCH_VAR", uri},
+		 2, "CLI_TEST_NO_SUCH_VAR", "no such variable"},
+		{pw_wrong, {"cat", "--cert", crt, "--key",
+		            enc, "--key-password-env",
+		            "CLI_TEST_PW", uri},
+		 2, "srv_enc.key", "password"},
+		{pw_right, {"cat", "--cert", crt, "--key",
+		            enc, "--key-password-env",
+		            "CLI_TEST_PW", uri},
+		 4, "refused", uri + 6},
+		{NULL, {"cat", "--ca", missing, uri}, 2, "nonexistent.pem",
+		 "No such file"},
+		{NULL, {"cat", "--ca", junk, uri}, 2, "junk.pem", "--ca"},
+		{NULL, {"cat", "--client-auth", "required", uri}, 2,
+		 "--client-auth", "listen"},
+		{NULL, {"listen", "--client-auth", "sometimes", uri}, 2,
+		 "sometimes", "none, optional or required"},
+		{NULL, {"cat", "--alpn", "h2,,x", uri}, 2, "--alpn", "h2,,x"},
+		{NULL, {"listen", "tls://127.0.0.1:0"}, 2, "tls://127.0.0.1:0",
+		 "--cert"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct proc p;
+		const char *env[] = {cases[i].env, NULL};
+		spawn_env(&p, env, cases[i].args);
+		int st = finish(&p, 10000);
+		ck_assert_msg(st == cases[i].status, "case %zu: exit %d: %s", i, st,
+		              p.log);
+		ck_assert_msg(strncmp(p.log, "conduit: ", 9) == 0 &&
+		                      strstr(p.log, cases[i].say1) != NULL &&
+		                      strstr(p.log, cases[i].say2) != NULL,
+		              "case %zu: stderr: %s", i, p.log);
+	}
+	close(hold);
+}
+END_TEST
+#endif /* CONDUIT_HAVE_TLS */
+
+/* ------------------------------------------------------------------ */
+/* Xen vchan over the hypervisor emulation                             */
+
+#ifdef CONDUIT_HAVE_VCHAN
+/*
+ * Two `conduit` processes as two domains: `listen --echo vchan://5/echo`
+ * in domain 0 serves domain 5, `cat vchan://0/echo` in domain 5.  Each
+ * finds the emulation through LD_LIBRARY_PATH and says which domain it is
+ * in CONDUIT_XEN_DOMID; both share one host directory.  1 MiB goes through
+ * the echo and back, every byte checked; no granted page is left behind.
+ */
+START_TEST(vchan_listen_echo_and_cat_1mib)
+{
+#ifndef CONDUIT_XENEMU_DIR
+	ck_abort_msg("test_cli was built without CONDUIT_XENEMU_DIR (the Xen "
+	             "emulation's directory; see tests/CMakeLists.txt)");
+#else
+	char host[256], dirv[300], grants[300];
+	cd_tmpdir(host, sizeof(host));
+	snprintf(dirv, sizeof(dirv), "CONDUIT_XEN_DIR=%s", host);
+	const char *env0[] = {"LD_LIBRARY_PATH=" CONDUIT_XENEMU_DIR, dirv,
+	                      "CONDUIT_XEN_DOMID=0", NULL};
+	const char *env5[] = {"LD_LIBRARY_PATH=" CONDUIT_XENEMU_DIR, dirv,
+	                      "CONDUIT_XEN_DOMID=5", NULL};
+	struct proc srv, cli;
+	spawn_env(&srv, env0, (const char *[]){"listen", "--echo",
+	                                        "vchan://5/echo", NULL});
+	ck_assert_str_eq(await_line(&srv, "listening on ", 5000),
+	                 "vchan://5/echo");
+	spawn_env(&cli, env5, (const char *[]){"cat", "vchan://0/echo", NULL});
+	struct xfer x;
+	memset(&x, 0, sizeof(x));
+	xfer_write(&cli.in, 808, MiB, false, &x);
+	xfer_read(cli.out, 808, &x);
+	xfer_run(&x, 1, 30000);
+	assert_got(&x, MiB, "echoed over vchan");
+	int st = finish(&cli, 5000);
+	ck_assert_msg(st == 0, "cat: exit %d: %s", st, cli.log);
+	st = finish(&srv, 5000);
+	ck_assert_msg(st == 0, "listen: exit %d: %s", st, srv.log);
+	snprintf(grants, sizeof(grants), "%s/grant", host);
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A '%s' 2>/dev/null)\"",
+	         grants);
+	ck_assert_msg(system(cmd) == 0, "granted pages left in %s", grants);
+	cd_rmtree(host);
+#endif
+}
+END_TEST
+#endif /* CONDUIT_HAVE_VCHAN */
+
+/* ------------------------------------------------------------------ */
+/* TCP on lwIP                                                          */
+
+#ifdef CONDUIT_HAVE_LWIP
+/*
+ * Two `conduit` processes, each its own lwIP stack (its own "unikernel"),
+ * on one datagram wire made at a path: listen --echo on 10.0.0.1 and cat
+ * from 10.0.0.2 talk TCP through lwIP, 1 MiB each way checked.  The
+ * rendezvous socket is gone once the second process has joined.
+ */
+START_TEST(lwip_dgram_two_processes_echo)
+{
+	char dir[256], wa[400], wb[400], path[320];
+	cd_tmpdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/wire", dir);
+	snprintf(wa, sizeof(wa), "%s,10.0.0.1/24", path);
+	snprintf(wb, sizeof(wb), "%s,10.0.0.2/24", path);
+	struct proc srv, cli;
+	spawn(&srv, (const char *[]){"--lwip-dgram", wa, "listen", "--echo",
+	                             "tcp://10.0.0.1:7000", NULL});
+	ck_assert_str_eq(await_line(&srv, "listening on ", 5000),
+	                 "tcp://10.0.0.1:7000");
+	spawn(&cli, (const char *[]){"--lwip-dgram", wb, "--timeout", "20000",
+	                             "cat", "tcp://10.0.0.1:7000", NULL});
+	struct xfer x;
+	memset(&x, 0, sizeof(x));
+	xfer_write(&cli.in, 909, MiB, false, &x);
+	xfer_read(cli.out, 909, &x);
+	xfer_run(&x, 1, 30000);
+	assert_got(&x, MiB, "echoed over lwIP on a datagram wire");
+	int st = finish(&cli, 10000);
+	ck_assert_msg(st == 0, "cat: exit %d: %s", st, cli.log);
+	st = finish(&srv, 10000);
+	ck_assert_msg(st == 0, "listen: exit %d: %s", st, srv.log);
+	ck_assert_msg(access(path, F_OK) != 0, "%s left behind", path);
+	cd_rmtree(dir);
+}
+END_TEST
+
+#define TAP_NAME "cdclitap0"
+#define TAP_KERNEL_IP "10.0.0.1"
+
+static int if_ioctl(unsigned long req, struct ifreq *ifr)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -1;
+	int r = ioctl(s, req, ifr);
+	close(s);
+	return r;
+}
+
+static int if_up(const char *name)
+{
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+	if (if_ioctl(SIOCGIFFLAGS, &ifr) < 0)
+		return -1;
+	ifr.ifr_flags |= IFF_UP;
+	return if_ioctl(SIOCSIFFLAGS, &ifr);
+}
+
+static int if_addr(const char *name, const char *ip, const char *mask)
+{
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+	struct sockaddr_in *in = (struct sockaddr_in *)&ifr.ifr_addr;
+	in->sin_family = AF_INET;
+	inet_pton(AF_INET, ip, &in->sin_addr);
+	if (if_ioctl(SIOCSIFADDR, &ifr) < 0)
+		return -1;
+	inet_pton(AF_INET, mask, &in->sin_addr);
+	return if_ioctl(SIOCSIFNETMASK, &ifr);
+}
+
+/* A persistent TAP device (it outlives the conduit processes that attach
+ * to it in turn, and goes with this test's namespace).  false when TAP
+ * devices cannot be had here. */
+static bool tap_make(const char *name)
+{
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI; /* as conduit opens it */
+	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+	bool ok = ioctl(fd, TUNSETIFF, &ifr) == 0 &&
+	          ioctl(fd, TUNSETPERSIST, 1) == 0;
+	close(fd);
+	return ok;
+}
+
+static int tcp_connect_to(const char *ip, int port, int ms)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)port)};
+	inet_pton(AF_INET, ip, &sa.sin_addr);
+	uint64_t end = mono_ms() + (uint64_t)scaled(ms);
+	for (;;) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		ck_assert(fd >= 0);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			return fd;
+		int e = errno;
+		close(fd);
+		ck_assert_msg(mono_ms() < end, "connect %s:%d: %s", ip, port,
+		              strerror(e));
+		usleep(20000);
+	}
+}
+
+/*
+ * lwIP in a `conduit` process and the Linux kernel's TCP, through a TAP
+ * device in a network namespace this test makes (Check runs each test in
+ * its own process, so unshare() here affects this test alone): the kernel
+ * connects to `conduit --lwip-tap ... listen --echo`, then `conduit
+ * --lwip-tap ... cat` connects to a kernel listener; every byte checked.
+ * Where no namespace or TAP can be made the test fails, loudly, unless
+ * CONDUIT_ALLOW_NO_TAP=1 (which CI does not set).
+ */
+START_TEST(lwip_tap_kernel_tcp)
+{
+	if (unshare(CLONE_NEWNET) != 0 || !tap_make(TAP_NAME)) {
+		int e = errno;
+		const char *allow = getenv("CONDUIT_ALLOW_NO_TAP");
+		ck_assert_msg(allow != NULL && strcmp(allow, "1") == 0,
+		              "NO TAP DEVICE (%s): cannot unshare a network "
+		              "namespace or create " TAP_NAME " via /dev/net/tun "
+		              "(needs CAP_NET_ADMIN); the conduit --lwip-tap <-> "
+		              "kernel TCP test did NOT run.  Set "
+		              "CONDUIT_ALLOW_NO_TAP=1 to skip it.",
+		              strerror(e));
+		fprintf(stderr, "test_cli: TAP UNAVAILABLE: --lwip-tap test "
+		                "SKIPPED (CONDUIT_ALLOW_NO_TAP=1)\n");
+		return;
+	}
+	ck_assert(if_up("lo") == 0);
+	ck_assert(if_addr(TAP_NAME, TAP_KERNEL_IP, "255.255.255.0") == 0);
+	ck_assert(if_up(TAP_NAME) == 0);
+	const char *spec = TAP_NAME ",10.0.0.2/24";
+
+	/* The kernel connects to lwIP. */
+	struct proc srv;
+	spawn(&srv, (const char *[]){"--lwip-tap", spec, "listen", "--echo",
+	                             "tcp://10.0.0.2:7000", NULL});
+	ck_assert_str_eq(await_line(&srv, "listening on ", 5000),
+	                 "tcp://10.0.0.2:7000");
+	int s = tcp_connect_to("10.0.0.2", 7000, 5000);
+	struct xfer x;
+	memset(&x, 0, sizeof(x));
+	xfer_write(&s, 111, MiB, true, &x);
+	xfer_read(s, 111, &x);
+	xfer_run(&x, 1, 30000);
+	assert_got(&x, MiB, "kernel -> lwIP echo -> kernel");
+	close(s);
+	int st = finish(&srv, 10000);
+	ck_assert_msg(st == 0, "listen: exit %d: %s", st, srv.log);
+
+	/* lwIP connects to the kernel. */
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(7001)};
+	inet_pton(AF_INET, TAP_KERNEL_IP, &sa.sin_addr);
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert(lfd >= 0);
+	ck_assert(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	ck_assert(listen(lfd, 4) == 0);
+	struct proc cli;
+	spawn(&cli, (const char *[]){"--lwip-tap", spec, "--timeout", "20000",
+	                             "cat", "tcp://" TAP_KERNEL_IP ":7001",
+	                             NULL});
+	s = accept_within(lfd, 10000);
+	bridge_both_ways(&cli, s);
+	close(s);
+	close(lfd);
+}
+END_TEST
+
+/* Bad --lwip-* specifications: exit 2 with a message naming the part. */
+START_TEST(lwip_bad_specs_exit_2)
+{
+	const struct {
+		const char *opt, *spec, *say;
+	} cases[] = {
+		{"--lwip-tap", "foo", "NAME,ADDR/PREFIX"},
+		{"--lwip-tap", "tap9,", "NAME,ADDR/PREFIX"},
+		{"--lwip-tap", "tap9,10.0.0.2/40", "bad prefix '/40'"},
+		{"--lwip-tap", "tap9,10.0.0.2/", "bad prefix"},
+		{"--lwip-tap", "tap9,10.0.0.300/24", "'10.0.0.300' is not an IPv4"},
+		{"--lwip-tap", "tap9,10.0.0.2/24,gw", "gateway 'gw'"},
+		{"--lwip-tap", "an-interface-name-too-long,10.0.0.2/24",
+		 "longer than 15"},
+		{"--lwip-dgram", "/x/wire", "PATH,ADDR/PREFIX"},
+		{"--lwip-dgram", "/x/wire,10.0.0.2/33", "bad prefix '/33'"},
+		{"--lwip-dgram", "/nonexistent/dir/wire,10.0.0.2/24",
+		 "/nonexistent/dir/wire: No such file"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct proc p;
+		int st = run_cmd(&p,
+		                 (const char *[]){cases[i].opt, cases[i].spec, "cat",
+		                                  "tcp://10.0.0.1:7", NULL},
+		                 5000);
+		ck_assert_msg(st == 2, "case %zu: exit %d: %s", i, st, p.log);
+		ck_assert_msg(strstr(p.log, cases[i].opt) != NULL &&
+		                      strstr(p.log, cases[i].say) != NULL,
+		              "case %zu: stderr: %s", i, p.log);
+	}
+	struct proc p;
+	int st = run_cmd(&p,
+	                 (const char *[]){"--lwip-tap", "t,10.0.0.1/24",
+	                                  "--lwip-dgram", "/x,10.0.0.1/24", "cat",
+	                                  "tcp://10.0.0.2:7", NULL},
+	                 5000);
+	ck_assert_msg(st == 2 && strstr(p.log, "one of them") != NULL,
+	              "both: exit %d: %s", st, p.log);
+}
+END_TEST
+#endif /* CONDUIT_HAVE_LWIP */
+
 int main(void)
 {
 	const struct cd_test tests[] = {
@@ -1090,6 +1896,30 @@ int main(void)
 		CD_TEST(listen_in_use_exits_4, 0),
 		CD_TEST(help_exits_0_and_names_everything, 0),
 		CD_TEST(resolve_prints_endpoint_and_addresses, 0),
+#ifdef CONDUIT_HAVE_TLS
+		CD_TEST(tls_listen_echo_and_cat_verified, 60),
+		CD_TEST(tls_cat_to_openssl_s_server, 30),
+		CD_TEST(tls_openssl_s_client_to_listen, 30),
+		CD_TEST(tls_client_auth_required_refuses, 30),
+		CD_TEST(tls_verify_failures_exit_4, 30),
+		CD_TEST(tls_bad_input_exits_2, 60),
+#endif
+#ifdef CONDUIT_HAVE_VCHAN
+		CD_TEST(vchan_listen_echo_and_cat_1mib, 60),
+#endif
+#ifdef CONDUIT_HAVE_LWIP
+		CD_TEST(lwip_dgram_two_processes_echo, 60),
+		CD_TEST(lwip_tap_kernel_tcp, 90),
+		CD_TEST(lwip_bad_specs_exit_2, 30),
+#endif
 	};
-	return cd_run(cd_suite("cli", tests, sizeof(tests) / sizeof(tests[0])));
+#ifdef CONDUIT_HAVE_TLS
+	make_certs();
+#endif
+	int status = cd_run(cd_suite("cli", tests, sizeof(tests) / sizeof(tests[0])));
+#ifdef CONDUIT_HAVE_TLS
+	if (certdir[0] != '\0')
+		cd_rmtree(certdir);
+#endif
+	return status;
 }

@@ -9,6 +9,11 @@
  *   conduit relay LISTEN TARGET     accept on LISTEN, connect each to TARGET
  *   conduit resolve URI             the endpoint and the addresses found
  *
+ * Options set up the context before any of these runs: TLS (--ca, --cert,
+ * --key, --client-auth, --alpn, --insecure: the context's TLS settings)
+ * and lwIP (--lwip-tap, --lwip-dgram: the context's TCP on an lwIP stack
+ * over a TAP device or a datagram wire to another conduit process).
+ *
  * Everything runs in one event loop, whatever the subcommand: a "session"
  * is one accepted or connected flow plus its partner (standard input and
  * output, a second flow for the relay, or nothing for an echo), joined by
@@ -33,7 +38,11 @@
 #ifdef CONDUIT_HAVE_LWIP
 #include <conduit/lwip.h>
 #endif
+#ifdef CONDUIT_HAVE_TLS
+#include <conduit/tls.h>
+#endif
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -45,9 +54,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "demo.h"
 
 /* Exit statuses, documented in the help text and the README. */
 enum {
@@ -77,13 +92,19 @@ struct opts {
 	int timeout_ms; /* 0: no limit */
 	bool verbose, keep, echo, help, explain;
 	const char *rules; /* --rules FILE */
-	const char *lwip_tap; /* --lwip-tap NAME,ADDR/PREFIX[,GW] */
+	const char *lwip_tap;   /* --lwip-tap NAME,ADDR/PREFIX[,GW] */
+	const char *lwip_dgram; /* --lwip-dgram PATH,ADDR/PREFIX[,GW] */
+	/* TLS: files, the variable holding the key's password, ALPN list */
+	const char *ca, *cert, *key, *pass_env, *alpn;
+	int client_auth; /* CONDUIT_TLS_VERIFY_*, or -1: not given */
+	bool insecure;
 };
 
 static const char *cmd_names[] = {"", "cat", "listen", "relay", "resolve"};
 
 static const char usage_main[] =
-	"usage: conduit [-v] [--timeout MS] [--rules FILE] COMMAND [ARGS]\n"
+	"usage: conduit [-v] [--timeout MS] [--rules FILE] [TLS options]\n"
+	"               [--lwip-tap SPEC | --lwip-dgram SPEC] COMMAND [ARGS]\n"
 	"\n"
 	"Commands:\n"
 	"  cat URI                  connect to URI; copy standard input to it and\n"
@@ -103,11 +124,50 @@ static const char usage_main[] =
 	"  --rules FILE   load resolver rules from FILE (see README); without\n"
 	"                 it, the file named by $CONDUIT_RULES if set\n"
 	"  -v, --verbose  log each phase (resolving, connecting, accepted, ...)\n"
-	"                 on standard error, one line each\n"
-	"  --lwip-tap NAME,ADDR/PREFIX[,GW]\n"
-	"                 TCP over lwIP on the TAP device NAME (made if needed;\n"
-	"                 bring the kernel side up yourself) with this address\n"
+	"                 on standard error, one line each; after a TLS\n"
+	"                 handshake: version, suite, ALPN and the peer's\n"
+	"                 certificate subject\n"
 	"  -h, --help     this text; 'conduit COMMAND --help' for a command\n"
+	"\n"
+	"TLS (tls://HOST:PORT = tls+tcp://, tls+unix://, tls+vchan://, https://\n"
+	"and other service schemes whose entry says tls):\n"
+	"  --ca FILE|DIR  trust these CA certificates instead of the system's\n"
+	"                 (clients: the server's chain; listen and relay with\n"
+	"                 --client-auth: the clients' certificates)\n"
+	"  --cert FILE    certificate chain, leaf first: the server's for listen\n"
+	"                 and relay's listener, the client's (mutual TLS) for\n"
+	"                 cat and relay's target\n"
+	"  --key FILE     its private key (default: in the --cert file)\n"
+	"  --key-password-env VAR\n"
+	"                 the password of an encrypted key is in variable VAR\n"
+	"  --client-auth none|optional|required\n"
+	"                 listen, relay: ask clients for a certificate (default\n"
+	"                 none); required refuses clients without a valid one\n"
+	"  --alpn P1[,P2...]\n"
+	"                 ALPN protocols, most preferred first\n"
+	"  --insecure     INSECURE: do not check server certificates (the\n"
+	"                 connection is encrypted but not authenticated)\n"
+	"  URI options ?ca=, cert=, key=, alpn=, servername=, insecure-no-verify=1\n"
+	"  set the same for one URI.  A server's certificate must name the\n"
+	"  URI's host (or servername=).  Bad files or keys: exit 2; a failed\n"
+	"  verification or handshake: exit 4, with the reason.\n"
+	"\n"
+	"Xen vchan (vchan://DOMID/PORT, vchan://NAME/PORT): 'listen' names the\n"
+	"peer domain it serves (or a name it registers), 'cat' the server's.\n"
+	"Without a hypervisor, run each side over the emulation built in\n"
+	"stubs/xen: LD_LIBRARY_PATH=<build>/stubs/xen, CONDUIT_XEN_DIR=<a\n"
+	"directory shared by both>, CONDUIT_XEN_DOMID=<this side's domain>.\n"
+	"\n"
+	"TCP on lwIP instead of the kernel (tcp://, tls://, ... go through it):\n"
+	"  --lwip-tap NAME,ADDR/PREFIX[,GW]\n"
+	"                 lwIP on the TAP device NAME (made if needed; bring the\n"
+	"                 kernel side up yourself) with this IPv4 address\n"
+	"  --lwip-dgram PATH,ADDR/PREFIX[,GW]\n"
+	"                 lwIP on a datagram wire to another conduit process:\n"
+	"                 the first process to name PATH makes the wire there\n"
+	"                 and goes on; the second joins it (PATH is then\n"
+	"                 removed).  Give each side its own address on one\n"
+	"                 subnet.  Bad specifications: exit 2.\n"
 	"\n"
 	"Exit status:\n"
 	"  0  success\n"
@@ -119,18 +179,21 @@ static const char usage_main[] =
 	"     unreachable, permission denied, address in use)\n";
 
 static const char usage_cat[] =
-	"usage: conduit cat [--timeout MS] [-v] URI\n"
+	"usage: conduit cat [--timeout MS] [-v] [TLS options] URI\n"
 	"\n"
 	"Connect to URI.  Copy standard input to the connection and what the\n"
 	"peer sends to standard output.  When standard input ends, the\n"
 	"connection is half-closed (the peer sees end of stream and may still\n"
 	"answer).  Exits 0 once both directions have ended: standard input\n"
 	"finished and sent, and the peer's end of stream reached and written.\n"
-	"--timeout MS limits the connect and ends a connection idle that long\n"
-	"(exit 1).  Exit statuses: see 'conduit --help'.\n";
+	"--timeout MS limits the connect (and a TLS handshake) and ends a\n"
+	"connection idle that long (exit 1).  TLS: --ca verifies the server,\n"
+	"--cert/--key present a client certificate, --alpn, --insecure; see\n"
+	"'conduit --help'.  Exit statuses: see 'conduit --help'.\n";
 
 static const char usage_listen[] =
-	"usage: conduit listen [--keep] [--echo] [--timeout MS] [-v] URI\n"
+	"usage: conduit listen [--keep] [--echo] [--timeout MS] [-v]\n"
+	"                      [--cert FILE --key FILE] [--client-auth MODE] URI\n"
 	"\n"
 	"Listen on URI and print 'listening on URI' on standard error, with the\n"
 	"real address (the port the system chose for tcp://127.0.0.1:0).\n"
@@ -145,10 +208,16 @@ static const char usage_listen[] =
 	"  --echo   send each connection's bytes back to it instead of using\n"
 	"           standard input and output; with --keep, connections are\n"
 	"           echoed concurrently.\n"
-	"--timeout MS ends a connection on which no byte has moved for MS ms.\n";
+	"--timeout MS ends a connection on which no byte has moved for MS ms.\n"
+	"TLS: 'listen tls://127.0.0.1:8443 --cert c.pem --key k.pem' serves\n"
+	"TLS (a certificate is required); --client-auth optional|required\n"
+	"asks clients for theirs, checked against --ca; --alpn.  A client whose\n"
+	"handshake fails ends a single 'listen' with exit 4; with --keep it is\n"
+	"logged and the next one served.\n";
 
 static const char usage_relay[] =
-	"usage: conduit relay [--timeout MS] [-v] LISTEN_URI TARGET_URI\n"
+	"usage: conduit relay [--timeout MS] [-v] [TLS options] LISTEN_URI "
+	"TARGET_URI\n"
 	"\n"
 	"Listen on LISTEN_URI (printing 'listening on URI' on standard error).\n"
 	"For each connection accepted, connect to TARGET_URI and copy bytes both\n"
@@ -157,7 +226,10 @@ static const char usage_relay[] =
 	"ended.  A connection to the target that fails closes the accepted one\n"
 	"and is logged on one line; the relay goes on.  TARGET_URI is resolved\n"
 	"once, at start.  --timeout MS limits each connect to the target and\n"
-	"ends a pair idle that long.  Runs until interrupted.\n";
+	"ends a pair idle that long.  Runs until interrupted.  TLS options\n"
+	"serve both sides: --cert/--key is the listener's certificate and the\n"
+	"one presented to a TLS target that asks; --ca verifies the target\n"
+	"(and clients, with --client-auth).\n";
 
 static const char usage_resolve[] =
 	"usage: conduit resolve [--explain] [--rules FILE] [-v] URI\n"
@@ -216,6 +288,51 @@ static bool parse_ms(const char *s, int *out)
 	return true;
 }
 
+/*
+ * A valued option, `--name VALUE` or `--name=VALUE`: true when argv[*i] is
+ * this option (then *i has moved past a separate value), with *v the value
+ * or NULL when it is missing.
+ */
+static bool opt_is(int argc, char **argv, int *i, const char *name,
+                   const char **v)
+{
+	const char *a = argv[*i];
+	size_t n = strlen(name);
+	if (strncmp(a, name, n) != 0 || (a[n] != '\0' && a[n] != '='))
+		return false;
+	if (a[n] == '=')
+		*v = a + n + 1;
+	else
+		*v = *i + 1 < argc ? argv[++*i] : NULL;
+	return true;
+}
+
+/* The ALPN list as the TLS layer takes it: 1 to 16 names of 1 to 255
+ * bytes, separated by commas. */
+#define ALPN_MAX 16
+static bool alpn_ok(const char *list)
+{
+	size_t n = 0;
+	for (const char *p = list;; n++) {
+		size_t len = strcspn(p, ",");
+		if (len == 0 || len > 255 || n == ALPN_MAX)
+			return false;
+		if (p[len] == '\0')
+			return true;
+		p += len + 1;
+	}
+}
+
+/* An option naming a file: -1 when it has one, else the exit status. */
+static int file_opt(const struct opts *o, const char *name, const char *v,
+                    const char **dst)
+{
+	if (v == NULL || *v == '\0')
+		return usage_error(o->cmd, "%s needs a file", name);
+	*dst = v;
+	return -1;
+}
+
 /* Options may come before or after the command (`conduit -v cat URI`,
  * `conduit cat URI -v`); "--" ends them.  Returns -1 on success, else an
  * exit status. */
@@ -223,8 +340,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 {
 	bool only_args = false;
 	const char *keep_opt = NULL;
+	o->client_auth = -1;
 	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
+		const char *a = argv[i], *v = NULL;
+		int st;
 		if (!only_args && a[0] == '-' && a[1] != '\0') {
 			if (strcmp(a, "--") == 0) {
 				only_args = true;
@@ -235,35 +354,68 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				o->verbose = true;
 			} else if (strcmp(a, "--explain") == 0) {
 				o->explain = true;
-			} else if (strcmp(a, "--rules") == 0 ||
-			           strncmp(a, "--rules=", 8) == 0) {
-				const char *v = a[7] == '=' ? a + 8 : NULL;
-				if (v == NULL && i + 1 < argc)
-					v = argv[++i];
+			} else if (opt_is(argc, argv, &i, "--rules", &v)) {
 				if (v == NULL || *v == '\0')
 					return usage_error(o->cmd,
 					                   "--rules needs a file");
 				o->rules = v;
-			} else if (strcmp(a, "--lwip-tap") == 0 ||
-			           strncmp(a, "--lwip-tap=", 11) == 0) {
-				const char *v = a[10] == '=' ? a + 11 : NULL;
-				if (v == NULL && i + 1 < argc)
-					v = argv[++i];
+			} else if (opt_is(argc, argv, &i, "--lwip-tap", &v)) {
 				if (v == NULL)
 					return usage_error(o->cmd, "--lwip-tap needs "
 					                   "NAME,ADDR/PREFIX[,GW]");
 				o->lwip_tap = v;
+			} else if (opt_is(argc, argv, &i, "--lwip-dgram", &v)) {
+				if (v == NULL)
+					return usage_error(o->cmd, "--lwip-dgram needs "
+					                   "PATH,ADDR/PREFIX[,GW]");
+				o->lwip_dgram = v;
+			} else if (opt_is(argc, argv, &i, "--ca", &v)) {
+				if ((st = file_opt(o, "--ca", v, &o->ca)) >= 0)
+					return st;
+			} else if (opt_is(argc, argv, &i, "--cert", &v)) {
+				if ((st = file_opt(o, "--cert", v, &o->cert)) >= 0)
+					return st;
+			} else if (opt_is(argc, argv, &i, "--key", &v)) {
+				if ((st = file_opt(o, "--key", v, &o->key)) >= 0)
+					return st;
+			} else if (opt_is(argc, argv, &i, "--key-password-env",
+			                  &v)) {
+				if (v == NULL || *v == '\0')
+					return usage_error(o->cmd,
+					                   "--key-password-env needs "
+					                   "the name of an environment "
+					                   "variable");
+				o->pass_env = v;
+			} else if (opt_is(argc, argv, &i, "--client-auth", &v)) {
+				static const char *const modes[] = {
+					"none", "optional", "required"};
+				o->client_auth = -1;
+				for (int m = 0; m < 3 && v != NULL; m++)
+					if (strcmp(v, modes[m]) == 0)
+						o->client_auth = m;
+				if (o->client_auth < 0)
+					return usage_error(o->cmd,
+					                   "--client-auth: '%s' is not "
+					                   "none, optional or required",
+					                   v != NULL ? v : "");
+			} else if (opt_is(argc, argv, &i, "--alpn", &v)) {
+				if (v == NULL || !alpn_ok(v))
+					return usage_error(o->cmd,
+					                   "--alpn: '%s' is not a list "
+					                   "of 1 to %d protocol names "
+					                   "(1 to 255 bytes each) "
+					                   "separated by commas",
+					                   v != NULL ? v : "", ALPN_MAX);
+				o->alpn = v;
+			} else if (strcmp(a, "--insecure") == 0) {
+				o->insecure = true;
 			} else if (strcmp(a, "--keep") == 0) {
 				o->keep = true;
 				keep_opt = a;
 			} else if (strcmp(a, "--echo") == 0) {
 				o->echo = true;
 				keep_opt = a;
-			} else if (strcmp(a, "--timeout") == 0 ||
-			           strncmp(a, "--timeout=", 10) == 0) {
-				const char *v = a[9] == '=' ? a + 10 : NULL;
-				if (v == NULL && i + 1 < argc)
-					v = argv[++i];
+			} else if (opt_is(argc, argv, &i, "--timeout", &v)) {
 				if (v == NULL)
 					return usage_error(o->cmd,
 					                   "--timeout needs a value");
@@ -301,6 +453,17 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if (keep_opt != NULL && o->cmd != CMD_LISTEN)
 		return usage_error(o->cmd, "%s is an option of 'listen' only",
 		                   keep_opt);
+	if (o->explain && o->cmd != CMD_RESOLVE)
+		return usage_error(o->cmd, "--explain goes with resolve");
+	if (o->key != NULL && o->cert == NULL)
+		return usage_error(o->cmd, "--key %s needs --cert (the "
+		                   "certificate the key belongs to)", o->key);
+	if (o->client_auth >= 0 && o->cmd != CMD_LISTEN && o->cmd != CMD_RELAY)
+		return usage_error(o->cmd, "--client-auth is an option of "
+		                   "'listen' and 'relay' only");
+	if (o->lwip_tap != NULL && o->lwip_dgram != NULL)
+		return usage_error(o->cmd, "--lwip-tap and --lwip-dgram: give "
+		                   "one of them");
 	int want = o->cmd == CMD_RELAY ? 2 : 1;
 	if (o->nargs < want)
 		return usage_error(o->cmd, "missing %s",
@@ -358,15 +521,36 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* After a TLS handshake: whom the peer's certificate names, if anyone. */
+static void tls_peer(conduit_flow *f, char *buf, size_t len)
+{
+	buf[0] = '\0';
+#ifdef CONDUIT_HAVE_TLS
+	char subj[256];
+	int rc = conduit_tls_peer_subject(f, subj, sizeof(subj));
+	if (rc == CONDUIT_OK)
+		snprintf(buf, len, " peer \"%s\"", subj);
+	else if (rc == CONDUIT_ERR_NOT_FOUND)
+		snprintf(buf, len, " no peer certificate");
+	else if (rc == CONDUIT_ERR_CERT)
+		snprintf(buf, len, " peer certificate NOT verified");
+#else
+	(void)f;
+	(void)len;
+#endif
+}
+
 static void observe(void *arg, const struct conduit_event *ev)
 {
 	(void)arg;
-	char st[96] = "";
+	char st[96] = "", peer[300] = "";
 	if (ev->status != CONDUIT_OK)
 		snprintf(st, sizeof(st), " [%s]", conduit_status_name(ev->status));
-	say("%s %s%s%s%s%s", conduit_phase_name(ev->phase), ev->uri,
+	else if (ev->phase == CONDUIT_PHASE_TLS_HANDSHAKED && ev->flow != NULL)
+		tls_peer(ev->flow, peer, sizeof(peer));
+	say("%s %s%s%s%s%s%s", conduit_phase_name(ev->phase), ev->uri,
 	    ev->detail[0] != '\0' ? " (" : "", ev->detail,
-	    ev->detail[0] != '\0' ? ")" : "", st);
+	    ev->detail[0] != '\0' ? ")" : "", peer, st);
 }
 
 /* ------------------------------------------------------------------ */
@@ -740,6 +924,11 @@ static void session_free(struct session *s)
 /* ------------------------------------------------------------------ */
 /* The loop                                                            */
 
+/* The --lwip-dgram rendezvous (below): its descriptor while the other end
+ * of the wire waits to be taken, else -1. */
+static int wire_fd(void);
+static void wire_hand_over(bool verbose);
+
 static bool fds_room(struct prog *p, size_t more)
 {
 	if (p->fdcap - p->nfds >= more)
@@ -871,7 +1060,10 @@ static void start_session(struct prog *p, conduit_flow *f, uint64_t now)
 		return;
 	}
 	s->end[0].flow = f;
-	s->end[0].up = true; /* accepted flows are established */
+	/* Accepted flows go through conduit_handshake() too: a TLS server's
+	 * handshake then fails as a connection failure (exit 4), before any
+	 * byte or end of stream is passed on. */
+	s->end[0].up = false;
 	s->nend = p->mode == MODE_ECHO ? 1 : 2;
 	if (p->mode == MODE_STDIO) {
 		s->end[1].up = true;
@@ -947,6 +1139,14 @@ static int loop(struct prog *p)
 		if (!fds_room(p, 1))
 			goto nomem;
 		fds_add(p, sig_pipe[0], POLLIN);
+		/* --lwip-dgram: the other end of the wire not yet taken. */
+		size_t w_at = SIZE_MAX;
+		if (wire_fd() >= 0) {
+			if (!fds_room(p, 1))
+				goto nomem;
+			w_at = p->nfds;
+			fds_add(p, wire_fd(), POLLIN);
+		}
 
 		size_t l_lo = p->nfds, l_hi = p->nfds;
 		bool l_now = false;
@@ -976,6 +1176,8 @@ static int loop(struct prog *p)
 		unsigned char sig = 0;
 		if (read(sig_pipe[0], &sig, 1) == 1)
 			return 128 + sig;
+		if (w_at != SIZE_MAX && p->fds[w_at].revents != 0)
+			wire_hand_over(p->o->verbose);
 
 		bool l_ready = l_now;
 		for (size_t k = l_lo; k < l_hi; k++)
@@ -1049,6 +1251,33 @@ static int cmd_resolve(conduit_ctx *ctx, const char *uri, bool explain)
 	return 0;
 }
 
+/* tls:// means tls+tcp:// when listening too, as it does for connecting
+ * (conduit_listen() takes transport URIs only). */
+static const char *listen_uri(const char *uri, char *buf, size_t len)
+{
+	if (strncasecmp(uri, "tls://", 6) != 0 || strlen(uri) + 5 > len - 1)
+		return uri;
+	snprintf(buf, len, "tls+tcp://%s", uri + 6);
+	return buf;
+}
+
+/* A TLS listening URI with no certificate from --cert or cert=.  A URI
+ * that does not parse is for conduit_listen() to report. */
+static bool tls_without_cert(const char *uri, const struct opts *o)
+{
+	conduit_endpoint *ep = NULL;
+	if (o->cert != NULL ||
+	    conduit_endpoint_parse(&ep, uri, NULL, 0) != CONDUIT_OK)
+		return false;
+	bool tls = false;
+	for (size_t i = 0; i < conduit_endpoint_layer_count(ep); i++)
+		if (strcmp(conduit_endpoint_layer(ep, i), "tls") == 0)
+			tls = true;
+	bool missing = tls && conduit_endpoint_option(ep, "cert") == NULL;
+	conduit_endpoint_free(ep);
+	return missing;
+}
+
 static size_t session_limit(void)
 {
 	/* Each relay session holds two descriptors; leave some spare for
@@ -1108,7 +1337,17 @@ static int run(conduit_ctx *ctx, const struct opts *o)
 			p.mode = o->echo ? MODE_ECHO : MODE_STDIO;
 			p.single = !o->keep;
 		}
-		int rc = conduit_listen(&p.l, ctx, o->args[0]);
+		char alias[PATH_MAX + 64];
+		const char *uri = listen_uri(o->args[0], alias, sizeof(alias));
+		if (tls_without_cert(uri, o)) {
+			/* Caught here, not at the first client's handshake. */
+			say("listen %s: a TLS server needs a certificate: give "
+			    "--cert FILE and --key FILE",
+			    o->args[0]);
+			status = EXIT_USAGE;
+			goto out;
+		}
+		int rc = conduit_listen(&p.l, ctx, uri);
 		if (rc != CONDUIT_OK) {
 			say("%s", conduit_ctx_error(ctx));
 			status = setup_exit(rc);
@@ -1136,70 +1375,574 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
-/* --lwip-tap: the context's TCP on lwIP over a TAP device             */
+/* TLS options: the context's trust, identity and checks               */
 
-#ifdef CONDUIT_HAVE_LWIP
-/* Parse NAME,ADDR/PREFIX[,GW], make the stack and its TAP netif, and put
- * ctx on it.  *handle is the stack reference, for lwip_teardown(). */
-static int lwip_setup(conduit_ctx *ctx, const char *spec, void **handle)
+/* A file an option names must exist and be readable: say which and why
+ * here, before mbedTLS reduces it to "read/write of file failed". */
+static bool readable(const char *opt, const char *path, bool dir_ok)
 {
-	char buf[256];
-	if (strlen(spec) >= sizeof(buf)) {
-		say("--lwip-tap: argument too long");
-		return -1;
+	struct stat st;
+	if (stat(path, &st) != 0) {
+		say("%s %s: %s", opt, path, strerror(errno));
+		return false;
 	}
-	strcpy(buf, spec);
-	char *name = buf, *addr = strchr(buf, ',');
-	char *gw = addr != NULL ? strchr(addr + 1, ',') : NULL;
-	if (addr == NULL || addr == name) {
-		say("--lwip-tap: expected NAME,ADDR/PREFIX[,GW], got '%s'", spec);
+	if (S_ISDIR(st.st_mode) && !dir_ok) {
+		say("%s %s: is a directory, not a file", opt, path);
+		return false;
+	}
+	/* O_NONBLOCK: a FIFO named by mistake must not hang the command. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK |
+	                            (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0));
+	if (fd < 0) {
+		say("%s %s: %s", opt, path, strerror(errno));
+		return false;
+	}
+	close(fd);
+	return true;
+}
+
+#ifdef CONDUIT_HAVE_TLS
+/* The password of an encrypted key: arg is the value of the variable
+ * --key-password-env names. */
+static int key_password(char *buf, size_t size, const char *key, void *arg)
+{
+	(void)key;
+	size_t n = strlen(arg);
+	if (n > size || n > INT_MAX)
 		return -1;
+	memcpy(buf, arg, n);
+	return (int)n;
+}
+
+/* Apply the TLS options to ctx.  Returns -1, or the exit status after
+ * saying what is wrong (a file, a key, a password: all exit 2). */
+static int tls_setup(conduit_ctx *ctx, const struct opts *o)
+{
+	if (o->ca != NULL) {
+		if (!readable("--ca", o->ca, true))
+			return EXIT_USAGE;
+		if (conduit_tls_set_ca_file(ctx, o->ca) != CONDUIT_OK) {
+			say("--ca %s: %s", o->ca, conduit_ctx_error(ctx));
+			return EXIT_USAGE;
+		}
+	}
+	if (o->pass_env != NULL) {
+		/* A password on the command line would show in ps(1); the
+		 * environment is private to the process.  Through the
+		 * callback it serves --key and key= options alike. */
+		const char *pass = secure_getenv(o->pass_env);
+		if (pass == NULL) {
+			say("--key-password-env %s: no such variable in the "
+			    "environment",
+			    o->pass_env);
+			return EXIT_USAGE;
+		}
+		conduit_tls_set_password_cb(ctx, key_password, (void *)pass);
+	}
+	if (o->cert != NULL) {
+		/* Without --key, the key is in the certificate's file (as
+		 * curl and openssl s_server have it). */
+		const char *key = o->key != NULL ? o->key : o->cert;
+		if (!readable("--cert", o->cert, false) ||
+		    (o->key != NULL && !readable("--key", key, false)))
+			return EXIT_USAGE;
+		if (conduit_tls_set_cert_file(ctx, o->cert, key, NULL) !=
+		    CONDUIT_OK) {
+			say("--cert %s, --key %s: %s", o->cert, key,
+			    conduit_ctx_error(ctx));
+			return EXIT_USAGE;
+		}
+	}
+	if (o->client_auth >= 0) {
+		static const int mode[] = {CONDUIT_TLS_VERIFY_NONE,
+		                           CONDUIT_TLS_VERIFY_OPTIONAL,
+		                           CONDUIT_TLS_VERIFY_REQUIRED};
+		if (conduit_tls_set_client_auth(ctx, mode[o->client_auth]) !=
+		    CONDUIT_OK) {
+			say("--client-auth: %s", conduit_ctx_error(ctx));
+			return EXIT_USAGE;
+		}
+	}
+	if (o->alpn != NULL) {
+		/* alpn_ok() has checked the list: at most ALPN_MAX names. */
+		char buf[ALPN_MAX * 256];
+		const char *names[ALPN_MAX + 1];
+		size_t n = 0;
+		snprintf(buf, sizeof(buf), "%s", o->alpn);
+		for (char *p = buf, *save = NULL;
+		     (p = strtok_r(p, ",", &save)) != NULL && n < ALPN_MAX;
+		     p = NULL)
+			names[n++] = p;
+		names[n] = NULL;
+		if (conduit_tls_set_alpn(ctx, names) != CONDUIT_OK) {
+			say("--alpn %s: %s", o->alpn, conduit_ctx_error(ctx));
+			return EXIT_USAGE;
+		}
+	}
+	if (o->timeout_ms > 0)
+		conduit_tls_set_handshake_timeout(ctx, (uint32_t)o->timeout_ms);
+	if (o->insecure) {
+		if (conduit_tls_insecure_no_verify(ctx, 1) != CONDUIT_OK) {
+			say("--insecure: %s", conduit_ctx_error(ctx));
+			return EXIT_USAGE;
+		}
+		say("warning: --insecure: certificates are not checked; the "
+		    "peer is not authenticated and anyone on the path can "
+		    "read and change the connection");
+	}
+	return -1;
+}
+#else
+static int tls_setup(conduit_ctx *ctx, const struct opts *o)
+{
+	(void)ctx;
+	if (o->ca == NULL && o->cert == NULL && o->alpn == NULL &&
+	    o->client_auth < 0 && !o->insecure)
+		return -1;
+	say("TLS options: this build has no TLS (CONDUIT_WITH_TLS=OFF)");
+	return EXIT_USAGE;
+}
+#endif
+
+/* ------------------------------------------------------------------ */
+/* --lwip-tap, --lwip-dgram: the context's TCP on lwIP                  */
+
+/* WHERE,ADDR[/PREFIX][,GW], checked here so that a typo is named as such
+ * (and before a TAP device is made or a wire joined). */
+struct lwip_spec {
+	char buf[PATH_MAX + 64];
+	const char *where, *addr, *gw;
+};
+
+static bool ipv4_ok(const char *s)
+{
+	struct in_addr a;
+	return inet_pton(AF_INET, s, &a) == 1;
+}
+
+static bool spec_parse(struct lwip_spec *sp, const char *opt,
+                       const char *what, const char *spec)
+{
+	if (strlen(spec) >= sizeof(sp->buf)) {
+		say("%s: argument too long", opt);
+		return false;
+	}
+	strcpy(sp->buf, spec);
+	char *addr = strchr(sp->buf, ',');
+	if (addr == NULL || addr == sp->buf || addr[1] == '\0') {
+		say("%s: expected %s,ADDR/PREFIX[,GW] (e.g. %s,10.0.0.2/24), "
+		    "got '%s'",
+		    opt, what, what, spec);
+		return false;
 	}
 	*addr++ = '\0';
+	char *gw = strchr(addr, ',');
 	if (gw != NULL)
 		*gw++ = '\0';
+	char ip[INET_ADDRSTRLEN];
+	const char *slash = strchr(addr, '/');
+	size_t iplen = slash != NULL ? (size_t)(slash - addr) : strlen(addr);
+	snprintf(ip, sizeof(ip), "%.*s", (int)iplen, addr);
+	if (iplen >= sizeof(ip) || !ipv4_ok(ip)) {
+		say("%s: '%.*s' is not an IPv4 address (ADDR/PREFIX, e.g. "
+		    "10.0.0.2/24)",
+		    opt, (int)iplen, addr);
+		return false;
+	}
+	if (slash != NULL) {
+		char *end;
+		errno = 0;
+		long pfx = strtol(slash + 1, &end, 10);
+		if (slash[1] < '0' || slash[1] > '9' || *end != '\0' ||
+		    errno != 0 || pfx < 1 || pfx > 32) {
+			say("%s: bad prefix '/%s' in '%s' (a length from 1 to "
+			    "32)",
+			    opt, slash + 1, addr);
+			return false;
+		}
+	}
+	if (gw != NULL && !ipv4_ok(gw)) {
+		say("%s: gateway '%s' is not an IPv4 address", opt, gw);
+		return false;
+	}
+	sp->where = sp->buf;
+	sp->addr = addr;
+	sp->gw = gw;
+	return true;
+}
+
+/*
+ * The wire of --lwip-dgram: a SOCK_DGRAM socketpair whose ends are two
+ * processes' netifs, so that each Ethernet frame is one datagram.  A
+ * socketpair needs no address for either end, and a netif needs a
+ * connected socket; the ends are dealt out through a rendezvous socket at
+ * PATH.  The first process there makes the pair, keeps one end and listens
+ * at PATH; the second connects and is handed the other end (SCM_RIGHTS),
+ * after which PATH is removed: a wire joins exactly two processes.  The
+ * first one does not wait for the second: frames it sends meanwhile queue
+ * in the pair (or are dropped when the queue is full, as on a wire with
+ * nobody at the other end), and TCP's retransmissions cover the rest.
+ */
+struct wire {
+	int lfd;   /* rendezvous socket while the other end is unclaimed */
+	int spare; /* that other end */
+	dev_t dev; /* PATH's identity: remove only our own socket file */
+	ino_t ino;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+static struct wire wire = {.lfd = -1, .spare = -1};
+
+/* How long a joining process waits for its end, without --timeout. */
+#define WIRE_WAIT_MS 5000
+
+static int wire_fd(void)
+{
+	return wire.lfd;
+}
+
+static void wire_close(void)
+{
+	struct stat st;
+	if (wire.lfd >= 0) {
+		if (lstat(wire.path, &st) == 0 && st.st_dev == wire.dev &&
+		    st.st_ino == wire.ino)
+			unlink(wire.path);
+		close(wire.lfd);
+		wire.lfd = -1;
+	}
+	if (wire.spare >= 0) {
+		close(wire.spare);
+		wire.spare = -1;
+	}
+}
+
+#ifdef CONDUIT_HAVE_LWIP /* making and joining a wire */
+static socklen_t wire_addr(struct sockaddr_un *sa, const char *path)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	memcpy(sa->sun_path, path, strlen(path));
+	return (socklen_t)sizeof(*sa);
+}
+
+/* Make the pair and listen at path.  The end for our netif, or -1 after
+ * saying why; -2 (silently) when another process bound path first. */
+static int wire_make(const char *path)
+{
+	int sp[2];
+	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sp) != 0) {
+		say("--lwip-dgram %s: socketpair: %s", path, strerror(errno));
+		return -1;
+	}
+	struct sockaddr_un sa;
+	socklen_t len = wire_addr(&sa, path);
+	int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int e = 0;
+	if (l < 0) {
+		e = errno;
+	} else {
+		/* The socket file is private to this user: whoever connects
+		 * gets a wire into this process's stack. */
+		mode_t old = umask(077);
+		if (bind(l, (struct sockaddr *)&sa, len) != 0)
+			e = errno;
+		umask(old);
+		struct stat st;
+		if (e == 0 && (listen(l, 4) != 0 || lstat(path, &st) != 0))
+			e = errno;
+		if (e == 0) {
+			wire.dev = st.st_dev;
+			wire.ino = st.st_ino;
+		}
+	}
+	if (e != 0) {
+		if (l >= 0)
+			close(l);
+		close(sp[0]);
+		close(sp[1]);
+		if (e == EADDRINUSE)
+			return -2;
+		say("--lwip-dgram %s: %s", path, strerror(e));
+		return -1;
+	}
+	wire.lfd = l;
+	wire.spare = sp[1];
+	snprintf(wire.path, sizeof(wire.path), "%s", path);
+	return sp[0];
+}
+
+/* Connected to the rendezvous socket s: receive our end of the wire. */
+static int wire_join(int s, const char *path, int wait_ms)
+{
+	struct pollfd pf = {.fd = s, .events = POLLIN};
+	int r;
+	do
+		r = poll(&pf, 1, wait_ms);
+	while (r < 0 && errno == EINTR);
+	if (r == 0) {
+		say("--lwip-dgram %s: the process that made the wire did not "
+		    "hand it over within %d ms",
+		    path, wait_ms);
+		return -1;
+	}
+	char byte;
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	struct msghdr m = {.msg_iov = &iov,
+	                   .msg_iovlen = 1,
+	                   .msg_control = ctl.buf,
+	                   .msg_controllen = sizeof(ctl.buf)};
+	ssize_t n;
+	do
+		n = recvmsg(s, &m, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&m) : NULL;
+	if (c == NULL || c->cmsg_level != SOL_SOCKET ||
+	    c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) {
+		say("--lwip-dgram %s: %s", path,
+		    n < 0    ? strerror(errno)
+		    : n == 0 ? "the wire was taken by another process"
+		             : "not a conduit wire (no socket was handed over)");
+		return -1;
+	}
+	int fd;
+	memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+	int type = 0;
+	socklen_t tlen = sizeof(type);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 ||
+	    type != SOCK_DGRAM) {
+		close(fd);
+		say("--lwip-dgram %s: not a conduit wire (the socket handed "
+		    "over is not a datagram socket)",
+		    path);
+		return -1;
+	}
+	return fd;
+}
+
+/* Make the wire at path or join the one there.  Our end, or -1. */
+static int wire_open(const char *path, int wait_ms, bool verbose)
+{
+	if (strlen(path) >= sizeof(wire.path)) {
+		say("--lwip-dgram %s: path too long (at most %zu bytes)", path,
+		    sizeof(wire.path) - 1);
+		return -1;
+	}
+	int refused = 0;
+	for (int attempt = 0; attempt < 4; attempt++) {
+		struct sockaddr_un sa;
+		socklen_t len = wire_addr(&sa, path);
+		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (s < 0) {
+			say("--lwip-dgram %s: %s", path, strerror(errno));
+			return -1;
+		}
+		if (connect(s, (struct sockaddr *)&sa, len) == 0) {
+			int fd = wire_join(s, path, wait_ms);
+			close(s);
+			if (fd >= 0 && verbose)
+				say("wire %s: joined", path);
+			return fd;
+		}
+		int e = errno;
+		close(s);
+		struct stat st;
+		if (e == ECONNREFUSED && lstat(path, &st) == 0 &&
+		    S_ISSOCK(st.st_mode)) {
+			/* Nobody listens: a wire whose maker died, or one
+			 * between bind() and listen().  Ask twice before
+			 * calling it stale. */
+			if (refused++ == 0) {
+				struct timespec nap = {0, 100000000};
+				nanosleep(&nap, NULL);
+				continue;
+			}
+			unlink(path);
+			e = ENOENT;
+		}
+		if (e != ENOENT) {
+			say("--lwip-dgram %s: %s", path, strerror(e));
+			return -1;
+		}
+		int fd = wire_make(path);
+		if (fd == -2)
+			continue; /* another process made it first: join */
+		if (fd >= 0 && verbose)
+			say("wire %s: made; waiting for the other process", path);
+		return fd;
+	}
+	say("--lwip-dgram %s: could neither make nor join a wire there", path);
+	return -1;
+}
+
+#endif /* CONDUIT_HAVE_LWIP */
+
+/* The loop saw the rendezvous socket readable: hand the spare end to the
+ * process that connected, and stop listening. */
+static void wire_hand_over(bool verbose)
+{
+	int c = accept4(wire.lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (c < 0)
+		return;
+	char byte = 'w';
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	memset(&ctl, 0, sizeof(ctl));
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	struct msghdr m = {.msg_iov = &iov,
+	                   .msg_iovlen = 1,
+	                   .msg_control = ctl.buf,
+	                   .msg_controllen = sizeof(ctl.buf)};
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &wire.spare, sizeof(int));
+	ssize_t n;
+	do
+		n = sendmsg(c, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	close(c);
+	if (n != 1)
+		return; /* that one went away; wait for the next */
+	if (verbose)
+		say("wire %s: the other process joined", wire.path);
+	wire_close();
+}
+
+#ifdef CONDUIT_HAVE_LWIP
+/* Parse the --lwip-* option, make the stack and its netif, and put ctx
+ * on it.  *handle is the stack reference, for lwip_teardown().  Returns 0,
+ * or -1 after saying why. */
+static int lwip_setup(conduit_ctx *ctx, const struct opts *o, void **handle)
+{
+	bool tap = o->lwip_tap != NULL;
+	const char *opt = tap ? "--lwip-tap" : "--lwip-dgram";
+	struct lwip_spec sp;
+	if (!spec_parse(&sp, opt, tap ? "NAME" : "PATH",
+	                tap ? o->lwip_tap : o->lwip_dgram))
+		return -1;
+	if (tap && strlen(sp.where) > 15) {
+		say("--lwip-tap: interface name '%s' is longer than 15 bytes",
+		    sp.where);
+		return -1;
+	}
 	conduit_lwip *st = NULL;
 	conduit_lwip_netif *nif = NULL;
 	struct conduit_lwip_netif_config cfg = {
-		.ipv4 = addr, .gateway4 = gw, .is_default = 1};
+		.ipv4 = sp.addr, .gateway4 = sp.gw, .is_default = 1};
 	if (conduit_lwip_stack(&st) != CONDUIT_OK) {
-		say("--lwip-tap: cannot start lwIP");
+		say("%s: cannot start lwIP", opt);
 		return -1;
 	}
-	if (conduit_lwip_netif_tap(&nif, st, name, &cfg) != CONDUIT_OK ||
-	    conduit_ctx_use_lwip(ctx, st) != CONDUIT_OK) {
-		say("--lwip-tap: %s%s", conduit_lwip_error(st),
-		    conduit_ctx_error(ctx));
+	int rc;
+	if (tap) {
+		rc = conduit_lwip_netif_tap(&nif, st, sp.where, &cfg);
+	} else {
+		int fd = wire_open(sp.where,
+		                   o->timeout_ms > 0 ? o->timeout_ms : WIRE_WAIT_MS,
+		                   o->verbose);
+		if (fd < 0) {
+			conduit_lwip_release(st);
+			return -1;
+		}
+		/* The netif owns fd from here, also on failure. */
+		rc = conduit_lwip_netif_dgram(&nif, st, fd, &cfg);
+	}
+	if (rc != CONDUIT_OK) {
+		say("%s: %s", opt, conduit_lwip_error(st));
+	} else if ((rc = conduit_ctx_use_lwip(ctx, st)) != CONDUIT_OK) {
+		say("%s: %s", opt, conduit_ctx_error(ctx));
+	}
+	if (rc != CONDUIT_OK) {
 		conduit_lwip_release(st);
+		wire_close();
 		return -1;
 	}
 	*handle = st;
 	return 0;
 }
 
+/*
+ * lwIP is this process's own TCP: a connection closed a moment ago may
+ * still have data and its FIN in lwIP's queues, and nothing but this
+ * process will ever send them.  So before exiting, go on driving the stack
+ * (bounded, and cut short by a signal) until lwIP holds no connection in
+ * its active list, i.e. every closing handshake is over, as the kernel
+ * does for a process that exits with data unsent.
+ */
+#define LINGER_MS 5000
+static void lwip_linger(conduit_ctx *ctx, void *handle)
+{
+	uint64_t end = now_ms() + LINGER_MS;
+	for (;;) {
+		conduit_process(ctx);
+		struct conduit_lwip_stats s;
+		conduit_lwip_stats(handle, &s);
+		uint64_t now = now_ms();
+		if ((s.lwip_active == 0 && s.frames == 0) || now >= end)
+			return;
+		struct pollfd fds[32];
+		size_t n = 0;
+		int tmo = -1;
+		if (conduit_wait_fds(ctx, NULL, 0, fds, 31, &n, &tmo) != CONDUIT_OK)
+			return;
+		if (sig_pipe[0] >= 0)
+			fds[n++] = (struct pollfd){.fd = sig_pipe[0], .events = POLLIN};
+		int left = (int)(end - now);
+		if (tmo < 0 || tmo > left)
+			tmo = left;
+		if (poll(fds, (nfds_t)n, tmo) > 0 && sig_pipe[0] >= 0 &&
+		    fds[n - 1].revents != 0)
+			return;
+	}
+}
+
 /* After the context is freed: the last reference removes the netif. */
 static void lwip_teardown(void *handle)
 {
-	conduit_lwip_release(handle);
+	if (handle != NULL)
+		conduit_lwip_release(handle);
+	wire_close();
 }
 #else
-static int lwip_setup(conduit_ctx *ctx, const char *spec, void **handle)
+static int lwip_setup(conduit_ctx *ctx, const struct opts *o, void **handle)
 {
 	(void)ctx;
-	(void)spec;
 	(void)handle;
-	say("--lwip-tap: this build has no lwIP (CONDUIT_WITH_LWIP=OFF)");
+	bool tap = o->lwip_tap != NULL;
+	const char *opt = tap ? "--lwip-tap" : "--lwip-dgram";
+	struct lwip_spec sp;
+	/* A typo is named as such, whatever the build. */
+	if (!spec_parse(&sp, opt, tap ? "NAME" : "PATH",
+	                tap ? o->lwip_tap : o->lwip_dgram))
+		return -1;
+	say("%s: this build has no lwIP (CONDUIT_WITH_LWIP=OFF)", opt);
 	return -1;
+}
+
+static void lwip_linger(conduit_ctx *ctx, void *handle)
+{
+	(void)ctx;
+	(void)handle;
 }
 
 static void lwip_teardown(void *handle)
 {
 	(void)handle;
+	wire_close();
 }
 #endif
 
 int main(int argc, char **argv)
 {
+	if (argc >= 2 && strcmp(argv[1], "demo") == 0)
+		return conduit_demo(argc - 1, argv + 1);
 	struct opts o;
 	memset(&o, 0, sizeof(o));
 	int status = parse_args(argc, argv, &o);
@@ -1231,20 +1974,23 @@ int main(int argc, char **argv)
 		conduit_ctx_free(ctx);
 		return EXIT_USAGE;
 	}
+	if ((status = tls_setup(ctx, &o)) >= 0) {
+		conduit_ctx_free(ctx);
+		return status;
+	}
 	void *lwip = NULL;
-	if (o.lwip_tap != NULL && lwip_setup(ctx, o.lwip_tap, &lwip) != 0) {
+	if ((o.lwip_tap != NULL || o.lwip_dgram != NULL) &&
+	    lwip_setup(ctx, &o, &lwip) != 0) {
 		conduit_ctx_free(ctx);
 		return EXIT_USAGE;
-	}
-	if (o.explain && o.cmd != CMD_RESOLVE) {
-		conduit_ctx_free(ctx);
-		return usage_error(o.cmd, "--explain goes with resolve");
 	}
 
 	if (o.cmd == CMD_RESOLVE)
 		status = cmd_resolve(ctx, o.args[0], o.explain);
 	else
 		status = run(ctx, &o);
+	if (lwip != NULL && status < 128)
+		lwip_linger(ctx, lwip);
 	conduit_ctx_free(ctx);
 	lwip_teardown(lwip);
 
