@@ -1,0 +1,54 @@
+/*
+ * bench.h - what the parts of conduit-bench share.
+ *
+ * bench.c owns the command line, the table and the JSON output.  Sections
+ * in other files (bench_vchan.c, bench_lwip.c, and bench_scale.c: idle
+ * memory and 10,000 concurrent flows) measure their figures and hand each
+ * one to bench_emit(), with every repeat's run for conduit and for the
+ * baseline measured in the same run by the same method.
+ */
+#ifndef CONDUIT_TOOLS_BENCH_H
+#define CONDUIT_TOOLS_BENCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define BENCH_MAX_REPEATS 32
+
+struct bench_settings {
+	bool quick;       /* --quick: the whole run well under a minute */
+	unsigned repeats; /* pairs of runs (baseline, conduit) per figure */
+	double target_s;  /* aimed-at length of one throughput run */
+};
+
+struct bench_figure {
+	const char *transport;  /* "vchan", "lwip", "unix", ... */
+	const char *figure;     /* JSON name: "throughput", "rtt_median" */
+	const char *label;      /* table: "throughput 16 KiB (MiB/s)" */
+	const char *unit;       /* "MiB/s", "us", "conn/s", "bytes" */
+	const char *baseline;   /* what the baseline is: "raw libxenvchan" */
+	const char *param_name; /* "write_size", or NULL */
+	uint64_t param;
+	bool higher_better;
+	int decimals;
+	unsigned n;                        /* repeats recorded */
+	double base[BENCH_MAX_REPEATS];    /* baseline runs */
+	double conduit[BENCH_MAX_REPEATS]; /* conduit runs, paired with base */
+};
+
+/* Record and print one figure (ratio: median of conduit/base pairs). */
+void bench_emit(const struct bench_figure *f);
+
+/* A section: returns 0, or -1 after printing why on stderr (a wrong byte,
+ * a failed call).  A section whose backend is not built is not compiled
+ * in; bench.c says so. */
+int bench_vchan(const struct bench_settings *s);
+int bench_lwip(const struct bench_settings *s);
+int bench_scale(const struct bench_settings *s);
+
+/* The vchan section measures in a fresh copy of this program, started
+ * with CONDUIT_BENCH_ROLE set (the hypervisor emulation must be on its
+ * library path from the start): main() hands such a run to this. */
+int bench_role_main(const char *role);
+
+#endif

@@ -1,0 +1,1285 @@
+/*
+ * bench_vchan.c - conduit-bench's vchan figures: Xen vchan through
+ * conduit's public API, beside the raw libxenvchan doing the same work.
+ *
+ * Both run the real libxenvchan over the hypervisor emulation in
+ * stubs/xen, which must be on the library path from the start of the
+ * process (it stands in for libxengnttab, libxenevtchn and libxenstore).
+ * So this section does not measure in the process that prints the table:
+ * bench_vchan() starts this same program again (/proc/self/exe) with
+ * CONDUIT_BENCH_ROLE=vchan, the emulation's directory on LD_LIBRARY_PATH
+ * ($CONDUIT_XEN_EMULATION, else the one the build made), a private host
+ * directory in CONDUIT_XEN_DIR and CONDUIT_XEN_DOMID=2; main() hands that
+ * process to bench_role_main().  That worker is domain 2, the client of
+ * every figure; for each run it forks a server, domain 1, pinned to
+ * another CPU, as bench.c does for sockets.  The worker sends each
+ * finished figure back through a pipe, and the parent hands it to
+ * bench_emit().
+ *
+ *   conduit   vchan://1/bench URIs: conduit_listen on
+ *             vchan://2/bench?read-ring=65536&write-ring=65536,
+ *             conduit_connect_wait / conduit_accept_wait,
+ *             conduit_write_all / conduit_read_wait / conduit_close_wait
+ *             (conduit_poll underneath), the calls bench.c uses for
+ *             sockets.
+ *   raw       libxenvchan_server_init with the same ring sizes,
+ *             libxenvchan_client_init, non-blocking libxenvchan_write /
+ *             libxenvchan_read, and poll(2) on libxenvchan_fd_for_select
+ *             then libxenvchan_wait when they would block.
+ *
+ * Not quite the same bytes: conduit frames the stream (a 4-byte length
+ * before each chunk it writes, and an end mark), because vchan has no
+ * half-close and cannot tell a clean close from a dead peer.  The raw
+ * variant sends the bare payload and takes the closed ring as the end.
+ * The framing is part of what conduit costs, so it stays in the figures.
+ * Connection set-up also differs in what conduit adds on purpose: a
+ * client claims a ring in a XenStore transaction before mapping it, and
+ * the server hides a taken ring and arms the next one in accept.  The raw
+ * server does the least that serves clients one after another correctly
+ * (hide the taken ring's keys, arm the next ring, then close the old one).
+ *
+ * Figures, as in bench.c: one-way throughput with 1, 16 and 64 KiB
+ * writes (the server reads 64 KiB at a time, checks every byte against a
+ * pattern and answers one byte at the end; the clock runs from the first
+ * write to that byte), 64-byte round trips with an echoing server (median
+ * and 99th percentile), and sequential connect + accept + close.
+ */
+#include "bench.h"
+
+#include <conduit/conduit.h>
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <libxenvchan.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <xenstore.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+#ifndef CONDUIT_XENEMU_DIR
+#define CONDUIT_XENEMU_DIR ""
+#endif
+
+#define VB_ROLE_ENV "CONDUIT_BENCH_ROLE"
+#define VB_ARGS_ENV "CONDUIT_BENCH_VCHAN"
+/* Every wait is bounded; generous for valgrind and a loaded machine. */
+#define VB_TIMEOUT_MS 30000
+/* A server that outlives this is stuck: SIGALRM ends it.  The worker,
+ * which runs every figure, gets longer. */
+#define VB_WATCHDOG_S        600
+#define VB_WORKER_WATCHDOG_S 3600
+#define VB_RBUF              (64 * 1024)
+#define VB_PING              64
+#define VB_MIB               (1024.0 * 1024.0)
+/* Both rings of every connection, both variants. */
+#define VB_RING        65536
+#define VB_CLIENT_DOM  2
+#define VB_SERVER_DOM  1
+#define VB_LISTEN_URI  "vchan://2/bench?read-ring=65536&write-ring=65536"
+#define VB_CONNECT_URI "vchan://1/bench"
+#define VB_RAW_PATH    "/local/domain/1/data/vchan/2/rawb"
+
+enum vb_api { VB_RAW, VB_CONDUIT };
+static const char *const vb_api_name[] = {"raw", "conduit"};
+
+static char vb_msg[400];
+
+__attribute__((format(printf, 1, 2))) static int vb_fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(vb_msg, sizeof(vb_msg), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static const char *vb_cerr(const char *detail, int rc)
+{
+	return detail != NULL && detail[0] != '\0' ? detail
+	                                           : conduit_strerror(rc);
+}
+
+static uint64_t vb_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void vb_nap_us(long us)
+{
+	struct timespec ts = {us / 1000000, (us % 1000000) * 1000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* ------------------------------------------------------------------ */
+/* The figures the worker sends back, by index.                        */
+
+struct vb_fig {
+	const char *figure, *label, *unit, *param_name;
+	uint64_t param;
+	bool higher_better;
+	int decimals;
+};
+
+enum { VF_TPUT1, VF_TPUT16, VF_TPUT64, VF_RTT_MED, VF_RTT_P99, VF_CONN, VF_N };
+
+static const struct vb_fig vb_figs[VF_N] = {
+    {"throughput", "throughput 1 KiB (MiB/s)", "MiB/s", "write_size", 1024,
+     true, 1},
+    {"throughput", "throughput 16 KiB (MiB/s)", "MiB/s", "write_size",
+     16 * 1024, true, 1},
+    {"throughput", "throughput 64 KiB (MiB/s)", "MiB/s", "write_size",
+     64 * 1024, true, 1},
+    {"latency_median", "latency 64 B median (us)", "us", "message_size",
+     VB_PING, false, 2},
+    {"latency_p99", "latency 64 B p99 (us)", "us", "message_size", VB_PING,
+     false, 2},
+    {"connect_rate", "connect+accept+close (/s)", "1/s", NULL, 0, true, 0},
+};
+
+/* Worker to parent; smaller than PIPE_BUF, so written in one piece. */
+enum { VM_FIGURE = 1, VM_DONE, VM_ERROR };
+struct vb_msg {
+	int32_t kind;
+	int32_t fig;
+	uint32_t n;
+	double base[BENCH_MAX_REPEATS];
+	double conduit[BENCH_MAX_REPEATS];
+	char text[400];
+};
+
+static int vb_send(int fd, const void *m, size_t len)
+{
+	ssize_t n;
+	do
+		n = write(fd, m, len);
+	while (n < 0 && errno == EINTR);
+	return n == (ssize_t)len ? 0 : -1;
+}
+
+/* Read exactly len bytes within VB_TIMEOUT_MS per piece: 1, 0 at end of
+ * file before any byte, -1 (message set). */
+static int vb_recv(int fd, void *m, size_t len, int timeout_ms)
+{
+	size_t have = 0;
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	for (int pass = 0; have < len && pass < 1000; pass++) {
+		int r = poll(&p, 1, timeout_ms);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return vb_fail("no word for %d ms", timeout_ms);
+		ssize_t k = read(fd, (char *)m + have, len - have);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return have == 0 ? 0
+			                 : vb_fail("a report was cut short");
+		have += (size_t)k;
+	}
+	return have == len ? 1 : vb_fail("a report was cut short");
+}
+
+/* ------------------------------------------------------------------ */
+/* The byte pattern: 64-bit word k of the stream is k * STEP + BASE.   */
+
+#define VB_STEP 0x9e3779b97f4a7c15u
+#define VB_BASE 0x2545f4914f6cdd1du
+
+static void vb_fill(uint8_t *p, size_t len, uint64_t off)
+{
+	uint64_t w = (off / 8) * VB_STEP + VB_BASE;
+	for (size_t k = 0; k + 8 <= len; k += 8, w += VB_STEP)
+		memcpy(p + k, &w, 8);
+}
+
+static uint8_t vb_byte(uint64_t off)
+{
+	uint64_t w = (off / 8) * VB_STEP + VB_BASE;
+	uint8_t b[8];
+	memcpy(b, &w, 8);
+	return b[off % 8];
+}
+
+static uint64_t vb_check(const uint8_t *p, size_t len, uint64_t off)
+{
+	size_t k = 0;
+	while (k < len && (off + k) % 8 != 0) {
+		if (p[k] != vb_byte(off + k))
+			return off + k;
+		k++;
+	}
+	uint64_t w = ((off + k) / 8) * VB_STEP + VB_BASE, diff = 0;
+	size_t start = k;
+	for (; k + 8 <= len; k += 8, w += VB_STEP) {
+		uint64_t got;
+		memcpy(&got, p + k, 8);
+		diff |= got ^ w;
+	}
+	for (size_t j = diff != 0 ? start : k; j < len; j++)
+		if (p[j] != vb_byte(off + j))
+			return off + j;
+	return UINT64_MAX;
+}
+
+/* ------------------------------------------------------------------ */
+/* CPUs: the client on one, the server on another, for both variants.  */
+
+static int vb_cpu[2] = {-1, -1};
+
+static void vb_choose_cpus(void)
+{
+#ifdef __linux__
+	/* The parent may have pinned itself (and so us) to one CPU: ask
+	 * for every online CPU back, then take two of what we got. */
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	for (long c = 0; c < online && c < CPU_SETSIZE; c++)
+		CPU_SET((int)c, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	if (sched_getaffinity(0, sizeof(set), &set) < 0 || CPU_COUNT(&set) < 2)
+		return;
+	int n = 0;
+	for (int c = 0; c < CPU_SETSIZE && n < 2; c++)
+		if (CPU_ISSET(c, &set))
+			vb_cpu[n++] = c;
+#endif
+}
+
+static void vb_pin(int cpu)
+{
+#ifdef __linux__
+	if (cpu < 0)
+		return;
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	sched_setaffinity(0, sizeof(set), &set); /* a hint */
+#else
+	(void)cpu;
+#endif
+}
+
+static void vb_set_domain(unsigned d)
+{
+	char v[16];
+	snprintf(v, sizeof(v), "%u", d);
+	setenv("CONDUIT_XEN_DOMID", v, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Links: one end of a connection, either variant.                     */
+
+struct vlink {
+	enum vb_api api;
+	conduit_flow *flow;
+	struct libxenvchan *ctrl;
+	int fd;
+};
+
+/* Raw: wait until the event channel says something changed. */
+static int raw_wait(struct vlink *k)
+{
+	struct pollfd p = {.fd = k->fd, .events = POLLIN};
+	for (int pass = 0; pass < 1000; pass++) {
+		int r = poll(&p, 1, VB_TIMEOUT_MS);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return vb_fail("poll: %s", strerror(errno));
+		if (r == 0)
+			return vb_fail("timed out after %d ms", VB_TIMEOUT_MS);
+		/* Readable: libxenvchan_wait() will not block. */
+		libxenvchan_wait(k->ctrl);
+		return 0;
+	}
+	return vb_fail("poll: interrupted too often");
+}
+
+static int link_write_all(struct vlink *k, const void *buf, size_t len)
+{
+	if (k->api == VB_CONDUIT) {
+		int rc =
+		    conduit_write_all(k->flow, buf, len, NULL, VB_TIMEOUT_MS);
+		if (rc != CONDUIT_OK)
+			return vb_fail(
+			    "conduit_write_all: %s",
+			    vb_cerr(conduit_flow_error(k->flow), rc));
+		return 0;
+	}
+	const uint8_t *p = buf;
+	size_t done = 0;
+	/* Each pass moves a byte or waits (bounded). */
+	for (size_t pass = 0; done < len; pass++) {
+		if (pass > len + 1000)
+			return vb_fail("libxenvchan_write: no progress");
+		int n = libxenvchan_write(k->ctrl, p + done, len - done);
+		if (n < 0)
+			return vb_fail("libxenvchan_write: the ring is closed");
+		if (n > 0) {
+			done += (size_t)n;
+			continue;
+		}
+		if (raw_wait(k) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* 1 with *got bytes, 0 at end of stream, -1 on error. */
+static int link_read(struct vlink *k, void *buf, size_t cap, size_t *got)
+{
+	if (k->api == VB_CONDUIT) {
+		int rc =
+		    conduit_read_wait(k->flow, buf, cap, got, VB_TIMEOUT_MS);
+		if (rc == CONDUIT_OK)
+			return 1;
+		if (rc == CONDUIT_EOF)
+			return 0;
+		return vb_fail("conduit_read_wait: %s",
+		               vb_cerr(conduit_flow_error(k->flow), rc));
+	}
+	for (int pass = 0; pass < 100000; pass++) {
+		int n = libxenvchan_read(k->ctrl, buf, cap);
+		if (n > 0) {
+			*got = (size_t)n;
+			return 1;
+		}
+		/* Raw vchan's only end of stream: the peer closed. */
+		if (n < 0)
+			return 0;
+		if (raw_wait(k) < 0)
+			return -1;
+	}
+	return vb_fail("libxenvchan_read: no progress");
+}
+
+static void link_close(struct vlink *k)
+{
+	if (k->api == VB_CONDUIT) {
+		if (k->flow != NULL) {
+			/* The end mark may have to wait for room. */
+			conduit_close_wait(k->flow, VB_TIMEOUT_MS);
+			conduit_flow_free(k->flow);
+		}
+		k->flow = NULL;
+		return;
+	}
+	if (k->ctrl != NULL)
+		libxenvchan_close(k->ctrl);
+	k->ctrl = NULL;
+}
+
+static int link_connect(struct vlink *k, enum vb_api api, conduit_ctx *ctx)
+{
+	memset(k, 0, sizeof(*k));
+	k->api = api;
+	k->fd = -1;
+	if (api == VB_CONDUIT) {
+		/* What an application writes: a URI, parsed every time. */
+		int rc = conduit_connect_wait(&k->flow, ctx, VB_CONNECT_URI,
+		                              VB_TIMEOUT_MS);
+		if (rc != CONDUIT_OK)
+			return vb_fail("conduit_connect_wait %s: %s",
+			               VB_CONNECT_URI,
+			               vb_cerr(conduit_ctx_error(ctx), rc));
+		return 0;
+	}
+	/* No ring yet (the server is arming the next one): try again. */
+	uint64_t end = vb_now_ns() + (uint64_t)VB_TIMEOUT_MS * 1000000u;
+	for (int pass = 0; pass < 1000000; pass++) {
+		k->ctrl =
+		    libxenvchan_client_init(NULL, VB_SERVER_DOM, VB_RAW_PATH);
+		if (k->ctrl != NULL)
+			break;
+		if (vb_now_ns() > end)
+			break;
+		vb_nap_us(200);
+	}
+	if (k->ctrl == NULL)
+		return vb_fail("libxenvchan_client_init %s: %s", VB_RAW_PATH,
+		               strerror(errno));
+	k->ctrl->blocking = 0;
+	k->fd = libxenvchan_fd_for_select(k->ctrl);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Servers: a child of the worker, domain 1.  It listens, says READY,  */
+/* serves, and reports what it saw (DONE) or what broke (ERROR).       */
+
+enum vb_role { VR_SINK, VR_ECHO, VR_ACCEPT };
+enum { VR_READY = 1, VR_DONE, VR_ERROR };
+
+struct vb_job {
+	enum vb_role role;
+	enum vb_api api;
+	uint64_t amount; /* bytes to receive or echo, or connections */
+};
+
+struct vb_rep {
+	int32_t kind;
+	uint64_t count;
+	uint64_t bad_at;
+	char text[400];
+};
+
+struct vserver {
+	enum vb_api api;
+	conduit_ctx *ctx;
+	conduit_listener *l;
+	struct xs_handle *xs;
+	struct libxenvchan *armed; /* raw: the ring waiting for a client */
+};
+
+static int raw_arm(struct vserver *sv)
+{
+	sv->armed = libxenvchan_server_init(NULL, VB_CLIENT_DOM, VB_RAW_PATH,
+	                                    VB_RING, VB_RING);
+	if (sv->armed == NULL)
+		return vb_fail("libxenvchan_server_init %s: %s", VB_RAW_PATH,
+		               strerror(errno));
+	sv->armed->blocking = 0;
+	return 0;
+}
+
+static int vs_open(struct vserver *sv, enum vb_api api)
+{
+	memset(sv, 0, sizeof(*sv));
+	sv->api = api;
+	if (api == VB_CONDUIT) {
+		if (conduit_ctx_new(&sv->ctx) != CONDUIT_OK)
+			return vb_fail("conduit_ctx_new: out of memory");
+		int rc = conduit_listen(&sv->l, sv->ctx, VB_LISTEN_URI);
+		if (rc != CONDUIT_OK)
+			return vb_fail("conduit_listen %s: %s", VB_LISTEN_URI,
+			               vb_cerr(conduit_ctx_error(sv->ctx), rc));
+		return 0;
+	}
+	sv->xs = xs_open(0);
+	if (sv->xs == NULL)
+		return vb_fail("xs_open: %s", strerror(errno));
+	return raw_arm(sv);
+}
+
+static int vs_accept(struct vserver *sv, struct vlink *k, bool again)
+{
+	memset(k, 0, sizeof(*k));
+	k->api = sv->api;
+	k->fd = -1;
+	if (sv->api == VB_CONDUIT) {
+		int rc = conduit_accept_wait(&k->flow, sv->l, VB_TIMEOUT_MS);
+		if (rc != CONDUIT_OK)
+			return vb_fail(
+			    "conduit_accept_wait: %s",
+			    vb_cerr(conduit_listener_error(sv->l), rc));
+		return 0;
+	}
+	k->ctrl = sv->armed;
+	k->fd = libxenvchan_fd_for_select(k->ctrl);
+	for (int pass = 0; libxenvchan_is_open(k->ctrl) == 2; pass++) {
+		if (pass > 100000 || raw_wait(k) < 0) {
+			k->ctrl = NULL;
+			return vb_fail("no client came: %s", vb_msg);
+		}
+	}
+	sv->armed = NULL;
+	if (!again)
+		return 0;
+	/* The next client must find a fresh ring, never this one: hide
+	 * its keys now, and keep its close from removing the next ring's
+	 * (same path). */
+	xs_rm(sv->xs, XBT_NULL, VB_RAW_PATH);
+	free(k->ctrl->xs_path);
+	k->ctrl->xs_path = NULL;
+	return raw_arm(sv);
+}
+
+static void vs_close(struct vserver *sv)
+{
+	conduit_listener_free(sv->l);
+	conduit_ctx_free(sv->ctx);
+	if (sv->armed != NULL)
+		libxenvchan_close(sv->armed);
+	if (sv->xs != NULL)
+		xs_close(sv->xs);
+	memset(sv, 0, sizeof(*sv));
+}
+
+static int serve_sink(struct vserver *sv, const struct vb_job *job,
+                      struct vb_rep *rep)
+{
+	struct vlink k;
+	if (vs_accept(sv, &k, false) < 0)
+		return -1;
+	uint8_t *buf = malloc(VB_RBUF);
+	if (buf == NULL) {
+		link_close(&k);
+		return vb_fail("out of memory");
+	}
+	uint64_t off = 0, bad = UINT64_MAX;
+	int r = 0;
+	size_t n = 0;
+	/* Every read brings a byte at least: amount + 1 passes at most. */
+	for (uint64_t pass = 0; off < job->amount && r == 0; pass++) {
+		int g = link_read(&k, buf, VB_RBUF, &n);
+		if (g < 0)
+			r = -1;
+		else if (pass > job->amount)
+			r = vb_fail("more reads than bytes");
+		else if (g == 0)
+			r = vb_fail("end of stream after %" PRIu64
+			            " of %" PRIu64 " bytes",
+			            off, job->amount);
+		else if (n > job->amount - off)
+			r = vb_fail("more bytes than were sent");
+		else {
+			if (bad == UINT64_MAX)
+				bad = vb_check(buf, n, off);
+			off += n;
+		}
+	}
+	if (r == 0) {
+		uint8_t ack = 'k';
+		r = link_write_all(&k, &ack, 1);
+	}
+	if (r == 0) {
+		int g = link_read(&k, buf, VB_RBUF, &n);
+		if (g > 0)
+			r = vb_fail("bytes after the end of the stream");
+		else if (g < 0)
+			r = -1;
+	}
+	rep->count = off;
+	rep->bad_at = bad;
+	link_close(&k);
+	free(buf);
+	return r;
+}
+
+static int serve_echo(struct vserver *sv, const struct vb_job *job,
+                      struct vb_rep *rep)
+{
+	struct vlink k;
+	if (vs_accept(sv, &k, false) < 0)
+		return -1;
+	uint8_t buf[VB_PING];
+	int r = -1;
+	for (uint64_t pass = 0; pass <= job->amount; pass++) {
+		size_t n = 0;
+		int g = link_read(&k, buf, sizeof(buf), &n);
+		if (g < 0)
+			break;
+		if (g == 0) {
+			r = 0;
+			break;
+		}
+		if (link_write_all(&k, buf, n) < 0)
+			break;
+		rep->count += n;
+	}
+	if (r < 0 && vb_msg[0] == '\0')
+		vb_fail("echo: more passes than bytes");
+	link_close(&k);
+	return r;
+}
+
+static int serve_accept(struct vserver *sv, const struct vb_job *job,
+                        struct vb_rep *rep)
+{
+	for (uint64_t i = 0; i < job->amount; i++) {
+		struct vlink k;
+		if (vs_accept(sv, &k, i + 1 < job->amount) < 0)
+			return -1;
+		link_close(&k);
+		rep->count++;
+	}
+	return 0;
+}
+
+/* Not inlined, so that a profile of a server can start here:
+ * valgrind --tool=callgrind --trace-children=yes --toggle-collect=vb_server */
+__attribute__((noinline)) static int vb_server(const struct vb_job *job,
+                                               int wfd)
+{
+	struct vb_rep rep;
+	memset(&rep, 0, sizeof(rep));
+	rep.bad_at = UINT64_MAX;
+	vb_msg[0] = '\0';
+	struct vserver sv;
+	int r = -1;
+	if (vs_open(&sv, job->api) == 0) {
+		rep.kind = VR_READY;
+		if (vb_send(wfd, &rep, sizeof(rep)) == 0) {
+			if (job->role == VR_SINK)
+				r = serve_sink(&sv, job, &rep);
+			else if (job->role == VR_ECHO)
+				r = serve_echo(&sv, job, &rep);
+			else
+				r = serve_accept(&sv, job, &rep);
+		}
+	}
+	vs_close(&sv);
+	rep.kind = r == 0 ? VR_DONE : VR_ERROR;
+	if (r != 0)
+		snprintf(rep.text, sizeof(rep.text), "%s", vb_msg);
+	vb_send(wfd, &rep, sizeof(rep));
+	close(wfd);
+	return r == 0 ? 0 : 1;
+}
+
+struct vpeer {
+	pid_t pid;
+	int rfd;
+};
+
+static int peer_report(struct vpeer *p, struct vb_rep *rep)
+{
+	memset(rep, 0, sizeof(*rep));
+	int g = vb_recv(p->rfd, rep, sizeof(*rep), VB_TIMEOUT_MS);
+	if (g == 0)
+		return vb_fail("the server process ended unexpectedly");
+	if (g < 0)
+		return vb_fail("server: %s", vb_msg);
+	rep->text[sizeof(rep->text) - 1] = '\0';
+	if (rep->kind == VR_ERROR)
+		return vb_fail("server: %s", rep->text);
+	return 0;
+}
+
+/* Something failed here: let the server say why if it knows, end it. */
+static void peer_abort(struct vpeer *p)
+{
+	struct pollfd pf = {.fd = p->rfd, .events = POLLIN};
+	struct vb_rep rep;
+	if (p->rfd >= 0 && poll(&pf, 1, 200) > 0 &&
+	    read(p->rfd, &rep, sizeof(rep)) == (ssize_t)sizeof(rep) &&
+	    rep.kind == VR_ERROR) {
+		char mine[sizeof(vb_msg)];
+		rep.text[sizeof(rep.text) - 1] = '\0';
+		snprintf(mine, sizeof(mine), "%s", vb_msg);
+		vb_fail("%.200s (server: %.180s)", mine, rep.text);
+	}
+	if (p->pid > 0) {
+		kill(p->pid, SIGKILL);
+		waitpid(p->pid, NULL, 0);
+	}
+	if (p->rfd >= 0)
+		close(p->rfd);
+	p->pid = -1;
+	p->rfd = -1;
+}
+
+static int peer_start(struct vpeer *p, const struct vb_job *job)
+{
+	int pfd[2];
+	p->pid = -1;
+	p->rfd = -1;
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return vb_fail("pipe: %s", strerror(errno));
+	pid_t parent = getpid();
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return vb_fail("fork: %s", strerror(errno));
+	}
+	if (pid == 0) {
+		close(pfd[0]);
+#ifdef __linux__
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
+		if (getppid() != parent)
+			_exit(1);
+		alarm(VB_WATCHDOG_S);
+		vb_pin(vb_cpu[1]);
+		/* The emulation reads the domain at each call. */
+		vb_set_domain(VB_SERVER_DOM);
+		_exit(vb_server(job, pfd[1]));
+	}
+	close(pfd[1]);
+	p->pid = pid;
+	p->rfd = pfd[0];
+	struct vb_rep rep;
+	if (peer_report(p, &rep) < 0) {
+		peer_abort(p);
+		return -1;
+	}
+	if (rep.kind != VR_READY) {
+		peer_abort(p);
+		return vb_fail("the server did not say it listens");
+	}
+	return 0;
+}
+
+static int peer_finish(struct vpeer *p, struct vb_rep *rep)
+{
+	if (peer_report(p, rep) < 0) {
+		peer_abort(p);
+		return -1;
+	}
+	close(p->rfd);
+	p->rfd = -1;
+	int st = 0;
+	pid_t w;
+	do
+		w = waitpid(p->pid, &st, 0);
+	while (w < 0 && errno == EINTR);
+	p->pid = -1;
+	if (w < 0)
+		return vb_fail("waitpid: %s", strerror(errno));
+	if (WIFSIGNALED(st))
+		return vb_fail("the server was killed by signal %d",
+		               WTERMSIG(st));
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return vb_fail("the server exited with status %d",
+		               WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* One run of one figure for one variant (the worker is the client).   */
+
+static conduit_ctx *vb_ctx;
+
+__attribute__((noinline)) static int
+run_throughput(enum vb_api api, size_t ws, uint64_t total, double *secs)
+{
+	struct vb_job job = {VR_SINK, api, total};
+	struct vpeer p;
+	struct vlink k;
+	if (peer_start(&p, &job) < 0)
+		return -1;
+	uint8_t *buf = malloc(ws);
+	if (buf == NULL) {
+		peer_abort(&p);
+		return vb_fail("out of memory");
+	}
+	if (link_connect(&k, api, vb_ctx) < 0)
+		goto fail;
+	uint64_t t0 = vb_now_ns();
+	for (uint64_t off = 0; off < total; off += ws) {
+		vb_fill(buf, ws, off);
+		if (link_write_all(&k, buf, ws) < 0)
+			goto fail_link;
+	}
+	uint8_t ack;
+	size_t n = 0;
+	int g = link_read(&k, &ack, 1, &n);
+	uint64_t t1 = vb_now_ns();
+	if (g <= 0) {
+		if (g == 0)
+			vb_fail("end of stream instead of the receiver's ack");
+		goto fail_link;
+	}
+	link_close(&k);
+	free(buf);
+	struct vb_rep rep;
+	if (peer_finish(&p, &rep) < 0)
+		return -1;
+	if (rep.bad_at != UINT64_MAX)
+		return vb_fail("byte mismatch: the receiver saw a wrong byte "
+		               "at offset %" PRIu64,
+		               rep.bad_at);
+	if (rep.count != total)
+		return vb_fail("the receiver counted %" PRIu64
+		               " bytes, %" PRIu64 " were sent",
+		               rep.count, total);
+	*secs = (double)(t1 - t0) / 1e9;
+	return 0;
+fail_link:
+	link_close(&k);
+fail:
+	free(buf);
+	peer_abort(&p);
+	return -1;
+}
+
+__attribute__((noinline)) static int run_latency(enum vb_api api, unsigned warm,
+                                                 unsigned n, uint64_t *samples)
+{
+	uint64_t total = (uint64_t)(warm + n) * VB_PING;
+	struct vb_job job = {VR_ECHO, api, total};
+	struct vpeer p;
+	struct vlink k;
+	if (peer_start(&p, &job) < 0)
+		return -1;
+	if (link_connect(&k, api, vb_ctx) < 0) {
+		peer_abort(&p);
+		return -1;
+	}
+	uint8_t out[VB_PING], in[VB_PING];
+	for (unsigned i = 0; i < warm + n; i++) {
+		vb_fill(out, sizeof(out), (uint64_t)i * VB_PING);
+		uint64_t t0 = vb_now_ns();
+		if (link_write_all(&k, out, sizeof(out)) < 0)
+			goto fail;
+		size_t got = 0;
+		for (int pass = 0; got < sizeof(in) && pass < VB_PING; pass++) {
+			size_t m = 0;
+			int g = link_read(&k, in + got, sizeof(in) - got, &m);
+			if (g <= 0) {
+				if (g == 0)
+					vb_fail("the echo server closed early");
+				goto fail;
+			}
+			got += m;
+		}
+		uint64_t t1 = vb_now_ns();
+		if (got != sizeof(in) || memcmp(in, out, sizeof(in)) != 0) {
+			vb_fail("byte mismatch: round trip %u came back "
+			        "different",
+			        i);
+			goto fail;
+		}
+		if (i >= warm)
+			samples[i - warm] = t1 - t0;
+	}
+	link_close(&k);
+	struct vb_rep rep;
+	if (peer_finish(&p, &rep) < 0)
+		return -1;
+	if (rep.count != total)
+		return vb_fail("the echo server echoed %" PRIu64
+		               " bytes, not %" PRIu64,
+		               rep.count, total);
+	return 0;
+fail:
+	link_close(&k);
+	peer_abort(&p);
+	return -1;
+}
+
+__attribute__((noinline)) static int run_connect(enum vb_api api, unsigned warm,
+                                                 unsigned n, double *secs)
+{
+	struct vb_job job = {VR_ACCEPT, api, (uint64_t)warm + n};
+	struct vpeer p;
+	if (peer_start(&p, &job) < 0)
+		return -1;
+	uint64_t t0 = vb_now_ns();
+	for (unsigned i = 0; i < warm + n; i++) {
+		if (i == warm)
+			t0 = vb_now_ns();
+		struct vlink k;
+		if (link_connect(&k, api, vb_ctx) < 0) {
+			peer_abort(&p);
+			return -1;
+		}
+		/* End of stream: the server has accepted and closed. */
+		uint8_t c;
+		size_t m = 0;
+		int g = link_read(&k, &c, 1, &m);
+		link_close(&k);
+		if (g != 0) {
+			if (g > 0)
+				vb_fail("the server sent data");
+			peer_abort(&p);
+			return -1;
+		}
+	}
+	uint64_t t1 = vb_now_ns();
+	struct vb_rep rep;
+	if (peer_finish(&p, &rep) < 0)
+		return -1;
+	if (rep.count != (uint64_t)warm + n)
+		return vb_fail("the server accepted %" PRIu64
+		               " connections, not %u",
+		               rep.count, warm + n);
+	*secs = (double)(t1 - t0) / 1e9;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The worker: every figure, each sent to the parent when done.        */
+
+struct vb_args {
+	int fd;
+	bool quick;
+	unsigned repeats;
+	double target_s;
+};
+
+/* The order of the variants in repeat i: raw first in even repeats. */
+static enum vb_api vb_turn(unsigned i, int k)
+{
+	return ((i + (unsigned)k) & 1) ? VB_CONDUIT : VB_RAW;
+}
+
+static int vb_failed(const struct vb_args *a, const char *what, enum vb_api api)
+{
+	struct vb_msg m;
+	memset(&m, 0, sizeof(m));
+	m.kind = VM_ERROR;
+	snprintf(m.text, sizeof(m.text), "%.40s (%s): %.300s", what,
+	         vb_api_name[api], vb_msg);
+	vb_send(a->fd, &m, sizeof(m));
+	return -1;
+}
+
+static int vb_emit_msg(const struct vb_args *a, struct vb_msg *m, int fig)
+{
+	m->kind = VM_FIGURE;
+	m->fig = fig;
+	if (vb_send(a->fd, m, sizeof(*m)) < 0)
+		return vb_fail("the report pipe broke: %s", strerror(errno));
+	return 0;
+}
+
+static int vb_throughput(const struct vb_args *a, int fig)
+{
+	size_t ws = (size_t)vb_figs[fig].param;
+	const char *what = vb_figs[fig].label;
+	uint64_t warm = (a->quick ? 4u : 16u) * 1024 * 1024;
+	double rate = 0;
+	for (int k = 0; k < 2; k++) {
+		double t = 0;
+		if (run_throughput(vb_turn(0, k), ws, warm, &t) < 0)
+			return vb_failed(a, what, vb_turn(0, k));
+		if (t > 0 && (double)warm / t > rate)
+			rate = (double)warm / t;
+	}
+	double want = rate * a->target_s;
+	if (want < (double)warm)
+		want = (double)warm;
+	if (want > 8.0 * 1024 * VB_MIB)
+		want = 8.0 * 1024 * VB_MIB;
+	uint64_t total = ((uint64_t)want + ws - 1) / ws * ws;
+	struct vb_msg m;
+	memset(&m, 0, sizeof(m));
+	for (unsigned i = 0; i < a->repeats; i++) {
+		for (int k = 0; k < 2; k++) {
+			enum vb_api api = vb_turn(i, k);
+			double t = 0;
+			if (run_throughput(api, ws, total, &t) < 0)
+				return vb_failed(a, what, api);
+			double v = t > 0 ? (double)total / VB_MIB / t : 0;
+			if (api == VB_RAW)
+				m.base[i] = v;
+			else
+				m.conduit[i] = v;
+		}
+		m.n = i + 1;
+	}
+	return vb_emit_msg(a, &m, fig);
+}
+
+static int cmp_u64(const void *x, const void *y)
+{
+	uint64_t p = *(const uint64_t *)x, q = *(const uint64_t *)y;
+	return p < q ? -1 : p > q;
+}
+
+static int vb_latency(const struct vb_args *a)
+{
+	/* A round trip here wakes the other process twice: tens of us. */
+	unsigned warm = a->quick ? 100 : 500, n = a->quick ? 1000 : 5000;
+	uint64_t *t = calloc(n, sizeof(*t));
+	if (t == NULL) {
+		vb_fail("out of memory");
+		return vb_failed(a, "latency", VB_RAW);
+	}
+	struct vb_msg med, p99;
+	memset(&med, 0, sizeof(med));
+	memset(&p99, 0, sizeof(p99));
+	for (unsigned i = 0; i < a->repeats; i++) {
+		for (int k = 0; k < 2; k++) {
+			enum vb_api api = vb_turn(i, k);
+			if (run_latency(api, warm, n, t) < 0) {
+				free(t);
+				return vb_failed(a, "latency", api);
+			}
+			qsort(t, n, sizeof(*t), cmp_u64);
+			double m50 = (double)t[n / 2] / 1000.0;
+			double m99 = (double)t[(size_t)n * 99 / 100] / 1000.0;
+			(api == VB_RAW ? med.base : med.conduit)[i] = m50;
+			(api == VB_RAW ? p99.base : p99.conduit)[i] = m99;
+		}
+		med.n = p99.n = i + 1;
+	}
+	free(t);
+	if (vb_emit_msg(a, &med, VF_RTT_MED) < 0 ||
+	    vb_emit_msg(a, &p99, VF_RTT_P99) < 0)
+		return -1;
+	return 0;
+}
+
+static int vb_connect(const struct vb_args *a)
+{
+	/* Each connection is a few dozen XenStore operations (files and
+	 * locks in the emulation) and a new shared ring: about a
+	 * millisecond unloaded, tens on a busy machine. */
+	unsigned warm = a->quick ? 5 : 20, n = a->quick ? 40 : 200;
+	struct vb_msg m;
+	memset(&m, 0, sizeof(m));
+	for (unsigned i = 0; i < a->repeats; i++) {
+		for (int k = 0; k < 2; k++) {
+			enum vb_api api = vb_turn(i, k);
+			double t = 0;
+			if (run_connect(api, warm, n, &t) < 0)
+				return vb_failed(a, "connections", api);
+			(api == VB_RAW ? m.base : m.conduit)[i] =
+			    t > 0 ? n / t : 0;
+		}
+		m.n = i + 1;
+	}
+	return vb_emit_msg(a, &m, VF_CONN);
+}
+
+static int vb_worker(const struct vb_args *a)
+{
+	/* Only the emulation exports this: the real libraries would need
+	 * a hypervisor. */
+	if (dlsym(RTLD_DEFAULT, "conduit_xen_emulation") == NULL) {
+		vb_fail("the Xen emulation is not loaded (LD_LIBRARY_PATH=%s)",
+		        getenv("LD_LIBRARY_PATH") ? getenv("LD_LIBRARY_PATH")
+		                                  : "");
+		return vb_failed(a, "set-up", VB_RAW);
+	}
+	vb_choose_cpus();
+	vb_pin(vb_cpu[0]);
+	vb_set_domain(VB_CLIENT_DOM);
+	if (conduit_ctx_new(&vb_ctx) != CONDUIT_OK) {
+		vb_fail("conduit_ctx_new: out of memory");
+		return vb_failed(a, "set-up", VB_CONDUIT);
+	}
+	static const int tput[] = {VF_TPUT1, VF_TPUT16, VF_TPUT64};
+	int rc = 0;
+	for (size_t i = 0; i < 3 && rc == 0; i++)
+		rc = vb_throughput(a, tput[i]);
+	if (rc == 0)
+		rc = vb_latency(a);
+	if (rc == 0)
+		rc = vb_connect(a);
+	conduit_ctx_free(vb_ctx);
+	vb_ctx = NULL;
+	if (rc == 0) {
+		struct vb_msg m;
+		memset(&m, 0, sizeof(m));
+		m.kind = VM_DONE;
+		rc = vb_send(a->fd, &m, sizeof(m));
+	}
+	return rc == 0 ? 0 : 1;
+}
+
+int bench_role_main(const char *role)
+{
+	if (role == NULL || strcmp(role, "vchan") != 0) {
+		fprintf(stderr, "conduit-bench: unknown %s '%s'\n", VB_ROLE_ENV,
+		        role != NULL ? role : "");
+		return 2;
+	}
+	struct vb_args a = {.fd = -1};
+	const char *v = getenv(VB_ARGS_ENV);
+	int quick = 0;
+	if (v == NULL ||
+	    sscanf(v, "%d %d %u %lf", &a.fd, &quick, &a.repeats, &a.target_s) !=
+	        4 ||
+	    a.fd < 0 || a.repeats == 0 || a.repeats > BENCH_MAX_REPEATS) {
+		fprintf(stderr,
+		        "conduit-bench: %s='%s' is not \"FD QUICK REPEATS "
+		        "TARGET_S\" (set by conduit-bench itself)\n",
+		        VB_ARGS_ENV, v != NULL ? v : "");
+		return 2;
+	}
+	if (fcntl(a.fd, F_GETFD) < 0) {
+		fprintf(stderr,
+		        "conduit-bench: %s names descriptor %d, which is not "
+		        "open\n",
+		        VB_ARGS_ENV, a.fd);
+		return 2;
+	}
+	a.quick = quick != 0;
+	alarm(VB_WORKER_WATCHDOG_S);
+	int rc = vb_worker(&a);
+	close(a.fd);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* The parent: start the worker, hand its figures to bench_emit().     */
+
+static int vb_rm_entry(const char *path, const struct stat *sb, int flag,
+                       struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* Fork and exec the worker (in the child; never returns). */
+static void vb_exec_worker(const char *emu, const char *host, int wfd,
+                           const struct bench_settings *s, unsigned reps)
+{
+#ifdef __linux__
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
+	/* The report pipe must survive exec. */
+	int fl = fcntl(wfd, F_GETFD);
+	if (fl < 0 || fcntl(wfd, F_SETFD, fl & ~FD_CLOEXEC) < 0)
+		_exit(127);
+	const char *old = getenv("LD_LIBRARY_PATH");
+	char lib[PATH_MAX * 2];
+	if (old != NULL && old[0] != '\0')
+		snprintf(lib, sizeof(lib), "%s:%s", emu, old);
+	else
+		snprintf(lib, sizeof(lib), "%s", emu);
+	char args[128];
+	snprintf(args, sizeof(args), "%d %d %u %.6f", wfd, s->quick ? 1 : 0,
+	         reps, s->target_s > 0 ? s->target_s : 0.1);
+	if (setenv("LD_LIBRARY_PATH", lib, 1) < 0 ||
+	    setenv("CONDUIT_XEN_DIR", host, 1) < 0 ||
+	    setenv(VB_ROLE_ENV, "vchan", 1) < 0 ||
+	    setenv(VB_ARGS_ENV, args, 1) < 0)
+		_exit(127);
+	vb_set_domain(VB_CLIENT_DOM);
+	char *argv[] = {"conduit-bench", NULL};
+	execv("/proc/self/exe", argv);
+	fprintf(stderr, "conduit-bench: vchan: cannot run /proc/self/exe: %s\n",
+	        strerror(errno));
+	_exit(127);
+}
+
+int bench_vchan(const struct bench_settings *s)
+{
+	const char *emu = getenv("CONDUIT_XEN_EMULATION");
+	if (emu == NULL || emu[0] == '\0')
+		emu = CONDUIT_XENEMU_DIR;
+	char probe[PATH_MAX];
+	snprintf(probe, sizeof(probe), "%s/libxenstore.so.4", emu);
+	if (emu[0] == '\0' || access(probe, R_OK) != 0) {
+		fprintf(
+		    stderr,
+		    "conduit-bench: vchan: no Xen emulation in '%s' (no "
+		    "libxenstore.so.4 there); build the xenemu target or set "
+		    "CONDUIT_XEN_EMULATION to its directory\n",
+		    emu);
+		return -1;
+	}
+	unsigned reps = s->repeats == 0 ? 1 : s->repeats;
+	if (reps > BENCH_MAX_REPEATS)
+		reps = BENCH_MAX_REPEATS;
+
+	/* The emulated grant pages and XenStore are files: on a RAM file
+	 * system, as Xen's are memory, so that a disk does not enter the
+	 * figures (on a disk, connections were four times slower here). */
+	struct stat sb;
+	const char *base = getenv("TMPDIR");
+	if (stat("/dev/shm", &sb) == 0 && S_ISDIR(sb.st_mode) &&
+	    access("/dev/shm", W_OK | X_OK) == 0)
+		base = "/dev/shm";
+	else if (base == NULL || base[0] == '\0')
+		base = "/tmp";
+	char host[PATH_MAX];
+	snprintf(host, sizeof(host), "%s/conduit-bench-xen.XXXXXX", base);
+	if (mkdtemp(host) == NULL) {
+		fprintf(stderr, "conduit-bench: vchan: mkdtemp %s: %s\n", host,
+		        strerror(errno));
+		return -1;
+	}
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		fprintf(stderr, "conduit-bench: vchan: pipe: %s\n",
+		        strerror(errno));
+		rmdir(host);
+		return -1;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "conduit-bench: vchan: fork: %s\n",
+		        strerror(errno));
+		close(pfd[0]);
+		close(pfd[1]);
+		rmdir(host);
+		return -1;
+	}
+	if (pid == 0) {
+		close(pfd[0]);
+		vb_exec_worker(emu, host, pfd[1], s, reps);
+	}
+	close(pfd[1]);
+
+	int rc = -1;
+	char why[sizeof(((struct vb_msg *)0)->text) + 64] = "";
+	/* One message per figure and one at the end: bounded. */
+	for (int i = 0; i < VF_N + 2; i++) {
+		struct vb_msg m;
+		/* A figure takes seconds; a long silence is a hang. */
+		int g = vb_recv(pfd[0], &m, sizeof(m), 10 * VB_TIMEOUT_MS);
+		if (g <= 0) {
+			snprintf(why, sizeof(why), "%s",
+			         g == 0 ? "the worker process ended early"
+			                : vb_msg);
+			break;
+		}
+		m.text[sizeof(m.text) - 1] = '\0';
+		if (m.kind == VM_DONE) {
+			rc = 0;
+			break;
+		}
+		if (m.kind == VM_ERROR) {
+			snprintf(why, sizeof(why), "%s", m.text);
+			break;
+		}
+		if (m.kind != VM_FIGURE || m.fig < 0 || m.fig >= VF_N ||
+		    m.n == 0 || m.n > reps) {
+			snprintf(why, sizeof(why), "a garbled report");
+			break;
+		}
+		const struct vb_fig *d = &vb_figs[m.fig];
+		struct bench_figure f;
+		memset(&f, 0, sizeof(f));
+		f.transport = "vchan";
+		f.figure = d->figure;
+		f.label = d->label;
+		f.unit = d->unit;
+		f.baseline = "raw libxenvchan";
+		f.param_name = d->param_name;
+		f.param = d->param;
+		f.higher_better = d->higher_better;
+		f.decimals = d->decimals;
+		f.n = m.n;
+		memcpy(f.base, m.base, sizeof(f.base));
+		memcpy(f.conduit, m.conduit, sizeof(f.conduit));
+		bench_emit(&f);
+	}
+	close(pfd[0]);
+	if (rc != 0)
+		kill(pid, SIGKILL);
+	int st = 0;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (rc == 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+		rc = -1;
+		snprintf(why, sizeof(why), "the worker process failed (%s %d)",
+		         WIFSIGNALED(st) ? "signal" : "status",
+		         WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+	}
+	nftw(host, vb_rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	if (rc != 0)
+		fprintf(stderr, "conduit-bench: vchan %s\n", why);
+	return rc;
+}
