@@ -5,8 +5,11 @@
  * reordering wire), full-size frames read from a descriptor (the PBUF_POOL
  * trap, meant to run under ASan), two processes each with its own stack
  * joined by a datagram socketpair, and lwIP against the Linux kernel's TCP
- * through a TAP device in a network namespace the test makes.  After every
- * test the stack's counters must show no pcb, pbuf or frame left.
+ * through a TAP device in a network namespace the test makes.  Segments
+ * arriving after a close, a SYN-ACK resent from a timer and destinations
+ * lwIP would loop back run in forked children, since lwIP aborts the
+ * process when it reaches for its loopback.  After every test the stack's
+ * counters must show no pcb, pbuf or frame left.
  *
  * Everything stays on private addresses inside wires and namespaces the
  * tests make (10.0.0.0/24, fd00::/64).  Forked peers report through their
@@ -29,6 +32,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define BIG (64 * MiB)
@@ -786,6 +790,378 @@ START_TEST(tap_kernel_tcp)
 }
 END_TEST
 
+/* ---- one process, two netifs on one subnet: replies nobody pinned ---- */
+
+/*
+ * Run fn(arg) in a forked child and fail unless it exits 0 within ms.
+ * lwIP's assertions abort the process, so these scenarios run apart: an
+ * abort is reported as the signal, not as the test runner's crash.
+ */
+static void in_child(const char *what, int (*fn)(const void *), const void *arg,
+                     int ms)
+{
+	pid_t pid = cd_fork_peer();
+	if (pid == 0)
+		_exit(fn(arg));
+	int status = 0;
+	pid_t r;
+	uint64_t end = cd_now_ms() + (uint64_t)ms;
+	for (;;) {
+		r = waitpid(pid, &status, WNOHANG);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r != 0 || cd_now_ms() >= end)
+			break;
+		usleep(5000);
+	}
+	if (r == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		ck_abort_msg("%s: still running after %d ms", what, ms);
+	}
+	ck_assert_msg(r == pid, "%s: waitpid: %s", what, strerror(errno));
+	ck_assert_msg(!WIFSIGNALED(status),
+	              "%s: the process died of signal %d (%s)", what,
+	              WTERMSIG(status), strsignal(WTERMSIG(status)));
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	              "%s: failed at step %d", what, WEXITSTATUS(status));
+}
+
+/* The rig of a child: no Check assertions there, only exit statuses. */
+static int kid_up(struct rig *k)
+{
+	memset(k, 0, sizeof(*k));
+	if (conduit_lwip_stack(&k->st) != CONDUIT_OK)
+		return 1;
+	if (conduit_lwip_netif_wire_pair(&k->a, &k->b, k->st, &cfg_a, &cfg_b,
+	                                 NULL) != CONDUIT_OK)
+		return 2;
+	if (conduit_ctx_new(&k->ctx) != CONDUIT_OK ||
+	    conduit_ctx_use_lwip(k->ctx, k->st) != CONDUIT_OK)
+		return 3;
+	return 0;
+}
+
+/* Settle, then 0 if nothing is left, else step. */
+static int kid_down(struct rig *k, int step)
+{
+	struct conduit_lwip_stats s;
+	for (int i = 0; i < 400; i++) {
+		conduit_lwip_stats(k->st, &s);
+		if (s.lwip_active == 0 && s.frames == 0)
+			break;
+		size_t n = 0;
+		conduit_poll(k->ctx, NULL, 0, 10, &n);
+	}
+	conduit_lwip_stats(k->st, &s);
+	bool clean = s.flows == 0 && s.listeners == 0 && s.pcbs == 0 &&
+	             s.pbufs == 0 && s.lwip_active == 0;
+	conduit_ctx_free(k->ctx);
+	conduit_lwip_netif_free(k->a);
+	conduit_lwip_netif_free(k->b);
+	conduit_lwip_release(k->st);
+	return clean ? 0 : step;
+}
+
+/* Write on f until the peer's reset shows (reads drain what came); 0, or
+ * step when something else ends it or nothing does within ms. */
+static int send_until_reset(conduit_ctx *ctx, conduit_flow *f, int ms, int step)
+{
+	static const char junk[100];
+	char buf[512];
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(ms);
+	while (cd_now_ms() < end) {
+		size_t n = 0;
+		int rc = conduit_write(f, junk, sizeof(junk), &n);
+		if (rc == CONDUIT_ERR_RESET)
+			return 0;
+		if (rc != CONDUIT_OK && !fk_is_want(rc))
+			return step;
+		rc = conduit_read(f, buf, sizeof(buf), &n);
+		if (rc == CONDUIT_ERR_RESET)
+			return 0;
+		if (rc != CONDUIT_OK && rc != CONDUIT_EOF && !fk_is_want(rc))
+			return step + 1;
+		struct conduit_pollitem it = {.flow = f,
+		                              .events = CONDUIT_POLLIN};
+		conduit_poll(ctx, &it, 1, 20, &n);
+	}
+	return step + 2;
+}
+
+struct stray {
+	const char *host; /* netif B's address, as in a URI */
+	bool unread;      /* close with the peer's bytes unread (RST) */
+	bool close_server;
+};
+
+/*
+ * A flow is closed while its peer's segments are on the wire: lwIP has no
+ * pcb for them any more and answers each with a reset that no pcb pins to
+ * a netif.  Routed among two netifs on one subnet, that reset once left
+ * by the netif owning its destination, which lwIP hands to its loopback
+ * (and so to its thread, which never runs): an abort.
+ */
+static int stray_child(const void *arg)
+{
+	const struct stray *sc = arg;
+	struct rig k;
+	int rc = kid_up(&k);
+	if (rc != 0)
+		return rc;
+	char uri[96];
+	snprintf(uri, sizeof(uri), "tcp://%s:7100", sc->host);
+	conduit_listener *l = NULL;
+	conduit_flow *c = NULL, *s = NULL;
+	if (conduit_listen(&l, k.ctx, uri) != CONDUIT_OK)
+		return 4;
+	if (conduit_connect_wait(&c, k.ctx, uri, cd_scaled(5000)) != CONDUIT_OK)
+		return 5;
+	if (conduit_accept_wait(&s, l, cd_scaled(5000)) != CONDUIT_OK)
+		return 6;
+	conduit_flow *closer = sc->close_server ? s : c;
+	conduit_flow *sender = sc->close_server ? c : s;
+	static const char msg[100] = "stray";
+	size_t n = 0;
+	if (conduit_write_all(sender, msg, sizeof(msg), &n, cd_scaled(5000)) !=
+	    CONDUIT_OK)
+		return 7;
+	struct conduit_pollitem it = {.flow = closer, .events = CONDUIT_POLLIN};
+	if (conduit_poll(k.ctx, &it, 1, cd_scaled(5000), &n) != CONDUIT_OK ||
+	    !(it.revents & CONDUIT_POLLIN))
+		return 8;
+	if (!sc->unread) {
+		char buf[sizeof(msg)];
+		for (size_t got = 0; got < sizeof(msg); got += n)
+			if (conduit_read_wait(closer, buf, sizeof(buf) - got, &n,
+			                      cd_scaled(5000)) != CONDUIT_OK)
+				return 9;
+	}
+	/* Three more segments on their way, not yet delivered. */
+	for (int i = 0; i < 3; i++)
+		if (conduit_write(sender, msg, sizeof(msg), &n) != CONDUIT_OK ||
+		    n != sizeof(msg))
+			return 10;
+	if (conduit_close(closer) != CONDUIT_OK)
+		return 11;
+	conduit_flow_free(closer);
+	rc = send_until_reset(k.ctx, sender, 5000, 12);
+	if (rc != 0)
+		return rc;
+	conduit_flow_free(sender);
+	conduit_listener_free(l);
+	return kid_down(&k, 20);
+}
+
+static void stray_test(const char *host)
+{
+	for (int i = 0; i < 4; i++) {
+		struct stray sc = {.host = host,
+		                   .unread = (i & 1) != 0,
+		                   .close_server = (i & 2) != 0};
+		char what[128];
+		snprintf(what, sizeof(what),
+		         "%s: %s closes %s, its peer sends on", host,
+		         sc.close_server ? "server" : "client",
+		         sc.unread ? "with bytes unread" : "after reading all");
+		in_child(what, stray_child, &sc, cd_scaled(20000));
+	}
+}
+
+START_TEST(segments_after_close_ipv4)
+{
+	stray_test("10.0.0.2");
+}
+END_TEST
+
+START_TEST(segments_after_close_ipv6)
+{
+	stray_test("[fd00::2]");
+}
+END_TEST
+
+/*
+ * A listener on every address pins a connection to its netif only when
+ * it is accepted; until then lwIP routes its segments.  Its SYN-ACK lost,
+ * the retransmission comes from lwIP's timer, outside any frame's
+ * delivery: it must still leave by the netif the SYN came in by.  The
+ * client is on B and the listener's side on A, so that routing among the
+ * netifs would pick B, which owns the destination.
+ */
+static int synack_child(const void *arg)
+{
+	const char *host_a = arg;
+	struct rig k;
+	int rc = kid_up(&k);
+	if (rc != 0)
+		return rc;
+	conduit_listener *l = NULL;
+	if (conduit_listen(&l, k.ctx, "tcp://:7200") != CONDUIT_OK)
+		return 4;
+	char uri[96];
+	snprintf(uri, sizeof(uri), "tcp://%s:7200?source=%s", host_a,
+	         strchr(host_a, ':') != NULL ? "fd00::2" : "10.0.0.2");
+	conduit_flow *c = NULL, *s = NULL;
+	/* Once through, so that ARP and neighbour discovery are done. */
+	if (conduit_connect_wait(&c, k.ctx, uri, cd_scaled(5000)) != CONDUIT_OK)
+		return 5;
+	if (conduit_accept_wait(&s, l, cd_scaled(5000)) != CONDUIT_OK)
+		return 6;
+	conduit_flow_free(c);
+	conduit_flow_free(s);
+	struct conduit_lwip_stats st0, st;
+	conduit_lwip_stats(k.st, &st0);
+
+	/* The SYN is queued to A; A's answer is lost. */
+	struct conduit_lwip_wire_config dead = {.loss = 1.0};
+	if (conduit_connect(&c, k.ctx, uri) != CONDUIT_OK)
+		return 7;
+	if (conduit_lwip_wire_set(k.a, &dead) != CONDUIT_OK)
+		return 8;
+	conduit_lwip_process(k.st);
+	conduit_lwip_stats(k.st, &st);
+	if (st.frames_dropped <= st0.frames_dropped)
+		return 9;
+	/* Now B's retransmitted SYNs are lost instead, so only A's timer
+	 * can bring the SYN-ACK. */
+	if (conduit_lwip_wire_set(k.a, NULL) != CONDUIT_OK ||
+	    conduit_lwip_wire_set(k.b, &dead) != CONDUIT_OK)
+		return 10;
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(10000);
+	while ((rc = conduit_handshake(c)) != CONDUIT_OK) {
+		if (!fk_is_want(rc) || cd_now_ms() >= end)
+			return 11;
+		size_t n = 0;
+		conduit_poll(k.ctx, NULL, 0, 20, &n);
+	}
+	if (conduit_lwip_wire_set(k.b, NULL) != CONDUIT_OK)
+		return 12;
+	/* B's ACK was lost too: its first byte completes the handshake. */
+	char b = 'x';
+	size_t n = 0;
+	if (conduit_write_all(c, &b, 1, &n, cd_scaled(5000)) != CONDUIT_OK)
+		return 13;
+	b = 0;
+	if (conduit_accept_wait(&s, l, cd_scaled(10000)) != CONDUIT_OK ||
+	    conduit_read_wait(s, &b, 1, &n, cd_scaled(5000)) != CONDUIT_OK ||
+	    b != 'x')
+		return 14;
+	conduit_close(c);
+	conduit_close(s);
+	conduit_flow_free(c);
+	conduit_flow_free(s);
+	conduit_listener_free(l);
+	return kid_down(&k, 20);
+}
+
+START_TEST(any_listener_synack_from_timer)
+{
+	in_child("IPv4", synack_child, "10.0.0.1", cd_scaled(30000));
+	in_child("IPv6", synack_child, "[fd00::1]", cd_scaled(30000));
+}
+END_TEST
+
+/*
+ * Destinations lwIP would hand to its loopback (which needs its thread):
+ * the loopback addresses, and a netif's own address as seen from that
+ * netif (source= picks it).  Refused as unreachable, with A the default
+ * netif so that every address has a way out.
+ */
+static int loopback_child(const void *arg)
+{
+	(void)arg;
+	static const char *const uris[] = {
+		"tcp://127.0.0.1:7300",
+		"tcp://[::1]:7300",
+		"tcp://10.0.0.1:7300?source=10.0.0.1",
+		"tcp://[fd00::1]:7300?source=fd00::1",
+	};
+	struct rig k;
+	memset(&k, 0, sizeof(k));
+	struct conduit_lwip_netif_config ca = cfg_a;
+	ca.is_default = 1;
+	if (conduit_lwip_stack(&k.st) != CONDUIT_OK ||
+	    conduit_lwip_netif_wire_pair(&k.a, &k.b, k.st, &ca, &cfg_b, NULL) !=
+	        CONDUIT_OK ||
+	    conduit_ctx_new(&k.ctx) != CONDUIT_OK ||
+	    conduit_ctx_use_lwip(k.ctx, k.st) != CONDUIT_OK)
+		return 1;
+	for (size_t i = 0; i < sizeof(uris) / sizeof(uris[0]); i++) {
+		conduit_flow *f = NULL;
+		int rc =
+		    conduit_connect_wait(&f, k.ctx, uris[i], cd_scaled(2000));
+		if (rc != CONDUIT_ERR_UNREACHABLE || f != NULL)
+			return 10 + (int)i;
+		const char *m = conduit_ctx_error(k.ctx);
+		if (strstr(m, "loopback") == NULL) {
+			fprintf(stderr, "%s: %s\n", uris[i], m);
+			return 20 + (int)i;
+		}
+	}
+	/* The stack is still there: a connection across the wire works. */
+	conduit_listener *l = NULL;
+	conduit_flow *c = NULL, *s = NULL;
+	if (conduit_listen(&l, k.ctx, "tcp://10.0.0.2:7300") != CONDUIT_OK ||
+	    conduit_connect_wait(&c, k.ctx, "tcp://10.0.0.2:7300",
+	                         cd_scaled(5000)) != CONDUIT_OK ||
+	    conduit_accept_wait(&s, l, cd_scaled(5000)) != CONDUIT_OK)
+		return 30;
+	conduit_close(c);
+	conduit_close(s);
+	conduit_flow_free(c);
+	conduit_flow_free(s);
+	conduit_listener_free(l);
+	return kid_down(&k, 40);
+}
+
+START_TEST(loopback_destinations_refused)
+{
+	in_child("loopback destinations", loopback_child, NULL,
+	         cd_scaled(20000));
+}
+END_TEST
+
+/*
+ * connect-to moves where a connection goes; a listener goes nowhere, so
+ * the option on a listening URI is refused, naming the URI and the
+ * option, before anything is bound (the lookup used to follow it and bind
+ * the destination's address, here another netif's, instead of the host's).
+ */
+START_TEST(listen_refuses_connect_to)
+{
+	static const char *const uris[] = {
+		"tcp://10.0.0.2:0?connect-to=10.0.0.1:80",
+		"tcp://:0?connect-to=10.0.0.1:80",
+		"tcp://[fd00::2]:0?connect-to=%5Bfd00::1%5D:80",
+		"tcp://name.test:0?connect-to=10.0.0.1:80",
+	};
+	struct rig r;
+	rig_up(&r, NULL);
+	for (size_t i = 0; i < sizeof(uris) / sizeof(uris[0]); i++) {
+		conduit_listener *l = NULL;
+		int rc = conduit_listen(&l, r.ctx, uris[i]);
+		const char *m = conduit_ctx_error(r.ctx);
+		ck_assert_msg(rc == CONDUIT_ERR_OPTION,
+		              "listen %s: got %s (%s), bound as %s", uris[i],
+		              conduit_status_name(rc), m,
+		              l != NULL ? conduit_listener_uri(l) : "-");
+		ck_assert_ptr_null(l);
+		char want[128];
+		snprintf(want, sizeof(want), "listen %s: connect-to", uris[i]);
+		ck_assert_msg(strstr(m, want) == m &&
+		                  strstr(m, "listener") != NULL,
+		              "message: %s", m);
+	}
+	/* The same host without the option listens, on B. */
+	conduit_listener *l = fk_listen(r.ctx, "tcp://10.0.0.2:0");
+	const char *bound = conduit_listener_uri(l);
+	ck_assert_msg(strncmp(bound, "tcp://10.0.0.2:", 15) == 0, "bound as %s",
+	              bound);
+	conduit_listener_free(l);
+	rig_down(&r);
+}
+END_TEST
+
 START_TEST(one_context_at_a_time)
 {
 	struct rig r;
@@ -828,6 +1204,11 @@ int main(void)
 		CD_TEST(two_processes_ipv6, 60),
 		CD_TEST(tap_kernel_tcp, 120),
 		CD_TEST(one_context_at_a_time, 0),
+		CD_TEST(segments_after_close_ipv4, 60),
+		CD_TEST(segments_after_close_ipv6, 60),
+		CD_TEST(any_listener_synack_from_timer, 90),
+		CD_TEST(loopback_destinations_refused, 30),
+		CD_TEST(listen_refuses_connect_to, 0),
 	};
 	return cd_run(cd_suite("lwip", tests, sizeof(tests) / sizeof(tests[0])));
 }

@@ -18,6 +18,11 @@
  * lwIP's timers; a pcb is already freed when its error callback runs; and
  * pcbs are pinned to their netif, or lwIP routes a connection between two
  * of its own netifs through its loopback (which would need its thread).
+ * What lwIP sends with no pinned pcb (a reset for a segment no connection
+ * takes, an ICMP error, a SYN-ACK of a listener on every address) is kept
+ * off that loopback too: while a frame is delivered only the netif it came
+ * in by is visible to lwIP's routing, stray pcbs are pinned before the
+ * timers run, and destinations that would loop back are refused.
  */
 #include "core.h"
 #include "lwpriv.h"
@@ -88,6 +93,7 @@ struct conduit_lwip_netif {
 	struct conduit_lwip_wire_config faults; /* frames we send */
 	uint64_t rng;
 	int ip6_index; /* slot of the configured IPv6 address, -1 none */
+	bool hidden;   /* link flag cleared while another netif takes a frame */
 };
 
 struct lw_flow;
@@ -239,6 +245,48 @@ static void frameq_clear(conduit_lwip *st, struct frameq *q)
 	}
 }
 
+/*
+ * Make n the only netif lwIP's routing sees (and its default), returning
+ * the default to put back.  lwIP routes what it answers with no pinned
+ * pcb, a reset for a segment no connection takes or an ICMP error, to
+ * the first netif whose subnet holds the destination.  With two netifs of
+ * this process on one subnet that can be the netif owning the
+ * destination, and lwIP then sends the packet to itself through its
+ * loopback, which posts to the thread that is never started: an
+ * assertion aborts the process.  Hidden, the answer leaves by the netif
+ * the frame came in by, onto the wire.  ip4_route, ip6_route and the ND
+ * router lookup all skip a netif whose link is down; the flag is flipped
+ * in place because netif_set_link_down/up would run callbacks and send
+ * gratuitous ARP and MLD reports for every frame.
+ */
+static struct netif *hide_others(conduit_lwip_netif *n)
+{
+	struct netif *dflt = netif_default;
+	if (n->st->nnetifs < 2)
+		return dflt;
+	for (conduit_lwip_netif *o = n->st->netifs; o != NULL; o = o->next) {
+		if (o == n || !(o->nif.flags & NETIF_FLAG_LINK_UP))
+			continue;
+		o->nif.flags &= (u8_t)~NETIF_FLAG_LINK_UP;
+		o->hidden = true;
+	}
+	/* A hidden default would leave off-subnet answers no way out. */
+	if (dflt != NULL && !netif_is_link_up(dflt))
+		netif_set_default(&n->nif);
+	return dflt;
+}
+
+static void unhide_others(conduit_lwip *st, struct netif *dflt)
+{
+	for (conduit_lwip_netif *o = st->netifs; o != NULL; o = o->next)
+		if (o->hidden) {
+			o->nif.flags |= NETIF_FLAG_LINK_UP;
+			o->hidden = false;
+		}
+	if (netif_default != dflt)
+		netif_set_default(dflt);
+}
+
 /* Hand one received frame to lwIP.  PBUF_RAM, not PBUF_POOL: the
  * library's pool elements are 616 bytes while its headers (and so
  * pbuf_alloc's callers) assume 1536, and a full-size frame in a pool
@@ -255,8 +303,12 @@ static void input_frame(conduit_lwip_netif *n, const void *data, size_t len)
 		return;
 	}
 	pbuf_take(p, data, (u16_t)len);
+	/* lwIP never frees a netif while it takes a frame (only the
+	 * application does), so the list is the same afterwards. */
+	struct netif *dflt = hide_others(n);
 	if (n->nif.input(p, &n->nif) != ERR_OK)
 		pbuf_free(p);
+	unhide_others(n->st, dflt);
 }
 
 static ssize_t fd_send(conduit_lwip_netif *n, const void *data, size_t len)
@@ -598,6 +650,27 @@ static void read_fd(conduit_lwip_netif *n)
 }
 
 static void sweep_time_wait(conduit_lwip *st);
+static conduit_lwip_netif *netif_owning(conduit_lwip *st, const ip_addr_t *ip);
+
+/*
+ * A listener on every address pins a connection to the netif it came in
+ * by only when it is accepted; until then lwIP routes its segments.  Sent
+ * while a frame is delivered they leave by that frame's netif, but a
+ * SYN-ACK retransmitted from a timer would be routed among all netifs
+ * (see hide_others).  So before the timers run, every connection lwIP
+ * made without a netif is pinned to the one owning its local address.
+ */
+static void pin_strays(conduit_lwip *st)
+{
+	for (struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next) {
+		if (p->netif_idx != NETIF_NO_INDEX ||
+		    ip_addr_isany(&p->local_ip))
+			continue;
+		conduit_lwip_netif *n = netif_owning(st, &p->local_ip);
+		if (n != NULL)
+			tcp_bind_netif(p, &n->nif);
+	}
+}
 
 int conduit_lwip_process(conduit_lwip *st)
 {
@@ -638,6 +711,7 @@ int conduit_lwip_process(conduit_lwip *st)
 		if (!moved)
 			break;
 	}
+	pin_strays(st);
 	sys_check_timeouts();
 	sweep_time_wait(st);
 	return CONDUIT_OK;
@@ -677,21 +751,25 @@ static void to_ip(const struct conduit_addr *a, ip_addr_t *ip)
 	}
 }
 
+/* Whether address ip is one of n's. */
+static bool netif_has(const conduit_lwip_netif *n, const ip_addr_t *ip)
+{
+	if (IP_IS_V4(ip))
+		return ip4_addr_cmp(ip_2_ip4(ip), netif_ip4_addr(&n->nif));
+	for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++)
+		if (ip6_addr_isvalid(netif_ip6_addr_state(&n->nif, i)) &&
+		    ip6_addr_cmp_zoneless(ip_2_ip6(ip),
+		                          netif_ip6_addr(&n->nif, i)))
+			return true;
+	return false;
+}
+
 /* The netif that owns address ip, or NULL. */
 static conduit_lwip_netif *netif_owning(conduit_lwip *st, const ip_addr_t *ip)
 {
-	for (conduit_lwip_netif *n = st->netifs; n != NULL; n = n->next) {
-		if (IP_IS_V4(ip)) {
-			if (ip4_addr_cmp(ip_2_ip4(ip), netif_ip4_addr(&n->nif)))
-				return n;
-			continue;
-		}
-		for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++)
-			if (ip6_addr_isvalid(netif_ip6_addr_state(&n->nif, i)) &&
-			    ip6_addr_cmp_zoneless(ip_2_ip6(ip),
-			                          netif_ip6_addr(&n->nif, i)))
-				return n;
-	}
+	for (conduit_lwip_netif *n = st->netifs; n != NULL; n = n->next)
+		if (netif_has(n, ip))
+			return n;
 	return NULL;
 }
 
@@ -949,6 +1027,19 @@ static int start_attempt(struct lw_flow *f)
 			                       "connect %s: %s: no lwIP netif leads "
 			                       "there",
 			                       f->base.uri, f->where);
+			continue;
+		}
+		/* lwIP sends these to itself through its loopback, which
+		 * needs its thread: a polled stack would abort. */
+		if (ip_addr_isloopback(&dst) || netif_has(out, &dst)) {
+			rc = conduit_flow_fail(
+				&f->base, CONDUIT_ERR_UNREACHABLE,
+				"connect %s: %s: %s; lwIP's loopback needs its "
+				"own thread, which a polled stack does not run",
+				f->base.uri, f->where,
+				ip_addr_isloopback(&dst)
+					? "a loopback address"
+					: "the netif's own address");
 			continue;
 		}
 		struct tcp_pcb *pcb = tcp_new_ip_type(
@@ -1411,6 +1502,16 @@ static int lw_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	ip_addr_t ip;
 	conduit_lwip_netif *on = NULL;
 	u8_t type = IPADDR_TYPE_ANY;
+	/* connect-to says where a connection goes instead of the host; a
+	 * listener goes nowhere, and the lookup below would follow it and
+	 * bind the destination's address in place of the host's. */
+	if (conduit_endpoint_option(ep, "connect-to") != NULL)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
+		                        "listen %s: connect-to is for connecting "
+		                        "(a listener has no destination to "
+		                        "override); remove it to listen on the "
+		                        "host",
+		                        cd_endpoint_shown(ep));
 	if (ep->host_kind == CONDUIT_HOST_NONE) {
 		ip_addr_copy(ip, *IP_ANY_TYPE);
 	} else {
