@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /*
  * The URI a flow or listener keeps is the one every message, observer
@@ -521,7 +522,20 @@ int conduit_listen(conduit_listener **out, conduit_ctx *ctx, const char *uri)
 		return CONDUIT_ERR_INVALID;
 	char msg[512];
 	conduit_endpoint *ep = NULL;
+	/* "tls://" is "tls+tcp://" here as when connecting: the one
+	 * shorthand a listening URI may use (services are for clients). */
+	char *full = NULL;
+	if (strncasecmp(uri, "tls://", 6) == 0) {
+		full = malloc(strlen(uri) + 5);
+		if (full == NULL)
+			return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
+			                        "listen: out of memory");
+		strcpy(full, "tls+tcp");
+		strcat(full, uri + 3);
+		uri = full;
+	}
 	int rc = conduit_endpoint_parse(&ep, uri, msg, sizeof(msg));
+	free(full);
 	if (rc != CONDUIT_OK)
 		return conduit_ctx_fail(ctx, rc, "listen %s", msg);
 	rc = conduit_listen_endpoint(out, ctx, ep);

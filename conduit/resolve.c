@@ -732,9 +732,23 @@ static int resolve(conduit_endpoint **out, conduit_explain *x,
 		else if (ep->host_kind == CONDUIT_HOST_NAME)
 			step(x, "tls: server name %s (the host as written)",
 			     ep->host);
-		else
+		else if (ep->host_kind == CONDUIT_HOST_IPV4 ||
+		         ep->host_kind == CONDUIT_HOST_IPV6)
 			step(x, "tls: no server name (not a DNS name); the "
 			        "certificate must carry the address");
+		else if (ep->host != NULL && ep->host[0] != '\0')
+			/* A vchan host is a domain, not a name that a
+			 * certificate is checked against. */
+			step(x, "tls: no server name: %s host \"%s\" names a "
+			        "domain, which TLS cannot check; "
+			        "servername=NAME is needed (the name in the "
+			        "server's certificate)",
+			     ep->transport, ep->host);
+		else
+			step(x, "tls: no server name: a %s address has no "
+			        "host; servername=NAME is needed (the name in "
+			        "the server's certificate)",
+			     ep->transport);
 	}
 	if (rc == CONDUIT_OK) {
 		rc = cd_lookup(ctx, ep);

@@ -640,6 +640,64 @@ START_TEST(fuzz_mutated_uris)
 }
 END_TEST
 
+/* The "tls:" step says which name the certificate is checked against,
+ * and, where the URI gives none TLS could check (a vchan host is a
+ * domain; a Unix address has no host), that servername=NAME is needed. */
+START_TEST(tls_server_name_step)
+{
+	static const struct {
+		const char *uri;
+		const char *want; /* the whole "tls:" step */
+	} rows[] = {
+		{"tls+tcp://h.test:1", "tls: server name h.test (the host as "
+		                       "written)"},
+		{"tls+tcp://h.test:1?servername=s.test",
+		 "tls: server name s.test"},
+		{"tls+tcp://127.0.0.1:1",
+		 "tls: no server name (not a DNS name); the certificate must "
+		 "carry the address"},
+		{"tls+tcp://[::1]:1",
+		 "tls: no server name (not a DNS name); the certificate must "
+		 "carry the address"},
+		{"tls+vchan://logger/https",
+		 "tls: no server name: vchan host \"logger\" names a domain, "
+		 "which TLS cannot check; servername=NAME is needed (the name "
+		 "in the server's certificate)"},
+		{"tls+vchan://7/https",
+		 "tls: no server name: vchan host \"7\" names a domain, which "
+		 "TLS cannot check; servername=NAME is needed (the name in the "
+		 "server's certificate)"},
+		{"tls+vchan://logger/https?servername=logger.example",
+		 "tls: server name logger.example"},
+		{"tls+unix:///run/x.sock",
+		 "tls: no server name: a unix address has no host; "
+		 "servername=NAME is needed (the name in the server's "
+		 "certificate)"},
+	};
+	conduit_ctx *ctx = rules_ctx();
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		conduit_endpoint *ep = NULL;
+		conduit_explain *x = NULL;
+		int rc = conduit_resolve_explain(&ep, &x, ctx, rows[i].uri);
+		ck_assert_msg(rc == CONDUIT_OK, "%s: %s", rows[i].uri,
+		              conduit_ctx_error(ctx));
+		const char *got = NULL;
+		for (size_t k = 0; k < conduit_explain_count(x); k++) {
+			const char *st = conduit_explain_step(x, k);
+			if (strncmp(st, "tls: ", 5) == 0)
+				got = st;
+		}
+		ck_assert_msg(got != NULL, "%s: no tls step", rows[i].uri);
+		ck_assert_msg(strcmp(got, rows[i].want) == 0,
+		              "%s: step '%s', want '%s'", rows[i].uri, got,
+		              rows[i].want);
+		conduit_explain_free(x);
+		conduit_endpoint_free(ep);
+	}
+	conduit_ctx_free(ctx);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* connect-to values reaching the lookup                               */
 
@@ -1042,6 +1100,7 @@ int main(void)
 {
 	const struct cd_test tests[] = {
 		CD_TEST(explain_steps, 10),
+		CD_TEST(tls_server_name_step, 10),
 		CD_TEST(bad_rules_keep_the_old_ones, 10),
 		CD_TEST(rules_from_a_file, 10),
 		CD_TEST(untrusted_uri_options, 10),

@@ -15,11 +15,15 @@
 
 #include <conduit/conduit.h>
 #include <conduit/vchan.h>
+#ifdef CONDUIT_HAVE_TLS
+#include <conduit/tls.h>
+#endif
 
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <libxenvchan.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -410,6 +414,272 @@ START_TEST(resolver_rule_xen_suffix)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Waking up: a peer's write must wake a waiter, and nothing else must  */
+
+/* Peer-safe: one byte over a pipe, waiting at most ms for it. */
+static int pipe_wait(int fd, int ms)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	char c;
+	int r;
+	do
+		r = poll(&p, 1, ms);
+	while (r < 0 && errno == EINTR);
+	return r == 1 && read(fd, &c, 1) == 1 ? 0 : -1;
+}
+
+static int pipe_say(int fd)
+{
+	return write(fd, "!", 1) == 1 ? 0 : -1;
+}
+
+/*
+ * After the peer wrote, a waiter's descriptors are readable (the write
+ * sent a notification) and the flow is ready without waiting; before,
+ * neither.  The peer writes only when told, so nothing here is timed.
+ */
+START_TEST(peer_write_wakes_waiter)
+{
+	host_setup();
+	int go[2], done[2];
+	ck_assert(pipe(go) == 0 && pipe(done) == 0);
+	pid_t pid = cd_fork_peer();
+	if (pid == 0) {
+		set_domain(1);
+		conduit_ctx *ctx;
+		conduit_listener *l;
+		conduit_flow *f;
+		if (conduit_ctx_new(&ctx) != CONDUIT_OK ||
+		    conduit_listen(&l, ctx, "vchan://2/wake") != CONDUIT_OK ||
+		    conduit_accept_wait(&f, l, 20000) != CONDUIT_OK)
+			_exit(1);
+		size_t n = 0;
+		if (pipe_wait(go[0], 20000) != 0 ||
+		    conduit_write(f, "x", 1, &n) != CONDUIT_OK || n != 1 ||
+		    pipe_say(done[1]) != 0)
+			_exit(2);
+		char c;
+		/* Until the test has read it and closed. */
+		int rc = conduit_read_wait(f, &c, 1, &n, 20000);
+		fk_free_all(NULL, f, l, ctx);
+		_exit(rc == CONDUIT_EOF ? 0 : 3);
+	}
+	close(go[0]);
+	close(done[1]);
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_flow *f = NULL;
+	ck_status(conduit_connect_wait(&f, ctx, "vchan://1/wake",
+	                               cd_scaled(20000)),
+	          CONDUIT_OK);
+	char c;
+	size_t n = 0;
+	ck_status(conduit_read(f, &c, 1, &n), CONDUIT_WANT_READ);
+	struct conduit_pollitem it = {.flow = f, .events = CONDUIT_POLLIN};
+	struct pollfd fds[4];
+	size_t nfds = 0;
+	int tmo = 0;
+	ck_status(conduit_wait_fds(ctx, &it, 1, fds, 4, &nfds, &tmo),
+	          CONDUIT_OK);
+	/* The flow's descriptor comes first; a backend of the context may
+	 * add its own after it. */
+	ck_assert_uint_ge(nfds, 1);
+	ck_assert_int_ne(tmo, 0); /* nothing is ready */
+	ck_assert_int_eq(poll(fds, 1, 0), 0);
+	ck_status(conduit_poll(ctx, &it, 1, 0, &n), CONDUIT_OK);
+	ck_assert_uint_eq(n, 0);
+
+	ck_assert_int_eq(pipe_say(go[1]), 0);
+	ck_assert_int_eq(pipe_wait(done[0], cd_scaled(20000)), 0);
+	/* The peer has written: the descriptor must say so now, since a
+	 * waiter sleeps in poll(2) on nothing else. */
+	ck_assert_msg(poll(fds, 1, 0) == 1 && (fds[0].revents & POLLIN),
+	              "the peer's write did not make the event descriptor "
+	              "readable");
+	ck_status(conduit_poll(ctx, &it, 1, 0, &n), CONDUIT_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_status(conduit_read(f, &c, 1, &n), CONDUIT_OK);
+	ck_assert_int_eq(c, 'x');
+	ck_status(conduit_close_wait(f, cd_scaled(5000)), CONDUIT_OK);
+	conduit_flow_free(f);
+	conduit_ctx_free(ctx);
+	close(go[1]);
+	close(done[0]);
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(20000)), 0);
+	host_teardown(true);
+}
+END_TEST
+
+#ifdef CONDUIT_HAVE_TLS
+/* A self-signed certificate for "logger" in the host directory. */
+static void make_cert(void)
+{
+	ck_assert_msg(system("command -v openssl >/dev/null 2>&1") == 0,
+	              "the openssl command is missing: run tools/setup");
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+	         "cd '%s' && openssl req -x509 -newkey ec -pkeyopt "
+	         "ec_paramgen_curve:P-256 -nodes -subj /CN=logger -addext "
+	         "subjectAltName=DNS:logger -days 2 -keyout srv.key -out "
+	         "srv.crt >openssl.log 2>&1",
+	         host_dir);
+	ck_assert_msg(system(cmd) == 0,
+	              "openssl could not make a certificate in %s", host_dir);
+}
+
+static const char *in_host(const char *name)
+{
+	static char bufs[4][400];
+	static int next;
+	char *b = bufs[next++ % 4];
+	snprintf(b, sizeof(bufs[0]), "%s/%s", host_dir, name);
+	return b;
+}
+
+/*
+ * A TLS handshake over vchan sleeps while the peer owes it an answer and
+ * wakes when the answer is written.  The client waits as an application
+ * finishing a connect does (CONDUIT_POLLOUT), with room to write in the
+ * ring below it: that room is no progress for a handshake that waits for
+ * the server's flight, and a conduit_poll() that said "ready" returned at
+ * once, round after round, for the whole handshake.  The server is held
+ * until told, so "not ready" is checked without timing anything; the
+ * rest of the handshake then needs a handful of wake-ups, not thousands.
+ */
+START_TEST(tls_handshake_waits_for_the_peer)
+{
+	host_setup();
+	make_cert();
+	int go[2], done[2];
+	ck_assert(pipe(go) == 0 && pipe(done) == 0);
+	const char *crt = in_host("srv.crt"), *key = in_host("srv.key");
+	pid_t pid = cd_fork_peer();
+	if (pid == 0) {
+		set_domain(1);
+		conduit_ctx *ctx;
+		conduit_listener *l;
+		conduit_flow *f;
+		if (conduit_ctx_new(&ctx) != CONDUIT_OK ||
+		    conduit_tls_set_cert_file(ctx, crt, key, NULL) !=
+		            CONDUIT_OK ||
+		    conduit_listen(&l, ctx,
+		                   "tls+vchan://2/hs?read-ring=16384&"
+		                   "write-ring=16384") != CONDUIT_OK ||
+		    conduit_accept_wait(&f, l, 20000) != CONDUIT_OK)
+			_exit(1);
+		/* The ClientHello is in the ring before "go": one call
+		 * answers it with the whole flight and then waits. */
+		if (pipe_wait(go[0], 20000) != 0 ||
+		    !fk_is_want(conduit_handshake(f)) ||
+		    pipe_say(done[1]) != 0)
+			_exit(2);
+		char buf[8];
+		size_t n = 0;
+		if (conduit_read_wait(f, buf, 4, &n, 20000) != CONDUIT_OK ||
+		    n != 4 || memcmp(buf, "ping", 4) != 0 ||
+		    conduit_write_all(f, "pong", 4, NULL, 20000) !=
+		            CONDUIT_OK ||
+		    conduit_close_wait(f, 20000) != CONDUIT_OK)
+			_exit(3);
+		fk_free_all(NULL, f, l, ctx);
+		_exit(0);
+	}
+	close(go[0]);
+	close(done[1]);
+	conduit_ctx *ctx = fk_new_ctx();
+	ck_status(conduit_tls_set_ca_file(ctx, crt), CONDUIT_OK);
+	conduit_flow *f = NULL;
+	ck_status(conduit_connect(&f, ctx,
+	                          "tls+vchan://1/hs?servername=logger"),
+	          CONDUIT_OK);
+	struct conduit_pollitem it = {.flow = f, .events = CONDUIT_POLLOUT};
+	size_t n = 0;
+	int rc = CONDUIT_WANT_WRITE;
+	/* Until the ring is up: the same call then sends the ClientHello. */
+	for (int i = 0; i < 4000 && conduit_flow_fd(f) < 0; i++) {
+		rc = conduit_handshake(f);
+		ck_assert_msg(fk_is_want(rc), "handshake: %s",
+		              conduit_flow_error(f));
+		if (conduit_flow_fd(f) < 0)
+			ck_status(conduit_poll(ctx, &it, 1, 100, &n),
+			          CONDUIT_OK);
+	}
+	ck_assert_int_ge(conduit_flow_fd(f), 0);
+	ck_status(rc, CONDUIT_WANT_READ);
+
+	/* The server has not answered: nothing is ready, and a program
+	 * with its own loop is told to sleep. */
+	ck_status(conduit_poll(ctx, &it, 1, 0, &n), CONDUIT_OK);
+	ck_assert_msg(n == 0, "conduit_poll() says the handshake can go on "
+	                      "while it waits for the server");
+	struct pollfd fds[4];
+	size_t nfds = 0;
+	int tmo = 0;
+	ck_status(conduit_wait_fds(ctx, &it, 1, fds, 4, &nfds, &tmo),
+	          CONDUIT_OK);
+	ck_assert_uint_ge(nfds, 1); /* the flow's first */
+	ck_assert_int_ne(tmo, 0);
+
+	ck_assert_int_eq(pipe_say(go[1]), 0);
+	ck_assert_int_eq(pipe_wait(done[0], cd_scaled(20000)), 0);
+	/* The server's flight is written: the descriptor is readable and
+	 * the handshake can go on. */
+	ck_assert_msg(poll(fds, 1, 0) == 1 && (fds[0].revents & POLLIN),
+	              "the server's flight did not make the event "
+	              "descriptor readable");
+	ck_status(conduit_poll(ctx, &it, 1, 0, &n), CONDUIT_OK);
+	ck_assert_uint_eq(n, 1);
+
+	int polls = 0;
+	for (;;) {
+		rc = conduit_handshake(f);
+		if (!fk_is_want(rc))
+			break;
+		ck_assert_msg(++polls <= 50,
+		              "%d conduit_poll() calls and the handshake is "
+		              "still not done",
+		              polls);
+		ck_status(conduit_poll(ctx, &it, 1, cd_scaled(5000), &n),
+		          CONDUIT_OK);
+		ck_assert_msg(n == 1, "no progress for %d ms", cd_scaled(5000));
+	}
+	ck_assert_msg(rc == CONDUIT_OK, "handshake: %s", conduit_flow_error(f));
+	ck_status(conduit_write_all(f, "ping", 4, NULL, cd_scaled(5000)),
+	          CONDUIT_OK);
+	char buf[8];
+	ck_status(conduit_read_wait(f, buf, 4, &n, cd_scaled(5000)),
+	          CONDUIT_OK);
+	ck_assert(n == 4 && memcmp(buf, "pong", 4) == 0);
+	ck_status(conduit_close_wait(f, cd_scaled(5000)), CONDUIT_OK);
+	conduit_flow_free(f);
+	conduit_ctx_free(ctx);
+	close(go[1]);
+	close(done[0]);
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(20000)), 0);
+	host_teardown(true);
+}
+END_TEST
+
+/* A vchan host is a domain: a verifying client needs servername=, and
+ * the refusal says so. */
+START_TEST(tls_without_servername_refused)
+{
+	host_setup();
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_flow *f = NULL;
+	ck_status(conduit_connect(&f, ctx, "tls+vchan://1/https"),
+	          CONDUIT_ERR_TLS);
+	ck_assert_ptr_null(f);
+	const char *m = conduit_ctx_error(ctx);
+	ck_assert_msg(strstr(m, "vchan host \"1\" names a domain") != NULL &&
+	                      strstr(m, "servername=NAME") != NULL,
+	              "message: %s", m);
+	conduit_ctx_free(ctx);
+	host_teardown(true);
+}
+END_TEST
+#endif
+
 int main(void)
 {
 	const struct cd_test tests[] = {
@@ -425,6 +695,11 @@ int main(void)
 		CD_TEST(peer_killed_mid_transfer, 30),
 		CD_TEST(malicious_ring_indexes, 30),
 		CD_TEST(resolver_rule_xen_suffix, 30),
+		CD_TEST(peer_write_wakes_waiter, 30),
+#ifdef CONDUIT_HAVE_TLS
+		CD_TEST(tls_handshake_waits_for_the_peer, 30),
+		CD_TEST(tls_without_servername_refused, 0),
+#endif
 	};
 	return cd_run(cd_suite("vchan", tests, sizeof(tests) / sizeof(tests[0])));
 }

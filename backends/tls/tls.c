@@ -1595,20 +1595,45 @@ static void tt_wait(conduit_flow *f, unsigned interest,
 	in->ops->wait(in, need, ws);
 }
 
+/* Whether the inner flow can do, without waiting, one of the operations
+ * in bits (CONDUIT_POLL*). */
+static bool inner_can(conduit_flow *in, unsigned bits)
+{
+	return in->ops->pending != NULL && (in->ops->pending(in, bits) & bits);
+}
+
+/*
+ * What the caller can do without waiting is what TLS can do, which is not
+ * what the inner flow can: a client waiting for the server's flight has
+ * room to write below it, and answering "ready" to its CONDUIT_POLLOUT
+ * made conduit_poll() return at once, round after round, for the whole
+ * handshake, burning the CPU the peer needed to answer.  So the inner flow
+ * is asked about what the TLS operation needs from it (what tt_wait()
+ * waits on), and the answer is given for the interest it serves.
+ */
 static unsigned tt_pending(conduit_flow *f, unsigned interest)
 {
 	struct tt_flow *tf = tf_of(f);
 	conduit_flow *in = tf->inner;
 	if (in->state & (CONDUIT_FLOW_FAILED | CONDUIT_FLOW_CLOSED))
 		return interest;
+	bool queued = tf->olen > tf->ooff;
+	if (!tf->inner_ready) /* still connecting: the inner flow knows */
+		return inner_can(in, interest) ? interest : 0;
+	if (!tf->hs_done || !(f->state & CONDUIT_FLOW_ESTABLISHED)) {
+		/* Reading and writing both drive the handshake. */
+		unsigned need = tf->hs_want | (queued ? tf->out_want : 0);
+		return inner_can(in, need) ? interest : 0;
+	}
 	unsigned ready = 0;
-	if (tf->hs_done && (interest & CONDUIT_POLLIN) &&
+	if ((interest & CONDUIT_POLLIN) &&
 	    (tf->close_notify_in || mbedtls_ssl_get_bytes_avail(&tf->ssl) > 0 ||
-	     mbedtls_ssl_check_pending(&tf->ssl)))
+	     mbedtls_ssl_check_pending(&tf->ssl) || inner_can(in, tf->in_want)))
 		ready |= CONDUIT_POLLIN;
-	/* Work the inner flow holds (a stack's queue) is ours to do too. */
-	if (in->ops->pending != NULL && in->ops->pending(in, interest) != 0)
-		ready |= interest;
+	/* A write drains the queue first, and needs what that needs. */
+	if ((interest & CONDUIT_POLLOUT) &&
+	    inner_can(in, queued ? tf->out_want : CONDUIT_POLLOUT))
+		ready |= CONDUIT_POLLOUT;
 	return ready;
 }
 
@@ -1760,11 +1785,26 @@ static int tt_wrap(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 			r = mbedtls_ssl_set_hostname(&tf->ssl, tf->name);
 			tf->sni_set = r == 0;
 		} else if (conf->verify) {
+			/* A vchan host is a domain, not a name that a
+			 * certificate is checked against; a Unix address
+			 * has no host at all. */
+			char why[160];
+			if (ep->host[0] != '\0')
+				snprintf(why, sizeof(why),
+				         "%s host \"%.64s\" names a domain, "
+				         "which TLS cannot check",
+				         ep->transport, ep->host);
+			else
+				snprintf(why, sizeof(why),
+				         "a %s address has no host",
+				         ep->transport);
 			rc = CONDUIT_ERR_TLS;
 			snprintf(err, sizeof(err),
 			         "no server name to verify the certificate "
-			         "against (add servername=, or pass one to "
-			         "conduit_starttls())");
+			         "against: %s; add servername=NAME (the name "
+			         "in the server's certificate), or pass NAME "
+			         "to conduit_starttls()",
+			         why);
 		}
 	}
 	if (r != 0) {
