@@ -72,6 +72,16 @@ void conduit_listener_fini(conduit_listener *l)
 	l->error = NULL;
 }
 
+/*
+ * A flow under a layer (the transport under TLS) is part of the layered
+ * flow, which is the one the application holds: its own failure and close
+ * are not reported, since the layered flow reports them once, under its
+ * URI, with the transport's reason in its message.  Set here, after each
+ * successful wrap, so no layer has to remember it.  A core-private bit,
+ * above the CONDUIT_FLOW_* bits of backend.h.
+ */
+#define CD_FLOW_INNER 0x100u
+
 static bool is_error(int rc)
 {
 	return rc >= CONDUIT_ERR_INVALID;
@@ -83,8 +93,9 @@ static int fail_for_good(conduit_flow *f, int rc)
 	if (!(f->state & CONDUIT_FLOW_FAILED)) {
 		f->state |= CONDUIT_FLOW_FAILED;
 		f->failure = rc;
-		conduit_emit(f->ctx, CONDUIT_PHASE_FAILED, rc, f->uri,
-		             conduit_flow_error(f), f);
+		if (!(f->state & CD_FLOW_INNER))
+			conduit_emit(f->ctx, CONDUIT_PHASE_FAILED, rc, f->uri,
+			             conduit_flow_error(f), f);
 	}
 	return rc;
 }
@@ -217,13 +228,16 @@ int conduit_close(conduit_flow *f)
 			return rc;
 		if (rc != CONDUIT_OK) {
 			f->state |= CONDUIT_FLOW_CLOSED;
-			conduit_emit(f->ctx, CONDUIT_PHASE_CLOSED, rc, f->uri,
-			             conduit_flow_error(f), f);
+			if (!(f->state & CD_FLOW_INNER))
+				conduit_emit(f->ctx, CONDUIT_PHASE_CLOSED, rc,
+				             f->uri, conduit_flow_error(f), f);
 			return rc;
 		}
 	}
 	f->state |= CONDUIT_FLOW_CLOSED;
-	conduit_emit(f->ctx, CONDUIT_PHASE_CLOSED, CONDUIT_OK, f->uri, "", f);
+	if (!(f->state & CD_FLOW_INNER))
+		conduit_emit(f->ctx, CONDUIT_PHASE_CLOSED, CONDUIT_OK, f->uri, "",
+		             f);
 	return CONDUIT_OK;
 }
 
@@ -231,7 +245,7 @@ void conduit_flow_free(conduit_flow *f)
 {
 	if (f == NULL)
 		return;
-	if (!(f->state & CONDUIT_FLOW_CLOSED))
+	if (!(f->state & (CONDUIT_FLOW_CLOSED | CD_FLOW_INNER)))
 		conduit_emit(f->ctx, CONDUIT_PHASE_CLOSED, CONDUIT_OK, f->uri,
 		             "freed without close", f);
 	f->ops->destroy(f);
@@ -344,6 +358,8 @@ int conduit_connect_endpoint(conduit_flow **out, conduit_ctx *ctx,
 		rc = lr->be->wrap(lr->state, ctx, ep, f, 0, &outer);
 		if (rc != CONDUIT_OK)
 			conduit_flow_free(f);
+		else
+			f->state |= CD_FLOW_INNER;
 		f = outer;
 	}
 	conduit_endpoint_free(looked);
@@ -383,7 +399,9 @@ static int ll_accept(conduit_listener *l, conduit_flow **out)
 {
 	struct layered *ll = (struct layered *)l;
 	conduit_flow *f = NULL;
-	int rc = conduit_accept(&f, ll->inner);
+	/* The transport's accept without conduit_accept()'s "accepted":
+	 * conduit_accept() reports this listener's flow, the layered one. */
+	int rc = ll->inner->ops->accept(ll->inner, &f);
 	if (rc != CONDUIT_OK) {
 		if (rc != CONDUIT_WANT_READ && rc != CONDUIT_WANT_WRITE)
 			conduit_listener_fail(l, rc, "%s",
@@ -402,6 +420,7 @@ static int ll_accept(conduit_listener *l, conduit_flow **out)
 			return conduit_listener_fail(l, rc, "accept %s: %s", l->uri,
 			                             conduit_ctx_error(l->ctx));
 		}
+		f->state |= CD_FLOW_INNER;
 		f = outer;
 	}
 	*out = f;
@@ -507,6 +526,20 @@ int conduit_listen_endpoint(conduit_listener **out, conduit_ctx *ctx,
 		                        cd_endpoint_shown(ep), reg->be->name);
 	if (ep->nlayers == 0)
 		return reg->be->listen(reg->state, ctx, ep, out);
+	/*
+	 * A layer that could not serve any client (TLS with no certificate,
+	 * a cert= file that does not load) is refused here rather than at
+	 * every accept, before anything is bound: each layer is asked to wrap
+	 * no flow, which only checks (the message is then on ctx).
+	 */
+	for (size_t i = 0; i < ep->nlayers; i++) {
+		const struct cd_registration *lr =
+			cd_find_layer(ctx, ep->layers[i]);
+		conduit_flow *none = NULL;
+		rc = lr->be->wrap(lr->state, ctx, ep, NULL, 1, &none);
+		if (rc != CONDUIT_OK)
+			return rc;
+	}
 	conduit_listener *inner = NULL;
 	rc = reg->be->listen(reg->state, ctx, ep, &inner);
 	if (rc != CONDUIT_OK)
@@ -620,6 +653,7 @@ int conduit_starttls(conduit_flow **fp, int role, const char *servername)
 	conduit_endpoint_free(ep);
 	if (rc != CONDUIT_OK)
 		return conduit_flow_fail(f, rc, "%s", conduit_ctx_error(ctx));
+	f->state |= CD_FLOW_INNER;
 	*fp = outer;
 	return CONDUIT_OK;
 }

@@ -1251,33 +1251,6 @@ static int cmd_resolve(conduit_ctx *ctx, const char *uri, bool explain)
 	return 0;
 }
 
-/* tls:// means tls+tcp:// when listening too, as it does for connecting
- * (conduit_listen() takes transport URIs only). */
-static const char *listen_uri(const char *uri, char *buf, size_t len)
-{
-	if (strncasecmp(uri, "tls://", 6) != 0 || strlen(uri) + 5 > len - 1)
-		return uri;
-	snprintf(buf, len, "tls+tcp://%s", uri + 6);
-	return buf;
-}
-
-/* A TLS listening URI with no certificate from --cert or cert=.  A URI
- * that does not parse is for conduit_listen() to report. */
-static bool tls_without_cert(const char *uri, const struct opts *o)
-{
-	conduit_endpoint *ep = NULL;
-	if (o->cert != NULL ||
-	    conduit_endpoint_parse(&ep, uri, NULL, 0) != CONDUIT_OK)
-		return false;
-	bool tls = false;
-	for (size_t i = 0; i < conduit_endpoint_layer_count(ep); i++)
-		if (strcmp(conduit_endpoint_layer(ep, i), "tls") == 0)
-			tls = true;
-	bool missing = tls && conduit_endpoint_option(ep, "cert") == NULL;
-	conduit_endpoint_free(ep);
-	return missing;
-}
-
 static size_t session_limit(void)
 {
 	/* Each relay session holds two descriptors; leave some spare for
@@ -1337,20 +1310,23 @@ static int run(conduit_ctx *ctx, const struct opts *o)
 			p.mode = o->echo ? MODE_ECHO : MODE_STDIO;
 			p.single = !o->keep;
 		}
-		char alias[PATH_MAX + 64];
-		const char *uri = listen_uri(o->args[0], alias, sizeof(alias));
-		if (tls_without_cert(uri, o)) {
-			/* Caught here, not at the first client's handshake. */
+		int rc = conduit_listen(&p.l, ctx, o->args[0]);
+		if (rc == CONDUIT_ERR_CERT && o->cert == NULL &&
+		    strstr(o->args[0], "cert=") == NULL) {
+			/* The library refuses a TLS listener with no
+			 * certificate; here the certificate is an option. */
 			say("listen %s: a TLS server needs a certificate: give "
 			    "--cert FILE and --key FILE",
 			    o->args[0]);
 			status = EXIT_USAGE;
 			goto out;
 		}
-		int rc = conduit_listen(&p.l, ctx, uri);
 		if (rc != CONDUIT_OK) {
 			say("%s", conduit_ctx_error(ctx));
-			status = setup_exit(rc);
+			/* A certificate or key that does not load is the
+			 * user's to fix, as for --cert. */
+			status = rc == CONDUIT_ERR_CERT ? EXIT_USAGE
+			                                : setup_exit(rc);
 			goto out;
 		}
 		fprintf(stderr, "listening on %s\n", conduit_listener_uri(p.l));

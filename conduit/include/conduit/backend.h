@@ -142,7 +142,10 @@ struct conduit_backend {
 	              conduit_listener **out);
 	/* Layers: wrap inner.  On success the new flow owns inner; on
 	 * failure inner is left to the caller, untouched (StartTLS gives it
-	 * back to the application), and the message is on ctx. */
+	 * back to the application), and the message is on ctx.  inner NULL
+	 * (before a listener is bound): only check that a flow could be
+	 * made for ep as is_server says, and return CONDUIT_OK with *out
+	 * NULL, or the failure with its message on ctx. */
 	int (*wrap)(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	            conduit_flow *inner, int is_server, conduit_flow **out);
 	/* Context-wide work (timers, a shared wire): may be NULL. */

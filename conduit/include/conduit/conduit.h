@@ -152,7 +152,25 @@ void conduit_ctx_set_connect_timeout(conduit_ctx *ctx, uint32_t ms);
 size_t conduit_ctx_backend_count(const conduit_ctx *ctx);
 const char *conduit_ctx_backend_name(const conduit_ctx *ctx, size_t i);
 
-/* Observer: called synchronously at each phase of a flow's life. */
+/*
+ * Observer: called synchronously at each phase of a flow's life.
+ *
+ * Layered flows (tls+tcp://, tls+unix://, a tls listener, StartTLS) are one
+ * flow to the observer, the one the application holds, and each phase is
+ * reported once, under the URI the application knows (the tls+ one):
+ *   - connecting and connected come from the transport as it connects,
+ *     under the endpoint's URI (tls+ included), before the layered flow
+ *     exists or while it drives the transport: ev->flow is then the
+ *     transport's flow, which the application never holds;
+ *   - accepted, tls-handshaking, tls-handshaked, failed and closed are
+ *     the layered flow's, with ev->flow the flow the application holds
+ *     (accepted comes before tls-handshaking);
+ *   - a transport that fails under a layer is reported once, as the
+ *     layered flow's "failed", its detail giving the transport's reason
+ *     ("connect tls+tcp://...: connection refused"); a transport that
+ *     fails before conduit_connect() returns (no flow) is reported once
+ *     with ev->flow NULL.
+ */
 enum conduit_phase {
 	CONDUIT_PHASE_RESOLVING,  /* uri: the URI as given */
 	CONDUIT_PHASE_RESOLVED,   /* uri: the endpoint; status on failure */

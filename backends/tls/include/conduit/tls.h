@@ -17,10 +17,16 @@
  * certificate for an IP literal); TLS 1.2 or later; ECDHE key exchange with
  * AEAD ciphers only; curves P-256, x25519, P-384.
  *
- * Observer events: a TLS flow reports tls-handshaking, tls-handshaked and
- * one "closed" of its own; the transport under it reports connecting,
- * connected and failed under the transport's URI, but not "closed" (it is
- * closed and freed as part of the TLS flow, which the application holds).
+ * A server needs an identity: conduit_listen() refuses a TLS listener on
+ * a context without one (and without cert= and key= in the URI) with
+ * CONDUIT_ERR_CERT, as it refuses one whose cert= or key= (or, when
+ * client certificates are asked for, ca=) does not load, before binding
+ * anything.
+ *
+ * Observer events (see conduit.h): a TLS flow reports accepted (server),
+ * tls-handshaking, tls-handshaked, failed and closed once each, under its
+ * tls+ URI; the transport under it reports only connecting and connected.
+ * A failure of the transport is the TLS flow's "failed".
  *
  * Every setter returns CONDUIT_OK, CONDUIT_ERR_INVALID for bad arguments,
  * CONDUIT_ERR_NO_BACKEND when the context has no TLS layer of this build
@@ -67,9 +73,14 @@ int conduit_tls_set_ca_pem(conduit_ctx *ctx, const char *pem, size_t len);
  * needs password (or, with password NULL, the context's password callback,
  * see conduit_tls_set_password_cb()); it is used once, here, and not kept.
  * CONDUIT_ERR_CERT when a file cannot be read or parsed, the password is
- * wrong ("key FILE: wrong password") or missing, or the key does not belong
- * to the certificate.  Servers need an identity; clients present it when a
- * server asks for one.
+ * wrong ("key FILE: wrong password") or missing, the key is encrypted with
+ * a scheme this build cannot decrypt (the message names it), or the key
+ * does not belong to the certificate.  Encrypted keys may be legacy PEM
+ * (DEK-Info: DES, 3DES, AES-CBC) or PKCS#8 (PEM or DER) with PBES2, PBKDF2
+ * (HMAC-SHA1 to SHA-512) and AES-CBC, DES or 3DES, which covers what
+ * OpenSSL 3 writes by default (openssl pkey -aes256), or PKCS#12's 3DES;
+ * not scrypt.  Servers need an
+ * identity; clients present it when a server asks for one.
  */
 int conduit_tls_set_cert_file(conduit_ctx *ctx, const char *cert_path,
                               const char *key_path, const char *password);
