@@ -1343,6 +1343,41 @@ START_TEST(tls_listen_echo_and_cat_verified)
 }
 END_TEST
 
+/*
+ * --servername: the name checked (and sent as SNI) instead of the URI's
+ * host.  The server's certificate names localhost and 127.0.0.1: reaching
+ * it by address while checking "localhost" works, checking another name
+ * fails verification (exit 4) naming that name.
+ */
+START_TEST(tls_servername_option)
+{
+	need_certs();
+	struct proc srv, cli;
+	spawn(&srv, (const char *[]){"listen", "--keep", "--echo", "--cert",
+	                             cf("srv.crt"), "--key", cf("srv.key"),
+	                             "tls://127.0.0.1:0", NULL});
+	const char *where = await_line(&srv, "listening on ", 5000);
+	char uri[64];
+	snprintf(uri, sizeof(uri), "tls://127.0.0.1:%d", uri_port(where));
+	spawn(&cli, (const char *[]){"cat", "-v", "--ca", cf("ca.crt"),
+	                             "--servername", "localhost", uri, NULL});
+	/* No input: cat connects, verifies, half-closes, and ends when the
+	 * echo server ends too. */
+	int st = finish(&cli, 10000);
+	ck_assert_msg(st == 0, "cat --servername localhost: exit %d: %s", st,
+	              cli.log);
+	ck_assert_msg(strstr(cli.log, "tls-handshaked") != NULL &&
+	                      strstr(cli.log, "CN=localhost") != NULL,
+	              "log: %s", cli.log);
+	spawn(&cli, (const char *[]){"cat", "--ca", cf("ca.crt"), "--servername",
+	                             "other.example", uri, NULL});
+	st = finish(&cli, 10000);
+	ck_assert_msg(st == 4 && strstr(cli.log, "other.example") != NULL,
+	              "cat --servername other.example: exit %d: %s", st, cli.log);
+	terminate(&srv);
+}
+END_TEST
+
 /* conduit cat against openssl s_server, with mutual TLS (s_server requires
  * a client certificate) and ALPN. */
 START_TEST(tls_cat_to_openssl_s_server)
@@ -1580,6 +1615,10 @@ START_TEST(tls_bad_input_exits_2)
 		{NULL, {"cat", "--alpn", "h2,,x", uri}, 2, "--alpn", "h2,,x"},
 		{NULL, {"listen", "tls://127.0.0.1:0"}, 2, "tls://127.0.0.1:0",
 		 "--cert"},
+		{NULL, {"cat", "--servername", "a b", uri}, 2, "--servername",
+		 "'a b'"},
+		{NULL, {"cat", "--servername", "localhost", "tcp://127.0.0.1:1"},
+		 2, "--servername", "is not TLS"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct proc p;
@@ -1897,6 +1936,7 @@ int main(void)
 		CD_TEST(help_exits_0_and_names_everything, 0),
 		CD_TEST(resolve_prints_endpoint_and_addresses, 0),
 #ifdef CONDUIT_HAVE_TLS
+		CD_TEST(tls_servername_option, 30),
 		CD_TEST(tls_listen_echo_and_cat_verified, 60),
 		CD_TEST(tls_cat_to_openssl_s_server, 30),
 		CD_TEST(tls_openssl_s_client_to_listen, 30),

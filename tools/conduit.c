@@ -43,6 +43,7 @@
 #endif
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -96,6 +97,7 @@ struct opts {
 	const char *lwip_dgram; /* --lwip-dgram PATH,ADDR/PREFIX[,GW] */
 	/* TLS: files, the variable holding the key's password, ALPN list */
 	const char *ca, *cert, *key, *pass_env, *alpn;
+	const char *servername; /* --servername: the name TLS checks */
 	int client_auth; /* CONDUIT_TLS_VERIFY_*, or -1: not given */
 	bool insecure;
 };
@@ -145,6 +147,9 @@ static const char usage_main[] =
 	"                 none); required refuses clients without a valid one\n"
 	"  --alpn P1[,P2...]\n"
 	"                 ALPN protocols, most preferred first\n"
+	"  --servername NAME\n"
+	"                 cat, relay's target: check the server's certificate\n"
+	"                 for NAME (and send it as SNI) instead of the URI's host\n"
 	"  --insecure     INSECURE: do not check server certificates (the\n"
 	"                 connection is encrypted but not authenticated)\n"
 	"  URI options ?ca=, cert=, key=, alpn=, servername=, insecure-no-verify=1\n"
@@ -310,6 +315,21 @@ static bool opt_is(int argc, char **argv, int *i, const char *name,
 /* The ALPN list as the TLS layer takes it: 1 to 16 names of 1 to 255
  * bytes, separated by commas. */
 #define ALPN_MAX 16
+/* A name TLS can check: 1-253 bytes of letters, digits, '.', '-', and
+ * ':' for IPv6 literals (no brackets). */
+static bool servername_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!isalnum(c) && c != '.' && c != '-' && c != ':')
+			return false;
+	}
+	return true;
+}
+
 static bool alpn_ok(const char *list)
 {
 	size_t n = 0;
@@ -407,6 +427,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
 					                   "separated by commas",
 					                   v != NULL ? v : "", ALPN_MAX);
 				o->alpn = v;
+			} else if (opt_is(argc, argv, &i, "--servername", &v)) {
+				if (v == NULL || !servername_ok(v))
+					return usage_error(o->cmd,
+					                   "--servername: '%s' is not a "
+					                   "host name or IP address",
+					                   v != NULL ? v : "");
+				o->servername = v;
 			} else if (strcmp(a, "--insecure") == 0) {
 				o->insecure = true;
 			} else if (strcmp(a, "--keep") == 0) {
@@ -927,6 +954,8 @@ static void session_free(struct session *s)
 /* The --lwip-dgram rendezvous (below): its descriptor while the other end
  * of the wire waits to be taken, else -1. */
 static int wire_fd(void);
+static int target_endpoint(conduit_ctx *ctx, const struct opts *o,
+                           const char *uri, conduit_endpoint **ep);
 static void wire_hand_over(bool verbose);
 
 static bool fds_room(struct prog *p, size_t more)
@@ -1279,7 +1308,15 @@ static int run(conduit_ctx *ctx, const struct opts *o)
 	if (o->cmd == CMD_CAT) {
 		p.mode = MODE_CAT;
 		conduit_flow *f = NULL;
-		int rc = conduit_connect(&f, ctx, o->args[0]);
+		conduit_endpoint *ep = NULL;
+		if (o->servername != NULL) {
+			status = target_endpoint(ctx, o, o->args[0], &ep);
+			if (status != 0)
+				goto out;
+		}
+		int rc = ep != NULL ? conduit_connect_endpoint(&f, ctx, ep)
+		                    : conduit_connect(&f, ctx, o->args[0]);
+		conduit_endpoint_free(ep);
 		if (rc != CONDUIT_OK) {
 			say("%s", conduit_ctx_error(ctx));
 			status = setup_exit(rc);
@@ -1300,12 +1337,9 @@ static int run(conduit_ctx *ctx, const struct opts *o)
 			p.mode = MODE_RELAY;
 			/* Resolve the target first: a bad target URI is a usage
 			 * problem to report before anyone connects. */
-			int rc = conduit_resolve(&p.target, ctx, o->args[1]);
-			if (rc != CONDUIT_OK) {
-				say("%s", conduit_ctx_error(ctx));
-				status = setup_exit(rc);
+			status = target_endpoint(ctx, o, o->args[1], &p.target);
+			if (status != 0)
 				goto out;
-			}
 		} else {
 			p.mode = o->echo ? MODE_ECHO : MODE_STDIO;
 			p.single = !o->keep;
@@ -1479,6 +1513,72 @@ static int tls_setup(conduit_ctx *ctx, const struct opts *o)
 	return EXIT_USAGE;
 }
 #endif
+
+/* ------------------------------------------------------------------ */
+/* --servername: the endpoint with servername=NAME                     */
+
+/*
+ * Resolve uri (into *ep) and, with --servername, replace the endpoint by
+ * the same endpoint with servername=NAME: the canonical URI with any
+ * servername= pair dropped and the new one added.  Returns 0, or an exit
+ * status after saying why.
+ */
+static int target_endpoint(conduit_ctx *ctx, const struct opts *o,
+                           const char *uri, conduit_endpoint **ep)
+{
+	*ep = NULL;
+	int rc = conduit_resolve(ep, ctx, uri);
+	if (rc != CONDUIT_OK) {
+		say("%s", conduit_ctx_error(ctx));
+		return setup_exit(rc);
+	}
+	if (o->servername == NULL)
+		return 0;
+	bool tls = false;
+	for (size_t i = 0; i < conduit_endpoint_layer_count(*ep); i++)
+		tls |= strcmp(conduit_endpoint_layer(*ep, i), "tls") == 0;
+	if (!tls) {
+		say("--servername: %s is not TLS (it resolves to %s)", uri,
+		    conduit_endpoint_uri(*ep));
+		conduit_endpoint_free(*ep);
+		*ep = NULL;
+		return EXIT_USAGE;
+	}
+	const char *cu = conduit_endpoint_uri(*ep);
+	size_t ql = strcspn(cu, "?");
+	size_t cap = strlen(cu) + strlen(o->servername) + 16;
+	char *nu = malloc(cap);
+	if (nu == NULL) {
+		say("out of memory");
+		return EXIT_IO;
+	}
+	memcpy(nu, cu, ql);
+	size_t n = ql;
+	char sep = '?';
+	for (const char *p = cu[ql] == '?' ? cu + ql + 1 : NULL; p != NULL;) {
+		const char *amp = strchr(p, '&');
+		size_t pl = amp != NULL ? (size_t)(amp - p) : strlen(p);
+		if (strncmp(p, "servername=", 11) != 0) {
+			nu[n++] = sep;
+			memcpy(nu + n, p, pl);
+			n += pl;
+			sep = '&';
+		}
+		p = amp != NULL ? amp + 1 : NULL;
+	}
+	snprintf(nu + n, cap - n, "%cservername=%s", sep, o->servername);
+	char msg[512];
+	conduit_endpoint *named = NULL;
+	rc = conduit_endpoint_parse(&named, nu, msg, sizeof(msg));
+	free(nu);
+	conduit_endpoint_free(*ep);
+	*ep = named;
+	if (rc != CONDUIT_OK) {
+		say("--servername: %s", msg);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
 
 /* ------------------------------------------------------------------ */
 /* --lwip-tap, --lwip-dgram: the context's TCP on lwIP                  */
