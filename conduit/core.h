@@ -125,6 +125,16 @@ struct conduit_ctx {
 	void *observer_arg;
 	size_t nbackends;
 	struct cd_registration backends[CD_MAX_BACKENDS];
+	/* The ctx_process hooks, in registration order, with their state:
+	 * conduit_poll() runs them on every turn, so it neither scans every
+	 * backend for the few that have one nor follows the registration
+	 * to the backend's table for each. */
+	size_t nprocs;
+	struct cd_proc {
+		int (*fn)(void *state);
+		void *state;
+		const struct conduit_backend *be;
+	} procs[CD_MAX_BACKENDS];
 	/* reusable buffers of conduit_poll() */
 	struct pollfd *pfds;
 	size_t pfds_cap;

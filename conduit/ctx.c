@@ -101,6 +101,9 @@ int conduit_ctx_register(conduit_ctx *ctx, const struct conduit_backend *be,
 	for (size_t i = 0; i < ctx->nbackends; i++)
 		if (ctx->backends[i].be == be) {
 			ctx->backends[i].state = state;
+			for (size_t k = 0; k < ctx->nprocs; k++)
+				if (ctx->procs[k].be == be)
+					ctx->procs[k].state = state;
 			return CONDUIT_OK;
 		}
 	if (ctx->nbackends == CD_MAX_BACKENDS)
@@ -110,6 +113,9 @@ int conduit_ctx_register(conduit_ctx *ctx, const struct conduit_backend *be,
 	ctx->backends[ctx->nbackends].be = be;
 	ctx->backends[ctx->nbackends].state = state;
 	ctx->nbackends++;
+	if (be->ctx_process != NULL)
+		ctx->procs[ctx->nprocs++] = (struct cd_proc){
+			.fn = be->ctx_process, .state = state, .be = be};
 	return CONDUIT_OK;
 }
 

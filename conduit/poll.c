@@ -46,8 +46,9 @@ void conduit_waitset_deadline(struct conduit_waitset *ws, uint64_t at_ms)
 		ws->deadline = at_ms;
 }
 
-/* What is ready for item without waiting. */
-static unsigned item_pending(struct conduit_pollitem *it)
+/* What is ready for item without waiting.  Inline: conduit_poll() asks
+ * this of every item on every turn. */
+static inline unsigned item_pending(const struct conduit_pollitem *it)
 {
 	if (it->flow != NULL) {
 		conduit_flow *f = it->flow;
@@ -100,7 +101,7 @@ static void collect(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
 		ws->deadline = all;
 }
 
-static int valid_items(struct conduit_pollitem *items, size_t n)
+static inline int valid_items(struct conduit_pollitem *items, size_t n)
 {
 	if (n > 0 && items == NULL)
 		return 0;
@@ -114,19 +115,23 @@ static int valid_items(struct conduit_pollitem *items, size_t n)
 	return 1;
 }
 
+/* Every backend's pending work; the first failure, after running all. */
+static inline int run_procs(conduit_ctx *ctx)
+{
+	int rc = CONDUIT_OK;
+	for (size_t i = 0; i < ctx->nprocs; i++) {
+		int r = ctx->procs[i].fn(ctx->procs[i].state);
+		if (r != CONDUIT_OK && rc == CONDUIT_OK)
+			rc = r;
+	}
+	return rc;
+}
+
 int conduit_process(conduit_ctx *ctx)
 {
 	if (ctx == NULL)
 		return CONDUIT_ERR_INVALID;
-	int rc = CONDUIT_OK;
-	for (size_t i = 0; i < ctx->nbackends; i++)
-		if (ctx->backends[i].be->ctx_process != NULL) {
-			int r = ctx->backends[i].be->ctx_process(
-				ctx->backends[i].state);
-			if (r != CONDUIT_OK && rc == CONDUIT_OK)
-				rc = r;
-		}
-	return rc;
+	return run_procs(ctx);
 }
 
 static int ms_until(uint64_t deadline, uint64_t now)
@@ -179,28 +184,41 @@ int conduit_wait_fds(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
 	return CONDUIT_OK;
 }
 
-/*
- * The loop behind conduit_poll(): wait until limit (UINT64_MAX: forever).
- * now is a recent clock reading (0 if none was taken).  The clock is read
- * only where a deadline needs it, and not at all after poll(2) reports a
- * descriptor: a deadline that passed meanwhile is seen on the next call.
- */
-static int poll_until(conduit_ctx *ctx, struct conduit_pollitem *items,
-                      size_t n, uint64_t limit, uint64_t now, size_t *nready)
+/* One turn that never sleeps: the backends' pending work, then what each
+ * item can do; the number of items ready. */
+static inline size_t ready_now(conduit_ctx *ctx, struct conduit_pollitem *items,
+                               size_t n)
 {
-	for (;;) {
-		conduit_process(ctx);
-		size_t ready = 0;
-		for (size_t i = 0; i < n; i++) {
-			items[i].revents = item_pending(&items[i]);
-			if (items[i].revents)
-				ready++;
-		}
-		if (ready > 0) {
-			*nready = ready;
-			return CONDUIT_OK;
-		}
+	run_procs(ctx);
+	size_t ready = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned r = item_pending(&items[i]);
+		items[i].revents = r;
+		ready += r != 0;
+	}
+	return ready;
+}
 
+/*
+ * The waiting part of poll_until(), entered once a turn found nothing
+ * ready (every revents is 0).  Kept apart so that a call that finds work
+ * at once runs none of it.
+ */
+static int wait_until(conduit_ctx *ctx, struct conduit_pollitem *items,
+                      size_t n, uint64_t limit, uint64_t now, int rel_ms,
+                      size_t *nready)
+{
+	int rc = grow_spans(ctx, n);
+	if (rc != CONDUIT_OK)
+		return rc;
+	if (rel_ms >= 0) {
+		/* The timeout runs from the first time there is nothing to
+		 * do: a call that finds work at once, a busy loop's every
+		 * call, reads no clock. */
+		now = conduit_now_ms();
+		limit = now + (uint64_t)rel_ms;
+	}
+	for (;;) {
 		struct conduit_waitset ws = {.fds = ctx->pfds,
 		                             .cap = ctx->pfds_cap,
 		                             .grow = true,
@@ -222,7 +240,7 @@ static int poll_until(conduit_ctx *ctx, struct conduit_pollitem *items,
 			                        "poll: %s", strerror(errno));
 		now = timed && r <= 0 ? conduit_now_ms() : 0;
 
-		size_t k = 0;
+		size_t ready = 0, k = 0;
 		for (size_t i = 0; i < n; i++) {
 			for (int b = 0; b < 2; b++) {
 				struct cd_span *sp = &ctx->spans[2 * i + b];
@@ -236,13 +254,35 @@ static int poll_until(conduit_ctx *ctx, struct conduit_pollitem *items,
 			if (items[i].revents)
 				ready++;
 		}
+		if (ready == 0 && now != 0 && now >= limit)
+			return CONDUIT_OK;
+		if (ready == 0)
+			ready = ready_now(ctx, items, n);
 		if (ready > 0) {
 			*nready = ready;
 			return CONDUIT_OK;
 		}
-		if (now != 0 && now >= limit)
-			return CONDUIT_OK;
 	}
+}
+
+/*
+ * The loop behind conduit_poll(): wait until limit (UINT64_MAX: forever),
+ * or, when rel_ms >= 0, until rel_ms milliseconds after the first time
+ * it finds nothing ready.  now is a recent clock reading (0 if none was
+ * taken).  The clock is read only where a deadline needs it: not when
+ * something is ready at once, and not after poll(2) reports a descriptor:
+ * a deadline that passed meanwhile is seen on the next call.
+ */
+static inline int poll_until(conduit_ctx *ctx, struct conduit_pollitem *items,
+                             size_t n, uint64_t limit, uint64_t now,
+                             int rel_ms, size_t *nready)
+{
+	size_t ready = ready_now(ctx, items, n);
+	if (ready > 0) {
+		*nready = ready;
+		return CONDUIT_OK;
+	}
+	return wait_until(ctx, items, n, limit, now, rel_ms, nready);
 }
 
 int conduit_poll(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
@@ -252,12 +292,8 @@ int conduit_poll(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
 		*nready = 0;
 	if (ctx == NULL || nready == NULL || !valid_items(items, n))
 		return CONDUIT_ERR_INVALID;
-	int rc = grow_spans(ctx, n);
-	if (rc != CONDUIT_OK)
-		return rc;
-	uint64_t now = timeout_ms < 0 ? 0 : conduit_now_ms();
-	uint64_t limit = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms;
-	return poll_until(ctx, items, n, limit, now, nready);
+	return poll_until(ctx, items, n, UINT64_MAX, 0,
+	                  timeout_ms < 0 ? -1 : timeout_ms, nready);
 }
 
 /* ------------------------------------------------------------------ */
@@ -288,9 +324,7 @@ static int wait_one(conduit_ctx *ctx, conduit_flow *f, conduit_listener *l,
 			return CONDUIT_ERR_TIMED_OUT;
 		limit = wc->deadline;
 	}
-	int rc = grow_spans(ctx, 1);
-	if (rc == CONDUIT_OK)
-		rc = poll_until(ctx, &it, 1, limit, now, &nready);
+	int rc = poll_until(ctx, &it, 1, limit, now, -1, &nready);
 	if (rc != CONDUIT_OK)
 		return rc;
 	/* conduit_poll returns nothing ready only when its timeout ran out. */

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -1186,6 +1187,178 @@ START_TEST(one_context_at_a_time)
 }
 END_TEST
 
+/*
+ * How a peer is shown: an accepted flow's URI and the connected and
+ * accepted events' details ("ADDR:PORT", IPv6 in brackets), and the
+ * address in a failed connect's message.  Three-digit octets, ports of
+ * one to five digits and IPv6 on netifs of their own.  lwIP writes IPv6
+ * hex digits in upper case, so those compare without case.
+ */
+static bool port_text(const char *p)
+{
+	size_t n = strspn(p, "0123456789");
+	if (n == 0 || n > 5 || p[n] != '\0' || (p[0] == '0'))
+		return false;
+	return atol(p) <= 65535;
+}
+
+/* The detail of the first event of phase p about flow f, or NULL. */
+static const char *event_detail(const struct fk_events *log,
+                                enum conduit_phase p, const conduit_flow *f)
+{
+	for (int i = 0; i < log->n; i++)
+		if (log->phase[i] == p && log->flow[i] == f)
+			return log->detail[i];
+	return NULL;
+}
+
+START_TEST(peer_text_in_uris_and_events)
+{
+	static const struct conduit_lwip_netif_config ca = {
+	    .ipv4 = "192.168.100.254/24", .ipv6 = "fd00::a:fe"};
+	static const struct conduit_lwip_netif_config cb = {
+	    .ipv4 = "192.168.100.7/24", .ipv6 = "fd00::b:7"};
+	static const struct {
+		const char *listen, *server, *client;
+	} cases[] = {
+	    {"tcp://192.168.100.7:65535", "192.168.100.7:65535",
+	     "192.168.100.254:"},
+	    {"tcp://192.168.100.7:7", "192.168.100.7:7", "192.168.100.254:"},
+	    {"tcp://192.168.100.7:80", "192.168.100.7:80", "192.168.100.254:"},
+	    {"tcp://[fd00::b:7]:1000", "[fd00::b:7]:1000", "[fd00::a:fe]:"},
+	};
+	struct rig r;
+	memset(&r, 0, sizeof(r));
+	ck_status(conduit_lwip_stack(&r.st), CONDUIT_OK);
+	ck_status(
+	    conduit_lwip_netif_wire_pair(&r.a, &r.b, r.st, &ca, &cb, NULL),
+	    CONDUIT_OK);
+	r.ctx = fk_new_ctx();
+	ck_status(conduit_ctx_use_lwip(r.ctx, r.st), CONDUIT_OK);
+	static struct fk_events log;
+	conduit_ctx_set_observer(r.ctx, fk_record, &log);
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		conduit_listener *l = fk_listen(r.ctx, cases[i].listen);
+		memset(&log, 0, sizeof(log));
+		conduit_flow *c, *s;
+		pair(r.ctx, l, NULL, &c, &s);
+		/* The accepted flow is named by its peer, the client. */
+		const char *su = conduit_flow_uri(s);
+		size_t k = strlen(cases[i].client);
+		ck_assert_msg(strncmp(su, "tcp://", 6) == 0 &&
+		                  strncasecmp(su + 6, cases[i].client, k) ==
+		                      0 &&
+		                  port_text(su + 6 + k),
+		              "%s: accepted flow %s", cases[i].listen, su);
+		const char *d = event_detail(&log, CONDUIT_PHASE_CONNECTED, c);
+		ck_assert_msg(d != NULL && strcasecmp(d, cases[i].server) == 0,
+		              "%s: connected to %s", cases[i].listen,
+		              d != NULL ? d : "(no event)");
+		/* One accepted event for the flow, naming it by its URI. */
+		int found = 0;
+		for (int e = 0; e < log.n; e++)
+			if (log.phase[e] == CONDUIT_PHASE_ACCEPTED) {
+				ck_assert_ptr_eq(log.flow[e], s);
+				ck_assert_str_eq(log.detail[e], su);
+				found++;
+			}
+		ck_assert_msg(found == 1, "%s: %d accepted events for %s",
+		              cases[i].listen, found, su);
+		fk_exchange(c, s);
+		close_pair(r.ctx, c, s);
+		conduit_listener_free(l);
+	}
+	conduit_ctx_set_observer(r.ctx, NULL, NULL);
+
+	/* A refused connect names the address it tried. */
+	conduit_flow *f = NULL;
+	ck_status(conduit_connect_wait(&f, r.ctx, "tcp://192.168.100.7:9",
+	                               cd_scaled(5000)),
+	          CONDUIT_ERR_REFUSED);
+	ck_assert_str_eq(conduit_ctx_error(r.ctx),
+	                 "connect tcp://192.168.100.7:9: 192.168.100.7:9: "
+	                 "connection refused");
+	ck_status(conduit_connect_wait(&f, r.ctx, "tcp://[fd00::b:7]:65535",
+	                               cd_scaled(5000)),
+	          CONDUIT_ERR_REFUSED);
+	ck_assert_msg(strcasecmp(conduit_ctx_error(r.ctx),
+	                         "connect tcp://[fd00::b:7]:65535: "
+	                         "[fd00::b:7]:65535: connection refused") == 0,
+	              "%s", conduit_ctx_error(r.ctx));
+	/* And one no netif leads to, refused before anything is sent. */
+	ck_status(conduit_connect(&f, r.ctx, "tcp://10.200.30.4:443"),
+	          CONDUIT_ERR_UNREACHABLE);
+	ck_assert_ptr_null(f);
+	ck_assert_str_eq(conduit_ctx_error(r.ctx),
+	                 "connect tcp://10.200.30.4:443: 10.200.30.4:443: no "
+	                 "lwIP netif leads there");
+	rig_down(&r);
+}
+END_TEST
+
+/*
+ * A flow whose connection ended in both directions keeps working (end of
+ * stream, no error) while lwIP's TIME-WAIT holds the pcb, and lets go of
+ * the pcb by itself: lwIP frees such a pcb without telling anyone.
+ */
+static void read_to_eof(conduit_ctx *ctx, conduit_flow *f)
+{
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(5000);
+	for (int turn = 0; turn < 100000; turn++) {
+		ck_assert_msg(cd_now_ms() < end, "no end of stream on %s",
+		              conduit_flow_uri(f));
+		char b[16];
+		size_t n = 0;
+		int rc = conduit_read(f, b, sizeof(b), &n);
+		if (rc == CONDUIT_EOF)
+			return;
+		ck_assert_msg(rc == CONDUIT_WANT_READ, "read %s: %s",
+		              conduit_flow_uri(f), conduit_flow_error(f));
+		struct conduit_pollitem it = {.flow = f,
+		                              .events = CONDUIT_POLLIN};
+		ck_status(conduit_poll(ctx, &it, 1, 100, &n), CONDUIT_OK);
+	}
+	ck_abort_msg("no end of stream on %s", conduit_flow_uri(f));
+}
+
+START_TEST(time_wait_lets_go_of_pcb)
+{
+	struct rig r;
+	rig_up(&r, NULL);
+	conduit_listener *l = fk_listen(r.ctx, "tcp://10.0.0.2:0");
+	conduit_flow *c, *s;
+	pair(r.ctx, l, NULL, &c, &s);
+	conduit_listener_free(l);
+	/* The client ends first, so its side is the one in TIME-WAIT. */
+	ck_status(conduit_shutdown(c, CONDUIT_SHUT_WR), CONDUIT_OK);
+	read_to_eof(r.ctx, s);
+	ck_status(conduit_shutdown(s, CONDUIT_SHUT_WR), CONDUIT_OK);
+	read_to_eof(r.ctx, c);
+	struct conduit_lwip_stats st;
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(5000);
+	for (;;) {
+		conduit_lwip_stats(r.st, &st);
+		if (st.pcbs == 0)
+			break;
+		ck_assert_msg(cd_now_ms() < end,
+		              "flows still hold %zu pcbs (TIME-WAIT %zu)",
+		              st.pcbs, st.lwip_time_wait);
+		size_t n = 0;
+		ck_status(conduit_poll(r.ctx, NULL, 0, 10, &n), CONDUIT_OK);
+	}
+	ck_assert_uint_eq(st.flows, 2);
+	ck_assert_uint_eq(st.lwip_time_wait, 1);
+	/* Still a clean end of stream on both, not a failure. */
+	char b;
+	size_t n = 0;
+	ck_status(conduit_read(c, &b, 1, &n), CONDUIT_EOF);
+	ck_status(conduit_read(s, &b, 1, &n), CONDUIT_EOF);
+	close_pair(r.ctx, c, s);
+	rig_down(&r);
+}
+END_TEST
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1209,6 +1382,8 @@ int main(void)
 		CD_TEST(any_listener_synack_from_timer, 90),
 		CD_TEST(loopback_destinations_refused, 30),
 		CD_TEST(listen_refuses_connect_to, 0),
+		CD_TEST(peer_text_in_uris_and_events, 30),
+		CD_TEST(time_wait_lets_go_of_pcb, 30),
 	};
 	return cd_run(cd_suite("lwip", tests, sizeof(tests) / sizeof(tests[0])));
 }

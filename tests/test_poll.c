@@ -3,13 +3,15 @@
  * backend: a single-process event loop over two listeners and 128 flows
  * (unix and tcp mixed) with every byte checked, conduit_poll()'s timeout,
  * an external event loop built on conduit_wait_fds() + poll(2) +
- * conduit_process(), invalid arguments and NULL pointers everywhere, the
- * states in which reading, writing and shutting down are refused, and the
- * status texts and names.
+ * conduit_process(), backends' per-context hooks (order, state, failures),
+ * invalid arguments and NULL pointers everywhere, the states in which
+ * reading, writing and shutting down are refused, and the status texts
+ * and names.
  */
 #include "flowkit.h"
 #include "harness.h"
 
+#include <conduit/backend.h>
 #include <conduit/conduit.h>
 
 #include <errno.h>
@@ -343,6 +345,121 @@ START_TEST(poll_timeout_nothing_ready)
 	ck_status(conduit_poll(ctx, it, 1, 5000, &nready), CONDUIT_OK);
 	ck_assert_uint_eq(nready, 1);
 	ck_assert_uint_eq(it[0].revents, CONDUIT_POLLIN);
+
+	fk_free_all(c, s, l, ctx);
+	cd_rmtree(dir);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Backends' pending work                                              */
+
+/* A backend's per-context hook that logs each run: its tag, in order. */
+struct hook {
+	char tag;
+	int status;      /* what it returns */
+	unsigned nap_ms; /* sleeps this long on its next run */
+	unsigned runs;
+};
+static char hook_log[64];
+static size_t hook_nlog;
+
+static int hook_run(void *state)
+{
+	struct hook *h = state;
+	h->runs++;
+	if (hook_nlog < sizeof(hook_log) - 1)
+		hook_log[hook_nlog++] = h->tag;
+	hook_log[hook_nlog] = '\0';
+	if (h->nap_ms > 0) {
+		usleep(h->nap_ms * 1000u);
+		h->nap_ms = 0;
+	}
+	return h->status;
+}
+
+static void hook_log_clear(void)
+{
+	hook_nlog = 0;
+	hook_log[0] = '\0';
+}
+
+static const char *const no_names[] = {NULL};
+static const struct conduit_backend hook_a = {
+    .name = "hook-a", .transports = no_names, .ctx_process = hook_run};
+static const struct conduit_backend hook_b = {
+    .name = "hook-b", .transports = no_names, .ctx_process = hook_run};
+static const struct conduit_backend hook_none = {.name = "hook-none",
+                                                 .transports = no_names};
+
+/*
+ * conduit_process() and conduit_poll() run every registered hook once per
+ * turn, in the order of registration, with the state last registered,
+ * and report the first failure after running them all.
+ */
+START_TEST(backend_hooks_run_in_order)
+{
+	conduit_ctx *ctx = fk_new_ctx();
+	size_t builtin = conduit_ctx_backend_count(ctx);
+	struct hook a = {.tag = 'a'}, a2 = {.tag = 'A'}, b = {.tag = 'b'};
+	ck_status(conduit_ctx_register(ctx, &hook_a, &a), CONDUIT_OK);
+	ck_status(conduit_ctx_register(ctx, &hook_none, NULL), CONDUIT_OK);
+	ck_status(conduit_ctx_register(ctx, &hook_b, &b), CONDUIT_OK);
+	hook_log_clear();
+	ck_status(conduit_process(ctx), CONDUIT_OK);
+	ck_assert_str_eq(hook_log, "ab");
+
+	/* Failures: the first is reported, and every hook still ran. */
+	b.status = CONDUIT_ERR_SYSTEM;
+	hook_log_clear();
+	ck_status(conduit_process(ctx), CONDUIT_ERR_SYSTEM);
+	ck_assert_str_eq(hook_log, "ab");
+	a.status = CONDUIT_ERR_NOMEM;
+	hook_log_clear();
+	ck_status(conduit_process(ctx), CONDUIT_ERR_NOMEM);
+	ck_assert_str_eq(hook_log, "ab");
+	a.status = b.status = CONDUIT_OK;
+
+	/* Registered again: the new state, in the old place, no new entry. */
+	ck_status(conduit_ctx_register(ctx, &hook_a, &a2), CONDUIT_OK);
+	ck_assert_uint_eq(conduit_ctx_backend_count(ctx), builtin + 3);
+	hook_log_clear();
+	ck_status(conduit_process(ctx), CONDUIT_OK);
+	ck_assert_str_eq(hook_log, "Ab");
+
+	/* conduit_poll: one turn when something is ready at once (a
+	 * failed hook does not make the poll fail)... */
+	char dir[256];
+	conduit_listener *l = unix_listener(ctx, dir, sizeof(dir));
+	conduit_flow *c = NULL, *s = NULL;
+	fk_pair(ctx, l, NULL, &c, &s);
+	struct conduit_pollitem it = {.flow = c, .events = CONDUIT_POLLOUT};
+	size_t nready = 0;
+	b.status = CONDUIT_ERR_SYSTEM;
+	hook_log_clear();
+	ck_status(conduit_poll(ctx, &it, 1, 1000, &nready), CONDUIT_OK);
+	ck_assert_uint_eq(nready, 1);
+	ck_assert_str_eq(hook_log, "Ab");
+	b.status = CONDUIT_OK;
+	/* ...and with timeout 0 and nothing ready, one turn, no sleep. */
+	it.events = CONDUIT_POLLIN;
+	hook_log_clear();
+	uint64_t start = cd_now_ms();
+	ck_status(conduit_poll(ctx, &it, 1, 0, &nready), CONDUIT_OK);
+	ck_assert_uint_eq(nready, 0);
+	ck_assert_uint_lt(cd_now_ms() - start, 1000);
+	ck_assert_str_eq(hook_log, "Ab");
+
+	/* Slow pending work does not shorten the timeout. */
+	a2.nap_ms = 30;
+	start = cd_now_ms();
+	ck_status(conduit_poll(ctx, &it, 1, 60, &nready), CONDUIT_OK);
+	uint64_t took = cd_now_ms() - start;
+	ck_assert_uint_eq(nready, 0);
+	ck_assert_msg(took >= 60 && took < 5000, "returned after %llu ms of 60",
+	              (unsigned long long)took);
+	ck_assert_uint_eq(a2.nap_ms, 0);
+	ck_assert_uint_eq(a.runs, 3);
 
 	fk_free_all(c, s, l, ctx);
 	cd_rmtree(dir);
@@ -908,6 +1025,7 @@ int main(void)
 	const struct cd_test tests[] = {
 		CD_TEST(event_loop_128_flows, 30),
 		CD_TEST(poll_timeout_nothing_ready, 0),
+		CD_TEST(backend_hooks_run_in_order, 0),
 		CD_TEST(external_loop_wait_fds, 20),
 		CD_TEST(wait_fds_reports_needed_count, 0),
 		CD_TEST(invalid_poll_items, 0),

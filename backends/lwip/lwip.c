@@ -104,6 +104,7 @@ struct conduit_lwip {
 	conduit_ctx *ctx; /* the context it serves, NULL if none */
 	conduit_lwip_netif *netifs;
 	size_t nnetifs, nflows, nlisteners, npcbs, npbufs, nframes;
+	size_t nfin; /* flows holding a pcb that has sent its FIN */
 	uint64_t dropped;
 	size_t max_frame;
 	char error[256];
@@ -816,15 +817,50 @@ static conduit_lwip_netif *netif_towards(conduit_lwip *st, const ip_addr_t *dst)
 	return IP_IS_V4(dst) ? NULL : fallback;
 }
 
-/* "10.0.0.1:80" or "[fd00::1]:80" into buf. */
-static void describe(const ip_addr_t *ip, u16_t port, char *buf, size_t len)
+/* Room for describe(): "[", an IPv6 address, "]:", a port, NUL. */
+#define LW_ADDR_MAX (IP6ADDR_STRLEN_MAX + 9)
+
+/* The decimal digits of v (at most 65535) at p; returns the end. */
+static char *put_uint(char *p, unsigned v)
 {
-	char txt[IP6ADDR_STRLEN_MAX];
-	ipaddr_ntoa_r(ip, txt, sizeof(txt));
-	if (IP_IS_V4(ip))
-		snprintf(buf, len, "%s:%u", txt, (unsigned)port);
-	else
-		snprintf(buf, len, "[%s]:%u", txt, (unsigned)port);
+	if (v >= 10000)
+		*p++ = (char)('0' + v / 10000);
+	if (v >= 1000)
+		*p++ = (char)('0' + v / 1000 % 10);
+	if (v >= 100)
+		*p++ = (char)('0' + v / 100 % 10);
+	if (v >= 10)
+		*p++ = (char)('0' + v / 10 % 10);
+	*p++ = (char)('0' + v % 10);
+	return p;
+}
+
+/*
+ * "10.0.0.1:80" or "[fd00::1]:80" into buf (LW_ADDR_MAX bytes); returns
+ * the length.  By hand rather than with snprintf: every accepted
+ * connection's URI is made from it, and the formatting would cost about
+ * as much as the rest of accepting.
+ */
+static size_t describe(const ip_addr_t *ip, u16_t port, char *buf)
+{
+	char *p = buf;
+	if (IP_IS_V4(ip)) {
+		const u8_t *b = (const u8_t *)&ip_2_ip4(ip)->addr;
+		for (int i = 0; i < 4; i++) {
+			p = put_uint(p, b[i]);
+			*p++ = i < 3 ? '.' : ':';
+		}
+	} else {
+		*p++ = '[';
+		if (ipaddr_ntoa_r(ip, p, IP6ADDR_STRLEN_MAX) == NULL)
+			*p = '\0';
+		p += strlen(p);
+		*p++ = ']';
+		*p++ = ':';
+	}
+	p = put_uint(p, port);
+	*p = '\0';
+	return (size_t)(p - buf);
 }
 
 static const char *err_text(err_t e)
@@ -849,45 +885,82 @@ static const char *err_text(err_t e)
 /* ------------------------------------------------------------------ */
 /* Flows                                                               */
 
+/* A received chain and the number of pbufs in it (for the stack's
+ * count, without walking the chain again when it is freed). */
+struct rx_slot {
+	struct pbuf *p;
+	size_t n;
+};
+
+/* Ring slots inside the flow; a busier flow's ring moves to the heap. */
+#define LW_RX_INLINE 4
+
+/* What every read, write and poll looks at comes first, next to the
+ * base, so that it spans as few cache lines as it can. */
 struct lw_flow {
 	conduit_flow base;
 	conduit_lwip *st;
 	struct tcp_pcb *pcb; /* NULL once lwIP freed it or we let it go */
-	/* Received pbuf chains, oldest first (a ring): each as lwIP gave
-	 * it; off bytes of the first are read. */
-	struct pbuf **rx;
-	size_t rx_cap, rx_head, rx_n, rx_off, rx_bytes;
+	int error;     /* status of a failure lwIP reported, else OK */
+	err_t lwerr;
 	bool connected;
 	bool eof;      /* the peer's FIN */
 	bool discard;  /* SHUT_RD: received data is dropped */
-	int error;     /* status of a failure lwIP reported, else OK */
-	err_t lwerr;
+	/* Received pbuf chains, oldest first (a ring of rx_cap slots, a
+	 * power of two: rx_first, or on the heap once more are needed):
+	 * each as lwIP gave it; off bytes of the first are read. */
+	struct rx_slot *rx;
+	size_t rx_cap, rx_head, rx_n, rx_off, rx_bytes;
+	struct rx_slot rx_first[LW_RX_INLINE];
 	/* connecting */
 	uint64_t deadline; /* 0: none */
 	size_t naddrs, next_addr;
 	struct conduit_addr *addrs;
+	struct conduit_addr addr1; /* addrs when there is one */
 	int port;
 	bool nodelay;
 	bool have_source;
+	bool fin_sent; /* counted in the stack's nfin */
 	ip_addr_t source;
-	char where[80];
+	/* The peer: the address being tried, or the one that connected.
+	 * Messages and events show it (where()); it is formatted only
+	 * then. */
+	ip_addr_t peer;
+	u16_t peer_port;
 	struct lw_flow *prev, *next; /* the stack's list */
 };
 
+/* The peer as messages show it: "10.0.0.2:7000"; buf has LW_ADDR_MAX
+ * bytes. */
+static const char *where(const struct lw_flow *f, char *buf)
+{
+	describe(&f->peer, f->peer_port, buf);
+	return buf;
+}
+
 static const struct conduit_flow_ops lw_flow_ops;
 
-/* Let go of the pcb: no callback will reach this flow again. */
+/* The flow no longer holds its pcb (let go, or freed by lwIP). */
+static void lost_pcb(struct lw_flow *f)
+{
+	f->pcb = NULL;
+	f->st->npcbs--;
+	if (f->fin_sent) {
+		f->fin_sent = false;
+		f->st->nfin--;
+	}
+}
+
+/* Let go of the pcb: no callback will reach this flow again (the
+ * callbacks setup_pcb set; no sent or poll callback is ever set). */
 static void detach_pcb(struct lw_flow *f)
 {
 	if (f->pcb == NULL)
 		return;
 	tcp_arg(f->pcb, NULL);
 	tcp_recv(f->pcb, NULL);
-	tcp_sent(f->pcb, NULL);
 	tcp_err(f->pcb, NULL);
-	tcp_poll(f->pcb, NULL, 0);
-	f->pcb = NULL;
-	f->st->npcbs--;
+	lost_pcb(f);
 }
 
 static void abort_pcb(struct lw_flow *f)
@@ -902,12 +975,13 @@ static void abort_pcb(struct lw_flow *f)
 static void rx_clear(struct lw_flow *f)
 {
 	while (f->rx_n > 0) {
-		struct pbuf *p = f->rx[f->rx_head];
-		f->st->npbufs -= pbuf_clen(p);
-		pbuf_free(p);
-		f->rx_head = (f->rx_head + 1) % f->rx_cap;
+		struct rx_slot *r = &f->rx[f->rx_head];
+		f->st->npbufs -= r->n;
+		pbuf_free(r->p);
+		f->rx_head = (f->rx_head + 1) & (f->rx_cap - 1);
 		f->rx_n--;
 	}
+	f->rx_head = 0;
 	f->rx_off = 0;
 	f->rx_bytes = 0;
 }
@@ -918,8 +992,7 @@ static void on_err(void *arg, err_t err)
 	if (f == NULL)
 		return;
 	/* lwIP has freed the pcb already: forget it, never touch it. */
-	f->pcb = NULL;
-	f->st->npcbs--;
+	lost_pcb(f);
 	f->lwerr = err;
 	if (!f->connected)
 		f->error = err == ERR_RST ? CONDUIT_ERR_REFUSED
@@ -942,22 +1015,30 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 		pbuf_free(p);
 		return ERR_OK;
 	}
-	if (f->rx_n == f->rx_cap) {
-		size_t cap = f->rx_cap ? f->rx_cap * 2 : 16;
-		struct pbuf **r = malloc(cap * sizeof(*r));
+	if (f->rx_cap == 0) {
+		f->rx = f->rx_first;
+		f->rx_cap = LW_RX_INLINE;
+	} else if (f->rx_n == f->rx_cap) {
+		size_t cap = f->rx_cap * 2;
+		struct rx_slot *r = malloc(cap * sizeof(*r));
 		if (r == NULL)
 			return ERR_MEM; /* lwIP keeps p and offers it again */
 		for (size_t i = 0; i < f->rx_n; i++)
-			r[i] = f->rx[(f->rx_head + i) % f->rx_cap];
-		free(f->rx);
+			r[i] = f->rx[(f->rx_head + i) & (f->rx_cap - 1)];
+		if (f->rx != f->rx_first)
+			free(f->rx);
 		f->rx = r;
 		f->rx_cap = cap;
 		f->rx_head = 0;
 	}
-	f->rx[(f->rx_head + f->rx_n) % f->rx_cap] = p;
+	/* A wire frame is one pbuf: no walk for the count. */
+	size_t n = p->next == NULL ? 1 : pbuf_clen(p);
+	struct rx_slot *r = &f->rx[(f->rx_head + f->rx_n) & (f->rx_cap - 1)];
+	r->p = p;
+	r->n = n;
 	f->rx_n++;
 	f->rx_bytes += p->tot_len;
-	f->st->npbufs += pbuf_clen(p);
+	f->st->npbufs += n;
 	return ERR_OK;
 }
 
@@ -984,9 +1065,12 @@ static err_t on_connected(void *arg, struct tcp_pcb *pcb, err_t err)
 static struct lw_flow *flow_alloc(conduit_lwip *st, conduit_ctx *ctx,
                                   const char *uri)
 {
-	struct lw_flow *f = calloc(1, sizeof(*f));
+	/* malloc and memset rather than calloc: glibc's calloc skips its
+	 * per-thread cache, and a flow is made for every connection. */
+	struct lw_flow *f = malloc(sizeof(*f));
 	if (f == NULL)
 		return NULL;
+	memset(f, 0, sizeof(*f));
 	if (conduit_flow_init(&f->base, &lw_flow_ops, ctx, uri) != CONDUIT_OK) {
 		free(f);
 		return NULL;
@@ -1006,11 +1090,13 @@ static struct lw_flow *flow_alloc(conduit_lwip *st, conduit_ctx *ctx,
 static int start_attempt(struct lw_flow *f)
 {
 	int rc = CONDUIT_ERR_UNREACHABLE;
+	char buf[LW_ADDR_MAX];
 	while (f->next_addr < f->naddrs) {
 		const struct conduit_addr *a = &f->addrs[f->next_addr++];
 		ip_addr_t dst;
 		to_ip(a, &dst);
-		describe(&dst, (u16_t)f->port, f->where, sizeof(f->where));
+		ip_addr_copy(f->peer, dst);
+		f->peer_port = (u16_t)f->port;
 		f->connected = false;
 		f->eof = false;
 		f->error = CONDUIT_OK;
@@ -1026,7 +1112,7 @@ static int start_attempt(struct lw_flow *f)
 			rc = conduit_flow_fail(&f->base, CONDUIT_ERR_UNREACHABLE,
 			                       "connect %s: %s: no lwIP netif leads "
 			                       "there",
-			                       f->base.uri, f->where);
+			                       f->base.uri, where(f, buf));
 			continue;
 		}
 		/* lwIP sends these to itself through its loopback, which
@@ -1036,7 +1122,7 @@ static int start_attempt(struct lw_flow *f)
 				&f->base, CONDUIT_ERR_UNREACHABLE,
 				"connect %s: %s: %s; lwIP's loopback needs its "
 				"own thread, which a polled stack does not run",
-				f->base.uri, f->where,
+				f->base.uri, where(f, buf),
 				ip_addr_isloopback(&dst)
 					? "a loopback address"
 					: "the netif's own address");
@@ -1070,8 +1156,8 @@ static int start_attempt(struct lw_flow *f)
 		                       e == ERR_USE ? CONDUIT_ERR_ADDR_IN_USE
 		                       : e == ERR_MEM ? CONDUIT_ERR_NOMEM
 		                                      : CONDUIT_ERR_UNREACHABLE,
-		                       "connect %s: %s: %s", f->base.uri, f->where,
-		                       err_text(e));
+		                       "connect %s: %s: %s", f->base.uri,
+		                       where(f, buf), err_text(e));
 	}
 	return rc;
 }
@@ -1089,8 +1175,11 @@ static int lw_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		                        "connect %s: no address",
 		                        cd_endpoint_shown(ep));
 	struct lw_flow *f = flow_alloc(st, ctx, ep->uri);
+	/* One address, the usual case, needs no allocation of its own. */
 	if (f != NULL)
-		f->addrs = malloc(ep->naddrs * sizeof(*f->addrs));
+		f->addrs = ep->naddrs == 1
+		               ? &f->addr1
+		               : malloc(ep->naddrs * sizeof(*f->addrs));
 	if (f == NULL || f->addrs == NULL) {
 		if (f != NULL)
 			lw_flow_ops.destroy(&f->base);
@@ -1135,11 +1224,13 @@ static int lw_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 static int lw_handshake(conduit_flow *base)
 {
 	struct lw_flow *f = (struct lw_flow *)base;
+	char buf[LW_ADDR_MAX];
 	for (;;) {
 		if (f->connected && f->error == CONDUIT_OK) {
 			if (conduit_observed(base->ctx))
 				conduit_emit(base->ctx, CONDUIT_PHASE_CONNECTED,
-				             CONDUIT_OK, base->uri, f->where, base);
+				             CONDUIT_OK, base->uri,
+				             where(f, buf), base);
 			return CONDUIT_OK;
 		}
 		if (f->error == CONDUIT_OK && f->pcb == NULL)
@@ -1150,7 +1241,8 @@ static int lw_handshake(conduit_flow *base)
 				return conduit_flow_fail(base, CONDUIT_ERR_TIMED_OUT,
 				                         "connect %s: %s: timed out "
 				                         "after %u ms",
-				                         base->uri, f->where,
+				                         base->uri,
+				                         where(f, buf),
 				                         (unsigned)base->ctx
 				                                 ->connect_timeout_ms);
 			}
@@ -1158,7 +1250,7 @@ static int lw_handshake(conduit_flow *base)
 		}
 		int status = f->error;
 		conduit_flow_fail(base, status, "connect %s: %s: %s", base->uri,
-		                  f->where,
+		                  where(f, buf),
 		                  status == CONDUIT_ERR_REFUSED
 		                          ? "connection refused"
 		                          : err_text(f->lwerr));
@@ -1194,17 +1286,29 @@ static int lw_read(conduit_flow *base, void *buf, size_t len, size_t *nread)
 	size_t done = 0;
 	uint8_t *out = buf;
 	while (done < len && f->rx_n > 0) {
-		struct pbuf *p = f->rx[f->rx_head];
+		struct rx_slot *r = &f->rx[f->rx_head];
+		struct pbuf *p = r->p;
 		size_t avail = p->tot_len - f->rx_off;
 		size_t k = len - done < avail ? len - done : avail;
-		pbuf_copy_partial(p, out + done, (u16_t)k, (u16_t)f->rx_off);
+		/* A chain of one pbuf, what a wire frame gives, is a plain
+		 * copy. */
+		if (p->next == NULL)
+			memcpy(out + done,
+			       (const uint8_t *)p->payload + f->rx_off, k);
+		else
+			pbuf_copy_partial(p, out + done, (u16_t)k,
+			                  (u16_t)f->rx_off);
 		done += k;
 		f->rx_off += k;
 		if (f->rx_off == p->tot_len) {
-			f->st->npbufs -= pbuf_clen(p);
+			f->st->npbufs -= r->n;
 			pbuf_free(p);
-			f->rx_head = (f->rx_head + 1) % f->rx_cap;
-			f->rx_n--;
+			/* An emptied ring starts again at its first slot:
+			 * a flow that takes one segment at a time keeps
+			 * using the same one. */
+			f->rx_head = --f->rx_n > 0
+			                 ? (f->rx_head + 1) & (f->rx_cap - 1)
+			                 : 0;
 			f->rx_off = 0;
 		}
 	}
@@ -1240,8 +1344,20 @@ static int lw_writev(conduit_flow *base, const struct conduit_iov *iov,
                      size_t iovcnt, size_t *nwritten)
 {
 	struct lw_flow *f = (struct lw_flow *)base;
-	if (f->error != CONDUIT_OK || f->pcb == NULL)
+	struct tcp_pcb *pcb = f->pcb;
+	if (f->error != CONDUIT_OK || pcb == NULL)
 		return flow_broken(f, "write");
+	/* One buffer that fits at once (a request, an echo): the one
+	 * tcp_write the loop below would make, without its bookkeeping.
+	 * If lwIP refuses it, the loop tries again and reports why. */
+	if (iovcnt == 1 && iov[0].len <= 0xffff &&
+	    iov[0].len <= send_room(pcb) &&
+	    tcp_write(pcb, iov[0].base, (u16_t)iov[0].len,
+	              TCP_WRITE_FLAG_COPY) == ERR_OK) {
+		tcp_output(pcb);
+		*nwritten = iov[0].len;
+		return CONDUIT_OK;
+	}
 	size_t done = 0;
 	for (size_t i = 0; i < iovcnt && f->pcb != NULL; i++) {
 		size_t off = 0;
@@ -1302,6 +1418,12 @@ static int lw_shutdown(conduit_flow *base, unsigned how)
 			return conduit_flow_fail(base, CONDUIT_ERR_NOMEM,
 			                         "shutdown %s: %s", base->uri,
 			                         err_text(e));
+		/* Only such a pcb can reach TIME-WAIT while a flow holds it
+		 * (see sweep_time_wait). */
+		if (f->pcb != NULL && !f->fin_sent) {
+			f->fin_sent = true;
+			f->st->nfin++;
+		}
 		if (f->pcb != NULL)
 			tcp_output(f->pcb);
 	}
@@ -1329,8 +1451,10 @@ static void lw_destroy(conduit_flow *base)
 	struct lw_flow *f = (struct lw_flow *)base;
 	abort_pcb(f);
 	rx_clear(f);
-	free(f->rx);
-	free(f->addrs);
+	if (f->rx != f->rx_first)
+		free(f->rx);
+	if (f->addrs != &f->addr1)
+		free(f->addrs);
 	if (f->prev != NULL)
 		f->prev->next = f->next;
 	else
@@ -1357,16 +1481,16 @@ static unsigned lw_pending(conduit_flow *base, unsigned interest)
 {
 	struct lw_flow *f = (struct lw_flow *)base;
 	bool over = f->error != CONDUIT_OK || f->pcb == NULL;
-	unsigned r = 0;
 	if (!(base->state & CONDUIT_FLOW_ESTABLISHED)) {
 		/* Connecting: every interest waits on the handshake. */
 		if (f->connected || over ||
 		    (f->deadline != 0 && conduit_now_ms() >= f->deadline))
-			r = interest;
-		return r;
+			return interest;
+		return 0;
 	}
+	unsigned r = 0;
 	if ((interest & CONDUIT_POLLIN) && (f->rx_n > 0 || f->eof || over))
-		r |= CONDUIT_POLLIN;
+		r = CONDUIT_POLLIN;
 	if ((interest & CONDUIT_POLLOUT) && (over || send_room(f->pcb) > 0))
 		r |= CONDUIT_POLLOUT;
 	return r;
@@ -1381,10 +1505,15 @@ static int lw_unread(conduit_flow *base, size_t *n)
 /*
  * lwIP frees a TIME-WAIT pcb when its timer ends without telling anyone
  * (no error callback), so a flow lets go of its pcb once it reaches that
- * state: both directions are over and nothing more can come.
+ * state: both directions are over and nothing more can come.  A pcb gets
+ * there only after sending its FIN, and a flow's pcb sends one only
+ * through lw_shutdown (lw_close lets go of the pcb first), so the list is
+ * walked only while such flows exist, not on every turn of the loop.
  */
 static void sweep_time_wait(conduit_lwip *st)
 {
+	if (st->nfin == 0)
+		return;
 	for (struct lw_flow *f = st->flows; f != NULL; f = f->next)
 		if (f->pcb != NULL && f->pcb->state == TIME_WAIT) {
 			f->eof = true;
@@ -1424,13 +1553,14 @@ static err_t on_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 		return ERR_VAL;
 	if (l->q_n == LW_BACKLOG)
 		return ERR_MEM; /* lwIP aborts the connection */
-	char uri[96], where[80];
-	describe(&npcb->remote_ip, npcb->remote_port, where, sizeof(where));
-	snprintf(uri, sizeof(uri), "tcp://%s", where);
+	char uri[6 + LW_ADDR_MAX];
+	memcpy(uri, "tcp://", 6);
+	describe(&npcb->remote_ip, npcb->remote_port, uri + 6);
 	struct lw_flow *f = flow_alloc(l->st, l->base.ctx, uri);
 	if (f == NULL)
 		return ERR_MEM;
-	snprintf(f->where, sizeof(f->where), "%s", where);
+	ip_addr_copy(f->peer, npcb->remote_ip);
+	f->peer_port = npcb->remote_port;
 	/* The SYN came in on this netif: answers go out on it too. */
 	if (npcb->netif_idx == NETIF_NO_INDEX && ip_current_input_netif() != NULL)
 		tcp_bind_netif(npcb, ip_current_input_netif());
@@ -1450,9 +1580,7 @@ static int ll_accept(conduit_listener *base, conduit_flow **out)
 	struct lw_flow *f = l->queue[l->q_head];
 	l->q_head = (l->q_head + 1) % LW_BACKLOG;
 	l->q_n--;
-	if (conduit_observed(base->ctx))
-		conduit_emit(base->ctx, CONDUIT_PHASE_ACCEPTED, CONDUIT_OK,
-		             base->uri, f->where, &f->base);
+	/* conduit_accept() reports "accepted", with the flow's URI. */
 	*out = &f->base;
 	return CONDUIT_OK;
 }
