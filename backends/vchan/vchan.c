@@ -307,15 +307,55 @@ static struct vc_flow *vf_of(conduit_flow *f)
 }
 
 /* Consume events, but only when the descriptor says there are some:
- * libxenvchan_wait() would block otherwise. */
+ * libxenvchan_wait() would block otherwise.  Done only on the way to a
+ * "would block" (and at close), not on every read and write: events that
+ * arrive meanwhile just make the next sleep return at once. */
 static void drain_events(struct vc_flow *vf)
 {
 	struct pollfd p = {vf->fd, POLLIN, 0};
-	while (poll(&p, 1, 0) == 1 && (p.revents & POLLIN)) {
+	/* Each turn consumes one port's events; a server has two (the
+	 * channel and the port it listened on). */
+	for (int i = 0; i < 8 && poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+	     i++) {
 		if (libxenvchan_wait(vf->ctrl) < 0)
 			break;
 		p.revents = 0;
 	}
+}
+
+/*
+ * How much the rings hold, read from the shared indexes without asking
+ * the peer for a notification.  libxenvchan_data_ready() and
+ * libxenvchan_buffer_space() ask every time, and then the peer sends an
+ * event after each of its operations: a system call on each side per
+ * read or write.  Notifications are asked for only on the way to sleep
+ * (before vf_read or vf_writev says "would block", and in vf_wait), each
+ * time followed by another look, since what the peer did before the
+ * request was not signalled.
+ * Indexes that make no sense (a hostile peer) read as an empty ring and
+ * a full one, as libxenvchan treats them.
+ */
+static uint32_t vc_ready(const struct libxenvchan *c)
+{
+	uint32_t size = 1u << c->read.order;
+	uint32_t n = __atomic_load_n(&c->read.shr->prod, __ATOMIC_ACQUIRE) -
+	             c->read.shr->cons;
+	return n > size ? 0 : n;
+}
+
+static uint32_t vc_space(const struct libxenvchan *c)
+{
+	uint32_t size = 1u << c->write.order;
+	uint32_t used = c->write.shr->prod -
+	                __atomic_load_n(&c->write.shr->cons, __ATOMIC_ACQUIRE);
+	return used > size ? 0 : size - used;
+}
+
+/* Enough in the ring for the next read to return something. */
+static bool vc_readable(const struct vc_flow *vf)
+{
+	uint32_t r = vc_ready(vf->ctrl);
+	return vf->rleft > 0 ? r > 0 : r >= VC_HDR;
 }
 
 static int try_send_eof(struct vc_flow *vf)
@@ -348,46 +388,120 @@ static int peer_gone(struct vc_flow *vf, const char *op)
 	                         op, vf->base.uri);
 }
 
+/* A record header just taken from the ring: start the record, or the
+ * end of stream.  CONDUIT_ERR_RESET on a length that cannot be. */
+static int start_record(struct vc_flow *vf, const unsigned char *h)
+{
+	uint32_t n = (uint32_t)h[0] | (uint32_t)h[1] << 8 |
+	             (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+	if (n == VC_EOF_MARK) {
+		vf->peer_eof = true;
+		return CONDUIT_OK;
+	}
+	if (n == 0 || n > VC_RING_MAX)
+		return conduit_flow_fail(&vf->base, CONDUIT_ERR_RESET,
+		                         "read %s: malformed record (length "
+		                         "%u) from the peer",
+		                         vf->base.uri, n);
+	vf->rleft = n;
+	return CONDUIT_OK;
+}
+
+/*
+ * Copy out the payload of as many records as the ring holds and len
+ * takes; *got may be 0.  Stops at the end mark (peer_eof).  Every copy
+ * is at most what the ring holds, so libxenvchan never asks the writer
+ * for a notification here.  The rest of a record and the next header are
+ * taken in one copy when the buffer has room for both (the header lands
+ * where the next payload then goes): one libxenvchan call per record
+ * rather than two.  CONDUIT_ERR_RESET on a malformed record.
+ */
+static int take(struct vc_flow *vf, unsigned char *out, size_t len,
+                size_t *got)
+{
+	size_t done = 0;
+	int rc = CONDUIT_OK;
+	uint32_t ready = vc_ready(vf->ctrl);
+	while (done < len && !vf->peer_eof && rc == CONDUIT_OK) {
+		if (vf->rleft == 0) {
+			if (ready < VC_HDR)
+				ready = vc_ready(vf->ctrl);
+			unsigned char h[VC_HDR];
+			if (ready < VC_HDR ||
+			    libxenvchan_recv(vf->ctrl, h, VC_HDR) != (int)VC_HDR)
+				break;
+			ready -= VC_HDR;
+			rc = start_record(vf, h);
+			continue;
+		}
+		if (ready == 0)
+			ready = vc_ready(vf->ctrl);
+		size_t want = len - done;
+		if (want > vf->rleft)
+			want = vf->rleft;
+		if (want > ready)
+			want = ready;
+		if (want == 0)
+			break;
+		size_t ask = want;
+		if (want == vf->rleft && ready - want >= VC_HDR &&
+		    len - done - want >= VC_HDR)
+			ask += VC_HDR;
+		int n = libxenvchan_read(vf->ctrl, out + done, ask);
+		if (n <= 0)
+			break;
+		ready = (uint32_t)n < ready ? ready - (uint32_t)n : 0;
+		if ((size_t)n > want) {
+			/* Only a peer that moved its index back gives
+			 * less than the ring held, cutting a header. */
+			if ((size_t)n != ask)
+				return conduit_flow_fail(
+					&vf->base, CONDUIT_ERR_RESET,
+					"read %s: the peer moved the ring's "
+					"index backwards",
+					vf->base.uri);
+			done += want;
+			vf->rleft = 0;
+			rc = start_record(vf, out + done);
+			continue;
+		}
+		vf->rleft -= (uint32_t)n;
+		done += (size_t)n;
+	}
+	*got = done;
+	return rc;
+}
+
 static int vf_read(conduit_flow *f, void *buf, size_t len, size_t *nread)
 {
 	struct vc_flow *vf = vf_of(f);
-	drain_events(vf);
-	try_send_eof(vf);
+	if (vf->eof_wanted && !vf->eof_sent)
+		try_send_eof(vf);
 	if (vf->peer_eof)
 		return CONDUIT_EOF;
-	if (vf->rleft == 0) {
-		if (libxenvchan_data_ready(vf->ctrl) < (int)VC_HDR) {
-			if (!libxenvchan_is_open(vf->ctrl) &&
-			    libxenvchan_data_ready(vf->ctrl) < (int)VC_HDR)
-				return peer_gone(vf, "read");
-			return CONDUIT_WANT_READ;
-		}
-		unsigned char h[VC_HDR];
-		if (libxenvchan_recv(vf->ctrl, h, VC_HDR) != (int)VC_HDR)
-			return CONDUIT_WANT_READ;
-		uint32_t n = (uint32_t)h[0] | (uint32_t)h[1] << 8 |
-		             (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
-		if (n == VC_EOF_MARK) {
-			vf->peer_eof = true;
-			return CONDUIT_EOF;
-		}
-		if (n == 0 || n > VC_RING_MAX)
-			return conduit_flow_fail(f, CONDUIT_ERR_RESET,
-			                         "read %s: malformed record "
-			                         "(length %u) from the peer",
-			                         f->uri, n);
-		vf->rleft = n;
+	size_t got = 0;
+	int rc = take(vf, buf, len, &got);
+	if (rc == CONDUIT_OK && got == 0 && !vf->peer_eof) {
+		/* On the way to "would block": consume the events that
+		 * told of what was taken before, ask the writer to signal
+		 * its next write, then look again (see vc_ready). */
+		drain_events(vf);
+		libxenvchan_data_ready(vf->ctrl);
+		rc = take(vf, buf, len, &got);
+		if (rc == CONDUIT_OK && got == 0 && !vf->peer_eof &&
+		    !libxenvchan_is_open(vf->ctrl))
+			/* Closed: but what it wrote before is ours. */
+			rc = take(vf, buf, len, &got);
 	}
-	size_t want = len < vf->rleft ? len : vf->rleft;
-	if (want > INT32_MAX)
-		want = INT32_MAX;
-	int n = libxenvchan_read(vf->ctrl, buf, want);
-	if (n > 0) {
-		vf->rleft -= (uint32_t)n;
-		*nread = (size_t)n;
+	if (rc != CONDUIT_OK)
+		return rc;
+	if (got > 0) {
+		*nread = got;
 		return CONDUIT_OK;
 	}
-	if (n < 0 || !libxenvchan_is_open(vf->ctrl))
+	if (vf->peer_eof)
+		return CONDUIT_EOF;
+	if (!libxenvchan_is_open(vf->ctrl))
 		return peer_gone(vf, "read");
 	return CONDUIT_WANT_READ;
 }
@@ -396,33 +510,65 @@ static int vf_writev(conduit_flow *f, const struct conduit_iov *iov,
                      size_t iovcnt, size_t *nwritten)
 {
 	struct vc_flow *vf = vf_of(f);
-	drain_events(vf);
 	if (!libxenvchan_is_open(vf->ctrl))
 		return conduit_flow_fail(f, vf->peer_eof ? CONDUIT_ERR_CLOSED
 		                                         : CONDUIT_ERR_RESET,
 		                         "write %s: the peer domain closed the "
 		                         "vchan",
 		                         f->uri);
-	int space = libxenvchan_buffer_space(vf->ctrl);
-	if (space <= (int)VC_HDR)
-		return CONDUIT_WANT_WRITE;
+	uint32_t space = vc_space(vf->ctrl);
+	if (space <= VC_HDR) {
+		/* On the way to "would block": as in vf_read, for room. */
+		drain_events(vf);
+		libxenvchan_buffer_space(vf->ctrl);
+		space = vc_space(vf->ctrl);
+		if (space <= VC_HDR)
+			return libxenvchan_is_open(vf->ctrl)
+			               ? CONDUIT_WANT_WRITE
+			               : peer_gone(vf, "write");
+	}
 	size_t total = 0;
 	for (size_t i = 0; i < iovcnt; i++)
 		total += iov[i].len;
-	size_t n = total < (size_t)space - VC_HDR ? total : (size_t)space - VC_HDR;
-	unsigned char h[VC_HDR] = {(unsigned char)n, (unsigned char)(n >> 8),
-	                           (unsigned char)(n >> 16),
-	                           (unsigned char)(n >> 24)};
+	size_t n = total < space - VC_HDR ? total : space - VC_HDR;
+	/* The header and the start of the payload go in one ring write:
+	 * one index update and at most one event, and a reader woken by
+	 * it finds payload, not a bare header. */
+	unsigned char stage[4096];
+	stage[0] = (unsigned char)n;
+	stage[1] = (unsigned char)(n >> 8);
+	stage[2] = (unsigned char)(n >> 16);
+	stage[3] = (unsigned char)(n >> 24);
+	size_t staged = VC_HDR, done = 0, i = 0, off = 0;
+	while (i < iovcnt && done < n && staged < sizeof(stage)) {
+		size_t k = iov[i].len - off;
+		if (k > n - done)
+			k = n - done;
+		if (k > sizeof(stage) - staged)
+			k = sizeof(stage) - staged;
+		memcpy(stage + staged, (const unsigned char *)iov[i].base + off,
+		       k);
+		staged += k;
+		done += k;
+		off += k;
+		if (off == iov[i].len) {
+			i++;
+			off = 0;
+		}
+	}
 	/* We are the only writer and the space is there: every write
 	 * below goes through whole. */
-	if (libxenvchan_write(vf->ctrl, h, VC_HDR) != (int)VC_HDR)
+	if (libxenvchan_write(vf->ctrl, stage, staged) != (int)staged)
 		return peer_gone(vf, "write");
-	size_t done = 0;
-	for (size_t i = 0; i < iovcnt && done < n; i++) {
-		size_t k = iov[i].len < n - done ? iov[i].len : n - done;
+	for (; i < iovcnt && done < n; i++, off = 0) {
+		size_t k = iov[i].len - off;
+		if (k > n - done)
+			k = n - done;
 		if (k == 0)
 			continue;
-		if (libxenvchan_write(vf->ctrl, iov[i].base, k) != (int)k)
+		if (libxenvchan_write(vf->ctrl,
+		                      (const unsigned char *)iov[i].base + off,
+		                      k) != (int)k)
 			return peer_gone(vf, "write");
 		done += k;
 	}
@@ -475,11 +621,21 @@ static void vf_wait(conduit_flow *f, unsigned interest,
 		conduit_waitset_deadline(ws, at < vf->deadline ? at : vf->deadline);
 		return;
 	}
-	/* Asking for the counts also asks the peer to notify us when they
-	 * change (libxenvchan's request_notify). */
-	libxenvchan_data_ready(vf->ctrl);
-	libxenvchan_buffer_space(vf->ctrl);
+	/* About to sleep: ask the peer to signal what we wait for (these
+	 * calls do), then look again, since what it did before the request
+	 * was not signalled; if that is already here, do not sleep. */
+	bool now = vf->peer_eof || !libxenvchan_is_open(vf->ctrl);
+	if (interest & CONDUIT_POLLIN) {
+		libxenvchan_data_ready(vf->ctrl);
+		now = now || vc_readable(vf);
+	}
+	if (interest & CONDUIT_POLLOUT) {
+		libxenvchan_buffer_space(vf->ctrl);
+		now = now || vc_space(vf->ctrl) > VC_HDR;
+	}
 	conduit_waitset_fd(ws, vf->fd, CONDUIT_POLLIN);
+	if (now)
+		conduit_waitset_deadline(ws, 0);
 }
 
 static unsigned vf_pending(conduit_flow *f, unsigned interest)
@@ -498,14 +654,13 @@ static unsigned vf_pending(conduit_flow *f, unsigned interest)
 		free(c);
 		return free_ring ? interest : 0;
 	}
+	/* Only a look: notifications are asked for in vf_wait. */
 	bool open = libxenvchan_is_open(vf->ctrl) != 0;
-	int ready = libxenvchan_data_ready(vf->ctrl);
 	if ((interest & CONDUIT_POLLIN) &&
-	    (vf->peer_eof || !open ||
-	     (vf->rleft > 0 ? ready > 0 : ready >= (int)VC_HDR)))
+	    (vf->peer_eof || !open || vc_readable(vf)))
 		r |= CONDUIT_POLLIN;
 	if ((interest & CONDUIT_POLLOUT) &&
-	    (!open || libxenvchan_buffer_space(vf->ctrl) > (int)VC_HDR))
+	    (!open || vc_space(vf->ctrl) > VC_HDR))
 		r |= CONDUIT_POLLOUT;
 	return r;
 }
@@ -519,8 +674,7 @@ static int vf_fd(const conduit_flow *f)
 static int vf_unread(conduit_flow *f, size_t *n)
 {
 	struct vc_flow *vf = vf_of(f);
-	int r = vf->ctrl != NULL ? libxenvchan_data_ready(vf->ctrl) : 0;
-	*n = r > 0 ? (size_t)r : 0;
+	*n = vf->ctrl != NULL ? vc_ready(vf->ctrl) : 0;
 	return CONDUIT_OK;
 }
 
@@ -532,28 +686,23 @@ static int vf_handshake(conduit_flow *f)
 		return CONDUIT_OK;
 	char key[VC_XS_BUF + 16];
 	snprintf(key, sizeof(key), "%s/claim", vf->path);
-	char *c = xs_read(vf->xs, XBT_NULL, key, NULL);
 	bool won = false;
+	/* Look and claim in one transaction: two clients of one domain
+	 * must not both take one ring. */
+	xs_transaction_t t = xs_transaction_start(vf->xs);
+	char *c = t != XBT_NULL ? xs_read(vf->xs, t, key, NULL) : NULL;
 	if (c != NULL) {
 		vf->saw_ring = true;
 		if (c[0] == '\0') {
-			/* Claim it atomically: two clients of one domain
-			 * must not both take one ring. */
 			char me[48];
 			snprintf(me, sizeof(me), "%ld-%p", (long)getpid(),
 			         (void *)vf);
-			xs_transaction_t t = xs_transaction_start(vf->xs);
-			char *again = t != XBT_NULL ? xs_read(vf->xs, t, key, NULL)
-			                            : NULL;
-			if (again != NULL && again[0] == '\0')
-				won = xs_write(vf->xs, t, key, me,
-				               (unsigned)strlen(me));
-			free(again);
-			if (t != XBT_NULL)
-				xs_transaction_end(vf->xs, t, !won);
+			won = xs_write(vf->xs, t, key, me, (unsigned)strlen(me));
 		}
 		free(c);
 	}
+	if (t != XBT_NULL)
+		xs_transaction_end(vf->xs, t, !won);
 	if (!won) {
 		if (conduit_now_ms() < vf->deadline)
 			return CONDUIT_WANT_WRITE;
@@ -724,9 +873,15 @@ static int arm(struct vc_listener *vl, unsigned peer)
 	snprintf(key, sizeof(key), "%s/claim", r->path);
 	struct xs_permissions perms[2] = {{vl->self, XS_PERM_NONE},
 	                                  {peer, XS_PERM_READ | XS_PERM_WRITE}};
-	if (!xs_write(vl->xs, XBT_NULL, key, "", 0) ||
-	    !xs_set_permissions(vl->xs, XBT_NULL, key, perms, 2)) {
-		int e = errno;
+	xs_transaction_t t = xs_transaction_start(vl->xs);
+	bool ok = t != XBT_NULL && xs_write(vl->xs, t, key, "", 0) &&
+	          xs_set_permissions(vl->xs, t, key, perms, 2);
+	int e = errno;
+	if (t != XBT_NULL && !xs_transaction_end(vl->xs, t, !ok) && ok) {
+		ok = false;
+		e = errno;
+	}
+	if (!ok) {
 		libxenvchan_close(r->ctrl);
 		return conduit_listener_fail(&vl->base, CONDUIT_ERR_SYSTEM,
 		                             "listen %s: cannot write %s: %s",
@@ -821,9 +976,7 @@ static int vl_accept(conduit_listener *l, conduit_flow **out)
 		vf->ctrl = ctrl;
 		vf->fd = fd;
 		vf->base.state |= CONDUIT_FLOW_ESTABLISHED;
-		if (conduit_observed(l->ctx))
-			conduit_emit(l->ctx, CONDUIT_PHASE_ACCEPTED, CONDUIT_OK,
-			             l->uri, uri, &vf->base);
+		/* conduit_accept() reports "accepted". */
 		*out = &vf->base;
 		return CONDUIT_OK;
 	}

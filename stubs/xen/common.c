@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,21 @@ socklen_t xe_evtchn_addr(struct sockaddr_un *sa, uint32_t domid,
 	                   (size_t)n);
 }
 
+int xe_notify_put(int fd, int side, uint32_t active, uint32_t offset,
+                  uint32_t port)
+{
+	struct xe_grant_hdr h;
+	h.notify[side].active = active;
+	h.notify[side].offset = offset;
+	h.notify[side].port = port;
+	/* Only this side's record: the other side updates its own, from
+	 * another process, without a lock. */
+	off_t at = (off_t)(offsetof(struct xe_grant_hdr, notify) +
+	                   (size_t)side * sizeof(h.notify[0]));
+	ssize_t n = pwrite(fd, &h.notify[side], sizeof(h.notify[side]), at);
+	return n == (ssize_t)sizeof(h.notify[side]) ? 0 : -1;
+}
+
 /* Clear one notify byte of a grant file. */
 static void clear_byte(int fd, uint32_t offset)
 {
@@ -109,13 +125,17 @@ void xe_peer_died(uint32_t self, uint32_t dead, uint32_t port)
 		struct xe_grant_hdr h;
 		if (pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
 		    h.magic == XE_MAGIC) {
+			/* Side 0: the dead domain granted to us.  Side 1:
+			 * we granted to the dead domain (not to a third
+			 * one whose port has the same number). */
 			int side = h.granter == dead ? 0 : 1;
-			uint32_t other = side == 0 ? h.grantee : h.granter;
-			if (other == self && h.notify[side].active &&
+			bool ours = side == 0 ? h.grantee == self
+			                      : h.granter == self &&
+			                                h.grantee == dead;
+			if (ours && h.notify[side].active &&
 			    h.notify[side].port == port) {
 				clear_byte(fd, h.notify[side].offset);
-				h.notify[side].active = 0;
-				pwrite(fd, &h, sizeof(h), 0);
+				xe_notify_put(fd, side, 0, 0, 0);
 			}
 		}
 		close(fd);

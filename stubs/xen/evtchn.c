@@ -5,12 +5,23 @@
  * A port is a SOCK_SEQPACKET Unix socket bound to an abstract name made
  * of the host directory, the domain and the port number (binding the name
  * is what allocates the number).  An unbound port listens; binding an
- * interdomain port connects to it and says which domain and port it is;
- * the listener accepts only the domain the port was offered to, and only
- * once: later connections are closed at once.  A notification is a
- * one-byte message sent without blocking: when the queue is full the
- * peer has notifications pending already, so the new one merges with
- * them, as Xen's pending bit does.
+ * interdomain port connects to it and says which domain and port it is
+ * (the "hello", the connection's first message); the listener keeps only
+ * the domain the port was offered to, and only once: later connections
+ * are closed at once.  A notification is a one-byte message sent without
+ * blocking: when the queue is full the peer has notifications pending
+ * already, so the new one merges with them, as Xen's pending bit does.
+ *
+ * In Xen a channel is connected the moment the other side binds it, so a
+ * notification from the unbound side reaches a peer that has bound, even
+ * if the unbound side never looked at its events.  Here the connection
+ * waits in the listener's queue until it is accepted, so a notify on a
+ * listening port first accepts what is queued; without that, a server that
+ * read a ring filled before it first asked for events dropped the
+ * notification, and the writer waited forever for room.  A connection
+ * accepted before its hello has arrived is kept, unverified, until the
+ * hello is read (a notification to it is harmless): waiting for it would
+ * make notify block.
  *
  * The handle's descriptor is an epoll instance over its ports, readable
  * when any port has something.  xenevtchn_pending() reports one port and
@@ -23,7 +34,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -40,6 +50,8 @@ struct xe_port {
 	uint32_t remote_port; /* known once connected */
 	int lfd;              /* listening socket (unbound ports), or -1 */
 	int cfd;              /* the connection, or -1 */
+	int hello;            /* cfd accepted, its hello not read yet */
+	int lquiet;           /* lfd out of the epoll set meanwhile */
 	int dead;             /* the peer went away (reported once) */
 };
 
@@ -234,6 +246,76 @@ int xenevtchn_unbind(xenevtchn_handle *xce, evtchn_port_t port)
 	return 0;
 }
 
+/* While an accepted connection has not said hello, the listening socket
+ * is left out of the epoll set: what waits behind it is taken once the
+ * hello is in, and the descriptor does not stay readable meanwhile. */
+static void hello_done(xenevtchn_handle *h, struct xe_port *p)
+{
+	if (p->lquiet)
+		watch(h, p->lfd, KIND_LISTEN, p->port);
+	p->lquiet = 0;
+	p->hello = 0;
+}
+
+static void drop_conn(xenevtchn_handle *h, struct xe_port *p)
+{
+	hello_done(h, p);
+	epoll_ctl(h->ep, EPOLL_CTL_DEL, p->cfd, NULL);
+	close(p->cfd);
+	p->cfd = -1;
+}
+
+/* Read the hello of an accepted connection: keep the connection if it
+ * comes from the domain the port was offered to.  1 kept, 0 not there
+ * yet, -1 refused (closed, and the port free for the next one). */
+static int check_hello(xenevtchn_handle *h, struct xe_port *p)
+{
+	struct hello hi;
+	ssize_t r;
+	do
+		r = recv(p->cfd, &hi, sizeof(hi), MSG_DONTWAIT);
+	while (r < 0 && errno == EINTR);
+	if (r < 0 && errno == EAGAIN)
+		return 0;
+	if (r != (ssize_t)sizeof(hi) || hi.domid != p->remote_dom) {
+		drop_conn(h, p);
+		return -1;
+	}
+	p->remote_port = hi.port;
+	hello_done(h, p);
+	return 1;
+}
+
+/* Take what waits in listening port p's queue: the first connection whose
+ * hello is right (or not there yet) is kept; the ones after a verified
+ * one are closed.  Never blocks: the socket is non-blocking. */
+static void accept_queued(xenevtchn_handle *h, struct xe_port *p)
+{
+	if (p->hello)
+		return;
+	/* Bounded: the queue holds a handful (listen backlog). */
+	for (int i = 0; i < 16; i++) {
+		int fd = accept4(p->lfd, NULL, NULL,
+		                 SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0)
+			return;
+		if (p->cfd >= 0 || p->dead ||
+		    watch(h, fd, KIND_CONN, p->port) < 0) {
+			close(fd);
+			continue;
+		}
+		p->cfd = fd;
+		p->hello = 1;
+		if (check_hello(h, p) == 0) {
+			/* It may yet be refused and one behind it be
+			 * the peer: they wait for its hello. */
+			epoll_ctl(h->ep, EPOLL_CTL_DEL, p->lfd, NULL);
+			p->lquiet = 1;
+			return;
+		}
+	}
+}
+
 int xenevtchn_notify(xenevtchn_handle *xce, evtchn_port_t port)
 {
 	struct xe_port *p = find(xce, port);
@@ -241,6 +323,10 @@ int xenevtchn_notify(xenevtchn_handle *xce, evtchn_port_t port)
 		errno = EINVAL;
 		return -1;
 	}
+	/* A peer that has bound is connected, accepted or not (see the
+	 * top of the file). */
+	if (p->lfd >= 0 && p->cfd < 0 && !p->dead)
+		accept_queued(xce, p);
 	if (p->cfd >= 0 && !p->dead) {
 		static const char one = 1;
 		/* Never blocks; a full queue means "already pending". */
@@ -257,27 +343,6 @@ int xenevtchn_unmask(xenevtchn_handle *xce, evtchn_port_t port)
 	(void)xce;
 	(void)port;
 	return 0;
-}
-
-/* A connection to a listening port: keep it if it comes from the domain
- * the port was offered to and the port is still free. */
-static void accept_one(xenevtchn_handle *h, struct xe_port *p)
-{
-	int fd = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0)
-		return;
-	struct hello hi;
-	struct pollfd pf = {fd, POLLIN, 0};
-	/* The hello follows the connect at once. */
-	if (p->cfd >= 0 || p->dead || poll(&pf, 1, 1000) != 1 ||
-	    recv(fd, &hi, sizeof(hi), 0) != (ssize_t)sizeof(hi) ||
-	    hi.domid != p->remote_dom || fcntl(fd, F_SETFL, O_NONBLOCK) < 0 ||
-	    watch(h, fd, KIND_CONN, p->port) < 0) {
-		close(fd);
-		return;
-	}
-	p->cfd = fd;
-	p->remote_port = hi.port;
 }
 
 xenevtchn_port_or_error_t xenevtchn_pending(xenevtchn_handle *xce)
@@ -300,7 +365,14 @@ xenevtchn_port_or_error_t xenevtchn_pending(xenevtchn_handle *xce)
 			/* Reported even when the connection was refused:
 			 * the caller saw the descriptor readable, and a
 			 * spurious event is harmless where a block is not. */
-			accept_one(xce, p);
+			accept_queued(xce, p);
+			return (xenevtchn_port_or_error_t)port;
+		}
+		/* An unverified connection: its first message is the
+		 * hello.  Closed before saying it, it was never our peer. */
+		if (p->hello && check_hello(xce, p) <= 0) {
+			if (p->hello && (ev.events & (EPOLLHUP | EPOLLERR)))
+				drop_conn(xce, p);
 			return (xenevtchn_port_or_error_t)port;
 		}
 		char buf[256];
@@ -317,9 +389,7 @@ xenevtchn_port_or_error_t xenevtchn_pending(xenevtchn_handle *xce)
 		}
 		if (gone) {
 			xe_peer_died(xe_domid(), p->remote_dom, p->remote_port);
-			epoll_ctl(xce->ep, EPOLL_CTL_DEL, p->cfd, NULL);
-			close(p->cfd);
-			p->cfd = -1;
+			drop_conn(xce, p);
 			p->dead = 1;
 		}
 		return (xenevtchn_port_or_error_t)port;

@@ -17,7 +17,12 @@
  * is the channel closing, which wakes the survivor.
  *
  * A grant file is removed when its granter unshares it or closes the
- * handle that shared it, so nothing is left after a clean close.
+ * handle that shared it, so nothing is left after a clean close.  Its
+ * name (granter and ref) may then be taken by a new grant while a mapper
+ * of the old one still holds its mapping: so notify records are updated
+ * only in the file a mapping was made from (same inode), and each side
+ * writes only its own record, since the two sides run in different
+ * processes without a lock.
  */
 #include "xenemu.h"
 
@@ -28,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xengnttab.h>
 
@@ -41,18 +47,29 @@ struct xe_map {
 	uint32_t *refs;   /* npages of them */
 	int notify;       /* index of the page with an unmap notify, -1 */
 	uint32_t notify_offset;
+	ino_t notify_ino; /* its grant file: a later one may take the name */
 };
 
 struct xengntdev_handle {
 	struct xe_map *maps;
-	uint32_t next_ref; /* where the search for a free ref starts */
 };
 
-static int grant_path(char *buf, size_t len, uint32_t granter, uint32_t ref)
+/* Where the search for a free ref starts, for every handle of the
+ * process: a ring's grants and the next ring's follow each other instead
+ * of each handle walking over the refs its predecessors took.  Spread by
+ * process so that the processes of one domain rarely meet. */
+static uint32_t next_ref;
+
+/* The grant directory, made if missing: once per call, not per page
+ * (each check is a mkdir). */
+static int grant_dir(char *buf, size_t len)
 {
-	char dir[PATH_MAX];
-	if (xe_subdir("grant", dir, sizeof(dir)) < 0)
-		return -1;
+	return xe_subdir("grant", buf, len);
+}
+
+static int grant_path(char *buf, size_t len, const char *dir,
+                      uint32_t granter, uint32_t ref)
+{
 	if ((size_t)snprintf(buf, len, "%s/%u-%u", dir, granter, ref) >= len) {
 		errno = ENAMETOOLONG;
 		return -1;
@@ -116,33 +133,24 @@ static struct xe_map *unlink_map(struct xengntdev_handle *h, void *addr,
 	return NULL;
 }
 
-static int update_notify(uint32_t granter, uint32_t ref, int side,
-                         int active, uint32_t offset, uint32_t port,
-                         int clear)
+/* Set (or clear) side's unmap notification in grant granter-ref, whose
+ * file must be inode ino (0: whichever has the name): when its granter
+ * has unshared it, the name may be a new grant's, which is not ours to
+ * touch. */
+static int update_notify(uint32_t granter, uint32_t ref, ino_t ino, int side,
+                         int active, uint32_t offset, uint32_t port)
 {
-	char path[PATH_MAX];
-	if (grant_path(path, sizeof(path), granter, ref) < 0)
+	char dir[PATH_MAX], path[PATH_MAX];
+	if (grant_dir(dir, sizeof(dir)) < 0 ||
+	    grant_path(path, sizeof(path), dir, granter, ref) < 0)
 		return -1;
 	int fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	struct xe_grant_hdr hd;
+	struct stat st;
 	int rc = -1;
-	if (pread(fd, &hd, sizeof(hd), 0) == (ssize_t)sizeof(hd)) {
-		if (clear && hd.notify[side].active) {
-			unsigned char *p = mmap(NULL, XE_PAGE, PROT_WRITE,
-			                        MAP_SHARED, fd, XE_PAGE);
-			if (p != MAP_FAILED) {
-				p[hd.notify[side].offset % XE_PAGE] = 0;
-				munmap(p, XE_PAGE);
-			}
-		}
-		hd.notify[side].active = (uint32_t)active;
-		hd.notify[side].offset = offset;
-		hd.notify[side].port = port;
-		if (pwrite(fd, &hd, sizeof(hd), 0) == (ssize_t)sizeof(hd))
-			rc = 0;
-	}
+	if (fstat(fd, &st) == 0 && (ino == 0 || st.st_ino == ino))
+		rc = xe_notify_put(fd, side, (uint32_t)active, offset, port);
 	close(fd);
 	return rc;
 }
@@ -186,12 +194,22 @@ void *xengnttab_map_domain_grant_refs(xengnttab_handle *xgt, uint32_t count,
 	if (m == NULL)
 		return NULL;
 	uint32_t self = xe_domid();
+	char dir[PATH_MAX];
+	if (grant_dir(dir, sizeof(dir)) < 0) {
+		int e = errno;
+		drop(m, 1);
+		errno = e;
+		return NULL;
+	}
 	for (uint32_t i = 0; i < count; i++) {
 		char path[PATH_MAX];
 		int fd = -1;
 		struct xe_grant_hdr hd;
-		int ok = grant_path(path, sizeof(path), domid, refs[i]) == 0 &&
+		struct stat st;
+		int ok = grant_path(path, sizeof(path), dir, domid,
+		                    refs[i]) == 0 &&
 		         (fd = open(path, O_RDWR | O_CLOEXEC)) >= 0 &&
+		         fstat(fd, &st) == 0 &&
 		         pread(fd, &hd, sizeof(hd), 0) == (ssize_t)sizeof(hd) &&
 		         hd.magic == XE_MAGIC;
 		int err = fd < 0 ? ENOENT : EINVAL;
@@ -218,6 +236,8 @@ void *xengnttab_map_domain_grant_refs(xengnttab_handle *xgt, uint32_t count,
 			return NULL;
 		}
 		m->refs[i] = refs[i];
+		if (i == 0)
+			m->notify_ino = st.st_ino;
 	}
 	m->next = xgt->maps;
 	xgt->maps = m;
@@ -232,7 +252,8 @@ void *xengnttab_map_grant_ref_notify(xengnttab_handle *xgt, uint32_t domid,
 	void *p = xengnttab_map_domain_grant_refs(xgt, 1, domid, &ref, prot);
 	if (p == NULL || notify_offset >= XE_PAGE)
 		return p;
-	update_notify(domid, ref, 1, 1, notify_offset, notify_port, 0);
+	update_notify(domid, ref, xgt->maps->notify_ino, 1, 1, notify_offset,
+	              notify_port);
 	xgt->maps->notify = 0;
 	xgt->maps->notify_offset = notify_offset;
 	return p;
@@ -250,7 +271,8 @@ int xengnttab_unmap(xengnttab_handle *xgt, void *start_address,
 	if (m->notify >= 0) {
 		unsigned char *page = m->reserve + XE_PAGE;
 		__atomic_store_n(&page[m->notify_offset], 0, __ATOMIC_SEQ_CST);
-		update_notify(m->granter, m->refs[0], 1, 0, 0, 0, 0);
+		update_notify(m->granter, m->refs[0], m->notify_ino, 1, 0, 0,
+		              0);
 	}
 	drop(m, 1);
 	return 0;
@@ -265,19 +287,21 @@ xengntshr_handle *xengntshr_open(struct xentoollog_logger *logger,
 	(void)open_flags;
 	if (xe_dir() == NULL)
 		return NULL;
-	struct xengntdev_handle *h = calloc(1, sizeof(*h));
-	if (h != NULL)
-		h->next_ref = 1 + (uint32_t)(getpid() % 1024) * 64;
-	return h;
+	if (next_ref == 0)
+		next_ref = 1 + (uint32_t)(getpid() % 16384) * 64;
+	return calloc(1, sizeof(struct xengntdev_handle));
 }
 
 static void unshare_files(const struct xe_map *m)
 {
-	uint32_t self = xe_domid();
+	char dir[PATH_MAX];
+	if (grant_dir(dir, sizeof(dir)) < 0)
+		return;
 	for (uint32_t i = 0; i < m->npages; i++) {
 		char path[PATH_MAX];
 		if (m->refs[i] != 0 &&
-		    grant_path(path, sizeof(path), self, m->refs[i]) == 0)
+		    grant_path(path, sizeof(path), dir, m->granter,
+		               m->refs[i]) == 0)
 			unlink(path);
 	}
 }
@@ -299,18 +323,17 @@ int xengntshr_close(xengntshr_handle *xgs)
 }
 
 /* Make a new grant file for one page; its ref in *ref, fd returned. */
-static int new_grant(xengntshr_handle *xgs, uint32_t domid, int writable,
-                     uint32_t *ref)
+static int new_grant(const char *dir, uint32_t self, uint32_t domid,
+                     int writable, uint32_t *ref, ino_t *ino)
 {
-	uint32_t self = xe_domid();
 	for (uint32_t tries = 0; tries < 1u << 20; tries++) {
-		uint32_t r = xgs->next_ref++;
+		uint32_t r = next_ref++;
 		if (r == 0 || r >= 1u << 30) {
-			xgs->next_ref = 1;
+			next_ref = 1;
 			continue;
 		}
 		char path[PATH_MAX];
-		if (grant_path(path, sizeof(path), self, r) < 0)
+		if (grant_path(path, sizeof(path), dir, self, r) < 0)
 			return -1;
 		int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd < 0 && errno == EEXIST)
@@ -324,8 +347,10 @@ static int new_grant(xengntshr_handle *xgs, uint32_t domid, int writable,
 		hd.grantee = domid;
 		hd.ref = r;
 		hd.writable = writable != 0;
+		struct stat st;
 		if (ftruncate(fd, 2 * XE_PAGE) < 0 ||
-		    pwrite(fd, &hd, sizeof(hd), 0) != (ssize_t)sizeof(hd)) {
+		    pwrite(fd, &hd, sizeof(hd), 0) != (ssize_t)sizeof(hd) ||
+		    fstat(fd, &st) < 0) {
 			int e = errno;
 			close(fd);
 			unlink(path);
@@ -333,6 +358,7 @@ static int new_grant(xengntshr_handle *xgs, uint32_t domid, int writable,
 			return -1;
 		}
 		*ref = r;
+		*ino = st.st_ino;
 		return fd;
 	}
 	errno = ENOSPC;
@@ -346,11 +372,19 @@ void *xengntshr_share_pages(xengntshr_handle *xgs, uint32_t domid, int count,
 		errno = EINVAL;
 		return NULL;
 	}
-	struct xe_map *m = new_map((uint32_t)count, xe_domid());
+	char dir[PATH_MAX];
+	uint32_t self = xe_domid();
+	if (grant_dir(dir, sizeof(dir)) < 0)
+		return NULL;
+	struct xe_map *m = new_map((uint32_t)count, self);
 	if (m == NULL)
 		return NULL;
 	for (int i = 0; i < count; i++) {
-		int fd = new_grant(xgs, domid, writable, &m->refs[i]);
+		ino_t ino = 0;
+		int fd = new_grant(dir, self, domid, writable, &m->refs[i],
+		                   &ino);
+		if (i == 0)
+			m->notify_ino = ino;
 		void *at = m->reserve + ((size_t)i + 1) * XE_PAGE;
 		if (fd < 0 || mmap(at, XE_PAGE, PROT_READ | PROT_WRITE,
 		                   MAP_SHARED | MAP_FIXED, fd,
@@ -379,7 +413,8 @@ void *xengntshr_share_page_notify(xengntshr_handle *xgs, uint32_t domid,
 	void *p = xengntshr_share_pages(xgs, domid, 1, ref, writable);
 	if (p == NULL || notify_offset >= XE_PAGE)
 		return p;
-	update_notify(xe_domid(), *ref, 0, 1, notify_offset, notify_port, 0);
+	update_notify(xe_domid(), *ref, xgs->maps->notify_ino, 0, 1,
+	              notify_offset, notify_port);
 	xgs->maps->notify = 0;
 	xgs->maps->notify_offset = notify_offset;
 	return p;

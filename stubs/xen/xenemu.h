@@ -10,6 +10,22 @@
  *   CONDUIT_XEN_DOMID  this process's domain id (default 0, the
  *                      privileged domain)
  *
+ * What the host directory must be:
+ *   - one per emulated host, shared by every process playing one of its
+ *     domains, and there for as long as any of them runs.  Event ports
+ *     are named after its device and inode, so two paths to the same
+ *     directory are one host, and two directories never meet;
+ *   - on a file system whose files can be mapped shared (grant pages are
+ *     MAP_SHARED mappings of files): tmpfs or a local disk;
+ *   - preferably on a RAM file system, /dev/shm where it exists: grant
+ *     pages and XenStore nodes are files, created, mapped and removed for
+ *     every ring (a ring of 64 KiB each way is 33 grant files), and on a
+ *     disk setting up a connection is several times slower;
+ *   - private to the user: it is made with mode 0700, and anything that
+ *     can write there can forge any domain's grants and XenStore.
+ * A clean close removes the grant files; the XenStore tree (xs/, xs.lock)
+ * stays until whoever made the directory removes it.
+ *
  * In that directory, grant/<granter>-<ref> is one granted page (a header
  * page, then the page itself), xs/ is the XenStore tree, and xs.lock
  * serialises XenStore access.  Event channels are abstract Unix sockets
@@ -55,6 +71,9 @@ int xe_subdir(const char *sub, char *buf, size_t len);
 /* The abstract socket address of event port (domid, port). */
 socklen_t xe_evtchn_addr(struct sockaddr_un *sa, uint32_t domid,
                          uint32_t port);
+/* Write side's notify record (and only it) into the grant file fd. */
+int xe_notify_put(int fd, int side, uint32_t active, uint32_t offset,
+                  uint32_t port);
 /* The peer domain `dead` (its port `port`) went away: clear the bytes it
  * asked to have cleared in grants shared with domain `self`. */
 void xe_peer_died(uint32_t self, uint32_t dead, uint32_t port);
