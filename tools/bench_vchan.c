@@ -17,7 +17,7 @@
  * bench_emit().
  *
  *   conduit   vchan://1/bench URIs: conduit_listen on
- *             vchan://2/bench?read-ring=65536&write-ring=65536,
+ *             vchan://2/bench?read-ring=R&write-ring=R (R below),
  *             conduit_connect_wait / conduit_accept_wait,
  *             conduit_write_all / conduit_read_wait / conduit_close_wait
  *             (conduit_poll underneath), the calls bench.c uses for
@@ -43,6 +43,16 @@
  * pattern and answers one byte at the end; the clock runs from the first
  * write to that byte), 64-byte round trips with an echoing server (median
  * and 99th percentile), and sequential connect + accept + close.
+ *
+ * Each figure asks for 64 KiB rings both ways (16 granted pages each),
+ * and the 64 KiB writes and the round trips are measured again with 2 KiB
+ * asked for both ways: libxenvchan then puts the server's read ring (the
+ * client's writes) in the shared control page, and since that page has
+ * room for only one 2 KiB ring, the other direction gets one page of its
+ * own (4 KiB).  A 64 KiB write then crosses the ring in many pieces, each
+ * a wake-up of the other side, which is the cost those rows show.
+ * Both variants ask libxenvchan_server_init for the same sizes (conduit
+ * hands the URI's read-ring and write-ring to it unchanged).
  */
 #include "bench.h"
 
@@ -87,11 +97,15 @@
 #define VB_RBUF              (64 * 1024)
 #define VB_PING              64
 #define VB_MIB               (1024.0 * 1024.0)
-/* Both rings of every connection, both variants. */
-#define VB_RING        65536
+/* The ring sizes asked for, the same both ways and in both variants:
+ * large rings for every figure, and libxenvchan's in-page 2 KiB for a
+ * second look at 64 KiB writes and round trips.  The URI grammar takes
+ * 1024 to 1048576 (read-ring, write-ring). */
+#define VB_RING_LARGE  65536
+#define VB_RING_PAGE   2048
 #define VB_CLIENT_DOM  2
 #define VB_SERVER_DOM  1
-#define VB_LISTEN_URI  "vchan://2/bench?read-ring=65536&write-ring=65536"
+#define VB_LISTEN_FMT  "vchan://2/bench?read-ring=%u&write-ring=%u"
 #define VB_CONNECT_URI "vchan://1/bench"
 #define VB_RAW_PATH    "/local/domain/1/data/vchan/2/rawb"
 
@@ -137,22 +151,42 @@ struct vb_fig {
 	uint64_t param;
 	bool higher_better;
 	int decimals;
+	unsigned ring; /* both ring sizes asked for */
 };
 
-enum { VF_TPUT1, VF_TPUT16, VF_TPUT64, VF_RTT_MED, VF_RTT_P99, VF_CONN, VF_N };
+enum {
+	VF_TPUT1,
+	VF_TPUT16,
+	VF_TPUT64,
+	VF_RTT_MED,
+	VF_RTT_P99,
+	VF_TPUT64_PAGE,
+	VF_RTT_MED_PAGE,
+	VF_RTT_P99_PAGE,
+	VF_CONN,
+	VF_N
+};
 
+/* The labels carry the ring size: two rows share figure and param. */
 static const struct vb_fig vb_figs[VF_N] = {
-    {"throughput", "throughput 1 KiB (MiB/s)", "MiB/s", "write_size", 1024,
-     true, 1},
-    {"throughput", "throughput 16 KiB (MiB/s)", "MiB/s", "write_size",
-     16 * 1024, true, 1},
-    {"throughput", "throughput 64 KiB (MiB/s)", "MiB/s", "write_size",
-     64 * 1024, true, 1},
-    {"latency_median", "latency 64 B median (us)", "us", "message_size",
-     VB_PING, false, 2},
-    {"latency_p99", "latency 64 B p99 (us)", "us", "message_size", VB_PING,
-     false, 2},
-    {"connect_rate", "connect+accept+close (/s)", "1/s", NULL, 0, true, 0},
+    {"throughput", "throughput 1 KiB, 64 KiB rings (MiB/s)", "MiB/s",
+     "write_size", 1024, true, 1, VB_RING_LARGE},
+    {"throughput", "throughput 16 KiB, 64 KiB rings (MiB/s)", "MiB/s",
+     "write_size", 16 * 1024, true, 1, VB_RING_LARGE},
+    {"throughput", "throughput 64 KiB, 64 KiB rings (MiB/s)", "MiB/s",
+     "write_size", 64 * 1024, true, 1, VB_RING_LARGE},
+    {"latency_median", "latency 64 B median, 64 KiB rings (us)", "us",
+     "message_size", VB_PING, false, 2, VB_RING_LARGE},
+    {"latency_p99", "latency 64 B p99, 64 KiB rings (us)", "us", "message_size",
+     VB_PING, false, 2, VB_RING_LARGE},
+    {"throughput", "throughput 64 KiB, 2 KiB rings (MiB/s)", "MiB/s",
+     "write_size", 64 * 1024, true, 1, VB_RING_PAGE},
+    {"latency_median", "latency 64 B median, 2 KiB rings (us)", "us",
+     "message_size", VB_PING, false, 2, VB_RING_PAGE},
+    {"latency_p99", "latency 64 B p99, 2 KiB rings (us)", "us", "message_size",
+     VB_PING, false, 2, VB_RING_PAGE},
+    {"connect_rate", "connect+accept+close, 64 KiB rings (/s)", "1/s", NULL, 0,
+     true, 0, VB_RING_LARGE},
 };
 
 /* Worker to parent; smaller than PIPE_BUF, so written in one piece. */
@@ -433,6 +467,7 @@ enum { VR_READY = 1, VR_DONE, VR_ERROR };
 struct vb_job {
 	enum vb_role role;
 	enum vb_api api;
+	unsigned ring;   /* both ring sizes the server asks for */
 	uint64_t amount; /* bytes to receive or echo, or connections */
 };
 
@@ -445,6 +480,7 @@ struct vb_rep {
 
 struct vserver {
 	enum vb_api api;
+	unsigned ring;
 	conduit_ctx *ctx;
 	conduit_listener *l;
 	struct xs_handle *xs;
@@ -454,7 +490,7 @@ struct vserver {
 static int raw_arm(struct vserver *sv)
 {
 	sv->armed = libxenvchan_server_init(NULL, VB_CLIENT_DOM, VB_RAW_PATH,
-	                                    VB_RING, VB_RING);
+	                                    sv->ring, sv->ring);
 	if (sv->armed == NULL)
 		return vb_fail("libxenvchan_server_init %s: %s", VB_RAW_PATH,
 		               strerror(errno));
@@ -462,16 +498,19 @@ static int raw_arm(struct vserver *sv)
 	return 0;
 }
 
-static int vs_open(struct vserver *sv, enum vb_api api)
+static int vs_open(struct vserver *sv, enum vb_api api, unsigned ring)
 {
 	memset(sv, 0, sizeof(*sv));
 	sv->api = api;
+	sv->ring = ring;
 	if (api == VB_CONDUIT) {
+		char uri[96];
+		snprintf(uri, sizeof(uri), VB_LISTEN_FMT, ring, ring);
 		if (conduit_ctx_new(&sv->ctx) != CONDUIT_OK)
 			return vb_fail("conduit_ctx_new: out of memory");
-		int rc = conduit_listen(&sv->l, sv->ctx, VB_LISTEN_URI);
+		int rc = conduit_listen(&sv->l, sv->ctx, uri);
 		if (rc != CONDUIT_OK)
-			return vb_fail("conduit_listen %s: %s", VB_LISTEN_URI,
+			return vb_fail("conduit_listen %s: %s", uri,
 			               vb_cerr(conduit_ctx_error(sv->ctx), rc));
 		return 0;
 	}
@@ -627,7 +666,7 @@ __attribute__((noinline)) static int vb_server(const struct vb_job *job,
 	vb_msg[0] = '\0';
 	struct vserver sv;
 	int r = -1;
-	if (vs_open(&sv, job->api) == 0) {
+	if (vs_open(&sv, job->api, job->ring) == 0) {
 		rep.kind = VR_READY;
 		if (vb_send(wfd, &rep, sizeof(rep)) == 0) {
 			if (job->role == VR_SINK)
@@ -762,10 +801,12 @@ static int peer_finish(struct vpeer *p, struct vb_rep *rep)
 
 static conduit_ctx *vb_ctx;
 
-__attribute__((noinline)) static int
-run_throughput(enum vb_api api, size_t ws, uint64_t total, double *secs)
+__attribute__((noinline)) static int run_throughput(enum vb_api api,
+                                                    unsigned ring, size_t ws,
+                                                    uint64_t total,
+                                                    double *secs)
 {
-	struct vb_job job = {VR_SINK, api, total};
+	struct vb_job job = {VR_SINK, api, ring, total};
 	struct vpeer p;
 	struct vlink k;
 	if (peer_start(&p, &job) < 0)
@@ -815,11 +856,12 @@ fail:
 	return -1;
 }
 
-__attribute__((noinline)) static int run_latency(enum vb_api api, unsigned warm,
-                                                 unsigned n, uint64_t *samples)
+__attribute__((noinline)) static int run_latency(enum vb_api api, unsigned ring,
+                                                 unsigned warm, unsigned n,
+                                                 uint64_t *samples)
 {
 	uint64_t total = (uint64_t)(warm + n) * VB_PING;
-	struct vb_job job = {VR_ECHO, api, total};
+	struct vb_job job = {VR_ECHO, api, ring, total};
 	struct vpeer p;
 	struct vlink k;
 	if (peer_start(&p, &job) < 0)
@@ -873,7 +915,8 @@ fail:
 __attribute__((noinline)) static int run_connect(enum vb_api api, unsigned warm,
                                                  unsigned n, double *secs)
 {
-	struct vb_job job = {VR_ACCEPT, api, (uint64_t)warm + n};
+	struct vb_job job = {VR_ACCEPT, api, vb_figs[VF_CONN].ring,
+	                     (uint64_t)warm + n};
 	struct vpeer p;
 	if (peer_start(&p, &job) < 0)
 		return -1;
@@ -931,7 +974,7 @@ static int vb_failed(const struct vb_args *a, const char *what, enum vb_api api)
 	struct vb_msg m;
 	memset(&m, 0, sizeof(m));
 	m.kind = VM_ERROR;
-	snprintf(m.text, sizeof(m.text), "%.40s (%s): %.300s", what,
+	snprintf(m.text, sizeof(m.text), "%.60s (%s): %.300s", what,
 	         vb_api_name[api], vb_msg);
 	vb_send(a->fd, &m, sizeof(m));
 	return -1;
@@ -949,12 +992,13 @@ static int vb_emit_msg(const struct vb_args *a, struct vb_msg *m, int fig)
 static int vb_throughput(const struct vb_args *a, int fig)
 {
 	size_t ws = (size_t)vb_figs[fig].param;
+	unsigned ring = vb_figs[fig].ring;
 	const char *what = vb_figs[fig].label;
 	uint64_t warm = (a->quick ? 4u : 16u) * 1024 * 1024;
 	double rate = 0;
 	for (int k = 0; k < 2; k++) {
 		double t = 0;
-		if (run_throughput(vb_turn(0, k), ws, warm, &t) < 0)
+		if (run_throughput(vb_turn(0, k), ring, ws, warm, &t) < 0)
 			return vb_failed(a, what, vb_turn(0, k));
 		if (t > 0 && (double)warm / t > rate)
 			rate = (double)warm / t;
@@ -971,7 +1015,7 @@ static int vb_throughput(const struct vb_args *a, int fig)
 		for (int k = 0; k < 2; k++) {
 			enum vb_api api = vb_turn(i, k);
 			double t = 0;
-			if (run_throughput(api, ws, total, &t) < 0)
+			if (run_throughput(api, ring, ws, total, &t) < 0)
 				return vb_failed(a, what, api);
 			double v = t > 0 ? (double)total / VB_MIB / t : 0;
 			if (api == VB_RAW)
@@ -990,14 +1034,18 @@ static int cmp_u64(const void *x, const void *y)
 	return p < q ? -1 : p > q;
 }
 
-static int vb_latency(const struct vb_args *a)
+/* Median and p99 of one run, into the figures fmed and fp99 (one ring
+ * size: theirs). */
+static int vb_latency(const struct vb_args *a, int fmed, int fp99)
 {
+	unsigned ring = vb_figs[fmed].ring;
+	const char *what = vb_figs[fmed].label;
 	/* A round trip here wakes the other process twice: tens of us. */
 	unsigned warm = a->quick ? 100 : 500, n = a->quick ? 1000 : 5000;
 	uint64_t *t = calloc(n, sizeof(*t));
 	if (t == NULL) {
 		vb_fail("out of memory");
-		return vb_failed(a, "latency", VB_RAW);
+		return vb_failed(a, what, VB_RAW);
 	}
 	struct vb_msg med, p99;
 	memset(&med, 0, sizeof(med));
@@ -1005,9 +1053,9 @@ static int vb_latency(const struct vb_args *a)
 	for (unsigned i = 0; i < a->repeats; i++) {
 		for (int k = 0; k < 2; k++) {
 			enum vb_api api = vb_turn(i, k);
-			if (run_latency(api, warm, n, t) < 0) {
+			if (run_latency(api, ring, warm, n, t) < 0) {
 				free(t);
-				return vb_failed(a, "latency", api);
+				return vb_failed(a, what, api);
 			}
 			qsort(t, n, sizeof(*t), cmp_u64);
 			double m50 = (double)t[n / 2] / 1000.0;
@@ -1018,8 +1066,7 @@ static int vb_latency(const struct vb_args *a)
 		med.n = p99.n = i + 1;
 	}
 	free(t);
-	if (vb_emit_msg(a, &med, VF_RTT_MED) < 0 ||
-	    vb_emit_msg(a, &p99, VF_RTT_P99) < 0)
+	if (vb_emit_msg(a, &med, fmed) < 0 || vb_emit_msg(a, &p99, fp99) < 0)
 		return -1;
 	return 0;
 }
@@ -1068,7 +1115,12 @@ static int vb_worker(const struct vb_args *a)
 	for (size_t i = 0; i < 3 && rc == 0; i++)
 		rc = vb_throughput(a, tput[i]);
 	if (rc == 0)
-		rc = vb_latency(a);
+		rc = vb_latency(a, VF_RTT_MED, VF_RTT_P99);
+	/* The same again through libxenvchan's in-page rings. */
+	if (rc == 0)
+		rc = vb_throughput(a, VF_TPUT64_PAGE);
+	if (rc == 0)
+		rc = vb_latency(a, VF_RTT_MED_PAGE, VF_RTT_P99_PAGE);
 	if (rc == 0)
 		rc = vb_connect(a);
 	conduit_ctx_free(vb_ctx);
