@@ -196,9 +196,15 @@ void *cd_tls_state_new(void);
 extern const struct conduit_backend cd_backend_vchan;
 #endif
 
+/* Parse a dotted-quad IPv4 address exactly as inet_pton(AF_INET) does
+ * (several times faster: literals are converted on every connect).
+ * True with the four bytes in out, false for anything else. */
+bool cd_ipv4_parse(const char *s, unsigned char out[4]);
+
 /* ---- Private to uri.c and endpoint.c ---------------------------- */
 
-/* Fill the fields of a zeroed endpoint (port -1) from a URI: all but
+/* Fill the fields of a fresh endpoint (port -1; absent strings NULL or
+ * the endpoint's own "") from a URI: all but
  * uri and addrs.  On failure the message ("URI: reason") is in err and
  * ep may hold partial allocations: conduit_endpoint_free() them. */
 int cd_uri_parse(conduit_endpoint *ep, const char *uri, char *err,

@@ -33,7 +33,7 @@ static int literal(conduit_ctx *ctx, conduit_endpoint *ep, const char *host,
 	memset(&a, 0, sizeof(a));
 	if (kind == CONDUIT_HOST_IPV4) {
 		a.family = CONDUIT_AF_INET;
-		if (inet_pton(AF_INET, host, a.bytes) != 1)
+		if (!cd_ipv4_parse(host, a.bytes))
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_HOST,
 			                        "resolve %s: bad IPv4 address",
 			                        shown(ep, sh));
@@ -259,8 +259,8 @@ static bool split_connect_to(const char *ct, char host[256],
 			return false;
 		memcpy(host, ct, hn);
 		host[hn] = '\0';
-		*kind = inet_pton(AF_INET, host, b) == 1 ? CONDUIT_HOST_IPV4
-		                                         : CONDUIT_HOST_NAME;
+		*kind = cd_ipv4_parse(host, b) ? CONDUIT_HOST_IPV4
+		                               : CONDUIT_HOST_NAME;
 	}
 	*port = (int)v;
 	return true;

@@ -697,7 +697,17 @@ static int apply_connect_to(struct rstate *rs, conduit_endpoint **ep,
 static int resolve(conduit_endpoint **out, conduit_explain *x,
                    conduit_ctx *ctx, const char *uri)
 {
-	struct rstate rs = {.ctx = ctx, .x = x, .uri = uri};
+	/* Field by field: a designated initializer would clear the three
+	 * buffers (some 800 bytes) on every resolution; each is written
+	 * before it is read, and starts as "". */
+	struct rstate rs;
+	rs.ctx = ctx;
+	rs.x = x;
+	rs.uri = uri;
+	rs.have_shown = false;
+	rs.shown_buf[0] = '\0';
+	rs.scheme[0] = '\0';
+	rs.name[0] = '\0';
 	bool observed = conduit_observed(ctx);
 	if (observed)
 		conduit_emit(ctx, CONDUIT_PHASE_RESOLVING, CONDUIT_OK, shown(&rs),
