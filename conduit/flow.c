@@ -136,18 +136,56 @@ static int ready_for(conduit_flow *f, unsigned shut_bit, const char *op)
 	return CONDUIT_OK;
 }
 
+/*
+ * The state bits under which a data operation in direction shut_bit goes
+ * straight to the backend: established, and none of failed, closed or
+ * that direction shut.  One test of a mask on every read and write; any
+ * other state takes ready_for(), which says why.
+ */
+#define CD_GO_MASK(shut_bit)                                                 \
+	(CONDUIT_FLOW_ESTABLISHED | CONDUIT_FLOW_FAILED | CONDUIT_FLOW_CLOSED | \
+	 (shut_bit))
+
 int conduit_read(conduit_flow *f, void *buf, size_t len, size_t *nread)
 {
 	if (nread != NULL)
 		*nread = 0;
 	if (f == NULL || nread == NULL || (buf == NULL && len > 0))
 		return CONDUIT_ERR_INVALID;
-	int rc = ready_for(f, CONDUIT_FLOW_SHUT_RD, "read");
-	if (rc != CONDUIT_OK || len == 0)
-		return rc;
-	rc = f->ops->read(f, buf, len, nread);
+	if (__builtin_expect((f->state & CD_GO_MASK(CONDUIT_FLOW_SHUT_RD)) !=
+	                             CONDUIT_FLOW_ESTABLISHED ||
+	                             len == 0,
+	                     0)) {
+		int rc = ready_for(f, CONDUIT_FLOW_SHUT_RD, "read");
+		if (rc != CONDUIT_OK || len == 0)
+			return rc;
+	}
+	int rc = f->ops->read(f, buf, len, nread);
 	if (rc == CONDUIT_OK)
 		f->bytes_read += *nread;
+	else if (is_error(rc))
+		fail_for_good(f, rc);
+	return rc;
+}
+
+/* The part of a write after the arguments are checked: total is the sum
+ * of the buffers' lengths.  Inlined into both entry points, so that
+ * conduit_write() is not a call to conduit_writev(). */
+static inline __attribute__((always_inline)) int
+write_checked(conduit_flow *f, const struct conduit_iov *iov, size_t iovcnt,
+              size_t total, size_t *nwritten)
+{
+	if (__builtin_expect((f->state & CD_GO_MASK(CONDUIT_FLOW_SHUT_WR)) !=
+	                             CONDUIT_FLOW_ESTABLISHED ||
+	                             total == 0,
+	                     0)) {
+		int rc = ready_for(f, CONDUIT_FLOW_SHUT_WR, "write");
+		if (rc != CONDUIT_OK || total == 0)
+			return rc;
+	}
+	int rc = f->ops->writev(f, iov, iovcnt, nwritten);
+	if (rc == CONDUIT_OK)
+		f->bytes_written += *nwritten;
 	else if (is_error(rc))
 		fail_for_good(f, rc);
 	return rc;
@@ -166,22 +204,18 @@ int conduit_writev(conduit_flow *f, const struct conduit_iov *iov, size_t iovcnt
 			return CONDUIT_ERR_INVALID;
 		total += iov[i].len;
 	}
-	int rc = ready_for(f, CONDUIT_FLOW_SHUT_WR, "write");
-	if (rc != CONDUIT_OK || total == 0)
-		return rc;
-	rc = f->ops->writev(f, iov, iovcnt, nwritten);
-	if (rc == CONDUIT_OK)
-		f->bytes_written += *nwritten;
-	else if (is_error(rc))
-		fail_for_good(f, rc);
-	return rc;
+	return write_checked(f, iov, iovcnt, total, nwritten);
 }
 
 int conduit_write(conduit_flow *f, const void *buf, size_t len,
                   size_t *nwritten)
 {
+	if (nwritten != NULL)
+		*nwritten = 0;
+	if (f == NULL || nwritten == NULL || (buf == NULL && len > 0))
+		return CONDUIT_ERR_INVALID;
 	struct conduit_iov iov = {buf, len};
-	return conduit_writev(f, &iov, 1, nwritten);
+	return write_checked(f, &iov, 1, len, nwritten);
 }
 
 int conduit_shutdown(conduit_flow *f, unsigned how)

@@ -50,13 +50,19 @@ void conduit_waitset_deadline(struct conduit_waitset *ws, uint64_t at_ms)
  * this of every item on every turn. */
 static inline unsigned item_pending(const struct conduit_pollitem *it)
 {
-	if (it->flow != NULL) {
-		conduit_flow *f = it->flow;
+	conduit_flow *f = it->flow;
+	if (__builtin_expect(f != NULL, 1)) {
+		/* The common case first: a flow still in use whose backend
+		 * can tell. */
+		unsigned (*pending)(conduit_flow *, unsigned) = f->ops->pending;
+		if (__builtin_expect(!(f->state & (CONDUIT_FLOW_FAILED |
+		                                   CONDUIT_FLOW_CLOSED)) &&
+		                             pending != NULL,
+		                     1))
+			return pending(f, it->events) & it->events;
 		if (f->state & (CONDUIT_FLOW_FAILED | CONDUIT_FLOW_CLOSED))
 			return it->events;
-		return f->ops->pending != NULL ? f->ops->pending(f, it->events) &
-		                                         it->events
-		                               : 0;
+		return 0;
 	}
 	conduit_listener *l = it->listener;
 	if (l->ops->pending != NULL && (it->events & CONDUIT_POLLIN))
@@ -101,18 +107,26 @@ static void collect(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
 		ws->deadline = all;
 }
 
+/* The index of the first item that is not valid (neither or both of
+ * flow and listener, or unknown event bits); n if all are. */
+static inline size_t first_invalid(const struct conduit_pollitem *items,
+                                   size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((items[i].flow == NULL) == (items[i].listener == NULL) ||
+		    (items[i].events & ~(CONDUIT_POLLIN | CONDUIT_POLLOUT)))
+			return i;
+	return n;
+}
+
 static inline int valid_items(struct conduit_pollitem *items, size_t n)
 {
 	if (n > 0 && items == NULL)
 		return 0;
-	for (size_t i = 0; i < n; i++) {
-		if ((items[i].flow == NULL) == (items[i].listener == NULL))
-			return 0;
-		if (items[i].events & ~(CONDUIT_POLLIN | CONDUIT_POLLOUT))
-			return 0;
+	size_t bad = first_invalid(items, n);
+	for (size_t i = 0; i < bad; i++)
 		items[i].revents = 0;
-	}
-	return 1;
+	return bad == n;
 }
 
 /* Every backend's pending work; the first failure, after running all. */
@@ -184,12 +198,21 @@ int conduit_wait_fds(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
 	return CONDUIT_OK;
 }
 
+/* Every backend's pending work when no one looks at the status
+ * (conduit_poll: a failing stack shows in its flows). */
+static inline void run_procs_quiet(conduit_ctx *ctx)
+{
+	const struct cd_proc *p = ctx->procs, *end = p + ctx->nprocs;
+	for (; p < end; p++)
+		p->fn(p->state);
+}
+
 /* One turn that never sleeps: the backends' pending work, then what each
- * item can do; the number of items ready. */
+ * item can do; the number of items ready.  Sets every revents. */
 static inline size_t ready_now(conduit_ctx *ctx, struct conduit_pollitem *items,
                                size_t n)
 {
-	run_procs(ctx);
+	run_procs_quiet(ctx);
 	size_t ready = 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned r = item_pending(&items[i]);
@@ -290,8 +313,15 @@ int conduit_poll(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
 {
 	if (nready != NULL)
 		*nready = 0;
-	if (ctx == NULL || nready == NULL || !valid_items(items, n))
+	if (ctx == NULL || nready == NULL || (n > 0 && items == NULL))
 		return CONDUIT_ERR_INVALID;
+	/* Checked without clearing revents: the first turn sets them all. */
+	size_t bad = first_invalid(items, n);
+	if (bad != n) {
+		for (size_t i = 0; i < bad; i++)
+			items[i].revents = 0;
+		return CONDUIT_ERR_INVALID;
+	}
 	return poll_until(ctx, items, n, UINT64_MAX, 0,
 	                  timeout_ms < 0 ? -1 : timeout_ms, nready);
 }
