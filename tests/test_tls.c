@@ -538,6 +538,16 @@ static char *slurp(const char *path)
 	return buf;
 }
 
+/* A file's text into buf, which it must fit (with its NUL). */
+static void slurp_into(const char *path, char *buf, size_t size)
+{
+	const char *s = slurp(path);
+	size_t n = strlen(s);
+	ck_assert_msg(n < size, "%s: %zu bytes, room for %zu", path, n,
+	              size - 1);
+	memcpy(buf, s, n + 1);
+}
+
 /* A conduit server, openssl s_client verifying it, with mTLS both ways. */
 START_TEST(s_client_to_conduit_server)
 {
@@ -1226,9 +1236,9 @@ START_TEST(pem_in_memory)
 {
 	need_certs();
 	char ca[8192], crt[8192], key[8192];
-	snprintf(ca, sizeof(ca), "%s", slurp(cp("ca.crt")));
-	snprintf(crt, sizeof(crt), "%s", slurp(cp("srv.crt")));
-	snprintf(key, sizeof(key), "%s", slurp(cp("srv.key")));
+	slurp_into(cp("ca.crt"), ca, sizeof(ca));
+	slurp_into(cp("srv.crt"), crt, sizeof(crt));
+	slurp_into(cp("srv.key"), key, sizeof(key));
 	conduit_ctx *s = fk_new_ctx();
 	ck_status(conduit_tls_set_cert_pem(s, crt, strlen(crt), key, strlen(key),
 	                                   NULL),
@@ -1374,8 +1384,8 @@ START_TEST(encrypted_key_password_callback)
 	/* The right one, from memory too, and the key works. */
 	a.pw = "sekrit";
 	char crt[8192], key[8192];
-	snprintf(crt, sizeof(crt), "%s", slurp(cp("srv.crt")));
-	snprintf(key, sizeof(key), "%s", slurp(cp("srv_enc.key")));
+	slurp_into(cp("srv.crt"), crt, sizeof(crt));
+	slurp_into(cp("srv_enc.key"), key, sizeof(key));
 	ck_status(conduit_tls_set_cert_pem(s, crt, strlen(crt), key,
 	                                   strlen(key), NULL),
 	          CONDUIT_OK);
@@ -1448,8 +1458,8 @@ START_TEST(encrypted_keys_from_openssl)
 	}
 	/* OpenSSL 3's default, from memory and through the callback. */
 	char crt[8192], key[8192];
-	snprintf(crt, sizeof(crt), "%s", slurp(cp("srv.crt")));
-	snprintf(key, sizeof(key), "%s", slurp(cp("srv_aes.key")));
+	slurp_into(cp("srv.crt"), crt, sizeof(crt));
+	slurp_into(cp("srv_aes.key"), key, sizeof(key));
 	conduit_ctx *s = fk_new_ctx();
 	ck_status(conduit_tls_set_cert_pem(s, crt, strlen(crt), key, strlen(key),
 	                                   "sekri"),

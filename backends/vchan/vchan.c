@@ -1146,7 +1146,7 @@ int conduit_vchan_register_name(conduit_ctx *ctx, const char *name)
 	struct xs_handle *xs = open_xs(ctx, "vchan");
 	if (xs == NULL)
 		return CONDUIT_ERR_UNSUPPORTED;
-	unsigned self;
+	unsigned self = 0; /* set by read_domid() when it succeeds */
 	int rc = read_domid(xs, &self) == 0
 	                 ? register_name(ctx, xs, name, self)
 	                 : conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
