@@ -167,7 +167,7 @@ static const char *cerr(const char *detail, int rc)
 	                                           : conduit_strerror(rc);
 }
 
-static uint64_t now_ns(void)
+uint64_t bench_now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -199,7 +199,7 @@ static unsigned char pat_byte(uint64_t off)
 
 /* The stream's bytes [off, off + len); both multiples of 8 (every write
  * size is, and writes start at multiples of the write size). */
-static void pat_fill(unsigned char *p, size_t len, uint64_t off)
+void bench_pat_fill(unsigned char *p, size_t len, uint64_t off)
 {
 	uint64_t w = pat_word(off >> 3);
 	for (size_t k = 0; k + 8 <= len; k += 8, w += PAT_MUL)
@@ -209,7 +209,7 @@ static void pat_fill(unsigned char *p, size_t len, uint64_t off)
 /* Check len received bytes that sit at stream offset off (any alignment:
  * reads end wherever the kernel likes).  Returns the offset of the first
  * wrong byte, or UINT64_MAX when all are right. */
-static uint64_t pat_check(const unsigned char *p, size_t len, uint64_t off)
+uint64_t bench_pat_check(const unsigned char *p, size_t len, uint64_t off)
 {
 	size_t k = 0;
 	for (; k < len && ((off + k) & 7) != 0; k++)
@@ -274,7 +274,7 @@ static void choose_cpus(void)
 #endif
 }
 
-static void pin(int cpu)
+void bench_pin(int cpu)
 {
 #ifdef __linux__
 	if (cpu < 0)
@@ -305,7 +305,7 @@ static void child_setup(pid_t parent, int cpu)
 	signal(SIGHUP, SIG_DFL);
 	alarm(CHILD_WATCHDOG_S);
 	child_pid = 0;
-	pin(cpu);
+	bench_pin(cpu);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1473,7 +1473,7 @@ static int serve_sink(struct listener *L, const struct job *job,
 			/* The same check on both variants; after the first
 			 * wrong byte only counting goes on. */
 			if (bad == UINT64_MAX)
-				bad = pat_check(buf, n, off);
+				bad = bench_pat_check(buf, n, off);
 			off += n;
 		}
 	}
@@ -1918,16 +1918,16 @@ static int run_throughput(enum api api, enum transport tr, size_t ws,
 	if (link_connect(&k, api, &t) < 0)
 		goto fail;
 
-	uint64_t t0 = now_ns();
+	uint64_t t0 = bench_now_ns();
 	for (uint64_t off = 0; off < total; off += ws) {
-		pat_fill(buf, ws, off);
+		bench_pat_fill(buf, ws, off);
 		if (link_write_all(&k, buf, ws) < 0)
 			goto fail_link;
 	}
 	unsigned char ack;
 	size_t n = 0;
 	int g = link_read(&k, &ack, 1, &n);
-	uint64_t t1 = now_ns();
+	uint64_t t1 = bench_now_ns();
 	if (g <= 0) {
 		if (g == 0)
 			set_err("end of stream instead of the receiver's ack");
@@ -1986,8 +1986,8 @@ static int run_latency(enum api api, enum transport tr, unsigned warm,
 	}
 	unsigned char out[PING_SIZE], in[PING_SIZE];
 	for (unsigned i = 0; i < warm + n; i++) {
-		pat_fill(out, sizeof(out), (uint64_t)i * PING_SIZE);
-		uint64_t t0 = now_ns();
+		bench_pat_fill(out, sizeof(out), (uint64_t)i * PING_SIZE);
+		uint64_t t0 = bench_now_ns();
 		if (link_write_all(&k, out, sizeof(out)) < 0)
 			goto fail;
 		size_t got = 0;
@@ -2003,7 +2003,7 @@ static int run_latency(enum api api, enum transport tr, unsigned warm,
 			}
 			got += m;
 		}
-		uint64_t t1 = now_ns();
+		uint64_t t1 = bench_now_ns();
 		if (got != sizeof(in) || memcmp(in, out, sizeof(in)) != 0) {
 			set_err(
 			    "byte mismatch: round trip %u came back different",
@@ -2089,10 +2089,10 @@ static int run_connect(enum api api, enum transport tr, bool resume,
 	struct target t;
 	if (peer_start(&p, &job, &t) < 0)
 		return -1;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = bench_now_ns();
 	for (unsigned i = 0; i < warm + n; i++) {
 		if (i == warm)
-			t0 = now_ns();
+			t0 = bench_now_ns();
 		struct link k;
 		if (link_connect(&k, api, &t) < 0)
 			goto fail;
@@ -2129,7 +2129,7 @@ static int run_connect(enum api api, enum transport tr, bool resume,
 		if (g != 0)
 			goto fail;
 	}
-	uint64_t t1 = now_ns();
+	uint64_t t1 = bench_now_ns();
 #ifdef CONDUIT_HAVE_TLS
 	if (resume)
 		drop_sessions();
@@ -2628,7 +2628,7 @@ static int measure_connect(enum transport tr, bool resume)
 static int resolve_loop(enum api a, conduit_ctx *ctx, const char *result,
                         unsigned n, double *secs)
 {
-	uint64_t t0 = now_ns();
+	uint64_t t0 = bench_now_ns();
 	for (unsigned i = 0; i < n; i++) {
 		conduit_endpoint *ep = NULL;
 		int rc = a == API_CONDUIT
@@ -2640,7 +2640,7 @@ static int resolve_loop(enum api a, conduit_ctx *ctx, const char *result,
 		}
 		conduit_endpoint_free(ep);
 	}
-	*secs = (double)(now_ns() - t0) / 1e9;
+	*secs = (double)(bench_now_ns() - t0) / 1e9;
 	return 0;
 }
 
@@ -3120,7 +3120,7 @@ int main(int argc, char **argv)
 		memset(&u, 0, sizeof(u));
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	choose_cpus();
-	pin(G.cpu[0]);
+	bench_pin(G.cpu[0]);
 
 	if (make_tmpdir() < 0 || shared_init(P.rtt_n) < 0) {
 		fprintf(stderr, "conduit-bench: %s\n", errmsg);

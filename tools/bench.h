@@ -11,6 +11,7 @@
 #define CONDUIT_TOOLS_BENCH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define BENCH_MAX_REPEATS 32
@@ -35,6 +36,20 @@ struct bench_figure {
 	double base[BENCH_MAX_REPEATS];    /* baseline runs */
 	double conduit[BENCH_MAX_REPEATS]; /* conduit runs, paired with base */
 };
+
+/*
+ * What every section measures with, from bench.c: a monotonic clock; the
+ * byte pattern every receiver checks (word i of the stream is a fixed
+ * affine function of i, so a lost, repeated or shifted piece shows);
+ * pinning to a CPU (a hint; Linux only).
+ */
+uint64_t bench_now_ns(void);
+/* The stream's bytes [off, off + len); both multiples of 8. */
+void bench_pat_fill(unsigned char *p, size_t len, uint64_t off);
+/* Check len bytes found at stream offset off (any alignment): the offset
+ * of the first wrong byte, or UINT64_MAX. */
+uint64_t bench_pat_check(const unsigned char *p, size_t len, uint64_t off);
+void bench_pin(int cpu);
 
 /* Record and print one figure (ratio: median of conduit/base pairs). */
 void bench_emit(const struct bench_figure *f);

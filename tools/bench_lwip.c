@@ -94,66 +94,12 @@ __attribute__((format(printf, 1, 2))) static int lb_fail(const char *fmt, ...)
 	return LB_ERR;
 }
 
-static uint64_t lb_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void lb_nap_ms(uint32_t ms)
 {
 	struct timespec ts = {(time_t)(ms / 1000),
 	                      (long)(ms % 1000) * 1000000L};
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
-}
-
-/* ------------------------------------------------------------------ */
-/* The byte pattern: 64-bit word k of the stream is k * STEP + BASE, so  */
-/* a lost, repeated or shifted piece shows; making and checking it cost  */
-/* one add per 8 bytes.                                                 */
-
-#define LB_STEP 0x9e3779b97f4a7c15u
-#define LB_BASE 0x2545f4914f6cdd1du
-
-/* Bytes [off, off + len) of the stream; off and len multiples of 8. */
-static void lb_fill(uint8_t *p, size_t len, uint64_t off)
-{
-	uint64_t w = (off / 8) * LB_STEP + LB_BASE;
-	for (size_t k = 0; k + 8 <= len; k += 8, w += LB_STEP)
-		memcpy(p + k, &w, 8);
-}
-
-static uint8_t lb_byte(uint64_t off)
-{
-	uint64_t w = (off / 8) * LB_STEP + LB_BASE;
-	uint8_t b[8];
-	memcpy(b, &w, 8);
-	return b[off % 8];
-}
-
-/* Check len bytes found at stream offset off (any alignment); the
- * offset of the first wrong byte, or UINT64_MAX. */
-static uint64_t lb_check(const uint8_t *p, size_t len, uint64_t off)
-{
-	size_t k = 0;
-	while (k < len && (off + k) % 8 != 0) {
-		if (p[k] != lb_byte(off + k))
-			return off + k;
-		k++;
-	}
-	uint64_t w = ((off + k) / 8) * LB_STEP + LB_BASE, diff = 0;
-	size_t start = k;
-	for (; k + 8 <= len; k += 8, w += LB_STEP) {
-		uint64_t got;
-		memcpy(&got, p + k, 8);
-		diff |= got ^ w;
-	}
-	for (size_t j = diff != 0 ? start : k; j < len; j++)
-		if (p[j] != lb_byte(off + j))
-			return off + j;
-	return UINT64_MAX;
 }
 
 /* ------------------------------------------------------------------ */
@@ -470,7 +416,7 @@ static __attribute__((noinline)) int lb_wait_conduit(struct rig *r,
 				w[i].revents = it[i].revents;
 			return LB_OK;
 		}
-		if (lb_now_ns() > r->deadline)
+		if (bench_now_ns() > r->deadline)
 			break;
 	}
 	return lb_fail("no progress for %d ms", LB_TIMEOUT_MS);
@@ -494,7 +440,7 @@ static __attribute__((noinline)) int lb_wait_raw(struct rig *r, struct want *w,
 			u32_t ms = sys_timeouts_sleeptime();
 			lb_nap_ms(ms > 1000 ? 1000 : ms);
 		}
-		if (lb_now_ns() > r->deadline)
+		if (bench_now_ns() > r->deadline)
 			break;
 	}
 	return lb_fail("no progress for %d ms", LB_TIMEOUT_MS);
@@ -514,7 +460,7 @@ static int lb_wait(struct rig *r, enum lb_api a, struct want *w, size_t n)
 
 static void lb_arm(struct rig *r)
 {
-	r->deadline = lb_now_ns() + (uint64_t)LB_TIMEOUT_MS * 1000000u;
+	r->deadline = bench_now_ns() + (uint64_t)LB_TIMEOUT_MS * 1000000u;
 }
 
 static int lsn_open(struct rig *r, enum lb_api a)
@@ -681,9 +627,9 @@ __attribute__((noinline)) static int run_throughput(struct rig *r,
 	size_t in_chunk = 0;
 	if (rc != LB_OK)
 		goto out;
-	lb_fill(r->wbuf, ws, 0);
+	bench_pat_fill(r->wbuf, ws, 0);
 	lb_arm(r);
-	t0 = lb_now_ns();
+	t0 = bench_now_ns();
 	/* Write first, as an application does; then act on what poll
 	 * reports. */
 	unsigned cready = CONDUIT_POLLOUT, sready = 0;
@@ -700,7 +646,7 @@ __attribute__((noinline)) static int run_throughput(struct rig *r,
 			sent += n;
 			if (in_chunk == ws && sent < total) {
 				in_chunk = 0;
-				lb_fill(r->wbuf, ws, sent);
+				bench_pat_fill(r->wbuf, ws, sent);
 			}
 		}
 		while (sready & CONDUIT_POLLIN) {
@@ -719,7 +665,7 @@ __attribute__((noinline)) static int run_throughput(struct rig *r,
 				goto out;
 			}
 			if (bad == UINT64_MAX)
-				bad = lb_check(r->rbuf, n, got);
+				bad = bench_pat_check(r->rbuf, n, got);
 			got += n;
 		}
 		if (got == total)
@@ -739,7 +685,7 @@ __attribute__((noinline)) static int run_throughput(struct rig *r,
 		cready = sent < total ? w[0].revents : 0;
 		sready = w[1].revents;
 	}
-	t1 = lb_now_ns();
+	t1 = bench_now_ns();
 	rc = LB_OK;
 	if (bad != UINT64_MAX)
 		rc = lb_fail("byte mismatch: the receiver saw a wrong byte at "
@@ -775,9 +721,9 @@ __attribute__((noinline)) static int run_latency(struct rig *r, enum lb_api a,
 	int rc = lb_connect(r, a);
 	uint8_t out[LB_PING], in[LB_PING], echo[LB_PING];
 	for (unsigned i = 0; rc == LB_OK && i < warm + n; i++) {
-		lb_fill(out, sizeof(out), (uint64_t)i * LB_PING);
+		bench_pat_fill(out, sizeof(out), (uint64_t)i * LB_PING);
 		lb_arm(r);
-		uint64_t t0 = lb_now_ns();
+		uint64_t t0 = bench_now_ns();
 		size_t m = 0, got = 0, eheld = 0;
 		rc = end_write(c, out, sizeof(out), &m);
 		if (rc == LB_OK && m != sizeof(out))
@@ -824,7 +770,7 @@ __attribute__((noinline)) static int run_latency(struct rig *r, enum lb_api a,
 				got += k;
 			}
 		}
-		uint64_t t1 = lb_now_ns();
+		uint64_t t1 = bench_now_ns();
 		if (rc == LB_OK && memcmp(in, out, sizeof(in)) != 0)
 			rc = lb_fail("byte mismatch: round trip %u came back "
 			             "different",
@@ -851,7 +797,7 @@ __attribute__((noinline)) static int run_connect(struct rig *r, enum lb_api a,
 	if (lsn_open(r, a) != LB_OK)
 		return LB_ERR;
 	int rc = LB_OK;
-	uint64_t t0 = lb_now_ns(), spent = 0;
+	uint64_t t0 = bench_now_ns(), spent = 0;
 	for (unsigned i = 0; rc == LB_OK && i < warm + n; i++) {
 		if (i == warm ||
 		    (i > warm && (i - warm) % LB_CONN_BATCH == 0)) {
@@ -861,9 +807,9 @@ __attribute__((noinline)) static int run_connect(struct rig *r, enum lb_api a,
 			 * the figure is the cost of a connection and not of
 			 * how many came before it in the run. */
 			if (i > warm)
-				spent += lb_now_ns() - t0;
+				spent += bench_now_ns() - t0;
 			lb_settle(r);
-			t0 = lb_now_ns();
+			t0 = bench_now_ns();
 		}
 		lb_arm(r);
 		rc = lb_connect(r, a);
@@ -890,7 +836,7 @@ __attribute__((noinline)) static int run_connect(struct rig *r, enum lb_api a,
 			rc = lb_fail("no end of stream");
 		end_close(&r->c);
 	}
-	spent += lb_now_ns() - t0;
+	spent += bench_now_ns() - t0;
 	if (rc != LB_OK) {
 		end_close(&r->c);
 		end_close(&r->s);

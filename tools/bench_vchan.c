@@ -129,13 +129,6 @@ static const char *vb_cerr(const char *detail, int rc)
 	                                           : conduit_strerror(rc);
 }
 
-static uint64_t vb_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void vb_nap_us(long us)
 {
 	struct timespec ts = {us / 1000000, (us % 1000000) * 1000L};
@@ -233,48 +226,6 @@ static int vb_recv(int fd, void *m, size_t len, int timeout_ms)
 }
 
 /* ------------------------------------------------------------------ */
-/* The byte pattern: 64-bit word k of the stream is k * STEP + BASE.   */
-
-#define VB_STEP 0x9e3779b97f4a7c15u
-#define VB_BASE 0x2545f4914f6cdd1du
-
-static void vb_fill(uint8_t *p, size_t len, uint64_t off)
-{
-	uint64_t w = (off / 8) * VB_STEP + VB_BASE;
-	for (size_t k = 0; k + 8 <= len; k += 8, w += VB_STEP)
-		memcpy(p + k, &w, 8);
-}
-
-static uint8_t vb_byte(uint64_t off)
-{
-	uint64_t w = (off / 8) * VB_STEP + VB_BASE;
-	uint8_t b[8];
-	memcpy(b, &w, 8);
-	return b[off % 8];
-}
-
-static uint64_t vb_check(const uint8_t *p, size_t len, uint64_t off)
-{
-	size_t k = 0;
-	while (k < len && (off + k) % 8 != 0) {
-		if (p[k] != vb_byte(off + k))
-			return off + k;
-		k++;
-	}
-	uint64_t w = ((off + k) / 8) * VB_STEP + VB_BASE, diff = 0;
-	size_t start = k;
-	for (; k + 8 <= len; k += 8, w += VB_STEP) {
-		uint64_t got;
-		memcpy(&got, p + k, 8);
-		diff |= got ^ w;
-	}
-	for (size_t j = diff != 0 ? start : k; j < len; j++)
-		if (p[j] != vb_byte(off + j))
-			return off + j;
-	return UINT64_MAX;
-}
-
-/* ------------------------------------------------------------------ */
 /* CPUs: the client on one, the server on another, for both variants.  */
 
 static int vb_cpu[2] = {-1, -1};
@@ -296,20 +247,6 @@ static void vb_choose_cpus(void)
 	for (int c = 0; c < CPU_SETSIZE && n < 2; c++)
 		if (CPU_ISSET(c, &set))
 			vb_cpu[n++] = c;
-#endif
-}
-
-static void vb_pin(int cpu)
-{
-#ifdef __linux__
-	if (cpu < 0)
-		return;
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	sched_setaffinity(0, sizeof(set), &set); /* a hint */
-#else
-	(void)cpu;
 #endif
 }
 
@@ -439,13 +376,13 @@ static int link_connect(struct vlink *k, enum vb_api api, conduit_ctx *ctx)
 		return 0;
 	}
 	/* No ring yet (the server is arming the next one): try again. */
-	uint64_t end = vb_now_ns() + (uint64_t)VB_TIMEOUT_MS * 1000000u;
+	uint64_t end = bench_now_ns() + (uint64_t)VB_TIMEOUT_MS * 1000000u;
 	for (int pass = 0; pass < 1000000; pass++) {
 		k->ctrl =
 		    libxenvchan_client_init(NULL, VB_SERVER_DOM, VB_RAW_PATH);
 		if (k->ctrl != NULL)
 			break;
-		if (vb_now_ns() > end)
+		if (bench_now_ns() > end)
 			break;
 		vb_nap_us(200);
 	}
@@ -593,7 +530,7 @@ static int serve_sink(struct vserver *sv, const struct vb_job *job,
 			r = vb_fail("more bytes than were sent");
 		else {
 			if (bad == UINT64_MAX)
-				bad = vb_check(buf, n, off);
+				bad = bench_pat_check(buf, n, off);
 			off += n;
 		}
 	}
@@ -751,7 +688,7 @@ static int peer_start(struct vpeer *p, const struct vb_job *job)
 		if (getppid() != parent)
 			_exit(1);
 		alarm(VB_WATCHDOG_S);
-		vb_pin(vb_cpu[1]);
+		bench_pin(vb_cpu[1]);
 		/* The emulation reads the domain at each call. */
 		vb_set_domain(VB_SERVER_DOM);
 		_exit(vb_server(job, pfd[1]));
@@ -818,16 +755,16 @@ __attribute__((noinline)) static int run_throughput(enum vb_api api,
 	}
 	if (link_connect(&k, api, vb_ctx) < 0)
 		goto fail;
-	uint64_t t0 = vb_now_ns();
+	uint64_t t0 = bench_now_ns();
 	for (uint64_t off = 0; off < total; off += ws) {
-		vb_fill(buf, ws, off);
+		bench_pat_fill(buf, ws, off);
 		if (link_write_all(&k, buf, ws) < 0)
 			goto fail_link;
 	}
 	uint8_t ack;
 	size_t n = 0;
 	int g = link_read(&k, &ack, 1, &n);
-	uint64_t t1 = vb_now_ns();
+	uint64_t t1 = bench_now_ns();
 	if (g <= 0) {
 		if (g == 0)
 			vb_fail("end of stream instead of the receiver's ack");
@@ -872,8 +809,8 @@ __attribute__((noinline)) static int run_latency(enum vb_api api, unsigned ring,
 	}
 	uint8_t out[VB_PING], in[VB_PING];
 	for (unsigned i = 0; i < warm + n; i++) {
-		vb_fill(out, sizeof(out), (uint64_t)i * VB_PING);
-		uint64_t t0 = vb_now_ns();
+		bench_pat_fill(out, sizeof(out), (uint64_t)i * VB_PING);
+		uint64_t t0 = bench_now_ns();
 		if (link_write_all(&k, out, sizeof(out)) < 0)
 			goto fail;
 		size_t got = 0;
@@ -887,7 +824,7 @@ __attribute__((noinline)) static int run_latency(enum vb_api api, unsigned ring,
 			}
 			got += m;
 		}
-		uint64_t t1 = vb_now_ns();
+		uint64_t t1 = bench_now_ns();
 		if (got != sizeof(in) || memcmp(in, out, sizeof(in)) != 0) {
 			vb_fail("byte mismatch: round trip %u came back "
 			        "different",
@@ -920,10 +857,10 @@ __attribute__((noinline)) static int run_connect(enum vb_api api, unsigned warm,
 	struct vpeer p;
 	if (peer_start(&p, &job) < 0)
 		return -1;
-	uint64_t t0 = vb_now_ns();
+	uint64_t t0 = bench_now_ns();
 	for (unsigned i = 0; i < warm + n; i++) {
 		if (i == warm)
-			t0 = vb_now_ns();
+			t0 = bench_now_ns();
 		struct vlink k;
 		if (link_connect(&k, api, vb_ctx) < 0) {
 			peer_abort(&p);
@@ -941,7 +878,7 @@ __attribute__((noinline)) static int run_connect(enum vb_api api, unsigned warm,
 			return -1;
 		}
 	}
-	uint64_t t1 = vb_now_ns();
+	uint64_t t1 = bench_now_ns();
 	struct vb_rep rep;
 	if (peer_finish(&p, &rep) < 0)
 		return -1;
@@ -1104,7 +1041,7 @@ static int vb_worker(const struct vb_args *a)
 		return vb_failed(a, "set-up", VB_RAW);
 	}
 	vb_choose_cpus();
-	vb_pin(vb_cpu[0]);
+	bench_pin(vb_cpu[0]);
 	vb_set_domain(VB_CLIENT_DOM);
 	if (conduit_ctx_new(&vb_ctx) != CONDUIT_OK) {
 		vb_fail("conduit_ctx_new: out of memory");
