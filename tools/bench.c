@@ -733,7 +733,9 @@ static int nng_fail(const char *what, int rv)
  * like conduit's per-context cache and raw mbedTLS's RT.  The version is
  * pinned with the suite (pin_setup): nng 1.5.2's own
  * nng_tls_config_version(TLS 1.2, TLS 1.2) makes every handshake fail. */
-static int nng_tls_cfg(nng_tls_config **out, bool server)
+/* Unused in a build without TLS, which measures no tls+tcp figure. */
+__attribute__((unused)) static int nng_tls_cfg(nng_tls_config **out,
+                                               bool server)
 {
 	static nng_tls_config *cfg[2];
 	int i = server ? 1 : 0;
@@ -2996,11 +2998,26 @@ static int parse_only(const char *list, unsigned *mask)
 }
 
 #ifdef CONDUIT_HAVE_TLS
+int bench_tls_identity(const char **cert_pem, const char **key_pem,
+                       const char **why)
+{
+	if (G.cert_pem[0] == '\0' &&
+	    ((!RT.ready && rt_rng_init() < 0) || tls_make_cert() < 0)) {
+		G.cert_pem[0] = '\0';
+		*why = errmsg;
+		return -1;
+	}
+	*cert_pem = G.cert_pem;
+	*key_pem = G.key_pem;
+	return 0;
+}
+
 /* The certificate, raw mbedTLS's configurations and the client context's
  * trust in the certificate. */
 static int tls_setup(void)
 {
-	if (rt_rng_init() < 0 || tls_make_cert() < 0 || rt_setup() < 0)
+	const char *cert, *key, *why;
+	if (bench_tls_identity(&cert, &key, &why) < 0 || rt_setup() < 0)
 		return -1;
 	int rc = conduit_tls_set_ca_pem(G.ctx, G.cert_pem, strlen(G.cert_pem));
 	if (rc != CONDUIT_OK)
@@ -3010,7 +3027,7 @@ static int tls_setup(void)
 }
 #endif
 
-#ifdef CONDUIT_BENCH_NNG
+#if defined(CONDUIT_BENCH_NNG) && defined(CONDUIT_HAVE_TLS)
 /* Whether this nng was built with TLS.  Asked in a child: nng may not
  * start in this process, which forks afterwards. */
 static bool nng_has_tls(int *why)

@@ -50,6 +50,11 @@ void bench_pat_fill(unsigned char *p, size_t len, uint64_t off);
  * of the first wrong byte, or UINT64_MAX. */
 uint64_t bench_pat_check(const unsigned char *p, size_t len, uint64_t off);
 void bench_pin(int cpu);
+/* The TLS server identity every TLS figure uses: a self-signed EC P-256
+ * certificate for "bench.test" and its key, PEM, made in memory on the
+ * first call.  0, or -1 with the reason in *why.  (TLS builds only.) */
+int bench_tls_identity(const char **cert_pem, const char **key_pem,
+                       const char **why);
 
 /* Record and print one figure (ratio: median of conduit/base pairs). */
 void bench_emit(const struct bench_figure *f);

@@ -38,14 +38,6 @@
 #include <conduit/conduit.h>
 #ifdef CONDUIT_HAVE_TLS
 #include <conduit/tls.h>
-
-#include <mbedtls/bignum.h>
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/ecp.h>
-#include <mbedtls/entropy.h>
-#include <mbedtls/pk.h>
-#include <mbedtls/version.h>
-#include <mbedtls/x509_crt.h>
 #endif
 
 #include <arpa/inet.h>
@@ -629,80 +621,6 @@ out:
 }
 
 #ifdef CONDUIT_HAVE_TLS
-/* A throwaway self-signed certificate for "bench.test" (EC P-256),
- * trusted by the client as its own anchor. */
-static int make_cert(unsigned char *cert, size_t certcap, unsigned char *key,
-                     size_t keycap)
-{
-	mbedtls_entropy_context ent;
-	mbedtls_ctr_drbg_context drbg;
-	mbedtls_pk_context pk;
-	mbedtls_x509write_cert crt;
-	mbedtls_mpi serial;
-	mbedtls_entropy_init(&ent);
-	mbedtls_ctr_drbg_init(&drbg);
-	mbedtls_pk_init(&pk);
-	mbedtls_x509write_crt_init(&crt);
-	mbedtls_mpi_init(&serial);
-	const char *step = "seeding the random generator";
-	int r = mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &ent,
-	                              (const unsigned char *)"bench", 5);
-	if (r == 0) {
-		step = "making a key";
-		r = mbedtls_pk_setup(
-		    &pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
-	}
-	if (r == 0)
-		r = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1,
-		                        mbedtls_pk_ec(pk),
-		                        mbedtls_ctr_drbg_random, &drbg);
-	if (r == 0) {
-		step = "writing the certificate";
-		mbedtls_x509write_crt_set_version(&crt,
-		                                  MBEDTLS_X509_CRT_VERSION_3);
-		mbedtls_x509write_crt_set_md_alg(&crt, MBEDTLS_MD_SHA256);
-		mbedtls_x509write_crt_set_subject_key(&crt, &pk);
-		mbedtls_x509write_crt_set_issuer_key(&crt, &pk);
-		r = mbedtls_x509write_crt_set_subject_name(&crt,
-		                                           "CN=bench.test");
-	}
-	if (r == 0)
-		r = mbedtls_x509write_crt_set_issuer_name(&crt,
-		                                          "CN=bench.test");
-#if MBEDTLS_VERSION_NUMBER >= 0x03040000
-	if (r == 0) {
-		unsigned char one = 1;
-		r = mbedtls_x509write_crt_set_serial_raw(&crt, &one, 1);
-	}
-#else
-	if (r == 0)
-		r = mbedtls_mpi_lset(&serial, 1);
-	if (r == 0)
-		r = mbedtls_x509write_crt_set_serial(&crt, &serial);
-#endif
-	if (r == 0)
-		r = mbedtls_x509write_crt_set_validity(&crt, "20200101000000",
-		                                       "20491231235959");
-	if (r == 0)
-		r = mbedtls_x509write_crt_set_basic_constraints(&crt, 1, 0);
-	if (r == 0)
-		r = mbedtls_x509write_crt_pem(&crt, cert, certcap,
-		                              mbedtls_ctr_drbg_random, &drbg);
-	if (r == 0) {
-		step = "writing the key";
-		r = mbedtls_pk_write_key_pem(&pk, key, keycap);
-	}
-	mbedtls_mpi_free(&serial);
-	mbedtls_x509write_crt_free(&crt);
-	mbedtls_pk_free(&pk);
-	mbedtls_ctr_drbg_free(&drbg);
-	mbedtls_entropy_free(&ent);
-	if (r != 0)
-		return fail("tls certificate: %s: mbedTLS error -0x%04x", step,
-		            (unsigned)-r);
-	return 0;
-}
-
 /*
  * tls+unix: both ends are conduit, in two processes, so each end's heap is
  * its own.  The child serves n + 1 flows one after another (the first is
@@ -711,8 +629,8 @@ static int make_cert(unsigned char *cert, size_t certcap, unsigned char *key,
  * is turned off (tickets stay on), so the figure is the flows' and not
  * the cache's.
  */
-static int tls_child(const char *uri, const unsigned char *cert,
-                     const unsigned char *key, size_t n, int rep, int ctl)
+static int tls_child(const char *uri, const char *cert, const char *key,
+                     size_t n, int rep, int ctl)
 {
 	conduit_ctx *ctx = NULL;
 	conduit_listener *l = NULL;
@@ -721,10 +639,8 @@ static int tls_child(const char *uri, const unsigned char *cert,
 	int st = 1;
 	if (fl == NULL || conduit_ctx_new(&ctx) != CONDUIT_OK)
 		goto report;
-	if (conduit_tls_set_cert_pem(
-	        ctx, (const char *)cert, strlen((const char *)cert),
-	        (const char *)key, strlen((const char *)key),
-	        NULL) != CONDUIT_OK ||
+	if (conduit_tls_set_cert_pem(ctx, cert, strlen(cert), key, strlen(key),
+	                             NULL) != CONDUIT_OK ||
 	    conduit_tls_set_resumption(ctx, CONDUIT_TLS_RESUME_TICKETS) !=
 	        CONDUIT_OK ||
 	    conduit_listen(&l, ctx, uri) != CONDUIT_OK) {
@@ -778,9 +694,9 @@ report:
 
 static int tls_idle_run(size_t n, double *client, double *server)
 {
-	static unsigned char cert[4096], key[2048];
-	if (cert[0] == 0 && make_cert(cert, sizeof(cert), key, sizeof(key)) < 0)
-		return -1;
+	const char *cert, *key, *why;
+	if (bench_tls_identity(&cert, &key, &why) < 0)
+		return fail("tls certificate: %s", why);
 	struct addr a;
 	if (make_addr(&a, TR_UNIX, "tls.sock") < 0)
 		return -1;
@@ -825,8 +741,7 @@ static int tls_idle_run(size_t n, double *client, double *server)
 		fail("out of memory");
 		goto out;
 	}
-	if (conduit_tls_set_ca_pem(ctx, (const char *)cert,
-	                           strlen((const char *)cert)) != CONDUIT_OK) {
+	if (conduit_tls_set_ca_pem(ctx, cert, strlen(cert)) != CONDUIT_OK) {
 		fail("tls: %s", conduit_ctx_error(ctx));
 		goto out;
 	}
