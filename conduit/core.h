@@ -114,6 +114,15 @@ struct cd_registration {
 	void *state;
 };
 
+/* Resolutions conduit_connect() remembers (resolve.c). */
+#define CD_REMEMBERED 8
+struct cd_remembered {
+	uint64_t hash;
+	size_t len;
+	char *uri;             /* the URI as given; NULL: free slot */
+	conduit_endpoint *ep;  /* what it resolved to */
+};
+
 struct conduit_ctx {
 	char *error;
 	struct cd_ruleset rules;
@@ -140,7 +149,32 @@ struct conduit_ctx {
 	size_t pfds_cap;
 	struct cd_span *spans;
 	size_t spans_cap;
+	/* conduit_connect()'s remembered resolutions, and the count of
+	 * changes to what resolution depends on (cd_ctx_changed). */
+	struct cd_remembered remembered[CD_REMEMBERED];
+	unsigned remembered_next;
+	unsigned settings_gen;
 };
+
+/*
+ * The endpoint conduit_connect() uses for a URI, taken from the context's
+ * remembered resolutions or resolved afresh (with the same observer
+ * events either way).  The caller owns u->ep until it hands it back with
+ * cd_resolve_done(), which remembers it or frees it.
+ */
+struct cd_use {
+	conduit_endpoint *ep;
+	char *uri; /* the remembered copy of the URI, NULL if fresh */
+	uint64_t hash;
+	size_t len;
+	unsigned gen;
+	bool fresh_ok; /* a fresh resolution used only the context's settings */
+};
+int cd_resolve_use(struct cd_use *u, conduit_ctx *ctx, const char *uri);
+void cd_resolve_done(conduit_ctx *ctx, struct cd_use *u, const char *uri);
+/* What resolution depends on changed (rules, services, allowed options,
+ * the lookup function): forget every remembered resolution. */
+void cd_ctx_changed(conduit_ctx *ctx);
 
 /* Find the backend serving a transport or a layer; NULL if none. */
 const struct cd_registration *cd_find_transport(const conduit_ctx *ctx,

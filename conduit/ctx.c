@@ -48,6 +48,7 @@ void conduit_ctx_free(conduit_ctx *ctx)
 	for (size_t i = ctx->nbackends; i-- > 0;)
 		if (ctx->backends[i].be->detach != NULL)
 			ctx->backends[i].be->detach(ctx->backends[i].state);
+	cd_ctx_changed(ctx); /* frees the remembered resolutions */
 	cd_ruleset_free(&ctx->rules);
 	free(ctx->pfds);
 	free(ctx->spans);
@@ -68,8 +69,10 @@ void conduit_ctx_set_connect_timeout(conduit_ctx *ctx, uint32_t ms)
 
 void conduit_ctx_allow_uri_options(conduit_ctx *ctx, unsigned classes)
 {
-	if (ctx != NULL)
-		ctx->uri_options = classes & (CONDUIT_URI_FILES | CONDUIT_URI_INSECURE);
+	if (ctx == NULL)
+		return;
+	ctx->uri_options = classes & (CONDUIT_URI_FILES | CONDUIT_URI_INSECURE);
+	cd_ctx_changed(ctx);
 }
 
 void conduit_ctx_set_lookup(conduit_ctx *ctx, conduit_lookup_fn fn,
@@ -79,6 +82,7 @@ void conduit_ctx_set_lookup(conduit_ctx *ctx, conduit_lookup_fn fn,
 		return;
 	ctx->lookup = fn;
 	ctx->lookup_arg = fn != NULL ? arg : NULL;
+	cd_ctx_changed(ctx);
 }
 
 size_t conduit_ctx_backend_count(const conduit_ctx *ctx)

@@ -409,12 +409,12 @@ int conduit_connect(conduit_flow **out, conduit_ctx *ctx, const char *uri)
 		*out = NULL;
 	if (out == NULL || ctx == NULL || uri == NULL)
 		return CONDUIT_ERR_INVALID;
-	conduit_endpoint *ep = NULL;
-	int rc = conduit_resolve(&ep, ctx, uri);
+	struct cd_use u;
+	int rc = cd_resolve_use(&u, ctx, uri);
 	if (rc != CONDUIT_OK)
 		return rc;
-	rc = conduit_connect_endpoint(out, ctx, ep);
-	conduit_endpoint_free(ep);
+	rc = conduit_connect_endpoint(out, ctx, u.ep);
+	cd_resolve_done(ctx, &u, uri);
 	return rc;
 }
 

@@ -236,6 +236,9 @@ struct rstate {
 	/* The host as rules see it: one trailing dot names the same host,
 	 * and patterns and TLS server names are written without it. */
 	char name[256];
+	/* The system's service table answered: outside the context's
+	 * settings, so the result is not remembered. */
+	bool system_service;
 };
 
 /* The redacted URI, made on first use: only failures, observers and
@@ -386,6 +389,7 @@ static int first_endpoint(struct rstate *rs, conduit_endpoint **out)
 				shown(rs), rs->scheme);
 		step(rs->x, "service: %s (%s): port %u%s", rs->scheme, origin,
 		     svc.port, svc.tls ? ", TLS" : "");
+		rs->system_service = strcmp(origin, "/etc/services") == 0;
 		rc = service_uri(rs, &svc, &t);
 	}
 	if (rc == CONDUIT_OK)
@@ -694,8 +698,20 @@ static int apply_connect_to(struct rstate *rs, conduit_endpoint **ep,
 	return rc;
 }
 
+/* The detail of a "resolved" event: "1 address", or "" for none. */
+static const char *addr_count(const conduit_endpoint *ep, char buf[64])
+{
+	buf[0] = '\0';
+	if (ep->naddrs > 0)
+		snprintf(buf, 64, "%zu address%s", ep->naddrs,
+		         ep->naddrs == 1 ? "" : "es");
+	return buf;
+}
+
+/* Resolve uri; *system (if not NULL) tells whether the system's service
+ * table was asked. */
 static int resolve(conduit_endpoint **out, conduit_explain *x,
-                   conduit_ctx *ctx, const char *uri)
+                   conduit_ctx *ctx, const char *uri, bool *system)
 {
 	/* Field by field: a designated initializer would clear the three
 	 * buffers (some 800 bytes) on every resolution; each is written
@@ -708,6 +724,7 @@ static int resolve(conduit_endpoint **out, conduit_explain *x,
 	rs.shown_buf[0] = '\0';
 	rs.scheme[0] = '\0';
 	rs.name[0] = '\0';
+	rs.system_service = false;
 	bool observed = conduit_observed(ctx);
 	if (observed)
 		conduit_emit(ctx, CONDUIT_PHASE_RESOLVING, CONDUIT_OK, shown(&rs),
@@ -805,15 +822,14 @@ static int resolve(conduit_endpoint **out, conduit_explain *x,
 		char sh[CD_SHOWN_URI];
 		redacted(ep->uri, sh);
 		step(x, "endpoint: %s", sh);
-		char detail[64] = "";
-		if (ep->naddrs > 0)
-			snprintf(detail, sizeof(detail), "%zu address%s",
-			         ep->naddrs, ep->naddrs == 1 ? "" : "es");
+		char detail[64];
 		if (observed)
 			conduit_emit(ctx, CONDUIT_PHASE_RESOLVED, CONDUIT_OK,
-			             sh, detail, NULL);
+			             sh, addr_count(ep, detail), NULL);
 	}
 	*out = ep;
+	if (system != NULL)
+		*system = rs.system_service;
 	return CONDUIT_OK;
 }
 
@@ -823,7 +839,7 @@ int conduit_resolve(conduit_endpoint **out, conduit_ctx *ctx, const char *uri)
 		*out = NULL;
 	if (out == NULL || ctx == NULL || uri == NULL)
 		return CONDUIT_ERR_INVALID;
-	return resolve(out, NULL, ctx, uri);
+	return resolve(out, NULL, ctx, uri, NULL);
 }
 
 int conduit_resolve_explain(conduit_endpoint **out, conduit_explain **explain,
@@ -840,7 +856,134 @@ int conduit_resolve_explain(conduit_endpoint **out, conduit_explain **explain,
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
 		                        "resolve: out of memory");
 	*explain = x;
-	return resolve(out, x, ctx, uri);
+	return resolve(out, x, ctx, uri, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Remembered resolutions                                              */
+
+/*
+ * A client that connects to the same URI again and again (a pool, a
+ * reconnect loop, a request per connection) would parse and resolve it
+ * every time.  conduit_connect() remembers the last few endpoints whose
+ * resolution depends on nothing but the URI and the context's settings,
+ * and any change to those settings forgets them all.  So an endpoint is
+ * remembered only when:
+ *   - no name was looked up: a DNS answer may change, and its addresses
+ *     must be asked for again (an IP literal, or no host: unix, vchan,
+ *     which names its domain only when connecting);
+ *   - it has no IPv6 zone: interface names map to indexes that change;
+ *   - its port came not from the system's service table (a file);
+ *   - no connect-to destination was looked up;
+ *   - neither the URI nor the endpoint carries a secret (userinfo, a key
+ *     option): nothing secret is kept longer than the caller's own call.
+ * A remembered endpoint is taken out of its slot while in use and put
+ * back after, so an observer that connects or changes settings from its
+ * callback never frees one that is being used.
+ */
+
+static uint64_t uri_hash(const char *s, size_t *len)
+{
+	uint64_t h = 1469598103934665603u; /* FNV-1a */
+	const unsigned char *p = (const unsigned char *)s;
+	for (; *p != '\0'; p++)
+		h = (h ^ *p) * 1099511628211u;
+	*len = (size_t)((const char *)p - s);
+	return h;
+}
+
+static bool rememberable(const conduit_endpoint *ep, const char *uri,
+                         size_t len)
+{
+	if (ep->shown != NULL || memchr(uri, '@', len) != NULL)
+		return false;
+	if (ep->host_kind == CONDUIT_HOST_NAME ||
+	    (ep->host_kind == CONDUIT_HOST_IPV6 && ep->zone[0] != '\0'))
+		return false;
+	return conduit_endpoint_option(ep, "connect-to") == NULL;
+}
+
+static struct cd_remembered *find_remembered(conduit_ctx *ctx,
+                                             const struct cd_use *u,
+                                             const char *uri)
+{
+	for (size_t i = 0; i < CD_REMEMBERED; i++) {
+		struct cd_remembered *r = &ctx->remembered[i];
+		if (r->uri != NULL && r->hash == u->hash && r->len == u->len &&
+		    memcmp(r->uri, uri, u->len) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+static void forget(struct cd_remembered *r)
+{
+	free(r->uri);
+	conduit_endpoint_free(r->ep);
+	r->uri = NULL;
+	r->ep = NULL;
+}
+
+int cd_resolve_use(struct cd_use *u, conduit_ctx *ctx, const char *uri)
+{
+	u->ep = NULL;
+	u->uri = NULL;
+	u->fresh_ok = false;
+	u->hash = uri_hash(uri, &u->len);
+	u->gen = ctx->settings_gen;
+	struct cd_remembered *r = find_remembered(ctx, u, uri);
+	if (r == NULL) {
+		bool system = false;
+		int rc = resolve(&u->ep, NULL, ctx, uri, &system);
+		u->fresh_ok = !system;
+		return rc;
+	}
+	u->ep = r->ep;
+	u->uri = r->uri;
+	r->ep = NULL;
+	r->uri = NULL;
+	if (conduit_observed(ctx)) {
+		/* The events a fresh resolution gives. */
+		char sh[CD_SHOWN_URI], detail[64];
+		conduit_emit(ctx, CONDUIT_PHASE_RESOLVING, CONDUIT_OK,
+		             redacted(uri, sh), "", NULL);
+		conduit_emit(ctx, CONDUIT_PHASE_RESOLVED, CONDUIT_OK,
+		             redacted(u->ep->uri, sh), addr_count(u->ep, detail),
+		             NULL);
+	}
+	return CONDUIT_OK;
+}
+
+void cd_resolve_done(conduit_ctx *ctx, struct cd_use *u, const char *uri)
+{
+	bool keep = u->ep != NULL && u->gen == ctx->settings_gen &&
+	            (u->uri != NULL ||
+	             (u->fresh_ok && rememberable(u->ep, uri, u->len))) &&
+	            find_remembered(ctx, u, uri) == NULL;
+	if (keep && u->uri == NULL) {
+		u->uri = malloc(u->len + 1);
+		if (u->uri != NULL)
+			memcpy(u->uri, uri, u->len + 1);
+		keep = u->uri != NULL;
+	}
+	if (!keep) {
+		free(u->uri);
+		conduit_endpoint_free(u->ep);
+	} else {
+		struct cd_remembered *r =
+			&ctx->remembered[ctx->remembered_next++ % CD_REMEMBERED];
+		forget(r);
+		*r = (struct cd_remembered){u->hash, u->len, u->uri, u->ep};
+	}
+	u->ep = NULL;
+	u->uri = NULL;
+}
+
+void cd_ctx_changed(conduit_ctx *ctx)
+{
+	ctx->settings_gen++;
+	for (size_t i = 0; i < CD_REMEMBERED; i++)
+		forget(&ctx->remembered[i]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -859,6 +1002,7 @@ int conduit_ctx_add_rules(conduit_ctx *ctx, const char *text, const char *name)
 		return conduit_ctx_fail(ctx, rc, "%s", err);
 	rc = cd_ruleset_merge(&ctx->rules, &rs);
 	cd_ruleset_free(&rs);
+	cd_ctx_changed(ctx);
 	if (rc != CONDUIT_OK)
 		return conduit_ctx_fail(ctx, rc, "%s: out of memory",
 		                        name != NULL ? name : "rules");

@@ -2,7 +2,9 @@
  * test_connect.c - how a flow connects when its endpoint has several
  * addresses: the RFC 8305 race (a silent address does not hold up a good
  * one), the order of attempts (families alternate), losers closed, and
- * failure when every address refuses or stays silent.
+ * failure when every address refuses or stays silent.  And the
+ * resolutions conduit_connect() remembers: what is remembered and what
+ * never is, the same observer events, and forgetting on any change.
  *
  * A "silent" address is a loopback listener whose accept queue is full:
  * Linux then drops new SYNs, so a connect to it neither succeeds nor
@@ -221,6 +223,241 @@ START_TEST(full_race_does_not_spin)
 }
 END_TEST
 
+/* How many resolutions ctx remembers. */
+static int remembered(const conduit_ctx *ctx)
+{
+	int n = 0;
+	for (size_t i = 0; i < CD_REMEMBERED; i++)
+		n += ctx->remembered[i].uri != NULL;
+	return n;
+}
+
+/* Accept on l within ms, or fail the test. */
+static conduit_flow *accept_on(conduit_listener *l, int ms)
+{
+	conduit_flow *s = NULL;
+	ck_assert_int_eq(conduit_accept_wait(&s, l, cd_scaled(ms)), CONDUIT_OK);
+	return s;
+}
+
+/* Nothing waits on l. */
+static void nothing_on(conduit_listener *l)
+{
+	conduit_flow *s = NULL;
+	ck_assert_int_eq(conduit_accept(&s, l), CONDUIT_WANT_READ);
+	ck_assert_ptr_null(s);
+}
+
+/*
+ * A name mapped by a rule to a unix socket is remembered; the second
+ * connect gives the same events as the first; a rule added later that
+ * maps the name elsewhere is obeyed at once.
+ */
+START_TEST(remembered_until_the_rules_change)
+{
+	char dir[256], rules[1024], a_uri[600], b_uri[600];
+	cd_tmpdir(dir, sizeof(dir));
+	snprintf(a_uri, sizeof(a_uri), "unix://%s/a.sock", dir);
+	snprintf(b_uri, sizeof(b_uri), "unix://%s/b.sock", dir);
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *la = fk_listen(ctx, a_uri);
+	conduit_listener *lb = fk_listen(ctx, b_uri);
+	snprintf(rules, sizeof(rules), "map *.test %s\n", a_uri);
+	ck_assert_int_eq(conduit_ctx_add_rules(ctx, rules, "t"), CONDUIT_OK);
+
+	struct fk_events first = {0}, again = {0};
+	conduit_flow *c1 = NULL, *c2 = NULL, *c3 = NULL;
+	conduit_ctx_set_observer(ctx, fk_record, &first);
+	ck_assert_int_eq(conduit_connect(&c1, ctx, "tcp://db.test:80"),
+	                 CONDUIT_OK);
+	ck_assert_int_eq(remembered(ctx), 1);
+	conduit_ctx_set_observer(ctx, fk_record, &again);
+	ck_assert_int_eq(conduit_connect(&c2, ctx, "tcp://db.test:80"),
+	                 CONDUIT_OK);
+	ck_assert_int_eq(remembered(ctx), 1);
+	conduit_ctx_set_observer(ctx, NULL, NULL);
+	/* The same events, resolving through connected, with the same
+	 * details. */
+	ck_assert_int_ge(first.n, 3);
+	ck_assert_int_eq(again.n, first.n);
+	for (int i = 0; i < first.n; i++) {
+		ck_assert_int_eq(again.phase[i], first.phase[i]);
+		ck_assert_int_eq(again.status[i], first.status[i]);
+		ck_assert_str_eq(again.detail[i], first.detail[i]);
+	}
+	ck_assert_int_eq(fk_count_phase(&again, CONDUIT_PHASE_RESOLVING), 1);
+	ck_assert_int_eq(fk_count_phase(&again, CONDUIT_PHASE_RESOLVED), 1);
+	conduit_flow *s1 = accept_on(la, 2000), *s2 = accept_on(la, 2000);
+	fk_exchange(c2, s2);
+
+	/* An exact rule beats the wildcard: the next connect obeys it. */
+	snprintf(rules, sizeof(rules), "map db.test %s\n", b_uri);
+	ck_assert_int_eq(conduit_ctx_add_rules(ctx, rules, "t2"), CONDUIT_OK);
+	ck_assert_int_eq(remembered(ctx), 0);
+	ck_assert_int_eq(conduit_connect(&c3, ctx, "tcp://db.test:80"),
+	                 CONDUIT_OK);
+	conduit_flow *s3 = accept_on(lb, 2000);
+	fk_exchange(c3, s3);
+	nothing_on(la);
+
+	/* Allowing URI options and setting a lookup forget too. */
+	ck_assert_int_eq(remembered(ctx), 1);
+	conduit_ctx_allow_uri_options(ctx, CONDUIT_URI_FILES);
+	ck_assert_int_eq(remembered(ctx), 0);
+	conduit_flow *c4 = NULL;
+	ck_assert_int_eq(conduit_connect(&c4, ctx, "tcp://db.test:80"),
+	                 CONDUIT_OK);
+	ck_assert_int_eq(remembered(ctx), 1);
+	conduit_ctx_set_lookup(ctx, NULL, NULL);
+	ck_assert_int_eq(remembered(ctx), 0);
+	conduit_flow *s4 = accept_on(lb, 2000);
+
+	conduit_flow *all[] = {c1, c2, c3, c4, s1, s2, s3, s4};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		conduit_flow_free(all[i]);
+	conduit_listener_free(la);
+	conduit_listener_free(lb);
+	conduit_ctx_free(ctx);
+	cd_rmtree(dir);
+}
+END_TEST
+
+/*
+ * What is never remembered: a looked-up name, a password, a port from
+ * the system's service table; what is: IP literals, one entry per URI,
+ * at most CD_REMEMBERED, the oldest going first.
+ */
+START_TEST(names_and_secrets_are_not_remembered)
+{
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
+	int port = fk_listener_port(l);
+	char uri[128];
+	conduit_flow *c = NULL;
+
+	snprintf(uri, sizeof(uri), "tcp://localhost:%d", port);
+	ck_assert_int_eq(conduit_connect(&c, ctx, uri), CONDUIT_OK);
+	conduit_flow_free(c);
+	ck_assert_int_eq(remembered(ctx), 0);
+
+	ck_assert_int_eq(conduit_ctx_add_service(ctx, "pw", (uint16_t)port, 0),
+	                 CONDUIT_OK);
+	ck_assert_int_eq(conduit_connect(&c, ctx, "pw://user:secret@127.0.0.1/"),
+	                 CONDUIT_OK);
+	conduit_flow_free(c);
+	ck_assert_int_eq(remembered(ctx), 0);
+	/* The same without the password is remembered. */
+	ck_assert_int_eq(conduit_connect(&c, ctx, "pw://127.0.0.1/"), CONDUIT_OK);
+	conduit_flow_free(c);
+	ck_assert_int_eq(remembered(ctx), 1);
+
+	/* "echo" is port 7 in the system's table (netbase): its answer is
+	 * a file's, and not remembered.  The connect itself may fail. */
+	conduit_endpoint *ep = NULL;
+	ck_assert_int_eq(conduit_resolve(&ep, ctx, "echo://127.0.0.1"),
+	                 CONDUIT_OK);
+	ck_assert_int_eq(conduit_endpoint_port(ep), 7);
+	conduit_endpoint_free(ep);
+	if (conduit_connect(&c, ctx, "echo://127.0.0.1") == CONDUIT_OK)
+		conduit_flow_free(c);
+	ck_assert_int_eq(remembered(ctx), 1);
+
+	/* Literals are remembered once each, at most CD_REMEMBERED (the
+	 * connects to other loopback addresses are refused later; here
+	 * they only start). */
+	for (int i = 0; i < 2 * CD_REMEMBERED; i++) {
+		snprintf(uri, sizeof(uri), "tcp://127.0.0.%d:%d",
+		         2 + i % (CD_REMEMBERED + 2), port);
+		ck_assert_int_eq(conduit_connect(&c, ctx, uri), CONDUIT_OK);
+		conduit_flow_free(c);
+	}
+	ck_assert_int_eq(remembered(ctx), CD_REMEMBERED);
+	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(conduit_connect(&c, ctx, uri), CONDUIT_OK);
+		conduit_flow_free(c);
+	}
+	ck_assert_int_le(remembered(ctx), CD_REMEMBERED);
+	ck_assert_int_ge(remembered(ctx), 1);
+	int same = 0;
+	for (size_t i = 0; i < CD_REMEMBERED; i++)
+		if (ctx->remembered[i].uri != NULL &&
+		    strcmp(ctx->remembered[i].uri, uri) == 0)
+			same++;
+	ck_assert_int_eq(same, 1);
+	conduit_listener_free(l);
+	conduit_ctx_free(ctx);
+}
+END_TEST
+
+/* An observer that, on the first "resolved" event, connects to other
+ * URIs (filling every slot) and changes the rules: the connect that
+ * called it must still use its endpoint safely (ASan watches). */
+struct meddler {
+	conduit_ctx *ctx;
+	int port;
+	int calls;
+	bool inside;
+};
+
+static void meddle(void *arg, const struct conduit_event *ev)
+{
+	struct meddler *m = arg;
+	if (ev->phase != CONDUIT_PHASE_RESOLVED || m->inside)
+		return;
+	m->inside = true;
+	m->calls++;
+	for (int i = 0; i < CD_REMEMBERED + 1; i++) {
+		char uri[128];
+		snprintf(uri, sizeof(uri), "tcp://127.0.0.%d:%d", 2 + i,
+		         m->port);
+		conduit_flow *f = NULL;
+		if (conduit_connect(&f, m->ctx, uri) == CONDUIT_OK)
+			conduit_flow_free(f);
+	}
+	char rules[64];
+	snprintf(rules, sizeof(rules), "map m%d.test tcp://127.0.0.1:1\n",
+	         m->calls);
+	ck_assert_int_eq(conduit_ctx_add_rules(m->ctx, rules, "m"), CONDUIT_OK);
+	m->inside = false;
+}
+
+START_TEST(observer_that_connects_meanwhile)
+{
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
+	struct meddler m = {ctx, fk_listener_port(l), 0, false};
+	char uri[128];
+	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", m.port);
+	/* Remembered first, then taken out while the observer meddles. */
+	conduit_flow *c = NULL, *s = NULL;
+	ck_assert_int_eq(conduit_connect(&c, ctx, uri), CONDUIT_OK);
+	conduit_flow_free(c);
+	conduit_ctx_set_observer(ctx, meddle, &m);
+	for (int round = 0; round < 3; round++) {
+		ck_assert_int_eq(conduit_connect(&c, ctx, uri), CONDUIT_OK);
+		ck_assert_int_eq(fk_drive_handshake(ctx, c, 2000), CONDUIT_OK);
+		conduit_flow_free(c);
+	}
+	conduit_ctx_set_observer(ctx, NULL, NULL);
+	ck_assert_int_ge(m.calls, 3);
+	ck_assert_int_le(remembered(ctx), CD_REMEMBERED);
+	/* Still works, remembered or not. */
+	ck_assert_int_eq(conduit_connect(&c, ctx, uri), CONDUIT_OK);
+	s = accept_on(l, 2000);
+	while (s != NULL) {
+		conduit_flow *next = NULL;
+		conduit_flow_free(s);
+		if (conduit_accept(&next, l) != CONDUIT_OK)
+			break;
+		s = next;
+	}
+	conduit_flow_free(c);
+	conduit_listener_free(l);
+	conduit_ctx_free(ctx);
+}
+END_TEST
+
 int main(void)
 {
 	const struct cd_test tests[] = {
@@ -228,6 +465,9 @@ int main(void)
 		CD_TEST(families_alternate_and_all_refuse, 10),
 		CD_TEST(all_silent_times_out, 10),
 		CD_TEST(full_race_does_not_spin, 20),
+		CD_TEST(remembered_until_the_rules_change, 10),
+		CD_TEST(names_and_secrets_are_not_remembered, 10),
+		CD_TEST(observer_that_connects_meanwhile, 20),
 	};
 	return cd_run(cd_suite("connect", tests, sizeof(tests) / sizeof(tests[0])));
 }

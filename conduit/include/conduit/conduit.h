@@ -374,8 +374,16 @@ int conduit_ctx_add_service(conduit_ctx *ctx, const char *name,
  * conduit_handshake(), conduit_read() or conduit_write().  A host with
  * several addresses is raced in the manner of RFC 8305: families
  * alternate (IPv6 first), a new attempt starts every 250 ms or as soon as
- * one fails, the first to connect wins and the others are closed.  On failure *out is NULL and the message is on the
- * context.
+ * one fails, the first to connect wins and the others are closed.  On
+ * failure *out is NULL and the message is on the context.
+ *
+ * The context remembers the last few URIs whose resolution depends only
+ * on the URI and its own settings (IP literals, unix and vchan URIs, and
+ * names that rules map to those; never a looked-up name, an IPv6 zone or
+ * a URI carrying a password or key option), so connecting to one again
+ * skips parsing and resolving; the observer sees the same events.  Any
+ * change to rules, services, allowed URI options or the lookup function
+ * forgets them.
  */
 int conduit_connect(conduit_flow **out, conduit_ctx *ctx, const char *uri);
 int conduit_connect_endpoint(conduit_flow **out, conduit_ctx *ctx,
