@@ -9,6 +9,11 @@
 #include <conduit/conduit.h>
 #include <stdbool.h>
 
+/* Code a busy loop runs on every call, kept together; and code it never
+ * runs, kept out of its way (see conduit_read). */
+#define CD_HOT __attribute__((hot))
+#define CD_COLD __attribute__((cold, noinline))
+
 #define CD_MAX_LAYERS 4
 #define CD_MAX_BACKENDS 16
 #define CD_URI_MAX 8192

@@ -146,26 +146,65 @@ static int ready_for(conduit_flow *f, unsigned shut_bit, const char *op)
 	(CONDUIT_FLOW_ESTABLISHED | CONDUIT_FLOW_FAILED | CONDUIT_FLOW_CLOSED | \
 	 (shut_bit))
 
-int conduit_read(conduit_flow *f, void *buf, size_t len, size_t *nread)
+/*
+ * Reads and writes are the calls every loop makes: their common case (an
+ * established flow, the backend moves bytes) is a few instructions and a
+ * call, and everything else lives in the cold functions below, away from
+ * the code a busy loop keeps in the instruction cache.
+ */
+
+/* What a backend's read or write returned, when not CONDUIT_OK. */
+static CD_COLD int op_status(conduit_flow *f, int rc)
 {
-	if (nread != NULL)
-		*nread = 0;
-	if (f == NULL || nread == NULL || (buf == NULL && len > 0))
+	if (is_error(rc))
+		fail_for_good(f, rc);
+	return rc;
+}
+
+static CD_COLD int read_slow(conduit_flow *f, void *buf, size_t len,
+                             size_t *nread)
+{
+	int rc = ready_for(f, CONDUIT_FLOW_SHUT_RD, "read");
+	if (rc != CONDUIT_OK || len == 0)
+		return rc;
+	rc = f->ops->read(f, buf, len, nread);
+	if (rc == CONDUIT_OK)
+		f->bytes_read += *nread;
+	return rc == CONDUIT_OK ? rc : op_status(f, rc);
+}
+
+CD_HOT int conduit_read(conduit_flow *f, void *buf, size_t len, size_t *nread)
+{
+	if (__builtin_expect(f == NULL || nread == NULL ||
+	                             (buf == NULL && len > 0),
+	                     0)) {
+		if (nread != NULL)
+			*nread = 0;
 		return CONDUIT_ERR_INVALID;
+	}
+	*nread = 0;
 	if (__builtin_expect((f->state & CD_GO_MASK(CONDUIT_FLOW_SHUT_RD)) !=
 	                             CONDUIT_FLOW_ESTABLISHED ||
 	                             len == 0,
-	                     0)) {
-		int rc = ready_for(f, CONDUIT_FLOW_SHUT_RD, "read");
-		if (rc != CONDUIT_OK || len == 0)
-			return rc;
-	}
+	                     0))
+		return read_slow(f, buf, len, nread);
 	int rc = f->ops->read(f, buf, len, nread);
+	if (__builtin_expect(rc != CONDUIT_OK, 0))
+		return op_status(f, rc);
+	f->bytes_read += *nread;
+	return CONDUIT_OK;
+}
+
+static CD_COLD int write_slow(conduit_flow *f, const struct conduit_iov *iov,
+                              size_t iovcnt, size_t total, size_t *nwritten)
+{
+	int rc = ready_for(f, CONDUIT_FLOW_SHUT_WR, "write");
+	if (rc != CONDUIT_OK || total == 0)
+		return rc;
+	rc = f->ops->writev(f, iov, iovcnt, nwritten);
 	if (rc == CONDUIT_OK)
-		f->bytes_read += *nread;
-	else if (is_error(rc))
-		fail_for_good(f, rc);
-	return rc;
+		f->bytes_written += *nwritten;
+	return rc == CONDUIT_OK ? rc : op_status(f, rc);
 }
 
 /* The part of a write after the arguments are checked: total is the sum
@@ -178,17 +217,13 @@ write_checked(conduit_flow *f, const struct conduit_iov *iov, size_t iovcnt,
 	if (__builtin_expect((f->state & CD_GO_MASK(CONDUIT_FLOW_SHUT_WR)) !=
 	                             CONDUIT_FLOW_ESTABLISHED ||
 	                             total == 0,
-	                     0)) {
-		int rc = ready_for(f, CONDUIT_FLOW_SHUT_WR, "write");
-		if (rc != CONDUIT_OK || total == 0)
-			return rc;
-	}
+	                     0))
+		return write_slow(f, iov, iovcnt, total, nwritten);
 	int rc = f->ops->writev(f, iov, iovcnt, nwritten);
-	if (rc == CONDUIT_OK)
-		f->bytes_written += *nwritten;
-	else if (is_error(rc))
-		fail_for_good(f, rc);
-	return rc;
+	if (__builtin_expect(rc != CONDUIT_OK, 0))
+		return op_status(f, rc);
+	f->bytes_written += *nwritten;
+	return CONDUIT_OK;
 }
 
 int conduit_writev(conduit_flow *f, const struct conduit_iov *iov, size_t iovcnt,
@@ -207,13 +242,17 @@ int conduit_writev(conduit_flow *f, const struct conduit_iov *iov, size_t iovcnt
 	return write_checked(f, iov, iovcnt, total, nwritten);
 }
 
-int conduit_write(conduit_flow *f, const void *buf, size_t len,
-                  size_t *nwritten)
+CD_HOT int conduit_write(conduit_flow *f, const void *buf, size_t len,
+                         size_t *nwritten)
 {
-	if (nwritten != NULL)
-		*nwritten = 0;
-	if (f == NULL || nwritten == NULL || (buf == NULL && len > 0))
+	if (__builtin_expect(f == NULL || nwritten == NULL ||
+	                             (buf == NULL && len > 0),
+	                     0)) {
+		if (nwritten != NULL)
+			*nwritten = 0;
 		return CONDUIT_ERR_INVALID;
+	}
+	*nwritten = 0;
 	struct conduit_iov iov = {buf, len};
 	return write_checked(f, &iov, 1, len, nwritten);
 }

@@ -227,9 +227,9 @@ static inline size_t ready_now(conduit_ctx *ctx, struct conduit_pollitem *items,
  * ready (every revents is 0).  Kept apart so that a call that finds work
  * at once runs none of it.
  */
-static int wait_until(conduit_ctx *ctx, struct conduit_pollitem *items,
-                      size_t n, uint64_t limit, uint64_t now, int rel_ms,
-                      size_t *nready)
+static __attribute__((noinline)) int
+wait_until(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
+           uint64_t limit, uint64_t now, int rel_ms, size_t *nready)
 {
 	int rc = grow_spans(ctx, n);
 	if (rc != CONDUIT_OK)
@@ -308,21 +308,50 @@ static inline int poll_until(conduit_ctx *ctx, struct conduit_pollitem *items,
 	return wait_until(ctx, items, n, limit, now, rel_ms, nready);
 }
 
-int conduit_poll(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
-                 int timeout_ms, size_t *nready)
+/* conduit_poll() with an item that is not valid: revents of the items
+ * before it cleared. */
+static CD_COLD int invalid_items(struct conduit_pollitem *items, size_t bad)
 {
-	if (nready != NULL)
-		*nready = 0;
-	if (ctx == NULL || nready == NULL || (n > 0 && items == NULL))
-		return CONDUIT_ERR_INVALID;
-	/* Checked without clearing revents: the first turn sets them all. */
-	size_t bad = first_invalid(items, n);
-	if (bad != n) {
-		for (size_t i = 0; i < bad; i++)
-			items[i].revents = 0;
+	for (size_t i = 0; i < bad; i++)
+		items[i].revents = 0;
+	return CONDUIT_ERR_INVALID;
+}
+
+/*
+ * The first turn is ready_now() with each item checked as it is reached
+ * (one pass over the items, not two); a bad item stops the call before
+ * anything is reported, with the backends' pending work done, which any
+ * turn may do.
+ */
+CD_HOT int conduit_poll(conduit_ctx *ctx, struct conduit_pollitem *items,
+                        size_t n, int timeout_ms, size_t *nready)
+{
+	if (__builtin_expect(ctx == NULL || nready == NULL ||
+	                             (n > 0 && items == NULL),
+	                     0)) {
+		if (nready != NULL)
+			*nready = 0;
 		return CONDUIT_ERR_INVALID;
 	}
-	return poll_until(ctx, items, n, UINT64_MAX, 0,
+	*nready = 0;
+	run_procs_quiet(ctx);
+	size_t ready = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct conduit_pollitem *it = &items[i];
+		if (__builtin_expect((it->flow == NULL) == (it->listener == NULL) ||
+		                             (it->events & ~(CONDUIT_POLLIN |
+		                                             CONDUIT_POLLOUT)),
+		                     0))
+			return invalid_items(items, i);
+		unsigned r = item_pending(it);
+		it->revents = r;
+		ready += r != 0;
+	}
+	if (ready > 0) {
+		*nready = ready;
+		return CONDUIT_OK;
+	}
+	return wait_until(ctx, items, n, UINT64_MAX, 0,
 	                  timeout_ms < 0 ? -1 : timeout_ms, nready);
 }
 

@@ -292,7 +292,8 @@ static void unhide_others(conduit_lwip *st, struct netif *dflt)
  * library's pool elements are 616 bytes while its headers (and so
  * pbuf_alloc's callers) assume 1536, and a full-size frame in a pool
  * pbuf would overrun it. */
-static void input_frame(conduit_lwip_netif *n, const void *data, size_t len)
+static CD_HOT void input_frame(conduit_lwip_netif *n, const void *data,
+                               size_t len)
 {
 	if (len == 0 || len > LW_FRAME_MAX)
 		return;
@@ -332,7 +333,7 @@ static bool fd_full(void)
 
 /* lwIP's output path: copy the frame out and queue it.  Delivering it to
  * the peer netif here would re-enter tcp_input() from tcp_output(). */
-static err_t linkoutput(struct netif *nif, struct pbuf *p)
+static CD_HOT err_t linkoutput(struct netif *nif, struct pbuf *p)
 {
 	conduit_lwip_netif *n = (conduit_lwip_netif *)nif;
 	conduit_lwip *st = n->st;
@@ -673,7 +674,7 @@ static void pin_strays(conduit_lwip *st)
 	}
 }
 
-int conduit_lwip_process(conduit_lwip *st)
+CD_HOT int conduit_lwip_process(conduit_lwip *st)
 {
 	if (st == NULL || st->refs <= 0)
 		return CONDUIT_ERR_INVALID;
@@ -1002,35 +1003,47 @@ static void on_err(void *arg, err_t err)
 		f->error = err == ERR_CLSD ? CONDUIT_ERR_CLOSED : CONDUIT_ERR_RESET;
 }
 
-static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
+/* Double a full receive ring (on the heap from then on); false if
+ * memory ran out. */
+static CD_COLD bool rx_grow(struct lw_flow *f)
 {
-	struct lw_flow *f = arg;
-	(void)err;
+	size_t cap = f->rx_cap * 2;
+	struct rx_slot *r = malloc(cap * sizeof(*r));
+	if (r == NULL)
+		return false;
+	for (size_t i = 0; i < f->rx_n; i++)
+		r[i] = f->rx[(f->rx_head + i) & (f->rx_cap - 1)];
+	if (f->rx != f->rx_first)
+		free(f->rx);
+	f->rx = r;
+	f->rx_cap = cap;
+	f->rx_head = 0;
+	return true;
+}
+
+/* The end of the peer's stream, or data after SHUT_RD: not the loop's
+ * business. */
+static CD_COLD err_t recv_rare(struct lw_flow *f, struct tcp_pcb *pcb,
+                               struct pbuf *p)
+{
 	if (p == NULL) {
 		f->eof = true;
 		return ERR_OK;
 	}
-	if (f->discard) {
-		tcp_recved(pcb, p->tot_len);
-		pbuf_free(p);
-		return ERR_OK;
-	}
-	if (f->rx_cap == 0) {
-		f->rx = f->rx_first;
-		f->rx_cap = LW_RX_INLINE;
-	} else if (f->rx_n == f->rx_cap) {
-		size_t cap = f->rx_cap * 2;
-		struct rx_slot *r = malloc(cap * sizeof(*r));
-		if (r == NULL)
-			return ERR_MEM; /* lwIP keeps p and offers it again */
-		for (size_t i = 0; i < f->rx_n; i++)
-			r[i] = f->rx[(f->rx_head + i) & (f->rx_cap - 1)];
-		if (f->rx != f->rx_first)
-			free(f->rx);
-		f->rx = r;
-		f->rx_cap = cap;
-		f->rx_head = 0;
-	}
+	tcp_recved(pcb, p->tot_len);
+	pbuf_free(p);
+	return ERR_OK;
+}
+
+static CD_HOT err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p,
+                            err_t err)
+{
+	struct lw_flow *f = arg;
+	(void)err;
+	if (__builtin_expect(p == NULL || f->discard, 0))
+		return recv_rare(f, pcb, p);
+	if (__builtin_expect(f->rx_n == f->rx_cap, 0) && !rx_grow(f))
+		return ERR_MEM; /* lwIP keeps p and offers it again */
 	/* A wire frame is one pbuf: no walk for the count. */
 	size_t n = p->next == NULL ? 1 : pbuf_clen(p);
 	struct rx_slot *r = &f->rx[(f->rx_head + f->rx_n) & (f->rx_cap - 1)];
@@ -1077,6 +1090,8 @@ static struct lw_flow *flow_alloc(conduit_lwip *st, conduit_ctx *ctx,
 	}
 	f->st = st;
 	f->nodelay = true;
+	f->rx = f->rx_first;
+	f->rx_cap = LW_RX_INLINE;
 	f->next = st->flows;
 	if (st->flows != NULL)
 		st->flows->prev = f;
@@ -1263,7 +1278,7 @@ static int lw_handshake(conduit_flow *base)
 }
 
 /* The status for an operation on a flow lwIP has ended. */
-static int flow_broken(struct lw_flow *f, const char *op)
+static CD_COLD int flow_broken(struct lw_flow *f, const char *op)
 {
 	int status = f->error != CONDUIT_OK ? f->error : CONDUIT_ERR_STATE;
 	return conduit_flow_fail(&f->base, status, "%s %s: %s", op, f->base.uri,
@@ -1280,7 +1295,8 @@ static void give_window(struct lw_flow *f, size_t n)
 	}
 }
 
-static int lw_read(conduit_flow *base, void *buf, size_t len, size_t *nread)
+static CD_HOT int lw_read(conduit_flow *base, void *buf, size_t len,
+                          size_t *nread)
 {
 	struct lw_flow *f = (struct lw_flow *)base;
 	/* The usual read of a request or an echo: one queued frame of one
@@ -1360,8 +1376,8 @@ static size_t send_room(const struct tcp_pcb *pcb)
 	return room < by_queue ? room : by_queue;
 }
 
-static int lw_writev(conduit_flow *base, const struct conduit_iov *iov,
-                     size_t iovcnt, size_t *nwritten)
+static CD_HOT int lw_writev(conduit_flow *base, const struct conduit_iov *iov,
+                            size_t iovcnt, size_t *nwritten)
 {
 	struct lw_flow *f = (struct lw_flow *)base;
 	struct tcp_pcb *pcb = f->pcb;
@@ -1497,7 +1513,7 @@ static void lw_wait(conduit_flow *base, unsigned interest,
 		conduit_waitset_deadline(ws, f->deadline);
 }
 
-static unsigned lw_pending(conduit_flow *base, unsigned interest)
+static CD_HOT unsigned lw_pending(conduit_flow *base, unsigned interest)
 {
 	struct lw_flow *f = (struct lw_flow *)base;
 	if (__builtin_expect(!(base->state & CONDUIT_FLOW_ESTABLISHED), 0)) {
@@ -1762,7 +1778,7 @@ static void be_ctx_wait(void *state, struct conduit_waitset *ws)
 	stack_wait(state, ws);
 }
 
-static int be_ctx_process(void *state)
+static CD_HOT int be_ctx_process(void *state)
 {
 	return conduit_lwip_process(state);
 }
