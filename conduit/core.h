@@ -157,7 +157,9 @@ struct conduit_ctx {
 	/* conduit_connect()'s remembered resolutions, and the count of
 	 * changes to what resolution depends on (cd_ctx_changed). */
 	struct cd_remembered remembered[CD_REMEMBERED];
-	unsigned remembered_next;
+	unsigned remembered_next; /* the slot to fill next */
+	unsigned remembered_last; /* the slot filled last */
+	uint64_t resolved_afresh; /* conduit_connect()'s misses, for tests */
 	unsigned settings_gen;
 };
 
@@ -173,6 +175,7 @@ struct cd_use {
 	uint64_t hash;
 	size_t len;
 	unsigned gen;
+	unsigned slot; /* where a remembered one came from */
 	bool fresh_ok; /* a fresh resolution used only the context's settings */
 };
 int cd_resolve_use(struct cd_use *u, conduit_ctx *ctx, const char *uri);

@@ -928,11 +928,21 @@ int cd_resolve_use(struct cd_use *u, conduit_ctx *ctx, const char *uri)
 {
 	u->ep = NULL;
 	u->uri = NULL;
+	u->slot = CD_REMEMBERED;
 	u->fresh_ok = false;
-	u->hash = uri_hash(uri, &u->len);
 	u->gen = ctx->settings_gen;
-	struct cd_remembered *r = find_remembered(ctx, u, uri);
+	/* The slot used last first, compared whole: a client connecting
+	 * to one URI again and again does not hash it each time. */
+	struct cd_remembered *r = &ctx->remembered[ctx->remembered_last];
+	if (r->uri != NULL && strcmp(r->uri, uri) == 0) {
+		u->hash = r->hash;
+		u->len = r->len;
+	} else {
+		u->hash = uri_hash(uri, &u->len);
+		r = find_remembered(ctx, u, uri);
+	}
 	if (r == NULL) {
+		ctx->resolved_afresh++;
 		bool system = false;
 		int rc = resolve(&u->ep, NULL, ctx, uri, &system);
 		u->fresh_ok = !system;
@@ -940,6 +950,7 @@ int cd_resolve_use(struct cd_use *u, conduit_ctx *ctx, const char *uri)
 	}
 	u->ep = r->ep;
 	u->uri = r->uri;
+	u->slot = (unsigned)(r - ctx->remembered);
 	r->ep = NULL;
 	r->uri = NULL;
 	if (conduit_observed(ctx)) {
@@ -970,8 +981,22 @@ void cd_resolve_done(conduit_ctx *ctx, struct cd_use *u, const char *uri)
 		free(u->uri);
 		conduit_endpoint_free(u->ep);
 	} else {
-		struct cd_remembered *r =
-			&ctx->remembered[ctx->remembered_next++ % CD_REMEMBERED];
+		/* Back where it came from if that slot is still free, else
+		 * into a free slot, else in place of the next in turn. */
+		unsigned slot = u->slot;
+		if (slot >= CD_REMEMBERED || ctx->remembered[slot].uri != NULL) {
+			slot = ctx->remembered_next;
+			for (unsigned i = 0; i < CD_REMEMBERED; i++)
+				if (ctx->remembered[i].uri == NULL) {
+					slot = i;
+					break;
+				}
+			if (slot == ctx->remembered_next)
+				ctx->remembered_next =
+					(ctx->remembered_next + 1) % CD_REMEMBERED;
+		}
+		struct cd_remembered *r = &ctx->remembered[slot];
+		ctx->remembered_last = slot;
 		forget(r);
 		*r = (struct cd_remembered){u->hash, u->len, u->uri, u->ep};
 	}

@@ -390,6 +390,52 @@ START_TEST(names_and_secrets_are_not_remembered)
 }
 END_TEST
 
+/* Using a remembered URI keeps the others: a set of CD_REMEMBERED URIs
+ * used in turn stays remembered whole; one more takes one slot. */
+START_TEST(a_full_set_used_in_turn_stays)
+{
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
+	int port = fk_listener_port(l);
+	char uri[CD_REMEMBERED + 1][64];
+	for (int i = 0; i <= CD_REMEMBERED; i++)
+		snprintf(uri[i], sizeof(uri[i]), "tcp://127.0.0.%d:%d", 2 + i,
+		         port);
+	/* In order, then backwards, then every third. */
+	for (int round = 0; round < 3; round++)
+		for (int k = 0; k < CD_REMEMBERED; k++) {
+			int i = round == 0 ? k
+			      : round == 1 ? CD_REMEMBERED - 1 - k
+			                   : (3 * k) % CD_REMEMBERED;
+			conduit_flow *c = NULL;
+			ck_assert_int_eq(conduit_connect(&c, ctx, uri[i]),
+			                 CONDUIT_OK);
+			conduit_flow_free(c);
+		}
+	/* Resolved once each, in the first round only. */
+	ck_assert_uint_eq(ctx->resolved_afresh, CD_REMEMBERED);
+	for (int i = 0; i < CD_REMEMBERED; i++) {
+		bool found = false;
+		for (size_t k = 0; k < CD_REMEMBERED; k++)
+			if (ctx->remembered[k].uri != NULL &&
+			    strcmp(ctx->remembered[k].uri, uri[i]) == 0)
+				found = true;
+		ck_assert_msg(found, "%s was forgotten", uri[i]);
+	}
+	conduit_flow *c = NULL;
+	ck_assert_int_eq(conduit_connect(&c, ctx, uri[CD_REMEMBERED]), CONDUIT_OK);
+	conduit_flow_free(c);
+	ck_assert_int_eq(remembered(ctx), CD_REMEMBERED);
+	bool last = false;
+	for (size_t k = 0; k < CD_REMEMBERED; k++)
+		if (strcmp(ctx->remembered[k].uri, uri[CD_REMEMBERED]) == 0)
+			last = true;
+	ck_assert(last);
+	conduit_listener_free(l);
+	conduit_ctx_free(ctx);
+}
+END_TEST
+
 /* An observer that, on the first "resolved" event, connects to other
  * URIs (filling every slot) and changes the rules: the connect that
  * called it must still use its endpoint safely (ASan watches). */
@@ -467,6 +513,7 @@ int main(void)
 		CD_TEST(full_race_does_not_spin, 20),
 		CD_TEST(remembered_until_the_rules_change, 10),
 		CD_TEST(names_and_secrets_are_not_remembered, 10),
+		CD_TEST(a_full_set_used_in_turn_stays, 10),
 		CD_TEST(observer_that_connects_meanwhile, 20),
 	};
 	return cd_run(cd_suite("connect", tests, sizeof(tests) / sizeof(tests[0])));
