@@ -41,13 +41,23 @@ int conduit_flow_init(conduit_flow *f, const struct conduit_flow_ops *ops,
 	memset(f, 0, sizeof(*f));
 	f->ops = ops;
 	f->ctx = ctx;
+	if (uri == NULL)
+		uri = "";
+	/* A short URI with nothing to hide goes in the flow itself. */
+	size_t n = strlen(uri);
+	if (n < sizeof(f->uri_short) && strpbrk(uri, "?@") == NULL) {
+		memcpy(f->uri_short, uri, n + 1);
+		f->uri = f->uri_short;
+		return CONDUIT_OK;
+	}
 	f->uri = shown_dup(uri);
 	return f->uri != NULL ? CONDUIT_OK : CONDUIT_ERR_NOMEM;
 }
 
 void conduit_flow_fini(conduit_flow *f)
 {
-	free(f->uri);
+	if (f->uri != f->uri_short)
+		free(f->uri);
 	free(f->error);
 	f->uri = NULL;
 	f->error = NULL;

@@ -101,6 +101,10 @@ struct lw_flow;
 struct conduit_lwip {
 	int refs;
 	struct lw_flow *flows; /* every flow with a pcb of ours or not */
+	/* Freed flows kept for the next ones (a server accepting and
+	 * closing, a client reconnecting): at most LW_SPARE. */
+	struct lw_flow *spare;
+	size_t nspare;
 	conduit_ctx *ctx; /* the context it serves, NULL if none */
 	conduit_lwip_netif *netifs;
 	size_t nnetifs, nflows, nlisteners, npcbs, npbufs, nframes;
@@ -126,6 +130,8 @@ static int st_fail(conduit_lwip *st, int status, const char *fmt, ...)
 	return status;
 }
 
+static void spare_free(conduit_lwip *st);
+
 int conduit_lwip_stack(conduit_lwip **out)
 {
 	if (out == NULL)
@@ -149,6 +155,7 @@ void conduit_lwip_release(conduit_lwip *st)
 		return;
 	while (st->netifs != NULL)
 		conduit_lwip_netif_free(st->netifs);
+	spare_free(st);
 	st->ctx = NULL;
 	st->error[0] = '\0';
 }
@@ -893,6 +900,9 @@ struct rx_slot {
 	size_t n;
 };
 
+/* Freed flows a stack keeps for reuse. */
+#define LW_SPARE 8
+
 /* Ring slots inside the flow; a busier flow's ring moves to the heap. */
 #define LW_RX_INLINE 4
 
@@ -1078,11 +1088,16 @@ static err_t on_connected(void *arg, struct tcp_pcb *pcb, err_t err)
 static struct lw_flow *flow_alloc(conduit_lwip *st, conduit_ctx *ctx,
                                   const char *uri)
 {
-	/* malloc and memset rather than calloc: glibc's calloc skips its
-	 * per-thread cache, and a flow is made for every connection. */
-	struct lw_flow *f = malloc(sizeof(*f));
-	if (f == NULL)
-		return NULL;
+	/* A spare one if there is: a flow is made for every connection. */
+	struct lw_flow *f = st->spare;
+	if (f != NULL) {
+		st->spare = f->next;
+		st->nspare--;
+	} else {
+		f = malloc(sizeof(*f));
+		if (f == NULL)
+			return NULL;
+	}
 	memset(f, 0, sizeof(*f));
 	if (conduit_flow_init(&f->base, &lw_flow_ops, ctx, uri) != CONDUIT_OK) {
 		free(f);
@@ -1499,7 +1514,24 @@ static void lw_destroy(conduit_flow *base)
 		f->next->prev = f->prev;
 	f->st->nflows--;
 	conduit_flow_fini(base);
-	free(f);
+	conduit_lwip *st = f->st;
+	if (st->nspare < LW_SPARE) {
+		f->next = st->spare;
+		st->spare = f;
+		st->nspare++;
+	} else {
+		free(f);
+	}
+}
+
+static void spare_free(conduit_lwip *st)
+{
+	while (st->spare != NULL) {
+		struct lw_flow *f = st->spare;
+		st->spare = f->next;
+		free(f);
+	}
+	st->nspare = 0;
 }
 
 static void lw_wait(conduit_flow *base, unsigned interest,

@@ -75,12 +75,15 @@ struct conduit_flow_ops {
 struct conduit_flow {
 	const struct conduit_flow_ops *ops;
 	conduit_ctx *ctx;
-	char *uri;   /* printable, password-free; owned */
+	char *uri;   /* printable, password-free; owned, or uri_short */
 	char *error; /* last failure; owned, NULL if none */
 	uint64_t bytes_read;
 	uint64_t bytes_written;
 	unsigned state;
 	int failure; /* status of a permanent failure, else CONDUIT_OK */
+	/* Where a short URI ("tcp://10.0.0.1:49152") is kept: most flows'
+	 * URIs need no allocation of their own. */
+	char uri_short[40];
 };
 
 /* Initialise the base of a new flow; uri is copied.  CONDUIT_OK or
