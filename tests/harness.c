@@ -1,6 +1,8 @@
 /*
  * harness.c - see harness.h.  The leak check counts descriptors in the
- * forked test process before and after each test.
+ * forked test process before and after each test.  Other programs run as
+ * peers that die with the test (cd_fork_peer); the certificates are made
+ * by a shell script, so that its log tells what openssl said.
  */
 #include "harness.h"
 
@@ -8,10 +10,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -200,4 +204,205 @@ size_t cd_pattern_check(uint32_t seed, uint64_t offset, const void *buf,
 		if (p[i] != pattern_byte(seed, offset + i))
 			return i;
 	return len;
+}
+
+const char *cd_slurp(const char *path)
+{
+	static char buf[65536];
+	FILE *f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "open %s: %s", path, strerror(errno));
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+void cd_write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_msg(f != NULL, "open %s: %s", path, strerror(errno));
+	fputs(text, f);
+	ck_assert_msg(fclose(f) == 0, "write %s: %s", path, strerror(errno));
+}
+
+static struct sockaddr_in loopback_port(int port)
+{
+	struct sockaddr_in sin;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return sin;
+}
+
+int cd_free_port(void)
+{
+	struct sockaddr_in sin = loopback_port(0);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	socklen_t len = sizeof(sin);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	close(fd);
+	return ntohs(sin.sin_port);
+}
+
+bool cd_port_answers(int port)
+{
+	struct sockaddr_in sin = loopback_port(port);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	bool ok = connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+	close(fd);
+	return ok;
+}
+
+pid_t cd_spawn_logged(const char *const *argv, const char *in_path,
+                      const char *log_path)
+{
+	pid_t pid = cd_fork_peer();
+	if (pid != 0)
+		return pid;
+	int in = open(in_path != NULL ? in_path : "/dev/null", O_RDONLY);
+	int out = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+	    dup2(out, 2) < 0)
+		_exit(126);
+	/* exec's argv is not const for historical reasons only. */
+	execvp(argv[0], (char *const *)argv);
+	_exit(127);
+}
+
+const char *cd_wait_logged(pid_t pid, int timeout_ms, const char *what,
+                           const char *log_path)
+{
+	int st = cd_wait_peer(pid, timeout_ms);
+	const char *log = cd_slurp(log_path);
+	ck_assert_msg(st == 0, "%s exited %d:\n%s", what, st, log);
+	return log;
+}
+
+pid_t cd_openssl_s_server(int *port, const char *crt, const char *key,
+                          const char *log_path, const char *const *extra)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		*port = cd_free_port();
+		char accept[32];
+		snprintf(accept, sizeof(accept), "127.0.0.1:%d", *port);
+		const char *argv[32] = {"openssl", "s_server", "-accept",
+		                        accept,    "-cert",    crt,
+		                        "-key",    key,        "-rev"};
+		size_t n = 9;
+		for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 31;
+		     i++)
+			argv[n++] = extra[i];
+		argv[n] = NULL;
+		pid_t pid = cd_spawn_logged(argv, NULL, log_path);
+		for (int i = 0; i < 250; i++) {
+			if (cd_port_answers(*port))
+				return pid;
+			if (waitpid(pid, NULL, WNOHANG) == pid)
+				break; /* it exited: the port was taken? */
+			usleep(20000);
+		}
+		kill(pid, SIGTERM);
+		cd_wait_peer(pid, 2000);
+	}
+	ck_abort_msg("openssl s_server did not start (%s):\n%s", log_path,
+	             cd_slurp(log_path));
+	return -1;
+}
+
+/* The part of cnf that every caller shares: what req needs, a CA, and a
+ * server for localhost. */
+static const char certs_cnf[] =
+	"[req]\n"
+	"distinguished_name = dn\n"
+	"prompt = no\n"
+	"[dn]\n"
+	"CN = unused\n"
+	"[ext_ca]\n"
+	"basicConstraints = critical,CA:TRUE\n"
+	"keyUsage = critical,keyCertSign,cRLSign\n"
+	"subjectKeyIdentifier = hash\n"
+	"[ext_srv]\n"
+	"basicConstraints = CA:FALSE\n"
+	"keyUsage = critical,digitalSignature\n"
+	"extendedKeyUsage = serverAuth\n"
+	"subjectAltName = DNS:localhost,IP:127.0.0.1\n";
+
+/* The shell functions of make.sh (see harness.h). */
+static const char certs_functions[] =
+	"key() { openssl genpkey -algorithm EC -pkeyopt "
+	"ec_paramgen_curve:P-256 -out \"$1.key\"; }\n"
+	"ca() { key $1; openssl req -x509 -new -key $1.key -subj \"/CN=$2\" "
+	"-days $days -config cnf -extensions ext_ca -out $1.crt; }\n"
+	"leaf() { key $1; openssl req -new -key $1.key -subj \"/CN=$2\" "
+	"-config cnf -out $1.csr; openssl x509 -req -in $1.csr -CA $4.crt "
+	"-CAkey $4.key -set_serial $5 -days $days -extfile cnf "
+	"-extensions $3 -out $1.crt; }\n";
+
+const char *cd_certs_file(const struct cd_certs *c, const char *name)
+{
+	static char bufs[8][512];
+	static int next;
+	char *b = bufs[next++ % 8];
+	snprintf(b, sizeof(bufs[0]), "%s/%s", c->dir, name);
+	return b;
+}
+
+/* No ck_assert here: this runs in main(), outside any test. */
+void cd_certs_make(struct cd_certs *c, const char *name, int days,
+                   const char *cnf, const char *steps)
+{
+	memset(c, 0, sizeof(*c));
+	const char *base = getenv("TMPDIR");
+	snprintf(c->dir, sizeof(c->dir), "%s/%s-XXXXXX",
+	         base != NULL && base[0] != '\0' ? base : "/tmp", name);
+	if (mkdtemp(c->dir) == NULL) {
+		snprintf(c->err, sizeof(c->err), "mkdtemp: %s",
+		         strerror(errno));
+		c->dir[0] = '\0';
+		return;
+	}
+	if (system("command -v openssl >/dev/null 2>&1") != 0) {
+		snprintf(c->err, sizeof(c->err),
+		         "the openssl command is missing: run tools/setup");
+		return;
+	}
+	const char *script = cd_certs_file(c, "make.sh");
+	FILE *f = fopen(script, "w");
+	bool written =
+	    f != NULL &&
+	    fprintf(f, "set -e\ndays=%d\ncat > cnf <<'EOF'\n%s%sEOF\n%s%s",
+	            days, certs_cnf, cnf, certs_functions, steps) >= 0;
+	if (f != NULL && fclose(f) != 0)
+		written = false;
+	if (!written) {
+		snprintf(c->err, sizeof(c->err), "cannot write %s", script);
+		return;
+	}
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "cd '%s' && sh ./make.sh >make.log 2>&1",
+	         c->dir);
+	if (system(cmd) != 0) {
+		snprintf(c->err, sizeof(c->err),
+		         "making test certificates with openssl failed; see %s",
+		         cd_certs_file(c, "make.log"));
+		c->dir[0] = '\0'; /* keep the log for the reader */
+		return;
+	}
+	c->ok = true;
+}
+
+void cd_certs_need(const struct cd_certs *c)
+{
+	ck_assert_msg(c->ok, "%s", c->err);
+}
+
+void cd_certs_remove(struct cd_certs *c)
+{
+	if (c->dir[0] != '\0')
+		cd_rmtree(c->dir);
+	c->dir[0] = '\0';
 }

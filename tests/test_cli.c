@@ -55,18 +55,6 @@
 #define KiB 1024ull
 #define MiB (1024ull * 1024ull)
 
-static int scaled(int ms)
-{
-	return (int)(ms * cd_time_scale());
-}
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void set_nonblock(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
@@ -143,7 +131,7 @@ static void spawn(struct proc *p, const char *const *args)
  * deadline. */
 static const char *await_line(struct proc *p, const char *prefix, int ms)
 {
-	uint64_t end = mono_ms() + (uint64_t)scaled(ms);
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(ms);
 	size_t plen = strlen(prefix);
 	for (;;) {
 		char *line = p->log + p->seen, *nl;
@@ -158,7 +146,7 @@ static const char *await_line(struct proc *p, const char *prefix, int ms)
 			}
 			line = nl + 1;
 		}
-		uint64_t now = mono_ms();
+		uint64_t now = cd_now_ms();
 		ck_assert_msg(now < end, "no '%s' line on stderr in %d ms; got: %.*s",
 		              prefix, ms, (int)p->loglen, p->log);
 		ck_assert_msg(p->loglen < sizeof(p->log) - 1, "stderr log full");
@@ -182,7 +170,7 @@ static int finish(struct proc *p, int ms)
 {
 	close_fd(&p->in);
 	close_fd(&p->out);
-	int st = cd_wait_peer(p->pid, scaled(ms));
+	int st = cd_wait_peer(p->pid, cd_scaled(ms));
 	/* The child is gone, so its stderr pipe ends: read it all. */
 	for (;;) {
 		if (p->loglen >= sizeof(p->log) - 1)
@@ -198,6 +186,14 @@ static int finish(struct proc *p, int ms)
 	return st;
 }
 
+/* finish() p, which must exit with status want; what names it in the
+ * message. */
+static void expect_exit(struct proc *p, int want, int ms, const char *what)
+{
+	int st = finish(p, ms);
+	ck_assert_msg(st == want, "%s: exit %d: %s", what, st, p->log);
+}
+
 /* Stop a server that runs until interrupted; it must die of SIGTERM
  * (cleanly: the command re-raises the signal after cleaning up). */
 static void terminate(struct proc *p)
@@ -206,9 +202,9 @@ static void terminate(struct proc *p)
 	close_fd(&p->in);
 	close_fd(&p->out);
 	int status = 0;
-	uint64_t end = mono_ms() + (uint64_t)scaled(5000);
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(5000);
 	pid_t r;
-	while ((r = waitpid(p->pid, &status, WNOHANG)) == 0 && mono_ms() < end) {
+	while ((r = waitpid(p->pid, &status, WNOHANG)) == 0 && cd_now_ms() < end) {
 		struct timespec nap = {0, 5000000};
 		nanosleep(&nap, NULL);
 	}
@@ -315,7 +311,7 @@ static int tcp_connect(int port)
 static int accept_within(int lfd, int ms)
 {
 	struct pollfd pf = {lfd, POLLIN, 0};
-	ck_assert_msg(poll(&pf, 1, scaled(ms)) == 1, "nobody connected in %d ms",
+	ck_assert_msg(poll(&pf, 1, cd_scaled(ms)) == 1, "nobody connected in %d ms",
 	              ms);
 	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	ck_assert(fd >= 0);
@@ -376,7 +372,7 @@ static void xfer_read(int rfd, uint32_t rseed, struct xfer *x)
 static void xfer_run(struct xfer *x, size_t n, int ms)
 {
 	static uint8_t buf[64 * 1024];
-	uint64_t end = mono_ms() + (uint64_t)scaled(ms);
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(ms);
 	for (size_t i = 0; i < n; i++) {
 		x[i].bad = UINT64_MAX;
 		x[i].wdone = x[i].wfd == NULL;
@@ -401,7 +397,7 @@ static void xfer_run(struct xfer *x, size_t n, int ms)
 		}
 		if (left == 0)
 			return;
-		uint64_t now = mono_ms();
+		uint64_t now = cd_now_ms();
 		if (now >= end) {
 			for (size_t i = 0; i < n; i++)
 				fprintf(stderr,
@@ -495,24 +491,33 @@ static void bridge_both_ways(struct proc *p, int sock)
 	xfer_read(p->out, 202, &x[1]);
 	xfer_run(&x[1], 1, 30000);
 	assert_got(&x[1], BULK, "peer -> stdout");
-	int st = finish(p, 5000);
-	ck_assert_msg(st == 0, "exit status %d; stderr: %s", st, p->log);
+	expect_exit(p, 0, 5000, "the command");
+}
+
+/* A socket path in a new temporary directory, and its unix:// URI. */
+struct unix_place {
+	char dir[256], path[320], uri[400];
+};
+
+static void unix_place(struct unix_place *u, const char *name)
+{
+	cd_tmpdir(u->dir, sizeof(u->dir));
+	snprintf(u->path, sizeof(u->path), "%s/%s", u->dir, name);
+	snprintf(u->uri, sizeof(u->uri), "unix://%s", u->path);
 }
 
 START_TEST(cat_unix_4mib_each_way)
 {
-	char dir[256], path[320], uri[400];
-	cd_tmpdir(dir, sizeof(dir));
-	snprintf(path, sizeof(path), "%s/s.sock", dir);
-	snprintf(uri, sizeof(uri), "unix://%s", path);
-	int lfd = unix_listen(path);
+	struct unix_place u;
+	unix_place(&u, "s.sock");
+	int lfd = unix_listen(u.path);
 	struct proc p;
-	spawn(&p, (const char *[]){"cat", uri, NULL});
+	spawn(&p, (const char *[]){"cat", u.uri, NULL});
 	int s = accept_within(lfd, 5000);
 	bridge_both_ways(&p, s);
 	close(s);
 	close(lfd);
-	cd_rmtree(dir);
+	cd_rmtree(u.dir);
 }
 END_TEST
 
@@ -533,20 +538,18 @@ END_TEST
 
 START_TEST(listen_unix_4mib_each_way)
 {
-	char dir[256], path[320], uri[400];
-	cd_tmpdir(dir, sizeof(dir));
-	snprintf(path, sizeof(path), "%s/l.sock", dir);
-	snprintf(uri, sizeof(uri), "unix://%s", path);
+	struct unix_place u;
+	unix_place(&u, "l.sock");
 	struct proc p;
-	spawn(&p, (const char *[]){"listen", uri, NULL});
+	spawn(&p, (const char *[]){"listen", u.uri, NULL});
 	const char *where = await_line(&p, "listening on ", 5000);
-	ck_assert_str_eq(where, uri);
-	int s = unix_connect(path);
+	ck_assert_str_eq(where, u.uri);
+	int s = unix_connect(u.path);
 	bridge_both_ways(&p, s);
 	close(s);
 	/* Freed listener: its socket file is gone. */
-	ck_assert_msg(access(path, F_OK) != 0, "%s left behind", path);
-	cd_rmtree(dir);
+	ck_assert_msg(access(u.path, F_OK) != 0, "%s left behind", u.path);
+	cd_rmtree(u.dir);
 }
 END_TEST
 
@@ -567,21 +570,19 @@ END_TEST
 /* listen without --keep serves one connection and stops listening. */
 START_TEST(listen_once_then_refuses)
 {
-	char dir[256], path[320], uri[400];
-	cd_tmpdir(dir, sizeof(dir));
-	snprintf(path, sizeof(path), "%s/o.sock", dir);
-	snprintf(uri, sizeof(uri), "unix://%s", path);
+	struct unix_place u;
+	unix_place(&u, "o.sock");
 	struct proc p;
-	spawn(&p, (const char *[]){"listen", uri, NULL});
+	spawn(&p, (const char *[]){"listen", u.uri, NULL});
 	await_line(&p, "listening on ", 5000);
-	int s = unix_connect(path);
+	int s = unix_connect(u.path);
 	/* Once the connection is accepted the socket file goes away. */
-	uint64_t end = mono_ms() + (uint64_t)scaled(5000);
-	while (access(path, F_OK) == 0 && mono_ms() < end) {
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(5000);
+	while (access(u.path, F_OK) == 0 && cd_now_ms() < end) {
 		struct timespec nap = {0, 2000000};
 		nanosleep(&nap, NULL);
 	}
-	ck_assert_msg(access(path, F_OK) != 0, "still listening after one");
+	ck_assert_msg(access(u.path, F_OK) != 0, "still listening after one");
 	const char hello[] = "one\n";
 	ck_assert(write(p.in, hello, 4) == 4);
 	close_fd(&p.in);
@@ -593,7 +594,7 @@ START_TEST(listen_once_then_refuses)
 	ck_assert(memcmp(buf, hello, 4) == 0);
 	close(s);
 	ck_assert_int_eq(finish(&p, 5000), 0);
-	cd_rmtree(dir);
+	cd_rmtree(u.dir);
 }
 END_TEST
 
@@ -615,29 +616,26 @@ START_TEST(listen_echo_with_cat)
 	xfer_read(cli.out, 303, &x);
 	xfer_run(&x, 1, 30000);
 	assert_got(&x, BULK, "echoed through listen --echo");
-	int st = finish(&cli, 5000);
-	ck_assert_msg(st == 0, "cat: exit %d: %s", st, cli.log);
+	expect_exit(&cli, 0, 5000, "cat");
 	/* Without --keep the server ends after its one connection. */
-	st = finish(&srv, 5000);
-	ck_assert_msg(st == 0, "listen: exit %d: %s", st, srv.log);
+	expect_exit(&srv, 0, 5000, "listen");
 }
 END_TEST
 
 START_TEST(listen_keep_echo_concurrent)
 {
-	char dir[256], path[320], uri[400];
-	cd_tmpdir(dir, sizeof(dir));
-	snprintf(path, sizeof(path), "%s/e.sock", dir);
-	snprintf(uri, sizeof(uri), "unix://%s", path);
+	struct unix_place u;
+	unix_place(&u, "e.sock");
 	struct proc srv;
-	spawn(&srv, (const char *[]){"listen", "--keep", "--echo", uri, NULL});
+	spawn(&srv,
+	      (const char *[]){"listen", "--keep", "--echo", u.uri, NULL});
 	await_line(&srv, "listening on ", 5000);
 	enum { N = 4 };
 	int s[N];
 	struct xfer x[N];
 	memset(x, 0, sizeof(x));
 	for (int i = 0; i < N; i++) {
-		s[i] = unix_connect(path);
+		s[i] = unix_connect(u.path);
 		xfer_write(&s[i], 400 + (uint32_t)i, MiB + 777 * (uint64_t)i, true,
 		           &x[i]);
 		xfer_read(s[i], 400 + (uint32_t)i, &x[i]);
@@ -650,8 +648,9 @@ START_TEST(listen_keep_echo_concurrent)
 		close(s[i]);
 	}
 	terminate(&srv);
-	ck_assert_msg(access(path, F_OK) != 0, "SIGTERM left %s behind", path);
-	cd_rmtree(dir);
+	ck_assert_msg(access(u.path, F_OK) != 0, "SIGTERM left %s behind",
+	              u.path);
+	cd_rmtree(u.dir);
 }
 END_TEST
 
@@ -780,7 +779,7 @@ START_TEST(relay_target_refused_keeps_serving)
 	for (int i = 0; i < 2; i++) {
 		int c = tcp_connect(rport);
 		struct pollfd pf = {c, POLLIN, 0};
-		ck_assert_msg(poll(&pf, 1, scaled(5000)) == 1,
+		ck_assert_msg(poll(&pf, 1, cd_scaled(5000)) == 1,
 		              "accepted connection not closed");
 		char b;
 		ck_assert(read(c, &b, 1) <= 0);
@@ -800,18 +799,16 @@ END_TEST
 
 START_TEST(cat_idle_timeout_exits_1)
 {
-	char dir[256], path[320], uri[400];
-	cd_tmpdir(dir, sizeof(dir));
-	snprintf(path, sizeof(path), "%s/i.sock", dir);
-	snprintf(uri, sizeof(uri), "unix://%s", path);
-	int lfd = unix_listen(path);
+	struct unix_place u;
+	unix_place(&u, "i.sock");
+	int lfd = unix_listen(u.path);
 	struct proc p;
-	uint64_t t0 = mono_ms();
-	spawn(&p, (const char *[]){"cat", "--timeout", "300", uri, NULL});
+	uint64_t t0 = cd_now_ms();
+	spawn(&p, (const char *[]){"cat", "--timeout", "300", u.uri, NULL});
 	int s = accept_within(lfd, 5000);
 	/* Nobody sends anything; stdin stays open. */
-	int st = cd_wait_peer(p.pid, scaled(5000));
-	uint64_t took = mono_ms() - t0;
+	int st = cd_wait_peer(p.pid, cd_scaled(5000));
+	uint64_t took = cd_now_ms() - t0;
 	p.pid = -1;
 	ck_assert_msg(st == 1, "exit %d", st);
 	ck_assert_msg(took >= 250, "gave up after %llu ms",
@@ -821,11 +818,12 @@ START_TEST(cat_idle_timeout_exits_1)
 	ssize_t r = read(p.err, p.log, sizeof(p.log) - 1);
 	p.log[r > 0 ? r : 0] = '\0';
 	close_fd(&p.err);
-	ck_assert_msg(strstr(p.log, "idle") != NULL && strstr(p.log, uri) != NULL,
+	ck_assert_msg(strstr(p.log, "idle") != NULL &&
+	                      strstr(p.log, u.uri) != NULL,
 	              "stderr: %s", p.log);
 	close(s);
 	close(lfd);
-	cd_rmtree(dir);
+	cd_rmtree(u.dir);
 }
 END_TEST
 
@@ -1107,39 +1105,16 @@ END_TEST
  *   srv_enc.key  srv's key encrypted with the password "sekrit"
  *   junk.pem     text that is no certificate or key
  */
-static char certdir[256];
-static bool certs_ok;
-static char certerr[512];
+static struct cd_certs certs;
 
-static const char cert_script[] =
-	"set -e\n"
-	"cat > cnf <<'EOF'\n"
-	"[req]\n"
-	"distinguished_name = dn\n"
-	"prompt = no\n"
-	"[dn]\n"
-	"CN = unused\n"
-	"[ext_ca]\n"
-	"basicConstraints = critical,CA:TRUE\n"
-	"keyUsage = critical,keyCertSign,cRLSign\n"
-	"[ext_srv]\n"
-	"basicConstraints = CA:FALSE\n"
-	"keyUsage = critical,digitalSignature\n"
-	"extendedKeyUsage = serverAuth\n"
-	"subjectAltName = DNS:localhost,IP:127.0.0.1\n"
+/* The sections of cnf beyond the CA's and ext_srv (see harness.h), and the
+ * steps of make.sh. */
+static const char cert_cnf[] =
 	"[ext_cli]\n"
 	"basicConstraints = CA:FALSE\n"
 	"keyUsage = critical,digitalSignature\n"
-	"extendedKeyUsage = clientAuth\n"
-	"EOF\n"
-	"key() { openssl genpkey -algorithm EC -pkeyopt "
-	"ec_paramgen_curve:P-256 -out \"$1.key\"; }\n"
-	"ca() { key $1; openssl req -x509 -new -key $1.key -subj \"/CN=$2\" "
-	"-days 7 -config cnf -extensions ext_ca -out $1.crt; }\n"
-	"leaf() { key $1; openssl req -new -key $1.key -subj \"/CN=$2\" "
-	"-config cnf -out $1.csr; openssl x509 -req -in $1.csr -CA $4.crt "
-	"-CAkey $4.key -set_serial $5 -days 7 -extfile cnf -extensions $3 "
-	"-out $1.crt; }\n"
+	"extendedKeyUsage = clientAuth\n";
+static const char cert_steps[] =
 	"ca ca 'cli test CA'\n"
 	"ca ca2 'cli other CA'\n"
 	"leaf srv localhost ext_srv ca 2\n"
@@ -1150,140 +1125,73 @@ static const char cert_script[] =
 /* A file of the certificate directory (rotating static buffers). */
 static const char *cf(const char *name)
 {
-	static char bufs[8][512];
-	static int next;
-	char *b = bufs[next++ % 8];
-	snprintf(b, sizeof(bufs[0]), "%s/%s", certdir, name);
-	return b;
-}
-
-/* Runs in main(), outside any test: failures are kept for need_certs(). */
-static void make_certs(void)
-{
-	const char *base = getenv("TMPDIR");
-	snprintf(certdir, sizeof(certdir), "%s/conduit-cli-XXXXXX",
-	         base != NULL && base[0] != '\0' ? base : "/tmp");
-	if (mkdtemp(certdir) == NULL) {
-		snprintf(certerr, sizeof(certerr), "mkdtemp: %s", strerror(errno));
-		certdir[0] = '\0';
-		return;
-	}
-	if (system("command -v openssl >/dev/null 2>&1") != 0) {
-		snprintf(certerr, sizeof(certerr),
-		         "the openssl command is missing: run tools/setup");
-		return;
-	}
-	FILE *f = fopen(cf("make.sh"), "w");
-	if (f == NULL || fputs(cert_script, f) < 0 || fclose(f) != 0) {
-		snprintf(certerr, sizeof(certerr), "cannot write %s", cf("make.sh"));
-		return;
-	}
-	char cmd[600];
-	snprintf(cmd, sizeof(cmd), "cd '%s' && sh ./make.sh >make.log 2>&1",
-	         certdir);
-	if (system(cmd) != 0) {
-		snprintf(certerr, sizeof(certerr),
-		         "making test certificates with openssl failed; see %s",
-		         cf("make.log"));
-		certdir[0] = '\0'; /* keep the log for the reader */
-		return;
-	}
-	certs_ok = true;
+	return cd_certs_file(&certs, name);
 }
 
 static void need_certs(void)
 {
-	ck_assert_msg(certs_ok, "%s", certerr);
-}
-
-/* Run openssl with argv (argv[0] "openssl"), stdin from in_path (NULL:
- * /dev/null), stdout and stderr to log_path. */
-static pid_t spawn_openssl(const char *const *argv, const char *in_path,
-                           const char *log_path)
-{
-	pid_t pid = cd_fork_peer();
-	if (pid != 0)
-		return pid;
-	int in = open(in_path != NULL ? in_path : "/dev/null", O_RDONLY);
-	int out = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
-	    dup2(out, 2) < 0)
-		_exit(126);
-	execvp("openssl", (char *const *)argv);
-	_exit(127);
-}
-
-/* A free loopback port: bound, read back, released. */
-static int free_port(void)
-{
-	int port;
-	int fd = tcp_bound(&port, false);
-	close(fd);
-	return port;
-}
-
-static bool port_answers(int port)
-{
-	struct sockaddr_in sa;
-	loopback(&sa, port);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert(fd >= 0);
-	bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-	close(fd);
-	return ok;
-}
-
-static char *slurp(const char *path)
-{
-	static char buf[32768];
-	FILE *f = fopen(path, "r");
-	ck_assert_msg(f != NULL, "open %s", path);
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
+	cd_certs_need(&certs);
 }
 
 /* openssl s_server -rev (answers each line reversed) with srv's
  * certificate and extra arguments, on a free port, once it answers. */
 static pid_t start_s_server(int *port, const char *const *extra)
 {
-	for (int attempt = 0; attempt < 2; attempt++) {
-		*port = free_port();
-		char accept[32];
-		snprintf(accept, sizeof(accept), "127.0.0.1:%d", *port);
-		const char *argv[24] = {"openssl", "s_server", "-accept", accept,
-		                        "-cert", cf("srv.crt"), "-key",
-		                        cf("srv.key"), "-rev"};
-		size_t n = 9;
-		for (size_t i = 0; extra[i] != NULL && n < 23; i++)
-			argv[n++] = extra[i];
-		argv[n] = NULL;
-		pid_t pid = spawn_openssl(argv, NULL, cf("s_server.log"));
-		for (int i = 0; i < 250; i++) {
-			if (port_answers(*port))
-				return pid;
-			if (waitpid(pid, NULL, WNOHANG) == pid)
-				break; /* it exited: port taken meanwhile? */
-			usleep(20000);
-		}
-		kill(pid, SIGTERM);
-		cd_wait_peer(pid, 2000);
+	return cd_openssl_s_server(port, cf("srv.crt"), cf("srv.key"),
+	                           cf("s_server.log"), extra);
+}
+
+/* Start `conduit listen OPTS --cert srv.crt --key srv.key
+ * tls://127.0.0.1:0` (opts NULL-terminated) and wait until it listens;
+ * returns the URI it printed. */
+static const char *start_tls_listen(struct proc *srv, const char *const *opts)
+{
+	const char *args[16] = {"listen"};
+	size_t n = 1;
+	for (size_t i = 0; opts[i] != NULL; i++) {
+		ck_assert(n < 10);
+		args[n++] = opts[i];
 	}
-	ck_abort_msg("openssl s_server did not start: %s",
-	             slurp(cf("s_server.log")));
-	return -1;
+	args[n++] = "--cert";
+	args[n++] = cf("srv.crt");
+	args[n++] = "--key";
+	args[n++] = cf("srv.key");
+	args[n++] = "tls://127.0.0.1:0";
+	args[n] = NULL;
+	spawn(srv, args);
+	return await_line(srv, "listening on ", 5000);
+}
+
+/* Read from fd until len bytes came (stopping early at the end of the
+ * stream, an error or after ms); NUL-terminates buf, which holds len + 1
+ * bytes.  Returns the count read. */
+static size_t read_upto(int fd, char *buf, size_t len, int ms)
+{
+	size_t n = 0;
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(ms);
+	while (n < len && cd_now_ms() < end) {
+		struct pollfd pf = {fd, POLLIN, 0};
+		poll(&pf, 1, 100);
+		if (pf.revents == 0)
+			continue;
+		ssize_t r = read(fd, buf + n, len - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	buf[n] = '\0';
+	return n;
 }
 
 /* Everything on the command's stdout until it ends. */
 static size_t read_all(struct proc *p, char *out, size_t len, int ms)
 {
 	size_t n = 0;
-	uint64_t end = mono_ms() + (uint64_t)scaled(ms);
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(ms);
 	set_nonblock(p->out);
 	for (;;) {
 		struct pollfd pf = {p->out, POLLIN, 0};
-		uint64_t now = mono_ms();
+		uint64_t now = cd_now_ms();
 		ck_assert_msg(now < end, "stdout not ended in %d ms; got: %.*s", ms,
 		              (int)n, out);
 		poll(&pf, 1, (int)(end - now));
@@ -1309,11 +1217,9 @@ START_TEST(tls_listen_echo_and_cat_verified)
 {
 	need_certs();
 	struct proc srv, cli;
-	spawn(&srv, (const char *[]){"listen", "--echo", "-v", "--cert",
-	                             cf("srv.crt"), "--key", cf("srv.key"),
-	                             "--alpn", "h2,http/1.1",
-	                             "tls://127.0.0.1:0", NULL});
-	const char *where = await_line(&srv, "listening on ", 5000);
+	const char *where =
+	    start_tls_listen(&srv, (const char *[]){"--echo", "-v", "--alpn",
+	                                            "h2,http/1.1", NULL});
 	ck_assert_msg(strncmp(where, "tls+tcp://127.0.0.1:", 20) == 0,
 	              "printed %s", where);
 	char uri[64];
@@ -1336,10 +1242,8 @@ START_TEST(tls_listen_echo_and_cat_verified)
 	hs = await_line(&srv, "conduit: tls-handshaked ", 5000);
 	ck_assert_msg(strstr(hs, "no peer certificate") != NULL,
 	              "server's handshake line: %s", hs);
-	int st = finish(&cli, 5000);
-	ck_assert_msg(st == 0, "cat: exit %d: %s", st, cli.log);
-	st = finish(&srv, 5000);
-	ck_assert_msg(st == 0, "listen: exit %d: %s", st, srv.log);
+	expect_exit(&cli, 0, 5000, "cat");
+	expect_exit(&srv, 0, 5000, "listen");
 }
 END_TEST
 
@@ -1353,25 +1257,21 @@ START_TEST(tls_servername_option)
 {
 	need_certs();
 	struct proc srv, cli;
-	spawn(&srv, (const char *[]){"listen", "--keep", "--echo", "--cert",
-	                             cf("srv.crt"), "--key", cf("srv.key"),
-	                             "tls://127.0.0.1:0", NULL});
-	const char *where = await_line(&srv, "listening on ", 5000);
+	const char *where =
+	    start_tls_listen(&srv, (const char *[]){"--keep", "--echo", NULL});
 	char uri[64];
 	snprintf(uri, sizeof(uri), "tls://127.0.0.1:%d", uri_port(where));
 	spawn(&cli, (const char *[]){"cat", "-v", "--ca", cf("ca.crt"),
 	                             "--servername", "localhost", uri, NULL});
 	/* No input: cat connects, verifies, half-closes, and ends when the
 	 * echo server ends too. */
-	int st = finish(&cli, 10000);
-	ck_assert_msg(st == 0, "cat --servername localhost: exit %d: %s", st,
-	              cli.log);
+	expect_exit(&cli, 0, 10000, "cat --servername localhost");
 	ck_assert_msg(strstr(cli.log, "tls-handshaked") != NULL &&
 	                      strstr(cli.log, "CN=localhost") != NULL,
 	              "log: %s", cli.log);
 	spawn(&cli, (const char *[]){"cat", "--ca", cf("ca.crt"), "--servername",
 	                             "other.example", uri, NULL});
-	st = finish(&cli, 10000);
+	int st = finish(&cli, 10000);
 	ck_assert_msg(st == 4 && strstr(cli.log, "other.example") != NULL,
 	              "cat --servername other.example: exit %d: %s", st, cli.log);
 	terminate(&srv);
@@ -1396,19 +1296,7 @@ START_TEST(tls_cat_to_openssl_s_server)
 	const char line[] = "hello conduit\n";
 	ck_assert(write(p.in, line, sizeof(line) - 1) == sizeof(line) - 1);
 	char want[] = "tiudnoc olleh\n", got[64];
-	size_t n = 0;
-	uint64_t end = mono_ms() + (uint64_t)scaled(10000);
-	while (n < sizeof(want) - 1 && mono_ms() < end) {
-		struct pollfd pf = {p.out, POLLIN, 0};
-		poll(&pf, 1, 100);
-		if (pf.revents == 0)
-			continue;
-		ssize_t r = read(p.out, got + n, sizeof(want) - 1 - n);
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
-	got[n] = '\0';
+	read_upto(p.out, got, sizeof(want) - 1, 10000);
 	ck_assert_msg(strcmp(got, want) == 0, "s_server answered '%s'; stderr: %s",
 	              got, p.log);
 	const char *hs = await_line(&p, "conduit: tls-handshaked ", 5000);
@@ -1416,7 +1304,7 @@ START_TEST(tls_cat_to_openssl_s_server)
 	                      strstr(hs, "peer \"CN=localhost\"") != NULL,
 	              "handshake line: %s", hs);
 	kill(srv, SIGTERM);
-	cd_wait_peer(srv, scaled(5000));
+	cd_wait_peer(srv, cd_scaled(5000));
 	/* s_server went away: cat ends (how depends on whether it sent
 	 * close_notify), but it must end. */
 	ck_assert_msg(finish(&p, 5000) >= 0, "cat did not end: %s", p.log);
@@ -1429,18 +1317,13 @@ START_TEST(tls_openssl_s_client_to_listen)
 {
 	need_certs();
 	struct proc srv;
-	spawn(&srv, (const char *[]){"listen", "-v", "--cert", cf("srv.crt"),
-	                             "--key", cf("srv.key"), "--ca",
-	                             cf("ca.crt"), "--client-auth", "required",
-	                             "tls://127.0.0.1:0", NULL});
-	int port = uri_port(await_line(&srv, "listening on ", 5000));
-	FILE *f = fopen(cf("s_client.in"), "w");
-	ck_assert_ptr_nonnull(f);
-	fputs("ping\n", f);
-	fclose(f);
+	int port = uri_port(start_tls_listen(
+	    &srv, (const char *[]){"-v", "--ca", cf("ca.crt"), "--client-auth",
+	                           "required", NULL}));
+	cd_write_file(cf("s_client.in"), "ping\n");
 	char connect[32];
 	snprintf(connect, sizeof(connect), "127.0.0.1:%d", port);
-	pid_t cli = spawn_openssl(
+	pid_t cli = cd_spawn_logged(
 		(const char *[]){"openssl", "s_client", "-connect", connect,
 	                         "-servername", "localhost", "-CAfile",
 	                         cf("ca.crt"), "-verify_return_error", "-cert",
@@ -1448,19 +1331,7 @@ START_TEST(tls_openssl_s_client_to_listen)
 	                         "-ign_eof", NULL},
 		cf("s_client.in"), cf("s_client.log"));
 	char got[8];
-	size_t n = 0;
-	uint64_t end = mono_ms() + (uint64_t)scaled(10000);
-	while (n < 5 && mono_ms() < end) {
-		struct pollfd pf = {srv.out, POLLIN, 0};
-		poll(&pf, 1, 100);
-		if (pf.revents == 0)
-			continue;
-		ssize_t r = read(srv.out, got + n, 5 - n);
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
-	got[n] = '\0';
+	read_upto(srv.out, got, 5, 10000);
 	ck_assert_msg(strcmp(got, "ping\n") == 0, "listen got '%s'; stderr: %s",
 	              got, srv.log);
 	const char *hs = await_line(&srv, "conduit: tls-handshaked ", 5000);
@@ -1468,14 +1339,12 @@ START_TEST(tls_openssl_s_client_to_listen)
 	              "handshake line: %s", hs);
 	ck_assert(write(srv.in, "pong\n", 5) == 5);
 	close_fd(&srv.in); /* the end of the answer: close_notify */
-	int st = cd_wait_peer(cli, scaled(10000));
-	const char *log = slurp(cf("s_client.log"));
-	ck_assert_msg(st == 0, "s_client exited %d:\n%s", st, log);
+	const char *log = cd_wait_logged(cli, cd_scaled(10000), "s_client",
+	                                 cf("s_client.log"));
 	ck_assert_msg(strstr(log, "Verify return code: 0 (ok)") != NULL &&
 	                      strstr(log, "pong") != NULL,
 	              "s_client:\n%s", log);
-	st = finish(&srv, 5000);
-	ck_assert_msg(st == 0, "listen: exit %d: %s", st, srv.log);
+	expect_exit(&srv, 0, 5000, "listen");
 }
 END_TEST
 
@@ -1485,19 +1354,15 @@ START_TEST(tls_client_auth_required_refuses)
 {
 	need_certs();
 	struct proc srv, cli;
-	spawn(&srv, (const char *[]){"listen", "--cert", cf("srv.crt"), "--key",
-	                             cf("srv.key"), "--ca", cf("ca.crt"),
-	                             "--client-auth", "required",
-	                             "tls://127.0.0.1:0", NULL});
-	int port = uri_port(await_line(&srv, "listening on ", 5000));
+	int port = uri_port(start_tls_listen(
+	    &srv, (const char *[]){"--ca", cf("ca.crt"), "--client-auth",
+	                           "required", NULL}));
 	char uri[64];
 	snprintf(uri, sizeof(uri), "tls://localhost:%d", port);
 	spawn(&cli, (const char *[]){"cat", "--ca", cf("ca.crt"), uri, NULL});
-	int st = finish(&cli, 10000);
-	ck_assert_msg(st == 4, "cat: exit %d: %s", st, cli.log);
+	expect_exit(&cli, 4, 10000, "cat");
 	ck_assert_msg(strstr(cli.log, uri + 6) != NULL, "cat: %s", cli.log);
-	st = finish(&srv, 10000);
-	ck_assert_msg(st == 4, "listen: exit %d: %s", st, srv.log);
+	expect_exit(&srv, 4, 10000, "listen");
 	ck_assert_msg(strstr(srv.log, "certificate") != NULL, "listen: %s",
 	              srv.log);
 }
@@ -1509,10 +1374,8 @@ START_TEST(tls_verify_failures_exit_4)
 {
 	need_certs();
 	struct proc srv, p;
-	spawn(&srv, (const char *[]){"listen", "--keep", "--echo", "--cert",
-	                             cf("srv.crt"), "--key", cf("srv.key"),
-	                             "tls://127.0.0.1:0", NULL});
-	int port = uri_port(await_line(&srv, "listening on ", 5000));
+	int port = uri_port(
+	    start_tls_listen(&srv, (const char *[]){"--keep", "--echo", NULL}));
 	char named[64], other[96];
 	snprintf(named, sizeof(named), "tls://localhost:%d", port);
 	snprintf(other, sizeof(other),
@@ -1539,8 +1402,7 @@ START_TEST(tls_verify_failures_exit_4)
 	char out[16];
 	read_all(&p, out, sizeof(out), 10000);
 	ck_assert_str_eq(out, "x\n");
-	int st = finish(&p, 5000);
-	ck_assert_msg(st == 0, "--insecure: exit %d: %s", st, p.log);
+	expect_exit(&p, 0, 5000, "--insecure");
 	const char *w = strstr(p.log, "warning: --insecure");
 	ck_assert_msg(w != NULL && strstr(w + 1, "warning: --insecure") == NULL,
 	              "want the warning once: %s", p.log);
@@ -1578,8 +1440,8 @@ START_TEST(tls_bad_input_exits_2)
 		 2, "nonexistent.pem", "No such file"},
 		{NULL, {"cat", "--cert", crt, "--key", missing, uri},
 		 2, "nonexistent.pem", "No such file"},
-		{NULL, {"cat", "--cert", crt, "--key", certdir, uri},
-		 2, certdir, "directory"},
+		{NULL, {"cat", "--cert", crt, "--key", certs.dir, uri},
+		 2, certs.dir, "directory"},
 		{NULL, {"cat", "--cert", crt, "--key", ckey,
 		        uri},
 		 2, "client.key", "does not belong"},
@@ -1673,10 +1535,8 @@ START_TEST(vchan_listen_echo_and_cat_1mib)
 	xfer_read(cli.out, 808, &x);
 	xfer_run(&x, 1, 30000);
 	assert_got(&x, MiB, "echoed over vchan");
-	int st = finish(&cli, 5000);
-	ck_assert_msg(st == 0, "cat: exit %d: %s", st, cli.log);
-	st = finish(&srv, 5000);
-	ck_assert_msg(st == 0, "listen: exit %d: %s", st, srv.log);
+	expect_exit(&cli, 0, 5000, "cat");
+	expect_exit(&srv, 0, 5000, "listen");
 	snprintf(grants, sizeof(grants), "%s/grant", host);
 	char cmd[400];
 	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A '%s' 2>/dev/null)\"",
@@ -1718,10 +1578,8 @@ START_TEST(lwip_dgram_two_processes_echo)
 	xfer_read(cli.out, 909, &x);
 	xfer_run(&x, 1, 30000);
 	assert_got(&x, MiB, "echoed over lwIP on a datagram wire");
-	int st = finish(&cli, 10000);
-	ck_assert_msg(st == 0, "cat: exit %d: %s", st, cli.log);
-	st = finish(&srv, 10000);
-	ck_assert_msg(st == 0, "listen: exit %d: %s", st, srv.log);
+	expect_exit(&cli, 0, 10000, "cat");
+	expect_exit(&srv, 0, 10000, "listen");
 	ck_assert_msg(access(path, F_OK) != 0, "%s left behind", path);
 	cd_rmtree(dir);
 }
@@ -1788,7 +1646,7 @@ static int tcp_connect_to(const char *ip, int port, int ms)
 	struct sockaddr_in sa = {.sin_family = AF_INET,
 	                         .sin_port = htons((uint16_t)port)};
 	inet_pton(AF_INET, ip, &sa.sin_addr);
-	uint64_t end = mono_ms() + (uint64_t)scaled(ms);
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(ms);
 	for (;;) {
 		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		ck_assert(fd >= 0);
@@ -1796,7 +1654,7 @@ static int tcp_connect_to(const char *ip, int port, int ms)
 			return fd;
 		int e = errno;
 		close(fd);
-		ck_assert_msg(mono_ms() < end, "connect %s:%d: %s", ip, port,
+		ck_assert_msg(cd_now_ms() < end, "connect %s:%d: %s", ip, port,
 		              strerror(e));
 		usleep(20000);
 	}
@@ -1846,8 +1704,7 @@ START_TEST(lwip_tap_kernel_tcp)
 	xfer_run(&x, 1, 30000);
 	assert_got(&x, MiB, "kernel -> lwIP echo -> kernel");
 	close(s);
-	int st = finish(&srv, 10000);
-	ck_assert_msg(st == 0, "listen: exit %d: %s", st, srv.log);
+	expect_exit(&srv, 0, 10000, "listen");
 
 	/* lwIP connects to the kernel. */
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(7001)};
@@ -1954,12 +1811,11 @@ int main(void)
 #endif
 	};
 #ifdef CONDUIT_HAVE_TLS
-	make_certs();
+	cd_certs_make(&certs, "conduit-cli", 7, cert_cnf, cert_steps);
 #endif
 	int status = cd_run(cd_suite("cli", tests, sizeof(tests) / sizeof(tests[0])));
 #ifdef CONDUIT_HAVE_TLS
-	if (certdir[0] != '\0')
-		cd_rmtree(certdir);
+	cd_certs_remove(&certs);
 #endif
 	return status;
 }

@@ -32,35 +32,24 @@
 
 #include <malloc.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ */
 /* Certificates                                                        */
 
-static char certdir[256];
-static bool certs_ok;
-static char certerr[512];
+static struct cd_certs certs;
 
 /* A file in the certificate directory (rotating static buffers). */
 static const char *cp(const char *name)
 {
-	static char bufs[8][512];
-	static int next;
-	char *b = bufs[next++ % 8];
-	snprintf(b, sizeof(bufs[0]), "%s/%s", certdir, name);
-	return b;
+	return cd_certs_file(&certs, name);
 }
 
 /*
@@ -82,24 +71,10 @@ static const char *cp(const char *name)
  *   srv_aes128.der    PBES2 with aes-128-cbc, as DER
  *   srv_trad.key      legacy PEM (Proc-Type, DEK-Info: DES-EDE3-CBC)
  *   srv_scrypt.key    PBES2 with scrypt, which nothing here decrypts
+ * made by cd_certs_make() (see harness.h): cert_cnf holds the sections of
+ * cnf beyond the CA's and ext_srv, cert_steps the steps of make.sh.
  */
-static const char cert_script[] =
-	"set -e\n"
-	"cat > cnf <<'EOF'\n"
-	"[req]\n"
-	"distinguished_name = dn\n"
-	"prompt = no\n"
-	"[dn]\n"
-	"CN = unused\n"
-	"[ext_ca]\n"
-	"basicConstraints = critical,CA:TRUE\n"
-	"keyUsage = critical,keyCertSign,cRLSign\n"
-	"subjectKeyIdentifier = hash\n"
-	"[ext_srv]\n"
-	"basicConstraints = CA:FALSE\n"
-	"keyUsage = critical,digitalSignature\n"
-	"extendedKeyUsage = serverAuth\n"
-	"subjectAltName = DNS:localhost,IP:127.0.0.1\n"
+static const char cert_cnf[] =
 	"[ext_cnip]\n"
 	"basicConstraints = CA:FALSE\n"
 	"keyUsage = critical,digitalSignature\n"
@@ -130,16 +105,11 @@ static const char cert_script[] =
 	"policy = pol\n"
 	"unique_subject = no\n"
 	"[pol]\n"
-	"commonName = supplied\n"
-	"EOF\n"
-	"key() { openssl genpkey -algorithm EC -pkeyopt "
-	"ec_paramgen_curve:P-256 -out \"$1.key\"; }\n"
-	"ca() { key $1; openssl req -x509 -new -key $1.key -subj \"/CN=$2\" "
-	"-days 30 -config cnf -extensions ext_ca -out $1.crt; }\n"
-	"leaf() { key $1; openssl req -new -key $1.key -subj \"/CN=$2\" "
-	"-config cnf -out $1.csr; openssl x509 -req -in $1.csr -CA $4.crt "
-	"-CAkey $4.key -set_serial $5 -days 30 -extfile cnf -extensions $3 "
-	"-out $1.crt; }\n"
+	"commonName = supplied\n";
+
+/* dated NAME START END: a localhost server certificate valid from START to
+ * END only, which leaf cannot make. */
+static const char cert_steps[] =
 	"dated() { key $1; openssl req -new -key $1.key -subj \"/CN=localhost\" "
 	"-config cnf -out $1.csr; openssl ca -batch -config cnf -cert ca.crt "
 	"-keyfile ca.key -in $1.csr -out $1.crt -startdate $2 -enddate $3 "
@@ -169,45 +139,9 @@ static const char cert_script[] =
 	"openssl pkcs8 -topk8 -in srv.key -scrypt -passout pass:sekrit "
 	"-out srv_scrypt.key\n";
 
-/* Runs in main(), outside any test: no ck_assert here. */
-static void make_certs(void)
-{
-	const char *base = getenv("TMPDIR");
-	snprintf(certdir, sizeof(certdir), "%s/conduit-tls-XXXXXX",
-	         base != NULL && base[0] ? base : "/tmp");
-	if (mkdtemp(certdir) == NULL) {
-		snprintf(certerr, sizeof(certerr), "mkdtemp: %s",
-		         strerror(errno));
-		return;
-	}
-	if (system("command -v openssl >/dev/null 2>&1") != 0) {
-		snprintf(certerr, sizeof(certerr),
-		         "the openssl command is missing: run tools/setup");
-		return;
-	}
-	FILE *s = fopen(cp("make.sh"), "w");
-	if (s == NULL || fputs(cert_script, s) < 0 || fclose(s) != 0) {
-		snprintf(certerr, sizeof(certerr), "cannot write %s",
-		         cp("make.sh"));
-		return;
-	}
-	char cmd[1024];
-	snprintf(cmd, sizeof(cmd), "cd '%s' && sh ./make.sh >make.log 2>&1",
-	         certdir);
-	if (system(cmd) != 0) {
-		snprintf(certerr, sizeof(certerr),
-		         "making test certificates with openssl failed; see "
-		         "%s",
-		         cp("make.log"));
-		certdir[0] = '\0'; /* keep the log: do not remove */
-		return;
-	}
-	certs_ok = true;
-}
-
 static void need_certs(void)
 {
-	ck_assert_msg(certs_ok, "%s", certerr);
+	cd_certs_need(&certs);
 }
 
 /* ------------------------------------------------------------------ */
@@ -365,81 +299,11 @@ static void pair_talk(struct pair *p)
 /* ------------------------------------------------------------------ */
 /* openssl peers                                                       */
 
-static int free_port(void)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET};
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	socklen_t len = sizeof(sin);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	close(fd);
-	return ntohs(sin.sin_port);
-}
-
-static bool port_answers(int port)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET,
-	                          .sin_port = htons((uint16_t)port)};
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fd, 0);
-	bool ok = connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
-	close(fd);
-	return ok;
-}
-
-/* Fork and exec openssl with argv (argv[0] "openssl"), stdin from
- * in_path (NULL: /dev/null), output to log_path. */
-static pid_t spawn_openssl(char *const argv[], const char *in_path,
-                           const char *log_path)
-{
-	pid_t pid = cd_fork_peer();
-	if (pid != 0)
-		return pid;
-	int in = open(in_path != NULL ? in_path : "/dev/null", O_RDONLY);
-	int out = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
-	    dup2(out, 2) < 0)
-		_exit(126);
-	execvp("openssl", argv);
-	_exit(127);
-}
-
-/* openssl s_server -rev (echoes lines reversed) on a free loopback port,
- * with extra arguments; waits until it answers.  A port taken between
- * choosing and binding is retried once. */
+/* openssl s_server -rev with srv's identity and extra arguments. */
 static pid_t start_s_server(int *port, const char *const *extra)
 {
-	for (int attempt = 0; attempt < 2; attempt++) {
-		*port = free_port();
-		char accept[64];
-		snprintf(accept, sizeof(accept), "127.0.0.1:%d", *port);
-		const char *argv[32] = {"openssl", "s_server", "-accept", accept,
-		                        "-cert", cp("srv.crt"), "-key",
-		                        cp("srv.key"), "-rev"};
-		size_t n = 9;
-		for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 31;
-		     i++)
-			argv[n++] = extra[i];
-		argv[n] = NULL;
-		pid_t pid = spawn_openssl((char *const *)argv, NULL,
-		                          cp("s_server.log"));
-		for (int i = 0; i < 250; i++) {
-			if (port_answers(*port))
-				return pid;
-			int st;
-			if (waitpid(pid, &st, WNOHANG) == pid)
-				break; /* it exited: the port was taken? */
-			usleep(20000);
-		}
-		kill(pid, SIGTERM);
-		cd_wait_peer(pid, 2000);
-	}
-	ck_abort_msg("openssl s_server did not start; see %s",
-	             cp("s_server.log"));
-	return -1;
+	return cd_openssl_s_server(port, cp("srv.crt"), cp("srv.key"),
+	                           cp("s_server.log"), extra);
 }
 
 static void stop_peer(pid_t pid)
@@ -527,21 +391,10 @@ START_TEST(s_server_alpn)
 }
 END_TEST
 
-static char *slurp(const char *path)
-{
-	static char buf[65536];
-	FILE *fp = fopen(path, "r");
-	ck_assert_msg(fp != NULL, "open %s", path);
-	size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
-	buf[n] = '\0';
-	fclose(fp);
-	return buf;
-}
-
 /* A file's text into buf, which it must fit (with its NUL). */
 static void slurp_into(const char *path, char *buf, size_t size)
 {
-	const char *s = slurp(path);
+	const char *s = cd_slurp(path);
 	size_t n = strlen(s);
 	ck_assert_msg(n < size, "%s: %zu bytes, room for %zu", path, n,
 	              size - 1);
@@ -557,17 +410,14 @@ START_TEST(s_client_to_conduit_server)
 	conduit_listener *l = fk_listen(ctx, TCP_LISTEN);
 	char connect[64];
 	snprintf(connect, sizeof(connect), "127.0.0.1:%d", fk_listener_port(l));
-	FILE *in = fopen(cp("s_client.in"), "w");
-	ck_assert_ptr_nonnull(in);
-	fputs("ping\n", in);
-	fclose(in);
+	cd_write_file(cp("s_client.in"), "ping\n");
 	const char *argv[] = {"openssl", "s_client", "-connect", connect,
 	                      "-servername", "localhost", "-CAfile",
 	                      cp("ca.crt"), "-verify_return_error", "-cert",
 	                      cp("client.crt"), "-key", cp("client.key"),
 	                      "-ign_eof", NULL};
-	pid_t pid = spawn_openssl((char *const *)argv, cp("s_client.in"),
-	                          cp("s_client.log"));
+	pid_t pid =
+	    cd_spawn_logged(argv, cp("s_client.in"), cp("s_client.log"));
 	conduit_flow *s = NULL;
 	ck_status(conduit_accept_wait(&s, l, cd_scaled(5000)), CONDUIT_OK);
 	ck_assert(conduit_tls_is_tls(s));
@@ -584,9 +434,8 @@ START_TEST(s_client_to_conduit_server)
 	send_str(s, "pong\n");
 	ck_status(conduit_close_wait(s, cd_scaled(5000)), CONDUIT_OK);
 	conduit_flow_free(s);
-	int st = cd_wait_peer(pid, cd_scaled(10000));
-	const char *log = slurp(cp("s_client.log"));
-	ck_assert_msg(st == 0, "s_client exited %d:\n%s", st, log);
+	const char *log = cd_wait_logged(pid, cd_scaled(10000), "s_client",
+	                                 cp("s_client.log"));
 	ck_assert_msg(strstr(log, "Verify return code: 0 (ok)") != NULL, "%s",
 	              log);
 	ck_assert_msg(strstr(log, "pong") != NULL, "%s", log);
@@ -599,6 +448,18 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* conduit to conduit                                                  */
 
+/* 4 MiB of stream seed from a client of ctx connecting to uri, echoed by a
+ * forked server accepting on l, every byte checked; frees l and ctx. */
+static void echo_4mib(conduit_ctx *ctx, conduit_listener *l, const char *uri,
+                      uint32_t seed)
+{
+	pid_t pid = fk_spawn_echo_server(l, cd_scaled(10000), cd_scaled(30000));
+	fk_echo_client(ctx, uri, seed, 4 * MiB, cd_scaled(30000));
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(10000)), 0);
+	conduit_listener_free(l);
+	conduit_ctx_free(ctx);
+}
+
 START_TEST(echo_4mib_tcp)
 {
 	conduit_ctx *ctx = tls_ctx("srv");
@@ -607,11 +468,7 @@ START_TEST(echo_4mib_tcp)
 	          0);
 	char uri[128];
 	with_port(uri, sizeof(uri), TCP_NAMED, fk_listener_port(l));
-	pid_t pid = fk_spawn_echo_server(l, cd_scaled(10000), cd_scaled(30000));
-	fk_echo_client(ctx, uri, 7, 4 * MiB, cd_scaled(30000));
-	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(10000)), 0);
-	conduit_listener_free(l);
-	conduit_ctx_free(ctx);
+	echo_4mib(ctx, l, uri, 7);
 }
 END_TEST
 
@@ -622,12 +479,7 @@ START_TEST(echo_4mib_unix)
 	cd_tmpdir(dir, sizeof(dir));
 	snprintf(luri, sizeof(luri), "tls+unix://%s/s.sock", dir);
 	snprintf(uri, sizeof(uri), "%s?servername=localhost", luri);
-	conduit_listener *l = fk_listen(ctx, luri);
-	pid_t pid = fk_spawn_echo_server(l, cd_scaled(10000), cd_scaled(30000));
-	fk_echo_client(ctx, uri, 8, 4 * MiB, cd_scaled(30000));
-	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(10000)), 0);
-	conduit_listener_free(l);
-	conduit_ctx_free(ctx);
+	echo_4mib(ctx, fk_listen(ctx, luri), uri, 8);
 	cd_rmtree(dir);
 }
 END_TEST
@@ -791,16 +643,28 @@ START_TEST(expired_and_future_refused)
 }
 END_TEST
 
+/* A plain TCP listener *l of ctx, a TLS client *c of ctx connected to it
+ * by the name localhost (its handshake not begun) and the plain flow *s
+ * accepted for it. */
+static void plain_server(conduit_ctx *ctx, conduit_listener **l,
+                         conduit_flow **c, conduit_flow **s)
+{
+	*l = fk_listen(ctx, "tcp://127.0.0.1:0");
+	char uri[128];
+	with_port(uri, sizeof(uri), TCP_NAMED, fk_listener_port(*l));
+	*c = NULL;
+	*s = NULL;
+	ck_status(conduit_connect(c, ctx, uri), CONDUIT_OK);
+	ck_status(conduit_accept_wait(s, *l, cd_scaled(5000)), CONDUIT_OK);
+}
+
 /* A plain TCP server that answers with text. */
 START_TEST(plaintext_peer_refused)
 {
 	conduit_ctx *ctx = tls_ctx(NULL);
-	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
-	char uri[128];
-	with_port(uri, sizeof(uri), TCP_NAMED, fk_listener_port(l));
-	conduit_flow *c = NULL, *s = NULL;
-	ck_status(conduit_connect(&c, ctx, uri), CONDUIT_OK);
-	ck_status(conduit_accept_wait(&s, l, cd_scaled(5000)), CONDUIT_OK);
+	conduit_listener *l;
+	conduit_flow *c, *s;
+	plain_server(ctx, &l, &c, &s);
 	send_str(s, "HTTP/1.0 400 Bad Request\r\n\r\n");
 	int rc = fk_drive_handshake(ctx, c, 200);
 	ck_assert_msg(rc == CONDUIT_ERR_TLS, "%s: %s", conduit_status_name(rc),
@@ -1179,12 +1043,9 @@ START_TEST(handshake_deadline)
 {
 	conduit_ctx *ctx = tls_ctx(NULL);
 	ck_status(conduit_tls_set_handshake_timeout(ctx, 300), CONDUIT_OK);
-	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
-	char uri[128];
-	with_port(uri, sizeof(uri), TCP_NAMED, fk_listener_port(l));
-	conduit_flow *c = NULL, *s = NULL;
-	ck_status(conduit_connect(&c, ctx, uri), CONDUIT_OK);
-	ck_status(conduit_accept_wait(&s, l, cd_scaled(5000)), CONDUIT_OK);
+	conduit_listener *l;
+	conduit_flow *c, *s;
+	plain_server(ctx, &l, &c, &s);
 	uint64_t t0 = cd_now_ms();
 	int rc = fk_drive_handshake(ctx, c, 1000);
 	uint64_t took = cd_now_ms() - t0;
@@ -1587,8 +1448,7 @@ static const char *s_client_sees(conduit_ctx *ctx, const char *name)
 	                      name != NULL ? "-servername" : "-noservername",
 	                      name,
 	                      NULL};
-	pid_t pid =
-	    spawn_openssl((char *const *)argv, NULL, cp("s_client.log"));
+	pid_t pid = cd_spawn_logged(argv, NULL, cp("s_client.log"));
 	conduit_flow *s = NULL;
 	ck_status(conduit_accept_wait(&s, l, cd_scaled(5000)), CONDUIT_OK);
 	int rc = fk_drive_handshake(ctx, s, 200);
@@ -1596,9 +1456,8 @@ static const char *s_client_sees(conduit_ctx *ctx, const char *name)
 	              conduit_status_name(rc), conduit_flow_error(s));
 	conduit_close_wait(s, cd_scaled(5000));
 	conduit_flow_free(s);
-	int st = cd_wait_peer(pid, cd_scaled(10000));
-	const char *log = slurp(cp("s_client.log"));
-	ck_assert_msg(st == 0, "s_client exited %d:\n%s", st, log);
+	const char *log = cd_wait_logged(pid, cd_scaled(10000), "s_client",
+	                                 cp("s_client.log"));
 	conduit_listener_free(l);
 	return log;
 }
@@ -1783,8 +1642,7 @@ static void s_client_reconnects(conduit_ctx *ctx, const char *extra)
 	                      connect,   "-servername", "localhost",
 	                      "-CAfile", cp("ca.crt"),  "-reconnect",
 	                      extra,     NULL};
-	pid_t pid =
-	    spawn_openssl((char *const *)argv, NULL, cp("s_client.log"));
+	pid_t pid = cd_spawn_logged(argv, NULL, cp("s_client.log"));
 	int resumed = 0;
 	for (int i = 0; i < 6; i++) {
 		conduit_flow *s = NULL;
@@ -1799,9 +1657,8 @@ static void s_client_reconnects(conduit_ctx *ctx, const char *extra)
 		conduit_close(s);
 		conduit_flow_free(s);
 	}
-	int st = cd_wait_peer(pid, cd_scaled(10000));
-	const char *log = slurp(cp("s_client.log"));
-	ck_assert_msg(st == 0, "s_client exited %d:\n%s", st, log);
+	const char *log = cd_wait_logged(pid, cd_scaled(10000), "s_client",
+	                                 cp("s_client.log"));
 	ck_assert_msg(strstr(log, "Reused, TLSv1.2") != NULL, "%s", log);
 	ck_assert_int_eq(resumed, 5);
 	conduit_listener_free(l);
@@ -2171,7 +2028,7 @@ START_TEST(events_tls_connect_refused)
 		if (leg == 0)
 			snprintf(uri, sizeof(uri),
 			         "tls+tcp://127.0.0.1:%d?servername=localhost",
-			         free_port());
+			         cd_free_port());
 		else
 			snprintf(uri, sizeof(uri),
 			         "tls+unix://%s?servername=localhost",
@@ -2460,7 +2317,7 @@ END_TEST
 
 int main(void)
 {
-	make_certs();
+	cd_certs_make(&certs, "conduit-tls", 30, cert_cnf, cert_steps);
 	const struct cd_test tests[] = {
 		CD_TEST(certificates_made, 0),
 		CD_TEST(listen_tls_shorthand, 20),
@@ -2514,7 +2371,6 @@ int main(void)
 #endif
 	};
 	int rc = cd_run(cd_suite("tls", tests, sizeof(tests) / sizeof(tests[0])));
-	if (certs_ok)
-		cd_rmtree(certdir);
+	cd_certs_remove(&certs);
 	return rc;
 }

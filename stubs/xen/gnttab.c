@@ -155,6 +155,42 @@ static int update_notify(uint32_t granter, uint32_t ref, ino_t ino, int side,
 	return rc;
 }
 
+/* The second half of xengnttab_map_grant_ref_notify() and
+ * xengntshr_share_page_notify(): p is the one-page mapping just put first
+ * on h's list (NULL: the mapping failed); side's unmap notification is set
+ * at offset in its grant, unless offset is past the page.  Returns p. */
+static void *arm_notify(struct xengntdev_handle *h, void *p, int side,
+                        uint32_t offset, evtchn_port_t port)
+{
+	if (p == NULL || offset >= XE_PAGE)
+		return p;
+	struct xe_map *m = h->maps;
+	update_notify(m->granter, m->refs[0], m->notify_ino, side, 1, offset,
+	              port);
+	m->notify = 0;
+	m->notify_offset = offset;
+	return p;
+}
+
+/* The first half of xengnttab_unmap() and xengntshr_unshare(): take the
+ * mapping of count pages at addr off h's list and clear the byte of its
+ * unmap notification, if it has one.  NULL (errno EINVAL) if h has no such
+ * mapping. */
+static struct xe_map *take_map(struct xengntdev_handle *h, void *addr,
+                               uint32_t count)
+{
+	struct xe_map *m = h != NULL ? unlink_map(h, addr, count) : NULL;
+	if (m == NULL) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (m->notify >= 0) {
+		unsigned char *page = m->reserve + XE_PAGE;
+		__atomic_store_n(&page[m->notify_offset], 0, __ATOMIC_SEQ_CST);
+	}
+	return m;
+}
+
 /* ---- Mapping another domain's grants ----------------------------- */
 
 xengnttab_handle *xengnttab_open(struct xentoollog_logger *logger,
@@ -250,30 +286,18 @@ void *xengnttab_map_grant_ref_notify(xengnttab_handle *xgt, uint32_t domid,
                                      evtchn_port_t notify_port)
 {
 	void *p = xengnttab_map_domain_grant_refs(xgt, 1, domid, &ref, prot);
-	if (p == NULL || notify_offset >= XE_PAGE)
-		return p;
-	update_notify(domid, ref, xgt->maps->notify_ino, 1, 1, notify_offset,
-	              notify_port);
-	xgt->maps->notify = 0;
-	xgt->maps->notify_offset = notify_offset;
-	return p;
+	return arm_notify(xgt, p, 1, notify_offset, notify_port);
 }
 
 int xengnttab_unmap(xengnttab_handle *xgt, void *start_address,
                     uint32_t count)
 {
-	struct xe_map *m = xgt != NULL ? unlink_map(xgt, start_address, count)
-	                               : NULL;
-	if (m == NULL) {
-		errno = EINVAL;
+	struct xe_map *m = take_map(xgt, start_address, count);
+	if (m == NULL)
 		return -1;
-	}
-	if (m->notify >= 0) {
-		unsigned char *page = m->reserve + XE_PAGE;
-		__atomic_store_n(&page[m->notify_offset], 0, __ATOMIC_SEQ_CST);
+	if (m->notify >= 0)
 		update_notify(m->granter, m->refs[0], m->notify_ino, 1, 0, 0,
 		              0);
-	}
 	drop(m, 1);
 	return 0;
 }
@@ -411,28 +435,15 @@ void *xengntshr_share_page_notify(xengntshr_handle *xgs, uint32_t domid,
                                   evtchn_port_t notify_port)
 {
 	void *p = xengntshr_share_pages(xgs, domid, 1, ref, writable);
-	if (p == NULL || notify_offset >= XE_PAGE)
-		return p;
-	update_notify(xe_domid(), *ref, xgs->maps->notify_ino, 0, 1,
-	              notify_offset, notify_port);
-	xgs->maps->notify = 0;
-	xgs->maps->notify_offset = notify_offset;
-	return p;
+	return arm_notify(xgs, p, 0, notify_offset, notify_port);
 }
 
 int xengntshr_unshare(xengntshr_handle *xgs, void *start_address,
                       uint32_t count)
 {
-	struct xe_map *m = xgs != NULL ? unlink_map(xgs, start_address, count)
-	                               : NULL;
-	if (m == NULL) {
-		errno = EINVAL;
+	struct xe_map *m = take_map(xgs, start_address, count);
+	if (m == NULL)
 		return -1;
-	}
-	if (m->notify >= 0) {
-		unsigned char *page = m->reserve + XE_PAGE;
-		__atomic_store_n(&page[m->notify_offset], 0, __ATOMIC_SEQ_CST);
-	}
 	unshare_files(m);
 	drop(m, 1);
 	return 0;
