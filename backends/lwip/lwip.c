@@ -862,7 +862,11 @@ static size_t describe(const ip_addr_t *ip, u16_t port, char *buf)
 		*p++ = '[';
 		if (ipaddr_ntoa_r(ip, p, IP6ADDR_STRLEN_MAX) == NULL)
 			*p = '\0';
-		p += strlen(p);
+		/* lwIP writes hex digits in upper case; URIs and the rest of
+		 * conduit use lower case (RFC 5952). */
+		for (; *p != '\0'; p++)
+			if (*p >= 'A' && *p <= 'F')
+				*p = (char)(*p - 'A' + 'a');
 		*p++ = ']';
 		*p++ = ':';
 	}
