@@ -223,9 +223,14 @@ static inline size_t ready_now(conduit_ctx *ctx, struct conduit_pollitem *items,
 }
 
 /*
- * The waiting part of poll_until(), entered once a turn found nothing
- * ready (every revents is 0).  Kept apart so that a call that finds work
- * at once runs none of it.
+ * The waiting part of conduit_poll(), entered once a turn found nothing
+ * ready (every revents is 0): wait until limit (UINT64_MAX: forever),
+ * or, when rel_ms >= 0, until rel_ms milliseconds after now.  now is a
+ * recent clock reading (0 if none was taken).  The clock is read only
+ * where a deadline needs it: not when something is ready at once, and not
+ * after poll(2) reports a descriptor: a deadline that passed meanwhile is
+ * seen on the next call.  Kept apart so that a call that finds work at
+ * once runs none of it.
  */
 static __attribute__((noinline)) int
 wait_until(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
@@ -288,26 +293,6 @@ wait_until(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
 	}
 }
 
-/*
- * The loop behind conduit_poll(): wait until limit (UINT64_MAX: forever),
- * or, when rel_ms >= 0, until rel_ms milliseconds after the first time
- * it finds nothing ready.  now is a recent clock reading (0 if none was
- * taken).  The clock is read only where a deadline needs it: not when
- * something is ready at once, and not after poll(2) reports a descriptor:
- * a deadline that passed meanwhile is seen on the next call.
- */
-static inline int poll_until(conduit_ctx *ctx, struct conduit_pollitem *items,
-                             size_t n, uint64_t limit, uint64_t now,
-                             int rel_ms, size_t *nready)
-{
-	size_t ready = ready_now(ctx, items, n);
-	if (ready > 0) {
-		*nready = ready;
-		return CONDUIT_OK;
-	}
-	return wait_until(ctx, items, n, limit, now, rel_ms, nready);
-}
-
 /* conduit_poll() with an item that is not valid: revents of the items
  * before it cleared. */
 static CD_COLD int invalid_items(struct conduit_pollitem *items, size_t bad)
@@ -368,6 +353,71 @@ struct wait_clock {
 	uint64_t deadline; /* 0 until the first wait */
 };
 
+/* Descriptors wait_single() keeps on its stack: a flow waits on one, a
+ * stack of netifs on a few; more take wait_until(). */
+#define WAIT1_FDS 8
+
+/*
+ * wait_until() for the one item of a blocking call (read_wait,
+ * write_all, ...), entered once a turn found nothing ready: the same
+ * steps, without the span bookkeeping and buffers a poll of many items
+ * needs.  These calls wait once per would-block, which with small writes
+ * is once every few microseconds.
+ */
+static int wait_single(conduit_ctx *ctx, struct conduit_pollitem *it,
+                       uint64_t limit, uint64_t now, size_t *nready)
+{
+	for (;;) {
+		struct pollfd fds[WAIT1_FDS];
+		struct conduit_waitset ws = {.fds = fds,
+		                             .cap = WAIT1_FDS,
+		                             .grow = false,
+		                             .deadline = UINT64_MAX};
+		if (it->flow != NULL) {
+			for (int b = 0; b < 2; b++)
+				if (it->events & bits[b])
+					it->flow->ops->wait(it->flow, bits[b], &ws);
+		} else {
+			it->listener->ops->wait(it->listener, &ws);
+		}
+		size_t mine = ws.nfds;
+		uint64_t own = ws.deadline;
+		ws.deadline = UINT64_MAX;
+		for (size_t i = 0; i < ctx->nbackends; i++)
+			if (ctx->backends[i].be->ctx_wait != NULL)
+				ctx->backends[i].be->ctx_wait(ctx->backends[i].state,
+				                              &ws);
+		if (ws.overflow)
+			return wait_until(ctx, it, 1, limit, now, -1, nready);
+		uint64_t wake = own < ws.deadline ? own : ws.deadline;
+		if (limit < wake)
+			wake = limit;
+		bool timed = wake != UINT64_MAX;
+		if (timed && now == 0)
+			now = conduit_now_ms();
+		int r = poll(fds, (nfds_t)ws.nfds, timed ? ms_until(wake, now) : -1);
+		if (r < 0 && errno != EINTR)
+			return conduit_ctx_fail(ctx, conduit_status_from_errno(errno),
+			                        "poll: %s", strerror(errno));
+		now = timed && r <= 0 ? conduit_now_ms() : 0;
+		bool hit = now != 0 && own <= now;
+		for (size_t k = 0; k < mine && r > 0 && !hit; k++)
+			hit = fds[k].revents != 0;
+		if (hit) {
+			it->revents = it->events;
+			*nready = 1;
+			return CONDUIT_OK;
+		}
+		if (now != 0 && now >= limit)
+			return CONDUIT_OK;
+		size_t ready = ready_now(ctx, it, 1);
+		if (ready > 0) {
+			*nready = ready;
+			return CONDUIT_OK;
+		}
+	}
+}
+
 /* Wait for one object; CONDUIT_ERR_TIMED_OUT once the deadline passes. */
 static int wait_one(conduit_ctx *ctx, conduit_flow *f, conduit_listener *l,
                     unsigned events, struct wait_clock *wc)
@@ -383,7 +433,10 @@ static int wait_one(conduit_ctx *ctx, conduit_flow *f, conduit_listener *l,
 			return CONDUIT_ERR_TIMED_OUT;
 		limit = wc->deadline;
 	}
-	int rc = poll_until(ctx, &it, 1, limit, now, -1, &nready);
+	int rc = CONDUIT_OK;
+	nready = ready_now(ctx, &it, 1);
+	if (nready == 0)
+		rc = wait_single(ctx, &it, limit, now, &nready);
 	if (rc != CONDUIT_OK)
 		return rc;
 	/* conduit_poll returns nothing ready only when its timeout ran out. */
