@@ -709,9 +709,10 @@ static const char *addr_count(const conduit_endpoint *ep, char buf[64])
 }
 
 /* Resolve uri; *system (if not NULL) tells whether the system's service
- * table was asked. */
+ * table was asked.  announced: the "resolving" event was given already. */
 static int resolve(conduit_endpoint **out, conduit_explain *x,
-                   conduit_ctx *ctx, const char *uri, bool *system)
+                   conduit_ctx *ctx, const char *uri, bool *system,
+                   bool announced)
 {
 	/* Field by field: a designated initializer would clear the three
 	 * buffers (some 800 bytes) on every resolution; each is written
@@ -726,7 +727,7 @@ static int resolve(conduit_endpoint **out, conduit_explain *x,
 	rs.name[0] = '\0';
 	rs.system_service = false;
 	bool observed = conduit_observed(ctx);
-	if (observed)
+	if (observed && !announced)
 		conduit_emit(ctx, CONDUIT_PHASE_RESOLVING, CONDUIT_OK, shown(&rs),
 		             "", NULL);
 	if (x != NULL)
@@ -839,7 +840,7 @@ int conduit_resolve(conduit_endpoint **out, conduit_ctx *ctx, const char *uri)
 		*out = NULL;
 	if (out == NULL || ctx == NULL || uri == NULL)
 		return CONDUIT_ERR_INVALID;
-	return resolve(out, NULL, ctx, uri, NULL);
+	return resolve(out, NULL, ctx, uri, NULL, false);
 }
 
 int conduit_resolve_explain(conduit_endpoint **out, conduit_explain **explain,
@@ -856,7 +857,7 @@ int conduit_resolve_explain(conduit_endpoint **out, conduit_explain **explain,
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
 		                        "resolve: out of memory");
 	*explain = x;
-	return resolve(out, x, ctx, uri, NULL);
+	return resolve(out, x, ctx, uri, NULL, false);
 }
 
 /* ------------------------------------------------------------------ */
@@ -897,6 +898,14 @@ static bool rememberable(const conduit_endpoint *ep, const char *uri,
 {
 	if (ep->shown != NULL || memchr(uri, '@', len) != NULL)
 		return false;
+	/* A service URI's path and query are not in its endpoint, but the
+	 * URI as given is what would be kept: nothing a message would
+	 * hide (an access_token=, a password=) may be in it. */
+	if (memchr(uri, '?', len) != NULL || memchr(uri, '#', len) != NULL) {
+		char sh[CD_SHOWN_URI];
+		if (len >= sizeof(sh) || strcmp(redacted(uri, sh), uri) != 0)
+			return false;
+	}
 	if (ep->host_kind == CONDUIT_HOST_NAME ||
 	    (ep->host_kind == CONDUIT_HOST_IPV6 && ep->zone[0] != '\0'))
 		return false;
@@ -941,28 +950,41 @@ int cd_resolve_use(struct cd_use *u, conduit_ctx *ctx, const char *uri)
 		u->hash = uri_hash(uri, &u->len);
 		r = find_remembered(ctx, u, uri);
 	}
-	if (r == NULL) {
-		ctx->resolved_afresh++;
-		bool system = false;
-		int rc = resolve(&u->ep, NULL, ctx, uri, &system);
-		u->fresh_ok = !system;
-		return rc;
-	}
-	u->ep = r->ep;
-	u->uri = r->uri;
-	u->slot = (unsigned)(r - ctx->remembered);
-	r->ep = NULL;
-	r->uri = NULL;
-	if (conduit_observed(ctx)) {
-		/* The events a fresh resolution gives. */
+	bool announced = false;
+	if (r != NULL) {
+		u->ep = r->ep;
+		u->uri = r->uri;
+		u->slot = (unsigned)(r - ctx->remembered);
+		r->ep = NULL;
+		r->uri = NULL;
+		if (!conduit_observed(ctx))
+			return CONDUIT_OK;
+		/* The events a fresh resolution gives.  An observer may
+		 * change the settings when told "resolving", as it could
+		 * before a fresh resolution reads them: then the remembered
+		 * endpoint is no longer the answer. */
 		char sh[CD_SHOWN_URI], detail[64];
 		conduit_emit(ctx, CONDUIT_PHASE_RESOLVING, CONDUIT_OK,
 		             redacted(uri, sh), "", NULL);
-		conduit_emit(ctx, CONDUIT_PHASE_RESOLVED, CONDUIT_OK,
-		             redacted(u->ep->uri, sh), addr_count(u->ep, detail),
-		             NULL);
+		if (ctx->settings_gen == u->gen) {
+			conduit_emit(ctx, CONDUIT_PHASE_RESOLVED, CONDUIT_OK,
+			             redacted(u->ep->uri, sh),
+			             addr_count(u->ep, detail), NULL);
+			return CONDUIT_OK;
+		}
+		free(u->uri);
+		conduit_endpoint_free(u->ep);
+		u->ep = NULL;
+		u->uri = NULL;
+		u->slot = CD_REMEMBERED;
+		u->gen = ctx->settings_gen;
+		announced = true;
 	}
-	return CONDUIT_OK;
+	ctx->resolved_afresh++;
+	bool system = false;
+	int rc = resolve(&u->ep, NULL, ctx, uri, &system, announced);
+	u->fresh_ok = !system;
+	return rc;
 }
 
 void cd_resolve_done(conduit_ctx *ctx, struct cd_use *u, const char *uri)
@@ -982,7 +1004,8 @@ void cd_resolve_done(conduit_ctx *ctx, struct cd_use *u, const char *uri)
 		conduit_endpoint_free(u->ep);
 	} else {
 		/* Back where it came from if that slot is still free, else
-		 * into a free slot, else in place of the next in turn. */
+		 * into a free slot, else in place of the next in turn; and
+		 * the one just used is never the next to go. */
 		unsigned slot = u->slot;
 		if (slot >= CD_REMEMBERED || ctx->remembered[slot].uri != NULL) {
 			slot = ctx->remembered_next;
@@ -991,12 +1014,11 @@ void cd_resolve_done(conduit_ctx *ctx, struct cd_use *u, const char *uri)
 					slot = i;
 					break;
 				}
-			if (slot == ctx->remembered_next)
-				ctx->remembered_next =
-					(ctx->remembered_next + 1) % CD_REMEMBERED;
 		}
 		struct cd_remembered *r = &ctx->remembered[slot];
 		ctx->remembered_last = slot;
+		if (slot == ctx->remembered_next)
+			ctx->remembered_next = (slot + 1) % CD_REMEMBERED;
 		forget(r);
 		*r = (struct cd_remembered){u->hash, u->len, u->uri, u->ep};
 	}

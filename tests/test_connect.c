@@ -346,21 +346,39 @@ START_TEST(names_and_secrets_are_not_remembered)
 	                 CONDUIT_OK);
 	conduit_flow_free(c);
 	ck_assert_int_eq(remembered(ctx), 0);
-	/* The same without the password is remembered. */
-	ck_assert_int_eq(conduit_connect(&c, ctx, "pw://127.0.0.1/"), CONDUIT_OK);
+	/* A token in a service URI's query is not in its endpoint, but
+	 * would be in the URI kept: not remembered either. */
+	ck_assert_int_eq(conduit_connect(&c, ctx,
+	                                 "pw://127.0.0.1/api?access_token=S3CRET"),
+	                 CONDUIT_OK);
+	conduit_flow_free(c);
+	ck_assert_int_eq(remembered(ctx), 0);
+	/* The same without the secrets is remembered. */
+	ck_assert_int_eq(conduit_connect(&c, ctx, "pw://127.0.0.1/api?page=2"),
+	                 CONDUIT_OK);
 	conduit_flow_free(c);
 	ck_assert_int_eq(remembered(ctx), 1);
+	ck_assert_int_eq(conduit_connect(&c, ctx, "pw://127.0.0.1/"), CONDUIT_OK);
+	conduit_flow_free(c);
+	ck_assert_int_eq(remembered(ctx), 2);
+	for (size_t i = 0; i < CD_REMEMBERED; i++)
+		ck_assert(ctx->remembered[i].uri == NULL ||
+		          (strstr(ctx->remembered[i].uri, "secret") == NULL &&
+		           strstr(ctx->remembered[i].uri, "S3CRET") == NULL));
 
 	/* "echo" is port 7 in the system's table (netbase): its answer is
 	 * a file's, and not remembered.  The connect itself may fail. */
 	conduit_endpoint *ep = NULL;
-	ck_assert_int_eq(conduit_resolve(&ep, ctx, "echo://127.0.0.1"),
-	                 CONDUIT_OK);
+	ck_assert_msg(conduit_resolve(&ep, ctx, "echo://127.0.0.1") ==
+	                  CONDUIT_OK,
+	              "echo://: %s (the system's service table is Debian's "
+	              "netbase, which tools/setup installs)",
+	              conduit_ctx_error(ctx));
 	ck_assert_int_eq(conduit_endpoint_port(ep), 7);
 	conduit_endpoint_free(ep);
 	if (conduit_connect(&c, ctx, "echo://127.0.0.1") == CONDUIT_OK)
 		conduit_flow_free(c);
-	ck_assert_int_eq(remembered(ctx), 1);
+	ck_assert_int_eq(remembered(ctx), 2);
 
 	/* Literals are remembered once each, at most CD_REMEMBERED (the
 	 * connects to other loopback addresses are refused later; here
@@ -387,6 +405,66 @@ START_TEST(names_and_secrets_are_not_remembered)
 	ck_assert_int_eq(same, 1);
 	conduit_listener_free(l);
 	conduit_ctx_free(ctx);
+}
+END_TEST
+
+/* An observer that maps db.test elsewhere when told "resolving". */
+struct remapper {
+	conduit_ctx *ctx;
+	const char *rule;
+	int resolving, resolved;
+};
+
+static void remap(void *arg, const struct conduit_event *ev)
+{
+	struct remapper *m = arg;
+	if (ev->phase == CONDUIT_PHASE_RESOLVED)
+		m->resolved++;
+	if (ev->phase != CONDUIT_PHASE_RESOLVING)
+		return;
+	if (m->resolving++ == 0)
+		ck_assert_int_eq(conduit_ctx_add_rules(m->ctx, m->rule, "remap"),
+		                 CONDUIT_OK);
+}
+
+/* Settings changed by the observer at "resolving" hold for that very
+ * connect, remembered or not, with one event of each kind. */
+START_TEST(observer_remaps_while_resolving)
+{
+	char dir[256], rules[700], a_uri[600], b_uri[600];
+	cd_tmpdir(dir, sizeof(dir));
+	snprintf(a_uri, sizeof(a_uri), "unix://%s/a.sock", dir);
+	snprintf(b_uri, sizeof(b_uri), "unix://%s/b.sock", dir);
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *la = fk_listen(ctx, a_uri);
+	conduit_listener *lb = fk_listen(ctx, b_uri);
+	snprintf(rules, sizeof(rules), "map *.test %s\n", a_uri);
+	ck_assert_int_eq(conduit_ctx_add_rules(ctx, rules, "t"), CONDUIT_OK);
+	conduit_flow *c1 = NULL, *c2 = NULL;
+	ck_assert_int_eq(conduit_connect(&c1, ctx, "tcp://db.test:80"),
+	                 CONDUIT_OK);
+	ck_assert_int_eq(remembered(ctx), 1);
+	conduit_flow *s1 = accept_on(la, 2000);
+
+	snprintf(rules, sizeof(rules), "map db.test %s\n", b_uri);
+	struct remapper m = {ctx, rules, 0, 0};
+	conduit_ctx_set_observer(ctx, remap, &m);
+	ck_assert_int_eq(conduit_connect(&c2, ctx, "tcp://db.test:80"),
+	                 CONDUIT_OK);
+	conduit_ctx_set_observer(ctx, NULL, NULL);
+	ck_assert_int_eq(m.resolving, 1);
+	ck_assert_int_eq(m.resolved, 1);
+	conduit_flow *s2 = accept_on(lb, 2000);
+	fk_exchange(c2, s2);
+	nothing_on(la);
+
+	conduit_flow *all[] = {c1, c2, s1, s2};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		conduit_flow_free(all[i]);
+	conduit_listener_free(la);
+	conduit_listener_free(lb);
+	conduit_ctx_free(ctx);
+	cd_rmtree(dir);
 }
 END_TEST
 
@@ -514,6 +592,7 @@ int main(void)
 		CD_TEST(remembered_until_the_rules_change, 10),
 		CD_TEST(names_and_secrets_are_not_remembered, 10),
 		CD_TEST(a_full_set_used_in_turn_stays, 10),
+		CD_TEST(observer_remaps_while_resolving, 10),
 		CD_TEST(observer_that_connects_meanwhile, 20),
 	};
 	return cd_run(cd_suite("connect", tests, sizeof(tests) / sizeof(tests[0])));

@@ -377,13 +377,14 @@ int conduit_ctx_add_service(conduit_ctx *ctx, const char *name,
  * one fails, the first to connect wins and the others are closed.  On
  * failure *out is NULL and the message is on the context.
  *
- * The context remembers the last few URIs whose resolution depends only
- * on the URI and its own settings (IP literals, unix and vchan URIs, and
- * names that rules map to those; never a looked-up name, an IPv6 zone or
- * a URI carrying a password or key option), so connecting to one again
- * skips parsing and resolving; the observer sees the same events.  Any
- * change to rules, services, allowed URI options or the lookup function
- * forgets them.
+ * The context remembers a few URIs whose resolution depends only on the
+ * URI and its own settings (IP literals, unix and vchan URIs, and names
+ * that rules map to those; never a looked-up name, an IPv6 zone, a port
+ * from the system's service table, or a URI carrying anything messages
+ * would hide, such as a password or a key option), so connecting to one
+ * again skips parsing and resolving; the observer sees the same events.
+ * Any change to rules, services, allowed URI options or the lookup
+ * function forgets them.
  */
 int conduit_connect(conduit_flow **out, conduit_ctx *ctx, const char *uri);
 int conduit_connect_endpoint(conduit_flow **out, conduit_ctx *ctx,
@@ -527,7 +528,10 @@ struct conduit_pollitem {
  * first.  "Ready" means the operation will not just return the same WANT:
  * it may make progress, fail, or report end of stream.  Stores the number
  * of ready items in *nready (0 on timeout).  Interrupted by a signal, it
- * goes on waiting.
+ * goes on waiting.  An item with neither or both of flow and listener, or
+ * with other event bits, is CONDUIT_ERR_INVALID: the items before it get
+ * revents 0 and those after it are untouched (the backends' pending work,
+ * which any call may do, may have run).
  */
 int conduit_poll(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
                  int timeout_ms, size_t *nready);
