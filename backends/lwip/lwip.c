@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -860,13 +861,14 @@ static size_t describe(const ip_addr_t *ip, u16_t port, char *buf)
 		}
 	} else {
 		*p++ = '[';
-		if (ipaddr_ntoa_r(ip, p, IP6ADDR_STRLEN_MAX) == NULL)
+		/* inet_ntop, not lwIP's ip6addr_ntoa: that writes upper-case
+		 * digits and shortens the first run of zeros rather than the
+		 * longest, so a peer would read otherwise than on host TCP
+		 * (RFC 5952 text, as everywhere in conduit). */
+		if (inet_ntop(AF_INET6, ip_2_ip6(ip)->addr, p,
+		              IP6ADDR_STRLEN_MAX) == NULL)
 			*p = '\0';
-		/* lwIP writes hex digits in upper case; URIs and the rest of
-		 * conduit use lower case (RFC 5952). */
-		for (; *p != '\0'; p++)
-			if (*p >= 'A' && *p <= 'F')
-				*p = (char)(*p - 'A' + 'a');
+		p += strlen(p);
 		*p++ = ']';
 		*p++ = ':';
 	}
@@ -904,8 +906,15 @@ struct rx_slot {
 	size_t n;
 };
 
-/* Freed flows a stack keeps for reuse. */
+/* Freed flows a stack keeps for reuse.  None under AddressSanitizer, so
+ * that a stale pointer to a freed flow is reported, not quietly aliased
+ * to the next one. */
+#if defined(__SANITIZE_ADDRESS__)
+#define LW_SPARE 0
+#else
 #define LW_SPARE 8
+#endif
+static const size_t lw_spare_max = LW_SPARE;
 
 /* Ring slots inside the flow; a busier flow's ring moves to the heap. */
 #define LW_RX_INLINE 4
@@ -1519,7 +1528,7 @@ static void lw_destroy(conduit_flow *base)
 	f->st->nflows--;
 	conduit_flow_fini(base);
 	conduit_lwip *st = f->st;
-	if (st->nspare < LW_SPARE) {
+	if (st->nspare < lw_spare_max) {
 		f->next = st->spare;
 		st->spare = f;
 		st->nspare++;
