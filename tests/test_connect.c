@@ -248,6 +248,40 @@ static void nothing_on(conduit_listener *l)
 	ck_assert_ptr_null(s);
 }
 
+/* Two unix listeners, a and b, in a directory of their own, and a
+ * context whose rule maps every *.test name to a. */
+struct two_socks {
+	char dir[256], a_uri[600], b_uri[600];
+	conduit_ctx *ctx;
+	conduit_listener *la, *lb;
+};
+
+static void two_socks_open(struct two_socks *t)
+{
+	char rules[700];
+	cd_tmpdir(t->dir, sizeof(t->dir));
+	snprintf(t->a_uri, sizeof(t->a_uri), "unix://%s/a.sock", t->dir);
+	snprintf(t->b_uri, sizeof(t->b_uri), "unix://%s/b.sock", t->dir);
+	t->ctx = fk_new_ctx();
+	t->la = fk_listen(t->ctx, t->a_uri);
+	t->lb = fk_listen(t->ctx, t->b_uri);
+	snprintf(rules, sizeof(rules), "map *.test %s\n", t->a_uri);
+	ck_assert_int_eq(conduit_ctx_add_rules(t->ctx, rules, "t"),
+	                 CONDUIT_OK);
+}
+
+/* Free the n flows, then the listeners, the context and the directory. */
+static void two_socks_close(struct two_socks *t, conduit_flow **flows,
+                            size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		conduit_flow_free(flows[i]);
+	conduit_listener_free(t->la);
+	conduit_listener_free(t->lb);
+	conduit_ctx_free(t->ctx);
+	cd_rmtree(t->dir);
+}
+
 /*
  * A name mapped by a rule to a unix socket is remembered; the second
  * connect gives the same events as the first; a rule added later that
@@ -255,15 +289,11 @@ static void nothing_on(conduit_listener *l)
  */
 START_TEST(remembered_until_the_rules_change)
 {
-	char dir[256], rules[1024], a_uri[600], b_uri[600];
-	cd_tmpdir(dir, sizeof(dir));
-	snprintf(a_uri, sizeof(a_uri), "unix://%s/a.sock", dir);
-	snprintf(b_uri, sizeof(b_uri), "unix://%s/b.sock", dir);
-	conduit_ctx *ctx = fk_new_ctx();
-	conduit_listener *la = fk_listen(ctx, a_uri);
-	conduit_listener *lb = fk_listen(ctx, b_uri);
-	snprintf(rules, sizeof(rules), "map *.test %s\n", a_uri);
-	ck_assert_int_eq(conduit_ctx_add_rules(ctx, rules, "t"), CONDUIT_OK);
+	struct two_socks t;
+	two_socks_open(&t);
+	conduit_ctx *ctx = t.ctx;
+	conduit_listener *la = t.la, *lb = t.lb;
+	char rules[700];
 
 	struct fk_events first = {0}, again = {0};
 	conduit_flow *c1 = NULL, *c2 = NULL, *c3 = NULL;
@@ -291,7 +321,7 @@ START_TEST(remembered_until_the_rules_change)
 	fk_exchange(c2, s2);
 
 	/* An exact rule beats the wildcard: the next connect obeys it. */
-	snprintf(rules, sizeof(rules), "map db.test %s\n", b_uri);
+	snprintf(rules, sizeof(rules), "map db.test %s\n", t.b_uri);
 	ck_assert_int_eq(conduit_ctx_add_rules(ctx, rules, "t2"), CONDUIT_OK);
 	ck_assert_int_eq(remembered(ctx), 0);
 	ck_assert_int_eq(conduit_connect(&c3, ctx, "tcp://db.test:80"),
@@ -313,12 +343,7 @@ START_TEST(remembered_until_the_rules_change)
 	conduit_flow *s4 = accept_on(lb, 2000);
 
 	conduit_flow *all[] = {c1, c2, c3, c4, s1, s2, s3, s4};
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-		conduit_flow_free(all[i]);
-	conduit_listener_free(la);
-	conduit_listener_free(lb);
-	conduit_ctx_free(ctx);
-	cd_rmtree(dir);
+	two_socks_close(&t, all, sizeof(all) / sizeof(all[0]));
 }
 END_TEST
 
@@ -431,22 +456,18 @@ static void remap(void *arg, const struct conduit_event *ev)
  * connect, remembered or not, with one event of each kind. */
 START_TEST(observer_remaps_while_resolving)
 {
-	char dir[256], rules[700], a_uri[600], b_uri[600];
-	cd_tmpdir(dir, sizeof(dir));
-	snprintf(a_uri, sizeof(a_uri), "unix://%s/a.sock", dir);
-	snprintf(b_uri, sizeof(b_uri), "unix://%s/b.sock", dir);
-	conduit_ctx *ctx = fk_new_ctx();
-	conduit_listener *la = fk_listen(ctx, a_uri);
-	conduit_listener *lb = fk_listen(ctx, b_uri);
-	snprintf(rules, sizeof(rules), "map *.test %s\n", a_uri);
-	ck_assert_int_eq(conduit_ctx_add_rules(ctx, rules, "t"), CONDUIT_OK);
+	struct two_socks t;
+	two_socks_open(&t);
+	conduit_ctx *ctx = t.ctx;
+	conduit_listener *la = t.la, *lb = t.lb;
+	char rules[700];
 	conduit_flow *c1 = NULL, *c2 = NULL;
 	ck_assert_int_eq(conduit_connect(&c1, ctx, "tcp://db.test:80"),
 	                 CONDUIT_OK);
 	ck_assert_int_eq(remembered(ctx), 1);
 	conduit_flow *s1 = accept_on(la, 2000);
 
-	snprintf(rules, sizeof(rules), "map db.test %s\n", b_uri);
+	snprintf(rules, sizeof(rules), "map db.test %s\n", t.b_uri);
 	struct remapper m = {ctx, rules, 0, 0};
 	conduit_ctx_set_observer(ctx, remap, &m);
 	ck_assert_int_eq(conduit_connect(&c2, ctx, "tcp://db.test:80"),
@@ -459,12 +480,7 @@ START_TEST(observer_remaps_while_resolving)
 	nothing_on(la);
 
 	conduit_flow *all[] = {c1, c2, s1, s2};
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-		conduit_flow_free(all[i]);
-	conduit_listener_free(la);
-	conduit_listener_free(lb);
-	conduit_ctx_free(ctx);
-	cd_rmtree(dir);
+	two_socks_close(&t, all, sizeof(all) / sizeof(all[0]));
 }
 END_TEST
 
