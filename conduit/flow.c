@@ -18,6 +18,11 @@
  * them by quoting it.  A URI with neither user info nor a query has
  * nothing to hide and is copied as it is.
  */
+/* The flow's URI is in its backend's buffer (conduit_flow_init_in), not
+ * on the heap.  Core-private, above the CONDUIT_FLOW_* bits of
+ * backend.h, as CD_FLOW_INNER below. */
+#define CD_FLOW_URI_IN 0x200u
+
 static char *shown_dup(const char *uri)
 {
 	if (uri == NULL)
@@ -35,28 +40,38 @@ static char *shown_dup(const char *uri)
 	return out;
 }
 
-int conduit_flow_init(conduit_flow *f, const struct conduit_flow_ops *ops,
-                      conduit_ctx *ctx, const char *uri)
+int conduit_flow_init_in(conduit_flow *f, const struct conduit_flow_ops *ops,
+                         conduit_ctx *ctx, const char *uri, char *buf,
+                         size_t cap)
 {
 	memset(f, 0, sizeof(*f));
 	f->ops = ops;
 	f->ctx = ctx;
 	if (uri == NULL)
 		uri = "";
-	/* A short URI with nothing to hide goes in the flow itself. */
-	size_t n = strlen(uri);
-	if (n < sizeof(f->uri_short) && strpbrk(uri, "?@") == NULL) {
-		memcpy(f->uri_short, uri, n + 1);
-		f->uri = f->uri_short;
-		return CONDUIT_OK;
+	/* A short URI with nothing to hide goes in the backend's buffer. */
+	if (buf != NULL) {
+		size_t n = strlen(uri);
+		if (n < cap && strpbrk(uri, "?@") == NULL) {
+			memcpy(buf, uri, n + 1);
+			f->uri = buf;
+			f->state |= CD_FLOW_URI_IN;
+			return CONDUIT_OK;
+		}
 	}
 	f->uri = shown_dup(uri);
 	return f->uri != NULL ? CONDUIT_OK : CONDUIT_ERR_NOMEM;
 }
 
+int conduit_flow_init(conduit_flow *f, const struct conduit_flow_ops *ops,
+                      conduit_ctx *ctx, const char *uri)
+{
+	return conduit_flow_init_in(f, ops, ctx, uri, NULL, 0);
+}
+
 void conduit_flow_fini(conduit_flow *f)
 {
-	if (f->uri != f->uri_short)
+	if (!(f->state & CD_FLOW_URI_IN))
 		free(f->uri);
 	free(f->error);
 	f->uri = NULL;

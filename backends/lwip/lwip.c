@@ -952,6 +952,9 @@ struct lw_flow {
 	ip_addr_t peer;
 	u16_t peer_port;
 	struct lw_flow *prev, *next; /* the stack's list */
+	/* The base's URI when it fits: "tcp://10.0.0.1:49152", or an IPv6
+	 * peer in brackets. */
+	char uri_buf[6 + LW_ADDR_MAX];
 };
 
 /* The peer as messages show it: "10.0.0.2:7000"; buf has LW_ADDR_MAX
@@ -1112,7 +1115,8 @@ static struct lw_flow *flow_alloc(conduit_lwip *st, conduit_ctx *ctx,
 			return NULL;
 	}
 	memset(f, 0, sizeof(*f));
-	if (conduit_flow_init(&f->base, &lw_flow_ops, ctx, uri) != CONDUIT_OK) {
+	if (conduit_flow_init_in(&f->base, &lw_flow_ops, ctx, uri, f->uri_buf,
+	                         sizeof(f->uri_buf)) != CONDUIT_OK) {
 		free(f);
 		return NULL;
 	}

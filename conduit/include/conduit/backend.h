@@ -75,21 +75,25 @@ struct conduit_flow_ops {
 struct conduit_flow {
 	const struct conduit_flow_ops *ops;
 	conduit_ctx *ctx;
-	char *uri;   /* printable, password-free; owned, or uri_short */
+	char *uri;   /* printable, password-free; owned, or in the backend's
+	              * buffer given to conduit_flow_init_in() */
 	char *error; /* last failure; owned, NULL if none */
 	uint64_t bytes_read;
 	uint64_t bytes_written;
 	unsigned state;
 	int failure; /* status of a permanent failure, else CONDUIT_OK */
-	/* Where a short URI ("tcp://10.0.0.1:49152") is kept: most flows'
-	 * URIs need no allocation of their own. */
-	char uri_short[40];
 };
 
 /* Initialise the base of a new flow; uri is copied.  CONDUIT_OK or
  * CONDUIT_ERR_NOMEM. */
 int conduit_flow_init(conduit_flow *f, const struct conduit_flow_ops *ops,
                       conduit_ctx *ctx, const char *uri);
+/* The same, keeping the URI in buf (cap bytes, part of the backend's own
+ * flow, living as long as it) when it fits and has nothing to hide: a
+ * backend that makes a flow for every connection saves an allocation. */
+int conduit_flow_init_in(conduit_flow *f, const struct conduit_flow_ops *ops,
+                         conduit_ctx *ctx, const char *uri, char *buf,
+                         size_t cap);
 /* Release what conduit_flow_init() allocated (for destroy ops). */
 void conduit_flow_fini(conduit_flow *f);
 
