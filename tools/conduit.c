@@ -1390,6 +1390,7 @@ out:
 /* ------------------------------------------------------------------ */
 /* TLS options: the context's trust, identity and checks               */
 
+#ifdef CONDUIT_HAVE_TLS
 /* A file an option names must exist and be readable: say which and why
  * here, before mbedTLS reduces it to "read/write of file failed". */
 static bool readable(const char *opt, const char *path, bool dir_ok)
@@ -1414,7 +1415,6 @@ static bool readable(const char *opt, const char *path, bool dir_ok)
 	return true;
 }
 
-#ifdef CONDUIT_HAVE_TLS
 /* The password of an encrypted key: arg is the value of the variable
  * --key-password-env names. */
 static int key_password(char *buf, size_t size, const char *key, void *arg)
