@@ -967,76 +967,61 @@ static const char *const san_dns[] = {"localhost", "logger", "logger.xen"};
 static const uint8_t san_ip[][4] = {{127, 0, 0, 1}, {10, 0, 0, 2}};
 
 /* subjectAltName and extKeyUsage values, DER written back to front. */
+
+/* Close the len bytes written before *p into a SEQUENCE and hand them
+ * out; an mbedTLS status on failure. */
+static int der_seq(uint8_t *p, uint8_t *buf, size_t len, const uint8_t **out,
+                   size_t *outlen)
+{
+	int r = mbedtls_asn1_write_len(&p, buf, len);
+	if (r < 0)
+		return r;
+	len += (size_t)r;
+	r = mbedtls_asn1_write_tag(&p, buf,
+	                           MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE);
+	if (r < 0)
+		return r;
+	*out = p;
+	*outlen = len + (size_t)r;
+	return 0;
+}
+
 static int der_san(uint8_t *buf, size_t size, const uint8_t **out,
                    size_t *outlen)
 {
 	uint8_t *p = buf + size;
 	size_t len = 0;
 	int r;
+	/* GeneralName: [7] iPAddress, [2] dNSName. */
 	for (size_t i = sizeof(san_ip) / sizeof(san_ip[0]); i-- > 0;) {
-		size_t l = 0;
-		if ((r = mbedtls_asn1_write_raw_buffer(&p, buf, san_ip[i], 4)) <
-		    0)
+		r = mbedtls_asn1_write_tagged_string(
+		    &p, buf, MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7,
+		    (const char *)san_ip[i], 4);
+		if (r < 0)
 			return r;
-		l += (size_t)r;
-		if ((r = mbedtls_asn1_write_len(&p, buf, l)) < 0)
-			return r;
-		l += (size_t)r;
-		if ((r = mbedtls_asn1_write_tag(
-		         &p, buf, MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7)) < 0)
-			return r;
-		len += l + (size_t)r;
+		len += (size_t)r;
 	}
 	for (size_t i = sizeof(san_dns) / sizeof(san_dns[0]); i-- > 0;) {
-		size_t l = 0;
-		if ((r = mbedtls_asn1_write_raw_buffer(
-		         &p, buf, (const unsigned char *)san_dns[i],
-		         strlen(san_dns[i]))) < 0)
+		r = mbedtls_asn1_write_tagged_string(
+		    &p, buf, MBEDTLS_ASN1_CONTEXT_SPECIFIC | 2, san_dns[i],
+		    strlen(san_dns[i]));
+		if (r < 0)
 			return r;
-		l += (size_t)r;
-		if ((r = mbedtls_asn1_write_len(&p, buf, l)) < 0)
-			return r;
-		l += (size_t)r;
-		if ((r = mbedtls_asn1_write_tag(
-		         &p, buf, MBEDTLS_ASN1_CONTEXT_SPECIFIC | 2)) < 0)
-			return r;
-		len += l + (size_t)r;
+		len += (size_t)r;
 	}
-	if ((r = mbedtls_asn1_write_len(&p, buf, len)) < 0)
-		return r;
-	len += (size_t)r;
-	if ((r = mbedtls_asn1_write_tag(
-	         &p, buf, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) <
-	    0)
-		return r;
-	len += (size_t)r;
-	*out = p;
-	*outlen = len;
-	return 0;
+	return der_seq(p, buf, len, out, outlen);
 }
 
 static int der_eku(uint8_t *buf, size_t size, const uint8_t **out,
                    size_t *outlen)
 {
 	uint8_t *p = buf + size;
-	size_t len = 0;
 	int r =
 	    mbedtls_asn1_write_oid(&p, buf, MBEDTLS_OID_SERVER_AUTH,
 	                           MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH));
 	if (r < 0)
 		return r;
-	len += (size_t)r;
-	if ((r = mbedtls_asn1_write_len(&p, buf, len)) < 0)
-		return r;
-	len += (size_t)r;
-	if ((r = mbedtls_asn1_write_tag(
-	         &p, buf, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) <
-	    0)
-		return r;
-	len += (size_t)r;
-	*out = p;
-	*outlen = len;
-	return 0;
+	return der_seq(p, buf, (size_t)r, out, outlen);
 }
 
 static int set_serial(mbedtls_x509write_cert *w, unsigned char serial)
