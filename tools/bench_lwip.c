@@ -885,6 +885,16 @@ static unsigned lb_repeats(const struct bench_settings *s)
 	return n > BENCH_MAX_REPEATS ? BENCH_MAX_REPEATS : n;
 }
 
+/* Repeat i's figure v of variant a. */
+static void lb_put(struct bench_figure *f, enum lb_api a, unsigned i,
+                   double v)
+{
+	if (a == LB_RAW)
+		f->base[i] = v;
+	else
+		f->conduit[i] = v;
+}
+
 static int measure_throughput(struct rig *r, const struct bench_settings *s,
                               size_t ws)
 {
@@ -927,10 +937,7 @@ static int measure_throughput(struct rig *r, const struct bench_settings *s,
 			if (run_throughput(r, a, ws, total, &t) != LB_OK)
 				return lb_report(what, a);
 			double v = t > 0 ? (double)total / LB_MIB / t : 0;
-			if (a == LB_RAW)
-				f.base[i] = v;
-			else
-				f.conduit[i] = v;
+			lb_put(&f, a, i, v);
 		}
 		f.n = i + 1;
 	}
@@ -964,13 +971,8 @@ static int measure_latency(struct rig *r, const struct bench_settings *s)
 			qsort(t, n, sizeof(*t), cmp_u64);
 			double med = (double)t[n / 2] / 1000.0;
 			double p99 = (double)t[(size_t)n * 99 / 100] / 1000.0;
-			if (a == LB_RAW) {
-				fm.base[i] = med;
-				fp.base[i] = p99;
-			} else {
-				fm.conduit[i] = med;
-				fp.conduit[i] = p99;
-			}
+			lb_put(&fm, a, i, med);
+			lb_put(&fp, a, i, p99);
 		}
 		fm.n = fp.n = i + 1;
 	}
@@ -994,10 +996,7 @@ static int measure_connect(struct rig *r, const struct bench_settings *s)
 			if (run_connect(r, a, warm, n, &t) != LB_OK)
 				return lb_report("connections", a);
 			double v = t > 0 ? n / t : 0;
-			if (a == LB_RAW)
-				f.base[i] = v;
-			else
-				f.conduit[i] = v;
+			lb_put(&f, a, i, v);
 		}
 		f.n = i + 1;
 	}
