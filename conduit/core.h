@@ -208,6 +208,12 @@ void cd_set_message(char **slot, const char *fmt, va_list ap)
  * option is looked up in place of the host, and sets dest_port. */
 int cd_lookup(conduit_ctx *ctx, conduit_endpoint *ep);
 
+/* For a host transport's listen: CONDUIT_ERR_OPTION, with the message on
+ * ctx, when ep carries connect-to (where a connection goes; a listener
+ * goes nowhere, and looking the option up would bind the destination's
+ * address in place of the host's); else CONDUIT_OK. */
+int cd_listen_refuses_connect_to(conduit_ctx *ctx, const conduit_endpoint *ep);
+
 /* Classes of URI options that a context must allow before a URI from
  * outside may use them (see conduit_ctx_allow_uri_options). */
 #define CD_OPT_FILE CONDUIT_URI_FILES

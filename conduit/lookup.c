@@ -289,6 +289,17 @@ static int lookup_connect_to(conduit_ctx *ctx, conduit_endpoint *ep,
 	return rc;
 }
 
+int cd_listen_refuses_connect_to(conduit_ctx *ctx, const conduit_endpoint *ep)
+{
+	if (conduit_endpoint_option(ep, "connect-to") == NULL)
+		return CONDUIT_OK;
+	return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
+	                        "listen %s: connect-to is for connecting (a "
+	                        "listener has no destination to override); "
+	                        "remove it to listen on the host",
+	                        cd_endpoint_shown(ep));
+}
+
 int cd_lookup(conduit_ctx *ctx, conduit_endpoint *ep)
 {
 	int rc;

@@ -1718,16 +1718,8 @@ static int lw_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	ip_addr_t ip;
 	conduit_lwip_netif *on = NULL;
 	u8_t type = IPADDR_TYPE_ANY;
-	/* connect-to says where a connection goes instead of the host; a
-	 * listener goes nowhere, and the lookup below would follow it and
-	 * bind the destination's address in place of the host's. */
-	if (conduit_endpoint_option(ep, "connect-to") != NULL)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
-		                        "listen %s: connect-to is for connecting "
-		                        "(a listener has no destination to "
-		                        "override); remove it to listen on the "
-		                        "host",
-		                        cd_endpoint_shown(ep));
+	if (cd_listen_refuses_connect_to(ctx, ep) != CONDUIT_OK)
+		return CONDUIT_ERR_OPTION;
 	if (ep->host_kind == CONDUIT_HOST_NONE) {
 		ip_addr_copy(ip, *IP_ANY_TYPE);
 	} else {

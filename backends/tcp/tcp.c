@@ -281,16 +281,8 @@ static int tcp_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 {
 	(void)state;
 	char sh[CD_SHOWN_URI];
-	/* connect-to says where a connection goes instead of the host; a
-	 * listener goes nowhere, and looking the option up would bind the
-	 * destination's address in place of the host's. */
-	if (conduit_endpoint_option(ep, "connect-to") != NULL)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
-		                        "listen %s: connect-to is for connecting "
-		                        "(a listener has no destination to "
-		                        "override); remove it to listen on the "
-		                        "host",
-		                        shown(ep, sh));
+	if (cd_listen_refuses_connect_to(ctx, ep) != CONDUIT_OK)
+		return CONDUIT_ERR_OPTION;
 	struct conduit_addr any6 = {.family = CONDUIT_AF_INET6};
 	struct conduit_addr any4 = {.family = CONDUIT_AF_INET};
 	const struct conduit_addr *addrs = ep->addrs;
