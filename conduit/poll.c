@@ -107,14 +107,20 @@ static void collect(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
 		ws->deadline = all;
 }
 
-/* The index of the first item that is not valid (neither or both of
- * flow and listener, or unknown event bits); n if all are. */
+/* An item that is not valid: neither or both of flow and listener, or
+ * unknown event bits. */
+static inline bool item_invalid(const struct conduit_pollitem *it)
+{
+	return (it->flow == NULL) == (it->listener == NULL) ||
+	       (it->events & ~(CONDUIT_POLLIN | CONDUIT_POLLOUT));
+}
+
+/* The index of the first item that is not valid; n if all are. */
 static inline size_t first_invalid(const struct conduit_pollitem *items,
                                    size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if ((items[i].flow == NULL) == (items[i].listener == NULL) ||
-		    (items[i].events & ~(CONDUIT_POLLIN | CONDUIT_POLLOUT)))
+		if (item_invalid(&items[i]))
 			return i;
 	return n;
 }
@@ -323,10 +329,7 @@ CD_HOT int conduit_poll(conduit_ctx *ctx, struct conduit_pollitem *items,
 	size_t ready = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct conduit_pollitem *it = &items[i];
-		if (__builtin_expect((it->flow == NULL) == (it->listener == NULL) ||
-		                             (it->events & ~(CONDUIT_POLLIN |
-		                                             CONDUIT_POLLOUT)),
-		                     0))
+		if (__builtin_expect(item_invalid(it), 0))
 			return invalid_items(items, i);
 		unsigned r = item_pending(it);
 		it->revents = r;
