@@ -11,12 +11,12 @@
 
 /* Code a busy loop runs on every call, kept together; and code it never
  * runs, kept out of its way (see conduit_read). */
-#define CD_HOT __attribute__((hot))
+#define CD_HOT  __attribute__((hot))
 #define CD_COLD __attribute__((cold, noinline))
 
-#define CD_MAX_LAYERS 4
+#define CD_MAX_LAYERS   4
 #define CD_MAX_BACKENDS 16
-#define CD_URI_MAX 8192
+#define CD_URI_MAX      8192
 
 struct cd_option {
 	char *key;
@@ -24,17 +24,17 @@ struct cd_option {
 };
 
 struct conduit_endpoint {
-	char *uri; /* canonical form */
+	char *uri;   /* canonical form */
 	char *shown; /* uri with secret values hidden; NULL: uri hides none */
 	const char *transport; /* static string */
 	size_t nlayers;
 	const char *layers[CD_MAX_LAYERS]; /* static strings, innermost first */
 	enum conduit_host_kind host_kind;
-	char *host; /* "" if none */
-	char *zone; /* "" if none */
-	int port;   /* -1 if the transport has none */
+	char *host;    /* "" if none */
+	char *zone;    /* "" if none */
+	int port;      /* -1 if the transport has none */
 	int dest_port; /* connect-to port found by lookup, 0: use port */
-	char *path; /* "" if none */
+	char *path;    /* "" if none */
 	size_t nopts;
 	struct cd_option *opts;
 	size_t naddrs;
@@ -82,12 +82,12 @@ enum cd_rule_kind {
  */
 struct cd_rule {
 	enum cd_rule_kind kind;
-	char *pattern;  /* MAP, CONNECT_TO: host pattern; SERVICE: name */
-	int port;       /* CONNECT_TO: port to match, -1 any; SERVICE: port */
-	bool tls;       /* SERVICE: the service runs over TLS */
-	char *target;   /* MAP: URI template; CONNECT_TO: "HOST:PORT"
-	                 * template (IPv6 in brackets); SERVICE: NULL */
-	char *origin;   /* where it was written: "rules.conf:12" */
+	char *pattern; /* MAP, CONNECT_TO: host pattern; SERVICE: name */
+	int port;      /* CONNECT_TO: port to match, -1 any; SERVICE: port */
+	bool tls;      /* SERVICE: the service runs over TLS */
+	char *target;  /* MAP: URI template; CONNECT_TO: "HOST:PORT"
+	                * template (IPv6 in brackets); SERVICE: NULL */
+	char *origin;  /* where it was written: "rules.conf:12" */
 };
 
 struct cd_ruleset {
@@ -124,8 +124,8 @@ struct cd_registration {
 struct cd_remembered {
 	uint64_t hash;
 	size_t len;
-	char *uri;             /* the URI as given; NULL: free slot */
-	conduit_endpoint *ep;  /* what it resolved to */
+	char *uri;            /* the URI as given; NULL: free slot */
+	conduit_endpoint *ep; /* what it resolved to */
 };
 
 struct conduit_ctx {
@@ -201,7 +201,7 @@ struct conduit_waitset {
 
 /* Store a freshly formatted message in *slot (replacing the old one). */
 void cd_set_message(char **slot, const char *fmt, va_list ap)
-	__attribute__((format(printf, 2, 0)));
+    __attribute__((format(printf, 2, 0)));
 
 /* Make sure a host endpoint carries addresses: literals are converted,
  * names looked up (this may block); sets ep's addresses.  A connect-to
@@ -216,7 +216,7 @@ int cd_listen_refuses_connect_to(conduit_ctx *ctx, const conduit_endpoint *ep);
 
 /* Classes of URI options that a context must allow before a URI from
  * outside may use them (see conduit_ctx_allow_uri_options). */
-#define CD_OPT_FILE CONDUIT_URI_FILES
+#define CD_OPT_FILE     CONDUIT_URI_FILES
 #define CD_OPT_INSECURE CONDUIT_URI_INSECURE
 /* The class of an endpoint's option (0: harmless). */
 unsigned cd_option_class(const conduit_endpoint *ep, const char *key);

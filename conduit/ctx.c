@@ -75,8 +75,7 @@ void conduit_ctx_allow_uri_options(conduit_ctx *ctx, unsigned classes)
 	cd_ctx_changed(ctx);
 }
 
-void conduit_ctx_set_lookup(conduit_ctx *ctx, conduit_lookup_fn fn,
-                            void *arg)
+void conduit_ctx_set_lookup(conduit_ctx *ctx, conduit_lookup_fn fn, void *arg)
 {
 	if (ctx == NULL)
 		return;
@@ -111,15 +110,16 @@ int conduit_ctx_register(conduit_ctx *ctx, const struct conduit_backend *be,
 			return CONDUIT_OK;
 		}
 	if (ctx->nbackends == CD_MAX_BACKENDS)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_INVALID,
-		                        "register %s: too many backends (limit %d)",
-		                        be->name, CD_MAX_BACKENDS);
+		return conduit_ctx_fail(
+		    ctx, CONDUIT_ERR_INVALID,
+		    "register %s: too many backends (limit %d)", be->name,
+		    CD_MAX_BACKENDS);
 	ctx->backends[ctx->nbackends].be = be;
 	ctx->backends[ctx->nbackends].state = state;
 	ctx->nbackends++;
 	if (be->ctx_process != NULL)
 		ctx->procs[ctx->nprocs++] = (struct cd_proc){
-			.fn = be->ctx_process, .state = state, .be = be};
+		    .fn = be->ctx_process, .state = state, .be = be};
 	return CONDUIT_OK;
 }
 
@@ -162,15 +162,15 @@ void conduit_ctx_set_observer(conduit_ctx *ctx, conduit_observer_fn fn,
 }
 
 static const char *const phase_names[] = {
-	[CONDUIT_PHASE_RESOLVING] = "resolving",
-	[CONDUIT_PHASE_RESOLVED] = "resolved",
-	[CONDUIT_PHASE_CONNECTING] = "connecting",
-	[CONDUIT_PHASE_CONNECTED] = "connected",
-	[CONDUIT_PHASE_ACCEPTED] = "accepted",
-	[CONDUIT_PHASE_FAILED] = "failed",
-	[CONDUIT_PHASE_CLOSED] = "closed",
-	[CONDUIT_PHASE_TLS_HANDSHAKING] = "tls-handshaking",
-	[CONDUIT_PHASE_TLS_HANDSHAKED] = "tls-handshaked",
+    [CONDUIT_PHASE_RESOLVING] = "resolving",
+    [CONDUIT_PHASE_RESOLVED] = "resolved",
+    [CONDUIT_PHASE_CONNECTING] = "connecting",
+    [CONDUIT_PHASE_CONNECTED] = "connected",
+    [CONDUIT_PHASE_ACCEPTED] = "accepted",
+    [CONDUIT_PHASE_FAILED] = "failed",
+    [CONDUIT_PHASE_CLOSED] = "closed",
+    [CONDUIT_PHASE_TLS_HANDSHAKING] = "tls-handshaking",
+    [CONDUIT_PHASE_TLS_HANDSHAKED] = "tls-handshaked",
 };
 
 const char *conduit_phase_name(enum conduit_phase phase)
@@ -191,11 +191,11 @@ void conduit_emit(conduit_ctx *ctx, enum conduit_phase phase, int status,
 	if (ctx == NULL || ctx->observer == NULL)
 		return;
 	struct conduit_event ev = {
-		.phase = phase,
-		.status = status,
-		.uri = uri != NULL ? uri : "",
-		.detail = detail != NULL ? detail : "",
-		.flow = f,
+	    .phase = phase,
+	    .status = status,
+	    .uri = uri != NULL ? uri : "",
+	    .detail = detail != NULL ? detail : "",
+	    .flow = f,
 	};
 	ctx->observer(ctx->observer_arg, &ev);
 }
@@ -220,8 +220,7 @@ int conduit_flow_fail(conduit_flow *f, int status, const char *fmt, ...)
 	return status;
 }
 
-int conduit_listener_fail(conduit_listener *l, int status, const char *fmt,
-                          ...)
+int conduit_listener_fail(conduit_listener *l, int status, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);

@@ -215,8 +215,7 @@ void conduit_endpoint_free(conduit_endpoint *ep)
 /* Field by field rather than by printed URI, so that endpoints built by
  * hand (without a canonical uri) compare correctly too.  Options are
  * kept sorted by key, so equal sets line up. */
-int conduit_endpoint_equal(const conduit_endpoint *a,
-                           const conduit_endpoint *b)
+int conduit_endpoint_equal(const conduit_endpoint *a, const conduit_endpoint *b)
 {
 	if (a == b)
 		return 1;
@@ -284,13 +283,13 @@ const char *conduit_endpoint_path(const conduit_endpoint *ep)
 	return ep != NULL ? str(ep->path) : "";
 }
 
-const char *conduit_endpoint_option(const conduit_endpoint *ep,
-                                    const char *key)
+const char *conduit_endpoint_option(const conduit_endpoint *ep, const char *key)
 {
 	if (ep == NULL || key == NULL)
 		return NULL;
 	for (size_t i = 0; i < ep->nopts; i++)
-		if (ep->opts[i].key != NULL && strcmp(ep->opts[i].key, key) == 0)
+		if (ep->opts[i].key != NULL &&
+		    strcmp(ep->opts[i].key, key) == 0)
 			return str(ep->opts[i].value);
 	return NULL;
 }

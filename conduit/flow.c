@@ -132,8 +132,8 @@ int conduit_handshake(conduit_flow *f)
 	if (f->state & CONDUIT_FLOW_FAILED)
 		return f->failure;
 	if (f->state & CONDUIT_FLOW_CLOSED)
-		return conduit_flow_fail(f, CONDUIT_ERR_STATE, "%s: flow is closed",
-		                         f->uri);
+		return conduit_flow_fail(f, CONDUIT_ERR_STATE,
+		                         "%s: flow is closed", f->uri);
 	if (f->state & CONDUIT_FLOW_ESTABLISHED)
 		return CONDUIT_OK;
 	int rc = f->ops->handshake != NULL ? f->ops->handshake(f) : CONDUIT_OK;
@@ -150,12 +150,12 @@ static int ready_for(conduit_flow *f, unsigned shut_bit, const char *op)
 	if (f->state & CONDUIT_FLOW_FAILED)
 		return f->failure;
 	if (f->state & CONDUIT_FLOW_CLOSED)
-		return conduit_flow_fail(f, CONDUIT_ERR_STATE, "%s %s: flow is closed",
-		                         op, f->uri);
+		return conduit_flow_fail(f, CONDUIT_ERR_STATE,
+		                         "%s %s: flow is closed", op, f->uri);
 	if (f->state & shut_bit)
 		return conduit_flow_fail(f, CONDUIT_ERR_STATE,
-		                         "%s %s: this direction is shut down", op,
-		                         f->uri);
+		                         "%s %s: this direction is shut down",
+		                         op, f->uri);
 	if (!(f->state & CONDUIT_FLOW_ESTABLISHED))
 		return conduit_handshake(f);
 	return CONDUIT_OK;
@@ -167,9 +167,9 @@ static int ready_for(conduit_flow *f, unsigned shut_bit, const char *op)
  * that direction shut.  One test of a mask on every read and write; any
  * other state takes ready_for(), which says why.
  */
-#define CD_GO_MASK(shut_bit)                                                 \
-	(CONDUIT_FLOW_ESTABLISHED | CONDUIT_FLOW_FAILED | CONDUIT_FLOW_CLOSED | \
-	 (shut_bit))
+#define CD_GO_MASK(shut_bit)                                                   \
+	(CONDUIT_FLOW_ESTABLISHED | CONDUIT_FLOW_FAILED |                      \
+	 CONDUIT_FLOW_CLOSED | (shut_bit))
 
 /*
  * Reads and writes are the calls every loop makes: their common case (an
@@ -200,9 +200,8 @@ static CD_COLD int read_slow(conduit_flow *f, void *buf, size_t len,
 
 CD_HOT int conduit_read(conduit_flow *f, void *buf, size_t len, size_t *nread)
 {
-	if (__builtin_expect(f == NULL || nread == NULL ||
-	                             (buf == NULL && len > 0),
-	                     0)) {
+	if (__builtin_expect(
+	        f == NULL || nread == NULL || (buf == NULL && len > 0), 0)) {
 		if (nread != NULL)
 			*nread = 0;
 		return CONDUIT_ERR_INVALID;
@@ -210,7 +209,7 @@ CD_HOT int conduit_read(conduit_flow *f, void *buf, size_t len, size_t *nread)
 	*nread = 0;
 	if (__builtin_expect((f->state & CD_GO_MASK(CONDUIT_FLOW_SHUT_RD)) !=
 	                             CONDUIT_FLOW_ESTABLISHED ||
-	                             len == 0,
+	                         len == 0,
 	                     0))
 		return read_slow(f, buf, len, nread);
 	int rc = f->ops->read(f, buf, len, nread);
@@ -241,7 +240,7 @@ write_checked(conduit_flow *f, const struct conduit_iov *iov, size_t iovcnt,
 {
 	if (__builtin_expect((f->state & CD_GO_MASK(CONDUIT_FLOW_SHUT_WR)) !=
 	                             CONDUIT_FLOW_ESTABLISHED ||
-	                             total == 0,
+	                         total == 0,
 	                     0))
 		return write_slow(f, iov, iovcnt, total, nwritten);
 	int rc = f->ops->writev(f, iov, iovcnt, nwritten);
@@ -251,8 +250,8 @@ write_checked(conduit_flow *f, const struct conduit_iov *iov, size_t iovcnt,
 	return CONDUIT_OK;
 }
 
-int conduit_writev(conduit_flow *f, const struct conduit_iov *iov, size_t iovcnt,
-                   size_t *nwritten)
+int conduit_writev(conduit_flow *f, const struct conduit_iov *iov,
+                   size_t iovcnt, size_t *nwritten)
 {
 	if (nwritten != NULL)
 		*nwritten = 0;
@@ -270,9 +269,8 @@ int conduit_writev(conduit_flow *f, const struct conduit_iov *iov, size_t iovcnt
 CD_HOT int conduit_write(conduit_flow *f, const void *buf, size_t len,
                          size_t *nwritten)
 {
-	if (__builtin_expect(f == NULL || nwritten == NULL ||
-	                             (buf == NULL && len > 0),
-	                     0)) {
+	if (__builtin_expect(
+	        f == NULL || nwritten == NULL || (buf == NULL && len > 0), 0)) {
 		if (nwritten != NULL)
 			*nwritten = 0;
 		return CONDUIT_ERR_INVALID;
@@ -334,8 +332,8 @@ int conduit_close(conduit_flow *f)
 	}
 	f->state |= CONDUIT_FLOW_CLOSED;
 	if (!(f->state & CD_FLOW_INNER))
-		conduit_emit(f->ctx, CONDUIT_PHASE_CLOSED, CONDUIT_OK, f->uri, "",
-		             f);
+		conduit_emit(f->ctx, CONDUIT_PHASE_CLOSED, CONDUIT_OK, f->uri,
+		             "", f);
 	return CONDUIT_OK;
 }
 
@@ -373,9 +371,10 @@ int conduit_flow_peer_cred(conduit_flow *f, struct conduit_peer_cred *cred)
 		return CONDUIT_ERR_INVALID;
 	cred->uid = cred->gid = cred->pid = -1;
 	if (f->ops->peer_cred == NULL)
-		return conduit_flow_fail(f, CONDUIT_ERR_UNSUPPORTED,
-		                         "%s: %s flows carry no peer credentials",
-		                         f->uri, f->ops->name);
+		return conduit_flow_fail(
+		    f, CONDUIT_ERR_UNSUPPORTED,
+		    "%s: %s flows carry no peer credentials", f->uri,
+		    f->ops->name);
 	return f->ops->peer_cred(f, cred);
 }
 
@@ -393,23 +392,26 @@ static int check_layers(conduit_ctx *ctx, const conduit_endpoint *ep,
 {
 	for (size_t i = 0; i < ep->nlayers; i++)
 		if (cd_find_layer(ctx, ep->layers[i]) == NULL)
-			return conduit_ctx_fail(
-				ctx, CONDUIT_ERR_NO_BACKEND,
-				"%s %s: no %s layer in this context (not built in, or "
-				"not registered)",
-				op, cd_endpoint_shown(ep), ep->layers[i]);
+			return conduit_ctx_fail(ctx, CONDUIT_ERR_NO_BACKEND,
+			                        "%s %s: no %s layer in this "
+			                        "context (not built in, or "
+			                        "not registered)",
+			                        op, cd_endpoint_shown(ep),
+			                        ep->layers[i]);
 	return CONDUIT_OK;
 }
 
 static const struct cd_registration *
 transport_for(conduit_ctx *ctx, const conduit_endpoint *ep, const char *op)
 {
-	const struct cd_registration *reg = cd_find_transport(ctx, ep->transport);
+	const struct cd_registration *reg =
+	    cd_find_transport(ctx, ep->transport);
 	if (reg == NULL)
-		conduit_ctx_fail(ctx, CONDUIT_ERR_NO_BACKEND,
-		                 "%s %s: no %s backend in this context (not built "
-		                 "in, or not registered)",
-		                 op, cd_endpoint_shown(ep), ep->transport);
+		conduit_ctx_fail(
+		    ctx, CONDUIT_ERR_NO_BACKEND,
+		    "%s %s: no %s backend in this context (not built "
+		    "in, or not registered)",
+		    op, cd_endpoint_shown(ep), ep->transport);
 	return reg;
 }
 
@@ -451,7 +453,8 @@ int conduit_connect_endpoint(conduit_flow **out, conduit_ctx *ctx,
 	conduit_flow *f = NULL;
 	rc = reg->be->connect(reg->state, ctx, ep, &f);
 	for (size_t i = 0; rc == CONDUIT_OK && i < ep->nlayers; i++) {
-		const struct cd_registration *lr = cd_find_layer(ctx, ep->layers[i]);
+		const struct cd_registration *lr =
+		    cd_find_layer(ctx, ep->layers[i]);
 		conduit_flow *outer = NULL;
 		rc = lr->be->wrap(lr->state, ctx, ep, f, 0, &outer);
 		if (rc != CONDUIT_OK)
@@ -502,20 +505,21 @@ static int ll_accept(conduit_listener *l, conduit_flow **out)
 	int rc = ll->inner->ops->accept(ll->inner, &f);
 	if (rc != CONDUIT_OK) {
 		if (rc != CONDUIT_WANT_READ && rc != CONDUIT_WANT_WRITE)
-			conduit_listener_fail(l, rc, "%s",
-			                      conduit_listener_error(ll->inner));
+			conduit_listener_fail(
+			    l, rc, "%s", conduit_listener_error(ll->inner));
 		return rc;
 	}
 	for (size_t i = 0; i < ll->ep->nlayers; i++) {
 		const struct cd_registration *lr =
-			cd_find_layer(l->ctx, ll->ep->layers[i]);
+		    cd_find_layer(l->ctx, ll->ep->layers[i]);
 		conduit_flow *outer = NULL;
-		rc = lr != NULL ? lr->be->wrap(lr->state, l->ctx, ll->ep, f, 1,
-		                               &outer)
-		                : CONDUIT_ERR_NO_BACKEND;
+		rc = lr != NULL
+		         ? lr->be->wrap(lr->state, l->ctx, ll->ep, f, 1, &outer)
+		         : CONDUIT_ERR_NO_BACKEND;
 		if (rc != CONDUIT_OK) {
 			conduit_flow_free(f);
-			return conduit_listener_fail(l, rc, "accept %s: %s", l->uri,
+			return conduit_listener_fail(l, rc, "accept %s: %s",
+			                             l->uri,
 			                             conduit_ctx_error(l->ctx));
 		}
 		f->state |= CD_FLOW_INNER;
@@ -544,21 +548,20 @@ static unsigned ll_pending(conduit_listener *l)
 {
 	struct layered *ll = (struct layered *)l;
 	return ll->inner->ops->pending != NULL
-	               ? ll->inner->ops->pending(ll->inner)
-	               : 0;
+	           ? ll->inner->ops->pending(ll->inner)
+	           : 0;
 }
 
 static const struct conduit_listener_ops layered_ops = {
-	.name = "layered",
-	.accept = ll_accept,
-	.destroy = ll_destroy,
-	.wait = ll_wait,
-	.pending = ll_pending,
+    .name = "layered",
+    .accept = ll_accept,
+    .destroy = ll_destroy,
+    .wait = ll_wait,
+    .pending = ll_pending,
 };
 
 static int layered_listener(conduit_listener **out, conduit_ctx *ctx,
-                            const conduit_endpoint *ep,
-                            conduit_listener *inner)
+                            const conduit_endpoint *ep, conduit_listener *inner)
 {
 	/* The bound URI: the layers' scheme over the transport's URI. */
 	char *uri = NULL;
@@ -632,7 +635,7 @@ int conduit_listen_endpoint(conduit_listener **out, conduit_ctx *ctx,
 	 */
 	for (size_t i = 0; i < ep->nlayers; i++) {
 		const struct cd_registration *lr =
-			cd_find_layer(ctx, ep->layers[i]);
+		    cd_find_layer(ctx, ep->layers[i]);
 		conduit_flow *none = NULL;
 		rc = lr->be->wrap(lr->state, ctx, ep, NULL, 1, &none);
 		if (rc != CONDUIT_OK)
@@ -704,15 +707,15 @@ int conduit_starttls(conduit_flow **fp, int role, const char *servername)
 	int rc = conduit_handshake(f);
 	if (rc != CONDUIT_OK)
 		return rc == CONDUIT_WANT_READ || rc == CONDUIT_WANT_WRITE
-		               ? conduit_flow_fail(f, CONDUIT_ERR_STATE,
-		                                   "starttls %s: the flow is not "
-		                                   "established yet",
-		                                   f->uri)
-		               : rc;
+		           ? conduit_flow_fail(f, CONDUIT_ERR_STATE,
+		                               "starttls %s: the flow is not "
+		                               "established yet",
+		                               f->uri)
+		           : rc;
 	if (f->state & (CONDUIT_FLOW_SHUT_RD | CONDUIT_FLOW_SHUT_WR))
-		return conduit_flow_fail(f, CONDUIT_ERR_STATE,
-		                         "starttls %s: a direction is shut down",
-		                         f->uri);
+		return conduit_flow_fail(
+		    f, CONDUIT_ERR_STATE,
+		    "starttls %s: a direction is shut down", f->uri);
 	size_t unread = 0;
 	if (f->ops->unread == NULL)
 		return conduit_flow_fail(f, CONDUIT_ERR_UNSUPPORTED,
@@ -734,9 +737,9 @@ int conduit_starttls(conduit_flow **fp, int role, const char *servername)
 	char uri[1024];
 	int n = snprintf(uri, sizeof(uri), "tls+%s", f->uri);
 	if (servername != NULL && n > 0 && (size_t)n < sizeof(uri))
-		n += snprintf(uri + n, sizeof(uri) - (size_t)n, "%sservername=%s",
-		              strchr(f->uri, '?') != NULL ? "&" : "?",
-		              servername);
+		n += snprintf(
+		    uri + n, sizeof(uri) - (size_t)n, "%sservername=%s",
+		    strchr(f->uri, '?') != NULL ? "&" : "?", servername);
 	if (n < 0 || (size_t)n >= sizeof(uri))
 		return conduit_flow_fail(f, CONDUIT_ERR_INVALID,
 		                         "starttls %s: URI too long", f->uri);

@@ -17,7 +17,8 @@ int conduit_waitset_fd(struct conduit_waitset *ws, int fd, unsigned events)
 	if (ws->nfds == ws->cap) {
 		if (!ws->grow) {
 			ws->overflow = true;
-			ws->nfds++; /* keep counting so the caller learns the size */
+			ws->nfds++; /* keep counting so the caller learns the
+			               size */
 			return CONDUIT_OK;
 		}
 		size_t cap = ws->cap ? ws->cap * 2 : 16;
@@ -57,7 +58,7 @@ static inline unsigned item_pending(const struct conduit_pollitem *it)
 		unsigned (*pending)(conduit_flow *, unsigned) = f->ops->pending;
 		if (__builtin_expect(!(f->state & (CONDUIT_FLOW_FAILED |
 		                                   CONDUIT_FLOW_CLOSED)) &&
-		                             pending != NULL,
+		                         pending != NULL,
 		                     1))
 			return pending(f, it->events) & it->events;
 		if (f->state & (CONDUIT_FLOW_FAILED | CONDUIT_FLOW_CLOSED))
@@ -84,14 +85,17 @@ static void collect(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
 			ws->deadline = UINT64_MAX;
 			/* A failed or closed flow is ready (item_pending) and
 			 * waits on nothing: its descriptor may be gone (-1). */
-			bool over = items[i].flow != NULL &&
-			            (items[i].flow->state &
-			             (CONDUIT_FLOW_FAILED | CONDUIT_FLOW_CLOSED));
+			bool over =
+			    items[i].flow != NULL &&
+			    (items[i].flow->state &
+			     (CONDUIT_FLOW_FAILED | CONDUIT_FLOW_CLOSED));
 			if ((items[i].events & bits[b]) && !over) {
 				if (items[i].flow != NULL)
-					items[i].flow->ops->wait(items[i].flow, bits[b], ws);
+					items[i].flow->ops->wait(items[i].flow,
+					                         bits[b], ws);
 				else if (bits[b] == CONDUIT_POLLIN)
-					items[i].listener->ops->wait(items[i].listener, ws);
+					items[i].listener->ops->wait(
+					    items[i].listener, ws);
 			}
 			sp->end = ws->nfds;
 			sp->deadline = ws->deadline;
@@ -102,7 +106,8 @@ static void collect(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
 	ws->deadline = UINT64_MAX;
 	for (size_t i = 0; i < ctx->nbackends; i++)
 		if (ctx->backends[i].be->ctx_wait != NULL)
-			ctx->backends[i].be->ctx_wait(ctx->backends[i].state, ws);
+			ctx->backends[i].be->ctx_wait(ctx->backends[i].state,
+			                              ws);
 	if (all < ws->deadline)
 		ws->deadline = all;
 }
@@ -188,7 +193,7 @@ int conduit_wait_fds(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
 	if (rc != CONDUIT_OK)
 		return rc;
 	struct conduit_waitset ws = {
-		.fds = fds, .cap = cap, .grow = false, .deadline = UINT64_MAX};
+	    .fds = fds, .cap = cap, .grow = false, .deadline = UINT64_MAX};
 	bool ready = false;
 	for (size_t i = 0; i < n; i++)
 		if (item_pending(&items[i]) != 0)
@@ -196,10 +201,11 @@ int conduit_wait_fds(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
 	collect(ctx, items, n, &ws, ctx->spans);
 	*nfds = ws.nfds;
 	if (ws.overflow)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_INVALID,
-		                        "wait_fds: %zu descriptors needed, room for "
-		                        "%zu",
-		                        ws.nfds, cap);
+		return conduit_ctx_fail(
+		    ctx, CONDUIT_ERR_INVALID,
+		    "wait_fds: %zu descriptors needed, room for "
+		    "%zu",
+		    ws.nfds, cap);
 	*timeout_ms = ready ? 0 : ms_until(ws.deadline, conduit_now_ms());
 	return CONDUIT_OK;
 }
@@ -261,17 +267,19 @@ wait_until(conduit_ctx *ctx, struct conduit_pollitem *items, size_t n,
 		ctx->pfds = ws.fds;
 		ctx->pfds_cap = ws.cap;
 		if (ws.overflow)
-			return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-			                        "poll: out of memory for %zu descriptors",
-			                        ws.nfds);
+			return conduit_ctx_fail(
+			    ctx, CONDUIT_ERR_NOMEM,
+			    "poll: out of memory for %zu descriptors", ws.nfds);
 		uint64_t wake = ws.deadline < limit ? ws.deadline : limit;
 		bool timed = wake != UINT64_MAX;
 		if (timed && now == 0)
 			now = conduit_now_ms();
-		int r = poll(ws.fds, (nfds_t)ws.nfds, timed ? ms_until(wake, now) : -1);
+		int r = poll(ws.fds, (nfds_t)ws.nfds,
+		             timed ? ms_until(wake, now) : -1);
 		if (r < 0 && errno != EINTR)
-			return conduit_ctx_fail(ctx, conduit_status_from_errno(errno),
-			                        "poll: %s", strerror(errno));
+			return conduit_ctx_fail(
+			    ctx, conduit_status_from_errno(errno), "poll: %s",
+			    strerror(errno));
 		now = timed && r <= 0 ? conduit_now_ms() : 0;
 
 		size_t ready = 0, k = 0;
@@ -317,9 +325,8 @@ static CD_COLD int invalid_items(struct conduit_pollitem *items, size_t bad)
 CD_HOT int conduit_poll(conduit_ctx *ctx, struct conduit_pollitem *items,
                         size_t n, int timeout_ms, size_t *nready)
 {
-	if (__builtin_expect(ctx == NULL || nready == NULL ||
-	                             (n > 0 && items == NULL),
-	                     0)) {
+	if (__builtin_expect(
+	        ctx == NULL || nready == NULL || (n > 0 && items == NULL), 0)) {
 		if (nready != NULL)
 			*nready = 0;
 		return CONDUIT_ERR_INVALID;
@@ -379,7 +386,8 @@ static int wait_single(conduit_ctx *ctx, struct conduit_pollitem *it,
 		if (it->flow != NULL) {
 			for (int b = 0; b < 2; b++)
 				if (it->events & bits[b])
-					it->flow->ops->wait(it->flow, bits[b], &ws);
+					it->flow->ops->wait(it->flow, bits[b],
+					                    &ws);
 		} else {
 			it->listener->ops->wait(it->listener, &ws);
 		}
@@ -388,8 +396,8 @@ static int wait_single(conduit_ctx *ctx, struct conduit_pollitem *it,
 		ws.deadline = UINT64_MAX;
 		for (size_t i = 0; i < ctx->nbackends; i++)
 			if (ctx->backends[i].be->ctx_wait != NULL)
-				ctx->backends[i].be->ctx_wait(ctx->backends[i].state,
-				                              &ws);
+				ctx->backends[i].be->ctx_wait(
+				    ctx->backends[i].state, &ws);
 		if (ws.overflow)
 			return wait_until(ctx, it, 1, limit, now, -1, nready);
 		uint64_t wake = own < ws.deadline ? own : ws.deadline;
@@ -398,10 +406,12 @@ static int wait_single(conduit_ctx *ctx, struct conduit_pollitem *it,
 		bool timed = wake != UINT64_MAX;
 		if (timed && now == 0)
 			now = conduit_now_ms();
-		int r = poll(fds, (nfds_t)ws.nfds, timed ? ms_until(wake, now) : -1);
+		int r = poll(fds, (nfds_t)ws.nfds,
+		             timed ? ms_until(wake, now) : -1);
 		if (r < 0 && errno != EINTR)
-			return conduit_ctx_fail(ctx, conduit_status_from_errno(errno),
-			                        "poll: %s", strerror(errno));
+			return conduit_ctx_fail(
+			    ctx, conduit_status_from_errno(errno), "poll: %s",
+			    strerror(errno));
 		now = timed && r <= 0 ? conduit_now_ms() : 0;
 		bool hit = now != 0 && own <= now;
 		for (size_t k = 0; k < mine && r > 0 && !hit; k++)
@@ -425,7 +435,8 @@ static int wait_single(conduit_ctx *ctx, struct conduit_pollitem *it,
 static int wait_one(conduit_ctx *ctx, conduit_flow *f, conduit_listener *l,
                     unsigned events, struct wait_clock *wc)
 {
-	struct conduit_pollitem it = {.flow = f, .listener = l, .events = events};
+	struct conduit_pollitem it = {
+	    .flow = f, .listener = l, .events = events};
 	size_t nready = 0;
 	uint64_t now = 0, limit = UINT64_MAX;
 	if (wc->timeout_ms >= 0) {
@@ -466,7 +477,8 @@ int conduit_connect_wait(conduit_flow **out, conduit_ctx *ctx, const char *uri,
 			break;
 		rc = wait_one(ctx, f, NULL, CONDUIT_POLLOUT, &wc);
 		if (rc == CONDUIT_ERR_TIMED_OUT) {
-			conduit_ctx_fail(ctx, rc, "connect %s: timed out after %d ms",
+			conduit_ctx_fail(ctx, rc,
+			                 "connect %s: timed out after %d ms",
 			                 f->uri, timeout_ms);
 			conduit_flow_free(f);
 			return rc;
@@ -496,9 +508,9 @@ int conduit_accept_wait(conduit_flow **out, conduit_listener *l, int timeout_ms)
 			return rc;
 		rc = wait_one(l->ctx, NULL, l, CONDUIT_POLLIN, &wc);
 		if (rc == CONDUIT_ERR_TIMED_OUT)
-			return conduit_listener_fail(l, rc,
-			                             "accept %s: timed out after %d ms",
-			                             l->uri, timeout_ms);
+			return conduit_listener_fail(
+			    l, rc, "accept %s: timed out after %d ms", l->uri,
+			    timeout_ms);
 		if (rc != CONDUIT_OK)
 			return rc;
 	}
@@ -516,8 +528,9 @@ int conduit_read_wait(conduit_flow *f, void *buf, size_t len, size_t *nread,
 			return rc;
 		rc = wait_one(f->ctx, f, NULL, CONDUIT_POLLIN, &wc);
 		if (rc == CONDUIT_ERR_TIMED_OUT)
-			return conduit_flow_fail(f, rc, "read %s: timed out after %d ms",
-			                         f->uri, timeout_ms);
+			return conduit_flow_fail(
+			    f, rc, "read %s: timed out after %d ms", f->uri,
+			    timeout_ms);
 		if (rc != CONDUIT_OK)
 			return rc;
 	}
@@ -543,7 +556,8 @@ int conduit_write_all(conduit_flow *f, const void *buf, size_t len,
 			break;
 		rc = wait_one(f->ctx, f, NULL, CONDUIT_POLLOUT, &wc);
 		if (rc == CONDUIT_ERR_TIMED_OUT) {
-			conduit_flow_fail(f, rc, "write %s: timed out after %d ms",
+			conduit_flow_fail(f, rc,
+			                  "write %s: timed out after %d ms",
 			                  f->uri, timeout_ms);
 			break;
 		}
@@ -564,7 +578,8 @@ int conduit_close_wait(conduit_flow *f, int timeout_ms)
 		int rc = conduit_close(f);
 		if (rc != CONDUIT_WANT_READ && rc != CONDUIT_WANT_WRITE)
 			return rc;
-		unsigned ev = rc == CONDUIT_WANT_READ ? CONDUIT_POLLIN : CONDUIT_POLLOUT;
+		unsigned ev =
+		    rc == CONDUIT_WANT_READ ? CONDUIT_POLLIN : CONDUIT_POLLOUT;
 		rc = wait_one(f->ctx, f, NULL, ev, &wc);
 		if (rc != CONDUIT_OK)
 			return conduit_flow_fail(f, rc, "close %s: %s", f->uri,

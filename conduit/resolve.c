@@ -25,7 +25,7 @@ struct conduit_explain {
 };
 
 static void step(conduit_explain *x, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void step(conduit_explain *x, const char *fmt, ...)
 {
@@ -35,7 +35,8 @@ static void step(conduit_explain *x, const char *fmt, ...)
 		size_t cap = x->cap ? 2 * x->cap : 8;
 		char **p = realloc(x->steps, cap * sizeof(*p));
 		if (p == NULL)
-			return; /* an explanation short of a step, not a failure */
+			return; /* an explanation short of a step, not a failure
+			         */
 		x->steps = p;
 		x->cap = cap;
 	}
@@ -79,17 +80,28 @@ struct service {
 /* Built in; rules and conduit_ctx_add_service() come first, and
  * /etc/services is asked for schemes that are in neither. */
 static const struct service builtin[] = {
-	{"http", 80, false},          {"https", 443, true},
-	{"ws", 80, false},            {"wss", 443, true},
-	{"imap", 143, false},         {"imaps", 993, true},
-	{"pop3", 110, false},         {"pop3s", 995, true},
-	{"smtp", 25, false},          {"submission", 587, false},
-	{"submissions", 465, true},   {"xmpp-client", 5222, false},
-	{"xmpps-client", 5223, true}, {"xmpp-server", 5269, false},
-	{"ldap", 389, false},         {"ldaps", 636, true},
-	{"irc", 6667, false},         {"ircs", 6697, true},
-	{"mqtt", 1883, false},        {"mqtts", 8883, true},
-	{"syslog-tls", 6514, true},   {"ftp", 21, false},
+    {"http", 80, false},
+    {"https", 443, true},
+    {"ws", 80, false},
+    {"wss", 443, true},
+    {"imap", 143, false},
+    {"imaps", 993, true},
+    {"pop3", 110, false},
+    {"pop3s", 995, true},
+    {"smtp", 25, false},
+    {"submission", 587, false},
+    {"submissions", 465, true},
+    {"xmpp-client", 5222, false},
+    {"xmpps-client", 5223, true},
+    {"xmpp-server", 5269, false},
+    {"ldap", 389, false},
+    {"ldaps", 636, true},
+    {"irc", 6667, false},
+    {"ircs", 6697, true},
+    {"mqtt", 1883, false},
+    {"mqtts", 8883, true},
+    {"syslog-tls", 6514, true},
+    {"ftp", 21, false},
 };
 
 /* Find a service for scheme; writes where it came from into origin. */
@@ -98,8 +110,10 @@ static bool find_service(const conduit_ctx *ctx, const char *scheme,
 {
 	for (size_t i = 0; i < ctx->rules.n; i++) {
 		const struct cd_rule *r = &ctx->rules.rules[i];
-		if (r->kind == CD_RULE_SERVICE && strcmp(r->pattern, scheme) == 0) {
-			*out = (struct service){r->pattern, (uint16_t)r->port, r->tls};
+		if (r->kind == CD_RULE_SERVICE &&
+		    strcmp(r->pattern, scheme) == 0) {
+			*out = (struct service){r->pattern, (uint16_t)r->port,
+			                        r->tls};
 			snprintf(origin, olen, "%s", r->origin);
 			return true;
 		}
@@ -115,14 +129,16 @@ static bool find_service(const conduit_ctx *ctx, const char *scheme,
 	char buf[1024];
 	if (getservbyname_r(scheme, "tcp", &se, buf, sizeof(buf), &res) == 0 &&
 	    res != NULL) {
-		*out = (struct service){scheme, ntohs((uint16_t)res->s_port), false};
+		*out = (struct service){scheme, ntohs((uint16_t)res->s_port),
+		                        false};
 		snprintf(origin, olen, "/etc/services");
 		return true;
 	}
 #else
 	struct servent *res = getservbyname(scheme, "tcp");
 	if (res != NULL) {
-		*out = (struct service){scheme, ntohs((uint16_t)res->s_port), false};
+		*out = (struct service){scheme, ntohs((uint16_t)res->s_port),
+		                        false};
 		snprintf(origin, olen, "/etc/services");
 		return true;
 	}
@@ -273,7 +289,8 @@ static int parse_into(struct rstate *rs, const char *text,
 	if (rc == CONDUIT_OK)
 		return rc;
 	if (rule != NULL)
-		conduit_ctx_fail(rs->ctx, rc, "resolve %s: the rule at %s gave %s",
+		conduit_ctx_fail(rs->ctx, rc,
+		                 "resolve %s: the rule at %s gave %s",
 		                 shown(rs), rule->origin, msg);
 	else if (strcmp(text, rs->uri) != 0)
 		conduit_ctx_fail(rs->ctx, rc, "resolve %s: as %s gave %s",
@@ -282,7 +299,6 @@ static int parse_into(struct rstate *rs, const char *text,
 		conduit_ctx_fail(rs->ctx, rc, "resolve %s", msg);
 	return rc;
 }
-
 
 /* A service URI (https://user@host:port/path?q#f) as a transport URI:
  * the host and port, the service's port when none is written. */
@@ -329,10 +345,10 @@ static int service_uri(struct rstate *rs, const struct service *svc,
 			puts_(t, ":");
 		puts_(t, port_text(svc->port, num));
 	}
-	return t->failed ? conduit_ctx_fail(rs->ctx, CONDUIT_ERR_NOMEM,
-	                                    "resolve %s: out of memory",
-	                                    shown(rs))
-	                 : CONDUIT_OK;
+	return t->failed
+	           ? conduit_ctx_fail(rs->ctx, CONDUIT_ERR_NOMEM,
+	                              "resolve %s: out of memory", shown(rs))
+	           : CONDUIT_OK;
 }
 
 /* Options that name files or weaken security, in a URI from outside. */
@@ -343,11 +359,11 @@ static int check_trust(struct rstate *rs, const conduit_endpoint *ep)
 		if ((cls & ~rs->ctx->uri_options) == 0)
 			continue;
 		return conduit_ctx_fail(
-			rs->ctx, CONDUIT_ERR_OPTION,
-			"resolve %s: option %s %s; this context does not take "
-			"such options from URIs (conduit_ctx_allow_uri_options)",
-			shown(rs), ep->opts[i].key,
-			cls & CD_OPT_FILE ? "names a file" : "weakens security");
+		    rs->ctx, CONDUIT_ERR_OPTION,
+		    "resolve %s: option %s %s; this context does not take "
+		    "such options from URIs (conduit_ctx_allow_uri_options)",
+		    shown(rs), ep->opts[i].key,
+		    cls & CD_OPT_FILE ? "names a file" : "weakens security");
 	}
 	return CONDUIT_OK;
 }
@@ -360,8 +376,8 @@ static int first_endpoint(struct rstate *rs, conduit_endpoint **out)
 	if (u[n] != ':' || n == 0 || n >= sizeof(rs->scheme))
 		return parse_into(rs, u, out, NULL); /* the grammar says why */
 	for (size_t i = 0; i < n; i++)
-		rs->scheme[i] = (char)((u[i] >= 'A' && u[i] <= 'Z') ? u[i] + 32
-		                                                    : u[i]);
+		rs->scheme[i] =
+		    (char)((u[i] >= 'A' && u[i] <= 'Z') ? u[i] + 32 : u[i]);
 	rs->scheme[n] = '\0';
 
 	const char *last = memrchr(rs->scheme, '+', n);
@@ -382,11 +398,11 @@ static int first_endpoint(struct rstate *rs, conduit_endpoint **out)
 		char origin[128];
 		if (!find_service(rs->ctx, rs->scheme, &svc, origin,
 		                  sizeof(origin)))
-			return conduit_ctx_fail(
-				rs->ctx, CONDUIT_ERR_SCHEME,
-				"resolve %s: unknown scheme \"%s\" (not a transport, "
-				"and no service of that name)",
-				shown(rs), rs->scheme);
+			return conduit_ctx_fail(rs->ctx, CONDUIT_ERR_SCHEME,
+			                        "resolve %s: unknown scheme "
+			                        "\"%s\" (not a transport, "
+			                        "and no service of that name)",
+			                        shown(rs), rs->scheme);
 		step(rs->x, "service: %s (%s): port %u%s", rs->scheme, origin,
 		     svc.port, svc.tls ? ", TLS" : "");
 		rs->system_service = strcmp(origin, "/etc/services") == 0;
@@ -408,8 +424,8 @@ static bool has_layer(const conduit_endpoint *ep, const char *layer)
 
 /* The best rule of a kind for host (and port), or NULL. */
 static const struct cd_rule *best_rule(const conduit_ctx *ctx,
-                                       enum cd_rule_kind kind,
-                                       const char *host, int port)
+                                       enum cd_rule_kind kind, const char *host,
+                                       int port)
 {
 	const struct cd_rule *best = NULL;
 	int best_score = -1;
@@ -424,7 +440,8 @@ static const struct cd_rule *best_rule(const conduit_ctx *ctx,
 		if (kind == CD_RULE_CONNECT_TO) {
 			if (r->port >= 0 && r->port != port)
 				continue;
-			score += r->port >= 0; /* an exact port is more specific */
+			score +=
+			    r->port >= 0; /* an exact port is more specific */
 		}
 		if (score > best_score) {
 			best = r;
@@ -466,7 +483,7 @@ static int add_tls(conduit_endpoint *ep, bool layer, const char *servername)
 	}
 	if (servername != NULL) {
 		struct cd_option *o =
-			realloc(ep->opts, (ep->nopts + 1) * sizeof(*o));
+		    realloc(ep->opts, (ep->nopts + 1) * sizeof(*o));
 		if (o == NULL)
 			return CONDUIT_ERR_NOMEM;
 		ep->opts = o;
@@ -533,21 +550,24 @@ static int carry_options(struct rstate *rs, const conduit_endpoint *cur,
 		if ((size_t)kn > n)
 			kn = (int)n;
 		if (!want_tls || !tls_option(p, n)) {
-			step(rs->x, "rule: the URI's %.*s dropped (the rule's "
-			            "target sets the transport)",
+			step(rs->x,
+			     "rule: the URI's %.*s dropped (the rule's "
+			     "target sets the transport)",
 			     kn, p);
 		} else {
 			char key[64];
 			snprintf(key, sizeof(key), "%.*s", kn, p);
 			if (conduit_endpoint_option(*target, key) != NULL) {
-				step(rs->x, "tls: the URI's %s replaced by the "
-				            "rule's",
+				step(rs->x,
+				     "tls: the URI's %s replaced by the "
+				     "rule's",
 				     key);
 			} else {
 				puts_(&kept, kept.len > 0 ? "&" : "");
 				put(&kept, p, n);
-				step(rs->x, "tls: the URI's %s kept over the "
-				            "rule's target",
+				step(rs->x,
+				     "tls: the URI's %s kept over the "
+				     "rule's target",
 				     key);
 			}
 		}
@@ -631,13 +651,15 @@ static int apply_map(struct rstate *rs, conduit_endpoint **ep,
 	if (add_layer || add_name) {
 		rc = add_tls(target, add_layer, add_name ? rs->name : NULL);
 		if (rc == CONDUIT_ERR_SCHEME)
-			rc = conduit_ctx_fail(rs->ctx, rc,
-			                      "resolve %s: the rule at %s gives more "
-			                      "than %d layers with TLS",
-			                      shown(rs), r->origin, CD_MAX_LAYERS);
+			rc = conduit_ctx_fail(
+			    rs->ctx, rc,
+			    "resolve %s: the rule at %s gives more "
+			    "than %d layers with TLS",
+			    shown(rs), r->origin, CD_MAX_LAYERS);
 		else if (rc != CONDUIT_OK)
 			rc = conduit_ctx_fail(rs->ctx, rc,
-			                      "resolve %s: out of memory", shown(rs));
+			                      "resolve %s: out of memory",
+			                      shown(rs));
 		if (rc != CONDUIT_OK) {
 			conduit_endpoint_free(target);
 			return rc;
@@ -684,12 +706,13 @@ static int apply_connect_to(struct rstate *rs, conduit_endpoint **ep,
 	if (rc == CONDUIT_OK) {
 		char rp[8];
 		step(rs->x,
-		     "rule: connect-to %s:%s (%s) connects to %s; the name stays "
+		     "rule: connect-to %s:%s (%s) connects to %s; the name "
+		     "stays "
 		     "%s",
 		     r->pattern,
 		     r->port >= 0 ? port_text((unsigned)r->port, rp) : "*",
-		     r->origin,
-		     conduit_endpoint_option(next, "connect-to"), cur->host);
+		     r->origin, conduit_endpoint_option(next, "connect-to"),
+		     cur->host);
 		conduit_endpoint_free(cur);
 		*ep = next;
 	}
@@ -710,9 +733,8 @@ static const char *addr_count(const conduit_endpoint *ep, char buf[64])
 
 /* Resolve uri; *system (if not NULL) tells whether the system's service
  * table was asked.  announced: the "resolving" event was given already. */
-static int resolve(conduit_endpoint **out, conduit_explain *x,
-                   conduit_ctx *ctx, const char *uri, bool *system,
-                   bool announced)
+static int resolve(conduit_endpoint **out, conduit_explain *x, conduit_ctx *ctx,
+                   const char *uri, bool *system, bool announced)
 {
 	/* Field by field: a designated initializer would clear the three
 	 * buffers (some 800 bytes) on every resolution; each is written
@@ -728,8 +750,8 @@ static int resolve(conduit_endpoint **out, conduit_explain *x,
 	rs.system_service = false;
 	bool observed = conduit_observed(ctx);
 	if (observed && !announced)
-		conduit_emit(ctx, CONDUIT_PHASE_RESOLVING, CONDUIT_OK, shown(&rs),
-		             "", NULL);
+		conduit_emit(ctx, CONDUIT_PHASE_RESOLVING, CONDUIT_OK,
+		             shown(&rs), "", NULL);
 	if (x != NULL)
 		step(x, "uri: %s", shown(&rs));
 
@@ -744,7 +766,7 @@ static int resolve(conduit_endpoint **out, conduit_explain *x,
 			hl--;
 		snprintf(rs.name, sizeof(rs.name), "%.*s", (int)hl, ep->host);
 		const struct cd_rule *r =
-			best_rule(ctx, CD_RULE_MAP, rs.name, ep->port);
+		    best_rule(ctx, CD_RULE_MAP, rs.name, ep->port);
 		if (r != NULL)
 			rc = apply_map(&rs, &ep, r);
 		else if (strcmp(ep->transport, "tcp") == 0 &&
@@ -767,15 +789,17 @@ static int resolve(conduit_endpoint **out, conduit_explain *x,
 		else if (ep->host != NULL && ep->host[0] != '\0')
 			/* A vchan host is a domain, not a name that a
 			 * certificate is checked against. */
-			step(x, "tls: no server name: %s host \"%s\" names a "
-			        "domain, which TLS cannot check; "
-			        "servername=NAME is needed (the name in the "
-			        "server's certificate)",
+			step(x,
+			     "tls: no server name: %s host \"%s\" names a "
+			     "domain, which TLS cannot check; "
+			     "servername=NAME is needed (the name in the "
+			     "server's certificate)",
 			     ep->transport, ep->host);
 		else
-			step(x, "tls: no server name: a %s address has no "
-			        "host; servername=NAME is needed (the name in "
-			        "the server's certificate)",
+			step(x,
+			     "tls: no server name: a %s address has no "
+			     "host; servername=NAME is needed (the name in "
+			     "the server's certificate)",
 			     ep->transport);
 	}
 	if (rc == CONDUIT_OK) {
@@ -799,7 +823,8 @@ static int resolve(conduit_endpoint **out, conduit_explain *x,
 			struct text a = {0};
 			for (size_t i = 0; i < ep->naddrs && i < 16; i++) {
 				char b[64];
-				conduit_addr_format(&ep->addrs[i], b, sizeof(b));
+				conduit_addr_format(&ep->addrs[i], b,
+				                    sizeof(b));
 				puts_(&a, i ? ", " : "");
 				puts_(&a, b);
 			}
@@ -912,9 +937,8 @@ static bool rememberable(const conduit_endpoint *ep, const char *uri,
 	return conduit_endpoint_option(ep, "connect-to") == NULL;
 }
 
-static struct cd_remembered *find_remembered(conduit_ctx *ctx,
-                                             const struct cd_use *u,
-                                             const char *uri)
+static struct cd_remembered *
+find_remembered(conduit_ctx *ctx, const struct cd_use *u, const char *uri)
 {
 	for (size_t i = 0; i < CD_REMEMBERED; i++) {
 		struct cd_remembered *r = &ctx->remembered[i];
@@ -1007,7 +1031,8 @@ void cd_resolve_done(conduit_ctx *ctx, struct cd_use *u, const char *uri)
 		 * into a free slot, else in place of the next in turn; and
 		 * the one just used is never the next to go. */
 		unsigned slot = u->slot;
-		if (slot >= CD_REMEMBERED || ctx->remembered[slot].uri != NULL) {
+		if (slot >= CD_REMEMBERED ||
+		    ctx->remembered[slot].uri != NULL) {
 			slot = ctx->remembered_next;
 			for (unsigned i = 0; i < CD_REMEMBERED; i++)
 				if (ctx->remembered[i].uri == NULL) {
@@ -1064,10 +1089,11 @@ int conduit_ctx_load_rules(conduit_ctx *ctx, const char *path)
 		return CONDUIT_ERR_INVALID;
 	FILE *f = fopen(path, "re");
 	if (f == NULL)
-		return conduit_ctx_fail(ctx, conduit_status_from_errno(errno) ==
-		                                             CONDUIT_ERR_NOT_FOUND
-		                                     ? CONDUIT_ERR_NOT_FOUND
-		                                     : CONDUIT_ERR_RULES,
+		return conduit_ctx_fail(ctx,
+		                        conduit_status_from_errno(errno) ==
+		                                CONDUIT_ERR_NOT_FOUND
+		                            ? CONDUIT_ERR_NOT_FOUND
+		                            : CONDUIT_ERR_RULES,
 		                        "rules %s: %s", path, strerror(errno));
 	char *buf = malloc(RULES_MAX_BYTES + 1);
 	if (buf == NULL) {
@@ -1097,8 +1123,8 @@ int conduit_ctx_load_rules(conduit_ctx *ctx, const char *path)
 	return rc;
 }
 
-int conduit_ctx_add_service(conduit_ctx *ctx, const char *name,
-                            uint16_t port, int tls)
+int conduit_ctx_add_service(conduit_ctx *ctx, const char *name, uint16_t port,
+                            int tls)
 {
 	if (ctx == NULL || name == NULL || strlen(name) > 64 ||
 	    strpbrk(name, " \t\r\n#") != NULL)

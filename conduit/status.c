@@ -12,13 +12,13 @@
 
 static const char *const texts[] = {
 #define X(name, text) text,
-	CONDUIT_STATUS_LIST(X)
+    CONDUIT_STATUS_LIST(X)
 #undef X
 };
 
 static const char *const names[] = {
 #define X(name, text) #name,
-	CONDUIT_STATUS_LIST(X)
+    CONDUIT_STATUS_LIST(X)
 #undef X
 };
 

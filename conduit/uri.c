@@ -85,22 +85,21 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-
 /* The longest socket path or abstract name (sun_path less its NUL). */
 #define SUN_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
 /* How much of an input URI a message shows, and how long its reason may
  * be: messages stay under 300 bytes, a log line, however long the input
  * was. */
-#define SHOWN_MAX 160
+#define SHOWN_MAX  160
 #define REASON_MAX 137
 /* How much of a piece of the URI (a key, a port) a reason quotes. */
 #define CLIP_MAX 40
 
-#define DNS_NAME_MAX 253
+#define DNS_NAME_MAX  253
 #define DNS_LABEL_MAX 63
-#define ZONE_MAX 63
-#define SCHEME_MAX 63
+#define ZONE_MAX      63
+#define SCHEME_MAX    63
 
 static const char hexdig[] = "0123456789ABCDEF";
 
@@ -137,9 +136,9 @@ static int lower(int c)
  * every URI goes through these, so they are table lookups, not searches. */
 #define UNRESERVED_LO 0x03ff600000000000ull /* 0-9 - . */
 #define UNRESERVED_HI 0x47fffffe87fffffeull /* A-Z _ a-z ~ */
-#define SUBDELIM_LO 0x28001fd200000000ull   /* ! $ & ' ( ) * + , ; = */
-#define GENDELIM_LO 0x8400800800000000ull   /* : / ? # */
-#define GENDELIM_HI 0x0000000028000001ull   /* [ ] @ */
+#define SUBDELIM_LO   0x28001fd200000000ull /* ! $ & ' ( ) * + , ; = */
+#define GENDELIM_LO   0x8400800800000000ull /* : / ? # */
+#define GENDELIM_HI   0x0000000028000001ull /* [ ] @ */
 
 static inline bool in_class(int c, uint64_t lo, uint64_t hi)
 {
@@ -279,7 +278,8 @@ static size_t seg_password(const char *uri, size_t a, size_t *p0, size_t *p1)
 		if (uri[j] == '@')
 			at = uri + j;
 	if (at != NULL) {
-		const char *colon = memchr(uri + a, ':', (size_t)(at - uri) - a);
+		const char *colon =
+		    memchr(uri + a, ':', (size_t)(at - uri) - a);
 		if (colon != NULL) {
 			*p0 = (size_t)(colon - uri) + 1;
 			*p1 = (size_t)(at - uri);
@@ -324,9 +324,10 @@ void cd_uri_redact(const char *uri, char *out, size_t outlen)
 	}
 	size_t len = strlen(uri);
 	size_t q = strcspn(uri, "?");
-	size_t pair = q < len ? q + 1 : SIZE_MAX; /* where the next pair starts */
-	size_t v0 = 0, v1 = 0;                    /* a secret value */
-	size_t p0 = 0, p1 = 0;                    /* a password */
+	size_t pair =
+	    q < len ? q + 1 : SIZE_MAX; /* where the next pair starts */
+	size_t v0 = 0, v1 = 0;          /* a secret value */
+	size_t p0 = 0, p1 = 0;          /* a password */
 	bool hiding = false;
 	for (size_t i = 0; i < len; i++) {
 		if (i == 0 || uri[i - 1] == '/')
@@ -415,12 +416,11 @@ struct pstate {
 	const struct transport *tp;
 };
 
-static void vmessage(char *err, size_t errlen, const char *uri,
-                     const char *fmt, va_list ap)
-	__attribute__((format(printf, 4, 0)));
+static void vmessage(char *err, size_t errlen, const char *uri, const char *fmt,
+                     va_list ap) __attribute__((format(printf, 4, 0)));
 
-static void vmessage(char *err, size_t errlen, const char *uri,
-                     const char *fmt, va_list ap)
+static void vmessage(char *err, size_t errlen, const char *uri, const char *fmt,
+                     va_list ap)
 {
 	if (err == NULL || errlen == 0)
 		return;
@@ -441,7 +441,7 @@ void cd_uri_error(char *err, size_t errlen, const char *uri, const char *fmt,
 }
 
 static int fail(struct pstate *ps, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(struct pstate *ps, int status, const char *fmt, ...)
 {
@@ -486,7 +486,8 @@ static char *decode(const char *p, size_t n, size_t *outn)
 	for (size_t i = 0; i < n; i++) {
 		if (p[i] == '%' && i + 2 < n && hexval(p[i + 1]) >= 0 &&
 		    hexval(p[i + 2]) >= 0) {
-			d[o++] = (char)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
+			d[o++] =
+			    (char)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
 			i += 2;
 		} else {
 			d[o++] = p[i];
@@ -604,9 +605,11 @@ static const char *check_servername(const char *v, char *buf, size_t len,
 		buf[i] = (char)c;
 		if (c == '.' || c == '\0') {
 			if (label == 0 || label > 63)
-				return "must be a DNS name (labels of 1 to 63 bytes)";
+				return "must be a DNS name (labels of 1 to 63 "
+				       "bytes)";
 			if (buf[i - 1] == '-' || buf[i - label] == '-')
-				return "must be a DNS name (no label starts or ends "
+				return "must be a DNS name (no label starts or "
+				       "ends "
 				       "with '-')";
 			label = 0;
 		} else if (is_alpha(c) || is_digit(c) || c == '-' || c == '_') {
@@ -641,12 +644,14 @@ static const char *check_alpn(const char *v, char *buf, size_t len,
 	for (const char *p = v;; p++) {
 		if (*p == ',' || *p == '\0') {
 			if (run == 0 || run > 255)
-				return "must be protocol names of 1 to 255 bytes, "
+				return "must be protocol names of 1 to 255 "
+				       "bytes, "
 				       "separated by commas";
 			run = 0;
 			if (*p == '\0')
 				break;
-		} else if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+		} else if ((unsigned char)*p <= 0x20 ||
+		           (unsigned char)*p >= 0x7f) {
 			return "protocol names are printable ASCII";
 		} else {
 			run++;
@@ -661,7 +666,7 @@ static const char *check_connect_to(const char *v, char *buf, size_t len,
                                     const char **canon)
 {
 	static const char *const why =
-		"must be HOST:PORT (a DNS name, IPv4 or [IPv6], port 1-65535)";
+	    "must be HOST:PORT (a DNS name, IPv4 or [IPv6], port 1-65535)";
 	const char *colon = strrchr(v, ':');
 	if (colon == NULL || colon == v)
 		return why;
@@ -735,7 +740,7 @@ static void sb_encode(struct sbuf *sb, const char *s, const char *keep)
 	while (*s != '\0') {
 		const char *run = s;
 		while (*s != '\0' && (is_unreserved((unsigned char)*s) ||
-		                       in_set((unsigned char)*s, keep)))
+		                      in_set((unsigned char)*s, keep)))
 			s++;
 		if (s > run)
 			sb_putn(sb, run, (size_t)(s - run));
@@ -751,10 +756,10 @@ static void sb_encode(struct sbuf *sb, const char *s, const char *keep)
  * name's first part sits in the authority, where ':' and '@' would mean
  * port and userinfo; option values must not hold '&', '=', '#' or '+'
  * (read as a space by some other parsers). */
-#define KEEP_PATH "!$&'()*+,;=:@/"
+#define KEEP_PATH     "!$&'()*+,;=:@/"
 #define KEEP_ABSTRACT "!$&'()*+,;=/"
-#define KEEP_ZONE ""
-#define KEEP_VALUE "!$'()*,;:@/?"
+#define KEEP_ZONE     ""
+#define KEEP_VALUE    "!$'()*,;:@/?"
 
 /* ------------------------------------------------------------------ */
 /* tcp: host and port                                                  */
@@ -829,7 +834,8 @@ static int check_dns(struct pstate *ps, const char *h)
 		n--;
 	if (n > DNS_NAME_MAX)
 		return fail(ps, CONDUIT_ERR_HOST,
-		            "host name is %zu bytes, limit %d", n, DNS_NAME_MAX);
+		            "host name is %zu bytes, limit %d", n,
+		            DNS_NAME_MAX);
 	size_t i = 0;
 	while (i <= n) {
 		size_t l = 0;
@@ -844,12 +850,13 @@ static int check_dns(struct pstate *ps, const char *h)
 			            DNS_LABEL_MAX);
 		for (size_t j = i; j < i + l; j++) {
 			int c = h[j];
-			if (!(c >= 'a' && c <= 'z') && !is_digit(c) && c != '-' &&
-			    c != '_')
-				return fail(ps, CONDUIT_ERR_HOST,
-				            "invalid character %s in host name "
-				            "(letters, digits, '-', '_' and '.' only)",
-				            charname(c, cb));
+			if (!(c >= 'a' && c <= 'z') && !is_digit(c) &&
+			    c != '-' && c != '_')
+				return fail(
+				    ps, CONDUIT_ERR_HOST,
+				    "invalid character %s in host name "
+				    "(letters, digits, '-', '_' and '.' only)",
+				    charname(c, cb));
 		}
 		if (h[i] == '-' || h[i + l - 1] == '-')
 			return fail(ps, CONDUIT_ERR_HOST,
@@ -882,9 +889,10 @@ static int parse_regname(struct pstate *ps, const char *s, const char *e)
 		return fail(ps, CONDUIT_ERR_HOST, "NUL byte in host name");
 	for (size_t i = 0; i < n; i++) {
 		if ((unsigned char)h[i] >= 0x80)
-			return fail(ps, CONDUIT_ERR_HOST,
-			            "non-ASCII host name; use its punycode (xn--) "
-			            "form");
+			return fail(
+			    ps, CONDUIT_ERR_HOST,
+			    "non-ASCII host name; use its punycode (xn--) "
+			    "form");
 		h[i] = (char)lower(h[i]);
 	}
 	if (all_numeric(h)) {
@@ -954,8 +962,8 @@ static int parse_iplit(struct pstate *ps, const char *s, const char *e)
 	if (ep->zone == NULL)
 		return nomem(ps);
 	if (zn > ZONE_MAX)
-		return fail(ps, CONDUIT_ERR_HOST, "IPv6 zone is %zu bytes, limit %d",
-		            zn, ZONE_MAX);
+		return fail(ps, CONDUIT_ERR_HOST,
+		            "IPv6 zone is %zu bytes, limit %d", zn, ZONE_MAX);
 	for (size_t i = 0; i < zn; i++) {
 		unsigned char c = (unsigned char)ep->zone[i];
 		if (c <= 0x20 || c >= 0x7f)
@@ -982,8 +990,8 @@ static int parse_port(struct pstate *ps, const char *s, const char *e)
 			x = x * 10 + (*p - '0');
 	}
 	if (x > 65535)
-		return fail(ps, CONDUIT_ERR_PORT, "port %s out of range 0-65535",
-		            clip(ps, cb, s, n));
+		return fail(ps, CONDUIT_ERR_PORT,
+		            "port %s out of range 0-65535", clip(ps, cb, s, n));
 	ps->ep->port = (int)x;
 	return CONDUIT_OK;
 }
@@ -1032,19 +1040,22 @@ static int parse_hostport(struct pstate *ps, const struct parts *pt)
 			return rc;
 		if (rb + 1 < end) {
 			if (rb[1] != ':')
-				return fail(ps, CONDUIT_ERR_HOST,
-				            "unexpected text after ']' (expected "
-				            "':' and the port)");
+				return fail(
+				    ps, CONDUIT_ERR_HOST,
+				    "unexpected text after ']' (expected "
+				    "':' and the port)");
 			port = rb + 2;
 		}
 	} else {
 		const char *c = memchr(a, ':', pt->auth.n);
-		if (c != NULL && memchr(c + 1, ':', (size_t)(end - c - 1)) != NULL &&
+		if (c != NULL &&
+		    memchr(c + 1, ':', (size_t)(end - c - 1)) != NULL &&
 		    looks_ipv6(a, pt->auth.n))
-			return fail(ps, CONDUIT_ERR_HOST,
-			            "an IPv6 address must be written in brackets "
-			            "(%s://[::1]:PORT)",
-			            name);
+			return fail(
+			    ps, CONDUIT_ERR_HOST,
+			    "an IPv6 address must be written in brackets "
+			    "(%s://[::1]:PORT)",
+			    name);
 		rc = parse_regname(ps, a, c != NULL ? c : end);
 		if (rc != CONDUIT_OK)
 			return rc;
@@ -1052,8 +1063,8 @@ static int parse_hostport(struct pstate *ps, const struct parts *pt)
 			port = c + 1;
 	}
 	if (port == NULL)
-		return fail(ps, CONDUIT_ERR_PORT, "port required (%s://HOST:PORT)",
-		            name);
+		return fail(ps, CONDUIT_ERR_PORT,
+		            "port required (%s://HOST:PORT)", name);
 	return parse_port(ps, port, end);
 }
 
@@ -1063,8 +1074,8 @@ static void sb_port(struct sbuf *sb, int port)
 {
 	char buf[16];
 	size_t i = sizeof(buf);
-	unsigned long v = port < 0 ? 0ul - (unsigned long)port
-	                           : (unsigned long)port;
+	unsigned long v =
+	    port < 0 ? 0ul - (unsigned long)port : (unsigned long)port;
 	do
 		buf[--i] = (char)('0' + v % 10);
 	while ((v /= 10) != 0);
@@ -1101,10 +1112,11 @@ static int no_brackets(struct pstate *ps, struct span s, const char *what)
 	char cb[8];
 	for (size_t i = 0; i < s.n; i++)
 		if (s.p[i] == '[' || s.p[i] == ']')
-			return fail(ps, CONDUIT_ERR_URI,
-			            "invalid character %s in %s ('[' and ']' only "
-			            "enclose an IPv6 host)",
-			            charname(s.p[i], cb), what);
+			return fail(
+			    ps, CONDUIT_ERR_URI,
+			    "invalid character %s in %s ('[' and ']' only "
+			    "enclose an IPv6 host)",
+			    charname(s.p[i], cb), what);
 	return CONDUIT_OK;
 }
 
@@ -1114,12 +1126,13 @@ static int parse_path(struct pstate *ps, const struct parts *pt)
 	conduit_endpoint *ep = ps->ep;
 	if (pt->has_auth && pt->auth.n > 0) {
 		if (pt->auth.p[0] == ':')
-			return fail(ps, CONDUIT_ERR_PORT, "%s URIs take no port",
-			            name);
-		return fail(ps, CONDUIT_ERR_HOST,
-		            "%s URIs take no host (write %s:///ABSOLUTE/PATH or "
-		            "%s:RELATIVE/PATH)",
-		            name, name, name);
+			return fail(ps, CONDUIT_ERR_PORT,
+			            "%s URIs take no port", name);
+		return fail(
+		    ps, CONDUIT_ERR_HOST,
+		    "%s URIs take no host (write %s:///ABSOLUTE/PATH or "
+		    "%s:RELATIVE/PATH)",
+		    name, name, name);
 	}
 	if (pt->path.n == 0)
 		return fail(ps, CONDUIT_ERR_URI, "empty socket path");
@@ -1128,7 +1141,8 @@ static int parse_path(struct pstate *ps, const struct parts *pt)
 	if (ep->path == NULL)
 		return nomem(ps);
 	if (has_nul(ep->path, n))
-		return fail(ps, CONDUIT_ERR_URI, "NUL byte (%%00) in socket path");
+		return fail(ps, CONDUIT_ERR_URI,
+		            "NUL byte (%%00) in socket path");
 	if (n > SUN_MAX)
 		return fail(ps, CONDUIT_ERR_PATH_TOO_LONG,
 		            "socket path is %zu bytes, limit %zu", n,
@@ -1156,15 +1170,16 @@ static int parse_abstract(struct pstate *ps, const struct parts *pt)
 	const char *name = ps->tp->name;
 	conduit_endpoint *ep = ps->ep;
 	if (!pt->has_auth)
-		return fail(ps, CONDUIT_ERR_URI, "%s URIs need '//' (%s://NAME)",
-		            name, name);
+		return fail(ps, CONDUIT_ERR_URI,
+		            "%s URIs need '//' (%s://NAME)", name, name);
 	int rc = no_brackets(ps, pt->auth, "abstract socket name");
 	if (rc != CONDUIT_OK)
 		return rc;
 	if (memchr(pt->auth.p, ':', pt->auth.n) != NULL)
-		return fail(ps, CONDUIT_ERR_PORT,
-		            "%s URIs take no port (write a ':' in the name as %%3A)",
-		            name);
+		return fail(
+		    ps, CONDUIT_ERR_PORT,
+		    "%s URIs take no port (write a ':' in the name as %%3A)",
+		    name);
 	size_t an, pn;
 	char *a = decode(pt->auth.p, pt->auth.n, &an);
 	char *p = decode(pt->path.p, pt->path.n, &pn);
@@ -1186,8 +1201,8 @@ static int parse_abstract(struct pstate *ps, const struct parts *pt)
 		            "NUL byte (%%00) in abstract socket name");
 	if (an + pn > SUN_MAX)
 		return fail(ps, CONDUIT_ERR_PATH_TOO_LONG,
-		            "abstract socket name is %zu bytes, limit %zu", an + pn,
-		            (size_t)SUN_MAX);
+		            "abstract socket name is %zu bytes, limit %zu",
+		            an + pn, (size_t)SUN_MAX);
 	return CONDUIT_OK;
 }
 
@@ -1200,7 +1215,7 @@ static void print_abstract(struct sbuf *sb, const conduit_endpoint *ep)
 /* ------------------------------------------------------------------ */
 /* vchan: a domain and a port name                                     */
 
-#define VCHAN_NAME_MAX 63
+#define VCHAN_NAME_MAX  63
 #define VCHAN_DOMID_MAX 32751 /* DOMID_FIRST_RESERVED - 1 */
 
 static int parse_vchan(struct pstate *ps, const struct parts *pt)
@@ -1240,7 +1255,8 @@ static int parse_vchan(struct pstate *ps, const struct parts *pt)
 			x = x * 10 + (a[i] - '0');
 		if (x > VCHAN_DOMID_MAX)
 			return fail(ps, CONDUIT_ERR_HOST,
-			            "domain id out of range 0-%d", VCHAN_DOMID_MAX);
+			            "domain id out of range 0-%d",
+			            VCHAN_DOMID_MAX);
 		snprintf(host, sizeof(host), "%ld", x);
 	} else {
 		for (size_t i = 0; i < an; i++)
@@ -1257,8 +1273,9 @@ static int parse_vchan(struct pstate *ps, const struct parts *pt)
 	const char *p = pt->path.p;
 	size_t pn = pt->path.n;
 	if (pn < 2 || p[0] != '/')
-		return fail(ps, CONDUIT_ERR_PORT,
-		            "vchan URIs need a port name (vchan://DOMAIN/PORT)");
+		return fail(
+		    ps, CONDUIT_ERR_PORT,
+		    "vchan URIs need a port name (vchan://DOMAIN/PORT)");
 	p++;
 	pn--;
 	if (pn > VCHAN_NAME_MAX)
@@ -1300,40 +1317,40 @@ static const struct shape shape_abstract = {parse_abstract, print_abstract,
 static const struct shape shape_vchan = {parse_vchan, print_vchan, false};
 
 static const struct optdef tcp_opts[] = {
-	{"connect-to", check_connect_to, 0},
-	{"keepalive", check_keepalive, 0},
-	{"nodelay", check_bool, 0},
-	{"source", check_ip, 0},
+    {"connect-to", check_connect_to, 0},
+    {"keepalive", check_keepalive, 0},
+    {"nodelay", check_bool, 0},
+    {"source", check_ip, 0},
 };
 
 static const struct optdef unix_opts[] = {
-	{"mode", check_mode, 0},
+    {"mode", check_mode, 0},
 };
 
 static const struct optdef vchan_opts[] = {
-	{"read-ring", check_ring, 0},
-	{"write-ring", check_ring, 0},
+    {"read-ring", check_ring, 0},
+    {"write-ring", check_ring, 0},
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 static const struct transport transports[] = {
-	{"tcp", &shape_hostport, tcp_opts, NELEM(tcp_opts)},
-	{"unix", &shape_path, unix_opts, NELEM(unix_opts)},
-	{"unix-abstract", &shape_abstract, NULL, 0},
-	{"vchan", &shape_vchan, vchan_opts, NELEM(vchan_opts)},
+    {"tcp", &shape_hostport, tcp_opts, NELEM(tcp_opts)},
+    {"unix", &shape_path, unix_opts, NELEM(unix_opts)},
+    {"unix-abstract", &shape_abstract, NULL, 0},
+    {"vchan", &shape_vchan, vchan_opts, NELEM(vchan_opts)},
 };
 
 static const char *const layer_names[] = {"tls"};
 
 /* Options a layer adds to whatever transport it is over. */
 static const struct optdef tls_opts[] = {
-	{"alpn", check_alpn, 0},
-	{"ca", check_file, CD_OPT_FILE},
-	{"cert", check_file, CD_OPT_FILE},
-	{"insecure-no-verify", check_bool, CD_OPT_INSECURE},
-	{"key", check_file, CD_OPT_FILE},
-	{"servername", check_servername, 0},
+    {"alpn", check_alpn, 0},
+    {"ca", check_file, CD_OPT_FILE},
+    {"cert", check_file, CD_OPT_FILE},
+    {"insecure-no-verify", check_bool, CD_OPT_INSECURE},
+    {"key", check_file, CD_OPT_FILE},
+    {"servername", check_servername, 0},
 };
 
 static const struct optdef *layer_opts(const char *layer, size_t *n)
@@ -1408,9 +1425,10 @@ static int scan(struct pstate *ps, size_t len, size_t *high)
 			/* "[fe80::1%eth0]": the common way to get a zone
 			 * wrong deserves the right hint. */
 			if (in_brackets)
-				return fail(ps, CONDUIT_ERR_HOST,
-				            "IPv6 zone must be written %%25ZONE (RFC "
-				            "6874), e.g. [fe80::1%%25eth0]");
+				return fail(
+				    ps, CONDUIT_ERR_HOST,
+				    "IPv6 zone must be written %%25ZONE (RFC "
+				    "6874), e.g. [fe80::1%%25eth0]");
 			return fail(ps, CONDUIT_ERR_URI,
 			            "malformed percent-escape at offset %zu "
 			            "(expected %%XX with two hex digits)",
@@ -1428,7 +1446,8 @@ static int scan(struct pstate *ps, size_t len, size_t *high)
 			in_brackets = false;
 		if (!is_uri_char(c))
 			return fail(ps, CONDUIT_ERR_URI,
-			            "invalid character 0x%02x at offset %zu", c, i);
+			            "invalid character 0x%02x at offset %zu", c,
+			            i);
 	}
 	return CONDUIT_OK;
 }
@@ -1459,7 +1478,8 @@ static int parse_scheme(struct pstate *ps, const char **rest)
 		int c = (unsigned char)u[i];
 		if (c >= 0x80)
 			return fail(ps, CONDUIT_ERR_URI,
-			            "invalid character 0x%02x at offset %zu", c, i);
+			            "invalid character 0x%02x at offset %zu", c,
+			            i);
 		if (i == 0 && !is_alpha(c))
 			return fail(ps, CONDUIT_ERR_SCHEME,
 			            "scheme must start with a letter");
@@ -1469,8 +1489,8 @@ static int parse_scheme(struct pstate *ps, const char **rest)
 			            charname(c, cb));
 	}
 	if (n > SCHEME_MAX)
-		return fail(ps, CONDUIT_ERR_SCHEME, "unknown scheme \"%.40s...\"",
-		            u);
+		return fail(ps, CONDUIT_ERR_SCHEME,
+		            "unknown scheme \"%.40s...\"", u);
 	char whole[SCHEME_MAX + 1], parts[SCHEME_MAX + 1], known[64];
 	for (size_t i = 0; i < n; i++)
 		whole[i] = parts[i] = (char)lower(u[i]);
@@ -1497,10 +1517,11 @@ static int parse_scheme(struct pstate *ps, const char **rest)
 			            "empty name in scheme \"%s\"", whole);
 		const char *l = find_layer(p);
 		if (l == NULL && find_transport(p) != NULL)
-			return fail(ps, CONDUIT_ERR_SCHEME,
-			            "\"%s\" is a transport and must come last in "
-			            "scheme \"%s\"",
-			            p, whole);
+			return fail(
+			    ps, CONDUIT_ERR_SCHEME,
+			    "\"%s\" is a transport and must come last in "
+			    "scheme \"%s\"",
+			    p, whole);
 		if (l == NULL)
 			return fail(ps, CONDUIT_ERR_SCHEME,
 			            "unknown layer \"%s\" in scheme \"%s\"", p,
@@ -1521,14 +1542,16 @@ static int parse_scheme(struct pstate *ps, const char **rest)
 	const struct transport *tp = find_transport(tname);
 	if (tp == NULL) {
 		if (find_layer(tname) != NULL)
-			return fail(ps, CONDUIT_ERR_SCHEME,
-			            "\"%s\" is a layer; name the transport under "
-			            "it too (e.g. %s+tcp://HOST:PORT)",
-			            tname, tname);
+			return fail(
+			    ps, CONDUIT_ERR_SCHEME,
+			    "\"%s\" is a layer; name the transport under "
+			    "it too (e.g. %s+tcp://HOST:PORT)",
+			    tname, tname);
 		if (last == NULL)
-			return fail(ps, CONDUIT_ERR_SCHEME,
-			            "unknown scheme \"%s\" (known transports: %s)",
-			            whole, transport_list(known, sizeof(known)));
+			return fail(
+			    ps, CONDUIT_ERR_SCHEME,
+			    "unknown scheme \"%s\" (known transports: %s)",
+			    whole, transport_list(known, sizeof(known)));
 		return fail(ps, CONDUIT_ERR_SCHEME,
 		            "unknown transport \"%s\" in scheme \"%s\" (known: "
 		            "%s)",
@@ -1623,11 +1646,12 @@ static int parse_option(struct pstate *ps, const char *s, size_t n)
 			                      tp->opts[i].key);
 		for (size_t l = 0; l < ep->nlayers; l++) {
 			size_t lo = 0;
-			const struct optdef *od = layer_opts(ep->layers[l], &lo);
+			const struct optdef *od =
+			    layer_opts(ep->layers[l], &lo);
 			for (size_t i = 0; i < lo && o < sizeof(allowed); i++)
-				o += (size_t)snprintf(allowed + o,
-				                      sizeof(allowed) - o, "%s%s",
-				                      o ? ", " : "", od[i].key);
+				o += (size_t)snprintf(
+				    allowed + o, sizeof(allowed) - o, "%s%s",
+				    o ? ", " : "", od[i].key);
 		}
 		return fail(ps, CONDUIT_ERR_OPTION,
 		            "unknown option \"%s\" for %s (known: %s)",
@@ -1654,7 +1678,7 @@ static int parse_option(struct pstate *ps, const char *s, size_t n)
 		free(val);
 		/* Values of keys that look secret are never quoted. */
 		const char *shown =
-			secret_key(s, kn) ? "****" : clip(ps, vb, raw, rn);
+		    secret_key(s, kn) ? "****" : clip(ps, vb, raw, rn);
 		return fail(ps, CONDUIT_ERR_OPTION,
 		            "invalid value \"%s\" for option %s: %s", shown,
 		            def->key, why);
@@ -1727,7 +1751,8 @@ int cd_uri_parse(conduit_endpoint *ep, const char *uri, char *err,
 		return fail(&ps, CONDUIT_ERR_URI, "empty URI");
 	if (len > CD_URI_MAX)
 		return fail(&ps, CONDUIT_ERR_URI,
-		            "URI too long (%zu bytes, limit %d)", len, CD_URI_MAX);
+		            "URI too long (%zu bytes, limit %d)", len,
+		            CD_URI_MAX);
 	size_t high;
 	rc = scan(&ps, len, &high);
 	if (rc != CONDUIT_OK)
@@ -1749,9 +1774,10 @@ int cd_uri_parse(conduit_endpoint *ep, const char *uri, char *err,
 		const char *a = pt.auth.p;
 		if (ps.tp->shape->has_host && pt.has_auth && h >= a &&
 		    h < a + strcspn(a, ":/?#") && a[0] != '[')
-			return fail(&ps, CONDUIT_ERR_HOST,
-			            "non-ASCII host name; use its punycode (xn--) "
-			            "form");
+			return fail(
+			    &ps, CONDUIT_ERR_HOST,
+			    "non-ASCII host name; use its punycode (xn--) "
+			    "form");
 		return fail(&ps, CONDUIT_ERR_URI,
 		            "invalid character 0x%02x at offset %zu",
 		            (unsigned char)*h, high);

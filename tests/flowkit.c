@@ -129,9 +129,9 @@ int fk_pump_echo(conduit_ctx *ctx, conduit_flow *f, uint32_t seed,
 		if (cd_now_ms() > deadline || turn > FK_MAX_TURNS)
 			return 1;
 		struct conduit_pollitem it = {
-			.flow = f,
-			.events = CONDUIT_POLLIN |
-			          (sent < total ? CONDUIT_POLLOUT : 0u)};
+		    .flow = f,
+		    .events =
+		        CONDUIT_POLLIN | (sent < total ? CONDUIT_POLLOUT : 0u)};
 		size_t nready = 0;
 		if (conduit_poll(ctx, &it, 1, 1000, &nready) != CONDUIT_OK)
 			return 2;
@@ -144,14 +144,14 @@ int fk_pump_echo(conduit_ctx *ctx, conduit_flow *f, uint32_t seed,
 				outoff = 0;
 			}
 			size_t n = 0;
-			int rc = conduit_write(f, out + outoff, outlen - outoff,
-			                       &n);
+			int rc =
+			    conduit_write(f, out + outoff, outlen - outoff, &n);
 			if (rc == CONDUIT_OK) {
 				outoff += n;
 				sent += n;
 				if (sent == total &&
 				    conduit_shutdown(f, CONDUIT_SHUT_WR) !=
-				            CONDUIT_OK)
+				        CONDUIT_OK)
 					return 3;
 			} else if (!fk_is_want(rc)) {
 				return 4;
@@ -250,8 +250,8 @@ int fk_silent_listen(struct fk_silent *s, const char *ipv4, int port)
 	/* Fill the queue with connections nobody accepts, until a SYN goes
 	 * unanswered. */
 	for (int i = 0; i < 32; i++) {
-		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-		                0);
+		int fd = socket(AF_INET,
+		                SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		ck_assert_int_ge(fd, 0);
 		s->clients[s->nclients++] = fd;
 		int r = connect(fd, (struct sockaddr *)&sin, sizeof(sin));

@@ -103,7 +103,8 @@ void cd_suite_add_loop(Suite *s, const char *name, const TTest *fn, int n,
                        double timeout_s)
 {
 	TCase *tc = tcase_create(name);
-	tcase_set_timeout(tc, (timeout_s > 0 ? timeout_s : 10.0) * cd_time_scale());
+	tcase_set_timeout(tc,
+	                  (timeout_s > 0 ? timeout_s : 10.0) * cd_time_scale());
 	tcase_add_checked_fixture(tc, leak_setup, leak_teardown);
 	tcase_add_loop_test(tc, fn, 0, n);
 	suite_add_tcase(s, tc);
@@ -315,32 +316,31 @@ pid_t cd_openssl_s_server(int *port, const char *crt, const char *key,
 
 /* The part of cnf that every caller shares: what req needs, a CA, and a
  * server for localhost. */
-static const char certs_cnf[] =
-	"[req]\n"
-	"distinguished_name = dn\n"
-	"prompt = no\n"
-	"[dn]\n"
-	"CN = unused\n"
-	"[ext_ca]\n"
-	"basicConstraints = critical,CA:TRUE\n"
-	"keyUsage = critical,keyCertSign,cRLSign\n"
-	"subjectKeyIdentifier = hash\n"
-	"[ext_srv]\n"
-	"basicConstraints = CA:FALSE\n"
-	"keyUsage = critical,digitalSignature\n"
-	"extendedKeyUsage = serverAuth\n"
-	"subjectAltName = DNS:localhost,IP:127.0.0.1\n";
+static const char certs_cnf[] = "[req]\n"
+                                "distinguished_name = dn\n"
+                                "prompt = no\n"
+                                "[dn]\n"
+                                "CN = unused\n"
+                                "[ext_ca]\n"
+                                "basicConstraints = critical,CA:TRUE\n"
+                                "keyUsage = critical,keyCertSign,cRLSign\n"
+                                "subjectKeyIdentifier = hash\n"
+                                "[ext_srv]\n"
+                                "basicConstraints = CA:FALSE\n"
+                                "keyUsage = critical,digitalSignature\n"
+                                "extendedKeyUsage = serverAuth\n"
+                                "subjectAltName = DNS:localhost,IP:127.0.0.1\n";
 
 /* The shell functions of make.sh (see harness.h). */
 static const char certs_functions[] =
-	"key() { openssl genpkey -algorithm EC -pkeyopt "
-	"ec_paramgen_curve:P-256 -out \"$1.key\"; }\n"
-	"ca() { key $1; openssl req -x509 -new -key $1.key -subj \"/CN=$2\" "
-	"-days $days -config cnf -extensions ext_ca -out $1.crt; }\n"
-	"leaf() { key $1; openssl req -new -key $1.key -subj \"/CN=$2\" "
-	"-config cnf -out $1.csr; openssl x509 -req -in $1.csr -CA $4.crt "
-	"-CAkey $4.key -set_serial $5 -days $days -extfile cnf "
-	"-extensions $3 -out $1.crt; }\n";
+    "key() { openssl genpkey -algorithm EC -pkeyopt "
+    "ec_paramgen_curve:P-256 -out \"$1.key\"; }\n"
+    "ca() { key $1; openssl req -x509 -new -key $1.key -subj \"/CN=$2\" "
+    "-days $days -config cnf -extensions ext_ca -out $1.crt; }\n"
+    "leaf() { key $1; openssl req -new -key $1.key -subj \"/CN=$2\" "
+    "-config cnf -out $1.csr; openssl x509 -req -in $1.csr -CA $4.crt "
+    "-CAkey $4.key -set_serial $5 -days $days -extfile cnf "
+    "-extensions $3 -out $1.crt; }\n";
 
 const char *cd_certs_file(const struct cd_certs *c, const char *name)
 {

@@ -20,7 +20,10 @@ struct cd_test {
 	const TTest *fn;
 	double timeout_s; /* 0: the default of 10 s (x4 under sanitizers) */
 };
-#define CD_TEST(fn, timeout) { #fn, fn, timeout }
+#define CD_TEST(fn, timeout)                                                   \
+	{                                                                      \
+#fn, fn, timeout                                               \
+	}
 
 /* One suite with one test case per test, each wrapped in a checked fixture
  * that fails the test if it leaves a descriptor open. */

@@ -77,8 +77,8 @@ struct proc {
 	int in, out, err; /* our ends of its stdin, stdout, stderr */
 	char log[8192];   /* what it wrote on stderr so far */
 	size_t loglen;
-	size_t seen;      /* log before this was matched by await_line */
-	char line[512];   /* the rest of the line await_line matched */
+	size_t seen;    /* log before this was matched by await_line */
+	char line[512]; /* the rest of the line await_line matched */
 };
 
 /* Start `conduit ARGS...` (args NULL-terminated) with three pipes and,
@@ -136,7 +136,8 @@ static const char *await_line(struct proc *p, const char *prefix, int ms)
 	for (;;) {
 		char *line = p->log + p->seen, *nl;
 		while ((nl = memchr(line, '\n',
-		                    p->loglen - (size_t)(line - p->log))) != NULL) {
+		                    p->loglen - (size_t)(line - p->log))) !=
+		       NULL) {
 			size_t len = (size_t)(nl - line);
 			if (len >= plen && memcmp(line, prefix, plen) == 0) {
 				snprintf(p->line, sizeof(p->line), "%.*s",
@@ -147,15 +148,17 @@ static const char *await_line(struct proc *p, const char *prefix, int ms)
 			line = nl + 1;
 		}
 		uint64_t now = cd_now_ms();
-		ck_assert_msg(now < end, "no '%s' line on stderr in %d ms; got: %.*s",
+		ck_assert_msg(now < end,
+		              "no '%s' line on stderr in %d ms; got: %.*s",
 		              prefix, ms, (int)p->loglen, p->log);
-		ck_assert_msg(p->loglen < sizeof(p->log) - 1, "stderr log full");
+		ck_assert_msg(p->loglen < sizeof(p->log) - 1,
+		              "stderr log full");
 		struct pollfd pf = {p->err, POLLIN, 0};
 		poll(&pf, 1, (int)(end - now));
 		ssize_t r = read(p->err, p->log + p->loglen,
 		                 sizeof(p->log) - 1 - p->loglen);
-		ck_assert_msg(r != 0, "stderr closed before '%s'; got: %.*s", prefix,
-		              (int)p->loglen, p->log);
+		ck_assert_msg(r != 0, "stderr closed before '%s'; got: %.*s",
+		              prefix, (int)p->loglen, p->log);
 		if (r > 0) {
 			p->loglen += (size_t)r;
 			p->log[p->loglen] = '\0';
@@ -204,7 +207,8 @@ static void terminate(struct proc *p)
 	int status = 0;
 	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(5000);
 	pid_t r;
-	while ((r = waitpid(p->pid, &status, WNOHANG)) == 0 && cd_now_ms() < end) {
+	while ((r = waitpid(p->pid, &status, WNOHANG)) == 0 &&
+	       cd_now_ms() < end) {
 		struct timespec nap = {0, 5000000};
 		nanosleep(&nap, NULL);
 	}
@@ -214,7 +218,7 @@ static void terminate(struct proc *p)
 	}
 	close_fd(&p->err);
 	ck_assert_msg(r == p->pid && WIFSIGNALED(status) &&
-	                      WTERMSIG(status) == SIGTERM,
+	                  WTERMSIG(status) == SIGTERM,
 	              "server did not end cleanly on SIGTERM");
 }
 
@@ -230,8 +234,8 @@ static void assert_error_line(const struct proc *p, const char *uri)
 {
 	ck_assert_msg(strncmp(p->log, "conduit: ", 9) == 0,
 	              "stderr does not start with 'conduit: ': %s", p->log);
-	ck_assert_msg(strstr(p->log, uri) != NULL, "stderr does not name %s: %s",
-	              uri, p->log);
+	ck_assert_msg(strstr(p->log, uri) != NULL,
+	              "stderr does not name %s: %s", uri, p->log);
 	const char *nl = strchr(p->log, '\n');
 	ck_assert_msg(nl != NULL && nl[1] == '\0', "not exactly one line: %s",
 	              p->log);
@@ -311,8 +315,8 @@ static int tcp_connect(int port)
 static int accept_within(int lfd, int ms)
 {
 	struct pollfd pf = {lfd, POLLIN, 0};
-	ck_assert_msg(poll(&pf, 1, cd_scaled(ms)) == 1, "nobody connected in %d ms",
-	              ms);
+	ck_assert_msg(poll(&pf, 1, cd_scaled(ms)) == 1,
+	              "nobody connected in %d ms", ms);
 	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	ck_assert(fd >= 0);
 	return fd;
@@ -341,7 +345,7 @@ static int uri_port(const char *uri)
  * has bounded buffers: feeding alone would stall).
  */
 struct xfer {
-	int *wfd;      /* NULL: nothing to write */
+	int *wfd; /* NULL: nothing to write */
 	bool wsock;
 	uint32_t wseed;
 	uint64_t wlen, sent;
@@ -350,7 +354,7 @@ struct xfer {
 	uint32_t rseed;
 	uint64_t got, bad; /* bad: first wrong offset, UINT64_MAX: none */
 	bool wdone, rdone;
-	int rerr;      /* errno of a failed read */
+	int rerr; /* errno of a failed read */
 };
 
 static void xfer_write(int *wfd, uint32_t wseed, uint64_t wlen, bool sock,
@@ -387,7 +391,8 @@ static void xfer_run(struct xfer *x, size_t n, int ms)
 		size_t np = 0, left = 0;
 		for (size_t i = 0; i < n; i++) {
 			if (!x[i].wdone) {
-				pf[np++] = (struct pollfd){*x[i].wfd, POLLOUT, 0};
+				pf[np++] =
+				    (struct pollfd){*x[i].wfd, POLLOUT, 0};
 				left++;
 			}
 			if (!x[i].rdone) {
@@ -400,12 +405,13 @@ static void xfer_run(struct xfer *x, size_t n, int ms)
 		uint64_t now = cd_now_ms();
 		if (now >= end) {
 			for (size_t i = 0; i < n; i++)
-				fprintf(stderr,
-				        "xfer %zu: sent %llu of %llu, got %llu%s\n", i,
-				        (unsigned long long)x[i].sent,
-				        (unsigned long long)x[i].wlen,
-				        (unsigned long long)x[i].got,
-				        x[i].rdone ? " (ended)" : "");
+				fprintf(
+				    stderr,
+				    "xfer %zu: sent %llu of %llu, got %llu%s\n",
+				    i, (unsigned long long)x[i].sent,
+				    (unsigned long long)x[i].wlen,
+				    (unsigned long long)x[i].got,
+				    x[i].rdone ? " (ended)" : "");
 			ck_abort_msg("transfers not done in %d ms", ms);
 		}
 		poll(pf, np, (int)(end - now));
@@ -413,8 +419,8 @@ static void xfer_run(struct xfer *x, size_t n, int ms)
 			struct xfer *t = &x[i];
 			if (!t->wdone) {
 				size_t len = t->wlen - t->sent < sizeof(buf)
-				                     ? (size_t)(t->wlen - t->sent)
-				                     : sizeof(buf);
+				                 ? (size_t)(t->wlen - t->sent)
+				                 : sizeof(buf);
 				ssize_t w = 0;
 				if (len > 0) {
 					cd_pattern(t->wseed, t->sent, buf, len);
@@ -438,9 +444,10 @@ static void xfer_run(struct xfer *x, size_t n, int ms)
 			if (!t->rdone) {
 				ssize_t r = read(t->rfd, buf, sizeof(buf));
 				if (r > 0) {
-					size_t ok = cd_pattern_check(t->rseed, t->got,
-					                             buf, (size_t)r);
-					if (ok < (size_t)r && t->bad == UINT64_MAX)
+					size_t ok = cd_pattern_check(
+					    t->rseed, t->got, buf, (size_t)r);
+					if (ok < (size_t)r &&
+					    t->bad == UINT64_MAX)
 						t->bad = t->got + ok;
 					t->got += (uint64_t)r;
 				} else if (r == 0) {
@@ -459,8 +466,8 @@ static void assert_got(const struct xfer *x, uint64_t want, const char *what)
 {
 	ck_assert_msg(x->rerr == 0, "%s: read failed: %s", what,
 	              strerror(x->rerr));
-	ck_assert_msg(x->bad == UINT64_MAX, "%s: wrong byte at offset %llu", what,
-	              (unsigned long long)x->bad);
+	ck_assert_msg(x->bad == UINT64_MAX, "%s: wrong byte at offset %llu",
+	              what, (unsigned long long)x->bad);
 	ck_assert_msg(x->got == want, "%s: got %llu bytes, want %llu", what,
 	              (unsigned long long)x->got, (unsigned long long)want);
 }
@@ -604,8 +611,8 @@ END_TEST
 START_TEST(listen_echo_with_cat)
 {
 	struct proc srv, cli;
-	spawn(&srv, (const char *[]){"listen", "--echo", "tcp://127.0.0.1:0",
-	                             NULL});
+	spawn(&srv,
+	      (const char *[]){"listen", "--echo", "tcp://127.0.0.1:0", NULL});
 	const char *where = await_line(&srv, "listening on ", 5000);
 	char uri[64];
 	snprintf(uri, sizeof(uri), "%s", where);
@@ -636,8 +643,8 @@ START_TEST(listen_keep_echo_concurrent)
 	memset(x, 0, sizeof(x));
 	for (int i = 0; i < N; i++) {
 		s[i] = unix_connect(u.path);
-		xfer_write(&s[i], 400 + (uint32_t)i, MiB + 777 * (uint64_t)i, true,
-		           &x[i]);
+		xfer_write(&s[i], 400 + (uint32_t)i, MiB + 777 * (uint64_t)i,
+		           true, &x[i]);
 		xfer_read(s[i], 400 + (uint32_t)i, &x[i]);
 	}
 	/* All at once: a server that served them one after another would
@@ -698,7 +705,8 @@ START_TEST(relay_unix_to_tcp_8_at_once)
 	struct proc echo, relay;
 	spawn(&echo, (const char *[]){"listen", "--keep", "--echo",
 	                              "tcp://127.0.0.1:0", NULL});
-	snprintf(turi, sizeof(turi), "%s", await_line(&echo, "listening on ", 5000));
+	snprintf(turi, sizeof(turi), "%s",
+	         await_line(&echo, "listening on ", 5000));
 	snprintf(path, sizeof(path), "%s/r.sock", dir);
 	snprintf(ruri, sizeof(ruri), "unix://%s", path);
 	spawn(&relay, (const char *[]){"relay", ruri, turi, NULL});
@@ -716,10 +724,13 @@ START_TEST(relay_tcp_to_unix_8_at_once)
 	cd_tmpdir(dir, sizeof(dir));
 	snprintf(turi, sizeof(turi), "unix://%s/t.sock", dir);
 	struct proc echo, relay;
-	spawn(&echo, (const char *[]){"listen", "--keep", "--echo", turi, NULL});
+	spawn(&echo,
+	      (const char *[]){"listen", "--keep", "--echo", turi, NULL});
 	await_line(&echo, "listening on ", 5000);
-	spawn(&relay, (const char *[]){"relay", "tcp://127.0.0.1:0", turi, NULL});
-	snprintf(ruri, sizeof(ruri), "%s", await_line(&relay, "listening on ", 5000));
+	spawn(&relay,
+	      (const char *[]){"relay", "tcp://127.0.0.1:0", turi, NULL});
+	snprintf(ruri, sizeof(ruri), "%s",
+	         await_line(&relay, "listening on ", 5000));
 	int port = uri_port(ruri);
 	relay_many(connect_tcp_arg, &port);
 	terminate(&relay);
@@ -738,8 +749,10 @@ START_TEST(relay_passes_half_close)
 	snprintf(turi, sizeof(turi), "unix://%s", path);
 	int lfd = unix_listen(path);
 	struct proc relay;
-	spawn(&relay, (const char *[]){"relay", "tcp://127.0.0.1:0", turi, NULL});
-	snprintf(ruri, sizeof(ruri), "%s", await_line(&relay, "listening on ", 5000));
+	spawn(&relay,
+	      (const char *[]){"relay", "tcp://127.0.0.1:0", turi, NULL});
+	snprintf(ruri, sizeof(ruri), "%s",
+	         await_line(&relay, "listening on ", 5000));
 	int c = tcp_connect(uri_port(ruri));
 	int s = accept_within(lfd, 5000);
 
@@ -773,8 +786,10 @@ START_TEST(relay_target_refused_keeps_serving)
 	char turi[64], ruri[64];
 	snprintf(turi, sizeof(turi), "tcp://127.0.0.1:%d", port);
 	struct proc relay;
-	spawn(&relay, (const char *[]){"relay", "tcp://127.0.0.1:0", turi, NULL});
-	snprintf(ruri, sizeof(ruri), "%s", await_line(&relay, "listening on ", 5000));
+	spawn(&relay,
+	      (const char *[]){"relay", "tcp://127.0.0.1:0", turi, NULL});
+	snprintf(ruri, sizeof(ruri), "%s",
+	         await_line(&relay, "listening on ", 5000));
 	int rport = uri_port(ruri);
 	for (int i = 0; i < 2; i++) {
 		int c = tcp_connect(rport);
@@ -786,7 +801,7 @@ START_TEST(relay_target_refused_keeps_serving)
 		close(c);
 		const char *line = await_line(&relay, "conduit: relay ", 5000);
 		ck_assert_msg(strstr(line, turi) != NULL &&
-		                      strstr(line, "refused") != NULL,
+		                  strstr(line, "refused") != NULL,
 		              "log line: %s", line);
 	}
 	terminate(&relay);
@@ -819,7 +834,7 @@ START_TEST(cat_idle_timeout_exits_1)
 	p.log[r > 0 ? r : 0] = '\0';
 	close_fd(&p.err);
 	ck_assert_msg(strstr(p.log, "idle") != NULL &&
-	                      strstr(p.log, u.uri) != NULL,
+	                  strstr(p.log, u.uri) != NULL,
 	              "stderr: %s", p.log);
 	close(s);
 	close(lfd);
@@ -840,10 +855,11 @@ START_TEST(cat_closed_stdout_exits_1)
 	close_fd(&p.out);
 	int s = accept_within(lfd, 5000);
 	static const char data[4096];
-	ck_assert(send(s, data, sizeof(data), MSG_NOSIGNAL) == (ssize_t)sizeof(data));
+	ck_assert(send(s, data, sizeof(data), MSG_NOSIGNAL) ==
+	          (ssize_t)sizeof(data));
 	int st = finish(&p, 5000);
-	ck_assert_msg(st == 1, "exit %d (-1: killed by a signal); stderr: %s", st,
-	              p.log);
+	ck_assert_msg(st == 1, "exit %d (-1: killed by a signal); stderr: %s",
+	              st, p.log);
 	ck_assert_msg(strstr(p.log, "standard output") != NULL, "stderr: %s",
 	              p.log);
 	close(s);
@@ -857,14 +873,14 @@ END_TEST
 START_TEST(usage_errors_exit_2)
 {
 	const char *const cases[][5] = {
-		{NULL},
-		{"frobnicate", "x", NULL},
-		{"cat", NULL},
-		{"cat", "--bogus", "unix:///x", NULL},
-		{"relay", "tcp://127.0.0.1:0", NULL},
-		{"cat", "--timeout", "soon", "unix:///x", NULL},
-		{"cat", "--keep", "unix:///x", NULL},
-		{"resolve", "unix:///a", "unix:///b", NULL},
+	    {NULL},
+	    {"frobnicate", "x", NULL},
+	    {"cat", NULL},
+	    {"cat", "--bogus", "unix:///x", NULL},
+	    {"relay", "tcp://127.0.0.1:0", NULL},
+	    {"cat", "--timeout", "soon", "unix:///x", NULL},
+	    {"cat", "--keep", "unix:///x", NULL},
+	    {"resolve", "unix:///a", "unix:///b", NULL},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct proc p;
@@ -879,31 +895,32 @@ END_TEST
 START_TEST(bad_uri_exits_3)
 {
 	struct proc p;
-	ck_assert_int_eq(run_cmd(&p, (const char *[]){"cat", "tcp://[::1", NULL},
-	                         5000),
-	                 3);
+	ck_assert_int_eq(
+	    run_cmd(&p, (const char *[]){"cat", "tcp://[::1", NULL}, 5000), 3);
 	assert_error_line(&p, "tcp://[::1");
-	ck_assert_int_eq(run_cmd(&p, (const char *[]){"listen", "tcp://127.0.0.1:99999",
-	                                              NULL},
-	                         5000),
-	                 3);
+	ck_assert_int_eq(
+	    run_cmd(&p,
+	            (const char *[]){"listen", "tcp://127.0.0.1:99999", NULL},
+	            5000),
+	    3);
 	assert_error_line(&p, "tcp://127.0.0.1:99999");
-	ck_assert_int_eq(run_cmd(&p, (const char *[]){"resolve", "unix://", NULL},
-	                         5000),
-	                 3);
+	ck_assert_int_eq(
+	    run_cmd(&p, (const char *[]){"resolve", "unix://", NULL}, 5000), 3);
 }
 END_TEST
 
 START_TEST(unknown_scheme_exits_3)
 {
 	struct proc p;
-	ck_assert_int_eq(run_cmd(&p, (const char *[]){"cat", "nosuchproto://example.org",
-	                                              NULL},
-	                         5000),
-	                 3);
+	ck_assert_int_eq(
+	    run_cmd(&p,
+	            (const char *[]){"cat", "nosuchproto://example.org", NULL},
+	            5000),
+	    3);
 	assert_error_line(&p, "nosuchproto://example.org");
-	ck_assert_int_eq(run_cmd(&p, (const char *[]){"relay", "tcp://127.0.0.1:0",
-	                                              "nosuchproto://x", NULL},
+	ck_assert_int_eq(run_cmd(&p,
+	                         (const char *[]){"relay", "tcp://127.0.0.1:0",
+	                                          "nosuchproto://x", NULL},
 	                         5000),
 	                 3);
 	assert_error_line(&p, "nosuchproto://x");
@@ -917,7 +934,8 @@ START_TEST(refused_exits_4)
 	char uri[64];
 	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
 	struct proc p;
-	ck_assert_int_eq(run_cmd(&p, (const char *[]){"cat", uri, NULL}, 5000), 4);
+	ck_assert_int_eq(run_cmd(&p, (const char *[]){"cat", uri, NULL}, 5000),
+	                 4);
 	assert_error_line(&p, uri);
 	ck_assert_msg(strstr(p.log, "refused") != NULL, "stderr: %s", p.log);
 	close(hold);
@@ -930,7 +948,8 @@ START_TEST(missing_socket_exits_4)
 	cd_tmpdir(dir, sizeof(dir));
 	snprintf(uri, sizeof(uri), "unix://%s/nobody.sock", dir);
 	struct proc p;
-	ck_assert_int_eq(run_cmd(&p, (const char *[]){"cat", uri, NULL}, 5000), 4);
+	ck_assert_int_eq(run_cmd(&p, (const char *[]){"cat", uri, NULL}, 5000),
+	                 4);
 	assert_error_line(&p, uri);
 	cd_rmtree(dir);
 }
@@ -943,8 +962,8 @@ START_TEST(listen_in_use_exits_4)
 	char uri[64];
 	snprintf(uri, sizeof(uri), "tcp://127.0.0.1:%d", port);
 	struct proc p;
-	ck_assert_int_eq(run_cmd(&p, (const char *[]){"listen", uri, NULL}, 5000),
-	                 4);
+	ck_assert_int_eq(
+	    run_cmd(&p, (const char *[]){"listen", uri, NULL}, 5000), 4);
 	assert_error_line(&p, uri);
 	close(hold);
 }
@@ -962,11 +981,25 @@ START_TEST(help_exits_0_and_names_everything)
 		n += (size_t)r;
 	out[n] = '\0';
 	ck_assert_int_eq(finish(&p, 5000), 0);
-	const char *words[] = {"cat", "listen", "relay", "resolve", "--timeout",
-	                       "--keep", "--echo", "-v", "Exit status", "--ca",
-	                       "--cert", "--key", "--key-password-env",
-	                       "--client-auth", "--alpn", "--insecure",
-	                       "vchan://", "CONDUIT_XEN_DOMID", "--lwip-tap",
+	const char *words[] = {"cat",
+	                       "listen",
+	                       "relay",
+	                       "resolve",
+	                       "--timeout",
+	                       "--keep",
+	                       "--echo",
+	                       "-v",
+	                       "Exit status",
+	                       "--ca",
+	                       "--cert",
+	                       "--key",
+	                       "--key-password-env",
+	                       "--client-auth",
+	                       "--alpn",
+	                       "--insecure",
+	                       "vchan://",
+	                       "CONDUIT_XEN_DOMID",
+	                       "--lwip-tap",
 	                       "--lwip-dgram"};
 	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
 		ck_assert_msg(strstr(out, words[i]) != NULL, "help lacks %s",
@@ -982,8 +1015,8 @@ START_TEST(help_exits_0_and_names_everything)
 		ck_assert_int_eq(finish(&p, 5000), 0);
 		char want[64];
 		snprintf(want, sizeof(want), "usage: conduit %s", cmds[i]);
-		ck_assert_msg(strstr(out, want) != NULL, "%s --help: %s", cmds[i],
-		              out);
+		ck_assert_msg(strstr(out, want) != NULL, "%s --help: %s",
+		              cmds[i], out);
 	}
 }
 END_TEST
@@ -1033,32 +1066,32 @@ START_TEST(resolve_with_rules_and_explain)
 	snprintf(path, sizeof(path), "%s/r.rules", dir);
 	write_rules(path, "map *.xen unix-abstract://xen-{label}\n");
 	struct proc p;
-	ck_assert_int_eq(run_capture(&p,
-	                             (const char *[]){"resolve", "--rules", path,
-	                                              "https://logger.xen/",
-	                                              NULL},
-	                             out, sizeof(out)),
-	                 0);
+	ck_assert_int_eq(
+	    run_capture(&p,
+	                (const char *[]){"resolve", "--rules", path,
+	                                 "https://logger.xen/", NULL},
+	                out, sizeof(out)),
+	    0);
 	ck_assert_str_eq(out, "tls+unix-abstract://xen-logger?servername="
 	                      "logger.xen\n");
 
-	ck_assert_int_eq(run_capture(&p,
-	                             (const char *[]){"resolve", "--explain",
-	                                              "--rules", path,
-	                                              "https://logger.xen/",
-	                                              NULL},
-	                             out, sizeof(out)),
-	                 0);
-	ck_assert_msg(strstr(out, "  service: https (built in): port 443, TLS\n") &&
-	                      strstr(out, "  rule: map *.xen (") &&
-	                      strstr(out, "r.rules:1) sends logger.xen to") &&
-	                      strstr(out, "  endpoint: tls+unix-abstract://"),
-	              "explain output:\n%s", out);
+	ck_assert_int_eq(
+	    run_capture(&p,
+	                (const char *[]){"resolve", "--explain", "--rules",
+	                                 path, "https://logger.xen/", NULL},
+	                out, sizeof(out)),
+	    0);
+	ck_assert_msg(
+	    strstr(out, "  service: https (built in): port 443, TLS\n") &&
+	        strstr(out, "  rule: map *.xen (") &&
+	        strstr(out, "r.rules:1) sends logger.xen to") &&
+	        strstr(out, "  endpoint: tls+unix-abstract://"),
+	    "explain output:\n%s", out);
 
 	setenv("CONDUIT_RULES", path, 1);
-	int st = run_capture(&p,
-	                     (const char *[]){"resolve", "http://a.xen/", NULL},
-	                     out, sizeof(out));
+	int st =
+	    run_capture(&p, (const char *[]){"resolve", "http://a.xen/", NULL},
+	                out, sizeof(out));
 	unsetenv("CONDUIT_RULES");
 	ck_assert_int_eq(st, 0);
 	ck_assert_str_eq(out, "unix-abstract://xen-a\n");
@@ -1074,19 +1107,21 @@ START_TEST(bad_rules_file_exits_2)
 	snprintf(path, sizeof(path), "%s/bad.rules", dir);
 	write_rules(path, "# fine\nmpa a.test unix:///x\n");
 	struct proc p;
-	ck_assert_int_eq(run_capture(&p,
-	                             (const char *[]){"resolve", "--rules", path,
-	                                              "tcp://a.test:1", NULL},
-	                             out, sizeof(out)),
-	                 2);
+	ck_assert_int_eq(
+	    run_capture(&p,
+	                (const char *[]){"resolve", "--rules", path,
+	                                 "tcp://a.test:1", NULL},
+	                out, sizeof(out)),
+	    2);
 	snprintf(want, sizeof(want), "conduit: %s:2:1: ", path);
 	ck_assert_msg(strncmp(p.log, want, strlen(want)) == 0, "stderr: %s",
 	              p.log);
-	ck_assert_int_eq(run_capture(&p,
-	                             (const char *[]){"cat", "--rules", "/nonexistent/x",
-	                                              "tcp://a.test:1", NULL},
-	                             out, sizeof(out)),
-	                 2);
+	ck_assert_int_eq(
+	    run_capture(&p,
+	                (const char *[]){"cat", "--rules", "/nonexistent/x",
+	                                 "tcp://a.test:1", NULL},
+	                out, sizeof(out)),
+	    2);
 	ck_assert_ptr_nonnull(strstr(p.log, "/nonexistent/x"));
 	cd_rmtree(dir);
 }
@@ -1109,18 +1144,17 @@ static struct cd_certs certs;
 
 /* The sections of cnf beyond the CA's and ext_srv (see harness.h), and the
  * steps of make.sh. */
-static const char cert_cnf[] =
-	"[ext_cli]\n"
-	"basicConstraints = CA:FALSE\n"
-	"keyUsage = critical,digitalSignature\n"
-	"extendedKeyUsage = clientAuth\n";
+static const char cert_cnf[] = "[ext_cli]\n"
+                               "basicConstraints = CA:FALSE\n"
+                               "keyUsage = critical,digitalSignature\n"
+                               "extendedKeyUsage = clientAuth\n";
 static const char cert_steps[] =
-	"ca ca 'cli test CA'\n"
-	"ca ca2 'cli other CA'\n"
-	"leaf srv localhost ext_srv ca 2\n"
-	"leaf client 'cli client' ext_cli ca 3\n"
-	"openssl pkey -in srv.key -des3 -passout pass:sekrit -out srv_enc.key\n"
-	"echo 'not a certificate' > junk.pem\n";
+    "ca ca 'cli test CA'\n"
+    "ca ca2 'cli other CA'\n"
+    "leaf srv localhost ext_srv ca 2\n"
+    "leaf client 'cli client' ext_cli ca 3\n"
+    "openssl pkey -in srv.key -des3 -passout pass:sekrit -out srv_enc.key\n"
+    "echo 'not a certificate' > junk.pem\n";
 
 /* A file of the certificate directory (rotating static buffers). */
 static const char *cf(const char *name)
@@ -1192,8 +1226,8 @@ static size_t read_all(struct proc *p, char *out, size_t len, int ms)
 	for (;;) {
 		struct pollfd pf = {p->out, POLLIN, 0};
 		uint64_t now = cd_now_ms();
-		ck_assert_msg(now < end, "stdout not ended in %d ms; got: %.*s", ms,
-		              (int)n, out);
+		ck_assert_msg(now < end, "stdout not ended in %d ms; got: %.*s",
+		              ms, (int)n, out);
 		poll(&pf, 1, (int)(end - now));
 		ssize_t r = read(p->out, out + n, len - 1 - n);
 		if (r == 0 || n + 1 >= len)
@@ -1224,8 +1258,8 @@ START_TEST(tls_listen_echo_and_cat_verified)
 	              "printed %s", where);
 	char uri[64];
 	snprintf(uri, sizeof(uri), "tls://localhost:%d", uri_port(where));
-	spawn(&cli, (const char *[]){"cat", "-v", "--ca", cf("ca.crt"), "--alpn",
-	                             "http/1.1", uri, NULL});
+	spawn(&cli, (const char *[]){"cat", "-v", "--ca", cf("ca.crt"),
+	                             "--alpn", "http/1.1", uri, NULL});
 	struct xfer x;
 	memset(&x, 0, sizeof(x));
 	xfer_write(&cli.in, 707, MiB, false, &x);
@@ -1233,12 +1267,11 @@ START_TEST(tls_listen_echo_and_cat_verified)
 	xfer_run(&x, 1, 30000);
 	assert_got(&x, MiB, "echoed over TLS");
 	const char *hs = await_line(&cli, "conduit: tls-handshaked ", 5000);
-	ck_assert_msg(strstr(hs, "TLSv1.2") != NULL &&
-	                      strstr(hs, "ECDHE") != NULL &&
-	                      strstr(hs, "GCM") != NULL &&
-	                      strstr(hs, "http/1.1") != NULL &&
-	                      strstr(hs, "peer \"CN=localhost\"") != NULL,
-	              "client's handshake line: %s", hs);
+	ck_assert_msg(
+	    strstr(hs, "TLSv1.2") != NULL && strstr(hs, "ECDHE") != NULL &&
+	        strstr(hs, "GCM") != NULL && strstr(hs, "http/1.1") != NULL &&
+	        strstr(hs, "peer \"CN=localhost\"") != NULL,
+	    "client's handshake line: %s", hs);
 	hs = await_line(&srv, "conduit: tls-handshaked ", 5000);
 	ck_assert_msg(strstr(hs, "no peer certificate") != NULL,
 	              "server's handshake line: %s", hs);
@@ -1267,13 +1300,15 @@ START_TEST(tls_servername_option)
 	 * echo server ends too. */
 	expect_exit(&cli, 0, 10000, "cat --servername localhost");
 	ck_assert_msg(strstr(cli.log, "tls-handshaked") != NULL &&
-	                      strstr(cli.log, "CN=localhost") != NULL,
+	                  strstr(cli.log, "CN=localhost") != NULL,
 	              "log: %s", cli.log);
-	spawn(&cli, (const char *[]){"cat", "--ca", cf("ca.crt"), "--servername",
-	                             "other.example", uri, NULL});
+	spawn(&cli,
+	      (const char *[]){"cat", "--ca", cf("ca.crt"), "--servername",
+	                       "other.example", uri, NULL});
 	int st = finish(&cli, 10000);
 	ck_assert_msg(st == 4 && strstr(cli.log, "other.example") != NULL,
-	              "cat --servername other.example: exit %d: %s", st, cli.log);
+	              "cat --servername other.example: exit %d: %s", st,
+	              cli.log);
 	terminate(&srv);
 }
 END_TEST
@@ -1284,9 +1319,10 @@ START_TEST(tls_cat_to_openssl_s_server)
 {
 	need_certs();
 	int port;
-	pid_t srv = start_s_server(&port, (const char *[]){
-		"-Verify", "1", "-CAfile", cf("ca.crt"), "-verify_return_error",
-		"-alpn", "h2", NULL});
+	pid_t srv = start_s_server(
+	    &port,
+	    (const char *[]){"-Verify", "1", "-CAfile", cf("ca.crt"),
+	                     "-verify_return_error", "-alpn", "h2", NULL});
 	char uri[64];
 	snprintf(uri, sizeof(uri), "tls://localhost:%d", port);
 	struct proc p;
@@ -1297,11 +1333,11 @@ START_TEST(tls_cat_to_openssl_s_server)
 	ck_assert(write(p.in, line, sizeof(line) - 1) == sizeof(line) - 1);
 	char want[] = "tiudnoc olleh\n", got[64];
 	read_upto(p.out, got, sizeof(want) - 1, 10000);
-	ck_assert_msg(strcmp(got, want) == 0, "s_server answered '%s'; stderr: %s",
-	              got, p.log);
+	ck_assert_msg(strcmp(got, want) == 0,
+	              "s_server answered '%s'; stderr: %s", got, p.log);
 	const char *hs = await_line(&p, "conduit: tls-handshaked ", 5000);
 	ck_assert_msg(strstr(hs, " h2") != NULL &&
-	                      strstr(hs, "peer \"CN=localhost\"") != NULL,
+	                  strstr(hs, "peer \"CN=localhost\"") != NULL,
 	              "handshake line: %s", hs);
 	kill(srv, SIGTERM);
 	cd_wait_peer(srv, cd_scaled(5000));
@@ -1324,12 +1360,12 @@ START_TEST(tls_openssl_s_client_to_listen)
 	char connect[32];
 	snprintf(connect, sizeof(connect), "127.0.0.1:%d", port);
 	pid_t cli = cd_spawn_logged(
-		(const char *[]){"openssl", "s_client", "-connect", connect,
-	                         "-servername", "localhost", "-CAfile",
-	                         cf("ca.crt"), "-verify_return_error", "-cert",
-	                         cf("client.crt"), "-key", cf("client.key"),
-	                         "-ign_eof", NULL},
-		cf("s_client.in"), cf("s_client.log"));
+	    (const char *[]){"openssl", "s_client", "-connect", connect,
+	                     "-servername", "localhost", "-CAfile",
+	                     cf("ca.crt"), "-verify_return_error", "-cert",
+	                     cf("client.crt"), "-key", cf("client.key"),
+	                     "-ign_eof", NULL},
+	    cf("s_client.in"), cf("s_client.log"));
 	char got[8];
 	read_upto(srv.out, got, 5, 10000);
 	ck_assert_msg(strcmp(got, "ping\n") == 0, "listen got '%s'; stderr: %s",
@@ -1342,7 +1378,7 @@ START_TEST(tls_openssl_s_client_to_listen)
 	const char *log = cd_wait_logged(cli, cd_scaled(10000), "s_client",
 	                                 cf("s_client.log"));
 	ck_assert_msg(strstr(log, "Verify return code: 0 (ok)") != NULL &&
-	                      strstr(log, "pong") != NULL,
+	                  strstr(log, "pong") != NULL,
 	              "s_client:\n%s", log);
 	expect_exit(&srv, 0, 5000, "listen");
 }
@@ -1384,16 +1420,16 @@ START_TEST(tls_verify_failures_exit_4)
 		const char *args[6];
 		const char *why;
 	} cases[] = {
-		/* The system bundle does not know the test CA. */
-		{{"cat", named, NULL}, "not trusted"},
-		{{"cat", "--ca", cf("ca2.crt"), named, NULL}, "not trusted"},
-		{{"cat", "--ca", cf("ca.crt"), other, NULL}, "other.example"},
+	    /* The system bundle does not know the test CA. */
+	    {{"cat", named, NULL}, "not trusted"},
+	    {{"cat", "--ca", cf("ca2.crt"), named, NULL}, "not trusted"},
+	    {{"cat", "--ca", cf("ca.crt"), other, NULL}, "other.example"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int st = run_cmd(&p, cases[i].args, 10000);
 		ck_assert_msg(st == 4, "case %zu: exit %d: %s", i, st, p.log);
 		ck_assert_msg(strstr(p.log, "verification failed") != NULL &&
-		                      strstr(p.log, cases[i].why) != NULL,
+		                  strstr(p.log, cases[i].why) != NULL,
 		              "case %zu: %s", i, p.log);
 	}
 	spawn(&p, (const char *[]){"cat", "--insecure", other, NULL});
@@ -1436,62 +1472,103 @@ START_TEST(tls_bad_input_exits_2)
 		int status;
 		const char *say1, *say2;
 	} cases[] = {
-		{NULL, {"cat", "--cert", missing, "--key", key, uri},
-		 2, "nonexistent.pem", "No such file"},
-		{NULL, {"cat", "--cert", crt, "--key", missing, uri},
-		 2, "nonexistent.pem", "No such file"},
-		{NULL, {"cat", "--cert", crt, "--key", certs.dir, uri},
-		 2, certs.dir, "directory"},
-		{NULL, {"cat", "--cert", crt, "--key", ckey,
-		        uri},
-		 2, "client.key", "does not belong"},
-		{NULL, {"cat", "--cert", crt, "--key", junk,
-		        uri},
-		 2, "junk.pem", "key"},
-		{NULL, {"cat", "--cert", junk, "--key", key,
-		        uri},
-		 2, "junk.pem", "certificate"},
-		{NULL, {"cat", "--key", key, uri}, 2, "--key",
-		 "needs --cert"},
-		{NULL, {"cat", "--cert", crt, "--key",
-		        enc, uri},
-		 2, "srv_enc.key", "encrypted"},
-		{NULL, {"cat", "--cert", crt, "--key", enc,
-		        "--key-password-env", "CLI_TEST_NO_SUCH_VAR", uri},
-		 2, "CLI_TEST_NO_SUCH_VAR", "no such variable"},
-		{pw_wrong, {"cat", "--cert", crt, "--key",
-		            enc, "--key-password-env",
-		            "CLI_TEST_PW", uri},
-		 2, "srv_enc.key", "password"},
-		{pw_right, {"cat", "--cert", crt, "--key",
-		            enc, "--key-password-env",
-		            "CLI_TEST_PW", uri},
-		 4, "refused", uri + 6},
-		{NULL, {"cat", "--ca", missing, uri}, 2, "nonexistent.pem",
-		 "No such file"},
-		{NULL, {"cat", "--ca", junk, uri}, 2, "junk.pem", "--ca"},
-		{NULL, {"cat", "--client-auth", "required", uri}, 2,
-		 "--client-auth", "listen"},
-		{NULL, {"listen", "--client-auth", "sometimes", uri}, 2,
-		 "sometimes", "none, optional or required"},
-		{NULL, {"cat", "--alpn", "h2,,x", uri}, 2, "--alpn", "h2,,x"},
-		{NULL, {"listen", "tls://127.0.0.1:0"}, 2, "tls://127.0.0.1:0",
-		 "--cert"},
-		{NULL, {"cat", "--servername", "a b", uri}, 2, "--servername",
-		 "'a b'"},
-		{NULL, {"cat", "--servername", "localhost", "tcp://127.0.0.1:1"},
-		 2, "--servername", "is not TLS"},
+	    {NULL,
+	     {"cat", "--cert", missing, "--key", key, uri},
+	     2,
+	     "nonexistent.pem",
+	     "No such file"},
+	    {NULL,
+	     {"cat", "--cert", crt, "--key", missing, uri},
+	     2,
+	     "nonexistent.pem",
+	     "No such file"},
+	    {NULL,
+	     {"cat", "--cert", crt, "--key", certs.dir, uri},
+	     2,
+	     certs.dir,
+	     "directory"},
+	    {NULL,
+	     {"cat", "--cert", crt, "--key", ckey, uri},
+	     2,
+	     "client.key",
+	     "does not belong"},
+	    {NULL,
+	     {"cat", "--cert", crt, "--key", junk, uri},
+	     2,
+	     "junk.pem",
+	     "key"},
+	    {NULL,
+	     {"cat", "--cert", junk, "--key", key, uri},
+	     2,
+	     "junk.pem",
+	     "certificate"},
+	    {NULL, {"cat", "--key", key, uri}, 2, "--key", "needs --cert"},
+	    {NULL,
+	     {"cat", "--cert", crt, "--key", enc, uri},
+	     2,
+	     "srv_enc.key",
+	     "encrypted"},
+	    {NULL,
+	     {"cat", "--cert", crt, "--key", enc, "--key-password-env",
+	      "CLI_TEST_NO_SUCH_VAR", uri},
+	     2,
+	     "CLI_TEST_NO_SUCH_VAR",
+	     "no such variable"},
+	    {pw_wrong,
+	     {"cat", "--cert", crt, "--key", enc, "--key-password-env",
+	      "CLI_TEST_PW", uri},
+	     2,
+	     "srv_enc.key",
+	     "password"},
+	    {pw_right,
+	     {"cat", "--cert", crt, "--key", enc, "--key-password-env",
+	      "CLI_TEST_PW", uri},
+	     4,
+	     "refused",
+	     uri + 6},
+	    {NULL,
+	     {"cat", "--ca", missing, uri},
+	     2,
+	     "nonexistent.pem",
+	     "No such file"},
+	    {NULL, {"cat", "--ca", junk, uri}, 2, "junk.pem", "--ca"},
+	    {NULL,
+	     {"cat", "--client-auth", "required", uri},
+	     2,
+	     "--client-auth",
+	     "listen"},
+	    {NULL,
+	     {"listen", "--client-auth", "sometimes", uri},
+	     2,
+	     "sometimes",
+	     "none, optional or required"},
+	    {NULL, {"cat", "--alpn", "h2,,x", uri}, 2, "--alpn", "h2,,x"},
+	    {NULL,
+	     {"listen", "tls://127.0.0.1:0"},
+	     2,
+	     "tls://127.0.0.1:0",
+	     "--cert"},
+	    {NULL,
+	     {"cat", "--servername", "a b", uri},
+	     2,
+	     "--servername",
+	     "'a b'"},
+	    {NULL,
+	     {"cat", "--servername", "localhost", "tcp://127.0.0.1:1"},
+	     2,
+	     "--servername",
+	     "is not TLS"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct proc p;
 		const char *env[] = {cases[i].env, NULL};
 		spawn_env(&p, env, cases[i].args);
 		int st = finish(&p, 10000);
-		ck_assert_msg(st == cases[i].status, "case %zu: exit %d: %s", i, st,
-		              p.log);
+		ck_assert_msg(st == cases[i].status, "case %zu: exit %d: %s", i,
+		              st, p.log);
 		ck_assert_msg(strncmp(p.log, "conduit: ", 9) == 0 &&
-		                      strstr(p.log, cases[i].say1) != NULL &&
-		                      strstr(p.log, cases[i].say2) != NULL,
+		                  strstr(p.log, cases[i].say1) != NULL &&
+		                  strstr(p.log, cases[i].say2) != NULL,
 		              "case %zu: stderr: %s", i, p.log);
 	}
 	close(hold);
@@ -1524,8 +1601,8 @@ START_TEST(vchan_listen_echo_and_cat_1mib)
 	const char *env5[] = {"LD_LIBRARY_PATH=" CONDUIT_XENEMU_DIR, dirv,
 	                      "CONDUIT_XEN_DOMID=5", NULL};
 	struct proc srv, cli;
-	spawn_env(&srv, env0, (const char *[]){"listen", "--echo",
-	                                        "vchan://5/echo", NULL});
+	spawn_env(&srv, env0,
+	          (const char *[]){"listen", "--echo", "vchan://5/echo", NULL});
 	ck_assert_str_eq(await_line(&srv, "listening on ", 5000),
 	                 "vchan://5/echo");
 	spawn_env(&cli, env5, (const char *[]){"cat", "vchan://0/echo", NULL});
@@ -1585,7 +1662,7 @@ START_TEST(lwip_dgram_two_processes_echo)
 }
 END_TEST
 
-#define TAP_NAME "cdclitap0"
+#define TAP_NAME      "cdclitap0"
 #define TAP_KERNEL_IP "10.0.0.1"
 
 static int if_ioctl(unsigned long req, struct ifreq *ifr)
@@ -1635,8 +1712,8 @@ static bool tap_make(const char *name)
 	memset(&ifr, 0, sizeof(ifr));
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI; /* as conduit opens it */
 	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
-	bool ok = ioctl(fd, TUNSETIFF, &ifr) == 0 &&
-	          ioctl(fd, TUNSETPERSIST, 1) == 0;
+	bool ok =
+	    ioctl(fd, TUNSETIFF, &ifr) == 0 && ioctl(fd, TUNSETPERSIST, 1) == 0;
 	close(fd);
 	return ok;
 }
@@ -1674,13 +1751,14 @@ START_TEST(lwip_tap_kernel_tcp)
 	if (unshare(CLONE_NEWNET) != 0 || !tap_make(TAP_NAME)) {
 		int e = errno;
 		const char *allow = getenv("CONDUIT_ALLOW_NO_TAP");
-		ck_assert_msg(allow != NULL && strcmp(allow, "1") == 0,
-		              "NO TAP DEVICE (%s): cannot unshare a network "
-		              "namespace or create " TAP_NAME " via /dev/net/tun "
-		              "(needs CAP_NET_ADMIN); the conduit --lwip-tap <-> "
-		              "kernel TCP test did NOT run.  Set "
-		              "CONDUIT_ALLOW_NO_TAP=1 to skip it.",
-		              strerror(e));
+		ck_assert_msg(
+		    allow != NULL && strcmp(allow, "1") == 0,
+		    "NO TAP DEVICE (%s): cannot unshare a network "
+		    "namespace or create " TAP_NAME " via /dev/net/tun "
+		    "(needs CAP_NET_ADMIN); the conduit --lwip-tap <-> "
+		    "kernel TCP test did NOT run.  Set "
+		    "CONDUIT_ALLOW_NO_TAP=1 to skip it.",
+		    strerror(e));
 		fprintf(stderr, "test_cli: TAP UNAVAILABLE: --lwip-tap test "
 		                "SKIPPED (CONDUIT_ALLOW_NO_TAP=1)\n");
 		return;
@@ -1707,16 +1785,17 @@ START_TEST(lwip_tap_kernel_tcp)
 	expect_exit(&srv, 0, 10000, "listen");
 
 	/* lwIP connects to the kernel. */
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(7001)};
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons(7001)};
 	inet_pton(AF_INET, TAP_KERNEL_IP, &sa.sin_addr);
 	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	ck_assert(lfd >= 0);
 	ck_assert(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	ck_assert(listen(lfd, 4) == 0);
 	struct proc cli;
-	spawn(&cli, (const char *[]){"--lwip-tap", spec, "--timeout", "20000",
-	                             "cat", "tcp://" TAP_KERNEL_IP ":7001",
-	                             NULL});
+	spawn(&cli,
+	      (const char *[]){"--lwip-tap", spec, "--timeout", "20000", "cat",
+	                       "tcp://" TAP_KERNEL_IP ":7001", NULL});
 	s = accept_within(lfd, 10000);
 	bridge_both_ways(&cli, s);
 	close(s);
@@ -1730,35 +1809,36 @@ START_TEST(lwip_bad_specs_exit_2)
 	const struct {
 		const char *opt, *spec, *say;
 	} cases[] = {
-		{"--lwip-tap", "foo", "NAME,ADDR/PREFIX"},
-		{"--lwip-tap", "tap9,", "NAME,ADDR/PREFIX"},
-		{"--lwip-tap", "tap9,10.0.0.2/40", "bad prefix '/40'"},
-		{"--lwip-tap", "tap9,10.0.0.2/", "bad prefix"},
-		{"--lwip-tap", "tap9,10.0.0.300/24", "'10.0.0.300' is not an IPv4"},
-		{"--lwip-tap", "tap9,10.0.0.2/24,gw", "gateway 'gw'"},
-		{"--lwip-tap", "an-interface-name-too-long,10.0.0.2/24",
-		 "longer than 15"},
-		{"--lwip-dgram", "/x/wire", "PATH,ADDR/PREFIX"},
-		{"--lwip-dgram", "/x/wire,10.0.0.2/33", "bad prefix '/33'"},
-		{"--lwip-dgram", "/nonexistent/dir/wire,10.0.0.2/24",
-		 "/nonexistent/dir/wire: No such file"},
+	    {"--lwip-tap", "foo", "NAME,ADDR/PREFIX"},
+	    {"--lwip-tap", "tap9,", "NAME,ADDR/PREFIX"},
+	    {"--lwip-tap", "tap9,10.0.0.2/40", "bad prefix '/40'"},
+	    {"--lwip-tap", "tap9,10.0.0.2/", "bad prefix"},
+	    {"--lwip-tap", "tap9,10.0.0.300/24", "'10.0.0.300' is not an IPv4"},
+	    {"--lwip-tap", "tap9,10.0.0.2/24,gw", "gateway 'gw'"},
+	    {"--lwip-tap", "an-interface-name-too-long,10.0.0.2/24",
+	     "longer than 15"},
+	    {"--lwip-dgram", "/x/wire", "PATH,ADDR/PREFIX"},
+	    {"--lwip-dgram", "/x/wire,10.0.0.2/33", "bad prefix '/33'"},
+	    {"--lwip-dgram", "/nonexistent/dir/wire,10.0.0.2/24",
+	     "/nonexistent/dir/wire: No such file"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct proc p;
-		int st = run_cmd(&p,
-		                 (const char *[]){cases[i].opt, cases[i].spec, "cat",
-		                                  "tcp://10.0.0.1:7", NULL},
-		                 5000);
+		int st =
+		    run_cmd(&p,
+		            (const char *[]){cases[i].opt, cases[i].spec, "cat",
+		                             "tcp://10.0.0.1:7", NULL},
+		            5000);
 		ck_assert_msg(st == 2, "case %zu: exit %d: %s", i, st, p.log);
 		ck_assert_msg(strstr(p.log, cases[i].opt) != NULL &&
-		                      strstr(p.log, cases[i].say) != NULL,
+		                  strstr(p.log, cases[i].say) != NULL,
 		              "case %zu: stderr: %s", i, p.log);
 	}
 	struct proc p;
 	int st = run_cmd(&p,
 	                 (const char *[]){"--lwip-tap", "t,10.0.0.1/24",
-	                                  "--lwip-dgram", "/x,10.0.0.1/24", "cat",
-	                                  "tcp://10.0.0.2:7", NULL},
+	                                  "--lwip-dgram", "/x,10.0.0.1/24",
+	                                  "cat", "tcp://10.0.0.2:7", NULL},
 	                 5000);
 	ck_assert_msg(st == 2 && strstr(p.log, "one of them") != NULL,
 	              "both: exit %d: %s", st, p.log);
@@ -1769,51 +1849,52 @@ END_TEST
 int main(void)
 {
 	const struct cd_test tests[] = {
-		CD_TEST(resolve_with_rules_and_explain, 0),
-		CD_TEST(bad_rules_file_exits_2, 0),
-		CD_TEST(cat_unix_4mib_each_way, 60),
-		CD_TEST(cat_tcp_4mib_each_way, 60),
-		CD_TEST(listen_unix_4mib_each_way, 60),
-		CD_TEST(listen_tcp_prints_real_port, 60),
-		CD_TEST(listen_once_then_refuses, 0),
-		CD_TEST(listen_echo_with_cat, 60),
-		CD_TEST(listen_keep_echo_concurrent, 60),
-		CD_TEST(relay_unix_to_tcp_8_at_once, 90),
-		CD_TEST(relay_tcp_to_unix_8_at_once, 90),
-		CD_TEST(relay_passes_half_close, 60),
-		CD_TEST(relay_target_refused_keeps_serving, 30),
-		CD_TEST(cat_idle_timeout_exits_1, 0),
-		CD_TEST(cat_closed_stdout_exits_1, 0),
-		CD_TEST(usage_errors_exit_2, 30),
-		CD_TEST(bad_uri_exits_3, 0),
-		CD_TEST(unknown_scheme_exits_3, 0),
-		CD_TEST(refused_exits_4, 0),
-		CD_TEST(missing_socket_exits_4, 0),
-		CD_TEST(listen_in_use_exits_4, 0),
-		CD_TEST(help_exits_0_and_names_everything, 0),
-		CD_TEST(resolve_prints_endpoint_and_addresses, 0),
+	    CD_TEST(resolve_with_rules_and_explain, 0),
+	    CD_TEST(bad_rules_file_exits_2, 0),
+	    CD_TEST(cat_unix_4mib_each_way, 60),
+	    CD_TEST(cat_tcp_4mib_each_way, 60),
+	    CD_TEST(listen_unix_4mib_each_way, 60),
+	    CD_TEST(listen_tcp_prints_real_port, 60),
+	    CD_TEST(listen_once_then_refuses, 0),
+	    CD_TEST(listen_echo_with_cat, 60),
+	    CD_TEST(listen_keep_echo_concurrent, 60),
+	    CD_TEST(relay_unix_to_tcp_8_at_once, 90),
+	    CD_TEST(relay_tcp_to_unix_8_at_once, 90),
+	    CD_TEST(relay_passes_half_close, 60),
+	    CD_TEST(relay_target_refused_keeps_serving, 30),
+	    CD_TEST(cat_idle_timeout_exits_1, 0),
+	    CD_TEST(cat_closed_stdout_exits_1, 0),
+	    CD_TEST(usage_errors_exit_2, 30),
+	    CD_TEST(bad_uri_exits_3, 0),
+	    CD_TEST(unknown_scheme_exits_3, 0),
+	    CD_TEST(refused_exits_4, 0),
+	    CD_TEST(missing_socket_exits_4, 0),
+	    CD_TEST(listen_in_use_exits_4, 0),
+	    CD_TEST(help_exits_0_and_names_everything, 0),
+	    CD_TEST(resolve_prints_endpoint_and_addresses, 0),
 #ifdef CONDUIT_HAVE_TLS
-		CD_TEST(tls_servername_option, 30),
-		CD_TEST(tls_listen_echo_and_cat_verified, 60),
-		CD_TEST(tls_cat_to_openssl_s_server, 30),
-		CD_TEST(tls_openssl_s_client_to_listen, 30),
-		CD_TEST(tls_client_auth_required_refuses, 30),
-		CD_TEST(tls_verify_failures_exit_4, 30),
-		CD_TEST(tls_bad_input_exits_2, 60),
+	    CD_TEST(tls_servername_option, 30),
+	    CD_TEST(tls_listen_echo_and_cat_verified, 60),
+	    CD_TEST(tls_cat_to_openssl_s_server, 30),
+	    CD_TEST(tls_openssl_s_client_to_listen, 30),
+	    CD_TEST(tls_client_auth_required_refuses, 30),
+	    CD_TEST(tls_verify_failures_exit_4, 30),
+	    CD_TEST(tls_bad_input_exits_2, 60),
 #endif
 #ifdef CONDUIT_HAVE_VCHAN
-		CD_TEST(vchan_listen_echo_and_cat_1mib, 60),
+	    CD_TEST(vchan_listen_echo_and_cat_1mib, 60),
 #endif
 #ifdef CONDUIT_HAVE_LWIP
-		CD_TEST(lwip_dgram_two_processes_echo, 60),
-		CD_TEST(lwip_tap_kernel_tcp, 90),
-		CD_TEST(lwip_bad_specs_exit_2, 30),
+	    CD_TEST(lwip_dgram_two_processes_echo, 60),
+	    CD_TEST(lwip_tap_kernel_tcp, 90),
+	    CD_TEST(lwip_bad_specs_exit_2, 30),
 #endif
 	};
 #ifdef CONDUIT_HAVE_TLS
 	cd_certs_make(&certs, "conduit-cli", 7, cert_cnf, cert_steps);
 #endif
-	int status = cd_run(cd_suite("cli", tests, sizeof(tests) / sizeof(tests[0])));
+	int status =
+	    cd_run(cd_suite("cli", tests, sizeof(tests) / sizeof(tests[0])));
 #ifdef CONDUIT_HAVE_TLS
 	cd_certs_remove(&certs);
 #endif

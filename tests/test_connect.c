@@ -52,7 +52,8 @@ START_TEST(silent_first_address_loses_the_race)
 {
 	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = NULL;
-	ck_assert_int_eq(conduit_listen(&l, ctx, "tcp://127.0.0.1:0"), CONDUIT_OK);
+	ck_assert_int_eq(conduit_listen(&l, ctx, "tcp://127.0.0.1:0"),
+	                 CONDUIT_OK);
 	int port = fk_listener_port(l);
 
 	struct fk_silent s;
@@ -75,7 +76,8 @@ START_TEST(silent_first_address_loses_the_race)
 	              "first attempt went to %s", seen.detail[0]);
 	for (int i = 0; i < seen.n; i++)
 		if (seen.phase[i] == CONDUIT_PHASE_CONNECTED)
-			ck_assert_msg(strstr(seen.detail[i], "127.0.0.1:") != NULL,
+			ck_assert_msg(strstr(seen.detail[i], "127.0.0.1:") !=
+			                  NULL,
 			              "connected to %s", seen.detail[i]);
 
 	/* The winner really is the listener on 127.0.0.1. */
@@ -98,15 +100,17 @@ START_TEST(silent_first_address_loses_the_race)
 END_TEST
 
 /*
- * Families alternate, IPv6 first, and each family keeps its order.  Every address refuses, so attempts follow each
- * other at once and the failure names the count and the last address.
+ * Families alternate, IPv6 first, and each family keeps its order.  Every
+ * address refuses, so attempts follow each other at once and the failure names
+ * the count and the last address.
  */
 START_TEST(families_alternate_and_all_refuse)
 {
 	conduit_ctx *ctx = fk_new_ctx();
 	/* A port nobody listens on: bind one, read it, close it. */
 	conduit_listener *l = NULL;
-	ck_assert_int_eq(conduit_listen(&l, ctx, "tcp://127.0.0.1:0"), CONDUIT_OK);
+	ck_assert_int_eq(conduit_listen(&l, ctx, "tcp://127.0.0.1:0"),
+	                 CONDUIT_OK);
 	int port = fk_listener_port(l);
 	conduit_listener_free(l);
 
@@ -122,12 +126,14 @@ START_TEST(families_alternate_and_all_refuse)
 	int rc = conduit_connect_endpoint(&f, ctx, ep);
 	if (rc == CONDUIT_OK) {
 		rc = fk_drive_handshake(ctx, f, 2000);
-		ck_assert_msg(strstr(conduit_flow_error(f), "5 addresses tried"),
-		              "message: %s", conduit_flow_error(f));
+		ck_assert_msg(
+		    strstr(conduit_flow_error(f), "5 addresses tried"),
+		    "message: %s", conduit_flow_error(f));
 		conduit_flow_free(f);
 	} else {
-		ck_assert_msg(strstr(conduit_ctx_error(ctx), "5 addresses tried"),
-		              "message: %s", conduit_ctx_error(ctx));
+		ck_assert_msg(
+		    strstr(conduit_ctx_error(ctx), "5 addresses tried"),
+		    "message: %s", conduit_ctx_error(ctx));
 	}
 	ck_assert_int_eq(rc, CONDUIT_ERR_REFUSED);
 	int k = 0;
@@ -135,10 +141,10 @@ START_TEST(families_alternate_and_all_refuse)
 		if (seen.phase[i] != CONDUIT_PHASE_CONNECTING)
 			continue;
 		ck_assert_int_lt(k, 5);
-		ck_assert_msg(strncmp(seen.detail[i], order[k], strlen(order[k])) ==
-		                      0,
-		              "attempt %d went to %s, expected %s", k,
-		              seen.detail[i], order[k]);
+		ck_assert_msg(
+		    strncmp(seen.detail[i], order[k], strlen(order[k])) == 0,
+		    "attempt %d went to %s, expected %s", k, seen.detail[i],
+		    order[k]);
 		k++;
 	}
 	ck_assert_int_eq(k, 5);
@@ -162,7 +168,8 @@ START_TEST(all_silent_times_out)
 	int before = cd_count_fds();
 	conduit_flow *f = NULL;
 	ck_assert_int_eq(conduit_connect_endpoint(&f, ctx, ep), CONDUIT_OK);
-	ck_assert_int_eq(fk_drive_handshake(ctx, f, 2000), CONDUIT_ERR_TIMED_OUT);
+	ck_assert_int_eq(fk_drive_handshake(ctx, f, 2000),
+	                 CONDUIT_ERR_TIMED_OUT);
 	ck_assert_int_eq(cd_count_fds(), before);
 	ck_assert_msg(strstr(conduit_flow_error(f), "timed out") != NULL,
 	              "message: %s", conduit_flow_error(f));
@@ -187,8 +194,8 @@ START_TEST(full_race_does_not_spin)
 	struct fk_silent s;
 	int port = fk_silent_listen(&s, "127.0.0.2", 0);
 	static const char *const addrs[] = {
-		"127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.2",
-		"127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.2",
+	    "127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.2",
+	    "127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.2",
 	};
 	conduit_endpoint *ep = endpoint_with(port, addrs, 10);
 	struct fk_events seen = {0};
@@ -266,13 +273,11 @@ static void two_socks_open(struct two_socks *t)
 	t->la = fk_listen(t->ctx, t->a_uri);
 	t->lb = fk_listen(t->ctx, t->b_uri);
 	snprintf(rules, sizeof(rules), "map *.test %s\n", t->a_uri);
-	ck_assert_int_eq(conduit_ctx_add_rules(t->ctx, rules, "t"),
-	                 CONDUIT_OK);
+	ck_assert_int_eq(conduit_ctx_add_rules(t->ctx, rules, "t"), CONDUIT_OK);
 }
 
 /* Free the n flows, then the listeners, the context and the directory. */
-static void two_socks_close(struct two_socks *t, conduit_flow **flows,
-                            size_t n)
+static void two_socks_close(struct two_socks *t, conduit_flow **flows, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		conduit_flow_free(flows[i]);
@@ -367,15 +372,16 @@ START_TEST(names_and_secrets_are_not_remembered)
 
 	ck_assert_int_eq(conduit_ctx_add_service(ctx, "pw", (uint16_t)port, 0),
 	                 CONDUIT_OK);
-	ck_assert_int_eq(conduit_connect(&c, ctx, "pw://user:secret@127.0.0.1/"),
-	                 CONDUIT_OK);
+	ck_assert_int_eq(
+	    conduit_connect(&c, ctx, "pw://user:secret@127.0.0.1/"),
+	    CONDUIT_OK);
 	conduit_flow_free(c);
 	ck_assert_int_eq(remembered(ctx), 0);
 	/* A token in a service URI's query is not in its endpoint, but
 	 * would be in the URI kept: not remembered either. */
-	ck_assert_int_eq(conduit_connect(&c, ctx,
-	                                 "pw://127.0.0.1/api?access_token=S3CRET"),
-	                 CONDUIT_OK);
+	ck_assert_int_eq(
+	    conduit_connect(&c, ctx, "pw://127.0.0.1/api?access_token=S3CRET"),
+	    CONDUIT_OK);
 	conduit_flow_free(c);
 	ck_assert_int_eq(remembered(ctx), 0);
 	/* The same without the secrets is remembered. */
@@ -383,7 +389,8 @@ START_TEST(names_and_secrets_are_not_remembered)
 	                 CONDUIT_OK);
 	conduit_flow_free(c);
 	ck_assert_int_eq(remembered(ctx), 1);
-	ck_assert_int_eq(conduit_connect(&c, ctx, "pw://127.0.0.1/"), CONDUIT_OK);
+	ck_assert_int_eq(conduit_connect(&c, ctx, "pw://127.0.0.1/"),
+	                 CONDUIT_OK);
 	conduit_flow_free(c);
 	ck_assert_int_eq(remembered(ctx), 2);
 	for (size_t i = 0; i < CD_REMEMBERED; i++)
@@ -448,8 +455,9 @@ static void remap(void *arg, const struct conduit_event *ev)
 	if (ev->phase != CONDUIT_PHASE_RESOLVING)
 		return;
 	if (m->resolving++ == 0)
-		ck_assert_int_eq(conduit_ctx_add_rules(m->ctx, m->rule, "remap"),
-		                 CONDUIT_OK);
+		ck_assert_int_eq(
+		    conduit_ctx_add_rules(m->ctx, m->rule, "remap"),
+		    CONDUIT_OK);
 }
 
 /* Settings changed by the observer at "resolving" hold for that very
@@ -498,9 +506,9 @@ START_TEST(a_full_set_used_in_turn_stays)
 	/* In order, then backwards, then every third. */
 	for (int round = 0; round < 3; round++)
 		for (int k = 0; k < CD_REMEMBERED; k++) {
-			int i = round == 0 ? k
-			      : round == 1 ? CD_REMEMBERED - 1 - k
-			                   : (3 * k) % CD_REMEMBERED;
+			int i = round == 0   ? k
+			        : round == 1 ? CD_REMEMBERED - 1 - k
+			                     : (3 * k) % CD_REMEMBERED;
 			conduit_flow *c = NULL;
 			ck_assert_int_eq(conduit_connect(&c, ctx, uri[i]),
 			                 CONDUIT_OK);
@@ -517,7 +525,8 @@ START_TEST(a_full_set_used_in_turn_stays)
 		ck_assert_msg(found, "%s was forgotten", uri[i]);
 	}
 	conduit_flow *c = NULL;
-	ck_assert_int_eq(conduit_connect(&c, ctx, uri[CD_REMEMBERED]), CONDUIT_OK);
+	ck_assert_int_eq(conduit_connect(&c, ctx, uri[CD_REMEMBERED]),
+	                 CONDUIT_OK);
 	conduit_flow_free(c);
 	ck_assert_int_eq(remembered(ctx), CD_REMEMBERED);
 	bool last = false;
@@ -601,15 +610,16 @@ END_TEST
 int main(void)
 {
 	const struct cd_test tests[] = {
-		CD_TEST(silent_first_address_loses_the_race, 20),
-		CD_TEST(families_alternate_and_all_refuse, 10),
-		CD_TEST(all_silent_times_out, 10),
-		CD_TEST(full_race_does_not_spin, 20),
-		CD_TEST(remembered_until_the_rules_change, 10),
-		CD_TEST(names_and_secrets_are_not_remembered, 10),
-		CD_TEST(a_full_set_used_in_turn_stays, 10),
-		CD_TEST(observer_remaps_while_resolving, 10),
-		CD_TEST(observer_that_connects_meanwhile, 20),
+	    CD_TEST(silent_first_address_loses_the_race, 20),
+	    CD_TEST(families_alternate_and_all_refuse, 10),
+	    CD_TEST(all_silent_times_out, 10),
+	    CD_TEST(full_race_does_not_spin, 20),
+	    CD_TEST(remembered_until_the_rules_change, 10),
+	    CD_TEST(names_and_secrets_are_not_remembered, 10),
+	    CD_TEST(a_full_set_used_in_turn_stays, 10),
+	    CD_TEST(observer_remaps_while_resolving, 10),
+	    CD_TEST(observer_that_connects_meanwhile, 20),
 	};
-	return cd_run(cd_suite("connect", tests, sizeof(tests) / sizeof(tests[0])));
+	return cd_run(
+	    cd_suite("connect", tests, sizeof(tests) / sizeof(tests[0])));
 }

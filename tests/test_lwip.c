@@ -38,10 +38,10 @@
 
 #define BIG (64 * MiB)
 
-static const struct conduit_lwip_netif_config cfg_a = {
-	.ipv4 = "10.0.0.1/24", .ipv6 = "fd00::1"};
-static const struct conduit_lwip_netif_config cfg_b = {
-	.ipv4 = "10.0.0.2/24", .ipv6 = "fd00::2"};
+static const struct conduit_lwip_netif_config cfg_a = {.ipv4 = "10.0.0.1/24",
+                                                       .ipv6 = "fd00::1"};
+static const struct conduit_lwip_netif_config cfg_b = {.ipv4 = "10.0.0.2/24",
+                                                       .ipv6 = "fd00::2"};
 
 /* One stack, two netifs on a wire, and a context on it. */
 struct rig {
@@ -81,11 +81,11 @@ static void check_clean(struct rig *r)
 	struct conduit_lwip_stats s;
 	conduit_lwip_stats(r->st, &s);
 	ck_assert_msg(s.flows == 0 && s.listeners == 0 && s.pcbs == 0 &&
-	                      s.pbufs == 0,
-	              "left: flows %zu listeners %zu pcbs %zu pbufs %zu", s.flows,
-	              s.listeners, s.pcbs, s.pbufs);
+	                  s.pbufs == 0,
+	              "left: flows %zu listeners %zu pcbs %zu pbufs %zu",
+	              s.flows, s.listeners, s.pcbs, s.pbufs);
 	ck_assert_msg(s.lwip_active == 0 && s.lwip_listen == 0 &&
-	                      s.lwip_bound == 0,
+	                  s.lwip_bound == 0,
 	              "lwIP still has pcbs: active %zu listen %zu bound %zu",
 	              s.lwip_active, s.lwip_listen, s.lwip_bound);
 }
@@ -103,7 +103,8 @@ static void rig_down(struct rig *r)
 	conduit_lwip_release(r->st);
 }
 
-/* Connect to uri (NULL: l's own) and accept it on l, driving both with conduit_poll only. */
+/* Connect to uri (NULL: l's own) and accept it on l, driving both with
+ * conduit_poll only. */
 static void pair(conduit_ctx *ctx, conduit_listener *l, const char *uri,
                  conduit_flow **c, conduit_flow **s)
 {
@@ -115,10 +116,11 @@ static void pair(conduit_ctx *ctx, conduit_listener *l, const char *uri,
 	bool up = false;
 	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(5000);
 	for (int turn = 0; (!up || *s == NULL) && turn < 100000; turn++) {
-		ck_assert_msg(cd_now_ms() < end, "connect %s: no progress", uri);
+		ck_assert_msg(cd_now_ms() < end, "connect %s: no progress",
+		              uri);
 		struct conduit_pollitem it[2] = {
-			{.flow = *c, .events = CONDUIT_POLLOUT},
-			{.listener = l, .events = CONDUIT_POLLIN}};
+		    {.flow = *c, .events = CONDUIT_POLLOUT},
+		    {.listener = l, .events = CONDUIT_POLLIN}};
 		size_t n = 0;
 		ck_status(conduit_poll(ctx, it, 2, 100, &n), CONDUIT_OK);
 		if (!up) {
@@ -167,8 +169,8 @@ static void side_step(struct side *sd, unsigned rev, uint64_t total)
 		size_t n = 0;
 		int rc = conduit_read(sd->f, sd->buf, sizeof(sd->buf), &n);
 		if (rc == CONDUIT_OK) {
-			ck_assert_msg(cd_pattern_check(sd->in_seed, sd->got, sd->buf,
-			                               n) == n,
+			ck_assert_msg(cd_pattern_check(sd->in_seed, sd->got,
+			                               sd->buf, n) == n,
 			              "corrupt byte near offset %llu",
 			              (unsigned long long)sd->got);
 			sd->got += n;
@@ -196,20 +198,21 @@ static void duplex(conduit_ctx *ctx, conduit_flow *c, conduit_flow *s,
 	sides[1].in_seed = 11;
 	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(limit_ms);
 	for (long turn = 0; !(sides[0].eof && sides[1].eof); turn++) {
-		ck_assert_msg(cd_now_ms() < end && turn < FK_MAX_TURNS,
-		              "duplex stalled: c sent %llu got %llu, s sent %llu "
-		              "got %llu",
-		              (unsigned long long)sides[0].sent,
-		              (unsigned long long)sides[0].got,
-		              (unsigned long long)sides[1].sent,
-		              (unsigned long long)sides[1].got);
+		ck_assert_msg(
+		    cd_now_ms() < end && turn < FK_MAX_TURNS,
+		    "duplex stalled: c sent %llu got %llu, s sent %llu "
+		    "got %llu",
+		    (unsigned long long)sides[0].sent,
+		    (unsigned long long)sides[0].got,
+		    (unsigned long long)sides[1].sent,
+		    (unsigned long long)sides[1].got);
 		struct conduit_pollitem it[2];
 		for (int i = 0; i < 2; i++)
 			it[i] = (struct conduit_pollitem){
-				.flow = sides[i].f,
-				.events = (sides[i].eof ? 0u : CONDUIT_POLLIN) |
-				          (sides[i].sent < total ? CONDUIT_POLLOUT
-				                                 : 0u)};
+			    .flow = sides[i].f,
+			    .events =
+			        (sides[i].eof ? 0u : CONDUIT_POLLIN) |
+			        (sides[i].sent < total ? CONDUIT_POLLOUT : 0u)};
 		size_t n = 0;
 		ck_status(conduit_poll(ctx, it, 2, 1000, &n), CONDUIT_OK);
 		for (int i = 0; i < 2; i++)
@@ -233,7 +236,8 @@ static void close_pair(conduit_ctx *ctx, conduit_flow *c, conduit_flow *s)
 }
 
 static void transfer_test(const char *listen_uri, const char *host,
-                          uint64_t total, const struct conduit_lwip_wire_config *w,
+                          uint64_t total,
+                          const struct conduit_lwip_wire_config *w,
                           int limit_ms)
 {
 	struct rig r;
@@ -262,8 +266,7 @@ END_TEST
 
 START_TEST(wire_bulk_ipv6)
 {
-	transfer_test("tcp://[fd00::2]:0", "[fd00::2]", 8 * MiB, NULL,
-	              30000);
+	transfer_test("tcp://[fd00::2]:0", "[fd00::2]", 8 * MiB, NULL, 30000);
 }
 END_TEST
 
@@ -319,7 +322,8 @@ START_TEST(backpressure_no_loss)
 	while (got < sent) {
 		ck_assert(cd_now_ms() < end);
 		size_t n = 0;
-		rc = conduit_read_wait(s, buf, sizeof(buf), &n, cd_scaled(5000));
+		rc =
+		    conduit_read_wait(s, buf, sizeof(buf), &n, cd_scaled(5000));
 		ck_status(rc, CONDUIT_OK);
 		ck_assert_uint_eq(cd_pattern_check(5, got, buf, n), n);
 		got += n;
@@ -370,7 +374,8 @@ START_TEST(connect_refused)
 	struct rig r;
 	rig_up(&r, NULL);
 	conduit_flow *f = NULL;
-	ck_status(conduit_connect_wait(&f, r.ctx, "tcp://10.0.0.2:9", cd_scaled(5000)),
+	ck_status(conduit_connect_wait(&f, r.ctx, "tcp://10.0.0.2:9",
+	                               cd_scaled(5000)),
 	          CONDUIT_ERR_REFUSED);
 	ck_assert_ptr_null(f);
 	ck_assert_msg(strstr(conduit_ctx_error(r.ctx), "refused") != NULL, "%s",
@@ -395,8 +400,8 @@ START_TEST(connect_timeout)
 	ck_status(conduit_connect(&f, r.ctx, "tcp://10.0.0.99:80"), CONDUIT_OK);
 	ck_status(fk_drive_handshake(r.ctx, f, 100), CONDUIT_ERR_TIMED_OUT);
 	uint64_t took = cd_now_ms() - t0;
-	ck_assert_msg(took >= 290 && took < (uint64_t)cd_scaled(3000), "took %llu",
-	              (unsigned long long)took);
+	ck_assert_msg(took >= 290 && took < (uint64_t)cd_scaled(3000),
+	              "took %llu", (unsigned long long)took);
 	conduit_flow_free(f);
 
 	struct conduit_lwip_wire_config dead = {.loss = 1.0};
@@ -440,9 +445,8 @@ END_TEST
 START_TEST(lossy_reordering_wire)
 {
 	struct conduit_lwip_wire_config w = {
-		.loss = 0.01, .reorder = 0.01, .seed = 42};
-	transfer_test("tcp://10.0.0.2:0", "10.0.0.2", 3 * MiB, &w,
-	              90000);
+	    .loss = 0.01, .reorder = 0.01, .seed = 42};
+	transfer_test("tcp://10.0.0.2:0", "10.0.0.2", 3 * MiB, &w, 90000);
 }
 END_TEST
 
@@ -455,12 +459,15 @@ END_TEST
 START_TEST(full_size_frames)
 {
 	int sv[2];
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv),
+	                 0);
 	struct rig r;
 	memset(&r, 0, sizeof(r));
 	ck_status(conduit_lwip_stack(&r.st), CONDUIT_OK);
-	ck_status(conduit_lwip_netif_dgram(&r.a, r.st, sv[0], &cfg_a), CONDUIT_OK);
-	ck_status(conduit_lwip_netif_dgram(&r.b, r.st, sv[1], &cfg_b), CONDUIT_OK);
+	ck_status(conduit_lwip_netif_dgram(&r.a, r.st, sv[0], &cfg_a),
+	          CONDUIT_OK);
+	ck_status(conduit_lwip_netif_dgram(&r.b, r.st, sv[1], &cfg_b),
+	          CONDUIT_OK);
 	r.ctx = fk_new_ctx();
 	ck_status(conduit_ctx_use_lwip(r.ctx, r.st), CONDUIT_OK);
 	conduit_listener *l = fk_listen(r.ctx, "tcp://10.0.0.2:0");
@@ -497,7 +504,8 @@ static void two_process_echo(const char *listen_uri, const char *uri,
                              uint64_t total)
 {
 	int sv[2];
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv),
+	                 0);
 	pid_t pid = cd_fork_peer();
 	if (pid == 0) {
 		close(sv[0]);
@@ -560,14 +568,15 @@ END_TEST
 
 START_TEST(two_processes_ipv6)
 {
-	two_process_echo("tcp://[fd00::2]:7000", "tcp://[fd00::2]:7000", 4 * MiB);
+	two_process_echo("tcp://[fd00::2]:7000", "tcp://[fd00::2]:7000",
+	                 4 * MiB);
 }
 END_TEST
 
 /* ---- lwIP and the Linux kernel's TCP through a TAP device ---- */
 
 #define TAP_NAME "cdtap0"
-#define NO_TAP 77
+#define NO_TAP   77
 
 static int if_ioctl(const char *name, unsigned long req, struct ifreq *ifr)
 {
@@ -662,7 +671,7 @@ static int kernel_client(uint64_t total)
 	uint64_t sent = 0, got = 0;
 	while (sent < total) {
 		size_t len = total - sent < sizeof(out) ? (size_t)(total - sent)
-		                                         : sizeof(out);
+		                                        : sizeof(out);
 		cd_pattern(9, sent, out, len);
 		for (size_t off = 0; off < len;) {
 			ssize_t w = write(s, out + off, len - off);
@@ -676,7 +685,8 @@ static int kernel_client(uint64_t total)
 			ssize_t n = read(s, in, sizeof(in));
 			if (n <= 0)
 				return 3;
-			if (cd_pattern_check(9, got, in, (size_t)n) != (size_t)n)
+			if (cd_pattern_check(9, got, in, (size_t)n) !=
+			    (size_t)n)
 				return 4;
 			got += (uint64_t)n;
 		}
@@ -712,7 +722,8 @@ static int tap_child(void)
 		return NO_TAP;
 	if (rc != CONDUIT_OK)
 		return 31;
-	if (if_up("lo") < 0 || if_addr(TAP_NAME, "10.0.0.1", "255.255.255.0") < 0 ||
+	if (if_up("lo") < 0 ||
+	    if_addr(TAP_NAME, "10.0.0.1", "255.255.255.0") < 0 ||
 	    if_up(TAP_NAME) < 0)
 		return 32;
 	conduit_ctx *ctx;
@@ -778,13 +789,15 @@ START_TEST(tap_kernel_tcp)
 	int rc = cd_wait_peer(pid, cd_scaled(100000));
 	if (rc == NO_TAP) {
 		const char *allow = getenv("CONDUIT_ALLOW_NO_TAP");
-		ck_assert_msg(allow != NULL && strcmp(allow, "1") == 0,
-		              "NO TAP DEVICE: cannot unshare a network namespace "
-		              "or create " TAP_NAME " via /dev/net/tun (needs "
-		              "CAP_NET_ADMIN); the lwIP <-> kernel TCP test did NOT "
-		              "run.  Set CONDUIT_ALLOW_NO_TAP=1 to skip it.");
-		fprintf(stderr, "test_lwip: TAP UNAVAILABLE: lwIP <-> kernel TCP "
-		                "test SKIPPED (CONDUIT_ALLOW_NO_TAP=1)\n");
+		ck_assert_msg(
+		    allow != NULL && strcmp(allow, "1") == 0,
+		    "NO TAP DEVICE: cannot unshare a network namespace "
+		    "or create " TAP_NAME " via /dev/net/tun (needs "
+		    "CAP_NET_ADMIN); the lwIP <-> kernel TCP test did NOT "
+		    "run.  Set CONDUIT_ALLOW_NO_TAP=1 to skip it.");
+		fprintf(stderr,
+		        "test_lwip: TAP UNAVAILABLE: lwIP <-> kernel TCP "
+		        "test SKIPPED (CONDUIT_ALLOW_NO_TAP=1)\n");
 		return;
 	}
 	ck_assert_msg(rc == 0, "TAP child failed at step %d", rc);
@@ -934,7 +947,8 @@ static int stray_child(const void *arg)
 	if (!sc->unread) {
 		char buf[sizeof(msg)];
 		for (size_t got = 0; got < sizeof(msg); got += n)
-			if (conduit_read_wait(closer, buf, sizeof(buf) - got, &n,
+			if (conduit_read_wait(closer, buf, sizeof(buf) - got,
+			                      &n,
 			                      cd_scaled(5000)) != CONDUIT_OK)
 				return 9;
 	}
@@ -1072,10 +1086,10 @@ static int loopback_child(const void *arg)
 {
 	(void)arg;
 	static const char *const uris[] = {
-		"tcp://127.0.0.1:7300",
-		"tcp://[::1]:7300",
-		"tcp://10.0.0.1:7300?source=10.0.0.1",
-		"tcp://[fd00::1]:7300?source=fd00::1",
+	    "tcp://127.0.0.1:7300",
+	    "tcp://[::1]:7300",
+	    "tcp://10.0.0.1:7300?source=10.0.0.1",
+	    "tcp://[fd00::1]:7300?source=fd00::1",
 	};
 	struct rig k;
 	memset(&k, 0, sizeof(k));
@@ -1131,10 +1145,10 @@ END_TEST
 START_TEST(listen_refuses_connect_to)
 {
 	static const char *const uris[] = {
-		"tcp://10.0.0.2:0?connect-to=10.0.0.1:80",
-		"tcp://:0?connect-to=10.0.0.1:80",
-		"tcp://[fd00::2]:0?connect-to=%5Bfd00::1%5D:80",
-		"tcp://name.test:0?connect-to=10.0.0.1:80",
+	    "tcp://10.0.0.2:0?connect-to=10.0.0.1:80",
+	    "tcp://:0?connect-to=10.0.0.1:80",
+	    "tcp://[fd00::2]:0?connect-to=%5Bfd00::1%5D:80",
+	    "tcp://name.test:0?connect-to=10.0.0.1:80",
 	};
 	struct rig r;
 	rig_up(&r, NULL);
@@ -1174,11 +1188,12 @@ START_TEST(one_context_at_a_time)
 	/* A bad address is refused with a message, nothing is made. */
 	conduit_lwip_netif *x = NULL, *y = NULL;
 	struct conduit_lwip_netif_config bad = {.ipv4 = "10.0.0.300/24"};
-	ck_status(conduit_lwip_netif_wire_pair(&x, &y, r.st, &bad, &cfg_b, NULL),
-	          CONDUIT_ERR_INVALID);
+	ck_status(
+	    conduit_lwip_netif_wire_pair(&x, &y, r.st, &bad, &cfg_b, NULL),
+	    CONDUIT_ERR_INVALID);
 	ck_assert_ptr_null(x);
-	ck_assert_msg(strstr(conduit_lwip_error(r.st), "10.0.0.300") != NULL, "%s",
-	              conduit_lwip_error(r.st));
+	ck_assert_msg(strstr(conduit_lwip_error(r.st), "10.0.0.300") != NULL,
+	              "%s", conduit_lwip_error(r.st));
 	/* Listening on an address no netif has. */
 	conduit_listener *l = NULL;
 	ck_status(conduit_listen(&l, r.ctx, "tcp://10.0.0.77:80"),
@@ -1364,27 +1379,28 @@ int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	const struct cd_test tests[] = {
-		CD_TEST(wire_echo_small, 0),
-		CD_TEST(wire_bulk_64mib_ipv4, 120),
-		CD_TEST(wire_bulk_ipv6, 60),
-		CD_TEST(backpressure_no_loss, 30),
-		CD_TEST(many_connections, 30),
-		CD_TEST(connect_refused, 0),
-		CD_TEST(connect_timeout, 0),
-		CD_TEST(reset_after_connected, 0),
-		CD_TEST(lossy_reordering_wire, 120),
-		CD_TEST(full_size_frames, 60),
-		CD_TEST(two_processes_64mib, 150),
-		CD_TEST(two_processes_ipv6, 60),
-		CD_TEST(tap_kernel_tcp, 120),
-		CD_TEST(one_context_at_a_time, 0),
-		CD_TEST(segments_after_close_ipv4, 60),
-		CD_TEST(segments_after_close_ipv6, 60),
-		CD_TEST(any_listener_synack_from_timer, 90),
-		CD_TEST(loopback_destinations_refused, 30),
-		CD_TEST(listen_refuses_connect_to, 0),
-		CD_TEST(peer_text_in_uris_and_events, 30),
-		CD_TEST(time_wait_lets_go_of_pcb, 30),
+	    CD_TEST(wire_echo_small, 0),
+	    CD_TEST(wire_bulk_64mib_ipv4, 120),
+	    CD_TEST(wire_bulk_ipv6, 60),
+	    CD_TEST(backpressure_no_loss, 30),
+	    CD_TEST(many_connections, 30),
+	    CD_TEST(connect_refused, 0),
+	    CD_TEST(connect_timeout, 0),
+	    CD_TEST(reset_after_connected, 0),
+	    CD_TEST(lossy_reordering_wire, 120),
+	    CD_TEST(full_size_frames, 60),
+	    CD_TEST(two_processes_64mib, 150),
+	    CD_TEST(two_processes_ipv6, 60),
+	    CD_TEST(tap_kernel_tcp, 120),
+	    CD_TEST(one_context_at_a_time, 0),
+	    CD_TEST(segments_after_close_ipv4, 60),
+	    CD_TEST(segments_after_close_ipv6, 60),
+	    CD_TEST(any_listener_synack_from_timer, 90),
+	    CD_TEST(loopback_destinations_refused, 30),
+	    CD_TEST(listen_refuses_connect_to, 0),
+	    CD_TEST(peer_text_in_uris_and_events, 30),
+	    CD_TEST(time_wait_lets_go_of_pcb, 30),
 	};
-	return cd_run(cd_suite("lwip", tests, sizeof(tests) / sizeof(tests[0])));
+	return cd_run(
+	    cd_suite("lwip", tests, sizeof(tests) / sizeof(tests[0])));
 }

@@ -24,8 +24,7 @@
 #include <unistd.h>
 
 /* A unix listener in a fresh directory (dir receives its path). */
-static conduit_listener *unix_listener(conduit_ctx *ctx, char *dir,
-                                       size_t len)
+static conduit_listener *unix_listener(conduit_ctx *ctx, char *dir, size_t len)
 {
 	char uri[512];
 	cd_tmpdir(dir, len);
@@ -85,8 +84,8 @@ static int client_step(struct end *e, unsigned revents)
 		size_t n = 0;
 		int rc;
 		if (e->hdrlen < 4) {
-			rc = conduit_write(e->f, e->hdr + e->hdrlen, 4 - e->hdrlen,
-			                   &n);
+			rc = conduit_write(e->f, e->hdr + e->hdrlen,
+			                   4 - e->hdrlen, &n);
 			if (rc == CONDUIT_OK)
 				e->hdrlen += n;
 		} else {
@@ -99,7 +98,7 @@ static int client_step(struct end *e, unsigned revents)
 				e->sent += n;
 				if (e->sent == PER_CLIENT &&
 				    conduit_shutdown(e->f, CONDUIT_SHUT_WR) !=
-				            CONDUIT_OK)
+				        CONDUIT_OK)
 					return 1;
 			}
 		}
@@ -112,7 +111,8 @@ static int client_step(struct end *e, unsigned revents)
 		int rc = conduit_read(e->f, in, sizeof(in), &n);
 		if (rc == CONDUIT_OK) {
 			if (n > PER_CLIENT - e->got ||
-			    cd_pattern_check(stream_seed(e->idx), e->got, in, n) != n)
+			    cd_pattern_check(stream_seed(e->idx), e->got, in,
+			                     n) != n)
 				return 3;
 			e->got += n;
 		} else if (rc == CONDUIT_EOF) {
@@ -146,8 +146,8 @@ static int server_step(struct end *e, unsigned revents)
 			}
 		} else if (rc == CONDUIT_OK) {
 			if (n > PER_CLIENT - e->got ||
-			    cd_pattern_check(stream_seed(e->idx), e->got, e->buf,
-			                     n) != n)
+			    cd_pattern_check(stream_seed(e->idx), e->got,
+			                     e->buf, n) != n)
 				return 11;
 			e->got += n;
 			e->buflen = n;
@@ -220,7 +220,8 @@ START_TEST(event_loop_128_flows)
 		for (int i = 0; i < 2; i++) {
 			memset(&items[n], 0, sizeof(items[n]));
 			items[n].listener = lis[i];
-			items[n].events = accepted < NCLIENTS ? CONDUIT_POLLIN : 0;
+			items[n].events =
+			    accepted < NCLIENTS ? CONDUIT_POLLIN : 0;
 			owner[n++] = NULL;
 		}
 		for (int i = 0; i < nends; i++) {
@@ -235,14 +236,16 @@ START_TEST(event_loop_128_flows)
 		if (n > most)
 			most = n;
 		size_t nready = 0;
-		ck_status(conduit_poll(ctx, items, n, 2000, &nready), CONDUIT_OK);
+		ck_status(conduit_poll(ctx, items, n, 2000, &nready),
+		          CONDUIT_OK);
 		polls++;
 		size_t seen = 0;
 		for (size_t k = 0; k < n; k++) {
 			if (items[k].revents == 0)
 				continue;
 			seen++;
-			ck_assert_msg((items[k].revents & ~items[k].events) == 0,
+			ck_assert_msg((items[k].revents & ~items[k].events) ==
+			                  0,
 			              "revents %u outside events %u",
 			              items[k].revents, items[k].events);
 			struct end *e = owner[k];
@@ -250,7 +253,8 @@ START_TEST(event_loop_128_flows)
 				/* A listener: take every waiting connection. */
 				for (int j = 0; j < NCLIENTS; j++) {
 					conduit_flow *f = NULL;
-					int rc = conduit_accept(&f, items[k].listener);
+					int rc = conduit_accept(
+					    &f, items[k].listener);
 					if (rc == CONDUIT_WANT_READ)
 						break;
 					ck_status(rc, CONDUIT_OK);
@@ -265,8 +269,8 @@ START_TEST(event_loop_128_flows)
 			int r = e->client ? client_step(e, items[k].revents)
 			                  : server_step(e, items[k].revents);
 			ck_assert_msg(r == 0, "%s %u failed at step %d: %s",
-			              e->client ? "client" : "server", e->idx, r,
-			              conduit_flow_error(e->f));
+			              e->client ? "client" : "server", e->idx,
+			              r, conduit_flow_error(e->f));
 			if (e->done)
 				finished++;
 		}
@@ -308,8 +312,8 @@ START_TEST(poll_timeout_nothing_ready)
 
 	/* An idle flow and a listener with nobody waiting. */
 	struct conduit_pollitem it[2] = {
-		{.flow = c, .events = CONDUIT_POLLIN},
-		{.listener = l, .events = CONDUIT_POLLIN}};
+	    {.flow = c, .events = CONDUIT_POLLIN},
+	    {.listener = l, .events = CONDUIT_POLLIN}};
 	size_t nready = 99;
 	uint64_t start = cd_now_ms();
 	ck_status(conduit_poll(ctx, it, 2, 200, &nready), CONDUIT_OK);
@@ -481,7 +485,8 @@ START_TEST(external_loop_wait_fds)
 	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
 	conduit_flow *c = NULL, *s = NULL;
-	ck_status(conduit_connect(&c, ctx, conduit_listener_uri(l)), CONDUIT_OK);
+	ck_status(conduit_connect(&c, ctx, conduit_listener_uri(l)),
+	          CONDUIT_OK);
 
 	uint64_t sent = 0, got = 0;
 	uint8_t echo[4096];
@@ -505,13 +510,14 @@ START_TEST(external_loop_wait_fds)
 		}
 		items[n].flow = c;
 		items[n++].events =
-			CONDUIT_POLLIN | (sent < TOTAL ? CONDUIT_POLLOUT : 0u);
+		    CONDUIT_POLLIN | (sent < TOTAL ? CONDUIT_POLLOUT : 0u);
 
 		struct pollfd fds[8];
 		size_t nfds = 0;
 		int timeout = -2;
-		ck_status(conduit_wait_fds(ctx, items, n, fds, 8, &nfds, &timeout),
-		          CONDUIT_OK);
+		ck_status(
+		    conduit_wait_fds(ctx, items, n, fds, 8, &nfds, &timeout),
+		    CONDUIT_OK);
 		ck_assert_uint_ge(nfds, 1);
 		ck_assert_int_ge(timeout, -1);
 		for (size_t k = 0; k < nfds; k++) {
@@ -541,7 +547,8 @@ START_TEST(external_loop_wait_fds)
 				ck_status(rc, CONDUIT_OK);
 				sent += w;
 				if (sent == TOTAL)
-					ck_status(conduit_shutdown(c, CONDUIT_SHUT_WR),
+					ck_status(conduit_shutdown(
+					              c, CONDUIT_SHUT_WR),
 					          CONDUIT_OK);
 			}
 		}
@@ -560,8 +567,8 @@ START_TEST(external_loop_wait_fds)
 		}
 		if (s != NULL && echooff < echolen) {
 			size_t w = 0;
-			int rc = conduit_write(s, echo + echooff, echolen - echooff,
-			                       &w);
+			int rc = conduit_write(s, echo + echooff,
+			                       echolen - echooff, &w);
 			if (!fk_is_want(rc)) {
 				ck_status(rc, CONDUIT_OK);
 				echooff += w;
@@ -585,8 +592,8 @@ START_TEST(external_loop_wait_fds)
 
 	/* The descriptors it asks for are the flows' own. */
 	struct conduit_pollitem items[2] = {
-		{.flow = c, .events = CONDUIT_POLLOUT},
-		{.flow = s, .events = CONDUIT_POLLOUT}};
+	    {.flow = c, .events = CONDUIT_POLLOUT},
+	    {.flow = s, .events = CONDUIT_POLLOUT}};
 	struct pollfd fds[4];
 	size_t nfds = 0;
 	int timeout = -2;
@@ -672,23 +679,24 @@ START_TEST(invalid_poll_items)
 	int timeout = 0;
 
 	struct conduit_pollitem bad[] = {
-		{.flow = c, .listener = l, .events = CONDUIT_POLLIN},
-		{.events = CONDUIT_POLLIN},
-		{.flow = c, .events = 4},
-		{.flow = c, .events = CONDUIT_POLLIN | 0x80000000u},
-		{.listener = l, .events = 0x100},
+	    {.flow = c, .listener = l, .events = CONDUIT_POLLIN},
+	    {.events = CONDUIT_POLLIN},
+	    {.flow = c, .events = 4},
+	    {.flow = c, .events = CONDUIT_POLLIN | 0x80000000u},
+	    {.listener = l, .events = 0x100},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		/* Next to a valid item, so the bad one cannot hide. */
 		struct conduit_pollitem two[2] = {
-			{.flow = s, .events = CONDUIT_POLLOUT}, bad[i]};
+		    {.flow = s, .events = CONDUIT_POLLOUT}, bad[i]};
 		uint64_t start = cd_now_ms();
 		ck_status(conduit_poll(ctx, two, 2, 2000, &nready),
 		          CONDUIT_ERR_INVALID);
 		ck_assert_uint_lt(cd_now_ms() - start, 1000);
 		ck_assert_uint_eq(nready, 0);
-		ck_status(conduit_wait_fds(ctx, two, 2, fds, 4, &nfds, &timeout),
-		          CONDUIT_ERR_INVALID);
+		ck_status(
+		    conduit_wait_fds(ctx, two, 2, fds, 4, &nfds, &timeout),
+		    CONDUIT_ERR_INVALID);
 	}
 	ck_status(conduit_poll(ctx, NULL, 1, 0, &nready), CONDUIT_ERR_INVALID);
 	struct conduit_pollitem ok = {.flow = c, .events = CONDUIT_POLLOUT};
@@ -738,10 +746,11 @@ START_TEST(failed_flow_ready_at_once)
 	 * reports the failure instead of waiting. */
 	for (int round = 0; round < 3; round++) {
 		struct conduit_pollitem it = {
-			.flow = f, .events = CONDUIT_POLLIN | CONDUIT_POLLOUT};
+		    .flow = f, .events = CONDUIT_POLLIN | CONDUIT_POLLOUT};
 		size_t nready = 0;
 		uint64_t start = cd_now_ms();
-		ck_status(conduit_poll(ctx, &it, 1, 10000, &nready), CONDUIT_OK);
+		ck_status(conduit_poll(ctx, &it, 1, 10000, &nready),
+		          CONDUIT_OK);
 		ck_assert_uint_lt(cd_now_ms() - start, 5000);
 		ck_assert_uint_eq(nready, 1);
 		ck_assert_uint_eq(it.revents, CONDUIT_POLLIN | CONDUIT_POLLOUT);
@@ -760,8 +769,10 @@ START_TEST(failed_flow_ready_at_once)
 	/* Nothing to wait on, and certainly no stale descriptor that an
 	 * epoll-based loop would choke on. */
 	for (size_t k = 0; k < nfds; k++)
-		ck_assert_msg(fds[k].fd >= 0, "wait_fds gave descriptor %d for "
-		                              "a failed flow", fds[k].fd);
+		ck_assert_msg(fds[k].fd >= 0,
+		              "wait_fds gave descriptor %d for "
+		              "a failed flow",
+		              fds[k].fd);
 	conduit_flow_free(f);
 	conduit_ctx_free(ctx);
 }
@@ -786,7 +797,8 @@ START_TEST(operations_after_close)
 	ck_status(conduit_shutdown(c, CONDUIT_SHUT_WR), CONDUIT_ERR_STATE);
 	ck_status(conduit_shutdown(c, CONDUIT_SHUT_RDWR), CONDUIT_ERR_STATE);
 	ck_status(conduit_handshake(c), CONDUIT_ERR_STATE);
-	ck_status(conduit_read_wait(c, b, sizeof(b), &n, 100), CONDUIT_ERR_STATE);
+	ck_status(conduit_read_wait(c, b, sizeof(b), &n, 100),
+	          CONDUIT_ERR_STATE);
 	ck_status(conduit_write_all(c, "x", 1, &n, 100), CONDUIT_ERR_STATE);
 	ck_assert_uint_eq(n, 0);
 	/* Closing again is harmless. */
@@ -878,7 +890,8 @@ START_TEST(null_arguments)
 	/* Endpoints. */
 	ck_status(conduit_endpoint_parse(NULL, uri, buf, sizeof(buf)),
 	          CONDUIT_ERR_INVALID);
-	ck_assert_int_ne(conduit_endpoint_parse(&ep, NULL, NULL, 0), CONDUIT_OK);
+	ck_assert_int_ne(conduit_endpoint_parse(&ep, NULL, NULL, 0),
+	                 CONDUIT_OK);
 	ck_assert_ptr_null(ep);
 	ck_assert_ptr_null(conduit_endpoint_dup(NULL));
 	conduit_endpoint_free(NULL);
@@ -906,17 +919,22 @@ START_TEST(null_arguments)
 	ck_status(conduit_connect(NULL, ctx, uri), CONDUIT_ERR_INVALID);
 	ck_status(conduit_connect(&f, NULL, uri), CONDUIT_ERR_INVALID);
 	ck_status(conduit_connect(&f, ctx, NULL), CONDUIT_ERR_INVALID);
-	ck_status(conduit_connect_endpoint(NULL, ctx, NULL), CONDUIT_ERR_INVALID);
+	ck_status(conduit_connect_endpoint(NULL, ctx, NULL),
+	          CONDUIT_ERR_INVALID);
 	ck_status(conduit_connect_endpoint(&f, ctx, NULL), CONDUIT_ERR_INVALID);
-	ck_status(conduit_connect_wait(NULL, ctx, uri, 100), CONDUIT_ERR_INVALID);
-	ck_status(conduit_connect_wait(&f, NULL, uri, 100), CONDUIT_ERR_INVALID);
-	ck_status(conduit_connect_wait(&f, ctx, NULL, 100), CONDUIT_ERR_INVALID);
+	ck_status(conduit_connect_wait(NULL, ctx, uri, 100),
+	          CONDUIT_ERR_INVALID);
+	ck_status(conduit_connect_wait(&f, NULL, uri, 100),
+	          CONDUIT_ERR_INVALID);
+	ck_status(conduit_connect_wait(&f, ctx, NULL, 100),
+	          CONDUIT_ERR_INVALID);
 	ck_assert_ptr_null(f);
 	ck_status(conduit_listen(NULL, ctx, uri), CONDUIT_ERR_INVALID);
 	ck_status(conduit_listen(&l2, NULL, uri), CONDUIT_ERR_INVALID);
 	ck_status(conduit_listen(&l2, ctx, NULL), CONDUIT_ERR_INVALID);
 	ck_status(conduit_listen_endpoint(&l2, ctx, NULL), CONDUIT_ERR_INVALID);
-	ck_status(conduit_listen_endpoint(NULL, NULL, NULL), CONDUIT_ERR_INVALID);
+	ck_status(conduit_listen_endpoint(NULL, NULL, NULL),
+	          CONDUIT_ERR_INVALID);
 	ck_assert_ptr_null(l2);
 	ck_status(conduit_accept(NULL, l), CONDUIT_ERR_INVALID);
 	ck_status(conduit_accept(&f, NULL), CONDUIT_ERR_INVALID);
@@ -952,9 +970,11 @@ START_TEST(null_arguments)
 	ck_status(conduit_flow_peer_cred(NULL, &cred), CONDUIT_ERR_INVALID);
 	ck_status(conduit_flow_peer_cred(c, NULL), CONDUIT_ERR_INVALID);
 	ck_assert_int_eq(conduit_flow_fd(NULL), -1);
-	ck_status(conduit_read_wait(NULL, buf, 1, &n, 100), CONDUIT_ERR_INVALID);
+	ck_status(conduit_read_wait(NULL, buf, 1, &n, 100),
+	          CONDUIT_ERR_INVALID);
 	ck_status(conduit_read_wait(c, buf, 1, NULL, 100), CONDUIT_ERR_INVALID);
-	ck_status(conduit_write_all(NULL, buf, 1, &n, 100), CONDUIT_ERR_INVALID);
+	ck_status(conduit_write_all(NULL, buf, 1, &n, 100),
+	          CONDUIT_ERR_INVALID);
 	ck_status(conduit_write_all(c, NULL, 1, &n, 100), CONDUIT_ERR_INVALID);
 	ck_status(conduit_close_wait(NULL, 100), CONDUIT_ERR_INVALID);
 
@@ -981,7 +1001,8 @@ END_TEST
 START_TEST(status_texts_and_names)
 {
 	for (int i = 0; i < CONDUIT_STATUS_COUNT; i++) {
-		const char *t = conduit_strerror(i), *nm = conduit_status_name(i);
+		const char *t = conduit_strerror(i),
+		           *nm = conduit_status_name(i);
 		ck_assert_ptr_nonnull(t);
 		ck_assert_ptr_nonnull(nm);
 		ck_assert_str_ne(t, "");
@@ -999,8 +1020,11 @@ START_TEST(status_texts_and_names)
 	ck_assert_str_eq(conduit_status_name(CONDUIT_STATUS_COUNT - 1),
 	                 "CONDUIT_ERR_TRUNCATED");
 	ck_assert_str_eq(conduit_strerror(CONDUIT_ERR_TIMED_OUT), "timed out");
-	static const int out[] = {-1, CONDUIT_STATUS_COUNT,
-	                          CONDUIT_STATUS_COUNT + 1, 1000, INT_MAX,
+	static const int out[] = {-1,
+	                          CONDUIT_STATUS_COUNT,
+	                          CONDUIT_STATUS_COUNT + 1,
+	                          1000,
+	                          INT_MAX,
 	                          INT_MIN};
 	for (size_t i = 0; i < sizeof(out) / sizeof(out[0]); i++) {
 		ck_assert_str_eq(conduit_strerror(out[i]), "unknown status");
@@ -1009,31 +1033,34 @@ START_TEST(status_texts_and_names)
 	/* Phase names likewise. */
 	for (int p = CONDUIT_PHASE_RESOLVING; p <= CONDUIT_PHASE_TLS_HANDSHAKED;
 	     p++) {
-		ck_assert_str_ne(conduit_phase_name((enum conduit_phase)p), "?");
+		ck_assert_str_ne(conduit_phase_name((enum conduit_phase)p),
+		                 "?");
 		for (int q = CONDUIT_PHASE_RESOLVING; q < p; q++)
-			ck_assert_str_ne(conduit_phase_name((enum conduit_phase)p),
-			                 conduit_phase_name((enum conduit_phase)q));
+			ck_assert_str_ne(
+			    conduit_phase_name((enum conduit_phase)p),
+			    conduit_phase_name((enum conduit_phase)q));
 	}
 	ck_assert_str_eq(conduit_phase_name(CONDUIT_PHASE_CONNECTING),
 	                 "connecting");
-	ck_assert_str_eq(conduit_phase_name((enum conduit_phase)-1), "?");
+	ck_assert_str_eq(conduit_phase_name((enum conduit_phase) - 1), "?");
 }
 END_TEST
 
 int main(void)
 {
 	const struct cd_test tests[] = {
-		CD_TEST(event_loop_128_flows, 30),
-		CD_TEST(poll_timeout_nothing_ready, 0),
-		CD_TEST(backend_hooks_run_in_order, 0),
-		CD_TEST(external_loop_wait_fds, 20),
-		CD_TEST(wait_fds_reports_needed_count, 0),
-		CD_TEST(invalid_poll_items, 0),
-		CD_TEST(failed_flow_ready_at_once, 0),
-		CD_TEST(operations_after_close, 0),
-		CD_TEST(operations_after_shutdown, 0),
-		CD_TEST(null_arguments, 0),
-		CD_TEST(status_texts_and_names, 0),
+	    CD_TEST(event_loop_128_flows, 30),
+	    CD_TEST(poll_timeout_nothing_ready, 0),
+	    CD_TEST(backend_hooks_run_in_order, 0),
+	    CD_TEST(external_loop_wait_fds, 20),
+	    CD_TEST(wait_fds_reports_needed_count, 0),
+	    CD_TEST(invalid_poll_items, 0),
+	    CD_TEST(failed_flow_ready_at_once, 0),
+	    CD_TEST(operations_after_close, 0),
+	    CD_TEST(operations_after_shutdown, 0),
+	    CD_TEST(null_arguments, 0),
+	    CD_TEST(status_texts_and_names, 0),
 	};
-	return cd_run(cd_suite("poll", tests, sizeof(tests) / sizeof(tests[0])));
+	return cd_run(
+	    cd_suite("poll", tests, sizeof(tests) / sizeof(tests[0])));
 }

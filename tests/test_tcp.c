@@ -40,7 +40,8 @@ static int getsockopt_int(const conduit_flow *f, int level, int opt)
 {
 	int v = -1;
 	socklen_t len = sizeof(v);
-	ck_assert_int_eq(getsockopt(conduit_flow_fd(f), level, opt, &v, &len), 0);
+	ck_assert_int_eq(getsockopt(conduit_flow_fd(f), level, opt, &v, &len),
+	                 0);
 	return v;
 }
 
@@ -108,10 +109,10 @@ START_TEST(listen_port_zero_reports_real_port)
 	static const struct {
 		const char *listen, *prefix, *connect_host[2];
 	} cases[] = {
-		{"tcp://127.0.0.1:0", "tcp://127.0.0.1:", {"127.0.0.1", NULL}},
-		{"tcp://[::1]:0", "tcp://[::1]:", {"[::1]", NULL}},
-		/* Every address: reachable over both families. */
-		{"tcp://:0", "tcp://:", {"127.0.0.1", "[::1]"}},
+	    {"tcp://127.0.0.1:0", "tcp://127.0.0.1:", {"127.0.0.1", NULL}},
+	    {"tcp://[::1]:0", "tcp://[::1]:", {"[::1]", NULL}},
+	    /* Every address: reachable over both families. */
+	    {"tcp://:0", "tcp://:", {"127.0.0.1", "[::1]"}},
 	};
 	conduit_ctx *ctx = fk_new_ctx();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -164,8 +165,8 @@ START_TEST(connect_refused)
 		          CONDUIT_ERR_REFUSED);
 		const char *msg = conduit_flow_error(f);
 		ck_assert_msg(strstr(msg, uri) && strstr(msg, "refused"),
-		              "message '%s' should name %s and say refused", msg,
-		              uri);
+		              "message '%s' should name %s and say refused",
+		              msg, uri);
 		/* The failure sticks. */
 		size_t n;
 		ck_status(conduit_write(f, "x", 1, &n), CONDUIT_ERR_REFUSED);
@@ -188,8 +189,8 @@ END_TEST
 START_TEST(port_out_of_range)
 {
 	static const char *const bad[] = {
-		"tcp://127.0.0.1:65536", "tcp://127.0.0.1:99999",
-		"tcp://[::1]:4294967297", "tcp://127.0.0.1:-1"};
+	    "tcp://127.0.0.1:65536", "tcp://127.0.0.1:99999",
+	    "tcp://[::1]:4294967297", "tcp://127.0.0.1:-1"};
 	conduit_ctx *ctx = fk_new_ctx();
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		conduit_flow *f = NULL;
@@ -291,7 +292,8 @@ START_TEST(connect_timeout)
 	ck_status(conduit_connect(&f, ctx, uri), CONDUIT_OK);
 	int rc = CONDUIT_WANT_WRITE;
 	for (int i = 0; i < 10000 && fk_is_want(rc); i++) {
-		struct conduit_pollitem it = {.flow = f, .events = CONDUIT_POLLOUT};
+		struct conduit_pollitem it = {.flow = f,
+		                              .events = CONDUIT_POLLOUT};
 		size_t nready;
 		ck_status(conduit_poll(ctx, &it, 1, 5000, &nready), CONDUIT_OK);
 		rc = conduit_handshake(f);
@@ -299,26 +301,28 @@ START_TEST(connect_timeout)
 	ck_status(rc, CONDUIT_ERR_TIMED_OUT);
 	ck_assert_uint_ge(cd_now_ms() - start, 280);
 	ck_assert_msg(strstr(conduit_flow_error(f), "timed out") &&
-	                      strstr(conduit_flow_error(f), uri),
+	                  strstr(conduit_flow_error(f), uri),
 	              "message: %s", conduit_flow_error(f));
 	conduit_flow_free(f);
 
 	/* The context's timeout through the blocking call. */
 	start = cd_now_ms();
-	ck_status(conduit_connect_wait(&f, ctx, uri, -1), CONDUIT_ERR_TIMED_OUT);
+	ck_status(conduit_connect_wait(&f, ctx, uri, -1),
+	          CONDUIT_ERR_TIMED_OUT);
 	ck_assert_ptr_null(f);
 	ck_assert_uint_ge(cd_now_ms() - start, 280);
-	ck_assert_msg(strstr(conduit_ctx_error(ctx), "timed out"), "message: %s",
-	              conduit_ctx_error(ctx));
+	ck_assert_msg(strstr(conduit_ctx_error(ctx), "timed out"),
+	              "message: %s", conduit_ctx_error(ctx));
 
 	/* The blocking call's own timeout. */
 	conduit_ctx_set_connect_timeout(ctx, 0);
 	start = cd_now_ms();
-	ck_status(conduit_connect_wait(&f, ctx, uri, 300), CONDUIT_ERR_TIMED_OUT);
+	ck_status(conduit_connect_wait(&f, ctx, uri, 300),
+	          CONDUIT_ERR_TIMED_OUT);
 	ck_assert_ptr_null(f);
 	ck_assert_uint_ge(cd_now_ms() - start, 280);
-	ck_assert_msg(strstr(conduit_ctx_error(ctx), "timed out"), "message: %s",
-	              conduit_ctx_error(ctx));
+	ck_assert_msg(strstr(conduit_ctx_error(ctx), "timed out"),
+	              "message: %s", conduit_ctx_error(ctx));
 	conduit_ctx_free(ctx);
 	fk_silent_free(&fl);
 }
@@ -377,15 +381,17 @@ START_TEST(every_address_tried)
 
 	/* 127.0.0.2 is loopback too, but the listener is bound to
 	 * 127.0.0.1 only: that address refuses, the next one works. */
-	struct conduit_addr two[2] = {fk_addr("127.0.0.2"), fk_addr("127.0.0.1")};
+	struct conduit_addr two[2] = {fk_addr("127.0.0.2"),
+	                              fk_addr("127.0.0.1")};
 	ck_status(cd_endpoint_set_addresses(ep, two, 2), CONDUIT_OK);
 	struct fk_events log = {0};
 	conduit_ctx_set_observer(ctx, fk_record, &log);
 	conduit_flow *f = NULL;
 	ck_status(conduit_connect_endpoint(&f, ctx, ep), CONDUIT_OK);
 	int rc = fk_drive_handshake(ctx, f, 2000);
-	ck_assert_msg(rc == CONDUIT_OK, "connect with one refusing address: %s "
-	                                "(%s)",
+	ck_assert_msg(rc == CONDUIT_OK,
+	              "connect with one refusing address: %s "
+	              "(%s)",
 	              conduit_status_name(rc), conduit_flow_error(f));
 	conduit_ctx_set_observer(ctx, NULL, NULL);
 	int connecting = 0;
@@ -395,7 +401,8 @@ START_TEST(every_address_tried)
 	for (int i = 0; i < log.n; i++) {
 		if (log.phase[i] != CONDUIT_PHASE_CONNECTING)
 			continue;
-		ck_assert_str_eq(log.detail[i], connecting == 0 ? want1 : want2);
+		ck_assert_str_eq(log.detail[i],
+		                 connecting == 0 ? want1 : want2);
 		connecting++;
 	}
 	ck_assert_int_eq(connecting, 2);
@@ -479,9 +486,8 @@ static void local_ip(const conduit_flow *f, char *buf, size_t len)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	ck_assert_int_eq(getsockname(conduit_flow_fd(f), (struct sockaddr *)&ss,
-	                             &sl),
-	                 0);
+	ck_assert_int_eq(
+	    getsockname(conduit_flow_fd(f), (struct sockaddr *)&ss, &sl), 0);
 	ck_assert_int_eq(ss.ss_family, AF_INET);
 	ck_assert_ptr_nonnull(inet_ntop(AF_INET,
 	                                &((struct sockaddr_in *)&ss)->sin_addr,
@@ -506,8 +512,8 @@ START_TEST(source_option_binds_local_address)
 		ck_assert_str_eq(ip, sources[i]);
 		/* The server sees it as the peer. */
 		ck_assert_msg(strstr(conduit_flow_uri(s), sources[i]) != NULL,
-		              "accepted flow %s, source %s", conduit_flow_uri(s),
-		              sources[i]);
+		              "accepted flow %s, source %s",
+		              conduit_flow_uri(s), sources[i]);
 		fk_exchange(c, s);
 		conduit_flow_free(c);
 		conduit_flow_free(s);
@@ -518,7 +524,8 @@ START_TEST(source_option_binds_local_address)
 	conduit_flow *c = NULL;
 	ck_assert_int_eq(conduit_connect(&c, ctx, uri), CONDUIT_ERR_OPTION);
 	ck_assert_ptr_null(c);
-	ck_assert_msg(strstr(conduit_ctx_error(ctx), "source=::1 is IPv6") != NULL,
+	ck_assert_msg(strstr(conduit_ctx_error(ctx), "source=::1 is IPv6") !=
+	                  NULL,
 	              "message: %s", conduit_ctx_error(ctx));
 	conduit_listener_free(l);
 	conduit_ctx_free(ctx);
@@ -553,8 +560,9 @@ START_TEST(half_close)
 		size_t have = 0, n = 0;
 		int rc = CONDUIT_OK;
 		for (int i = 0; i < 1000 && rc == CONDUIT_OK; i++) {
-			rc = conduit_read_wait(f, got + have, sizeof(got) - have,
-			                       &n, cd_scaled(5000));
+			rc =
+			    conduit_read_wait(f, got + have, sizeof(got) - have,
+			                      &n, cd_scaled(5000));
 			if (rc == CONDUIT_OK)
 				have += n;
 			if (have >= sizeof(got))
@@ -584,9 +592,9 @@ START_TEST(half_close)
 	ck_assert_uint_eq(have, sizeof(request));
 	ck_assert_mem_eq(got, request, have);
 	/* The peer finished sending; this side still may. */
-	ck_status(conduit_write_all(s, reply, sizeof(reply), NULL,
-	                            cd_scaled(5000)),
-	          CONDUIT_OK);
+	ck_status(
+	    conduit_write_all(s, reply, sizeof(reply), NULL, cd_scaled(5000)),
+	    CONDUIT_OK);
 	ck_status(conduit_close(s), CONDUIT_OK);
 	conduit_flow_free(s);
 	int r = cd_wait_peer(pid, cd_scaled(10000));
@@ -622,9 +630,9 @@ START_TEST(observer_events)
 	conduit_flow_free(s);
 
 	static const enum conduit_phase want[] = {
-		CONDUIT_PHASE_RESOLVING, CONDUIT_PHASE_RESOLVED,
-		CONDUIT_PHASE_CONNECTING, CONDUIT_PHASE_CONNECTED,
-		CONDUIT_PHASE_CLOSED};
+	    CONDUIT_PHASE_RESOLVING, CONDUIT_PHASE_RESOLVED,
+	    CONDUIT_PHASE_CONNECTING, CONDUIT_PHASE_CONNECTED,
+	    CONDUIT_PHASE_CLOSED};
 	char seen[256] = "";
 	for (int i = 0; i < clog.n; i++) {
 		strcat(seen, conduit_phase_name(clog.phase[i]));
@@ -632,7 +640,8 @@ START_TEST(observer_events)
 	}
 	ck_assert_msg(clog.n == 5, "client events: %s", seen);
 	for (int i = 0; i < 5; i++) {
-		ck_assert_msg(clog.phase[i] == want[i], "client events: %s", seen);
+		ck_assert_msg(clog.phase[i] == want[i], "client events: %s",
+		              seen);
 		ck_status(clog.status[i], CONDUIT_OK);
 	}
 	ck_assert_ptr_null(clog.flow[0]);
@@ -751,8 +760,8 @@ START_TEST(write_after_peer_closed_no_sigpipe)
 		size_t n = 0;
 		rc = conduit_write(c, buf, sizeof(buf), &n);
 		if (rc != CONDUIT_OK) {
-			struct conduit_pollitem it = {.flow = c,
-			                              .events = CONDUIT_POLLOUT};
+			struct conduit_pollitem it = {
+			    .flow = c, .events = CONDUIT_POLLOUT};
 			size_t nready;
 			ck_status(conduit_poll(ctx, &it, 1, 100, &nready),
 			          CONDUIT_OK);
@@ -799,18 +808,20 @@ END_TEST
 START_TEST(listen_refuses_connect_to)
 {
 	static const char *const uris[] = {
-		"tcp://127.0.0.1:0?connect-to=127.0.0.2:80",
-		"tcp://:0?connect-to=127.0.0.2:80",
-		"tcp://[::1]:0?connect-to=%5B::1%5D:80",
-		"tcp://name.test:0?connect-to=127.0.0.1:80",
+	    "tcp://127.0.0.1:0?connect-to=127.0.0.2:80",
+	    "tcp://:0?connect-to=127.0.0.2:80",
+	    "tcp://[::1]:0?connect-to=%5B::1%5D:80",
+	    "tcp://name.test:0?connect-to=127.0.0.1:80",
 	};
 	conduit_ctx *ctx = fk_new_ctx();
 	for (size_t i = 0; i < sizeof(uris) / sizeof(uris[0]); i++) {
 		conduit_listener *l = NULL;
 		int rc = conduit_listen(&l, ctx, uris[i]);
 		const char *m = conduit_ctx_error(ctx);
-		ck_assert_msg(rc == CONDUIT_ERR_OPTION, "listen %s: got %s (%s), "
-		              "bound as %s", uris[i], conduit_status_name(rc), m,
+		ck_assert_msg(rc == CONDUIT_ERR_OPTION,
+		              "listen %s: got %s (%s), "
+		              "bound as %s",
+		              uris[i], conduit_status_name(rc), m,
 		              l != NULL ? conduit_listener_uri(l) : "-");
 		ck_assert_ptr_null(l);
 		char want[128];
@@ -846,12 +857,13 @@ START_TEST(tcp_messages_hide_secrets)
 	struct conduit_addr a = fk_addr("::1");
 	ck_status(cd_endpoint_set_addresses(ep, &a, 1), CONDUIT_OK);
 	conduit_flow *f = NULL;
-	ck_status(reg->be->connect(reg->state, ctx, ep, &f), CONDUIT_ERR_OPTION);
+	ck_status(reg->be->connect(reg->state, ctx, ep, &f),
+	          CONDUIT_ERR_OPTION);
 	ck_assert_ptr_null(f);
 	const char *m = conduit_ctx_error(ctx);
 	ck_assert_msg(strstr(m, "connect tls+tcp://[::1]:1?key=****&source=") ==
-	                              m &&
-	                      strstr(m, "/secret") == NULL,
+	                      m &&
+	                  strstr(m, "/secret") == NULL,
 	              "message: %s", m);
 	conduit_endpoint_free(ep);
 
@@ -865,17 +877,18 @@ START_TEST(tcp_messages_hide_secrets)
 	ck_assert_ptr_null(l);
 	m = conduit_ctx_error(ctx);
 	ck_assert_msg(strstr(m, "listen tls+tcp://127.0.0.1:") == m &&
-	                      strstr(m, "?key=****: 127.0.0.1:") != NULL &&
-	                      strstr(m, "/secret") == NULL,
+	                  strstr(m, "?key=****: 127.0.0.1:") != NULL &&
+	                  strstr(m, "/secret") == NULL,
 	              "message: %s", m);
 	conduit_endpoint_free(ep);
 
 	/* listen: connect-to refused, with a key beside it */
-	ck_status(conduit_endpoint_parse(&ep,
-	                                 "tls+tcp://127.0.0.1:0?key=/secret/k.pem&"
-	                                 "connect-to=127.0.0.2:1",
-	                                 NULL, 0),
-	          CONDUIT_OK);
+	ck_status(
+	    conduit_endpoint_parse(&ep,
+	                           "tls+tcp://127.0.0.1:0?key=/secret/k.pem&"
+	                           "connect-to=127.0.0.2:1",
+	                           NULL, 0),
+	    CONDUIT_OK);
 	ck_status(reg->be->listen(reg->state, ctx, ep, &l), CONDUIT_ERR_OPTION);
 	m = conduit_ctx_error(ctx);
 	ck_assert_msg(strstr(m, "/secret") == NULL && strstr(m, "key=****"),
@@ -889,27 +902,27 @@ END_TEST
 int main(void)
 {
 	const struct cd_test tests[] = {
-		CD_TEST(echo_64mib_ipv4, 60),
-		CD_TEST(echo_64mib_ipv6, 60),
-		CD_TEST(listen_port_zero_reports_real_port, 0),
-		CD_TEST(connect_refused, 0),
-		CD_TEST(port_out_of_range, 0),
-		CD_TEST(unknown_scheme, 0),
-		CD_TEST(name_does_not_resolve, 30),
-		CD_TEST(ipv6_unknown_zone, 0),
-		CD_TEST(connect_timeout, 0),
-		CD_TEST(connected_before_deadline_asked_after, 0),
-		CD_TEST(every_address_tried, 0),
-		CD_TEST(nodelay_default_and_off, 0),
-		CD_TEST(keepalive_option, 0),
-		CD_TEST(source_option_binds_local_address, 0),
-		CD_TEST(half_close, 0),
-		CD_TEST(observer_events, 0),
-		CD_TEST(byte_counters, 0),
-		CD_TEST(write_after_peer_closed_no_sigpipe, 0),
-		CD_TEST(tcp_flow_properties, 0),
-		CD_TEST(listen_refuses_connect_to, 0),
-		CD_TEST(tcp_messages_hide_secrets, 0),
+	    CD_TEST(echo_64mib_ipv4, 60),
+	    CD_TEST(echo_64mib_ipv6, 60),
+	    CD_TEST(listen_port_zero_reports_real_port, 0),
+	    CD_TEST(connect_refused, 0),
+	    CD_TEST(port_out_of_range, 0),
+	    CD_TEST(unknown_scheme, 0),
+	    CD_TEST(name_does_not_resolve, 30),
+	    CD_TEST(ipv6_unknown_zone, 0),
+	    CD_TEST(connect_timeout, 0),
+	    CD_TEST(connected_before_deadline_asked_after, 0),
+	    CD_TEST(every_address_tried, 0),
+	    CD_TEST(nodelay_default_and_off, 0),
+	    CD_TEST(keepalive_option, 0),
+	    CD_TEST(source_option_binds_local_address, 0),
+	    CD_TEST(half_close, 0),
+	    CD_TEST(observer_events, 0),
+	    CD_TEST(byte_counters, 0),
+	    CD_TEST(write_after_peer_closed_no_sigpipe, 0),
+	    CD_TEST(tcp_flow_properties, 0),
+	    CD_TEST(listen_refuses_connect_to, 0),
+	    CD_TEST(tcp_messages_hide_secrets, 0),
 	};
 	return cd_run(cd_suite("tcp", tests, sizeof(tests) / sizeof(tests[0])));
 }

@@ -85,7 +85,8 @@ static int sink_poll(conduit_ctx *ctx, conduit_flow *f, uint32_t seed,
 		}
 		if (!fk_is_want(rc))
 			return 33;
-		struct conduit_pollitem it = {.flow = f, .events = CONDUIT_POLLIN};
+		struct conduit_pollitem it = {.flow = f,
+		                              .events = CONDUIT_POLLIN};
 		size_t nready = 0;
 		if (conduit_poll(ctx, &it, 1, 1000, &nready) != CONDUIT_OK)
 			return 34;
@@ -119,7 +120,8 @@ static int source_poll(conduit_ctx *ctx, conduit_flow *f, uint32_t seed,
 		}
 		if (!fk_is_want(rc))
 			return 41;
-		struct conduit_pollitem it = {.flow = f, .events = CONDUIT_POLLOUT};
+		struct conduit_pollitem it = {.flow = f,
+		                              .events = CONDUIT_POLLOUT};
 		size_t nready = 0;
 		if (conduit_poll(ctx, &it, 1, 1000, &nready) != CONDUIT_OK)
 			return 42;
@@ -194,20 +196,21 @@ START_TEST(stream_64mib_blocking_each_way)
 	for (uint64_t off = 0; off < BIG; off += 4 * MiB) {
 		cd_pattern(21, off, buf, 4 * MiB);
 		size_t n = 0;
-		ck_status(conduit_write_all(f, buf, 4 * MiB, &n,
-		                            cd_scaled(30000)),
-		          CONDUIT_OK);
+		ck_status(
+		    conduit_write_all(f, buf, 4 * MiB, &n, cd_scaled(30000)),
+		    CONDUIT_OK);
 		ck_assert_uint_eq(n, 4 * MiB);
 	}
 	ck_status(conduit_shutdown(f, CONDUIT_SHUT_WR), CONDUIT_OK);
 	uint64_t got = 0;
 	for (int i = 0; i < 10000000; i++) {
 		size_t n = 0;
-		int rc = conduit_read_wait(f, buf, 4 * MiB, &n,
-		                           cd_scaled(30000));
+		int rc =
+		    conduit_read_wait(f, buf, 4 * MiB, &n, cd_scaled(30000));
 		if (rc == CONDUIT_EOF)
 			break;
-		ck_assert_msg(rc == CONDUIT_OK, "read after %llu bytes: %s (%s)",
+		ck_assert_msg(rc == CONDUIT_OK,
+		              "read after %llu bytes: %s (%s)",
 		              (unsigned long long)got, conduit_status_name(rc),
 		              conduit_flow_error(f));
 		ck_assert_msg(n <= BIG - got, "more bytes than were sent");
@@ -250,9 +253,9 @@ START_TEST(half_close)
 		size_t have = 0;
 		for (int i = 0; i < 1000; i++) {
 			size_t n = 0;
-			int rc = conduit_read_wait(f, got + have,
-			                           sizeof(got) - have, &n,
-			                           cd_scaled(5000));
+			int rc =
+			    conduit_read_wait(f, got + have, sizeof(got) - have,
+			                      &n, cd_scaled(5000));
 			if (rc == CONDUIT_EOF)
 				break;
 			if (rc != CONDUIT_OK || have + n >= sizeof(got))
@@ -336,9 +339,13 @@ static void drain(conduit_flow *s, uint32_t seed, uint64_t *got, bool *eof)
  */
 START_TEST(writev_gather_in_order)
 {
-	static const size_t sizes[] = {1, 0, 13, 4096, 0, 65536, 100000, 3,
-	                               250000, 7};
-	enum { NSEG = sizeof(sizes) / sizeof(sizes[0]), ROUNDS = 8, MANY = 150 };
+	static const size_t sizes[] = {1,     0,      13, 4096,   0,
+	                               65536, 100000, 3,  250000, 7};
+	enum {
+		NSEG = sizeof(sizes) / sizeof(sizes[0]),
+		ROUNDS = 8,
+		MANY = 150
+	};
 	const uint32_t seed = 31;
 	char dir[256], uri[512];
 	cd_tmpdir(dir, sizeof(dir));
@@ -667,7 +674,8 @@ START_TEST(listen_on_regular_file_leaves_it_alone)
 	char back[sizeof(content) + 8];
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(read(fd, back, sizeof(back)), (ssize_t)sizeof(content));
+	ck_assert_int_eq(read(fd, back, sizeof(back)),
+	                 (ssize_t)sizeof(content));
 	close(fd);
 	ck_assert_mem_eq(back, content, sizeof(content));
 	ck_assert_int_eq(count_entries(dir), 1);
@@ -791,8 +799,8 @@ static void child_connect_as_nobody(const char *uri, int want)
 		rc = conduit_handshake(f);
 	if (rc != want)
 		_exit(rc == CONDUIT_OK ? 83 : 100 + rc);
-	if (want == CONDUIT_ERR_PERMISSION && strstr(conduit_ctx_error(ctx),
-	                                             uri) == NULL)
+	if (want == CONDUIT_ERR_PERMISSION &&
+	    strstr(conduit_ctx_error(ctx), uri) == NULL)
 		_exit(84);
 	conduit_flow_free(f);
 	conduit_ctx_free(ctx);
@@ -1067,16 +1075,16 @@ START_TEST(abstract_interop_socat_connects)
 	size_t have = 0;
 	for (int i = 0; i < 100 && have < sizeof(ping) - 1; i++) {
 		size_t n = 0;
-		ck_status(conduit_read_wait(s, got + have, sizeof(got) - have, &n,
-		                            cd_scaled(5000)),
+		ck_status(conduit_read_wait(s, got + have, sizeof(got) - have,
+		                            &n, cd_scaled(5000)),
 		          CONDUIT_OK);
 		have += n;
 	}
 	ck_assert_uint_eq(have, sizeof(ping) - 1);
 	ck_assert_mem_eq(got, ping, have);
-	ck_status(conduit_write_all(s, pong, sizeof(pong) - 1, NULL,
-	                            cd_scaled(5000)),
-	          CONDUIT_OK);
+	ck_status(
+	    conduit_write_all(s, pong, sizeof(pong) - 1, NULL, cd_scaled(5000)),
+	    CONDUIT_OK);
 	ck_status(conduit_close(s), CONDUIT_OK);
 	conduit_flow_free(s);
 
@@ -1159,7 +1167,8 @@ START_TEST(listen_queue_full_retries)
 	memset(&un, 0, sizeof(un));
 	un.sun_family = AF_UNIX;
 	memcpy(un.sun_path, path, strlen(path) + 1);
-	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int lfd =
+	    socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	ck_assert_int_ge(lfd, 0);
 	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&un, sizeof(un)), 0);
 	ck_assert_int_eq(listen(lfd, 2), 0);
@@ -1362,8 +1371,10 @@ static void check_fd_flags(const conduit_flow *f, const char *what)
 	ck_assert_msg(fd >= 0, "%s: no descriptor", what);
 	int fdflags = fcntl(fd, F_GETFD);
 	ck_assert_int_ge(fdflags, 0);
-	ck_assert_msg(fdflags & FD_CLOEXEC, "%s: descriptor is not "
-	                                    "close-on-exec", what);
+	ck_assert_msg(fdflags & FD_CLOEXEC,
+	              "%s: descriptor is not "
+	              "close-on-exec",
+	              what);
 	int flflags = fcntl(fd, F_GETFL);
 	ck_assert_int_ge(flflags, 0);
 	ck_assert_msg(flflags & O_NONBLOCK, "%s: descriptor blocks", what);
@@ -1399,28 +1410,29 @@ END_TEST
 int main(void)
 {
 	const struct cd_test tests[] = {
-		CD_TEST(echo_64mib_nonblocking_client, 60),
-		CD_TEST(stream_64mib_blocking_each_way, 60),
-		CD_TEST(half_close, 0),
-		CD_TEST(writev_gather_in_order, 20),
-		CD_TEST(writev_leading_empty_buffers, 0),
-		CD_TEST(connect_missing_socket_file, 0),
-		CD_TEST(connect_refused_on_stale_socket, 0),
-		CD_TEST(path_too_long, 0),
-		CD_TEST(long_path_binds_in_place, 0),
-		CD_TEST(listen_on_regular_file_leaves_it_alone, 0),
-		CD_TEST(listen_replaces_stale_socket, 0),
-		CD_TEST(listen_on_live_socket_is_in_use, 0),
-		CD_TEST(listener_free_removes_its_file_only, 0),
-		CD_TEST(mode_option_and_permissions, 0),
-		CD_TEST(peer_credentials_both_sides, 0),
-		CD_TEST(abstract_echo, 30),
-		CD_TEST(abstract_interop_socat_listens, 20),
-		CD_TEST(abstract_interop_socat_connects, 20),
-		CD_TEST(write_after_peer_closed_no_sigpipe, 0),
-		CD_TEST(listen_queue_full_retries, 0),
-		CD_TEST(accept_backs_off_on_emfile, 0),
-		CD_TEST(descriptors_close_on_exec, 0),
+	    CD_TEST(echo_64mib_nonblocking_client, 60),
+	    CD_TEST(stream_64mib_blocking_each_way, 60),
+	    CD_TEST(half_close, 0),
+	    CD_TEST(writev_gather_in_order, 20),
+	    CD_TEST(writev_leading_empty_buffers, 0),
+	    CD_TEST(connect_missing_socket_file, 0),
+	    CD_TEST(connect_refused_on_stale_socket, 0),
+	    CD_TEST(path_too_long, 0),
+	    CD_TEST(long_path_binds_in_place, 0),
+	    CD_TEST(listen_on_regular_file_leaves_it_alone, 0),
+	    CD_TEST(listen_replaces_stale_socket, 0),
+	    CD_TEST(listen_on_live_socket_is_in_use, 0),
+	    CD_TEST(listener_free_removes_its_file_only, 0),
+	    CD_TEST(mode_option_and_permissions, 0),
+	    CD_TEST(peer_credentials_both_sides, 0),
+	    CD_TEST(abstract_echo, 30),
+	    CD_TEST(abstract_interop_socat_listens, 20),
+	    CD_TEST(abstract_interop_socat_connects, 20),
+	    CD_TEST(write_after_peer_closed_no_sigpipe, 0),
+	    CD_TEST(listen_queue_full_retries, 0),
+	    CD_TEST(accept_backs_off_on_emfile, 0),
+	    CD_TEST(descriptors_close_on_exec, 0),
 	};
-	return cd_run(cd_suite("unix", tests, sizeof(tests) / sizeof(tests[0])));
+	return cd_run(
+	    cd_suite("unix", tests, sizeof(tests) / sizeof(tests[0])));
 }

@@ -82,8 +82,8 @@ static int count_grants(void)
 static void host_teardown(bool clean)
 {
 	if (clean)
-		ck_assert_msg(count_grants() == 0,
-		              "%d grant files left behind", count_grants());
+		ck_assert_msg(count_grants() == 0, "%d grant files left behind",
+		              count_grants());
 	cd_rmtree(host_dir);
 }
 
@@ -111,7 +111,8 @@ static pid_t spawn_echo(unsigned dom, const char *uri, int count)
 	}
 	for (int i = 0; i < count; i++) {
 		conduit_flow *f;
-		if (conduit_accept_wait(&f, l, cd_scaled(20000)) != CONDUIT_OK) {
+		if (conduit_accept_wait(&f, l, cd_scaled(20000)) !=
+		    CONDUIT_OK) {
 			fprintf(stderr, "peer accept: %s\n",
 			        conduit_listener_error(l));
 			_exit(3);
@@ -189,8 +190,8 @@ START_TEST(named_server_and_lookup)
 	conduit_ctx *ctx = fk_new_ctx();
 	unsigned d = 99;
 	/* The listener registers its name; wait until it has. */
-	for (int i = 0; i < 400 && conduit_vchan_lookup(ctx, "logger", &d) !=
-	                                   CONDUIT_OK;
+	for (int i = 0;
+	     i < 400 && conduit_vchan_lookup(ctx, "logger", &d) != CONDUIT_OK;
 	     i++)
 		nap_ms(5);
 	ck_assert_uint_eq(d, 1);
@@ -230,7 +231,8 @@ START_TEST(hostile_domain_refused)
 	struct xs_handle *xs = xs_open(0);
 	ck_assert_ptr_nonnull(xs);
 	struct xs_permissions mine[1] = {{3, XS_PERM_READ}};
-	ck_assert(!xs_set_permissions(xs, XBT_NULL, "/conduit/logger", mine, 1));
+	ck_assert(
+	    !xs_set_permissions(xs, XBT_NULL, "/conduit/logger", mine, 1));
 	/* Overwriting the value (announcing needs write access) redirects
 	 * nobody: the owner is still domain 1. */
 	ck_assert(xs_write(xs, XBT_NULL, "/conduit/logger", "3", 1));
@@ -271,8 +273,7 @@ START_TEST(long_paths_refused)
 	const char *uri = "vchan://1/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 	ck_status(conduit_connect(&f, ctx, uri), CONDUIT_ERR_PATH_TOO_LONG);
 	ck_assert_ptr_nonnull(strstr(conduit_ctx_error(ctx), "libxenvchan"));
-	ck_status(conduit_listen(&l, ctx,
-	                         "vchan://name/aaaaaaaaaaaaaaaaaaaa"),
+	ck_status(conduit_listen(&l, ctx, "vchan://name/aaaaaaaaaaaaaaaaaaaa"),
 	          CONDUIT_ERR_PATH_TOO_LONG);
 	conduit_ctx_free(ctx);
 	host_teardown(true);
@@ -352,7 +353,7 @@ START_TEST(malicious_ring_indexes)
 		conduit_flow *f;
 		if (conduit_ctx_new(&ctx) != CONDUIT_OK ||
 		    conduit_listen(&l, ctx, "vchan://2/evil?read-ring=8192") !=
-		            CONDUIT_OK ||
+		        CONDUIT_OK ||
 		    conduit_accept_wait(&f, l, 20000) != CONDUIT_OK)
 			_exit(1);
 		char buf[4096];
@@ -395,7 +396,8 @@ START_TEST(malicious_ring_indexes)
 	c->ring->right_order = 30;
 	libxenvchan_write(c, &hdr, 4); /* a notification to wake it */
 	int st = cd_wait_peer(victim, cd_scaled(20000));
-	ck_assert_msg(st == 0, "victim exit status %d (-1: signal or hang)", st);
+	ck_assert_msg(st == 0, "victim exit status %d (-1: signal or hang)",
+	              st);
 	libxenvchan_close(c);
 	host_teardown(false);
 }
@@ -406,8 +408,8 @@ START_TEST(resolver_rule_xen_suffix)
 	host_setup();
 	pid_t pid = spawn_echo(1, "vchan://db/echo", 1);
 	conduit_ctx *ctx = fk_new_ctx();
-	ck_status(conduit_ctx_add_rules(ctx, "map *.xen vchan://{label}/{scheme}\n",
-	                                "test"),
+	ck_status(conduit_ctx_add_rules(
+	              ctx, "map *.xen vchan://{label}/{scheme}\n", "test"),
 	          CONDUIT_OK);
 	ck_status(conduit_ctx_add_service(ctx, "echo", 7, 0), CONDUIT_OK);
 	conduit_endpoint *ep = NULL;
@@ -415,9 +417,8 @@ START_TEST(resolver_rule_xen_suffix)
 	ck_assert_str_eq(conduit_endpoint_uri(ep), "vchan://db/echo");
 	conduit_endpoint_free(ep);
 	unsigned d = 0;
-	for (int i = 0; i < 400 && conduit_vchan_lookup(ctx, "db", &d) !=
-	                                   CONDUIT_OK;
-	     i++)
+	for (int i = 0;
+	     i < 400 && conduit_vchan_lookup(ctx, "db", &d) != CONDUIT_OK; i++)
 		nap_ms(5);
 	fk_echo_client(ctx, "echo://db.xen/", 11, 100000, cd_scaled(20000));
 	conduit_ctx_free(ctx);
@@ -468,8 +469,7 @@ START_TEST(server_notify_before_its_first_wait)
 	char got[100];
 	ck_assert_int_eq(libxenvchan_read(srv, got, sizeof(got)),
 	                 (int)sizeof(got));
-	ck_assert_msg(poll(&p, 1, cd_scaled(2000)) == 1 &&
-	                      (p.revents & POLLIN),
+	ck_assert_msg(poll(&p, 1, cd_scaled(2000)) == 1 && (p.revents & POLLIN),
 	              "the server made room before it first waited for an "
 	              "event, and the client was not told");
 	set_domain(2);
@@ -543,9 +543,9 @@ START_TEST(peer_write_wakes_waiter)
 	close(done[1]);
 	conduit_ctx *ctx = fk_new_ctx();
 	conduit_flow *f = NULL;
-	ck_status(conduit_connect_wait(&f, ctx, "vchan://1/wake",
-	                               cd_scaled(20000)),
-	          CONDUIT_OK);
+	ck_status(
+	    conduit_connect_wait(&f, ctx, "vchan://1/wake", cd_scaled(20000)),
+	    CONDUIT_OK);
 	char c;
 	size_t n = 0;
 	ck_status(conduit_read(f, &c, 1, &n), CONDUIT_WANT_READ);
@@ -635,7 +635,7 @@ START_TEST(tls_handshake_waits_for_the_peer)
 		conduit_flow *f;
 		if (conduit_ctx_new(&ctx) != CONDUIT_OK ||
 		    conduit_tls_set_cert_file(ctx, crt, key, NULL) !=
-		            CONDUIT_OK ||
+		        CONDUIT_OK ||
 		    conduit_listen(&l, ctx,
 		                   "tls+vchan://2/hs?read-ring=16384&"
 		                   "write-ring=16384") != CONDUIT_OK ||
@@ -644,15 +644,14 @@ START_TEST(tls_handshake_waits_for_the_peer)
 		/* The ClientHello is in the ring before "go": one call
 		 * answers it with the whole flight and then waits. */
 		if (pipe_wait(go[0], 20000) != 0 ||
-		    !fk_is_want(conduit_handshake(f)) ||
-		    pipe_say(done[1]) != 0)
+		    !fk_is_want(conduit_handshake(f)) || pipe_say(done[1]) != 0)
 			_exit(2);
 		char buf[8];
 		size_t n = 0;
 		if (conduit_read_wait(f, buf, 4, &n, 20000) != CONDUIT_OK ||
 		    n != 4 || memcmp(buf, "ping", 4) != 0 ||
 		    conduit_write_all(f, "pong", 4, NULL, 20000) !=
-		            CONDUIT_OK ||
+		        CONDUIT_OK ||
 		    conduit_close_wait(f, 20000) != CONDUIT_OK)
 			_exit(3);
 		fk_free_all(NULL, f, l, ctx);
@@ -663,9 +662,9 @@ START_TEST(tls_handshake_waits_for_the_peer)
 	conduit_ctx *ctx = fk_new_ctx();
 	ck_status(conduit_tls_set_ca_file(ctx, crt), CONDUIT_OK);
 	conduit_flow *f = NULL;
-	ck_status(conduit_connect(&f, ctx,
-	                          "tls+vchan://1/hs?servername=logger"),
-	          CONDUIT_OK);
+	ck_status(
+	    conduit_connect(&f, ctx, "tls+vchan://1/hs?servername=logger"),
+	    CONDUIT_OK);
 	struct conduit_pollitem it = {.flow = f, .events = CONDUIT_POLLOUT};
 	size_t n = 0;
 	int rc = CONDUIT_WANT_WRITE;
@@ -746,7 +745,7 @@ START_TEST(tls_without_servername_refused)
 	ck_assert_ptr_null(f);
 	const char *m = conduit_ctx_error(ctx);
 	ck_assert_msg(strstr(m, "vchan host \"1\" names a domain") != NULL &&
-	                      strstr(m, "servername=NAME") != NULL,
+	                  strstr(m, "servername=NAME") != NULL,
 	              "message: %s", m);
 	conduit_ctx_free(ctx);
 	host_teardown(true);
@@ -757,24 +756,25 @@ END_TEST
 int main(void)
 {
 	const struct cd_test tests[] = {
-		CD_TEST(emulation_is_loaded, 0),
-		CD_TEST(echo_in_page_ring, 20),
-		CD_TEST(bulk_64mib_in_page_ring, 120),
-		CD_TEST(bulk_64mib_multi_page_ring, 60),
-		CD_TEST(successive_connections, 60),
-		CD_TEST(named_server_and_lookup, 30),
-		CD_TEST(hostile_domain_refused, 0),
-		CD_TEST(long_paths_refused, 0),
-		CD_TEST(no_server_refused, 0),
-		CD_TEST(peer_killed_mid_transfer, 30),
-		CD_TEST(malicious_ring_indexes, 30),
-		CD_TEST(resolver_rule_xen_suffix, 30),
-		CD_TEST(peer_write_wakes_waiter, 30),
-		CD_TEST(server_notify_before_its_first_wait, 10),
+	    CD_TEST(emulation_is_loaded, 0),
+	    CD_TEST(echo_in_page_ring, 20),
+	    CD_TEST(bulk_64mib_in_page_ring, 120),
+	    CD_TEST(bulk_64mib_multi_page_ring, 60),
+	    CD_TEST(successive_connections, 60),
+	    CD_TEST(named_server_and_lookup, 30),
+	    CD_TEST(hostile_domain_refused, 0),
+	    CD_TEST(long_paths_refused, 0),
+	    CD_TEST(no_server_refused, 0),
+	    CD_TEST(peer_killed_mid_transfer, 30),
+	    CD_TEST(malicious_ring_indexes, 30),
+	    CD_TEST(resolver_rule_xen_suffix, 30),
+	    CD_TEST(peer_write_wakes_waiter, 30),
+	    CD_TEST(server_notify_before_its_first_wait, 10),
 #ifdef CONDUIT_HAVE_TLS
-		CD_TEST(tls_handshake_waits_for_the_peer, 30),
-		CD_TEST(tls_without_servername_refused, 0),
+	    CD_TEST(tls_handshake_waits_for_the_peer, 30),
+	    CD_TEST(tls_without_servername_refused, 0),
 #endif
 	};
-	return cd_run(cd_suite("vchan", tests, sizeof(tests) / sizeof(tests[0])));
+	return cd_run(
+	    cd_suite("vchan", tests, sizeof(tests) / sizeof(tests[0])));
 }

@@ -248,10 +248,10 @@ static struct {
 	char dir[PATH_MAX];  /* private temporary directory */
 	char sock[PATH_MAX]; /* dir/bench.sock */
 	char unix_uri[URI_MAX];
-	conduit_ctx *ctx; /* the client side's context */
-	int cpu[2];       /* client and server CPU, -1: not pinned */
-	bool nng;         /* nng figures are measured */
-	bool nng_tls;     /* nng's build has TLS */
+	conduit_ctx *ctx;    /* the client side's context */
+	int cpu[2];          /* client and server CPU, -1: not pinned */
+	bool nng;            /* nng figures are measured */
+	bool nng_tls;        /* nng's build has TLS */
 	char cert_pem[2048]; /* the TLS server's certificate, PEM */
 	char key_pem[1024];  /* and its key */
 } G;
@@ -315,18 +315,18 @@ static void child_setup(pid_t parent, int cpu)
 #ifdef CONDUIT_HAVE_TLS
 /* One suite, one curve, one version for every variant. */
 static const int pin_suites[] = {
-	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-	0,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    0,
 };
 #if MBEDTLS_VERSION_NUMBER >= 0x03010000
 static const uint16_t pin_groups[] = {
-	MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
-	MBEDTLS_SSL_IANA_TLS_GROUP_NONE,
+    MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+    MBEDTLS_SSL_IANA_TLS_GROUP_NONE,
 };
 #else
 static const mbedtls_ecp_group_id pin_curves[] = {
-	MBEDTLS_ECP_DP_SECP256R1,
-	MBEDTLS_ECP_DP_NONE,
+    MBEDTLS_ECP_DP_SECP256R1,
+    MBEDTLS_ECP_DP_NONE,
 };
 #endif
 
@@ -462,8 +462,8 @@ static int tls_make_cert(void)
 	mbedtls_x509write_cert w;
 	mbedtls_pk_init(&key);
 	mbedtls_x509write_crt_init(&w);
-	int r = mbedtls_pk_setup(&key,
-	                         mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
+	int r =
+	    mbedtls_pk_setup(&key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
 	if (r == 0)
 		r = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1,
 		                        mbedtls_pk_ec(key),
@@ -516,9 +516,8 @@ static int tls_make_cert(void)
  * and the name, the pinned suite. */
 static int rt_setup(void)
 {
-	int r = mbedtls_x509_crt_parse(&RT.crt,
-	                               (const unsigned char *)G.cert_pem,
-	                               strlen(G.cert_pem) + 1);
+	int r = mbedtls_x509_crt_parse(
+	    &RT.crt, (const unsigned char *)G.cert_pem, strlen(G.cert_pem) + 1);
 	if (r == 0)
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
 		r = mbedtls_pk_parse_key(&RT.key,
@@ -547,14 +546,13 @@ static int rt_setup(void)
 		r = mbedtls_ssl_conf_own_cert(&RT.srv, &RT.crt, &RT.key);
 	}
 	if (r == 0)
-		r = mbedtls_ssl_ticket_setup(&RT.ticket, mbedtls_ctr_drbg_random,
-		                             &RT.drbg, MBEDTLS_CIPHER_AES_256_GCM,
-		                             7200);
+		r = mbedtls_ssl_ticket_setup(&RT.ticket,
+		                             mbedtls_ctr_drbg_random, &RT.drbg,
+		                             MBEDTLS_CIPHER_AES_256_GCM, 7200);
 	if (r == 0) {
-		mbedtls_ssl_conf_session_tickets_cb(&RT.srv,
-		                                    mbedtls_ssl_ticket_write,
-		                                    mbedtls_ssl_ticket_parse,
-		                                    &RT.ticket);
+		mbedtls_ssl_conf_session_tickets_cb(
+		    &RT.srv, mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse,
+		    &RT.ticket);
 		mbedtls_ssl_conf_session_cache(&RT.srv, &RT.cache,
 		                               mbedtls_ssl_cache_get,
 		                               mbedtls_ssl_cache_set);
@@ -650,11 +648,13 @@ static int rt_open(struct rtls **out, int fd, bool server)
 		if (r == 0) {
 			/* Resumed: the session kept the offered master
 			 * secret (a full handshake makes a new one). */
-			const mbedtls_ssl_session *now = t->ssl.RT_PRIV(session);
-			t->resumed = !server && RT.offer && now != NULL &&
-			             memcmp(now->RT_PRIV(master),
-			                    RT.sess.RT_PRIV(master),
-			                    sizeof(RT.sess.RT_PRIV(master))) == 0;
+			const mbedtls_ssl_session *now =
+			    t->ssl.RT_PRIV(session);
+			t->resumed =
+			    !server && RT.offer && now != NULL &&
+			    memcmp(now->RT_PRIV(master),
+			           RT.sess.RT_PRIV(master),
+			           sizeof(RT.sess.RT_PRIV(master))) == 0;
 			*out = t;
 			return 0;
 		}
@@ -742,8 +742,8 @@ __attribute__((unused)) static int nng_tls_cfg(nng_tls_config **out,
 	int i = server ? 1 : 0;
 	if (cfg[i] == NULL) {
 		nng_tls_config *c = NULL;
-		int rv = nng_tls_config_alloc(
-		    &c, server ? NNG_TLS_MODE_SERVER : NNG_TLS_MODE_CLIENT);
+		int rv = nng_tls_config_alloc(&c, server ? NNG_TLS_MODE_SERVER
+		                                         : NNG_TLS_MODE_CLIENT);
 		if (rv != 0)
 			return nng_fail("nng_tls_config_alloc", rv);
 		if (server)
@@ -961,7 +961,6 @@ static int raw_read(int fd, void *buf, size_t cap, size_t *got)
 	}
 	return set_err("recv: no progress");
 }
-
 
 /* ------------------------------------------------------------------ */
 /* Links: one connection, any variant.  The switch costs every variant  */
@@ -1204,8 +1203,8 @@ static int nng_lsn_open(struct listener *L, enum transport tr, bool poly)
 		return -1;
 	L->ns_open = true;
 	nng_listener nl;
-	int rv = nng_pipe_notify(L->ns, NNG_PIPE_EV_ADD_POST, nng_pipe_event,
-	                         NULL);
+	int rv =
+	    nng_pipe_notify(L->ns, NNG_PIPE_EV_ADD_POST, nng_pipe_event, NULL);
 	if (rv == 0)
 		rv = nng_pipe_notify(L->ns, NNG_PIPE_EV_REM_POST,
 		                     nng_pipe_event, NULL);
@@ -1347,7 +1346,8 @@ static int lsn_accept(struct listener *L, struct link *k)
 			return set_err("conduit_accept_wait: %s",
 			               cerr(conduit_listener_error(L->l), rc));
 #ifdef CONDUIT_HAVE_TLS
-		if (L->tr == T_TLS && flow_handshake_wait(k->flow, L->ctx) < 0) {
+		if (L->tr == T_TLS &&
+		    flow_handshake_wait(k->flow, L->ctx) < 0) {
 			link_close(k);
 			return -1;
 		}
@@ -1844,8 +1844,7 @@ static int shared_init(unsigned samples)
 	return 0;
 }
 
-static int run_forked(const struct run_req *q, double *secs,
-                      uint64_t *samples)
+static int run_forked(const struct run_req *q, double *secs, uint64_t *samples)
 {
 	if (SH == NULL || (q->kind == RUN_LATENCY && q->n > sh_samples))
 		return set_err("no room for the nng client's results");
@@ -1884,12 +1883,13 @@ static int run_forked(const struct run_req *q, double *secs,
 	if (w < 0)
 		return set_err("waitpid: %s", strerror(errno));
 	if (WIFSIGNALED(st))
-		return set_err("the nng client was killed by signal %d (%s)%s%s",
-		               WTERMSIG(st), strsignal(WTERMSIG(st)),
-		               SH->err[0] ? ": " : "", SH->err);
+		return set_err(
+		    "the nng client was killed by signal %d (%s)%s%s",
+		    WTERMSIG(st), strsignal(WTERMSIG(st)),
+		    SH->err[0] ? ": " : "", SH->err);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || SH->rc != 0)
-		return set_err("%s", SH->err[0] ? SH->err
-		                                : "the nng client failed");
+		return set_err("%s",
+		               SH->err[0] ? SH->err : "the nng client failed");
 	if (secs != NULL)
 		*secs = SH->secs;
 	if (samples != NULL)
@@ -2243,9 +2243,9 @@ static double gcm_ceiling(bool quick)
 		/* Bounded in count and in time. */
 		while (n < 200000 && t - t0 < budget) {
 			iv[0] = (unsigned char)n;
-			if (mbedtls_gcm_crypt_and_tag(&g, MBEDTLS_GCM_ENCRYPT, REC,
-			                              iv, sizeof(iv), NULL, 0, in,
-			                              out, sizeof(tag), tag) != 0)
+			if (mbedtls_gcm_crypt_and_tag(
+			        &g, MBEDTLS_GCM_ENCRYPT, REC, iv, sizeof(iv),
+			        NULL, 0, in, out, sizeof(tag), tag) != 0)
 				break;
 			n++;
 			if ((n & 15) == 0)
@@ -2329,8 +2329,8 @@ static enum nng_state nng_state_of(enum transport tr)
 static struct row *add_row(enum transport tr, const char *figure,
                            const char *unit, bool higher_better, int decimals)
 {
-	return add_row_named(tr_name[tr], figure, unit, higher_better,
-	                     decimals, tr_base[tr], nng_state_of(tr));
+	return add_row_named(tr_name[tr], figure, unit, higher_better, decimals,
+	                     tr_base[tr], nng_state_of(tr));
 }
 
 /* Record one round's runs (v[API_NNG] only when the row has nng). */
@@ -2424,12 +2424,13 @@ void bench_emit(const struct bench_figure *f)
 {
 	if (f == NULL)
 		return;
-	struct row *r = add_row_named(f->transport, f->figure, f->unit,
-	                              f->higher_better, f->decimals,
-	                              f->baseline, NNG_NONE);
+	struct row *r =
+	    add_row_named(f->transport, f->figure, f->unit, f->higher_better,
+	                  f->decimals, f->baseline, NNG_NONE);
 	if (r == NULL) {
-		fprintf(stderr, "conduit-bench: more than %d figures; %s %s "
-		                "is left out\n",
+		fprintf(stderr,
+		        "conduit-bench: more than %d figures; %s %s "
+		        "is left out\n",
 		        MAX_ROWS, f->transport ? f->transport : "?",
 		        f->figure ? f->figure : "?");
 		emit_failed = true;
@@ -2666,7 +2667,7 @@ static int measure_connect(enum transport tr, bool resume)
  * table, the rule and the TLS merge cost on top of one parse.  One
  * process, no peer.
  */
-#define RESOLVE_URI "https://logger.xen/"
+#define RESOLVE_URI  "https://logger.xen/"
 #define RESOLVE_RULE "map *.xen unix-abstract://xen-{label}-{scheme}\n"
 
 static int resolve_loop(enum api a, conduit_ctx *ctx, const char *result,
@@ -2676,8 +2677,8 @@ static int resolve_loop(enum api a, conduit_ctx *ctx, const char *result,
 	for (unsigned i = 0; i < n; i++) {
 		conduit_endpoint *ep = NULL;
 		int rc = a == API_CONDUIT
-		                 ? conduit_resolve(&ep, ctx, RESOLVE_URI)
-		                 : conduit_endpoint_parse(&ep, result, NULL, 0);
+		             ? conduit_resolve(&ep, ctx, RESOLVE_URI)
+		             : conduit_endpoint_parse(&ep, result, NULL, 0);
 		if (rc != CONDUIT_OK) {
 			set_err("%s", conduit_ctx_error(ctx));
 			return -1;
@@ -2715,7 +2716,8 @@ static int measure_resolve(void)
 	for (int k = 0; k < 2; k++) /* warm-up */
 		if (resolve_loop(turn(0, k), ctx, result, n / 10, &s) < 0) {
 			conduit_ctx_free(ctx);
-			return fail_figure(T_RESOLVE, "resolutions", turn(0, k));
+			return fail_figure(T_RESOLVE, "resolutions",
+			                   turn(0, k));
 		}
 	for (unsigned i = 0; i < P.repeats; i++) {
 		double v[NAPI] = {0, 0, 0};
@@ -2760,7 +2762,7 @@ static void json_list(const double *v, unsigned n, int decimals)
 }
 
 /* The names of the sections asked for, as --only took them. */
-static const char *const section_name[] = {"unix", "tcp",  "tls",  "resolver",
+static const char *const section_name[] = {"unix",  "tcp",  "tls",  "resolver",
                                            "vchan", "lwip", "scale"};
 #define NSECTIONS (sizeof(section_name) / sizeof(section_name[0]))
 
@@ -2857,8 +2859,8 @@ static void print_json(const struct utsname *u, long cpus, unsigned only)
 			       r->med[API_NNG], r->ratio_nng);
 		else
 			printf("\"nng\": null, \"ratio_nng\": null,\n     ");
-		printf("\"best_conduit\": %.*f, \"best_baseline\": %.*f",
-		       d, r->best[API_CONDUIT], d, r->best[API_RAW]);
+		printf("\"best_conduit\": %.*f, \"best_baseline\": %.*f", d,
+		       r->best[API_CONDUIT], d, r->best[API_RAW]);
 		if (has_nng)
 			printf(", \"best_nng\": %.*f", d, r->best[API_NNG]);
 		printf(",\n     \"runs\": {\"conduit\": ");
@@ -2980,11 +2982,13 @@ static void usage(FILE *f)
 	    "usage: conduit-bench [--quick] [--json] [--only SECTION[,...]]\n"
 	    "\n"
 	    "Measures conduit against a baseline doing the same work in the\n"
-	    "same run (raw syscalls for unix and tcp, raw mbedTLS for TLS, raw\n"
+	    "same run (raw syscalls for unix and tcp, raw mbedTLS for TLS, "
+	    "raw\n"
 	    "libxenvchan, raw lwIP) and against nng (ipc, tcp, tls+tcp) where\n"
 	    "it is installed: one-way throughput (1, 16, 64 KiB writes),\n"
 	    "64-byte round trips, connections and TLS handshakes per second,\n"
-	    "rule-based resolutions, idle memory and concurrent flows.  Prints\n"
+	    "rule-based resolutions, idle memory and concurrent flows.  "
+	    "Prints\n"
 	    "conduit, the baseline, conduit/baseline, nng and conduit/nng.\n"
 	    "\n"
 	    "  --quick        fewer and shorter runs (the whole run under a "
@@ -3251,10 +3255,11 @@ int main(int argc, char **argv)
 		     "later one, which must resume; nng keeps no TLS sessions, "
 		     "so it has no\nsuch figure.",
 		     pin_suite_name(), MBEDTLS_VERSION_STRING);
-		note("TLS ceiling: AES-128-GCM alone, one core, 16 KiB records: "
-		     "%.0f MiB/s.\nEach side of a transfer runs it over every "
-		     "byte; no TLS on mbedTLS goes faster.",
-		     gcm_ceiling(P.quick));
+		note(
+		    "TLS ceiling: AES-128-GCM alone, one core, 16 KiB records: "
+		    "%.0f MiB/s.\nEach side of a transfer runs it over every "
+		    "byte; no TLS on mbedTLS goes faster.",
+		    gcm_ceiling(P.quick));
 #ifdef CONDUIT_BENCH_NNG
 		if (!G.nng_tls)
 			note("nng: this build of nng has no TLS "

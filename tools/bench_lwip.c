@@ -886,8 +886,7 @@ static unsigned lb_repeats(const struct bench_settings *s)
 }
 
 /* Repeat i's figure v of variant a. */
-static void lb_put(struct bench_figure *f, enum lb_api a, unsigned i,
-                   double v)
+static void lb_put(struct bench_figure *f, enum lb_api a, unsigned i, double v)
 {
 	if (a == LB_RAW)
 		f->base[i] = v;

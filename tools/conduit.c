@@ -92,161 +92,164 @@ struct opts {
 	int nargs;
 	int timeout_ms; /* 0: no limit */
 	bool verbose, keep, echo, help, explain;
-	const char *rules; /* --rules FILE */
+	const char *rules;      /* --rules FILE */
 	const char *lwip_tap;   /* --lwip-tap NAME,ADDR/PREFIX[,GW] */
 	const char *lwip_dgram; /* --lwip-dgram PATH,ADDR/PREFIX[,GW] */
 	/* TLS: files, the variable holding the key's password, ALPN list */
 	const char *ca, *cert, *key, *pass_env, *alpn;
 	const char *servername; /* --servername: the name TLS checks */
-	int client_auth; /* CONDUIT_TLS_VERIFY_*, or -1: not given */
+	int client_auth;        /* CONDUIT_TLS_VERIFY_*, or -1: not given */
 	bool insecure;
 };
 
 static const char *cmd_names[] = {"", "cat", "listen", "relay", "resolve"};
 
 static const char usage_main[] =
-	"usage: conduit [-v] [--timeout MS] [--rules FILE] [TLS options]\n"
-	"               [--lwip-tap SPEC | --lwip-dgram SPEC] COMMAND [ARGS]\n"
-	"\n"
-	"Commands:\n"
-	"  cat URI                  connect to URI; copy standard input to it and\n"
-	"                           what it sends to standard output\n"
-	"  listen [--keep] [--echo] URI\n"
-	"                           accept a connection on URI and bridge it to\n"
-	"                           standard input and output (or echo it)\n"
-	"  relay LISTEN_URI TARGET_URI\n"
-	"                           for each connection accepted on LISTEN_URI,\n"
-	"                           connect to TARGET_URI and copy both ways\n"
-	"  resolve [--explain] URI  print the endpoint URI and the addresses found\n"
-	"                           (--explain: each step that produced them)\n"
-	"  demo [--leg NAME] [--bytes N]\n"
-	"                           every backend of this build end to end, on\n"
-	"                           loopback and emulations ('conduit demo --help')\n"
-	"\n"
-	"Options (before or after the command):\n"
-	"  --timeout MS   give up connecting after MS milliseconds, and end a\n"
-	"                 connection on which no byte has moved for MS ms\n"
-	"  --rules FILE   load resolver rules from FILE (see README); without\n"
-	"                 it, the file named by $CONDUIT_RULES if set\n"
-	"  -v, --verbose  log each phase (resolving, connecting, accepted, ...)\n"
-	"                 on standard error, one line each; after a TLS\n"
-	"                 handshake: version, suite, ALPN and the peer's\n"
-	"                 certificate subject\n"
-	"  -h, --help     this text; 'conduit COMMAND --help' for a command\n"
-	"\n"
-	"TLS (tls://HOST:PORT = tls+tcp://, tls+unix://, tls+vchan://, https://\n"
-	"and other service schemes whose entry says tls):\n"
-	"  --ca FILE|DIR  trust these CA certificates instead of the system's\n"
-	"                 (clients: the server's chain; listen and relay with\n"
-	"                 --client-auth: the clients' certificates)\n"
-	"  --cert FILE    certificate chain, leaf first: the server's for listen\n"
-	"                 and relay's listener, the client's (mutual TLS) for\n"
-	"                 cat and relay's target\n"
-	"  --key FILE     its private key (default: in the --cert file)\n"
-	"  --key-password-env VAR\n"
-	"                 the password of an encrypted key is in variable VAR\n"
-	"  --client-auth none|optional|required\n"
-	"                 listen, relay: ask clients for a certificate (default\n"
-	"                 none); required refuses clients without a valid one\n"
-	"  --alpn P1[,P2...]\n"
-	"                 ALPN protocols, most preferred first\n"
-	"  --servername NAME\n"
-	"                 cat, relay's target: check the server's certificate\n"
-	"                 for NAME (and send it as SNI) instead of the URI's host\n"
-	"  --insecure     INSECURE: do not check server certificates (the\n"
-	"                 connection is encrypted but not authenticated)\n"
-	"  URI options ?ca=, cert=, key=, alpn=, servername=, insecure-no-verify=1\n"
-	"  set the same for one URI.  A server's certificate must name the\n"
-	"  URI's host (or servername=).  Bad files or keys: exit 2; a failed\n"
-	"  verification or handshake: exit 4, with the reason.\n"
-	"\n"
-	"Xen vchan (vchan://DOMID/PORT, vchan://NAME/PORT): 'listen' names the\n"
-	"peer domain it serves (or a name it registers), 'cat' the server's.\n"
-	"Without a hypervisor, run each side over the emulation built in\n"
-	"stubs/xen: LD_LIBRARY_PATH=<build>/stubs/xen, CONDUIT_XEN_DIR=<a\n"
-	"directory shared by both>, CONDUIT_XEN_DOMID=<this side's domain>.\n"
-	"\n"
-	"TCP on lwIP instead of the kernel (tcp://, tls://, ... go through it):\n"
-	"  --lwip-tap NAME,ADDR/PREFIX[,GW]\n"
-	"                 lwIP on the TAP device NAME (made if needed; bring the\n"
-	"                 kernel side up yourself) with this IPv4 address\n"
-	"  --lwip-dgram PATH,ADDR/PREFIX[,GW]\n"
-	"                 lwIP on a datagram wire to another conduit process:\n"
-	"                 the first process to name PATH makes the wire there\n"
-	"                 and goes on; the second joins it (PATH is then\n"
-	"                 removed).  Give each side its own address on one\n"
-	"                 subnet.  Bad specifications: exit 2.\n"
-	"\n"
-	"Exit status:\n"
-	"  0  success\n"
-	"  1  I/O failure after connecting (reset, idle timeout, ...)\n"
-	"  2  usage error, or a rules file that cannot be loaded\n"
-	"  3  resolution failure (malformed URI, unknown scheme, bad host,\n"
-	"     port or option, name lookup, path too long, no backend)\n"
-	"  4  connection failure (refused, no such socket, timed out,\n"
-	"     unreachable, permission denied, address in use)\n";
+    "usage: conduit [-v] [--timeout MS] [--rules FILE] [TLS options]\n"
+    "               [--lwip-tap SPEC | --lwip-dgram SPEC] COMMAND [ARGS]\n"
+    "\n"
+    "Commands:\n"
+    "  cat URI                  connect to URI; copy standard input to it and\n"
+    "                           what it sends to standard output\n"
+    "  listen [--keep] [--echo] URI\n"
+    "                           accept a connection on URI and bridge it to\n"
+    "                           standard input and output (or echo it)\n"
+    "  relay LISTEN_URI TARGET_URI\n"
+    "                           for each connection accepted on LISTEN_URI,\n"
+    "                           connect to TARGET_URI and copy both ways\n"
+    "  resolve [--explain] URI  print the endpoint URI and the addresses "
+    "found\n"
+    "                           (--explain: each step that produced them)\n"
+    "  demo [--leg NAME] [--bytes N]\n"
+    "                           every backend of this build end to end, on\n"
+    "                           loopback and emulations ('conduit demo "
+    "--help')\n"
+    "\n"
+    "Options (before or after the command):\n"
+    "  --timeout MS   give up connecting after MS milliseconds, and end a\n"
+    "                 connection on which no byte has moved for MS ms\n"
+    "  --rules FILE   load resolver rules from FILE (see README); without\n"
+    "                 it, the file named by $CONDUIT_RULES if set\n"
+    "  -v, --verbose  log each phase (resolving, connecting, accepted, ...)\n"
+    "                 on standard error, one line each; after a TLS\n"
+    "                 handshake: version, suite, ALPN and the peer's\n"
+    "                 certificate subject\n"
+    "  -h, --help     this text; 'conduit COMMAND --help' for a command\n"
+    "\n"
+    "TLS (tls://HOST:PORT = tls+tcp://, tls+unix://, tls+vchan://, https://\n"
+    "and other service schemes whose entry says tls):\n"
+    "  --ca FILE|DIR  trust these CA certificates instead of the system's\n"
+    "                 (clients: the server's chain; listen and relay with\n"
+    "                 --client-auth: the clients' certificates)\n"
+    "  --cert FILE    certificate chain, leaf first: the server's for listen\n"
+    "                 and relay's listener, the client's (mutual TLS) for\n"
+    "                 cat and relay's target\n"
+    "  --key FILE     its private key (default: in the --cert file)\n"
+    "  --key-password-env VAR\n"
+    "                 the password of an encrypted key is in variable VAR\n"
+    "  --client-auth none|optional|required\n"
+    "                 listen, relay: ask clients for a certificate (default\n"
+    "                 none); required refuses clients without a valid one\n"
+    "  --alpn P1[,P2...]\n"
+    "                 ALPN protocols, most preferred first\n"
+    "  --servername NAME\n"
+    "                 cat, relay's target: check the server's certificate\n"
+    "                 for NAME (and send it as SNI) instead of the URI's host\n"
+    "  --insecure     INSECURE: do not check server certificates (the\n"
+    "                 connection is encrypted but not authenticated)\n"
+    "  URI options ?ca=, cert=, key=, alpn=, servername=, "
+    "insecure-no-verify=1\n"
+    "  set the same for one URI.  A server's certificate must name the\n"
+    "  URI's host (or servername=).  Bad files or keys: exit 2; a failed\n"
+    "  verification or handshake: exit 4, with the reason.\n"
+    "\n"
+    "Xen vchan (vchan://DOMID/PORT, vchan://NAME/PORT): 'listen' names the\n"
+    "peer domain it serves (or a name it registers), 'cat' the server's.\n"
+    "Without a hypervisor, run each side over the emulation built in\n"
+    "stubs/xen: LD_LIBRARY_PATH=<build>/stubs/xen, CONDUIT_XEN_DIR=<a\n"
+    "directory shared by both>, CONDUIT_XEN_DOMID=<this side's domain>.\n"
+    "\n"
+    "TCP on lwIP instead of the kernel (tcp://, tls://, ... go through it):\n"
+    "  --lwip-tap NAME,ADDR/PREFIX[,GW]\n"
+    "                 lwIP on the TAP device NAME (made if needed; bring the\n"
+    "                 kernel side up yourself) with this IPv4 address\n"
+    "  --lwip-dgram PATH,ADDR/PREFIX[,GW]\n"
+    "                 lwIP on a datagram wire to another conduit process:\n"
+    "                 the first process to name PATH makes the wire there\n"
+    "                 and goes on; the second joins it (PATH is then\n"
+    "                 removed).  Give each side its own address on one\n"
+    "                 subnet.  Bad specifications: exit 2.\n"
+    "\n"
+    "Exit status:\n"
+    "  0  success\n"
+    "  1  I/O failure after connecting (reset, idle timeout, ...)\n"
+    "  2  usage error, or a rules file that cannot be loaded\n"
+    "  3  resolution failure (malformed URI, unknown scheme, bad host,\n"
+    "     port or option, name lookup, path too long, no backend)\n"
+    "  4  connection failure (refused, no such socket, timed out,\n"
+    "     unreachable, permission denied, address in use)\n";
 
 static const char usage_cat[] =
-	"usage: conduit cat [--timeout MS] [-v] [TLS options] URI\n"
-	"\n"
-	"Connect to URI.  Copy standard input to the connection and what the\n"
-	"peer sends to standard output.  When standard input ends, the\n"
-	"connection is half-closed (the peer sees end of stream and may still\n"
-	"answer).  Exits 0 once both directions have ended: standard input\n"
-	"finished and sent, and the peer's end of stream reached and written.\n"
-	"--timeout MS limits the connect (and a TLS handshake) and ends a\n"
-	"connection idle that long (exit 1).  TLS: --ca verifies the server,\n"
-	"--cert/--key present a client certificate, --alpn, --insecure; see\n"
-	"'conduit --help'.  Exit statuses: see 'conduit --help'.\n";
+    "usage: conduit cat [--timeout MS] [-v] [TLS options] URI\n"
+    "\n"
+    "Connect to URI.  Copy standard input to the connection and what the\n"
+    "peer sends to standard output.  When standard input ends, the\n"
+    "connection is half-closed (the peer sees end of stream and may still\n"
+    "answer).  Exits 0 once both directions have ended: standard input\n"
+    "finished and sent, and the peer's end of stream reached and written.\n"
+    "--timeout MS limits the connect (and a TLS handshake) and ends a\n"
+    "connection idle that long (exit 1).  TLS: --ca verifies the server,\n"
+    "--cert/--key present a client certificate, --alpn, --insecure; see\n"
+    "'conduit --help'.  Exit statuses: see 'conduit --help'.\n";
 
 static const char usage_listen[] =
-	"usage: conduit listen [--keep] [--echo] [--timeout MS] [-v]\n"
-	"                      [--cert FILE --key FILE] [--client-auth MODE] URI\n"
-	"\n"
-	"Listen on URI and print 'listening on URI' on standard error, with the\n"
-	"real address (the port the system chose for tcp://127.0.0.1:0).\n"
-	"Accept one connection, stop listening, and bridge the connection to\n"
-	"standard input and output as 'conduit cat' does.\n"
-	"  --keep   go on accepting.  Connections are bridged one after another;\n"
-	"           standard input feeds whichever connection is being served, so\n"
-	"           once it has ended later connections get an immediate end of\n"
-	"           stream, and what each one sends is written to standard\n"
-	"           output in turn.  A connection that fails is logged and the\n"
-	"           next one served.  Runs until interrupted.\n"
-	"  --echo   send each connection's bytes back to it instead of using\n"
-	"           standard input and output; with --keep, connections are\n"
-	"           echoed concurrently.\n"
-	"--timeout MS ends a connection on which no byte has moved for MS ms.\n"
-	"TLS: 'listen tls://127.0.0.1:8443 --cert c.pem --key k.pem' serves\n"
-	"TLS (a certificate is required); --client-auth optional|required\n"
-	"asks clients for theirs, checked against --ca; --alpn.  A client whose\n"
-	"handshake fails ends a single 'listen' with exit 4; with --keep it is\n"
-	"logged and the next one served.\n";
+    "usage: conduit listen [--keep] [--echo] [--timeout MS] [-v]\n"
+    "                      [--cert FILE --key FILE] [--client-auth MODE] URI\n"
+    "\n"
+    "Listen on URI and print 'listening on URI' on standard error, with the\n"
+    "real address (the port the system chose for tcp://127.0.0.1:0).\n"
+    "Accept one connection, stop listening, and bridge the connection to\n"
+    "standard input and output as 'conduit cat' does.\n"
+    "  --keep   go on accepting.  Connections are bridged one after another;\n"
+    "           standard input feeds whichever connection is being served, so\n"
+    "           once it has ended later connections get an immediate end of\n"
+    "           stream, and what each one sends is written to standard\n"
+    "           output in turn.  A connection that fails is logged and the\n"
+    "           next one served.  Runs until interrupted.\n"
+    "  --echo   send each connection's bytes back to it instead of using\n"
+    "           standard input and output; with --keep, connections are\n"
+    "           echoed concurrently.\n"
+    "--timeout MS ends a connection on which no byte has moved for MS ms.\n"
+    "TLS: 'listen tls://127.0.0.1:8443 --cert c.pem --key k.pem' serves\n"
+    "TLS (a certificate is required); --client-auth optional|required\n"
+    "asks clients for theirs, checked against --ca; --alpn.  A client whose\n"
+    "handshake fails ends a single 'listen' with exit 4; with --keep it is\n"
+    "logged and the next one served.\n";
 
 static const char usage_relay[] =
-	"usage: conduit relay [--timeout MS] [-v] [TLS options] LISTEN_URI "
-	"TARGET_URI\n"
-	"\n"
-	"Listen on LISTEN_URI (printing 'listening on URI' on standard error).\n"
-	"For each connection accepted, connect to TARGET_URI and copy bytes both\n"
-	"ways, many connections at once.  End of stream from either side is\n"
-	"passed on as a half-close; a pair is finished when both directions have\n"
-	"ended.  A connection to the target that fails closes the accepted one\n"
-	"and is logged on one line; the relay goes on.  TARGET_URI is resolved\n"
-	"once, at start.  --timeout MS limits each connect to the target and\n"
-	"ends a pair idle that long.  Runs until interrupted.  TLS options\n"
-	"serve both sides: --cert/--key is the listener's certificate and the\n"
-	"one presented to a TLS target that asks; --ca verifies the target\n"
-	"(and clients, with --client-auth).\n";
+    "usage: conduit relay [--timeout MS] [-v] [TLS options] LISTEN_URI "
+    "TARGET_URI\n"
+    "\n"
+    "Listen on LISTEN_URI (printing 'listening on URI' on standard error).\n"
+    "For each connection accepted, connect to TARGET_URI and copy bytes both\n"
+    "ways, many connections at once.  End of stream from either side is\n"
+    "passed on as a half-close; a pair is finished when both directions have\n"
+    "ended.  A connection to the target that fails closes the accepted one\n"
+    "and is logged on one line; the relay goes on.  TARGET_URI is resolved\n"
+    "once, at start.  --timeout MS limits each connect to the target and\n"
+    "ends a pair idle that long.  Runs until interrupted.  TLS options\n"
+    "serve both sides: --cert/--key is the listener's certificate and the\n"
+    "one presented to a TLS target that asks; --ca verifies the target\n"
+    "(and clients, with --client-auth).\n";
 
 static const char usage_resolve[] =
-	"usage: conduit resolve [--explain] [--rules FILE] [-v] URI\n"
-	"\n"
-	"Resolve URI as a connect would (a host name is looked up) and print the\n"
-	"canonical endpoint URI, then one line '  address ADDR' per address\n"
-	"found.  With --explain, first one line per step: which service, rule\n"
-	"and lookup produced which part.  Exits 3 when the URI cannot be\n"
-	"resolved.\n";
+    "usage: conduit resolve [--explain] [--rules FILE] [-v] URI\n"
+    "\n"
+    "Resolve URI as a connect would (a host name is looked up) and print the\n"
+    "canonical endpoint URI, then one line '  address ADDR' per address\n"
+    "found.  With --explain, first one line per step: which service, rule\n"
+    "and lookup produced which part.  Exits 3 when the URI cannot be\n"
+    "resolved.\n";
 
 static const char *usage_for(enum cmd c)
 {
@@ -265,7 +268,7 @@ static const char *usage_for(enum cmd c)
 }
 
 static int usage_error(enum cmd c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* A usage error: what was wrong, the command's synopsis, exit 2. */
 static int usage_error(enum cmd c, const char *fmt, ...)
@@ -370,7 +373,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		if (!only_args && a[0] == '-' && a[1] != '\0') {
 			if (strcmp(a, "--") == 0) {
 				only_args = true;
-			} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			} else if (strcmp(a, "-h") == 0 ||
+			           strcmp(a, "--help") == 0) {
 				o->help = true;
 			} else if (strcmp(a, "-v") == 0 ||
 			           strcmp(a, "--verbose") == 0) {
@@ -379,63 +383,72 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				o->explain = true;
 			} else if (opt_is(argc, argv, &i, "--rules", &v)) {
 				if (v == NULL || *v == '\0')
-					return usage_error(o->cmd,
-					                   "--rules needs a file");
+					return usage_error(
+					    o->cmd, "--rules needs a file");
 				o->rules = v;
 			} else if (opt_is(argc, argv, &i, "--lwip-tap", &v)) {
 				if (v == NULL)
-					return usage_error(o->cmd, "--lwip-tap needs "
-					                   "NAME,ADDR/PREFIX[,GW]");
+					return usage_error(
+					    o->cmd, "--lwip-tap needs "
+					            "NAME,ADDR/PREFIX[,GW]");
 				o->lwip_tap = v;
 			} else if (opt_is(argc, argv, &i, "--lwip-dgram", &v)) {
 				if (v == NULL)
-					return usage_error(o->cmd, "--lwip-dgram needs "
-					                   "PATH,ADDR/PREFIX[,GW]");
+					return usage_error(
+					    o->cmd, "--lwip-dgram needs "
+					            "PATH,ADDR/PREFIX[,GW]");
 				o->lwip_dgram = v;
 			} else if (opt_is(argc, argv, &i, "--ca", &v)) {
 				if ((st = file_opt(o, "--ca", v, &o->ca)) >= 0)
 					return st;
 			} else if (opt_is(argc, argv, &i, "--cert", &v)) {
-				if ((st = file_opt(o, "--cert", v, &o->cert)) >= 0)
+				if ((st = file_opt(o, "--cert", v, &o->cert)) >=
+				    0)
 					return st;
 			} else if (opt_is(argc, argv, &i, "--key", &v)) {
-				if ((st = file_opt(o, "--key", v, &o->key)) >= 0)
+				if ((st = file_opt(o, "--key", v, &o->key)) >=
+				    0)
 					return st;
 			} else if (opt_is(argc, argv, &i, "--key-password-env",
 			                  &v)) {
 				if (v == NULL || *v == '\0')
-					return usage_error(o->cmd,
-					                   "--key-password-env needs "
-					                   "the name of an environment "
-					                   "variable");
+					return usage_error(
+					    o->cmd,
+					    "--key-password-env needs "
+					    "the name of an environment "
+					    "variable");
 				o->pass_env = v;
-			} else if (opt_is(argc, argv, &i, "--client-auth", &v)) {
+			} else if (opt_is(argc, argv, &i, "--client-auth",
+			                  &v)) {
 				static const char *const modes[] = {
-					"none", "optional", "required"};
+				    "none", "optional", "required"};
 				o->client_auth = -1;
 				for (int m = 0; m < 3 && v != NULL; m++)
 					if (strcmp(v, modes[m]) == 0)
 						o->client_auth = m;
 				if (o->client_auth < 0)
-					return usage_error(o->cmd,
-					                   "--client-auth: '%s' is not "
-					                   "none, optional or required",
-					                   v != NULL ? v : "");
+					return usage_error(
+					    o->cmd,
+					    "--client-auth: '%s' is not "
+					    "none, optional or required",
+					    v != NULL ? v : "");
 			} else if (opt_is(argc, argv, &i, "--alpn", &v)) {
 				if (v == NULL || !alpn_ok(v))
-					return usage_error(o->cmd,
-					                   "--alpn: '%s' is not a list "
-					                   "of 1 to %d protocol names "
-					                   "(1 to 255 bytes each) "
-					                   "separated by commas",
-					                   v != NULL ? v : "", ALPN_MAX);
+					return usage_error(
+					    o->cmd,
+					    "--alpn: '%s' is not a list "
+					    "of 1 to %d protocol names "
+					    "(1 to 255 bytes each) "
+					    "separated by commas",
+					    v != NULL ? v : "", ALPN_MAX);
 				o->alpn = v;
 			} else if (opt_is(argc, argv, &i, "--servername", &v)) {
 				if (v == NULL || !servername_ok(v))
-					return usage_error(o->cmd,
-					                   "--servername: '%s' is not a "
-					                   "host name or IP address",
-					                   v != NULL ? v : "");
+					return usage_error(
+					    o->cmd,
+					    "--servername: '%s' is not a "
+					    "host name or IP address",
+					    v != NULL ? v : "");
 				o->servername = v;
 			} else if (strcmp(a, "--insecure") == 0) {
 				o->insecure = true;
@@ -447,16 +460,18 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				keep_opt = a;
 			} else if (opt_is(argc, argv, &i, "--timeout", &v)) {
 				if (v == NULL)
-					return usage_error(o->cmd,
-					                   "--timeout needs a value");
+					return usage_error(
+					    o->cmd, "--timeout needs a value");
 				if (!parse_ms(v, &o->timeout_ms))
-					return usage_error(o->cmd,
-					                   "--timeout: '%s' is not a "
-					                   "positive number of "
-					                   "milliseconds",
-					                   v);
+					return usage_error(
+					    o->cmd,
+					    "--timeout: '%s' is not a "
+					    "positive number of "
+					    "milliseconds",
+					    v);
 			} else {
-				return usage_error(o->cmd, "unknown option '%s'", a);
+				return usage_error(o->cmd,
+				                   "unknown option '%s'", a);
 			}
 			continue;
 		}
@@ -466,14 +481,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
 					o->cmd = (enum cmd)c;
 			if (o->cmd == CMD_NONE) {
 				if (o->help)
-					break; /* `conduit --help bogus`: help */
-				return usage_error(CMD_NONE, "unknown command '%s'",
-				                   a);
+					break; /* `conduit --help bogus`: help
+					        */
+				return usage_error(CMD_NONE,
+				                   "unknown command '%s'", a);
 			}
 			continue;
 		}
 		if (o->nargs == 2)
-			return usage_error(o->cmd, "unexpected argument '%s'", a);
+			return usage_error(o->cmd, "unexpected argument '%s'",
+			                   a);
 		o->args[o->nargs++] = a;
 	}
 	if (o->help)
@@ -486,21 +503,24 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if (o->explain && o->cmd != CMD_RESOLVE)
 		return usage_error(o->cmd, "--explain goes with resolve");
 	if (o->key != NULL && o->cert == NULL)
-		return usage_error(o->cmd, "--key %s needs --cert (the "
-		                   "certificate the key belongs to)", o->key);
+		return usage_error(o->cmd,
+		                   "--key %s needs --cert (the "
+		                   "certificate the key belongs to)",
+		                   o->key);
 	if (o->client_auth >= 0 && o->cmd != CMD_LISTEN && o->cmd != CMD_RELAY)
 		return usage_error(o->cmd, "--client-auth is an option of "
-		                   "'listen' and 'relay' only");
+		                           "'listen' and 'relay' only");
 	if (o->lwip_tap != NULL && o->lwip_dgram != NULL)
 		return usage_error(o->cmd, "--lwip-tap and --lwip-dgram: give "
-		                   "one of them");
+		                           "one of them");
 	int want = o->cmd == CMD_RELAY ? 2 : 1;
 	if (o->nargs < want)
 		return usage_error(o->cmd, "missing %s",
 		                   o->cmd == CMD_RELAY
-		                           ? (o->nargs == 0 ? "LISTEN_URI and TARGET_URI"
-		                                            : "TARGET_URI")
-		                           : "URI");
+		                       ? (o->nargs == 0
+		                              ? "LISTEN_URI and TARGET_URI"
+		                              : "TARGET_URI")
+		                       : "URI");
 	if (o->nargs > want)
 		return usage_error(o->cmd, "unexpected argument '%s'",
 		                   o->args[want]);
@@ -575,7 +595,8 @@ static void observe(void *arg, const struct conduit_event *ev)
 	(void)arg;
 	char st[96] = "", peer[300] = "";
 	if (ev->status != CONDUIT_OK)
-		snprintf(st, sizeof(st), " [%s]", conduit_status_name(ev->status));
+		snprintf(st, sizeof(st), " [%s]",
+		         conduit_status_name(ev->status));
 	else if (ev->phase == CONDUIT_PHASE_TLS_HANDSHAKED && ev->flow != NULL)
 		tls_peer(ev->flow, peer, sizeof(peer));
 	say("%s %s%s%s%s%s%s", conduit_phase_name(ev->phase), ev->uri,
@@ -672,8 +693,8 @@ struct session {
 	size_t nend;
 	struct dir dir[2];
 	size_t ndir;
-	uint64_t idle_at; /* end the session then (UINT64_MAX: never) */
-	uint64_t wake_at; /* the library wants to be called by then */
+	uint64_t idle_at;        /* end the session then (UINT64_MAX: never) */
+	uint64_t wake_at;        /* the library wants to be called by then */
 	size_t span_lo, span_hi; /* its descriptors in the poll array */
 	bool ready;
 	/* The failure, if any: status, message, and whether it happened
@@ -720,8 +741,9 @@ static int stdio_fail(struct session *s, const char *what, int err)
 {
 	char m[256];
 	snprintf(m, sizeof(m), "%s: %s", what, strerror(err));
-	return session_fail(s, err == EPIPE ? CONDUIT_ERR_CLOSED : CONDUIT_ERR_SYSTEM,
-	                    false, m);
+	return session_fail(
+	    s, err == EPIPE ? CONDUIT_ERR_CLOSED : CONDUIT_ERR_SYSTEM, false,
+	    m);
 }
 
 /* Read from an end: the conduit statuses, for stdin too. */
@@ -803,8 +825,8 @@ static int dir_pump(struct prog *p, struct session *s, struct dir *d,
 		size_t n;
 		int rc;
 		if (d->len > d->off && d->dst->up) {
-			rc = end_write(s, d->dst, d->buf + d->off, d->len - d->off,
-			               &n);
+			rc = end_write(s, d->dst, d->buf + d->off,
+			               d->len - d->off, &n);
 			if (rc == CONDUIT_OK && n > 0) {
 				d->off += n;
 				progress = true;
@@ -822,8 +844,8 @@ static int dir_pump(struct prog *p, struct session *s, struct dir *d,
 			d->off = 0;
 		}
 		if (!d->eof && d->len < DIR_CAP && d->src->up) {
-			rc = end_read(s, d->src, d->buf + d->len, DIR_CAP - d->len,
-			              &n);
+			rc = end_read(s, d->src, d->buf + d->len,
+			              DIR_CAP - d->len, &n);
 			if (rc == CONDUIT_OK) {
 				d->len += n;
 				progress = true;
@@ -878,7 +900,8 @@ static int session_run(struct prog *p, struct session *s, uint64_t now)
 		if (rc == CONDUIT_OK)
 			e->up = true;
 		else if (!is_want(rc))
-			return session_fail(s, rc, true, conduit_flow_error(e->flow));
+			return session_fail(s, rc, true,
+			                    conduit_flow_error(e->flow));
 	}
 	bool moved = false;
 	for (size_t i = 0; i < s->ndir; i++) {
@@ -892,8 +915,9 @@ static int session_run(struct prog *p, struct session *s, uint64_t now)
 		else if (now >= s->idle_at) {
 			char m[256];
 			snprintf(m, sizeof(m), "%s: idle for %d ms",
-			         s->end[0].flow != NULL ? conduit_flow_uri(s->end[0].flow)
-			                                : "standard input",
+			         s->end[0].flow != NULL
+			             ? conduit_flow_uri(s->end[0].flow)
+			             : "standard input",
 			         p->o->timeout_ms);
 			return session_fail(s, CONDUIT_ERR_TIMED_OUT, false, m);
 		}
@@ -1060,7 +1084,9 @@ static int session_wait(struct prog *p, struct session *s, uint64_t now,
 	s->wake_at = tmo < 0 ? UINT64_MAX : now + (uint64_t)tmo;
 	uint64_t at = s->wake_at < s->idle_at ? s->wake_at : s->idle_at;
 	if (at != UINT64_MAX) {
-		int ms = at <= now ? 0 : at - now > INT_MAX ? INT_MAX : (int)(at - now);
+		int ms = at <= now            ? 0
+		         : at - now > INT_MAX ? INT_MAX
+		                              : (int)(at - now);
 		if (*timeout < 0 || ms < *timeout)
 			*timeout = ms;
 	}
@@ -1072,7 +1098,8 @@ static bool accepting(const struct prog *p)
 	if (p->l == NULL)
 		return false;
 	if (p->mode == MODE_STDIO)
-		return p->ns == 0; /* one connection at a time on stdin/stdout */
+		return p->ns ==
+		       0; /* one connection at a time on stdin/stdout */
 	return p->ns < p->max_sessions;
 }
 
@@ -1085,7 +1112,8 @@ static void start_session(struct prog *p, conduit_flow *f, uint64_t now)
 		if (s != NULL) {
 			s->end[0].flow = f;
 			s->nend = 1;
-			session_fail(s, CONDUIT_ERR_NOMEM, false, "out of memory");
+			session_fail(s, CONDUIT_ERR_NOMEM, false,
+			             "out of memory");
 		} else {
 			conduit_flow_free(f);
 		}
@@ -1142,15 +1170,16 @@ static void accept_some(struct prog *p, uint64_t now)
 static int session_end(struct prog *p, struct session *s)
 {
 	int status = 0;
-	const char *who = s->end[0].flow != NULL ? conduit_flow_uri(s->end[0].flow)
-	                                         : "";
+	const char *who =
+	    s->end[0].flow != NULL ? conduit_flow_uri(s->end[0].flow) : "";
 	if (s->rc != CONDUIT_OK) {
 		status = s->in_setup ? setup_exit(s->rc) : EXIT_IO;
 		if (p->single || p->mode == MODE_CAT)
 			say("%s", s->msg);
 		else
-			say("%s %s: %s", p->mode == MODE_RELAY ? "relay" : "serving",
-			    who, s->msg);
+			say("%s %s: %s",
+			    p->mode == MODE_RELAY ? "relay" : "serving", who,
+			    s->msg);
 	} else if (p->o->verbose) {
 		struct conduit_flow_stats st;
 		conduit_flow_stats(s->end[0].flow, &st);
@@ -1183,8 +1212,8 @@ static int loop(struct prog *p)
 		size_t l_lo = p->nfds, l_hi = p->nfds;
 		bool l_now = false;
 		if (accepting(p)) {
-			struct conduit_pollitem it = {
-				.listener = p->l, .events = CONDUIT_POLLIN};
+			struct conduit_pollitem it = {.listener = p->l,
+			                              .events = CONDUIT_POLLIN};
 			int tmo = -1;
 			if (add_wait(p, &it, 1, &tmo) != CONDUIT_OK)
 				goto nomem;
@@ -1194,7 +1223,8 @@ static int loop(struct prog *p)
 				timeout = tmo;
 		}
 		for (size_t i = 0; i < p->ns; i++)
-			if (session_wait(p, p->s[i], now, &timeout) != CONDUIT_OK)
+			if (session_wait(p, p->s[i], now, &timeout) !=
+			    CONDUIT_OK)
 				goto nomem;
 
 		int r = poll(p->fds, (nfds_t)p->nfds, timeout);
@@ -1220,7 +1250,8 @@ static int loop(struct prog *p)
 		for (size_t i = 0; i < p->ns; i++) {
 			struct session *s = p->s[i];
 			bool ready = now >= s->wake_at || now >= s->idle_at;
-			for (size_t k = s->span_lo; k < s->span_hi && !ready; k++)
+			for (size_t k = s->span_lo; k < s->span_hi && !ready;
+			     k++)
 				if (p->fds[k].revents != 0)
 					ready = true;
 			if (ready && s->rc == CONDUIT_OK)
@@ -1289,8 +1320,8 @@ static size_t session_limit(void)
 	 * the listener, stdio and the self-pipe. */
 	struct rlimit rl;
 	size_t n = MAX_SESSIONS;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur / 2 < n + 16)
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 2 < n + 16)
 		n = rl.rlim_cur > 48 ? (size_t)(rl.rlim_cur - 32) / 2 : 1;
 	return n;
 }
@@ -1298,9 +1329,9 @@ static size_t session_limit(void)
 static int run(conduit_ctx *ctx, const struct opts *o)
 {
 	struct prog p = {
-		.ctx = ctx,
-		.o = o,
-		.max_sessions = session_limit(),
+	    .ctx = ctx,
+	    .o = o,
+	    .max_sessions = session_limit(),
 	};
 	int status;
 	if (signals_setup() < 0) {
@@ -1406,7 +1437,7 @@ static bool readable(const char *opt, const char *path, bool dir_ok)
 	}
 	/* O_NONBLOCK: a FIFO named by mistake must not hang the command. */
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK |
-	                            (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0));
+	                        (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0));
 	if (fd < 0) {
 		say("%s %s: %s", opt, path, strerror(errno));
 		return false;
@@ -1599,8 +1630,8 @@ static bool ipv4_ok(const char *s)
 	return inet_pton(AF_INET, s, &a) == 1;
 }
 
-static bool spec_parse(struct lwip_spec *sp, const char *opt,
-                       const char *what, const char *spec)
+static bool spec_parse(struct lwip_spec *sp, const char *opt, const char *what,
+                       const char *spec)
 {
 	if (strlen(spec) >= sizeof(sp->buf)) {
 		say("%s: argument too long", opt);
@@ -1780,11 +1811,13 @@ static int wire_join(int s, const char *path, int wait_ms)
 	while (n < 0 && errno == EINTR);
 	struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&m) : NULL;
 	if (c == NULL || c->cmsg_level != SOL_SOCKET ||
-	    c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) {
+	    c->cmsg_type != SCM_RIGHTS ||
+	    c->cmsg_len != CMSG_LEN(sizeof(int))) {
 		say("--lwip-dgram %s: %s", path,
-		    n < 0    ? strerror(errno)
-		    : n == 0 ? "the wire was taken by another process"
-		             : "not a conduit wire (no socket was handed over)");
+		    n < 0 ? strerror(errno)
+		    : n == 0
+		        ? "the wire was taken by another process"
+		        : "not a conduit wire (no socket was handed over)");
 		return -1;
 	}
 	int fd;
@@ -1850,7 +1883,8 @@ static int wire_open(const char *path, int wait_ms, bool verbose)
 		if (fd == -2)
 			continue; /* another process made it first: join */
 		if (fd >= 0 && verbose)
-			say("wire %s: made; waiting for the other process", path);
+			say("wire %s: made; waiting for the other process",
+			    path);
 		return fd;
 	}
 	say("--lwip-dgram %s: could neither make nor join a wire there", path);
@@ -1914,7 +1948,7 @@ static int lwip_setup(conduit_ctx *ctx, const struct opts *o, void **handle)
 	conduit_lwip *st = NULL;
 	conduit_lwip_netif *nif = NULL;
 	struct conduit_lwip_netif_config cfg = {
-		.ipv4 = sp.addr, .gateway4 = sp.gw, .is_default = 1};
+	    .ipv4 = sp.addr, .gateway4 = sp.gw, .is_default = 1};
 	if (conduit_lwip_stack(&st) != CONDUIT_OK) {
 		say("%s: cannot start lwIP", opt);
 		return -1;
@@ -1923,9 +1957,9 @@ static int lwip_setup(conduit_ctx *ctx, const struct opts *o, void **handle)
 	if (tap) {
 		rc = conduit_lwip_netif_tap(&nif, st, sp.where, &cfg);
 	} else {
-		int fd = wire_open(sp.where,
-		                   o->timeout_ms > 0 ? o->timeout_ms : WIRE_WAIT_MS,
-		                   o->verbose);
+		int fd = wire_open(
+		    sp.where, o->timeout_ms > 0 ? o->timeout_ms : WIRE_WAIT_MS,
+		    o->verbose);
 		if (fd < 0) {
 			conduit_lwip_release(st);
 			return -1;
@@ -1969,10 +2003,12 @@ static void lwip_linger(conduit_ctx *ctx, void *handle)
 		struct pollfd fds[32];
 		size_t n = 0;
 		int tmo = -1;
-		if (conduit_wait_fds(ctx, NULL, 0, fds, 31, &n, &tmo) != CONDUIT_OK)
+		if (conduit_wait_fds(ctx, NULL, 0, fds, 31, &n, &tmo) !=
+		    CONDUIT_OK)
 			return;
 		if (sig_pipe[0] >= 0)
-			fds[n++] = (struct pollfd){.fd = sig_pipe[0], .events = POLLIN};
+			fds[n++] = (struct pollfd){.fd = sig_pipe[0],
+			                           .events = POLLIN};
 		int left = (int)(end - now);
 		if (tmo < 0 || tmo > left)
 			tmo = left;
@@ -2041,12 +2077,14 @@ int main(int argc, char **argv)
 		conduit_ctx_set_observer(ctx, observe, NULL);
 	/* The URIs on a command line are the user's own: they may name
 	 * files and weaken checks, as curl's options do. */
-	conduit_ctx_allow_uri_options(ctx, CONDUIT_URI_FILES | CONDUIT_URI_INSECURE);
+	conduit_ctx_allow_uri_options(ctx,
+	                              CONDUIT_URI_FILES | CONDUIT_URI_INSECURE);
 	if (o.timeout_ms > 0)
 		conduit_ctx_set_connect_timeout(ctx, (uint32_t)o.timeout_ms);
 	/* The command opts in to $CONDUIT_RULES; the library never reads
 	 * the environment by itself.  secure_getenv: not for setuid runs. */
-	const char *rules = o.rules != NULL ? o.rules : secure_getenv("CONDUIT_RULES");
+	const char *rules =
+	    o.rules != NULL ? o.rules : secure_getenv("CONDUIT_RULES");
 	if (rules != NULL && *rules != '\0' &&
 	    conduit_ctx_load_rules(ctx, rules) != CONDUIT_OK) {
 		say("%s", conduit_ctx_error(ctx));

@@ -977,8 +977,8 @@ static int der_seq(uint8_t *p, uint8_t *buf, size_t len, const uint8_t **out,
 	if (r < 0)
 		return r;
 	len += (size_t)r;
-	r = mbedtls_asn1_write_tag(&p, buf,
-	                           MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE);
+	r = mbedtls_asn1_write_tag(
+	    &p, buf, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE);
 	if (r < 0)
 		return r;
 	*out = p;

@@ -67,16 +67,18 @@ static int echo_once(conduit_ctx *ctx, const char *uri, uint64_t total)
 	double t0 = now_s();
 	while (got < total) {
 		struct conduit_pollitem it[3] = {
-			{.flow = client,
-			 .events = CONDUIT_POLLIN | (sent < total ? CONDUIT_POLLOUT : 0)},
-			{.listener = l, .events = server ? 0 : CONDUIT_POLLIN},
-			{.flow = server,
-			 .events = server ? CONDUIT_POLLIN | CONDUIT_POLLOUT : 0},
+		    {.flow = client,
+		     .events =
+		         CONDUIT_POLLIN | (sent < total ? CONDUIT_POLLOUT : 0)},
+		    {.listener = l, .events = server ? 0 : CONDUIT_POLLIN},
+		    {.flow = server,
+		     .events = server ? CONDUIT_POLLIN | CONDUIT_POLLOUT : 0},
 		};
 		size_t n = server ? 3 : 2, ready = 0;
 		if (conduit_poll(ctx, it, n, 5000, &ready) != CONDUIT_OK ||
 		    ready == 0) {
-			fail(where, ready == 0 ? "stalled for 5 s" : conduit_ctx_error(ctx));
+			fail(where, ready == 0 ? "stalled for 5 s"
+			                       : conduit_ctx_error(ctx));
 			goto done;
 		}
 		if (server == NULL && (it[1].revents & CONDUIT_POLLIN)) {
@@ -88,7 +90,9 @@ static int echo_once(conduit_ctx *ctx, const char *uri, uint64_t total)
 		}
 		/* Client: write the next piece of the stream. */
 		if (sent < total) {
-			size_t len = total - sent < CHUNK ? (size_t)(total - sent) : CHUNK;
+			size_t len = total - sent < CHUNK
+			                 ? (size_t)(total - sent)
+			                 : CHUNK;
 			for (size_t i = 0; i < len; i++)
 				out[i] = byte_at(sent + i);
 			size_t w = 0;
@@ -107,10 +111,13 @@ static int echo_once(conduit_ctx *ctx, const char *uri, uint64_t total)
 		/* Server: read what it can, echo what it holds. */
 		if (server != NULL) {
 			if (p->have == 0) {
-				int r = conduit_read(server, p->buf, CHUNK, &p->have);
+				int r = conduit_read(server, p->buf, CHUNK,
+				                     &p->have);
 				if (r == CONDUIT_EOF)
-					conduit_shutdown(server, CONDUIT_SHUT_WR);
-				else if (r != CONDUIT_OK && r != CONDUIT_WANT_READ &&
+					conduit_shutdown(server,
+					                 CONDUIT_SHUT_WR);
+				else if (r != CONDUIT_OK &&
+				         r != CONDUIT_WANT_READ &&
 				         r != CONDUIT_WANT_WRITE) {
 					fail(where, conduit_flow_error(server));
 					goto done;
@@ -138,14 +145,17 @@ static int echo_once(conduit_ctx *ctx, const char *uri, uint64_t total)
 			for (size_t i = 0; i < r_n; i++)
 				if (in[i] != byte_at(got + i)) {
 					fprintf(stderr,
-					        "conduit-echo: %s: byte %llu differs\n",
-					        where, (unsigned long long)(got + i));
+					        "conduit-echo: %s: byte %llu "
+					        "differs\n",
+					        where,
+					        (unsigned long long)(got + i));
 					goto done;
 				}
 			got += r_n;
 		} else if (r != CONDUIT_WANT_READ && r != CONDUIT_WANT_WRITE) {
-			fail(where, r == CONDUIT_EOF ? "early end of stream"
-			                             : conduit_flow_error(client));
+			fail(where, r == CONDUIT_EOF
+			                ? "early end of stream"
+			                : conduit_flow_error(client));
 			goto done;
 		}
 	}
@@ -181,7 +191,8 @@ int main(int argc, char **argv)
 	}
 	char unix_uri[128];
 	snprintf(unix_uri, sizeof(unix_uri), "unix://%s/echo.sock", dir);
-	const char *defaults[] = {unix_uri, "tcp://127.0.0.1:0", "tcp://[::1]:0"};
+	const char *defaults[] = {unix_uri, "tcp://127.0.0.1:0",
+	                          "tcp://[::1]:0"};
 	const char **uris = argc > 2 ? (const char **)argv + 2 : defaults;
 	size_t n = argc > 2 ? (size_t)(argc - 2) : 3;
 
@@ -190,7 +201,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "conduit-echo: out of memory\n");
 		return 1;
 	}
-	printf("conduit-echo: listen, connect and echo through the conduit API\n");
+	printf(
+	    "conduit-echo: listen, connect and echo through the conduit API\n");
 	int bad = 0;
 	for (size_t i = 0; i < n; i++)
 		bad += echo_once(ctx, uris[i], mib << 20);

@@ -29,13 +29,13 @@
 
 #include <conduit/lwip.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -87,10 +87,10 @@ struct conduit_lwip_netif {
 	conduit_lwip *st;
 	conduit_lwip_netif *next;
 	enum netif_kind kind;
-	int fd;                    /* NK_DGRAM, NK_TAP; else -1 */
-	conduit_lwip_netif *peer;  /* NK_WIRE */
-	struct frameq rxq;         /* NK_WIRE: frames on their way to us */
-	struct frameq txq;         /* fds: frames waiting for the fd */
+	int fd;                   /* NK_DGRAM, NK_TAP; else -1 */
+	conduit_lwip_netif *peer; /* NK_WIRE */
+	struct frameq rxq;        /* NK_WIRE: frames on their way to us */
+	struct frameq txq;        /* fds: frames waiting for the fd */
 	struct conduit_lwip_wire_config faults; /* frames we send */
 	uint64_t rng;
 	int ip6_index; /* slot of the configured IPv6 address, -1 none */
@@ -121,7 +121,7 @@ static bool lwip_started;
 static unsigned mac_counter;
 
 static int st_fail(conduit_lwip *st, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int st_fail(conduit_lwip *st, int status, const char *fmt, ...)
 {
 	va_list ap;
@@ -190,7 +190,8 @@ void conduit_lwip_stats(const conduit_lwip *st, struct conduit_lwip_stats *out)
 	out->frames_dropped = st->dropped;
 	out->max_frame = st->max_frame;
 	out->lwip_active = list_len(tcp_active_pcbs);
-	out->lwip_listen = list_len((const struct tcp_pcb *)tcp_listen_pcbs.pcbs);
+	out->lwip_listen =
+	    list_len((const struct tcp_pcb *)tcp_listen_pcbs.pcbs);
 	out->lwip_bound = list_len(tcp_bound_pcbs);
 	out->lwip_time_wait = list_len(tcp_tw_pcbs);
 }
@@ -455,11 +456,13 @@ static int netif_new(conduit_lwip_netif **out, conduit_lwip *st,
 	ip6_addr_t a6;
 	if (cfg->ipv6 != NULL && !ip6addr_aton(cfg->ipv6, &a6))
 		return st_fail(st, CONDUIT_ERR_INVALID,
-		               "%s: '%s' is not an IPv6 address", what, cfg->ipv6);
+		               "%s: '%s' is not an IPv6 address", what,
+		               cfg->ipv6);
 
 	conduit_lwip_netif *n = calloc(1, sizeof(*n));
 	if (n == NULL)
-		return st_fail(st, CONDUIT_ERR_NOMEM, "%s: out of memory", what);
+		return st_fail(st, CONDUIT_ERR_NOMEM, "%s: out of memory",
+		               what);
 	n->st = st;
 	n->kind = kind;
 	n->fd = fd;
@@ -472,15 +475,16 @@ static int netif_new(conduit_lwip_netif **out, conduit_lwip *st,
 		/* Locally administered, unicast, unique per process. */
 		unsigned c = ++mac_counter;
 		uint32_t pid = (uint32_t)getpid();
-		uint8_t mac[6] = {0x02, (uint8_t)(pid >> 16), (uint8_t)(pid >> 8),
-		                  (uint8_t)pid, (uint8_t)(c >> 8), (uint8_t)c};
+		uint8_t mac[6] = {
+		    0x02,         (uint8_t)(pid >> 16), (uint8_t)(pid >> 8),
+		    (uint8_t)pid, (uint8_t)(c >> 8),    (uint8_t)c};
 		memcpy(n->nif.hwaddr, mac, 6);
 	}
 	if (netif_add(&n->nif, &addr, &mask, &gw, n, netif_setup,
 	              ethernet_input) == NULL) {
 		free(n);
-		return st_fail(st, CONDUIT_ERR_SYSTEM, "%s: lwIP refused the netif",
-		               what);
+		return st_fail(st, CONDUIT_ERR_SYSTEM,
+		               "%s: lwIP refused the netif", what);
 	}
 	n->nif.mtu = cfg->mtu != 0 ? cfg->mtu : 1500;
 	n->nif.mtu6 = n->nif.mtu;
@@ -490,12 +494,13 @@ static int netif_new(conduit_lwip_netif **out, conduit_lwip *st,
 	netif_ip6_addr_set_state(&n->nif, 0, IP6_ADDR_PREFERRED);
 	if (cfg->ipv6 != NULL) {
 		s8_t idx = -1;
-		if (netif_add_ip6_address(&n->nif, &a6, &idx) != ERR_OK || idx < 0) {
+		if (netif_add_ip6_address(&n->nif, &a6, &idx) != ERR_OK ||
+		    idx < 0) {
 			netif_remove(&n->nif);
 			free(n);
 			return st_fail(st, CONDUIT_ERR_SYSTEM,
-			               "%s: lwIP refused the IPv6 address %s", what,
-			               cfg->ipv6);
+			               "%s: lwIP refused the IPv6 address %s",
+			               what, cfg->ipv6);
 		}
 		netif_ip6_addr_set_state(&n->nif, idx, IP6_ADDR_PREFERRED);
 		n->ip6_index = idx;
@@ -621,9 +626,10 @@ int conduit_lwip_netif_tap(conduit_lwip_netif **out, conduit_lwip *st,
 	if (fd < 0) {
 		int e = errno;
 		int status = e == ENOENT || e == ENODEV || e == ENOSYS
-		                     ? CONDUIT_ERR_UNSUPPORTED
-		                     : conduit_status_from_errno(e);
-		return st_fail(st, status, "tap netif %s: %s", name, strerror(e));
+		                 ? CONDUIT_ERR_UNSUPPORTED
+		                 : conduit_status_from_errno(e);
+		return st_fail(st, status, "tap netif %s: %s", name,
+		               strerror(e));
 	}
 	int rc = netif_new(out, st, NK_TAP, fd, "tap netif", cfg);
 	if (rc != CONDUIT_OK)
@@ -697,7 +703,8 @@ CD_HOT int conduit_lwip_process(conduit_lwip *st)
 	uint64_t now = 0;
 	for (int round = 0; round < LW_WIRE_ROUNDS; round++) {
 		bool moved = false;
-		for (conduit_lwip_netif *n = st->netifs; n != NULL; n = n->next) {
+		for (conduit_lwip_netif *n = st->netifs; n != NULL;
+		     n = n->next) {
 			if (n->kind != NK_WIRE)
 				continue;
 			/* Only the frames queued before this round: those
@@ -737,7 +744,7 @@ static void stack_wait(conduit_lwip *st, struct conduit_waitset *ws)
 		}
 		conduit_waitset_fd(ws, n->fd,
 		                   CONDUIT_POLLIN |
-		                           (n->txq.n > 0 ? CONDUIT_POLLOUT : 0));
+		                       (n->txq.n > 0 ? CONDUIT_POLLOUT : 0));
 	}
 	u32_t sleep = sys_timeouts_sleeptime();
 	if (sleep != SYS_TIMEOUTS_SLEEPTIME_INFINITE)
@@ -797,7 +804,8 @@ static conduit_lwip_netif *netif_towards(conduit_lwip *st, const ip_addr_t *dst)
 			const ip4_addr_t *a = netif_ip4_addr(&n->nif);
 			if (ip4_addr_isany(a) || ip4_addr_cmp(a, ip_2_ip4(dst)))
 				continue;
-			if (ip4_addr_netcmp(ip_2_ip4(dst), a, netif_ip4_netmask(&n->nif)))
+			if (ip4_addr_netcmp(ip_2_ip4(dst), a,
+			                    netif_ip4_netmask(&n->nif)))
 				return n;
 			continue;
 		}
@@ -880,19 +888,32 @@ static size_t describe(const ip_addr_t *ip, u16_t port, char *buf)
 static const char *err_text(err_t e)
 {
 	switch (e) {
-	case ERR_MEM: return "out of memory";
-	case ERR_BUF: return "buffer error";
-	case ERR_TIMEOUT: return "timed out";
-	case ERR_RTE: return "no route to host";
-	case ERR_USE: return "address in use";
-	case ERR_ISCONN: return "already connected";
-	case ERR_CONN: return "not connected";
-	case ERR_ABRT: return "connection aborted";
-	case ERR_RST: return "connection reset";
-	case ERR_CLSD: return "connection closed";
-	case ERR_VAL: return "illegal value";
-	case ERR_ARG: return "illegal argument";
-	default: return "lwIP error";
+	case ERR_MEM:
+		return "out of memory";
+	case ERR_BUF:
+		return "buffer error";
+	case ERR_TIMEOUT:
+		return "timed out";
+	case ERR_RTE:
+		return "no route to host";
+	case ERR_USE:
+		return "address in use";
+	case ERR_ISCONN:
+		return "already connected";
+	case ERR_CONN:
+		return "not connected";
+	case ERR_ABRT:
+		return "connection aborted";
+	case ERR_RST:
+		return "connection reset";
+	case ERR_CLSD:
+		return "connection closed";
+	case ERR_VAL:
+		return "illegal value";
+	case ERR_ARG:
+		return "illegal argument";
+	default:
+		return "lwIP error";
 	}
 }
 
@@ -925,11 +946,11 @@ struct lw_flow {
 	conduit_flow base;
 	conduit_lwip *st;
 	struct tcp_pcb *pcb; /* NULL once lwIP freed it or we let it go */
-	int error;     /* status of a failure lwIP reported, else OK */
+	int error;           /* status of a failure lwIP reported, else OK */
 	err_t lwerr;
 	bool connected;
-	bool eof;      /* the peer's FIN */
-	bool discard;  /* SHUT_RD: received data is dropped */
+	bool eof;     /* the peer's FIN */
+	bool discard; /* SHUT_RD: received data is dropped */
 	/* Received pbuf chains, oldest first (a ring of rx_cap slots, a
 	 * power of two: rx_first, or on the heap once more are needed):
 	 * each as lwIP gave it; off bytes of the first are read. */
@@ -1022,11 +1043,12 @@ static void on_err(void *arg, err_t err)
 	lost_pcb(f);
 	f->lwerr = err;
 	if (!f->connected)
-		f->error = err == ERR_RST ? CONDUIT_ERR_REFUSED
-		         : err == ERR_ABRT ? CONDUIT_ERR_TIMED_OUT
-		                           : CONDUIT_ERR_UNREACHABLE;
+		f->error = err == ERR_RST    ? CONDUIT_ERR_REFUSED
+		           : err == ERR_ABRT ? CONDUIT_ERR_TIMED_OUT
+		                             : CONDUIT_ERR_UNREACHABLE;
 	else
-		f->error = err == ERR_CLSD ? CONDUIT_ERR_CLOSED : CONDUIT_ERR_RESET;
+		f->error =
+		    err == ERR_CLSD ? CONDUIT_ERR_CLOSED : CONDUIT_ERR_RESET;
 }
 
 /* Double a full receive ring (on the heap from then on); false if
@@ -1156,27 +1178,28 @@ static int start_attempt(struct lw_flow *f)
 			out = netif_towards(f->st, &dst);
 		}
 		if (out == NULL) {
-			rc = conduit_flow_fail(&f->base, CONDUIT_ERR_UNREACHABLE,
-			                       "connect %s: %s: no lwIP netif leads "
-			                       "there",
-			                       f->base.uri, where(f, buf));
+			rc = conduit_flow_fail(
+			    &f->base, CONDUIT_ERR_UNREACHABLE,
+			    "connect %s: %s: no lwIP netif leads "
+			    "there",
+			    f->base.uri, where(f, buf));
 			continue;
 		}
 		/* lwIP sends these to itself through its loopback, which
 		 * needs its thread: a polled stack would abort. */
 		if (ip_addr_isloopback(&dst) || netif_has(out, &dst)) {
 			rc = conduit_flow_fail(
-				&f->base, CONDUIT_ERR_UNREACHABLE,
-				"connect %s: %s: %s; lwIP's loopback needs its "
-				"own thread, which a polled stack does not run",
-				f->base.uri, where(f, buf),
-				ip_addr_isloopback(&dst)
-					? "a loopback address"
-					: "the netif's own address");
+			    &f->base, CONDUIT_ERR_UNREACHABLE,
+			    "connect %s: %s: %s; lwIP's loopback needs its "
+			    "own thread, which a polled stack does not run",
+			    f->base.uri, where(f, buf),
+			    ip_addr_isloopback(&dst)
+			        ? "a loopback address"
+			        : "the netif's own address");
 			continue;
 		}
 		struct tcp_pcb *pcb = tcp_new_ip_type(
-			IP_IS_V4(&dst) ? IPADDR_TYPE_V4 : IPADDR_TYPE_V6);
+		    IP_IS_V4(&dst) ? IPADDR_TYPE_V4 : IPADDR_TYPE_V6);
 		if (pcb == NULL)
 			return conduit_flow_fail(&f->base, CONDUIT_ERR_NOMEM,
 			                         "connect %s: out of lwIP pcbs",
@@ -1189,7 +1212,8 @@ static int start_attempt(struct lw_flow *f)
 			e = tcp_bind(pcb, &f->source, 0);
 		if (e == ERR_OK) {
 			setup_pcb(f, pcb);
-			e = tcp_connect(pcb, &dst, (u16_t)f->port, on_connected);
+			e = tcp_connect(pcb, &dst, (u16_t)f->port,
+			                on_connected);
 			if (e != ERR_OK) {
 				abort_pcb(f);
 				pcb = NULL;
@@ -1200,7 +1224,7 @@ static int start_attempt(struct lw_flow *f)
 		if (pcb != NULL)
 			tcp_close(pcb); /* bound only: freed at once */
 		rc = conduit_flow_fail(&f->base,
-		                       e == ERR_USE ? CONDUIT_ERR_ADDR_IN_USE
+		                       e == ERR_USE   ? CONDUIT_ERR_ADDR_IN_USE
 		                       : e == ERR_MEM ? CONDUIT_ERR_NOMEM
 		                                      : CONDUIT_ERR_UNREACHABLE,
 		                       "connect %s: %s: %s", f->base.uri,
@@ -1237,7 +1261,8 @@ static int lw_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	/* IPv6 first, as the host backend's race does; then in order. */
 	for (int pass = 0; pass < 2; pass++)
 		for (size_t i = 0; i < ep->naddrs; i++)
-			if ((ep->addrs[i].family == CONDUIT_AF_INET6) == (pass == 0))
+			if ((ep->addrs[i].family == CONDUIT_AF_INET6) ==
+			    (pass == 0))
 				f->addrs[f->naddrs++] = ep->addrs[i];
 	f->port = ep->dest_port > 0 ? ep->dest_port : ep->port;
 	const char *v = conduit_endpoint_option(ep, "nodelay");
@@ -1246,10 +1271,11 @@ static int lw_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	if (v != NULL) {
 		if (!ipaddr_aton(v, &f->source)) {
 			lw_flow_ops.destroy(&f->base);
-			return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
-			                        "connect %s: source=%s is not an IP "
-			                        "address",
-			                        cd_endpoint_shown(ep), v);
+			return conduit_ctx_fail(
+			    ctx, CONDUIT_ERR_OPTION,
+			    "connect %s: source=%s is not an IP "
+			    "address",
+			    cd_endpoint_shown(ep), v);
 		}
 		f->have_source = true;
 	}
@@ -1283,15 +1309,15 @@ static int lw_handshake(conduit_flow *base)
 		if (f->error == CONDUIT_OK && f->pcb == NULL)
 			f->error = CONDUIT_ERR_STATE;
 		if (f->error == CONDUIT_OK) {
-			if (f->deadline != 0 && conduit_now_ms() >= f->deadline) {
+			if (f->deadline != 0 &&
+			    conduit_now_ms() >= f->deadline) {
 				abort_pcb(f);
-				return conduit_flow_fail(base, CONDUIT_ERR_TIMED_OUT,
-				                         "connect %s: %s: timed out "
-				                         "after %u ms",
-				                         base->uri,
-				                         where(f, buf),
-				                         (unsigned)base->ctx
-				                                 ->connect_timeout_ms);
+				return conduit_flow_fail(
+				    base, CONDUIT_ERR_TIMED_OUT,
+				    "connect %s: %s: timed out "
+				    "after %u ms",
+				    base->uri, where(f, buf),
+				    (unsigned)base->ctx->connect_timeout_ms);
 			}
 			return CONDUIT_WANT_WRITE;
 		}
@@ -1299,8 +1325,8 @@ static int lw_handshake(conduit_flow *base)
 		conduit_flow_fail(base, status, "connect %s: %s: %s", base->uri,
 		                  where(f, buf),
 		                  status == CONDUIT_ERR_REFUSED
-		                          ? "connection refused"
-		                          : err_text(f->lwerr));
+		                      ? "connection refused"
+		                      : err_text(f->lwerr));
 		if (f->next_addr >= f->naddrs)
 			return status;
 		int rc = start_attempt(f);
@@ -1346,7 +1372,8 @@ static CD_HOT int lw_read(conduit_flow *base, void *buf, size_t len,
 			f->rx_head = 0;
 			f->rx_off = 0;
 			f->rx_bytes -= avail;
-			tcp_recved(f->pcb, (u16_t)avail); /* tot_len is a u16_t */
+			tcp_recved(f->pcb,
+			           (u16_t)avail); /* tot_len is a u16_t */
 			*nread = avail;
 			return CONDUIT_OK;
 		}
@@ -1439,18 +1466,18 @@ static CD_HOT int lw_writev(conduit_flow *base, const struct conduit_iov *iov,
 			if (k > 0xffff)
 				k = 0xffff;
 			bool more = off + k < iov[i].len || i + 1 < iovcnt;
-			err_t e = tcp_write(f->pcb, (const char *)iov[i].base + off,
-			                    (u16_t)k,
-			                    TCP_WRITE_FLAG_COPY |
-			                            (more ? TCP_WRITE_FLAG_MORE : 0));
+			err_t e = tcp_write(
+			    f->pcb, (const char *)iov[i].base + off, (u16_t)k,
+			    TCP_WRITE_FLAG_COPY |
+			        (more ? TCP_WRITE_FLAG_MORE : 0));
 			if (e == ERR_MEM)
 				break;
 			if (e != ERR_OK) {
 				if (done > 0)
 					break;
-				return conduit_flow_fail(base, CONDUIT_ERR_RESET,
-				                         "write %s: %s", base->uri,
-				                         err_text(e));
+				return conduit_flow_fail(
+				    base, CONDUIT_ERR_RESET, "write %s: %s",
+				    base->uri, err_text(e));
 			}
 			off += k;
 			done += k;
@@ -1610,16 +1637,16 @@ static void sweep_time_wait(conduit_lwip *st)
 }
 
 static const struct conduit_flow_ops lw_flow_ops = {
-	.name = "lwip",
-	.handshake = lw_handshake,
-	.read = lw_read,
-	.writev = lw_writev,
-	.shutdown = lw_shutdown,
-	.close = lw_close,
-	.destroy = lw_destroy,
-	.wait = lw_wait,
-	.pending = lw_pending,
-	.unread = lw_unread,
+    .name = "lwip",
+    .handshake = lw_handshake,
+    .read = lw_read,
+    .writev = lw_writev,
+    .shutdown = lw_shutdown,
+    .close = lw_close,
+    .destroy = lw_destroy,
+    .wait = lw_wait,
+    .pending = lw_pending,
+    .unread = lw_unread,
 };
 
 /* ------------------------------------------------------------------ */
@@ -1650,7 +1677,8 @@ static err_t on_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 	ip_addr_copy(f->peer, npcb->remote_ip);
 	f->peer_port = npcb->remote_port;
 	/* The SYN came in on this netif: answers go out on it too. */
-	if (npcb->netif_idx == NETIF_NO_INDEX && ip_current_input_netif() != NULL)
+	if (npcb->netif_idx == NETIF_NO_INDEX &&
+	    ip_current_input_netif() != NULL)
 		tcp_bind_netif(npcb, ip_current_input_netif());
 	setup_pcb(f, npcb);
 	f->connected = true;
@@ -1704,11 +1732,11 @@ static unsigned ll_pending(conduit_listener *base)
 }
 
 static const struct conduit_listener_ops lw_listener_ops = {
-	.name = "lwip",
-	.accept = ll_accept,
-	.destroy = ll_destroy,
-	.wait = ll_wait,
-	.pending = ll_pending,
+    .name = "lwip",
+    .accept = ll_accept,
+    .destroy = ll_destroy,
+    .wait = ll_wait,
+    .pending = ll_pending,
 };
 
 static int lw_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
@@ -1731,9 +1759,10 @@ static int lw_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		} else {
 			conduit_endpoint *looked = conduit_endpoint_dup(ep);
 			if (looked == NULL)
-				return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-				                        "listen %s: out of memory",
-				                        cd_endpoint_shown(ep));
+				return conduit_ctx_fail(
+				    ctx, CONDUIT_ERR_NOMEM,
+				    "listen %s: out of memory",
+				    cd_endpoint_shown(ep));
 			int rc = cd_lookup(ctx, looked);
 			if (rc == CONDUIT_OK && looked->naddrs == 0)
 				rc = conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
@@ -1749,10 +1778,11 @@ static int lw_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		type = IP_IS_V4(&ip) ? IPADDR_TYPE_V4 : IPADDR_TYPE_V6;
 		on = netif_owning(st, &ip);
 		if (on == NULL)
-			return conduit_ctx_fail(ctx, CONDUIT_ERR_ADDR_UNAVAILABLE,
-			                        "listen %s: no lwIP netif has this "
-			                        "address",
-			                        cd_endpoint_shown(ep));
+			return conduit_ctx_fail(
+			    ctx, CONDUIT_ERR_ADDR_UNAVAILABLE,
+			    "listen %s: no lwIP netif has this "
+			    "address",
+			    cd_endpoint_shown(ep));
 	}
 	struct lw_listener *l = calloc(1, sizeof(*l));
 	struct tcp_pcb *pcb = tcp_new_ip_type(type);
@@ -1834,13 +1864,13 @@ static void be_detach(void *state)
 static const char *const lw_transports[] = {"tcp", NULL};
 
 static const struct conduit_backend lw_backend = {
-	.name = "lwip",
-	.transports = lw_transports,
-	.connect = lw_connect,
-	.listen = lw_listen,
-	.ctx_wait = be_ctx_wait,
-	.ctx_process = be_ctx_process,
-	.detach = be_detach,
+    .name = "lwip",
+    .transports = lw_transports,
+    .connect = lw_connect,
+    .listen = lw_listen,
+    .ctx_wait = be_ctx_wait,
+    .ctx_process = be_ctx_process,
+    .detach = be_detach,
 };
 
 int conduit_ctx_use_lwip(conduit_ctx *ctx, conduit_lwip *st)
@@ -1850,9 +1880,10 @@ int conduit_ctx_use_lwip(conduit_ctx *ctx, conduit_lwip *st)
 	if (st->ctx == ctx)
 		return CONDUIT_OK;
 	if (st->ctx != NULL)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_STATE,
-		                        "use lwip: the stack already serves another "
-		                        "context (one per process)");
+		return conduit_ctx_fail(
+		    ctx, CONDUIT_ERR_STATE,
+		    "use lwip: the stack already serves another "
+		    "context (one per process)");
 	int rc = conduit_ctx_register(ctx, &lw_backend, st);
 	if (rc != CONDUIT_OK)
 		return rc;

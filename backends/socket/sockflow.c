@@ -32,7 +32,7 @@
 
 struct cd_sockflow {
 	conduit_flow base;
-	int fd; /* -1 until connected */
+	int fd;           /* -1 until connected */
 	bool unix_family; /* only Unix sockets carry peer credentials */
 	/* Only while connecting; freed once open. */
 	struct cs_connect *conn;
@@ -109,7 +109,8 @@ static struct cd_sockflow *sf_of(conduit_flow *f)
 static void close_fd(int *fd)
 {
 	if (*fd >= 0)
-		close(*fd); /* never retried: the descriptor is gone either way */
+		close(
+		    *fd); /* never retried: the descriptor is gone either way */
 	*fd = -1;
 }
 
@@ -146,7 +147,8 @@ static int conn_failed(struct cd_sockflow *sf)
 		return conduit_flow_fail(&sf->base, st,
 		                         "connect %s: %s (%zu addresses tried, "
 		                         "last %s)",
-		                         sf->base.uri, cd_errtext(err), c->naddrs, a);
+		                         sf->base.uri, cd_errtext(err),
+		                         c->naddrs, a);
 	}
 	return conduit_flow_fail(&sf->base, st, "connect %s: %s", sf->base.uri,
 	                         cd_errtext(err));
@@ -221,8 +223,8 @@ static int conn_start(struct cd_sockflow *sf, uint64_t now)
 			continue;
 		}
 		int e = c->hooks->prepare != NULL
-		                ? c->hooks->prepare(fd, to, c->opts)
-		                : 0;
+		            ? c->hooks->prepare(fd, to, c->opts)
+		            : 0;
 		if (e != 0) {
 			c->last_err = e;
 			c->last_addr = a;
@@ -255,7 +257,8 @@ static int conn_start(struct cd_sockflow *sf, uint64_t now)
 static int conn_progress(struct cd_sockflow *sf, uint64_t now)
 {
 	struct cs_connect *c = sf->conn;
-	if (c->next < c->naddrs && (c->nattempts == 0 || now >= c->next_start)) {
+	if (c->next < c->naddrs &&
+	    (c->nattempts == 0 || now >= c->next_start)) {
 		int rc = conn_start(sf, now);
 		if (rc == CONDUIT_OK)
 			return rc;
@@ -318,19 +321,19 @@ static int sf_handshake(conduit_flow *f)
 		c->nattempts = 0;
 		c->next = c->naddrs; /* nothing more starts */
 		return conduit_flow_fail(f, CONDUIT_ERR_TIMED_OUT,
-		                         "connect %s: timed out after %u ms", f->uri,
-		                         f->ctx->connect_timeout_ms);
+		                         "connect %s: timed out after %u ms",
+		                         f->uri, f->ctx->connect_timeout_ms);
 	}
 	return conn_progress(sf, now);
 }
-
 
 static int io_fail(conduit_flow *f, const char *op, int err)
 {
 	int st = conduit_status_from_errno(err);
 	if (err == ENOTCONN)
 		st = CONDUIT_ERR_CLOSED;
-	return conduit_flow_fail(f, st, "%s %s: %s", op, f->uri, cd_errtext(err));
+	return conduit_flow_fail(f, st, "%s %s: %s", op, f->uri,
+	                         cd_errtext(err));
 }
 
 static int sf_read(conduit_flow *f, void *buf, size_t len, size_t *nread)
@@ -442,10 +445,11 @@ static int sf_peer_cred(conduit_flow *f, struct conduit_peer_cred *cred)
 {
 	struct cd_sockflow *sf = sf_of(f);
 	if (!sf->unix_family)
-		return conduit_flow_fail(f, CONDUIT_ERR_UNSUPPORTED,
-		                         "%s: only Unix-socket flows carry peer "
-		                         "credentials",
-		                         f->uri);
+		return conduit_flow_fail(
+		    f, CONDUIT_ERR_UNSUPPORTED,
+		    "%s: only Unix-socket flows carry peer "
+		    "credentials",
+		    f->uri);
 #if defined(SO_PEERCRED) && defined(__linux__)
 	struct ucred uc;
 	socklen_t len = sizeof(uc);
@@ -494,25 +498,25 @@ static int sf_fd(const conduit_flow *f)
 }
 
 static const struct conduit_flow_ops sockflow_ops = {
-	.name = "socket",
-	.handshake = sf_handshake,
-	.read = sf_read,
-	.writev = sf_writev,
-	.shutdown = sf_shutdown,
-	.destroy = sf_destroy,
-	.wait = sf_wait,
-	.peer_cred = sf_peer_cred,
-	.fd = sf_fd,
-	.unread = sf_unread,
+    .name = "socket",
+    .handshake = sf_handshake,
+    .read = sf_read,
+    .writev = sf_writev,
+    .shutdown = sf_shutdown,
+    .destroy = sf_destroy,
+    .wait = sf_wait,
+    .peer_cred = sf_peer_cred,
+    .fd = sf_fd,
+    .unread = sf_unread,
 };
 
-static struct cd_sockflow *sf_new(conduit_ctx *ctx, const char *uri,
-                                  int family)
+static struct cd_sockflow *sf_new(conduit_ctx *ctx, const char *uri, int family)
 {
 	struct cd_sockflow *sf = calloc(1, sizeof(*sf));
 	if (sf == NULL)
 		return NULL;
-	if (conduit_flow_init(&sf->base, &sockflow_ops, ctx, uri) != CONDUIT_OK) {
+	if (conduit_flow_init(&sf->base, &sockflow_ops, ctx, uri) !=
+	    CONDUIT_OK) {
 		free(sf);
 		return NULL;
 	}
@@ -527,7 +531,7 @@ static struct cd_sockflow *sf_new(conduit_ctx *ctx, const char *uri,
 static void interleave(struct cd_sockaddr *a, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		int want = i == 0 ? AF_INET6
+		int want = i == 0                              ? AF_INET6
 		           : a[i - 1].ss.ss_family == AF_INET6 ? AF_INET
 		                                               : AF_INET6;
 		if (a[i].ss.ss_family == want || a[i].ss.ss_family == AF_UNIX)
@@ -578,8 +582,8 @@ int cd_sockflow_connect(conduit_flow **out, conduit_ctx *ctx,
 	c->naddrs = naddrs;
 	c->last_addr = 0;
 	c->deadline = ctx->connect_timeout_ms
-	                      ? conduit_now_ms() + ctx->connect_timeout_ms
-	                      : UINT64_MAX;
+	                  ? conduit_now_ms() + ctx->connect_timeout_ms
+	                  : UINT64_MAX;
 	sf->conn = c;
 	interleave(c->addrs, naddrs);
 	int rc = conn_progress(sf, conduit_now_ms());
@@ -634,13 +638,15 @@ static int sl_accept(conduit_listener *l, conduit_flow **out)
 		for (;;) {
 			peer.len = sizeof(peer.ss);
 #ifdef __linux__
-			fd = accept4(sl->fds[i], (struct sockaddr *)&peer.ss, &peer.len,
-			             SOCK_CLOEXEC | SOCK_NONBLOCK);
+			fd = accept4(sl->fds[i], (struct sockaddr *)&peer.ss,
+			             &peer.len, SOCK_CLOEXEC | SOCK_NONBLOCK);
 #else
-			fd = accept(sl->fds[i], (struct sockaddr *)&peer.ss, &peer.len);
+			fd = accept(sl->fds[i], (struct sockaddr *)&peer.ss,
+			            &peer.len);
 			if (fd >= 0 &&
 			    (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ||
-			     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)) {
+			     fcntl(fd, F_SETFL,
+			           fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)) {
 				close(fd);
 				fd = -1;
 				errno = EMFILE;
@@ -656,16 +662,18 @@ static int sl_accept(conduit_listener *l, conduit_flow **out)
 			int e = errno;
 			if (e == EAGAIN || e == EWOULDBLOCK)
 				continue;
-			if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
-				sl->backoff_until = conduit_now_ms() + BACKOFF_MS;
+			if (e == EMFILE || e == ENFILE || e == ENOBUFS ||
+			    e == ENOMEM) {
+				sl->backoff_until =
+				    conduit_now_ms() + BACKOFF_MS;
 				return conduit_listener_fail(
-					l, conduit_status_from_errno(e),
-					"accept %s: %s (pausing accepts for %d ms)", l->uri,
-					cd_errtext(e), BACKOFF_MS);
+				    l, conduit_status_from_errno(e),
+				    "accept %s: %s (pausing accepts for %d ms)",
+				    l->uri, cd_errtext(e), BACKOFF_MS);
 			}
-			return conduit_listener_fail(l, conduit_status_from_errno(e),
-			                             "accept %s: %s", l->uri,
-			                             cd_errtext(e));
+			return conduit_listener_fail(
+			    l, conduit_status_from_errno(e), "accept %s: %s",
+			    l->uri, cd_errtext(e));
 		}
 		sl->turn = i + 1;
 #ifdef SO_NOSIGPIPE
@@ -677,17 +685,17 @@ static int sl_accept(conduit_listener *l, conduit_flow **out)
 			if (e != 0) {
 				close(fd);
 				return conduit_listener_fail(
-					l, conduit_status_from_errno(e),
-					"accept %s: setting up connection: %s", l->uri,
-					cd_errtext(e));
+				    l, conduit_status_from_errno(e),
+				    "accept %s: setting up connection: %s",
+				    l->uri, cd_errtext(e));
 			}
 		}
 		char uri[256];
 		if (sl->hooks->peer_uri != NULL)
 			sl->hooks->peer_uri(&peer, l->uri, uri, sizeof(uri));
 		struct cd_sockflow *sf =
-			sf_new(l->ctx, sl->hooks->peer_uri != NULL ? uri : l->uri,
-			       peer.ss.ss_family);
+		    sf_new(l->ctx, sl->hooks->peer_uri != NULL ? uri : l->uri,
+		           peer.ss.ss_family);
 		if (sf == NULL) {
 			close(fd);
 			return conduit_listener_fail(l, CONDUIT_ERR_NOMEM,
@@ -732,10 +740,10 @@ static void sl_destroy(conduit_listener *l)
 }
 
 static const struct conduit_listener_ops socklistener_ops = {
-	.name = "socket",
-	.accept = sl_accept,
-	.destroy = sl_destroy,
-	.wait = sl_wait,
+    .name = "socket",
+    .accept = sl_accept,
+    .destroy = sl_destroy,
+    .wait = sl_wait,
 };
 
 int cd_socklistener_new(conduit_listener **out, conduit_ctx *ctx,
@@ -744,9 +752,8 @@ int cd_socklistener_new(conduit_listener **out, conduit_ctx *ctx,
 {
 	*out = NULL;
 	struct cd_socklistener *sl = calloc(1, sizeof(*sl));
-	if (sl == NULL ||
-	    conduit_listener_init(&sl->base, &socklistener_ops, ctx, uri) !=
-	            CONDUIT_OK) {
+	if (sl == NULL || conduit_listener_init(&sl->base, &socklistener_ops,
+	                                        ctx, uri) != CONDUIT_OK) {
 		free(sl);
 		for (size_t i = 0; i < nfds; i++)
 			close(fds[i]);
@@ -764,7 +771,8 @@ int cd_socklistener_new(conduit_listener **out, conduit_ctx *ctx,
 		if (sl->unlink_path == NULL) {
 			sl_destroy(&sl->base);
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-			                        "listen %s: out of memory", uri);
+			                        "listen %s: out of memory",
+			                        uri);
 		}
 		if (lstat(unlink_path, &st) == 0) {
 			sl->dev = st.st_dev;

@@ -49,11 +49,13 @@ static void describe(const struct cd_sockaddr *a, char *buf, size_t len)
 {
 	char ip[INET6_ADDRSTRLEN] = "?";
 	if (a->ss.ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)&a->ss;
+		const struct sockaddr_in *in =
+		    (const struct sockaddr_in *)&a->ss;
 		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
 		snprintf(buf, len, "%s:%d", ip, port_of(a));
 	} else {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->ss;
+		const struct sockaddr_in6 *in6 =
+		    (const struct sockaddr_in6 *)&a->ss;
 		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
 		if (in6->sin6_scope_id != 0)
 			snprintf(buf, len, "[%s%%%u]:%d", ip,
@@ -83,8 +85,10 @@ static void peer_uri(const struct cd_sockaddr *peer, const char *listen_uri,
 	/* Every accepted flow gets a URI, so IPv4, the common case, is
 	 * formatted by hand: snprintf and inet_ntop cost several times
 	 * more than the accept itself in user space. */
-	if (peer->ss.ss_family == AF_INET && len >= sizeof("tcp://255.255.255.255:65535")) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)&peer->ss;
+	if (peer->ss.ss_family == AF_INET &&
+	    len >= sizeof("tcp://255.255.255.255:65535")) {
+		const struct sockaddr_in *in =
+		    (const struct sockaddr_in *)&peer->ss;
 		const uint8_t *b = (const uint8_t *)&in->sin_addr;
 		char *p = buf;
 		memcpy(p, "tcp://", 6);
@@ -102,7 +106,8 @@ static void peer_uri(const struct cd_sockaddr *peer, const char *listen_uri,
 	/* A zone in a URI is written %25zone (RFC 6874). */
 	char *pct = strchr(d, '%');
 	if (pct != NULL)
-		snprintf(buf, len, "tcp://%.*s%%25%s", (int)(pct - d), d, pct + 1);
+		snprintf(buf, len, "tcp://%.*s%%25%s", (int)(pct - d), d,
+		         pct + 1);
 	else
 		snprintf(buf, len, "tcp://%s", d);
 }
@@ -139,13 +144,16 @@ static int prepare(int fd, const struct cd_sockaddr *to, const void *arg)
 		e = set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
 #ifdef TCP_KEEPIDLE
 		if (e == 0)
-			e = set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, o->keepalive);
+			e = set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE,
+			            o->keepalive);
 		if (e == 0)
 			e = set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL,
-			            o->keepalive / 3 > 0 ? o->keepalive / 3 : 1);
+			            o->keepalive / 3 > 0 ? o->keepalive / 3
+			                                 : 1);
 #elif defined(TCP_KEEPALIVE)
 		if (e == 0)
-			e = set_int(fd, IPPROTO_TCP, TCP_KEEPALIVE, o->keepalive);
+			e = set_int(fd, IPPROTO_TCP, TCP_KEEPALIVE,
+			            o->keepalive);
 #endif
 	}
 	if (e == 0 && o->have_source) {
@@ -178,10 +186,11 @@ static int parse_opts(conduit_ctx *ctx, const conduit_endpoint *ep,
 			a.family = CONDUIT_AF_INET6;
 		else {
 			char sh[CD_SHOWN_URI];
-			return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
-			                        "connect %s: source=%s is not an IP "
-			                        "address",
-			                        shown(ep, sh), v);
+			return conduit_ctx_fail(
+			    ctx, CONDUIT_ERR_OPTION,
+			    "connect %s: source=%s is not an IP "
+			    "address",
+			    shown(ep, sh), v);
 		}
 		to_sockaddr(&a, 0, &o->source);
 		o->have_source = true;
@@ -195,15 +204,15 @@ static int accepted(int fd)
 }
 
 static const struct cd_sockhooks tcp_hooks = {
-	.name = "tcp",
-	.prepare = prepare,
-	.accepted = accepted,
-	.peer_uri = peer_uri,
-	.describe = describe,
+    .name = "tcp",
+    .prepare = prepare,
+    .accepted = accepted,
+    .peer_uri = peer_uri,
+    .describe = describe,
 };
 
-static int tcp_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
-                       conduit_flow **out)
+static int tcp_connect(void *state, conduit_ctx *ctx,
+                       const conduit_endpoint *ep, conduit_flow **out)
 {
 	(void)state;
 	char sh[CD_SHOWN_URI];
@@ -235,21 +244,22 @@ static int tcp_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep
 	size_t n = 0;
 	for (size_t i = 0; i < ep->naddrs; i++) {
 		to_sockaddr(&ep->addrs[i], port, &sa[n]);
-		if (!o.have_source || sa[n].ss.ss_family == o.source.ss.ss_family)
+		if (!o.have_source ||
+		    sa[n].ss.ss_family == o.source.ss.ss_family)
 			n++;
 	}
 	if (n == 0 && ep->naddrs > 0) {
 		int v = o.source.ss.ss_family == AF_INET6 ? 6 : 4;
 		if (sa != stack)
 			free(sa);
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
-		                        "connect %s: source=%s is IPv%d, but the "
-		                        "host has no IPv%d address",
-		                        shown(ep, sh),
-		                        conduit_endpoint_option(ep, "source"),
-		                        v, v);
+		return conduit_ctx_fail(
+		    ctx, CONDUIT_ERR_OPTION,
+		    "connect %s: source=%s is IPv%d, but the "
+		    "host has no IPv%d address",
+		    shown(ep, sh), conduit_endpoint_option(ep, "source"), v, v);
 	}
-	rc = cd_sockflow_connect(out, ctx, ep, &tcp_hooks, sa, n, &o, sizeof(o));
+	rc =
+	    cd_sockflow_connect(out, ctx, ep, &tcp_hooks, sa, n, &o, sizeof(o));
 	if (sa != stack)
 		free(sa);
 	return rc;
@@ -333,7 +343,8 @@ static int tcp_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		if (port == 0) {
 			struct cd_sockaddr bound;
 			bound.len = sizeof(bound.ss);
-			if (getsockname(fd, (struct sockaddr *)&bound.ss, &bound.len) == 0)
+			if (getsockname(fd, (struct sockaddr *)&bound.ss,
+			                &bound.len) == 0)
 				port = port_of(&bound);
 		}
 	}
@@ -343,8 +354,7 @@ static int tcp_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 			close(fds[i]);
 		return conduit_ctx_fail(ctx, conduit_status_from_errno(err),
 		                        "listen %s: %s: %s", shown(ep, sh),
-		                        where,
-		                        cd_errtext(err));
+		                        where, cd_errtext(err));
 	}
 
 	/* The bound URI is the endpoint with the real port, printed by the
@@ -363,7 +373,8 @@ static int tcp_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		                        "listen %s: out of memory",
 		                        shown(ep, sh));
 	}
-	int rc = cd_socklistener_new(out, ctx, uri, &tcp_hooks, fds, nfds, NULL);
+	int rc =
+	    cd_socklistener_new(out, ctx, uri, &tcp_hooks, fds, nfds, NULL);
 	free(uri);
 	return rc;
 }
@@ -371,8 +382,8 @@ static int tcp_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 static const char *const tcp_transports[] = {"tcp", NULL};
 
 const struct conduit_backend cd_backend_tcp = {
-	.name = "tcp",
-	.transports = tcp_transports,
-	.connect = tcp_connect,
-	.listen = tcp_listen,
+    .name = "tcp",
+    .transports = tcp_transports,
+    .connect = tcp_connect,
+    .listen = tcp_listen,
 };

@@ -69,9 +69,9 @@
 #include <sys/stat.h>
 
 #define TT_DEFAULT_HS_MS 30000u
-#define TT_MAX_ALPN 16
-#define TT_CACHE 8 /* configurations kept per context */
-#define TT_RECORD 16384 /* plaintext bytes per record */
+#define TT_MAX_ALPN      16
+#define TT_CACHE         8     /* configurations kept per context */
+#define TT_RECORD        16384 /* plaintext bytes per record */
 #define TT_MAX_IDS       16
 #define TT_MAX_SESSIONS  16      /* client sessions kept per context */
 #define TT_LIFETIME      7200u   /* seconds a session may be resumed */
@@ -124,16 +124,16 @@ struct conduit_tls_session {
 
 struct tt_conf {
 	unsigned refs;
-	unsigned gen;   /* the settings generation it was built from */
-	char *key;      /* role and URI options: the cache key */
+	unsigned gen; /* the settings generation it was built from */
+	char *key;    /* role and URI options: the cache key */
 	bool server;
-	bool verify;    /* client: the peer is checked */
+	bool verify; /* client: the peer is checked */
 	struct tt_state *st;
 	struct tt_ca *ca;
 	struct tt_id *ids[TT_MAX_IDS]; /* the first is the default */
 	size_t nids;
 	struct tt_resume *res; /* server with resumption, else NULL */
-	const char **alpn; /* NULL-terminated, one allocation; or NULL */
+	const char **alpn;     /* NULL-terminated, one allocation; or NULL */
 	mbedtls_ssl_config conf;
 };
 
@@ -141,7 +141,7 @@ struct tt_state {
 	bool rng_ready;
 	mbedtls_entropy_context entropy;
 	mbedtls_ctr_drbg_context drbg;
-	unsigned gen; /* bumped by every setter */
+	unsigned gen;         /* bumped by every setter */
 	struct tt_ca *ca;     /* from the API; NULL: the system bundle */
 	struct tt_ca *sys_ca; /* parsed on first need, then kept */
 	struct tt_id *ids[TT_MAX_IDS];
@@ -303,26 +303,25 @@ static void verify_words(uint32_t flags, const char *name, char *buf,
 		uint32_t bit;
 		const char *text;
 	} words[] = {
-		{MBEDTLS_X509_BADCERT_NOT_TRUSTED,
-		 "the certificate is not trusted (issuer unknown)"},
-		{MBEDTLS_X509_BADCERT_EXPIRED, "the certificate has expired"},
-		{MBEDTLS_X509_BADCERT_FUTURE, "the certificate is not valid yet"},
-		{MBEDTLS_X509_BADCERT_REVOKED, "the certificate is revoked"},
-		{MBEDTLS_X509_BADCERT_MISSING, "no certificate was sent"},
-		{MBEDTLS_X509_BADCERT_SKIP_VERIFY, "verification was skipped"},
-		{MBEDTLS_X509_BADCERT_KEY_USAGE,
-		 "the certificate's key usage does not allow this"},
-		{MBEDTLS_X509_BADCERT_EXT_KEY_USAGE,
-		 "the certificate is not for this purpose (extended key "
-		 "usage)"},
-		{MBEDTLS_X509_BADCERT_BAD_MD,
-		 "the certificate is signed with an unacceptable hash"},
-		{MBEDTLS_X509_BADCERT_BAD_PK,
-		 "the certificate's key type is not acceptable"},
-		{MBEDTLS_X509_BADCERT_BAD_KEY,
-		 "the certificate's key is too weak"},
-		{MBEDTLS_X509_BADCERT_OTHER, "the certificate is unacceptable"},
-		{MBEDTLS_X509_BADCRL_EXPIRED, "a revocation list has expired"},
+	    {MBEDTLS_X509_BADCERT_NOT_TRUSTED,
+	     "the certificate is not trusted (issuer unknown)"},
+	    {MBEDTLS_X509_BADCERT_EXPIRED, "the certificate has expired"},
+	    {MBEDTLS_X509_BADCERT_FUTURE, "the certificate is not valid yet"},
+	    {MBEDTLS_X509_BADCERT_REVOKED, "the certificate is revoked"},
+	    {MBEDTLS_X509_BADCERT_MISSING, "no certificate was sent"},
+	    {MBEDTLS_X509_BADCERT_SKIP_VERIFY, "verification was skipped"},
+	    {MBEDTLS_X509_BADCERT_KEY_USAGE,
+	     "the certificate's key usage does not allow this"},
+	    {MBEDTLS_X509_BADCERT_EXT_KEY_USAGE,
+	     "the certificate is not for this purpose (extended key "
+	     "usage)"},
+	    {MBEDTLS_X509_BADCERT_BAD_MD,
+	     "the certificate is signed with an unacceptable hash"},
+	    {MBEDTLS_X509_BADCERT_BAD_PK,
+	     "the certificate's key type is not acceptable"},
+	    {MBEDTLS_X509_BADCERT_BAD_KEY, "the certificate's key is too weak"},
+	    {MBEDTLS_X509_BADCERT_OTHER, "the certificate is unacceptable"},
+	    {MBEDTLS_X509_BADCRL_EXPIRED, "a revocation list has expired"},
 	};
 	size_t n = 0, count = 0, total = 0;
 	uint32_t known = MBEDTLS_X509_BADCERT_CN_MISMATCH;
@@ -342,10 +341,9 @@ static void verify_words(uint32_t flags, const char *name, char *buf,
 		count++;
 	}
 	if ((flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) && n < len) {
-		n += (size_t)snprintf(buf + n, len - n,
-		                      "%sits names do not include %s", TT_SEP,
-		                      name != NULL && name[0] ? name
-		                                              : "the name asked for");
+		n += (size_t)snprintf(
+		    buf + n, len - n, "%sits names do not include %s", TT_SEP,
+		    name != NULL && name[0] ? name : "the name asked for");
 		count++;
 	}
 	if ((flags & ~known) && n < len)
@@ -393,9 +391,8 @@ static int ca_load(struct tt_ca **out, const char *path, const char *pem,
 		                 : mbedtls_x509_crt_parse_file(&ca->crt, path);
 	} else {
 		char *c = nul_copy(pem, len);
-		r = c != NULL ? mbedtls_x509_crt_parse(&ca->crt,
-		                                       (const unsigned char *)c,
-		                                       len + 1)
+		r = c != NULL ? mbedtls_x509_crt_parse(
+		                    &ca->crt, (const unsigned char *)c, len + 1)
 		              : MBEDTLS_ERR_X509_ALLOC_FAILED;
 		free(c);
 	}
@@ -436,39 +433,39 @@ static const struct tt_oid {
 	mbedtls_cipher_type_t cipher; /* an AES-CBC cipher decrypted here */
 	size_t keylen;
 } tt_oids[] = {
-	{TT_OID("\x2a\x86\x48\x86\xf7\x0d\x01\x05\x0d"), "PBES2", 0, 0, 0},
-	{TT_OID("\x2a\x86\x48\x86\xf7\x0d\x01\x05\x0c"), "PBKDF2", 0, 0, 0},
-	{TT_OID("\x2b\x06\x01\x04\x01\xda\x47\x04\x0b"), "scrypt", 0, 0, 0},
-	{TT_OID("\x2a\x86\x48\x86\xf7\x0d\x02\x07"), "hmacWithSHA1",
-	 MBEDTLS_MD_SHA1, 0, 0},
-	{TT_OID("\x2a\x86\x48\x86\xf7\x0d\x02\x08"), "hmacWithSHA224",
-	 MBEDTLS_MD_SHA224, 0, 0},
-	{TT_OID("\x2a\x86\x48\x86\xf7\x0d\x02\x09"), "hmacWithSHA256",
-	 MBEDTLS_MD_SHA256, 0, 0},
-	{TT_OID("\x2a\x86\x48\x86\xf7\x0d\x02\x0a"), "hmacWithSHA384",
-	 MBEDTLS_MD_SHA384, 0, 0},
-	{TT_OID("\x2a\x86\x48\x86\xf7\x0d\x02\x0b"), "hmacWithSHA512",
-	 MBEDTLS_MD_SHA512, 0, 0},
-	{TT_OID("\x60\x86\x48\x01\x65\x03\x04\x01\x02"), "aes-128-cbc", 0,
-	 MBEDTLS_CIPHER_AES_128_CBC, 16},
-	{TT_OID("\x60\x86\x48\x01\x65\x03\x04\x01\x16"), "aes-192-cbc", 0,
-	 MBEDTLS_CIPHER_AES_192_CBC, 24},
-	{TT_OID("\x60\x86\x48\x01\x65\x03\x04\x01\x2a"), "aes-256-cbc", 0,
-	 MBEDTLS_CIPHER_AES_256_CBC, 32},
-	{TT_OID("\x2a\x86\x48\x86\xf7\x0d\x03\x07"), "des-ede3-cbc", 0, 0, 0},
-	{TT_OID("\x2b\x0e\x03\x02\x07"), "des-cbc", 0, 0, 0},
-	{TT_OID("\x2a\x86\x48\x86\xf7\x0d\x01\x0c\x01\x03"),
-	 "pbeWithSHAAnd3-KeyTripleDES-CBC", 0, 0, 0},
-	{TT_OID("\x2a\x86\x48\x86\xf7\x0d\x01\x0c\x01\x04"),
-	 "pbeWithSHAAnd2-KeyTripleDES-CBC", 0, 0, 0},
+    {TT_OID("\x2a\x86\x48\x86\xf7\x0d\x01\x05\x0d"), "PBES2", 0, 0, 0},
+    {TT_OID("\x2a\x86\x48\x86\xf7\x0d\x01\x05\x0c"), "PBKDF2", 0, 0, 0},
+    {TT_OID("\x2b\x06\x01\x04\x01\xda\x47\x04\x0b"), "scrypt", 0, 0, 0},
+    {TT_OID("\x2a\x86\x48\x86\xf7\x0d\x02\x07"), "hmacWithSHA1",
+     MBEDTLS_MD_SHA1, 0, 0},
+    {TT_OID("\x2a\x86\x48\x86\xf7\x0d\x02\x08"), "hmacWithSHA224",
+     MBEDTLS_MD_SHA224, 0, 0},
+    {TT_OID("\x2a\x86\x48\x86\xf7\x0d\x02\x09"), "hmacWithSHA256",
+     MBEDTLS_MD_SHA256, 0, 0},
+    {TT_OID("\x2a\x86\x48\x86\xf7\x0d\x02\x0a"), "hmacWithSHA384",
+     MBEDTLS_MD_SHA384, 0, 0},
+    {TT_OID("\x2a\x86\x48\x86\xf7\x0d\x02\x0b"), "hmacWithSHA512",
+     MBEDTLS_MD_SHA512, 0, 0},
+    {TT_OID("\x60\x86\x48\x01\x65\x03\x04\x01\x02"), "aes-128-cbc", 0,
+     MBEDTLS_CIPHER_AES_128_CBC, 16},
+    {TT_OID("\x60\x86\x48\x01\x65\x03\x04\x01\x16"), "aes-192-cbc", 0,
+     MBEDTLS_CIPHER_AES_192_CBC, 24},
+    {TT_OID("\x60\x86\x48\x01\x65\x03\x04\x01\x2a"), "aes-256-cbc", 0,
+     MBEDTLS_CIPHER_AES_256_CBC, 32},
+    {TT_OID("\x2a\x86\x48\x86\xf7\x0d\x03\x07"), "des-ede3-cbc", 0, 0, 0},
+    {TT_OID("\x2b\x0e\x03\x02\x07"), "des-cbc", 0, 0, 0},
+    {TT_OID("\x2a\x86\x48\x86\xf7\x0d\x01\x0c\x01\x03"),
+     "pbeWithSHAAnd3-KeyTripleDES-CBC", 0, 0, 0},
+    {TT_OID("\x2a\x86\x48\x86\xf7\x0d\x01\x0c\x01\x04"),
+     "pbeWithSHAAnd2-KeyTripleDES-CBC", 0, 0, 0},
 };
 
 /* Ciphers and schemes mbedTLS decrypts itself (PBES2 and PKCS#12). */
 static bool mbedtls_decrypts(const struct tt_oid *o)
 {
-	static const char *const names[] = {
-		"des-ede3-cbc", "des-cbc", "pbeWithSHAAnd3-KeyTripleDES-CBC",
-		"pbeWithSHAAnd2-KeyTripleDES-CBC"};
+	static const char *const names[] = {"des-ede3-cbc", "des-cbc",
+	                                    "pbeWithSHAAnd3-KeyTripleDES-CBC",
+	                                    "pbeWithSHAAnd2-KeyTripleDES-CBC"};
 	for (size_t i = 0; o != NULL && i < sizeof(names) / sizeof(names[0]);
 	     i++)
 		if (strcmp(o->name, names[i]) == 0)
@@ -479,8 +476,8 @@ static bool mbedtls_decrypts(const struct tt_oid *o)
 
 /* What an encrypted key says about its encryption. */
 struct tt_p8 {
-	char what[200]; /* "PBES2 (PBKDF2, hmacWithSHA256, aes-256-cbc)" */
-	bool ours;      /* PBES2, PBKDF2 and AES-CBC: decrypted here */
+	char what[200];   /* "PBES2 (PBKDF2, hmacWithSHA256, aes-256-cbc)" */
+	bool ours;        /* PBES2, PBKDF2 and AES-CBC: decrypted here */
 	bool mbedtls_can; /* a scheme mbedTLS decrypts itself */
 	mbedtls_md_type_t md;
 	mbedtls_cipher_type_t cipher;
@@ -521,7 +518,8 @@ static int p8_pbes2(struct tt_p8 *k, const mbedtls_asn1_buf *params)
 	unsigned char *p = params->p, *end = p + params->len;
 	size_t n;
 	char b1[64], b2[64], b3[64];
-	if (params->tag != TT_SEQ || mbedtls_asn1_get_alg(&p, end, &kdf, &kdfp) ||
+	if (params->tag != TT_SEQ ||
+	    mbedtls_asn1_get_alg(&p, end, &kdf, &kdfp) ||
 	    mbedtls_asn1_get_alg(&p, end, &enc, &encp))
 		return -1;
 	const struct tt_oid *ko = oid_find(&kdf), *eo = oid_find(&enc);
@@ -532,7 +530,8 @@ static int p8_pbes2(struct tt_p8 *k, const mbedtls_asn1_buf *params)
 		unsigned char *q = kdfp.p, *qend = q + kdfp.len;
 		int keylen = 0;
 		if (kdfp.tag != TT_SEQ ||
-		    mbedtls_asn1_get_tag(&q, qend, &n, MBEDTLS_ASN1_OCTET_STRING))
+		    mbedtls_asn1_get_tag(&q, qend, &n,
+		                         MBEDTLS_ASN1_OCTET_STRING))
 			return -1;
 		k->salt = q;
 		k->salt_len = n;
@@ -568,7 +567,8 @@ static int p8_pbes2(struct tt_p8 *k, const mbedtls_asn1_buf *params)
 	}
 	snprintf(k->what, sizeof(k->what), "PBES2 (%.60s%s%.60s, %.60s)",
 	         oid_text(&kdf, b1, sizeof(b1)), prf_name != NULL ? ", " : "",
-	         prf_name != NULL ? prf_name : "", oid_text(&enc, b2, sizeof(b2)));
+	         prf_name != NULL ? prf_name : "",
+	         oid_text(&enc, b2, sizeof(b2)));
 	return 0;
 }
 
@@ -601,14 +601,15 @@ static int p8_inspect(struct tt_p8 *k, const char *path, const char *pem,
 	data[dlen] = '\0';
 	int rc = -1;
 	const char *dek = strstr((const char *)data, "DEK-Info: ");
-	if (strstr((const char *)data, "-----BEGIN ENCRYPTED PRIVATE KEY-----")) {
+	if (strstr((const char *)data,
+	           "-----BEGIN ENCRYPTED PRIVATE KEY-----")) {
 		mbedtls_pem_context pc;
 		size_t used = 0;
 		mbedtls_pem_init(&pc);
-		if (mbedtls_pem_read_buffer(&pc,
-		                            "-----BEGIN ENCRYPTED PRIVATE KEY-----",
-		                            "-----END ENCRYPTED PRIVATE KEY-----",
-		                            data, NULL, 0, &used) == 0 &&
+		if (mbedtls_pem_read_buffer(
+		        &pc, "-----BEGIN ENCRYPTED PRIVATE KEY-----",
+		        "-----END ENCRYPTED PRIVATE KEY-----", data, NULL, 0,
+		        &used) == 0 &&
 		    (k->der = malloc(pc.TT_PRIV(buflen))) != NULL) {
 			k->der_len = pc.TT_PRIV(buflen);
 			memcpy(k->der, pc.TT_PRIV(buf), k->der_len);
@@ -616,8 +617,9 @@ static int p8_inspect(struct tt_p8 *k, const char *path, const char *pem,
 		mbedtls_pem_free(&pc);
 	} else if (dek != NULL) {
 		size_t n = strcspn(dek + 10, ",\r\n");
-		snprintf(k->what, sizeof(k->what), "legacy PEM encryption (%.*s)",
-		         (int)(n < 64 ? n : 64), dek + 10);
+		snprintf(k->what, sizeof(k->what),
+		         "legacy PEM encryption (%.*s)", (int)(n < 64 ? n : 64),
+		         dek + 10);
 		/* mbedTLS has DES, 3DES and AES-CBC for these; it says
 		 * "unavailable" for others. */
 		k->mbedtls_can = true;
@@ -675,17 +677,17 @@ static int p8_decrypt(mbedtls_pk_context *key, const struct tt_p8 *k,
 		return MBEDTLS_ERR_PK_KEY_INVALID_FORMAT;
 #if MBEDTLS_VERSION_NUMBER >= 0x03030000
 	int r = mbedtls_pkcs5_pbkdf2_hmac_ext(
-		k->md, (const unsigned char *)password, pwlen, k->salt,
-		k->salt_len, (unsigned)k->iterations, (uint32_t)k->keylen, dk);
+	    k->md, (const unsigned char *)password, pwlen, k->salt, k->salt_len,
+	    (unsigned)k->iterations, (uint32_t)k->keylen, dk);
 #else
 	mbedtls_md_context_t md;
 	mbedtls_md_init(&md);
 	int r = mbedtls_md_setup(&md, mbedtls_md_info_from_type(k->md), 1);
 	if (r == 0)
 		r = mbedtls_pkcs5_pbkdf2_hmac(
-			&md, (const unsigned char *)password, pwlen, k->salt,
-			k->salt_len, (unsigned)k->iterations,
-			(uint32_t)k->keylen, dk);
+		    &md, (const unsigned char *)password, pwlen, k->salt,
+		    k->salt_len, (unsigned)k->iterations, (uint32_t)k->keylen,
+		    dk);
 	mbedtls_md_free(&md);
 #endif
 	unsigned char *plain = r == 0 ? malloc(k->data_len + 16) : NULL;
@@ -695,14 +697,14 @@ static int p8_decrypt(mbedtls_pk_context *key, const struct tt_p8 *k,
 	if (r == 0) {
 		mbedtls_cipher_context_t cc;
 		mbedtls_cipher_init(&cc);
-		r = mbedtls_cipher_setup(&cc,
-		                         mbedtls_cipher_info_from_type(k->cipher));
+		r = mbedtls_cipher_setup(
+		    &cc, mbedtls_cipher_info_from_type(k->cipher));
 		if (r == 0)
 			r = mbedtls_cipher_setkey(&cc, dk, (int)(k->keylen * 8),
 			                          MBEDTLS_DECRYPT);
 		if (r == 0)
-			r = mbedtls_cipher_set_padding_mode(&cc,
-			                                    MBEDTLS_PADDING_PKCS7);
+			r = mbedtls_cipher_set_padding_mode(
+			    &cc, MBEDTLS_PADDING_PKCS7);
 		if (r == 0)
 			r = mbedtls_cipher_crypt(&cc, k->iv, 16, k->data,
 			                         k->data_len, plain, &plen);
@@ -746,9 +748,8 @@ static bool unavailable(int r)
 }
 
 /* One attempt at a key with one password (NULL: none). */
-static int key_try(mbedtls_pk_context *key, const char *path,
-                   const char *pem, size_t len, const char *password,
-                   struct tt_state *st)
+static int key_try(mbedtls_pk_context *key, const char *path, const char *pem,
+                   size_t len, const char *password, struct tt_state *st)
 {
 	const unsigned char *pw = (const unsigned char *)password;
 	size_t pwlen = password != NULL ? strlen(password) : 0;
@@ -759,8 +760,8 @@ static int key_try(mbedtls_pk_context *key, const char *path,
 	if (rng_ready(st) != 0)
 		return MBEDTLS_ERR_ENTROPY_SOURCE_FAILED;
 	if (path != NULL)
-		return mbedtls_pk_parse_keyfile(key, path, password,
-		                                mbedtls_ctr_drbg_random, &st->drbg);
+		return mbedtls_pk_parse_keyfile(
+		    key, path, password, mbedtls_ctr_drbg_random, &st->drbg);
 	char *c = nul_copy(pem, len);
 	if (c == NULL)
 		return MBEDTLS_ERR_PK_ALLOC_FAILED;
@@ -874,16 +875,17 @@ static int id_load(struct tt_id **out, struct tt_state *st,
 	if (r != 0) {
 		const char *kname = key_path != NULL ? key_path : "(memory)";
 		if (r == TT_KEY_UNSUPPORTED || unavailable(r))
-			snprintf(err, errlen,
-			         "key %s: encrypted with %s, which this build "
-			         "(mbedTLS %s) cannot decrypt; re-encrypt it with "
-			         "`openssl pkey -in KEY -aes256 -out NEW` (PBES2, "
-			         "PBKDF2, AES-256-CBC) or store it unencrypted",
-			         kname,
-			         r == TT_KEY_UNSUPPORTED
-			             ? what
-			             : mbed_text(r, m, sizeof(m)),
-			         MBEDTLS_VERSION_STRING);
+			snprintf(
+			    err, errlen,
+			    "key %s: encrypted with %s, which this build "
+			    "(mbedTLS %s) cannot decrypt; re-encrypt it with "
+			    "`openssl pkey -in KEY -aes256 -out NEW` (PBES2, "
+			    "PBKDF2, AES-256-CBC) or store it unencrypted",
+			    kname,
+			    r == TT_KEY_UNSUPPORTED
+			        ? what
+			        : mbed_text(r, m, sizeof(m)),
+			    MBEDTLS_VERSION_STRING);
 		else
 			snprintf(err, errlen, "key %s: %s", kname,
 			         r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED
@@ -896,13 +898,14 @@ static int id_load(struct tt_id **out, struct tt_state *st,
 		return CONDUIT_ERR_CERT;
 	}
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
-	r = mbedtls_pk_check_pair(&id->crt.pk, &id->key, mbedtls_ctr_drbg_random,
-	                          &st->drbg);
+	r = mbedtls_pk_check_pair(&id->crt.pk, &id->key,
+	                          mbedtls_ctr_drbg_random, &st->drbg);
 #else
 	r = mbedtls_pk_check_pair(&id->crt.pk, &id->key);
 #endif
 	if (r != 0) {
-		snprintf(err, errlen, "key %s does not belong to certificate %s",
+		snprintf(err, errlen,
+		         "key %s does not belong to certificate %s",
 		         key_path != NULL ? key_path : "(memory)",
 		         cert_path != NULL ? cert_path : "(memory)");
 		id_put(id);
@@ -916,10 +919,10 @@ static int id_load(struct tt_id **out, struct tt_state *st,
 static int system_ca(struct tt_state *st, char *err, size_t errlen)
 {
 	static const char *const places[] = {
-		"/etc/ssl/certs/ca-certificates.crt", /* Debian, Ubuntu, Alpine */
-		"/etc/pki/tls/certs/ca-bundle.crt",   /* Fedora, RHEL */
-		"/etc/ssl/cert.pem",                  /* BSDs, macOS */
-		"/etc/ssl/certs",                     /* a hashed directory */
+	    "/etc/ssl/certs/ca-certificates.crt", /* Debian, Ubuntu, Alpine */
+	    "/etc/pki/tls/certs/ca-bundle.crt",   /* Fedora, RHEL */
+	    "/etc/ssl/cert.pem",                  /* BSDs, macOS */
+	    "/etc/ssl/certs",                     /* a hashed directory */
 	};
 	if (st->sys_ca != NULL)
 		return CONDUIT_OK;
@@ -939,33 +942,33 @@ static int system_ca(struct tt_state *st, char *err, size_t errlen)
 /* ECDHE with AEAD only, in the order of preference. */
 static const int tt_suites[] = {
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000 && defined(MBEDTLS_SSL_PROTO_TLS1_3)
-	MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
-	MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
-	MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
+    MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+    MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
 #endif
-	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-	MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-	MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-	0,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    0,
 };
 
 /* P-256 first: in 2.28 it is the fastest (its default puts P-521 first). */
 #if MBEDTLS_VERSION_NUMBER >= 0x03010000 /* groups by IANA number */
 static const uint16_t tt_groups[] = {
-	MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
-	MBEDTLS_SSL_IANA_TLS_GROUP_X25519,
-	MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1,
-	MBEDTLS_SSL_IANA_TLS_GROUP_NONE,
+    MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+    MBEDTLS_SSL_IANA_TLS_GROUP_X25519,
+    MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1,
+    MBEDTLS_SSL_IANA_TLS_GROUP_NONE,
 };
 #else
 static const mbedtls_ecp_group_id tt_curves[] = {
-	MBEDTLS_ECP_DP_SECP256R1,
-	MBEDTLS_ECP_DP_CURVE25519,
-	MBEDTLS_ECP_DP_SECP384R1,
-	MBEDTLS_ECP_DP_NONE,
+    MBEDTLS_ECP_DP_SECP256R1,
+    MBEDTLS_ECP_DP_CURVE25519,
+    MBEDTLS_ECP_DP_SECP384R1,
+    MBEDTLS_ECP_DP_NONE,
 };
 #endif
 
@@ -1112,8 +1115,8 @@ static int conf_resume(struct tt_conf *c, struct tt_state *st, char *err,
 		int ret = 0;
 		if (r->tickets)
 			ret = mbedtls_ssl_ticket_setup(
-				&r->ticket, mbedtls_ctr_drbg_random, &st->drbg,
-				MBEDTLS_CIPHER_AES_256_GCM, st->lifetime);
+			    &r->ticket, mbedtls_ctr_drbg_random, &st->drbg,
+			    MBEDTLS_CIPHER_AES_256_GCM, st->lifetime);
 		if (ret != 0) {
 			char m[200];
 			snprintf(err, errlen, "session tickets: %s",
@@ -1166,11 +1169,11 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 	const char *o_key = conduit_endpoint_option(ep, "key");
 	const char *o_alpn = conduit_endpoint_option(ep, "alpn");
 	const char *o_insec = conduit_endpoint_option(ep, "insecure-no-verify");
-	bool insecure = st->insecure ||
-	                (o_insec != NULL && strcmp(o_insec, "1") == 0);
-	int auth = server ? st->client_auth
-	                  : insecure ? CONDUIT_TLS_VERIFY_NONE
-	                             : CONDUIT_TLS_VERIFY_REQUIRED;
+	bool insecure =
+	    st->insecure || (o_insec != NULL && strcmp(o_insec, "1") == 0);
+	int auth = server     ? st->client_auth
+	           : insecure ? CONDUIT_TLS_VERIFY_NONE
+	                      : CONDUIT_TLS_VERIFY_REQUIRED;
 	c->verify = auth == CONDUIT_TLS_VERIFY_REQUIRED;
 
 	/* Trust: the URI's, the API's, or the system's. */
@@ -1214,13 +1217,14 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 		c->nids = st->nids;
 	}
 	if (server && c->nids == 0) {
-		snprintf(err, errlen,
-		         "a TLS server needs a certificate and its key, and this "
-		         "context has none: set one with "
-		         "conduit_tls_set_cert_file() or conduit_tls_set_cert_pem() "
-		         "(several, chosen by SNI: conduit_tls_add_cert_file() or "
-		         "_pem()), or give cert=FILE and key=FILE in the URI where "
-		         "the context allows file options");
+		snprintf(
+		    err, errlen,
+		    "a TLS server needs a certificate and its key, and this "
+		    "context has none: set one with "
+		    "conduit_tls_set_cert_file() or conduit_tls_set_cert_pem() "
+		    "(several, chosen by SNI: conduit_tls_add_cert_file() or "
+		    "_pem()), or give cert=FILE and key=FILE in the URI where "
+		    "the context allows file options");
 		rc = CONDUIT_ERR_CERT;
 		goto fail;
 	}
@@ -1241,8 +1245,8 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 
 	mbedtls_ssl_config *cf = &c->conf;
 	int r = mbedtls_ssl_config_defaults(
-		cf, server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
-		MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+	    cf, server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
 	if (r != 0) {
 		snprintf(err, errlen, "configuration: %s",
 		         mbed_text(r, m, sizeof(m)));
@@ -1263,16 +1267,15 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 	                             MBEDTLS_SSL_MINOR_VERSION_3);
 #endif
 	mbedtls_ssl_conf_authmode(cf, auth == CONDUIT_TLS_VERIFY_REQUIRED
-	                                      ? MBEDTLS_SSL_VERIFY_REQUIRED
+	                                  ? MBEDTLS_SSL_VERIFY_REQUIRED
 	                              : auth == CONDUIT_TLS_VERIFY_OPTIONAL
-	                                      ? MBEDTLS_SSL_VERIFY_OPTIONAL
-	                                      : MBEDTLS_SSL_VERIFY_NONE);
+	                                  ? MBEDTLS_SSL_VERIFY_OPTIONAL
+	                                  : MBEDTLS_SSL_VERIFY_NONE);
 	if (c->ca != NULL)
 		mbedtls_ssl_conf_ca_chain(cf, &c->ca->crt, NULL);
 	/* The default identity; the SNI callback may pick another. */
-	if (c->nids > 0 &&
-	    (r = mbedtls_ssl_conf_own_cert(cf, &c->ids[0]->crt,
-	                                   &c->ids[0]->key)) != 0) {
+	if (c->nids > 0 && (r = mbedtls_ssl_conf_own_cert(
+	                        cf, &c->ids[0]->crt, &c->ids[0]->key)) != 0) {
 		snprintf(err, errlen, "certificate: %s",
 		         mbed_text(r, m, sizeof(m)));
 		rc = CONDUIT_ERR_CERT;
@@ -1338,20 +1341,20 @@ struct tt_flow {
 	struct tt_conf *conf;
 	mbedtls_ssl_context ssl;
 	bool server;
-	bool inner_ready;  /* the inner flow is established */
+	bool inner_ready; /* the inner flow is established */
 	bool hs_done;
-	bool announced;    /* "tls-handshaking" has been reported */
+	bool announced;        /* "tls-handshaking" has been reported */
 	bool close_notify_in;  /* the peer's close_notify arrived */
 	bool close_notify_out; /* ours is queued or sent */
 	bool shut_wr_pending;  /* shut the inner write side once drained */
 	bool inner_eof;
-	bool name_set;     /* client: a host name or an IP literal to check */
+	bool name_set; /* client: a host name or an IP literal to check */
 	bool sni_set;
 	bool resumed; /* the handshake resumed a session */
 	bool offered; /* client: a stored session was offered */
 	int port;     /* the endpoint's port, -1 when none */
 	unsigned char offered_master[48]; /* to recognise its resumption */
-	int ip_family;     /* client to an IP literal: AF_INET/AF_INET6 */
+	int ip_family; /* client to an IP literal: AF_INET/AF_INET6 */
 	uint8_t ip[16];
 	unsigned in_want;  /* CONDUIT_POLL* the inner flow's last read needed */
 	unsigned out_want; /* and its last write */
@@ -1423,7 +1426,7 @@ static int tt_sni(void *arg, mbedtls_ssl_context *ssl,
 {
 	struct tt_conf *c = arg;
 	struct tt_flow *tf =
-		(struct tt_flow *)((char *)ssl - offsetof(struct tt_flow, ssl));
+	    (struct tt_flow *)((char *)ssl - offsetof(struct tt_flow, ssl));
 	if (len >= sizeof(tf->name) || memchr(name, '\0', len) != NULL)
 		return -1;
 	memcpy(tf->name, name, len);
@@ -1469,8 +1472,9 @@ static int tt_flush(struct tt_flow *tf)
 		int rc = conduit_write(tf->inner, tf->obuf + tf->ooff,
 		                       tf->olen - tf->ooff, &n);
 		if (rc == CONDUIT_WANT_READ || rc == CONDUIT_WANT_WRITE) {
-			tf->out_want = rc == CONDUIT_WANT_READ ? CONDUIT_POLLIN
-			                                       : CONDUIT_POLLOUT;
+			tf->out_want = rc == CONDUIT_WANT_READ
+			                   ? CONDUIT_POLLIN
+			                   : CONDUIT_POLLOUT;
 			return rc;
 		}
 		if (rc != CONDUIT_OK)
@@ -1518,8 +1522,9 @@ static int bio_send(void *arg, const unsigned char *buf, size_t len)
 	if (tf->olen == tf->ooff) {
 		int rc = conduit_write(tf->inner, buf, len, &n);
 		if (rc == CONDUIT_WANT_READ || rc == CONDUIT_WANT_WRITE) {
-			tf->out_want = rc == CONDUIT_WANT_READ ? CONDUIT_POLLIN
-			                                       : CONDUIT_POLLOUT;
+			tf->out_want = rc == CONDUIT_WANT_READ
+			                   ? CONDUIT_POLLIN
+			                   : CONDUIT_POLLOUT;
 			n = 0;
 		} else if (rc != CONDUIT_OK) {
 			tf->io_status = rc;
@@ -1543,8 +1548,8 @@ static int bio_recv(void *arg, unsigned char *buf, size_t len)
 		return (int)n;
 	case CONDUIT_WANT_READ:
 	case CONDUIT_WANT_WRITE:
-		tf->in_want = rc == CONDUIT_WANT_READ ? CONDUIT_POLLIN
-		                                      : CONDUIT_POLLOUT;
+		tf->in_want =
+		    rc == CONDUIT_WANT_READ ? CONDUIT_POLLIN : CONDUIT_POLLOUT;
 		return MBEDTLS_ERR_SSL_WANT_READ;
 	case CONDUIT_EOF:
 		tf->inner_eof = true;
@@ -1558,20 +1563,34 @@ static int bio_recv(void *arg, unsigned char *buf, size_t len)
 static const char *alert_text(int alert)
 {
 	switch (alert) {
-	case 40: return "handshake failure";
-	case 42: return "bad certificate";
-	case 43: return "unsupported certificate";
-	case 44: return "certificate revoked";
-	case 45: return "certificate expired";
-	case 46: return "certificate unknown";
-	case 48: return "unknown CA";
-	case 70: return "protocol version";
-	case 71: return "insufficient security";
-	case 80: return "internal error";
-	case 112: return "unrecognized name";
-	case 116: return "certificate required";
-	case 120: return "no application protocol";
-	default: return "alert";
+	case 40:
+		return "handshake failure";
+	case 42:
+		return "bad certificate";
+	case 43:
+		return "unsupported certificate";
+	case 44:
+		return "certificate revoked";
+	case 45:
+		return "certificate expired";
+	case 46:
+		return "certificate unknown";
+	case 48:
+		return "unknown CA";
+	case 70:
+		return "protocol version";
+	case 71:
+		return "insufficient security";
+	case 80:
+		return "internal error";
+	case 112:
+		return "unrecognized name";
+	case 116:
+		return "certificate required";
+	case 120:
+		return "no application protocol";
+	default:
+		return "alert";
 	}
 }
 
@@ -1585,8 +1604,8 @@ static int tt_fail(struct tt_flow *tf, int r, const char *what)
 		                         f->uri, what,
 		                         conduit_flow_error(tf->inner));
 	if (r == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
-		verify_words(mbedtls_ssl_get_verify_result(&tf->ssl),
-		             tf->name, words, sizeof(words));
+		verify_words(mbedtls_ssl_get_verify_result(&tf->ssl), tf->name,
+		             words, sizeof(words));
 		return conduit_flow_fail(f, CONDUIT_ERR_CERT,
 		                         "tls %s: certificate verification "
 		                         "failed: %s",
@@ -1594,12 +1613,13 @@ static int tt_fail(struct tt_flow *tf, int r, const char *what)
 	}
 #ifdef MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE
 	if (r == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE)
-		return conduit_flow_fail(f, CONDUIT_ERR_CERT,
-		                         "tls %s: certificate verification "
-		                         "failed: the client sent no "
-		                         "certificate, and this server requires "
-		                         "one",
-		                         f->uri);
+		return conduit_flow_fail(
+		    f, CONDUIT_ERR_CERT,
+		    "tls %s: certificate verification "
+		    "failed: the client sent no "
+		    "certificate, and this server requires "
+		    "one",
+		    f->uri);
 #endif
 	if (r == MBEDTLS_ERR_SSL_CONN_EOF || (r == 0 && tf->inner_eof))
 		return conduit_flow_fail(f, CONDUIT_ERR_TLS,
@@ -1615,13 +1635,14 @@ static int tt_fail(struct tt_flow *tf, int r, const char *what)
 		return conduit_flow_fail(f, CONDUIT_ERR_TLS,
 		                         "tls %s: %s: the peer refused: %s "
 		                         "(alert %d)",
-		                         f->uri, what, alert_text(alert), alert);
+		                         f->uri, what, alert_text(alert),
+		                         alert);
 	}
 #ifdef MBEDTLS_ERR_SSL_NO_APPLICATION_PROTOCOL
 	if (r == MBEDTLS_ERR_SSL_NO_APPLICATION_PROTOCOL)
-		return conduit_flow_fail(f, CONDUIT_ERR_TLS,
-		                         "tls %s: %s: no ALPN protocol in common",
-		                         f->uri, what);
+		return conduit_flow_fail(
+		    f, CONDUIT_ERR_TLS,
+		    "tls %s: %s: no ALPN protocol in common", f->uri, what);
 #endif
 	if (r == MBEDTLS_ERR_SSL_INVALID_RECORD
 #ifdef MBEDTLS_ERR_SSL_BAD_HS_CLIENT_HELLO /* 2.x only */
@@ -1632,7 +1653,8 @@ static int tt_fail(struct tt_flow *tf, int r, const char *what)
 		return conduit_flow_fail(f, CONDUIT_ERR_TLS,
 		                         "tls %s: %s: the peer does not speak "
 		                         "TLS 1.2 or later (%s)",
-		                         f->uri, what, mbed_text(r, m, sizeof(m)));
+		                         f->uri, what,
+		                         mbed_text(r, m, sizeof(m)));
 	return conduit_flow_fail(f, CONDUIT_ERR_TLS, "tls %s: %s: %s", f->uri,
 	                         what, mbed_text(r, m, sizeof(m)));
 }
@@ -1715,9 +1737,9 @@ static int tt_handshake(conduit_flow *f)
 	}
 	if (conduit_now_ms() >= tf->deadline)
 		return conduit_flow_fail(
-			f, CONDUIT_ERR_TIMED_OUT,
-			"tls %s: handshake timed out after %u ms", f->uri,
-			(unsigned)((struct tt_state *)tf->conf->st)->hs_timeout_ms);
+		    f, CONDUIT_ERR_TIMED_OUT,
+		    "tls %s: handshake timed out after %u ms", f->uri,
+		    (unsigned)((struct tt_state *)tf->conf->st)->hs_timeout_ms);
 	int rc = tt_flush(tf);
 	if (rc != CONDUIT_OK && rc != CONDUIT_WANT_READ &&
 	    rc != CONDUIT_WANT_WRITE)
@@ -1726,9 +1748,9 @@ static int tt_handshake(conduit_flow *f)
 		/* The rule mbedTLS 2.28 does not enforce: a verifying client
 		 * without a name would accept any trusted certificate. */
 		if (!tf->server && tf->conf->verify && !tf->name_set)
-			return conduit_flow_fail(f, CONDUIT_ERR_TLS,
-			                         "tls %s: no server name to verify",
-			                         f->uri);
+			return conduit_flow_fail(
+			    f, CONDUIT_ERR_TLS,
+			    "tls %s: no server name to verify", f->uri);
 		struct tt_resume *res = tf->conf->res;
 		if (res != NULL)
 			res->hs_flow = tf;
@@ -1737,8 +1759,8 @@ static int tt_handshake(conduit_flow *f)
 			res->hs_flow = NULL;
 		if (r == MBEDTLS_ERR_SSL_WANT_READ ||
 		    r == MBEDTLS_ERR_SSL_WANT_WRITE) {
-			tf->hs_want = tf->olen > tf->ooff ? tf->out_want
-			                                  : tf->in_want;
+			tf->hs_want =
+			    tf->olen > tf->ooff ? tf->out_want : tf->in_want;
 			return want_of(tf->hs_want);
 		}
 		if (r != 0)
@@ -1760,7 +1782,8 @@ static int tt_handshake(conduit_flow *f)
 		snprintf(d, sizeof(d), "%s %s%s%s",
 		         mbedtls_ssl_get_version(&tf->ssl),
 		         mbedtls_ssl_get_ciphersuite(&tf->ssl),
-		         alpn != NULL ? " alpn " : "", alpn != NULL ? alpn : "");
+		         alpn != NULL ? " alpn " : "",
+		         alpn != NULL ? alpn : "");
 		conduit_emit(f->ctx, CONDUIT_PHASE_TLS_HANDSHAKED, CONDUIT_OK,
 		             f->uri, d, f);
 	}
@@ -1793,11 +1816,12 @@ static int tt_read(conduit_flow *f, void *buf, size_t len, size_t *nread)
 		return want_of(tf->in_want);
 	if (tf->io_status == CONDUIT_OK &&
 	    (r == 0 || r == MBEDTLS_ERR_SSL_CONN_EOF))
-		return conduit_flow_fail(f, CONDUIT_ERR_TRUNCATED,
-		                         "tls %s: the peer closed the connection "
-		                         "without a TLS close_notify; the data "
-		                         "may be truncated",
-		                         f->uri);
+		return conduit_flow_fail(
+		    f, CONDUIT_ERR_TRUNCATED,
+		    "tls %s: the peer closed the connection "
+		    "without a TLS close_notify; the data "
+		    "may be truncated",
+		    f->uri);
 	return tt_fail(tf, r, "read");
 }
 
@@ -1817,7 +1841,7 @@ static int tt_writev(conduit_flow *f, const struct conduit_iov *iov,
 			continue;
 		}
 		const unsigned char *p =
-			(const unsigned char *)iov[i].base + off;
+		    (const unsigned char *)iov[i].base + off;
 		size_t n = iov[i].len - off;
 		size_t take = n;
 		/* Small pieces of a gather write share a record. */
@@ -1827,7 +1851,8 @@ static int tt_writev(conduit_flow *f, const struct conduit_iov *iov,
 				size_t c = iov[j].len - o;
 				if (c > sizeof(stage) - s)
 					c = sizeof(stage) - s;
-				memcpy(stage + s, (const unsigned char *)iov[j].base + o,
+				memcpy(stage + s,
+				       (const unsigned char *)iov[j].base + o,
 				       c);
 				s += c;
 				o += c;
@@ -1847,7 +1872,8 @@ static int tt_writev(conduit_flow *f, const struct conduit_iov *iov,
 			break;
 		if (r < 0) {
 			if (total > 0)
-				break; /* report what went; the error comes back */
+				break; /* report what went; the error comes back
+				        */
 			return tt_fail(tf, r, "write");
 		}
 		/* Advance over r bytes across the iovecs. */
@@ -2030,18 +2056,18 @@ static int tt_unread(conduit_flow *f, size_t *n)
 }
 
 static const struct conduit_flow_ops tt_ops = {
-	.name = "tls",
-	.handshake = tt_handshake,
-	.read = tt_read,
-	.writev = tt_writev,
-	.shutdown = tt_shutdown,
-	.close = tt_close,
-	.destroy = tt_destroy,
-	.wait = tt_wait,
-	.pending = tt_pending,
-	.peer_cred = tt_peer_cred,
-	.fd = tt_fd,
-	.unread = tt_unread,
+    .name = "tls",
+    .handshake = tt_handshake,
+    .read = tt_read,
+    .writev = tt_writev,
+    .shutdown = tt_shutdown,
+    .close = tt_close,
+    .destroy = tt_destroy,
+    .wait = tt_wait,
+    .pending = tt_pending,
+    .peer_cred = tt_peer_cred,
+    .fd = tt_fd,
+    .unread = tt_unread,
 };
 
 /* The name a client checks: servername=, else a DNS host; an IP literal
@@ -2050,9 +2076,8 @@ static void client_name(struct tt_flow *tf, const conduit_endpoint *ep)
 {
 	const char *sn = conduit_endpoint_option(ep, "servername");
 	const char *host = sn != NULL ? sn : conduit_endpoint_host(ep);
-	enum conduit_host_kind kind = sn != NULL
-	                                      ? CONDUIT_HOST_NAME
-	                                      : conduit_endpoint_host_kind(ep);
+	enum conduit_host_kind kind =
+	    sn != NULL ? CONDUIT_HOST_NAME : conduit_endpoint_host_kind(ep);
 	if (kind == CONDUIT_HOST_NONE || host[0] == '\0')
 		return;
 	if (inet_pton(AF_INET, host, tf->ip) == 1)
@@ -2212,10 +2237,10 @@ static int tt_wrap(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 static const char *const tt_layers[] = {"tls", NULL};
 
 const struct conduit_backend cd_backend_tls = {
-	.name = "tls",
-	.layers = tt_layers,
-	.wrap = tt_wrap,
-	.detach = tt_detach,
+    .name = "tls",
+    .layers = tt_layers,
+    .wrap = tt_wrap,
+    .detach = tt_detach,
 };
 
 /* ------------------------------------------------------------------ */
@@ -2236,9 +2261,9 @@ static struct tt_state *state_of(conduit_ctx *ctx)
 	if (ctx == NULL)                                                       \
 		return CONDUIT_ERR_INVALID;                                    \
 	if (st == NULL)                                                        \
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_NO_BACKEND,           \
-		                        "tls: this context has no TLS layer "  \
-		                        "of this build")
+	return conduit_ctx_fail(ctx, CONDUIT_ERR_NO_BACKEND,                   \
+	                        "tls: this context has no TLS layer "          \
+	                        "of this build")
 
 static int set_ca(conduit_ctx *ctx, const char *path, const char *pem,
                   size_t len)
@@ -2249,12 +2274,13 @@ static int set_ca(conduit_ctx *ctx, const char *path, const char *pem,
 		int r = ca_load(&ca, path, pem, len);
 		if (r != 0) {
 			char m[200];
-			return conduit_ctx_fail(ctx, r == MBEDTLS_ERR_X509_ALLOC_FAILED
-			                                     ? CONDUIT_ERR_NOMEM
-			                                     : CONDUIT_ERR_CERT,
-			                        "tls: CA %s: %s",
-			                        path != NULL ? path : "(memory)",
-			                        mbed_text(r, m, sizeof(m)));
+			return conduit_ctx_fail(
+			    ctx,
+			    r == MBEDTLS_ERR_X509_ALLOC_FAILED
+			        ? CONDUIT_ERR_NOMEM
+			        : CONDUIT_ERR_CERT,
+			    "tls: CA %s: %s", path != NULL ? path : "(memory)",
+			    mbed_text(r, m, sizeof(m)));
 		}
 	}
 	ca_put(st->ca);
@@ -2285,12 +2311,11 @@ static int set_id(conduit_ctx *ctx, bool add, const char *cert_path,
 	TT_STATE(ctx, st);
 	char err[512];
 	if (add && st->nids == TT_MAX_IDS)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_INVALID,
-		                        "tls: certificate %s: at most %d "
-		                        "identities per context",
-		                        cert_path != NULL ? cert_path
-		                                          : "(memory)",
-		                        TT_MAX_IDS);
+		return conduit_ctx_fail(
+		    ctx, CONDUIT_ERR_INVALID,
+		    "tls: certificate %s: at most %d "
+		    "identities per context",
+		    cert_path != NULL ? cert_path : "(memory)", TT_MAX_IDS);
 	struct tt_id *id = NULL;
 	int rc = id_load(&id, st, cert_path, key_path, cert_pem, cert_len,
 	                 key_pem, key_len, password, err, sizeof(err));
@@ -2319,7 +2344,8 @@ int conduit_tls_set_cert_pem(conduit_ctx *ctx, const char *cert_pem,
                              size_t cert_len, const char *key_pem,
                              size_t key_len, const char *password)
 {
-	if (cert_pem == NULL || key_pem == NULL || cert_len == 0 || key_len == 0)
+	if (cert_pem == NULL || key_pem == NULL || cert_len == 0 ||
+	    key_len == 0)
 		return CONDUIT_ERR_INVALID;
 	return set_id(ctx, false, NULL, NULL, cert_pem, cert_len, key_pem,
 	              key_len, password);
@@ -2514,8 +2540,10 @@ int conduit_tls_peer_san(conduit_flow *f, size_t i, char *buf, size_t len)
 	if (s == NULL || s->buf.p == NULL)
 		return CONDUIT_ERR_NOT_FOUND;
 	int tag = s->buf.tag & MBEDTLS_ASN1_TAG_VALUE_MASK;
-	const char *kind = tag == 1 ? "email" : tag == 2 ? "DNS"
-	                                   : tag == 6 ? "URI" : NULL;
+	const char *kind = tag == 1   ? "email"
+	                   : tag == 2 ? "DNS"
+	                   : tag == 6 ? "URI"
+	                              : NULL;
 	int n;
 	if (kind != NULL) {
 		n = snprintf(buf, len, "%s:%.*s", kind, (int)s->buf.len,

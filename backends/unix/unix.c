@@ -46,7 +46,8 @@ static int make_addr(conduit_ctx *ctx, const conduit_endpoint *ep,
 		/* The exact length, no trailing NULs: other programs
 		 * (socat, systemd) name the socket the same way. */
 		memcpy(un->sun_path + 1, ep->path, n);
-		sa->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+		sa->len =
+		    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
 		return CONDUIT_OK;
 #else
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
@@ -56,7 +57,8 @@ static int make_addr(conduit_ctx *ctx, const conduit_endpoint *ep,
 #endif
 	}
 	if (n == 0)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_URI, "%s %s: empty path", op,
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_URI,
+		                        "%s %s: empty path", op,
 		                        cd_endpoint_shown(ep));
 	if (n + 1 > SUN_MAX)
 		return conduit_ctx_fail(
@@ -86,9 +88,9 @@ static int connect_status(int err)
 }
 
 static const struct cd_sockhooks unix_hooks = {
-	.name = "unix",
-	.describe = describe,
-	.connect_status = connect_status,
+    .name = "unix",
+    .describe = describe,
+    .connect_status = connect_status,
 };
 
 static int unix_connect(void *state, conduit_ctx *ctx,
@@ -208,17 +210,18 @@ static int unix_listen(void *state, conduit_ctx *ctx,
 	if (is_abstract(ep)) {
 		if (have_mode) {
 			close(fd);
-			return conduit_ctx_fail(ctx, CONDUIT_ERR_OPTION,
-			                        "listen %s: mode applies only to "
-			                        "socket files",
-			                        cd_endpoint_shown(ep));
+			return conduit_ctx_fail(
+			    ctx, CONDUIT_ERR_OPTION,
+			    "listen %s: mode applies only to "
+			    "socket files",
+			    cd_endpoint_shown(ep));
 		}
 		if (bind(fd, (struct sockaddr *)&sa.ss, sa.len) < 0)
 			return listen_fail(ctx, ep, fd, "bind", errno);
 		if (listen(fd, SOMAXCONN) < 0)
 			return listen_fail(ctx, ep, fd, "listen", errno);
-		return cd_socklistener_new(out, ctx, ep->uri, &unix_hooks, &fd, 1,
-		                           NULL);
+		return cd_socklistener_new(out, ctx, ep->uri, &unix_hooks, &fd,
+		                           1, NULL);
 	}
 
 	const char *path = ep->path;
@@ -227,15 +230,16 @@ static int unix_listen(void *state, conduit_ctx *ctx,
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			close(fd);
-			return conduit_ctx_fail(ctx, CONDUIT_ERR_NOT_SOCKET,
-			                        "listen %s: %s exists and is not a "
-			                        "socket; it was left alone",
-			                        cd_endpoint_shown(ep), path);
+			return conduit_ctx_fail(
+			    ctx, CONDUIT_ERR_NOT_SOCKET,
+			    "listen %s: %s exists and is not a "
+			    "socket; it was left alone",
+			    cd_endpoint_shown(ep), path);
 		}
 		int live = someone_listens(&sa);
 		if (live < 0)
-			return listen_fail(ctx, ep, fd, "probing the existing socket",
-			                   errno);
+			return listen_fail(
+			    ctx, ep, fd, "probing the existing socket", errno);
 		if (live) {
 			close(fd);
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_ADDR_IN_USE,
@@ -266,14 +270,15 @@ static int unix_listen(void *state, conduit_ctx *ctx,
 	}
 	if (e != 0)
 		return listen_fail(ctx, ep, fd, "bind", e);
-	return cd_socklistener_new(out, ctx, ep->uri, &unix_hooks, &fd, 1, path);
+	return cd_socklistener_new(out, ctx, ep->uri, &unix_hooks, &fd, 1,
+	                           path);
 }
 
 static const char *const unix_transports[] = {"unix", "unix-abstract", NULL};
 
 const struct conduit_backend cd_backend_unix = {
-	.name = "unix",
-	.transports = unix_transports,
-	.connect = unix_connect,
-	.listen = unix_listen,
+    .name = "unix",
+    .transports = unix_transports,
+    .connect = unix_connect,
+    .listen = unix_listen,
 };

@@ -53,17 +53,17 @@
 #include <xenstore.h>
 
 #define VC_EOF_MARK 0xffffffffu
-#define VC_HDR 4u
+#define VC_HDR      4u
 /* libxenvchan's own limit on a ring (MAX_RING_SIZE). */
 #define VC_RING_MAX (1u << 20)
 /* libxenvchan's key buffer, less "/event-channel" and the NUL. */
-#define VC_XS_BUF 64
+#define VC_XS_BUF   64
 #define VC_PATH_MAX (VC_XS_BUF - sizeof("/event-channel"))
 /* How often XenStore is polled while connecting or listening. */
 #define VC_POLL_MS 5
 /* How long a client waits for a ring when the context sets no timeout. */
 #define VC_CONNECT_MS 10000
-#define VC_ARMED_MAX 16
+#define VC_ARMED_MAX  16
 
 struct vc_state {
 	char name[64]; /* registered name, "" if none */
@@ -75,7 +75,7 @@ struct vc_flow {
 	conduit_flow base;
 	struct libxenvchan *ctrl;
 	int fd;
-	uint32_t rleft;  /* payload bytes left in the current record */
+	uint32_t rleft; /* payload bytes left in the current record */
 	bool peer_eof;
 	bool eof_wanted, eof_sent;
 	/* while connecting */
@@ -167,10 +167,11 @@ static int lookup(conduit_ctx *ctx, struct xs_handle *xs, const char *name,
 	char *v = xs_read(xs, XBT_NULL, node, NULL);
 	if (v == NULL) {
 		if (errno == EACCES)
-			return conduit_ctx_fail(ctx, CONDUIT_ERR_PERMISSION,
-			                        "vchan name %s: XenStore refuses "
-			                        "to let this domain read %s",
-			                        name, node);
+			return conduit_ctx_fail(
+			    ctx, CONDUIT_ERR_PERMISSION,
+			    "vchan name %s: XenStore refuses "
+			    "to let this domain read %s",
+			    name, node);
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
 		                        "vchan name %s: no domain registered "
 		                        "it (%s: %s)",
@@ -197,10 +198,11 @@ static int lookup(conduit_ctx *ctx, struct xs_handle *xs, const char *name,
 	unsigned owner = p[0].id;
 	free(p);
 	if (owner != d)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_PERMISSION,
-		                        "vchan name %s: %s names domain %lu but "
-		                        "is owned by domain %u; refusing it",
-		                        name, node, d, owner);
+		return conduit_ctx_fail(
+		    ctx, CONDUIT_ERR_PERMISSION,
+		    "vchan name %s: %s names domain %lu but "
+		    "is owned by domain %u; refusing it",
+		    name, node, d, owner);
 	*out = (unsigned)d;
 	return CONDUIT_OK;
 }
@@ -242,7 +244,7 @@ static int register_name(conduit_ctx *ctx, struct xs_handle *xs,
 		/* Others read it and announce under it; writing is how
 		 * ocaml-conduit's clients announce (see README). */
 		struct xs_permissions perms[1] = {
-			{self, XS_PERM_READ | XS_PERM_WRITE}};
+		    {self, XS_PERM_READ | XS_PERM_WRITE}};
 		ok = xs_set_permissions(xs, t, node, perms, 1);
 		err = errno;
 	}
@@ -250,14 +252,15 @@ static int register_name(conduit_ctx *ctx, struct xs_handle *xs,
 	if (t != XBT_NULL)
 		xs_transaction_end(xs, t, !ok);
 	if (again != NULL)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_ADDR_IN_USE,
-		                        "vchan name %s was registered meanwhile",
-		                        name);
+		return conduit_ctx_fail(
+		    ctx, CONDUIT_ERR_ADDR_IN_USE,
+		    "vchan name %s was registered meanwhile", name);
 	if (!ok)
-		return conduit_ctx_fail(ctx, err == EACCES ? CONDUIT_ERR_PERMISSION
-		                                           : CONDUIT_ERR_SYSTEM,
-		                        "vchan name %s: cannot write %s: %s", name,
-		                        node, strerror(err));
+		return conduit_ctx_fail(ctx,
+		                        err == EACCES ? CONDUIT_ERR_PERMISSION
+		                                      : CONDUIT_ERR_SYSTEM,
+		                        "vchan name %s: cannot write %s: %s",
+		                        name, node, strerror(err));
 	return CONDUIT_OK;
 }
 
@@ -281,13 +284,13 @@ static int ring_path(conduit_ctx *ctx, char *buf, unsigned server,
 	int n = snprintf(buf, VC_XS_BUF, "/local/domain/%u/data/vchan/%u/%s",
 	                 server, client, port);
 	if (n < 0 || (size_t)n > VC_PATH_MAX)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_PATH_TOO_LONG,
-		                        "%s: XenStore path "
-		                        "/local/domain/%u/data/vchan/%u/%s is %d "
-		                        "bytes; libxenvchan allows %zu (shorten "
-		                        "the port name)",
-		                        uri, server, client, port, n,
-		                        (size_t)VC_PATH_MAX);
+		return conduit_ctx_fail(
+		    ctx, CONDUIT_ERR_PATH_TOO_LONG,
+		    "%s: XenStore path "
+		    "/local/domain/%u/data/vchan/%u/%s is %d "
+		    "bytes; libxenvchan allows %zu (shorten "
+		    "the port name)",
+		    uri, server, client, port, n, (size_t)VC_PATH_MAX);
 	return CONDUIT_OK;
 }
 
@@ -370,9 +373,9 @@ static int try_send_eof(struct vc_flow *vf)
 		return CONDUIT_WANT_WRITE;
 	uint32_t m = VC_EOF_MARK;
 	if (libxenvchan_write(vf->ctrl, &m, VC_HDR) != (int)VC_HDR)
-		return conduit_flow_fail(&vf->base, CONDUIT_ERR_RESET,
-		                         "shutdown %s: cannot write to the ring",
-		                         vf->base.uri);
+		return conduit_flow_fail(
+		    &vf->base, CONDUIT_ERR_RESET,
+		    "shutdown %s: cannot write to the ring", vf->base.uri);
 	vf->eof_sent = true;
 	return CONDUIT_OK;
 }
@@ -416,8 +419,7 @@ static int start_record(struct vc_flow *vf, const unsigned char *h)
  * where the next payload then goes): one libxenvchan call per record
  * rather than two.  CONDUIT_ERR_RESET on a malformed record.
  */
-static int take(struct vc_flow *vf, unsigned char *out, size_t len,
-                size_t *got)
+static int take(struct vc_flow *vf, unsigned char *out, size_t len, size_t *got)
 {
 	size_t done = 0;
 	int rc = CONDUIT_OK;
@@ -428,7 +430,8 @@ static int take(struct vc_flow *vf, unsigned char *out, size_t len,
 				ready = vc_ready(vf->ctrl);
 			unsigned char h[VC_HDR];
 			if (ready < VC_HDR ||
-			    libxenvchan_recv(vf->ctrl, h, VC_HDR) != (int)VC_HDR)
+			    libxenvchan_recv(vf->ctrl, h, VC_HDR) !=
+			        (int)VC_HDR)
 				break;
 			ready -= VC_HDR;
 			rc = start_record(vf, h);
@@ -456,10 +459,10 @@ static int take(struct vc_flow *vf, unsigned char *out, size_t len,
 			 * less than the ring held, cutting a header. */
 			if ((size_t)n != ask)
 				return conduit_flow_fail(
-					&vf->base, CONDUIT_ERR_RESET,
-					"read %s: the peer moved the ring's "
-					"index backwards",
-					vf->base.uri);
+				    &vf->base, CONDUIT_ERR_RESET,
+				    "read %s: the peer moved the ring's "
+				    "index backwards",
+				    vf->base.uri);
 			done += want;
 			vf->rleft = 0;
 			rc = start_record(vf, out + done);
@@ -511,11 +514,11 @@ static int vf_writev(conduit_flow *f, const struct conduit_iov *iov,
 {
 	struct vc_flow *vf = vf_of(f);
 	if (!libxenvchan_is_open(vf->ctrl))
-		return conduit_flow_fail(f, vf->peer_eof ? CONDUIT_ERR_CLOSED
-		                                         : CONDUIT_ERR_RESET,
-		                         "write %s: the peer domain closed the "
-		                         "vchan",
-		                         f->uri);
+		return conduit_flow_fail(
+		    f, vf->peer_eof ? CONDUIT_ERR_CLOSED : CONDUIT_ERR_RESET,
+		    "write %s: the peer domain closed the "
+		    "vchan",
+		    f->uri);
 	uint32_t space = vc_space(vf->ctrl);
 	if (space <= VC_HDR) {
 		/* On the way to "would block": as in vf_read, for room. */
@@ -524,8 +527,8 @@ static int vf_writev(conduit_flow *f, const struct conduit_iov *iov,
 		space = vc_space(vf->ctrl);
 		if (space <= VC_HDR)
 			return libxenvchan_is_open(vf->ctrl)
-			               ? CONDUIT_WANT_WRITE
-			               : peer_gone(vf, "write");
+			           ? CONDUIT_WANT_WRITE
+			           : peer_gone(vf, "write");
 	}
 	size_t total = 0;
 	for (size_t i = 0; i < iovcnt; i++)
@@ -618,7 +621,8 @@ static void vf_wait(conduit_flow *f, unsigned interest,
 	if (vf->ctrl == NULL) {
 		/* Connecting: XenStore is polled. */
 		uint64_t at = conduit_now_ms() + VC_POLL_MS;
-		conduit_waitset_deadline(ws, at < vf->deadline ? at : vf->deadline);
+		conduit_waitset_deadline(ws,
+		                         at < vf->deadline ? at : vf->deadline);
 		return;
 	}
 	/* About to sleep: ask the peer to signal what we wait for (these
@@ -697,7 +701,8 @@ static int vf_handshake(conduit_flow *f)
 			char me[48];
 			snprintf(me, sizeof(me), "%ld-%p", (long)getpid(),
 			         (void *)vf);
-			won = xs_write(vf->xs, t, key, me, (unsigned)strlen(me));
+			won =
+			    xs_write(vf->xs, t, key, me, (unsigned)strlen(me));
 		}
 		free(c);
 	}
@@ -707,11 +712,12 @@ static int vf_handshake(conduit_flow *f)
 		if (conduit_now_ms() < vf->deadline)
 			return CONDUIT_WANT_WRITE;
 		if (!vf->saw_ring)
-			return conduit_flow_fail(f, CONDUIT_ERR_REFUSED,
-			                         "connect %s: no vchan server for "
-			                         "this domain on that port (no "
-			                         "ring at %s)",
-			                         f->uri, vf->path);
+			return conduit_flow_fail(
+			    f, CONDUIT_ERR_REFUSED,
+			    "connect %s: no vchan server for "
+			    "this domain on that port (no "
+			    "ring at %s)",
+			    f->uri, vf->path);
 		return conduit_flow_fail(f, CONDUIT_ERR_TIMED_OUT,
 		                         "connect %s: timed out waiting for a "
 		                         "free ring at %s",
@@ -719,10 +725,11 @@ static int vf_handshake(conduit_flow *f)
 	}
 	vf->ctrl = libxenvchan_client_init(NULL, (int)vf->server, vf->path);
 	if (vf->ctrl == NULL)
-		return conduit_flow_fail(f, CONDUIT_ERR_REFUSED,
-		                         "connect %s: libxenvchan could not set "
-		                         "up the ring at %s: %s",
-		                         f->uri, vf->path, strerror(errno));
+		return conduit_flow_fail(
+		    f, CONDUIT_ERR_REFUSED,
+		    "connect %s: libxenvchan could not set "
+		    "up the ring at %s: %s",
+		    f->uri, vf->path, strerror(errno));
 	vf->ctrl->blocking = 0;
 	vf->fd = libxenvchan_fd_for_select(vf->ctrl);
 	if (vf->announce[0] != '\0')
@@ -731,32 +738,33 @@ static int vf_handshake(conduit_flow *f)
 	xs_close(vf->xs);
 	vf->xs = NULL;
 	if (conduit_observed(f->ctx))
-		conduit_emit(f->ctx, CONDUIT_PHASE_CONNECTED, CONDUIT_OK, f->uri,
-		             vf->path, f);
+		conduit_emit(f->ctx, CONDUIT_PHASE_CONNECTED, CONDUIT_OK,
+		             f->uri, vf->path, f);
 	return CONDUIT_OK;
 }
 
 static const struct conduit_flow_ops vc_flow_ops = {
-	.name = "vchan",
-	.handshake = vf_handshake,
-	.read = vf_read,
-	.writev = vf_writev,
-	.shutdown = vf_shutdown,
-	.close = vf_close,
-	.destroy = vf_destroy,
-	.wait = vf_wait,
-	.pending = vf_pending,
-	.fd = vf_fd,
-	.unread = vf_unread,
+    .name = "vchan",
+    .handshake = vf_handshake,
+    .read = vf_read,
+    .writev = vf_writev,
+    .shutdown = vf_shutdown,
+    .close = vf_close,
+    .destroy = vf_destroy,
+    .wait = vf_wait,
+    .pending = vf_pending,
+    .fd = vf_fd,
+    .unread = vf_unread,
 };
 
 static struct vc_flow *new_flow(conduit_ctx *ctx, const char *uri)
 {
 	struct vc_flow *vf = calloc(1, sizeof(*vf));
-	if (vf == NULL ||
-	    conduit_flow_init(&vf->base, &vc_flow_ops, ctx, uri) != CONDUIT_OK) {
+	if (vf == NULL || conduit_flow_init(&vf->base, &vc_flow_ops, ctx,
+	                                    uri) != CONDUIT_OK) {
 		free(vf);
-		conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM, "vchan: out of memory");
+		conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
+		                 "vchan: out of memory");
 		return NULL;
 	}
 	vf->fd = -1;
@@ -780,10 +788,11 @@ static int vc_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	int rc = CONDUIT_OK;
 	if (read_domid(xs, &self) < 0) {
 		xs_close(xs);
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
-		                        "connect %s: this domain's id is not in "
-		                        "XenStore",
-		                        cd_endpoint_shown(ep));
+		return conduit_ctx_fail(
+		    ctx, CONDUIT_ERR_UNSUPPORTED,
+		    "connect %s: this domain's id is not in "
+		    "XenStore",
+		    cd_endpoint_shown(ep));
 	}
 	bool named = !is_domid(ep->host);
 	if (named)
@@ -804,8 +813,8 @@ static int vc_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	memcpy(vf->path, path, sizeof(path));
 	vf->xs = xs;
 	vf->server = server;
-	uint32_t ms = ctx->connect_timeout_ms ? ctx->connect_timeout_ms
-	                                      : VC_CONNECT_MS;
+	uint32_t ms =
+	    ctx->connect_timeout_ms ? ctx->connect_timeout_ms : VC_CONNECT_MS;
 	vf->deadline = conduit_now_ms() + ms;
 	if (named) {
 		/* Announce: /conduit/SERVER/CLIENT/PORT = our domid. */
@@ -815,8 +824,8 @@ static int vc_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 			snprintf(me, sizeof(me), "%s", st->name);
 		else
 			snprintf(me, sizeof(me), "dom%u", self);
-		snprintf(vf->announce, sizeof(vf->announce), "/conduit/%s/%s/%s",
-		         ep->host, me, ep->path);
+		snprintf(vf->announce, sizeof(vf->announce),
+		         "/conduit/%s/%s/%s", ep->host, me, ep->path);
 		snprintf(val, sizeof(val), "%u", self);
 		if (!xs_write(xs, XBT_NULL, vf->announce, val,
 		              (unsigned)strlen(val))) {
@@ -866,7 +875,8 @@ static int arm(struct vc_listener *vl, unsigned peer)
 		return conduit_listener_fail(&vl->base, CONDUIT_ERR_SYSTEM,
 		                             "listen %s: libxenvchan could not "
 		                             "make a ring for domain %u: %s",
-		                             vl->base.uri, peer, strerror(errno));
+		                             vl->base.uri, peer,
+		                             strerror(errno));
 	r->ctrl->blocking = 0;
 	/* The claim key: empty, writable by the peer domain only. */
 	char key[VC_XS_BUF + 16];
@@ -901,7 +911,8 @@ static void scan_announcements(struct vc_listener *vl)
 	char **kids = xs_directory(vl->xs, XBT_NULL, dir, &n);
 	for (unsigned i = 0; kids != NULL && i < n; i++) {
 		char node[256];
-		snprintf(node, sizeof(node), "%s/%s/%s", dir, kids[i], vl->port);
+		snprintf(node, sizeof(node), "%s/%s/%s", dir, kids[i],
+		         vl->port);
 		char *v = xs_read(vl->xs, XBT_NULL, node, NULL);
 		if (v == NULL)
 			continue;
@@ -911,7 +922,7 @@ static void scan_announcements(struct vc_listener *vl)
 		free(v);
 		unsigned np = 0;
 		struct xs_permissions *p =
-			ok ? xs_get_permissions(vl->xs, XBT_NULL, node, &np) : NULL;
+		    ok ? xs_get_permissions(vl->xs, XBT_NULL, node, &np) : NULL;
 		/* Only a domain may announce itself. */
 		ok = ok && p != NULL && np > 0 && p[0].id == d;
 		free(p);
@@ -987,7 +998,8 @@ static void vl_wait(conduit_listener *l, struct conduit_waitset *ws)
 {
 	struct vc_listener *vl = vl_of(l);
 	for (size_t i = 0; i < vl->narmed; i++)
-		conduit_waitset_fd(ws, libxenvchan_fd_for_select(vl->armed[i].ctrl),
+		conduit_waitset_fd(ws,
+		                   libxenvchan_fd_for_select(vl->armed[i].ctrl),
 		                   CONDUIT_POLLIN);
 	if (vl->named || vl->narmed == 0)
 		conduit_waitset_deadline(ws, conduit_now_ms() + VC_POLL_MS);
@@ -1022,11 +1034,11 @@ static void vl_destroy(conduit_listener *l)
 }
 
 static const struct conduit_listener_ops vc_listener_ops = {
-	.name = "vchan",
-	.accept = vl_accept,
-	.destroy = vl_destroy,
-	.wait = vl_wait,
-	.pending = vl_pending,
+    .name = "vchan",
+    .accept = vl_accept,
+    .destroy = vl_destroy,
+    .wait = vl_wait,
+    .pending = vl_pending,
 };
 
 static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
@@ -1037,9 +1049,8 @@ static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	if (xs == NULL)
 		return CONDUIT_ERR_UNSUPPORTED;
 	struct vc_listener *vl = calloc(1, sizeof(*vl));
-	if (vl == NULL ||
-	    conduit_listener_init(&vl->base, &vc_listener_ops, ctx, ep->uri) !=
-	            CONDUIT_OK) {
+	if (vl == NULL || conduit_listener_init(&vl->base, &vc_listener_ops,
+	                                        ctx, ep->uri) != CONDUIT_OK) {
 		free(vl);
 		xs_close(xs);
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
@@ -1062,10 +1073,10 @@ static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	if (rc == CONDUIT_OK)
 		/* The longest client id is 5 digits: check the worst case
 		 * now rather than refuse some clients later. */
-		rc = ring_path(ctx, probe, vl->self,
-		               vl->named ? 32751
-		                         : (unsigned)strtoul(ep->host, NULL, 10),
-		               ep->path, cd_endpoint_shown(ep));
+		rc = ring_path(
+		    ctx, probe, vl->self,
+		    vl->named ? 32751 : (unsigned)strtoul(ep->host, NULL, 10),
+		    ep->path, cd_endpoint_shown(ep));
 	if (rc == CONDUIT_OK && vl->named) {
 		snprintf(vl->name, sizeof(vl->name), "%s", ep->host);
 		struct vc_state *st = state_of(ctx);
@@ -1076,8 +1087,8 @@ static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		vl->direct_peer = (unsigned)strtoul(ep->host, NULL, 10);
 		rc = arm(vl, vl->direct_peer);
 		if (rc != CONDUIT_OK)
-			rc = conduit_ctx_fail(ctx, rc, "%s",
-			                      conduit_listener_error(&vl->base));
+			rc = conduit_ctx_fail(
+			    ctx, rc, "%s", conduit_listener_error(&vl->base));
 	}
 	if (rc != CONDUIT_OK) {
 		vl->registered = false;
@@ -1108,11 +1119,11 @@ static void vc_detach(void *state)
 static const char *const vc_transports[] = {"vchan", NULL};
 
 const struct conduit_backend cd_backend_vchan = {
-	.name = "vchan",
-	.transports = vc_transports,
-	.connect = vc_connect,
-	.listen = vc_listen,
-	.detach = vc_detach,
+    .name = "vchan",
+    .transports = vc_transports,
+    .connect = vc_connect,
+    .listen = vc_listen,
+    .detach = vc_detach,
 };
 
 int conduit_vchan_local_domid(conduit_ctx *ctx, unsigned *domid)
@@ -1123,10 +1134,10 @@ int conduit_vchan_local_domid(conduit_ctx *ctx, unsigned *domid)
 	if (xs == NULL)
 		return CONDUIT_ERR_UNSUPPORTED;
 	int rc = read_domid(xs, domid) == 0
-	                 ? CONDUIT_OK
-	                 : conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
-	                                    "vchan: this domain's id is not "
-	                                    "in XenStore");
+	             ? CONDUIT_OK
+	             : conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
+	                                "vchan: this domain's id is not "
+	                                "in XenStore");
 	xs_close(xs);
 	return rc;
 }
@@ -1148,10 +1159,10 @@ int conduit_vchan_register_name(conduit_ctx *ctx, const char *name)
 		return CONDUIT_ERR_UNSUPPORTED;
 	unsigned self = 0; /* set by read_domid() when it succeeds */
 	int rc = read_domid(xs, &self) == 0
-	                 ? register_name(ctx, xs, name, self)
-	                 : conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
-	                                    "vchan: this domain's id is not "
-	                                    "in XenStore");
+	             ? register_name(ctx, xs, name, self)
+	             : conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
+	                                "vchan: this domain's id is not "
+	                                "in XenStore");
 	struct vc_state *fresh = NULL;
 	if (rc == CONDUIT_OK && st == NULL) {
 		fresh = calloc(1, sizeof(*fresh));

@@ -59,8 +59,7 @@ int xe_subdir(const char *sub, char *buf, size_t len)
 	return 0;
 }
 
-socklen_t xe_evtchn_addr(struct sockaddr_un *sa, uint32_t domid,
-                         uint32_t port)
+socklen_t xe_evtchn_addr(struct sockaddr_un *sa, uint32_t domid, uint32_t port)
 {
 	struct stat st;
 	const char *d = xe_dir();
@@ -129,9 +128,9 @@ void xe_peer_died(uint32_t self, uint32_t dead, uint32_t port)
 			 * we granted to the dead domain (not to a third
 			 * one whose port has the same number). */
 			int side = h.granter == dead ? 0 : 1;
-			bool ours = side == 0 ? h.grantee == self
-			                      : h.granter == self &&
-			                                h.grantee == dead;
+			bool ours =
+			    side == 0 ? h.grantee == self
+			              : h.granter == self && h.grantee == dead;
 			if (ours && h.notify[side].active &&
 			    h.notify[side].port == port) {
 				clear_byte(fd, h.notify[side].offset);

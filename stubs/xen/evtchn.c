@@ -42,7 +42,7 @@
 
 #define XE_MAX_PORT 4095u
 #define KIND_LISTEN 1ull
-#define KIND_CONN 2ull
+#define KIND_CONN   2ull
 
 struct xe_port {
 	uint32_t port;
@@ -213,7 +213,8 @@ xenevtchn_port_or_error_t xenevtchn_bind_interdomain(xenevtchn_handle *xce,
 	if (r < 0) {
 		/* No such port: Xen says EINVAL. */
 		close(fd);
-		errno = errno == ECONNREFUSED || errno == ENOENT ? EINVAL : errno;
+		errno =
+		    errno == ECONNREFUSED || errno == ENOENT ? EINVAL : errno;
 		return -1;
 	}
 	if (send(fd, &hi, sizeof(hi), MSG_NOSIGNAL) != (ssize_t)sizeof(hi) ||
@@ -295,8 +296,8 @@ static void accept_queued(xenevtchn_handle *h, struct xe_port *p)
 		return;
 	/* Bounded: the queue holds a handful (listen backlog). */
 	for (int i = 0; i < 16; i++) {
-		int fd = accept4(p->lfd, NULL, NULL,
-		                 SOCK_CLOEXEC | SOCK_NONBLOCK);
+		int fd =
+		    accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0)
 			return;
 		if (p->cfd >= 0 || p->dead ||
@@ -378,7 +379,8 @@ xenevtchn_port_or_error_t xenevtchn_pending(xenevtchn_handle *xce)
 		char buf[256];
 		int gone = (ev.events & (EPOLLHUP | EPOLLERR)) != 0;
 		for (;;) {
-			ssize_t r = recv(p->cfd, buf, sizeof(buf), MSG_DONTWAIT);
+			ssize_t r =
+			    recv(p->cfd, buf, sizeof(buf), MSG_DONTWAIT);
 			if (r > 0)
 				continue;
 			if (r == 0 || (errno != EAGAIN && errno != EINTR))

@@ -67,8 +67,8 @@ static int grant_dir(char *buf, size_t len)
 	return xe_subdir("grant", buf, len);
 }
 
-static int grant_path(char *buf, size_t len, const char *dir,
-                      uint32_t granter, uint32_t ref)
+static int grant_path(char *buf, size_t len, const char *dir, uint32_t granter,
+                      uint32_t ref)
 {
 	if ((size_t)snprintf(buf, len, "%s/%u-%u", dir, granter, ref) >= len) {
 		errno = ENAMETOOLONG;
@@ -219,8 +219,7 @@ int xengnttab_close(xengnttab_handle *xgt)
 }
 
 void *xengnttab_map_domain_grant_refs(xengnttab_handle *xgt, uint32_t count,
-                                      uint32_t domid, uint32_t *refs,
-                                      int prot)
+                                      uint32_t domid, uint32_t *refs, int prot)
 {
 	if (xgt == NULL || count == 0 || count > 65536) {
 		errno = EINVAL;
@@ -242,12 +241,12 @@ void *xengnttab_map_domain_grant_refs(xengnttab_handle *xgt, uint32_t count,
 		int fd = -1;
 		struct xe_grant_hdr hd;
 		struct stat st;
-		int ok = grant_path(path, sizeof(path), dir, domid,
-		                    refs[i]) == 0 &&
-		         (fd = open(path, O_RDWR | O_CLOEXEC)) >= 0 &&
-		         fstat(fd, &st) == 0 &&
-		         pread(fd, &hd, sizeof(hd), 0) == (ssize_t)sizeof(hd) &&
-		         hd.magic == XE_MAGIC;
+		int ok =
+		    grant_path(path, sizeof(path), dir, domid, refs[i]) == 0 &&
+		    (fd = open(path, O_RDWR | O_CLOEXEC)) >= 0 &&
+		    fstat(fd, &st) == 0 &&
+		    pread(fd, &hd, sizeof(hd), 0) == (ssize_t)sizeof(hd) &&
+		    hd.magic == XE_MAGIC;
 		int err = fd < 0 ? ENOENT : EINVAL;
 		if (ok && (hd.grantee != self || hd.granter != domid)) {
 			/* Xen: GNTST_permission_denied. */
@@ -289,8 +288,7 @@ void *xengnttab_map_grant_ref_notify(xengnttab_handle *xgt, uint32_t domid,
 	return arm_notify(xgt, p, 1, notify_offset, notify_port);
 }
 
-int xengnttab_unmap(xengnttab_handle *xgt, void *start_address,
-                    uint32_t count)
+int xengnttab_unmap(xengnttab_handle *xgt, void *start_address, uint32_t count)
 {
 	struct xe_map *m = take_map(xgt, start_address, count);
 	if (m == NULL)
@@ -323,9 +321,8 @@ static void unshare_files(const struct xe_map *m)
 		return;
 	for (uint32_t i = 0; i < m->npages; i++) {
 		char path[PATH_MAX];
-		if (m->refs[i] != 0 &&
-		    grant_path(path, sizeof(path), dir, m->granter,
-		               m->refs[i]) == 0)
+		if (m->refs[i] != 0 && grant_path(path, sizeof(path), dir,
+		                                  m->granter, m->refs[i]) == 0)
 			unlink(path);
 	}
 }
@@ -359,7 +356,8 @@ static int new_grant(const char *dir, uint32_t self, uint32_t domid,
 		char path[PATH_MAX];
 		if (grant_path(path, sizeof(path), dir, self, r) < 0)
 			return -1;
-		int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		int fd =
+		    open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd < 0 && errno == EEXIST)
 			continue;
 		if (fd < 0)
@@ -405,14 +403,14 @@ void *xengntshr_share_pages(xengntshr_handle *xgs, uint32_t domid, int count,
 		return NULL;
 	for (int i = 0; i < count; i++) {
 		ino_t ino = 0;
-		int fd = new_grant(dir, self, domid, writable, &m->refs[i],
-		                   &ino);
+		int fd =
+		    new_grant(dir, self, domid, writable, &m->refs[i], &ino);
 		if (i == 0)
 			m->notify_ino = ino;
 		void *at = m->reserve + ((size_t)i + 1) * XE_PAGE;
-		if (fd < 0 || mmap(at, XE_PAGE, PROT_READ | PROT_WRITE,
-		                   MAP_SHARED | MAP_FIXED, fd,
-		                   XE_PAGE) == MAP_FAILED) {
+		if (fd < 0 ||
+		    mmap(at, XE_PAGE, PROT_READ | PROT_WRITE,
+		         MAP_SHARED | MAP_FIXED, fd, XE_PAGE) == MAP_FAILED) {
 			int e = errno;
 			if (fd >= 0)
 				close(fd);

@@ -40,7 +40,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#define XE_PAGE 4096u
+#define XE_PAGE  4096u
 #define XE_MAGIC 0x58454d55u /* "XEMU" */
 
 /* The header page of a grant file.  notify[0] is the granter's unmap
@@ -69,8 +69,7 @@ uint32_t xe_domid(void);
 /* dir/sub made if missing; path written to buf.  0 or -1 (errno). */
 int xe_subdir(const char *sub, char *buf, size_t len);
 /* The abstract socket address of event port (domid, port). */
-socklen_t xe_evtchn_addr(struct sockaddr_un *sa, uint32_t domid,
-                         uint32_t port);
+socklen_t xe_evtchn_addr(struct sockaddr_un *sa, uint32_t domid, uint32_t port);
 /* Write side's notify record (and only it) into the grant file fd. */
 int xe_notify_put(int fd, int side, uint32_t active, uint32_t offset,
                   uint32_t port);

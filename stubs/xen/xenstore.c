@@ -39,7 +39,7 @@
 #include <unistd.h>
 #include <xenstore.h>
 
-#define XS_PATH_MAX 3072
+#define XS_PATH_MAX  3072
 #define XS_PERMS_MAX 64
 
 struct xs_handle {
@@ -122,7 +122,8 @@ static bool read_perms(const struct xs_handle *h, const char *abs,
 		return false;
 	ssize_t r = read(fd, np, sizeof(*np));
 	close(fd);
-	if (r < (ssize_t)sizeof(unsigned) || np->n == 0 || np->n > XS_PERMS_MAX) {
+	if (r < (ssize_t)sizeof(unsigned) || np->n == 0 ||
+	    np->n > XS_PERMS_MAX) {
 		errno = EIO;
 		return false;
 	}
@@ -154,7 +155,8 @@ static bool write_perms(const struct xs_handle *h, const char *abs,
 	char fs[PATH_MAX + XS_PATH_MAX];
 	fspath(h, abs, fs, sizeof(fs));
 	return put_file(fs, "#p", np,
-	                sizeof(unsigned) + np->n * sizeof(struct xs_permissions));
+	                sizeof(unsigned) +
+	                    np->n * sizeof(struct xs_permissions));
 }
 
 static bool allowed(const struct nperms *np, uint32_t domid, unsigned want)
@@ -257,7 +259,8 @@ static bool ensure(struct xs_handle *h, const char *abs, uint32_t owner,
 	char fs[PATH_MAX + XS_PATH_MAX];
 	fspath(h, abs, fs, sizeof(fs));
 	struct nperms np = {1, {{owner, others}}};
-	if ((mkdir(fs, 0700) < 0 && errno != EEXIST) || !write_perms(h, abs, &np))
+	if ((mkdir(fs, 0700) < 0 && errno != EEXIST) ||
+	    !write_perms(h, abs, &np))
 		return false;
 	return put_file(fs, "#v", value, strlen(value));
 }
@@ -481,8 +484,8 @@ char **xs_directory(struct xs_handle *h, xs_transaction_t t, const char *path,
 }
 
 struct xs_permissions *xs_get_permissions(struct xs_handle *h,
-                                          xs_transaction_t t,
-                                          const char *path, unsigned int *num)
+                                          xs_transaction_t t, const char *path,
+                                          unsigned int *num)
 {
 	(void)t;
 	char abs[XS_PATH_MAX + 64];
@@ -529,8 +532,8 @@ bool xs_set_permissions(struct xs_handle *h, xs_transaction_t t,
 		np.n = num_perms;
 		for (unsigned i = 0; i < num_perms; i++) {
 			np.p[i].id = perms[i].id;
-			np.p[i].perms = perms[i].perms &
-			                (XS_PERM_READ | XS_PERM_WRITE);
+			np.p[i].perms =
+			    perms[i].perms & (XS_PERM_READ | XS_PERM_WRITE);
 		}
 		ok = write_perms(h, abs, &np);
 	}

@@ -67,10 +67,10 @@ struct conduit_flow_ops {
 
 /* Flow state bits kept by the core. */
 #define CONDUIT_FLOW_ESTABLISHED 1u
-#define CONDUIT_FLOW_SHUT_RD 2u
-#define CONDUIT_FLOW_SHUT_WR 4u
-#define CONDUIT_FLOW_CLOSED 8u
-#define CONDUIT_FLOW_FAILED 16u
+#define CONDUIT_FLOW_SHUT_RD     2u
+#define CONDUIT_FLOW_SHUT_WR     4u
+#define CONDUIT_FLOW_CLOSED      8u
+#define CONDUIT_FLOW_FAILED      16u
 
 struct conduit_flow {
 	const struct conduit_flow_ops *ops;
@@ -99,11 +99,11 @@ void conduit_flow_fini(conduit_flow *f);
 
 /* Record a failure message on an object; returns status.  Printf-style. */
 int conduit_flow_fail(conduit_flow *f, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-int conduit_listener_fail(conduit_listener *l, int status, const char *fmt,
-                          ...) __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
+int conduit_listener_fail(conduit_listener *l, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 int conduit_ctx_fail(conduit_ctx *ctx, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* True when the context has an observer: build event details only then. */
 int conduit_observed(const conduit_ctx *ctx);
@@ -143,8 +143,8 @@ struct conduit_backend {
 	/* NULL-terminated names of the layers it provides, or NULL. */
 	const char *const *layers;
 	/* Transports: make a flow (connected or connecting). */
-	int (*connect)(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
-	               conduit_flow **out);
+	int (*connect)(void *state, conduit_ctx *ctx,
+	               const conduit_endpoint *ep, conduit_flow **out);
 	int (*listen)(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	              conduit_listener **out);
 	/* Layers: wrap inner.  On success the new flow owns inner; on

@@ -65,45 +65,45 @@ extern "C" {
  * conduit_status_name(), so they cannot drift apart.  New codes are only
  * ever appended.
  */
-#define CONDUIT_STATUS_LIST(X)                                                  \
-	X(CONDUIT_OK, "success")                                                \
-	X(CONDUIT_WANT_READ, "would block until the transport is readable")     \
-	X(CONDUIT_WANT_WRITE, "would block until the transport is writable")    \
-	X(CONDUIT_EOF, "end of stream")                                         \
-	X(CONDUIT_ERR_INVALID, "invalid argument")                              \
-	X(CONDUIT_ERR_NOMEM, "out of memory")                                   \
-	X(CONDUIT_ERR_URI, "malformed URI")                                     \
-	X(CONDUIT_ERR_SCHEME, "unknown URI scheme")                             \
-	X(CONDUIT_ERR_HOST, "invalid host")                                     \
-	X(CONDUIT_ERR_PORT, "invalid port")                                     \
-	X(CONDUIT_ERR_OPTION, "invalid option")                                 \
-	X(CONDUIT_ERR_PATH_TOO_LONG, "socket path too long")                    \
-	X(CONDUIT_ERR_NO_BACKEND, "no backend for this transport")              \
-	X(CONDUIT_ERR_UNSUPPORTED, "not supported on this platform")            \
-	X(CONDUIT_ERR_NOT_FOUND, "no such socket")                              \
-	X(CONDUIT_ERR_NOT_SOCKET, "file exists and is not a socket")            \
-	X(CONDUIT_ERR_ADDR_IN_USE, "address already in use")                    \
-	X(CONDUIT_ERR_ADDR_UNAVAILABLE, "address not available")                \
-	X(CONDUIT_ERR_PERMISSION, "permission denied")                          \
-	X(CONDUIT_ERR_RESOLVE, "name resolution failed")                        \
-	X(CONDUIT_ERR_REFUSED, "connection refused")                            \
-	X(CONDUIT_ERR_UNREACHABLE, "network or host unreachable")               \
-	X(CONDUIT_ERR_TIMED_OUT, "timed out")                                   \
-	X(CONDUIT_ERR_RESET, "connection reset by peer")                        \
-	X(CONDUIT_ERR_CLOSED, "peer closed the connection")                     \
-	X(CONDUIT_ERR_TOO_MANY_FILES, "too many open files")                    \
-	X(CONDUIT_ERR_STATE, "operation not valid in this state")               \
-	X(CONDUIT_ERR_SYSTEM, "system error")                                   \
+#define CONDUIT_STATUS_LIST(X)                                                 \
+	X(CONDUIT_OK, "success")                                               \
+	X(CONDUIT_WANT_READ, "would block until the transport is readable")    \
+	X(CONDUIT_WANT_WRITE, "would block until the transport is writable")   \
+	X(CONDUIT_EOF, "end of stream")                                        \
+	X(CONDUIT_ERR_INVALID, "invalid argument")                             \
+	X(CONDUIT_ERR_NOMEM, "out of memory")                                  \
+	X(CONDUIT_ERR_URI, "malformed URI")                                    \
+	X(CONDUIT_ERR_SCHEME, "unknown URI scheme")                            \
+	X(CONDUIT_ERR_HOST, "invalid host")                                    \
+	X(CONDUIT_ERR_PORT, "invalid port")                                    \
+	X(CONDUIT_ERR_OPTION, "invalid option")                                \
+	X(CONDUIT_ERR_PATH_TOO_LONG, "socket path too long")                   \
+	X(CONDUIT_ERR_NO_BACKEND, "no backend for this transport")             \
+	X(CONDUIT_ERR_UNSUPPORTED, "not supported on this platform")           \
+	X(CONDUIT_ERR_NOT_FOUND, "no such socket")                             \
+	X(CONDUIT_ERR_NOT_SOCKET, "file exists and is not a socket")           \
+	X(CONDUIT_ERR_ADDR_IN_USE, "address already in use")                   \
+	X(CONDUIT_ERR_ADDR_UNAVAILABLE, "address not available")               \
+	X(CONDUIT_ERR_PERMISSION, "permission denied")                         \
+	X(CONDUIT_ERR_RESOLVE, "name resolution failed")                       \
+	X(CONDUIT_ERR_REFUSED, "connection refused")                           \
+	X(CONDUIT_ERR_UNREACHABLE, "network or host unreachable")              \
+	X(CONDUIT_ERR_TIMED_OUT, "timed out")                                  \
+	X(CONDUIT_ERR_RESET, "connection reset by peer")                       \
+	X(CONDUIT_ERR_CLOSED, "peer closed the connection")                    \
+	X(CONDUIT_ERR_TOO_MANY_FILES, "too many open files")                   \
+	X(CONDUIT_ERR_STATE, "operation not valid in this state")              \
+	X(CONDUIT_ERR_SYSTEM, "system error")                                  \
 	X(CONDUIT_ERR_RULES, "invalid rules")                                  \
-	X(CONDUIT_ERR_TLS, "TLS handshake failed")                              \
-	X(CONDUIT_ERR_CERT, "certificate verification failed")                  \
+	X(CONDUIT_ERR_TLS, "TLS handshake failed")                             \
+	X(CONDUIT_ERR_CERT, "certificate verification failed")                 \
 	X(CONDUIT_ERR_TRUNCATED, "peer closed without TLS close_notify")
 
 enum conduit_status {
 #define CONDUIT_X_ENUM(name, text) name,
 	CONDUIT_STATUS_LIST(CONDUIT_X_ENUM)
 #undef CONDUIT_X_ENUM
-	CONDUIT_STATUS_COUNT
+	    CONDUIT_STATUS_COUNT
 };
 
 /* A fixed English text for a status; "unknown status" for others. */
@@ -112,12 +112,12 @@ const char *conduit_strerror(int status);
 const char *conduit_status_name(int status);
 
 /* Interest and readiness bits for conduit_poll(). */
-#define CONDUIT_POLLIN 1u
+#define CONDUIT_POLLIN  1u
 #define CONDUIT_POLLOUT 2u
 
 /* Directions for conduit_shutdown(). */
-#define CONDUIT_SHUT_RD 1u
-#define CONDUIT_SHUT_WR 2u
+#define CONDUIT_SHUT_RD   1u
+#define CONDUIT_SHUT_WR   2u
 #define CONDUIT_SHUT_RDWR 3u
 
 typedef struct conduit_ctx conduit_ctx;
@@ -187,10 +187,10 @@ enum conduit_phase {
 
 struct conduit_event {
 	enum conduit_phase phase;
-	int status;          /* CONDUIT_OK or the failure */
-	const char *uri;     /* never NULL; passwords removed */
-	const char *detail;  /* never NULL; may be "" */
-	conduit_flow *flow;  /* NULL while resolving */
+	int status;         /* CONDUIT_OK or the failure */
+	const char *uri;    /* never NULL; passwords removed */
+	const char *detail; /* never NULL; may be "" */
+	conduit_flow *flow; /* NULL while resolving */
 };
 
 typedef void (*conduit_observer_fn)(void *arg, const struct conduit_event *ev);
@@ -276,11 +276,11 @@ const char *conduit_endpoint_option(const conduit_endpoint *ep,
  * An address found by a lookup.  Not part of the printed URI.
  */
 struct conduit_addr {
-	int family;       /* CONDUIT_AF_INET or CONDUIT_AF_INET6 */
-	uint8_t bytes[16];/* network order; 4 used for IPv4 */
-	uint32_t scope;   /* IPv6 scope (interface index), else 0 */
+	int family;        /* CONDUIT_AF_INET or CONDUIT_AF_INET6 */
+	uint8_t bytes[16]; /* network order; 4 used for IPv4 */
+	uint32_t scope;    /* IPv6 scope (interface index), else 0 */
 };
-#define CONDUIT_AF_INET 4
+#define CONDUIT_AF_INET  4
 #define CONDUIT_AF_INET6 6
 
 size_t conduit_endpoint_address_count(const conduit_endpoint *ep);
@@ -308,8 +308,7 @@ const char *conduit_addr_format(const struct conduit_addr *a, char *buf,
  *      rules and services never block.  Every address found is kept.
  * Failures are recorded on the context.
  */
-int conduit_resolve(conduit_endpoint **out, conduit_ctx *ctx,
-                    const char *uri);
+int conduit_resolve(conduit_endpoint **out, conduit_ctx *ctx, const char *uri);
 
 /*
  * The same, and an account of each step: which service, rule and lookup
@@ -330,7 +329,7 @@ void conduit_explain_free(conduit_explain *x);
  * given to conduit_resolve() / conduit_connect() (CONDUIT_ERR_OPTION)
  * unless the context allows that class here.  Rules files are trusted.
  */
-#define CONDUIT_URI_FILES 1u
+#define CONDUIT_URI_FILES    1u
 #define CONDUIT_URI_INSECURE 2u
 void conduit_ctx_allow_uri_options(conduit_ctx *ctx, unsigned classes);
 
@@ -347,8 +346,7 @@ void conduit_ctx_allow_uri_options(conduit_ctx *ctx, unsigned classes);
 typedef int (*conduit_lookup_fn)(void *arg, const char *host,
                                  struct conduit_addr *addrs, size_t cap,
                                  size_t *n);
-void conduit_ctx_set_lookup(conduit_ctx *ctx, conduit_lookup_fn fn,
-                            void *arg);
+void conduit_ctx_set_lookup(conduit_ctx *ctx, conduit_lookup_fn fn, void *arg);
 
 /*
  * Rules (syntax in README, "Rules files").  Loading a file or text adds
@@ -358,11 +356,10 @@ void conduit_ctx_set_lookup(conduit_ctx *ctx, conduit_lookup_fn fn,
  * loaded (same pattern) is such an error too, naming both places.
  */
 int conduit_ctx_load_rules(conduit_ctx *ctx, const char *path);
-int conduit_ctx_add_rules(conduit_ctx *ctx, const char *text,
-                          const char *name);
+int conduit_ctx_add_rules(conduit_ctx *ctx, const char *text, const char *name);
 /* A service entry from code: the same as "service NAME PORT [tls]". */
-int conduit_ctx_add_service(conduit_ctx *ctx, const char *name,
-                            uint16_t port, int tls);
+int conduit_ctx_add_service(conduit_ctx *ctx, const char *name, uint16_t port,
+                            int tls);
 
 /* ------------------------------------------------------------------ */
 /* Flows                                                               */
@@ -419,8 +416,8 @@ struct conduit_iov {
 };
 /* Gather write: the buffers in order, as one write would; short writes as
  * for conduit_write(). */
-int conduit_writev(conduit_flow *f, const struct conduit_iov *iov, size_t iovcnt,
-                   size_t *nwritten);
+int conduit_writev(conduit_flow *f, const struct conduit_iov *iov,
+                   size_t iovcnt, size_t *nwritten);
 
 /*
  * Shut down one or both directions (CONDUIT_SHUT_WR sends end of stream
@@ -515,10 +512,10 @@ void conduit_listener_free(conduit_listener *l);
 /* Waiting                                                             */
 
 struct conduit_pollitem {
-	conduit_flow *flow;         /* one of flow or listener */
+	conduit_flow *flow; /* one of flow or listener */
 	conduit_listener *listener;
-	unsigned events;            /* CONDUIT_POLLIN | CONDUIT_POLLOUT */
-	unsigned revents;           /* out: a subset of events */
+	unsigned events;  /* CONDUIT_POLLIN | CONDUIT_POLLOUT */
+	unsigned revents; /* out: a subset of events */
 };
 
 /*

@@ -129,7 +129,7 @@ int conduit_tls_set_password_cb(conduit_ctx *ctx, conduit_tls_password_fn fn,
 /* Client certificates asked of clients by a server (default NONE).
  * OPTIONAL asks but lets a client without one (or with one that does not
  * verify) in: check conduit_tls_peer_subject() before trusting it. */
-#define CONDUIT_TLS_VERIFY_NONE 0
+#define CONDUIT_TLS_VERIFY_NONE     0
 #define CONDUIT_TLS_VERIFY_OPTIONAL 1
 #define CONDUIT_TLS_VERIFY_REQUIRED 2
 int conduit_tls_set_client_auth(conduit_ctx *ctx, int mode);
