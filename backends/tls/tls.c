@@ -159,7 +159,7 @@ struct tt_state {
 	struct tt_conf *cache[TT_CACHE];
 };
 
-static void ca_put(struct tt_ca *ca)
+static void tt_ca_put(struct tt_ca *ca)
 {
 	if (ca != NULL && --ca->refs == 0) {
 		mbedtls_x509_crt_free(&ca->crt);
@@ -167,7 +167,7 @@ static void ca_put(struct tt_ca *ca)
 	}
 }
 
-static void id_put(struct tt_id *id)
+static void tt_id_put(struct tt_id *id)
 {
 	if (id != NULL && --id->refs == 0) {
 		mbedtls_x509_crt_free(&id->crt);
@@ -176,7 +176,7 @@ static void id_put(struct tt_id *id)
 	}
 }
 
-static void res_put(struct tt_resume *r)
+static void tt_res_put(struct tt_resume *r)
 {
 	if (r != NULL && --r->refs == 0) {
 		mbedtls_ssl_ticket_free(&r->ticket);
@@ -185,15 +185,15 @@ static void res_put(struct tt_resume *r)
 	}
 }
 
-static void conf_put(struct tt_conf *c)
+static void tt_conf_put(struct tt_conf *c)
 {
 	if (c == NULL || --c->refs > 0)
 		return;
 	mbedtls_ssl_config_free(&c->conf);
-	ca_put(c->ca);
+	tt_ca_put(c->ca);
 	for (size_t i = 0; i < c->nids; i++)
-		id_put(c->ids[i]);
-	res_put(c->res);
+		tt_id_put(c->ids[i]);
+	tt_res_put(c->res);
 	free(c->alpn);
 	free(c->key);
 	free(c);
@@ -202,11 +202,11 @@ static void conf_put(struct tt_conf *c)
 static void cache_clear(struct tt_state *st)
 {
 	for (size_t i = 0; i < TT_CACHE; i++) {
-		conf_put(st->cache[i]);
+		tt_conf_put(st->cache[i]);
 		st->cache[i] = NULL;
 	}
 	/* New settings, new ticket key and cache (see the top). */
-	res_put(st->res);
+	tt_res_put(st->res);
 	st->res = NULL;
 	st->gen++;
 }
@@ -214,11 +214,11 @@ static void cache_clear(struct tt_state *st)
 static void ids_clear(struct tt_state *st)
 {
 	for (size_t i = 0; i < st->nids; i++)
-		id_put(st->ids[i]);
+		tt_id_put(st->ids[i]);
 	st->nids = 0;
 }
 
-static void sessions_clear(struct tt_state *st)
+static void tt_sessions_clear(struct tt_state *st)
 {
 	for (size_t i = 0; i < TT_MAX_SESSIONS; i++) {
 		conduit_tls_session_free(st->sessions[i]);
@@ -243,10 +243,10 @@ static void tt_detach(void *state)
 	if (st == NULL)
 		return;
 	cache_clear(st);
-	ca_put(st->ca);
-	ca_put(st->sys_ca);
+	tt_ca_put(st->ca);
+	tt_ca_put(st->sys_ca);
 	ids_clear(st);
-	sessions_clear(st);
+	tt_sessions_clear(st);
 	free(st->alpn);
 	if (st->rng_ready) {
 		mbedtls_ctr_drbg_free(&st->drbg);
@@ -268,7 +268,7 @@ static int tt_entropy(void *data, unsigned char *out, size_t len, size_t *olen)
 	return 0;
 }
 
-static int rng_ready(struct tt_state *st)
+static int tt_rng_ready(struct tt_state *st)
 {
 	if (st->rng_ready)
 		return 0;
@@ -289,15 +289,15 @@ static int rng_ready(struct tt_state *st)
 	return 0;
 }
 
-static const char *mbed_text(int err, char *buf, size_t len)
+static const char *tt_mbed_text(int err, char *buf, size_t len)
 {
 	mbedtls_strerror(err, buf, len);
 	return buf;
 }
 
 /* Verification flags in words, joined with ", " and a last ", and ". */
-static void verify_words(uint32_t flags, const char *name, char *buf,
-                         size_t len)
+static void tt_verify_words(uint32_t flags, const char *name, char *buf,
+                            size_t len)
 {
 	static const struct {
 		uint32_t bit;
@@ -355,7 +355,7 @@ static void verify_words(uint32_t flags, const char *name, char *buf,
 /* ------------------------------------------------------------------ */
 /* Loading certificates and keys                                        */
 
-static struct tt_state *state_of(conduit_ctx *ctx);
+static struct tt_state *tt_state_of(conduit_ctx *ctx);
 
 /* A NUL-terminated copy: mbedTLS wants PEM with its NUL counted. */
 static char *nul_copy(const char *p, size_t len)
@@ -377,8 +377,8 @@ static int is_dir(const char *path)
 /* Parse a CA file or directory into a new tt_ca.  Returns 0 or an mbedTLS
  * error; a source with some bad entries is fine if one certificate
  * parsed. */
-static int ca_load(struct tt_ca **out, const char *path, const char *pem,
-                   size_t len)
+static int tt_ca_load(struct tt_ca **out, const char *path, const char *pem,
+                      size_t len)
 {
 	struct tt_ca *ca = calloc(1, sizeof(*ca));
 	if (ca == NULL)
@@ -401,7 +401,7 @@ static int ca_load(struct tt_ca **out, const char *path, const char *pem,
 	if (r >= 0 && ca->crt.version == 0)
 		r = MBEDTLS_ERR_X509_INVALID_FORMAT;
 	if (r < 0) {
-		ca_put(ca);
+		tt_ca_put(ca);
 		return r;
 	}
 	*out = ca;
@@ -576,10 +576,10 @@ static int p8_pbes2(struct tt_p8 *k, const mbedtls_asn1_buf *params)
  * Read how a key is encrypted: a PEM "ENCRYPTED PRIVATE KEY" or DER
  * EncryptedPrivateKeyInfo (PKCS#8), or a legacy PEM key's DEK-Info.
  * 0 with k->what set, or -1 when the key is none of these.  k->der is
- * the caller's to free with p8_free().
+ * the caller's to free with tt_p8_free().
  */
-static int p8_inspect(struct tt_p8 *k, const char *path, const char *pem,
-                      size_t len)
+static int tt_p8_inspect(struct tt_p8 *k, const char *path, const char *pem,
+                         size_t len)
 {
 	memset(k, 0, sizeof(*k));
 	unsigned char *data = NULL;
@@ -655,7 +655,7 @@ static int p8_inspect(struct tt_p8 *k, const char *path, const char *pem,
 	return 0;
 }
 
-static void p8_free(struct tt_p8 *k)
+static void tt_p8_free(struct tt_p8 *k)
 {
 	if (k->der != NULL) {
 		mbedtls_platform_zeroize(k->der, k->der_len);
@@ -667,8 +667,8 @@ static void p8_free(struct tt_p8 *k)
 /* Decrypt a PBES2 key with password and parse it: 0, or
  * MBEDTLS_ERR_PK_PASSWORD_MISMATCH when the password does not open it
  * (the padding is wrong, or what it opens to is no key). */
-static int p8_decrypt(mbedtls_pk_context *key, const struct tt_p8 *k,
-                      const char *password, struct tt_state *st)
+static int tt_p8_decrypt(mbedtls_pk_context *key, const struct tt_p8 *k,
+                         const char *password, struct tt_state *st)
 {
 	unsigned char dk[32];
 	size_t pwlen = strlen(password);
@@ -757,7 +757,7 @@ static int key_try(mbedtls_pk_context *key, const char *path, const char *pem,
 	mbedtls_pk_init(key);
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
 	/* 3.x blinds private-key operations with the caller's generator. */
-	if (rng_ready(st) != 0)
+	if (tt_rng_ready(st) != 0)
 		return MBEDTLS_ERR_ENTROPY_SOURCE_FAILED;
 	if (path != NULL)
 		return mbedtls_pk_parse_keyfile(
@@ -785,7 +785,7 @@ static int key_try(mbedtls_pk_context *key, const char *path, const char *pem,
 /*
  * Parse a key: with the password given, else without one and, if it turns
  * out encrypted, with the context's password callback.  When mbedTLS fails
- * on a key whose encryption p8_inspect() recognises, the scheme decides:
+ * on a key whose encryption tt_p8_inspect() recognises, the scheme decides:
  * PBES2 with AES-CBC is decrypted here, a scheme mbedTLS decrypts failed
  * on the password (a wrong one may also surface as a parse error of the
  * garbage it decrypts to), and any other is TT_KEY_UNSUPPORTED with the
@@ -803,7 +803,7 @@ static int key_parse(mbedtls_pk_context *key, const char *path, const char *pem,
 	char pw[257];
 	const char *used = password;
 	struct tt_p8 k;
-	bool known = p8_inspect(&k, path, pem, len) == 0;
+	bool known = tt_p8_inspect(&k, path, pem, len) == 0;
 	if ((known || r == MBEDTLS_ERR_PK_PASSWORD_REQUIRED) && used == NULL &&
 	    st->pw_fn != NULL) {
 		int n = st->pw_fn(pw, sizeof(pw) - 1,
@@ -818,7 +818,7 @@ static int key_parse(mbedtls_pk_context *key, const char *path, const char *pem,
 	if (known && used == NULL) {
 		r = MBEDTLS_ERR_PK_PASSWORD_REQUIRED;
 	} else if (known && k.ours) {
-		r = p8_decrypt(key, &k, used, st);
+		r = tt_p8_decrypt(key, &k, used, st);
 	} else if (known && r != 0 && (!k.mbedtls_can || unavailable(r))) {
 		snprintf(what, whatlen, "%s", k.what);
 		r = TT_KEY_UNSUPPORTED;
@@ -828,18 +828,18 @@ static int key_parse(mbedtls_pk_context *key, const char *path, const char *pem,
 	                         MBEDTLS_ERR_PK_PASSWORD_REQUIRED)) {
 		r = MBEDTLS_ERR_PK_PASSWORD_MISMATCH;
 	}
-	p8_free(&k);
+	tt_p8_free(&k);
 	mbedtls_platform_zeroize(pw, sizeof(pw));
 	return r;
 }
 
 /* A new identity from files (paths) or memory; the message on failure is
  * written to err. */
-static int id_load(struct tt_id **out, struct tt_state *st,
-                   const char *cert_path, const char *key_path,
-                   const char *cert_pem, size_t cert_len, const char *key_pem,
-                   size_t key_len, const char *password, char *err,
-                   size_t errlen)
+static int tt_id_load(struct tt_id **out, struct tt_state *st,
+                      const char *cert_path, const char *key_path,
+                      const char *cert_pem, size_t cert_len,
+                      const char *key_pem, size_t key_len, const char *password,
+                      char *err, size_t errlen)
 {
 	char m[200];
 	struct tt_id *id = calloc(1, sizeof(*id));
@@ -865,8 +865,8 @@ static int id_load(struct tt_id **out, struct tt_state *st,
 		snprintf(err, errlen, "certificate %s: %s",
 		         cert_path != NULL ? cert_path : "(memory)",
 		         r > 0 ? "some certificates did not parse"
-		               : mbed_text(r, m, sizeof(m)));
-		id_put(id);
+		               : tt_mbed_text(r, m, sizeof(m)));
+		tt_id_put(id);
 		return CONDUIT_ERR_CERT;
 	}
 	char what[200] = "";
@@ -884,7 +884,7 @@ static int id_load(struct tt_id **out, struct tt_state *st,
 			    kname,
 			    r == TT_KEY_UNSUPPORTED
 			        ? what
-			        : mbed_text(r, m, sizeof(m)),
+			        : tt_mbed_text(r, m, sizeof(m)),
 			    MBEDTLS_VERSION_STRING);
 		else
 			snprintf(err, errlen, "key %s: %s", kname,
@@ -893,8 +893,8 @@ static int id_load(struct tt_id **out, struct tt_state *st,
 			               "was given"
 			         : r == MBEDTLS_ERR_PK_PASSWORD_MISMATCH
 			             ? "wrong password"
-			             : mbed_text(r, m, sizeof(m)));
-		id_put(id);
+			             : tt_mbed_text(r, m, sizeof(m)));
+		tt_id_put(id);
 		return CONDUIT_ERR_CERT;
 	}
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
@@ -908,7 +908,7 @@ static int id_load(struct tt_id **out, struct tt_state *st,
 		         "key %s does not belong to certificate %s",
 		         key_path != NULL ? key_path : "(memory)",
 		         cert_path != NULL ? cert_path : "(memory)");
-		id_put(id);
+		tt_id_put(id);
 		return CONDUIT_ERR_CERT;
 	}
 	*out = id;
@@ -916,7 +916,7 @@ static int id_load(struct tt_id **out, struct tt_state *st,
 }
 
 /* The system CA bundle: the first of the usual places that parses. */
-static int system_ca(struct tt_state *st, char *err, size_t errlen)
+static int tt_system_ca(struct tt_state *st, char *err, size_t errlen)
 {
 	static const char *const places[] = {
 	    "/etc/ssl/certs/ca-certificates.crt", /* Debian, Ubuntu, Alpine */
@@ -927,7 +927,7 @@ static int system_ca(struct tt_state *st, char *err, size_t errlen)
 	if (st->sys_ca != NULL)
 		return CONDUIT_OK;
 	for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++)
-		if (ca_load(&st->sys_ca, places[i], NULL, 0) == 0)
+		if (tt_ca_load(&st->sys_ca, places[i], NULL, 0) == 0)
 			return CONDUIT_OK;
 	snprintf(err, errlen,
 	         "no system CA bundle found (looked in %s and others); set "
@@ -1091,8 +1091,8 @@ static int res_cache_set(void *p, const mbedtls_ssl_session *session)
 
 /* A server configuration's resumption: the generation's ticket key and
  * cache, made on first need. */
-static int conf_resume(struct tt_conf *c, struct tt_state *st, char *err,
-                       size_t errlen)
+static int tt_conf_resume(struct tt_conf *c, struct tt_state *st, char *err,
+                          size_t errlen)
 {
 	unsigned want = st->resume &
 	                (CONDUIT_TLS_RESUME_TICKETS | CONDUIT_TLS_RESUME_CACHE);
@@ -1120,8 +1120,8 @@ static int conf_resume(struct tt_conf *c, struct tt_state *st, char *err,
 		if (ret != 0) {
 			char m[200];
 			snprintf(err, errlen, "session tickets: %s",
-			         mbed_text(ret, m, sizeof(m)));
-			res_put(r);
+			         tt_mbed_text(ret, m, sizeof(m)));
+			tt_res_put(r);
 			return CONDUIT_ERR_TLS;
 		}
 		mbedtls_ssl_cache_set_timeout(&r->sc, (int)st->lifetime);
@@ -1146,7 +1146,7 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 {
 	char m[200];
 	int rc = CONDUIT_OK;
-	if (rng_ready(st) != 0) {
+	if (tt_rng_ready(st) != 0) {
 		free(key);
 		snprintf(err, errlen, "the entropy source failed");
 		return CONDUIT_ERR_SYSTEM;
@@ -1179,10 +1179,10 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 	/* Trust: the URI's, the API's, or the system's. */
 	if (auth != CONDUIT_TLS_VERIFY_NONE) {
 		if (o_ca != NULL) {
-			int r = ca_load(&c->ca, o_ca, NULL, 0);
+			int r = tt_ca_load(&c->ca, o_ca, NULL, 0);
 			if (r != 0) {
 				snprintf(err, errlen, "ca %s: %s", o_ca,
-				         mbed_text(r, m, sizeof(m)));
+				         tt_mbed_text(r, m, sizeof(m)));
 				rc = CONDUIT_ERR_CERT;
 				goto fail;
 			}
@@ -1190,7 +1190,7 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 			c->ca = st->ca;
 			c->ca->refs++;
 		} else {
-			rc = system_ca(st, err, errlen);
+			rc = tt_system_ca(st, err, errlen);
 			if (rc != CONDUIT_OK)
 				goto fail;
 			c->ca = st->sys_ca;
@@ -1204,8 +1204,8 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 			rc = CONDUIT_ERR_OPTION;
 			goto fail;
 		}
-		rc = id_load(&c->ids[0], st, o_cert, o_key, NULL, 0, NULL, 0,
-		             NULL, err, errlen);
+		rc = tt_id_load(&c->ids[0], st, o_cert, o_key, NULL, 0, NULL, 0,
+		                NULL, err, errlen);
 		if (rc != CONDUIT_OK)
 			goto fail;
 		c->nids = 1;
@@ -1249,7 +1249,7 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
 	if (r != 0) {
 		snprintf(err, errlen, "configuration: %s",
-		         mbed_text(r, m, sizeof(m)));
+		         tt_mbed_text(r, m, sizeof(m)));
 		rc = CONDUIT_ERR_TLS;
 		goto fail;
 	}
@@ -1277,32 +1277,33 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 	if (c->nids > 0 && (r = mbedtls_ssl_conf_own_cert(
 	                        cf, &c->ids[0]->crt, &c->ids[0]->key)) != 0) {
 		snprintf(err, errlen, "certificate: %s",
-		         mbed_text(r, m, sizeof(m)));
+		         tt_mbed_text(r, m, sizeof(m)));
 		rc = CONDUIT_ERR_CERT;
 		goto fail;
 	}
 	if (c->alpn != NULL && c->alpn[0] != NULL &&
 	    (r = mbedtls_ssl_conf_alpn_protocols(cf, c->alpn)) != 0) {
-		snprintf(err, errlen, "alpn: %s", mbed_text(r, m, sizeof(m)));
+		snprintf(err, errlen, "alpn: %s",
+		         tt_mbed_text(r, m, sizeof(m)));
 		rc = CONDUIT_ERR_OPTION;
 		goto fail;
 	}
 	if (server)
 		mbedtls_ssl_conf_sni(cf, tt_sni, c);
-	if (server && (rc = conf_resume(c, st, err, errlen)) != CONDUIT_OK)
+	if (server && (rc = tt_conf_resume(c, st, err, errlen)) != CONDUIT_OK)
 		goto fail;
 	*out = c;
 	return CONDUIT_OK;
 fail:
-	conf_put(c);
+	tt_conf_put(c);
 	return rc;
 }
 
 /* The configuration for an endpoint and role, from the cache or new; the
  * caller gets a reference. */
-static int conf_get(struct tt_conf **out, struct tt_state *st,
-                    const conduit_endpoint *ep, bool server, char *err,
-                    size_t errlen)
+static int tt_conf_get(struct tt_conf **out, struct tt_state *st,
+                       const conduit_endpoint *ep, bool server, char *err,
+                       size_t errlen)
 {
 	char *key = conf_key(ep, server);
 	if (key == NULL) {
@@ -1323,7 +1324,7 @@ static int conf_get(struct tt_conf **out, struct tt_state *st,
 	if (rc != CONDUIT_OK)
 		return rc;
 	/* Keep it: the oldest entry makes room. */
-	conf_put(st->cache[TT_CACHE - 1]);
+	tt_conf_put(st->cache[TT_CACHE - 1]);
 	memmove(&st->cache[1], &st->cache[0],
 	        (TT_CACHE - 1) * sizeof(st->cache[0]));
 	st->cache[0] = c;
@@ -1604,8 +1605,8 @@ static int tt_fail(struct tt_flow *tf, int r, const char *what)
 		                         f->uri, what,
 		                         conduit_flow_error(tf->inner));
 	if (r == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
-		verify_words(mbedtls_ssl_get_verify_result(&tf->ssl), tf->name,
-		             words, sizeof(words));
+		tt_verify_words(mbedtls_ssl_get_verify_result(&tf->ssl),
+		                tf->name, words, sizeof(words));
 		return conduit_flow_fail(f, CONDUIT_ERR_CERT,
 		                         "tls %s: certificate verification "
 		                         "failed: %s",
@@ -1654,9 +1655,9 @@ static int tt_fail(struct tt_flow *tf, int r, const char *what)
 		                         "tls %s: %s: the peer does not speak "
 		                         "TLS 1.2 or later (%s)",
 		                         f->uri, what,
-		                         mbed_text(r, m, sizeof(m)));
+		                         tt_mbed_text(r, m, sizeof(m)));
 	return conduit_flow_fail(f, CONDUIT_ERR_TLS, "tls %s: %s: %s", f->uri,
-	                         what, mbed_text(r, m, sizeof(m)));
+	                         what, tt_mbed_text(r, m, sizeof(m)));
 }
 
 static int want_of(unsigned poll_bits)
@@ -1699,7 +1700,7 @@ static void store_put(struct tt_state *st, conduit_tls_session *s)
  * resumed session keeps its master secret, a full handshake makes a new
  * one), and should the context remember the session?
  */
-static void client_done(struct tt_flow *tf)
+static void tt_client_done(struct tt_flow *tf)
 {
 	struct tt_state *st = tf->conf->st;
 	if (tf->offered) {
@@ -1767,7 +1768,7 @@ static int tt_handshake(conduit_flow *f)
 			return tt_fail(tf, r, "handshake");
 		tf->hs_done = true;
 		if (!tf->server)
-			client_done(tf);
+			tt_client_done(tf);
 	}
 	/* The last flight (our Finished) must leave before we say done: a
 	 * caller that only reads would wait for an answer to it forever. */
@@ -1949,7 +1950,7 @@ static void tt_destroy(conduit_flow *f)
 {
 	struct tt_flow *tf = tf_of(f);
 	mbedtls_ssl_free(&tf->ssl);
-	conf_put(tf->conf);
+	tt_conf_put(tf->conf);
 	conduit_flow_free(tf->inner);
 	free(tf->obuf);
 	conduit_flow_fini(f);
@@ -2072,7 +2073,7 @@ static const struct conduit_flow_ops tt_ops = {
 
 /* The name a client checks: servername=, else a DNS host; an IP literal
  * (as host or servername) is checked against IP-address names instead. */
-static void client_name(struct tt_flow *tf, const conduit_endpoint *ep)
+static void tt_client_name(struct tt_flow *tf, const conduit_endpoint *ep)
 {
 	const char *sn = conduit_endpoint_option(ep, "servername");
 	const char *host = sn != NULL ? sn : conduit_endpoint_host(ep);
@@ -2100,7 +2101,7 @@ static uint32_t opts_hash(const char *key)
 
 /* A stored session for this client's server name and port, offered if
  * this connection verifies no more than the one it came from did. */
-static void offer_session(struct tt_flow *tf, struct tt_state *st)
+static void tt_offer_session(struct tt_flow *tf, struct tt_state *st)
 {
 	for (size_t i = 0; i < TT_MAX_SESSIONS; i++) {
 		const conduit_tls_session *s = st->sessions[i];
@@ -2128,13 +2129,13 @@ static int tt_wrap(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	char err[512], m[200];
 	const char *role = is_server ? "server" : "client";
 	struct tt_conf *conf = NULL;
-	int rc = conf_get(&conf, st, ep, is_server != 0, err, sizeof(err));
+	int rc = tt_conf_get(&conf, st, ep, is_server != 0, err, sizeof(err));
 	/* No inner flow: conduit_listen() asks whether a server could be
 	 * made at all.  The configuration built stays cached for the first
 	 * accept. */
 	if (inner == NULL) {
 		*out = NULL;
-		conf_put(conf);
+		tt_conf_put(conf);
 		if (rc != CONDUIT_OK)
 			return conduit_ctx_fail(ctx, rc, "listen %s: %s",
 			                        cd_endpoint_shown(ep), err);
@@ -2156,7 +2157,7 @@ static int tt_wrap(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	free(name);
 	if (irc != CONDUIT_OK) {
 		free(tf);
-		conf_put(conf);
+		tt_conf_put(conf);
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
 		                        "tls %s: out of memory",
 		                        cd_endpoint_shown(ep));
@@ -2172,7 +2173,7 @@ static int tt_wrap(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	mbedtls_ssl_init(&tf->ssl);
 	int r = mbedtls_ssl_setup(&tf->ssl, &conf->conf);
 	if (r == 0 && !tf->server) {
-		client_name(tf, ep);
+		tt_client_name(tf, ep);
 		if (tf->ip_family != 0) {
 			/* No SNI and no DNS-name match for an IP literal. */
 			mbedtls_ssl_set_verify(&tf->ssl, tt_verify_ip, tf);
@@ -2209,19 +2210,19 @@ static int tt_wrap(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	}
 	if (r != 0) {
 		rc = CONDUIT_ERR_TLS;
-		snprintf(err, sizeof(err), "%s", mbed_text(r, m, sizeof(m)));
+		snprintf(err, sizeof(err), "%s", tt_mbed_text(r, m, sizeof(m)));
 	}
 	if (rc != CONDUIT_OK) {
 		/* inner stays with the caller, untouched. */
 		mbedtls_ssl_free(&tf->ssl);
-		conf_put(conf);
+		tt_conf_put(conf);
 		conduit_flow_fini(&tf->base);
 		free(tf);
 		return conduit_ctx_fail(ctx, rc, "tls %s %s: %s", role,
 		                        cd_endpoint_shown(ep), err);
 	}
 	if (!tf->server)
-		offer_session(tf, st);
+		tt_offer_session(tf, st);
 	mbedtls_ssl_set_bio(&tf->ssl, tf, bio_send, bio_recv, NULL);
 	tf->inner = inner;
 	/* An inner flow established already (StartTLS, an accepted flow)
@@ -2246,7 +2247,7 @@ const struct conduit_backend cd_backend_tls = {
 /* ------------------------------------------------------------------ */
 /* The public configuration API                                         */
 
-static struct tt_state *state_of(conduit_ctx *ctx)
+static struct tt_state *tt_state_of(conduit_ctx *ctx)
 {
 	if (ctx == NULL)
 		return NULL;
@@ -2257,7 +2258,7 @@ static struct tt_state *state_of(conduit_ctx *ctx)
 }
 
 #define TT_STATE(ctx, st)                                                      \
-	struct tt_state *st = state_of(ctx);                                   \
+	struct tt_state *st = tt_state_of(ctx);                                \
 	if (ctx == NULL)                                                       \
 		return CONDUIT_ERR_INVALID;                                    \
 	if (st == NULL)                                                        \
@@ -2271,7 +2272,7 @@ static int set_ca(conduit_ctx *ctx, const char *path, const char *pem,
 	TT_STATE(ctx, st);
 	struct tt_ca *ca = NULL;
 	if (path != NULL || pem != NULL) {
-		int r = ca_load(&ca, path, pem, len);
+		int r = tt_ca_load(&ca, path, pem, len);
 		if (r != 0) {
 			char m[200];
 			return conduit_ctx_fail(
@@ -2280,14 +2281,14 @@ static int set_ca(conduit_ctx *ctx, const char *path, const char *pem,
 			        ? CONDUIT_ERR_NOMEM
 			        : CONDUIT_ERR_CERT,
 			    "tls: CA %s: %s", path != NULL ? path : "(memory)",
-			    mbed_text(r, m, sizeof(m)));
+			    tt_mbed_text(r, m, sizeof(m)));
 		}
 	}
-	ca_put(st->ca);
+	tt_ca_put(st->ca);
 	st->ca = ca;
 	cache_clear(st);
 	/* Sessions vouch for servers checked against the old trust. */
-	sessions_clear(st);
+	tt_sessions_clear(st);
 	return CONDUIT_OK;
 }
 
@@ -2317,8 +2318,8 @@ static int set_id(conduit_ctx *ctx, bool add, const char *cert_path,
 		    "identities per context",
 		    cert_path != NULL ? cert_path : "(memory)", TT_MAX_IDS);
 	struct tt_id *id = NULL;
-	int rc = id_load(&id, st, cert_path, key_path, cert_pem, cert_len,
-	                 key_pem, key_len, password, err, sizeof(err));
+	int rc = tt_id_load(&id, st, cert_path, key_path, cert_pem, cert_len,
+	                    key_pem, key_len, password, err, sizeof(err));
 	if (rc != CONDUIT_OK)
 		return conduit_ctx_fail(ctx, rc, "tls: %s", err);
 	if (!add)
@@ -2327,7 +2328,7 @@ static int set_id(conduit_ctx *ctx, bool add, const char *cert_path,
 	cache_clear(st);
 	/* A resumed session would present the old client identity. */
 	if (!add)
-		sessions_clear(st);
+		tt_sessions_clear(st);
 	return CONDUIT_OK;
 }
 
@@ -2458,7 +2459,7 @@ int conduit_tls_is_tls(const conduit_flow *f)
 }
 
 /* The TLS flow behind f once its handshake is done, else NULL. */
-static struct tt_flow *done_tls(conduit_flow *f)
+static struct tt_flow *tt_done_tls(conduit_flow *f)
 {
 	if (!conduit_tls_is_tls(f))
 		return NULL;
@@ -2468,25 +2469,25 @@ static struct tt_flow *done_tls(conduit_flow *f)
 
 const char *conduit_tls_version(conduit_flow *f)
 {
-	struct tt_flow *tf = done_tls(f);
+	struct tt_flow *tf = tt_done_tls(f);
 	return tf != NULL ? mbedtls_ssl_get_version(&tf->ssl) : NULL;
 }
 
 const char *conduit_tls_cipher(conduit_flow *f)
 {
-	struct tt_flow *tf = done_tls(f);
+	struct tt_flow *tf = tt_done_tls(f);
 	return tf != NULL ? mbedtls_ssl_get_ciphersuite(&tf->ssl) : NULL;
 }
 
 const char *conduit_tls_alpn(conduit_flow *f)
 {
-	struct tt_flow *tf = done_tls(f);
+	struct tt_flow *tf = tt_done_tls(f);
 	return tf != NULL ? mbedtls_ssl_get_alpn_protocol(&tf->ssl) : NULL;
 }
 
 const char *conduit_tls_servername(conduit_flow *f)
 {
-	struct tt_flow *tf = done_tls(f);
+	struct tt_flow *tf = tt_done_tls(f);
 	return tf != NULL && tf->sni_set ? tf->name : NULL;
 }
 
@@ -2499,7 +2500,7 @@ static int peer_cert(conduit_flow *f, char *buf, size_t len,
 	buf[0] = '\0';
 	if (!conduit_tls_is_tls(f))
 		return CONDUIT_ERR_UNSUPPORTED;
-	struct tt_flow *tf = done_tls(f);
+	struct tt_flow *tf = tt_done_tls(f);
 	if (tf == NULL)
 		return CONDUIT_ERR_STATE;
 	const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&tf->ssl);
@@ -2565,7 +2566,7 @@ int conduit_tls_peer_san(conduit_flow *f, size_t i, char *buf, size_t len)
 
 int conduit_tls_resumed(conduit_flow *f)
 {
-	struct tt_flow *tf = done_tls(f);
+	struct tt_flow *tf = tt_done_tls(f);
 	return tf != NULL && tf->resumed;
 }
 
@@ -2596,7 +2597,7 @@ int conduit_tls_session_get(conduit_flow *f, conduit_tls_session **out)
 	*out = NULL;
 	if (!conduit_tls_is_tls(f) || tf_of(f)->server)
 		return CONDUIT_ERR_UNSUPPORTED;
-	struct tt_flow *tf = done_tls(f);
+	struct tt_flow *tf = tt_done_tls(f);
 	if (tf == NULL)
 		return CONDUIT_ERR_STATE;
 	conduit_tls_session *s = session_new();
@@ -2748,6 +2749,6 @@ int conduit_tls_set_session(conduit_ctx *ctx, const conduit_tls_session *s)
 int conduit_tls_clear_sessions(conduit_ctx *ctx)
 {
 	TT_STATE(ctx, st);
-	sessions_clear(st);
+	tt_sessions_clear(st);
 	return CONDUIT_OK;
 }
