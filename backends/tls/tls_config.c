@@ -32,7 +32,7 @@ static void cache_clear(struct tt_state *st)
 		tt_conf_put(st->cache[i]);
 		st->cache[i] = NULL;
 	}
-	/* New settings, new ticket key and cache (see the top). */
+	/* New settings, new ticket key and cache (see tlspriv.h). */
 	tt_res_put(st->res);
 	st->res = NULL;
 	st->gen++;
@@ -198,13 +198,11 @@ static char *conf_key(const conduit_endpoint *ep, bool server)
 	return k;
 }
 
-/* Build a configuration for a role and an endpoint's options. */
-static int conf_build(struct tt_conf **out, struct tt_state *st,
-                      const conduit_endpoint *ep, bool server, char *key,
-                      char *err, size_t errlen)
+/* A new configuration for a role, holding key (taken over), its mbedTLS
+ * part initialised but not set up. */
+static int conf_new(struct tt_conf **out, struct tt_state *st, bool server,
+                    char *key, char *err, size_t errlen)
 {
-	char m[200];
-	int rc = CONDUIT_OK;
 	if (tt_rng_ready(st) != 0) {
 		free(key);
 		snprintf(err, errlen, "the entropy source failed");
@@ -222,51 +220,64 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 	c->server = server;
 	c->st = st;
 	mbedtls_ssl_config_init(&c->conf);
+	*out = c;
+	return CONDUIT_OK;
+}
 
-	const char *o_ca = conduit_endpoint_option(ep, "ca");
-	const char *o_cert = conduit_endpoint_option(ep, "cert");
-	const char *o_key = conduit_endpoint_option(ep, "key");
-	const char *o_alpn = conduit_endpoint_option(ep, "alpn");
+/* Whom the configuration checks (CONDUIT_TLS_VERIFY_*): a server asks for
+ * client certificates as the context says; a client verifies the server
+ * unless the context or the URI says insecure-no-verify. */
+static int conf_auth(const struct tt_state *st, const conduit_endpoint *ep,
+                     bool server)
+{
 	const char *o_insec = conduit_endpoint_option(ep, "insecure-no-verify");
 	bool insecure =
 	    st->insecure || (o_insec != NULL && strcmp(o_insec, "1") == 0);
-	int auth = server     ? st->client_auth
-	           : insecure ? CONDUIT_TLS_VERIFY_NONE
-	                      : CONDUIT_TLS_VERIFY_REQUIRED;
-	c->verify = auth == CONDUIT_TLS_VERIFY_REQUIRED;
+	return server     ? st->client_auth
+	       : insecure ? CONDUIT_TLS_VERIFY_NONE
+	                  : CONDUIT_TLS_VERIFY_REQUIRED;
+}
 
-	/* Trust: the URI's, the API's, or the system's. */
-	if (auth != CONDUIT_TLS_VERIFY_NONE) {
-		if (o_ca != NULL) {
-			int r = tt_ca_load(&c->ca, o_ca, NULL, 0);
-			if (r != 0) {
-				snprintf(err, errlen, "ca %s: %s", o_ca,
-				         tt_mbed_text(r, m, sizeof(m)));
-				rc = CONDUIT_ERR_CERT;
-				goto fail;
-			}
-		} else if (st->ca != NULL) {
-			c->ca = st->ca;
-			c->ca->refs++;
-		} else {
-			rc = tt_system_ca(st, err, errlen);
-			if (rc != CONDUIT_OK)
-				goto fail;
-			c->ca = st->sys_ca;
-			c->ca->refs++;
+/* Trust: the URI's (o_ca), the API's, or the system's. */
+static int conf_trust(struct tt_conf *c, struct tt_state *st, const char *o_ca,
+                      char *err, size_t errlen)
+{
+	if (o_ca != NULL) {
+		char m[200];
+		int r = tt_ca_load(&c->ca, o_ca, NULL, 0);
+		if (r != 0) {
+			snprintf(err, errlen, "ca %s: %s", o_ca,
+			         tt_mbed_text(r, m, sizeof(m)));
+			return CONDUIT_ERR_CERT;
 		}
+	} else if (st->ca != NULL) {
+		c->ca = st->ca;
+		c->ca->refs++;
+	} else {
+		int rc = tt_system_ca(st, err, errlen);
+		if (rc != CONDUIT_OK)
+			return rc;
+		c->ca = st->sys_ca;
+		c->ca->refs++;
 	}
-	/* Identity: the URI's or the API's. */
+	return CONDUIT_OK;
+}
+
+/* Identity: the URI's (o_cert and o_key) or the API's; a server must have
+ * one. */
+static int conf_identity(struct tt_conf *c, struct tt_state *st,
+                         const char *o_cert, const char *o_key, char *err,
+                         size_t errlen)
+{
 	if (o_cert != NULL || o_key != NULL) {
 		if (o_cert == NULL || o_key == NULL) {
 			snprintf(err, errlen, "cert= and key= go together");
-			rc = CONDUIT_ERR_OPTION;
-			goto fail;
+			return CONDUIT_ERR_OPTION;
 		}
-		rc = tt_id_load(&c->ids[0], st, o_cert, o_key, NULL, 0, NULL, 0,
-		                NULL, err, errlen);
+		int rc = tt_id_load(&c->ids[0], st, o_cert, o_key, NULL, 0,
+		                    NULL, 0, NULL, err, errlen);
 		if (rc != CONDUIT_OK)
-			goto fail;
+			return rc;
 		c->nids = 1;
 	} else {
 		for (size_t i = 0; i < st->nids; i++) {
@@ -275,7 +286,7 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 		}
 		c->nids = st->nids;
 	}
-	if (server && c->nids == 0) {
+	if (c->server && c->nids == 0) {
 		snprintf(
 		    err, errlen,
 		    "a TLS server needs a certificate and its key, and this "
@@ -284,10 +295,15 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 		    "(several, chosen by SNI: conduit_tls_add_cert_file() or "
 		    "_pem()), or give cert=FILE and key=FILE in the URI where "
 		    "the context allows file options");
-		rc = CONDUIT_ERR_CERT;
-		goto fail;
+		return CONDUIT_ERR_CERT;
 	}
-	/* ALPN: the URI's list, or the API's. */
+	return CONDUIT_OK;
+}
+
+/* ALPN: the URI's list (o_alpn), or the API's. */
+static int conf_alpn(struct tt_conf *c, const struct tt_state *st,
+                     const char *o_alpn, char *err, size_t errlen)
+{
 	if (o_alpn != NULL) {
 		c->alpn = alpn_split(o_alpn);
 	} else if (st->alpn != NULL) {
@@ -298,19 +314,27 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 	}
 	if ((o_alpn != NULL || st->alpn != NULL) && c->alpn == NULL) {
 		snprintf(err, errlen, "out of memory");
-		rc = CONDUIT_ERR_NOMEM;
-		goto fail;
+		return CONDUIT_ERR_NOMEM;
 	}
+	return CONDUIT_OK;
+}
 
+/* The mbedTLS configuration proper, from what the steps above gathered:
+ * the library's defaults for the role, conduit's suites, groups and
+ * version floor, then the checks (auth), trust, identity, ALPN, SNI and
+ * resumption. */
+static int conf_engine(struct tt_conf *c, struct tt_state *st, int auth,
+                       char *err, size_t errlen)
+{
+	char m[200];
 	mbedtls_ssl_config *cf = &c->conf;
 	int r = mbedtls_ssl_config_defaults(
-	    cf, server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+	    cf, c->server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
 	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
 	if (r != 0) {
 		snprintf(err, errlen, "configuration: %s",
 		         tt_mbed_text(r, m, sizeof(m)));
-		rc = CONDUIT_ERR_TLS;
-		goto fail;
+		return CONDUIT_ERR_TLS;
 	}
 	mbedtls_ssl_conf_rng(cf, mbedtls_ctr_drbg_random, &st->drbg);
 	mbedtls_ssl_conf_ciphersuites(cf, tt_suites);
@@ -337,25 +361,50 @@ static int conf_build(struct tt_conf **out, struct tt_state *st,
 	                        cf, &c->ids[0]->crt, &c->ids[0]->key)) != 0) {
 		snprintf(err, errlen, "certificate: %s",
 		         tt_mbed_text(r, m, sizeof(m)));
-		rc = CONDUIT_ERR_CERT;
-		goto fail;
+		return CONDUIT_ERR_CERT;
 	}
 	if (c->alpn != NULL && c->alpn[0] != NULL &&
 	    (r = mbedtls_ssl_conf_alpn_protocols(cf, c->alpn)) != 0) {
 		snprintf(err, errlen, "alpn: %s",
 		         tt_mbed_text(r, m, sizeof(m)));
-		rc = CONDUIT_ERR_OPTION;
-		goto fail;
+		return CONDUIT_ERR_OPTION;
 	}
-	if (server)
-		mbedtls_ssl_conf_sni(cf, tt_sni, c);
-	if (server && (rc = tt_conf_resume(c, st, err, errlen)) != CONDUIT_OK)
-		goto fail;
+	if (!c->server)
+		return CONDUIT_OK;
+	mbedtls_ssl_conf_sni(cf, tt_sni, c);
+	return tt_conf_resume(c, st, err, errlen);
+}
+
+/* Build a configuration for a role and an endpoint's options, step by
+ * step; key (the cache key) is taken over. */
+static int conf_build(struct tt_conf **out, struct tt_state *st,
+                      const conduit_endpoint *ep, bool server, char *key,
+                      char *err, size_t errlen)
+{
+	struct tt_conf *c = NULL;
+	int rc = conf_new(&c, st, server, key, err, errlen);
+	if (rc != CONDUIT_OK)
+		return rc;
+	int auth = conf_auth(st, ep, server);
+	c->verify = auth == CONDUIT_TLS_VERIFY_REQUIRED;
+	if (auth != CONDUIT_TLS_VERIFY_NONE)
+		rc = conf_trust(c, st, conduit_endpoint_option(ep, "ca"), err,
+		                errlen);
+	if (rc == CONDUIT_OK)
+		rc = conf_identity(c, st, conduit_endpoint_option(ep, "cert"),
+		                   conduit_endpoint_option(ep, "key"), err,
+		                   errlen);
+	if (rc == CONDUIT_OK)
+		rc = conf_alpn(c, st, conduit_endpoint_option(ep, "alpn"), err,
+		               errlen);
+	if (rc == CONDUIT_OK)
+		rc = conf_engine(c, st, auth, err, errlen);
+	if (rc != CONDUIT_OK) {
+		tt_conf_put(c);
+		return rc;
+	}
 	*out = c;
 	return CONDUIT_OK;
-fail:
-	tt_conf_put(c);
-	return rc;
 }
 
 /* The configuration for an endpoint and role, from the cache or new; the

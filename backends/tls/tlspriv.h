@@ -84,7 +84,7 @@ struct tt_resume {
 	unsigned refs;
 	bool tickets, cache;
 	/* The flow whose handshake runs now: a context is used by one thread
-	 * at a time, so the callbacks below know whom they serve. */
+	 * at a time, so the callbacks of tls_session.c know whom they serve. */
 	struct tt_flow *hs_flow;
 	mbedtls_ssl_ticket_context ticket;
 	mbedtls_ssl_cache_context sc;
@@ -177,7 +177,7 @@ struct tt_flow {
 	int io_status;     /* a failure of the inner flow seen by the BIO */
 	uint64_t deadline; /* handshake; UINT64_MAX: none */
 	char name[256];    /* name verified (client) or asked for (server) */
-	uint8_t *obuf;     /* output queue, see the top of the file */
+	uint8_t *obuf;     /* output queue, see the top of tls.c */
 	size_t ooff, olen, ocap;
 };
 
