@@ -16,6 +16,8 @@
  *   tls_verify.c    the names a certificate is checked against, SNI
  *   tls_session.c   resumption: server tickets and cache, client sessions
  *   tls_conninfo.c  what a flow tells about its connection
+ *   tls_mbedtls.c   the glue to mbedTLS: whatever differs between its
+ *                   lines (2.28, 3.x) is there and nowhere else
  *
  * The output queue is what makes mbedTLS fit conduit's write contract.
  * mbedTLS wants a write that returned WANT_WRITE repeated with the same
@@ -186,6 +188,7 @@ static int tt_fail(struct tt_flow *tf, int r, const char *what)
 {
 	conduit_flow *f = &tf->base;
 	char m[200], words[400];
+	enum tt_mb_err kind = tt_mb_err_kind(r);
 	if (tf->io_status != CONDUIT_OK)
 		return conduit_flow_fail(f, tf->io_status, "tls %s: %s: %s",
 		                         f->uri, what,
@@ -198,8 +201,7 @@ static int tt_fail(struct tt_flow *tf, int r, const char *what)
 		                         "failed: %s",
 		                         f->uri, words);
 	}
-#ifdef MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE
-	if (r == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE)
+	if (kind == TT_MB_NO_CLIENT_CERT)
 		return conduit_flow_fail(
 		    f, CONDUIT_ERR_CERT,
 		    "tls %s: certificate verification "
@@ -207,36 +209,24 @@ static int tt_fail(struct tt_flow *tf, int r, const char *what)
 		    "certificate, and this server requires "
 		    "one",
 		    f->uri);
-#endif
 	if (r == MBEDTLS_ERR_SSL_CONN_EOF || (r == 0 && tf->inner_eof))
 		return conduit_flow_fail(f, CONDUIT_ERR_TLS,
 		                         "tls %s: %s: the peer closed the "
 		                         "connection during the handshake",
 		                         f->uri, what);
 	if (r == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
-#if MBEDTLS_VERSION_NUMBER < 0x03000000
-		int alert = tf->ssl.in_msg != NULL ? tf->ssl.in_msg[1] : 0;
-#else
-		int alert = 0; /* the record is private in 3.x */
-#endif
+		int alert = tt_mb_alert(&tf->ssl);
 		return conduit_flow_fail(f, CONDUIT_ERR_TLS,
 		                         "tls %s: %s: the peer refused: %s "
 		                         "(alert %d)",
 		                         f->uri, what, alert_text(alert),
 		                         alert);
 	}
-#ifdef MBEDTLS_ERR_SSL_NO_APPLICATION_PROTOCOL
-	if (r == MBEDTLS_ERR_SSL_NO_APPLICATION_PROTOCOL)
+	if (kind == TT_MB_NO_ALPN)
 		return conduit_flow_fail(
 		    f, CONDUIT_ERR_TLS,
 		    "tls %s: %s: no ALPN protocol in common", f->uri, what);
-#endif
-	if (r == MBEDTLS_ERR_SSL_INVALID_RECORD
-#ifdef MBEDTLS_ERR_SSL_BAD_HS_CLIENT_HELLO /* 2.x only */
-	    || r == MBEDTLS_ERR_SSL_BAD_HS_CLIENT_HELLO ||
-	    r == MBEDTLS_ERR_SSL_BAD_HS_SERVER_HELLO
-#endif
-	)
+	if (kind == TT_MB_NOT_TLS)
 		return conduit_flow_fail(f, CONDUIT_ERR_TLS,
 		                         "tls %s: %s: the peer does not speak "
 		                         "TLS 1.2 or later (%s)",
@@ -670,11 +660,7 @@ static int tt_wrap(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		if (tf->ip_family != 0) {
 			/* No SNI and no DNS-name match for an IP literal. */
 			mbedtls_ssl_set_verify(&tf->ssl, tt_verify_ip, tf);
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-			/* 3.6.3+ refuses to verify without a name unless told
-			 * that none is intended. */
-			r = mbedtls_ssl_set_hostname(&tf->ssl, NULL);
-#endif
+			r = tt_mb_no_hostname(&tf->ssl);
 		} else if (tf->name_set) {
 			r = mbedtls_ssl_set_hostname(&tf->ssl, tf->name);
 			tf->sni_set = r == 0;

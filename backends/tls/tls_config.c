@@ -6,8 +6,6 @@
  */
 #include "tlspriv.h"
 
-#include <conduit/platform.h>
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,79 +65,12 @@ void tt_detach(void *state)
 	ids_clear(st);
 	tt_sessions_clear(st);
 	free(st->alpn);
-	if (st->rng_ready) {
-		mbedtls_ctr_drbg_free(&st->drbg);
-		mbedtls_entropy_free(&st->entropy);
-	}
+	tt_mb_rng_free(st);
 	free(st);
-}
-
-/* An mbedTLS entropy source over the platform contract. */
-static int tt_entropy(void *data, unsigned char *out, size_t len, size_t *olen)
-{
-	(void)data;
-	if (conduit_platform_entropy(out, len) != 0)
-		return MBEDTLS_ERR_ENTROPY_SOURCE_FAILED;
-	*olen = len;
-	return 0;
-}
-
-int tt_rng_ready(struct tt_state *st)
-{
-	if (st->rng_ready)
-		return 0;
-	mbedtls_entropy_init(&st->entropy);
-	mbedtls_ctr_drbg_init(&st->drbg);
-	static const unsigned char pers[] = "conduit tls";
-	int r = mbedtls_entropy_add_source(&st->entropy, tt_entropy, NULL, 32,
-	                                   MBEDTLS_ENTROPY_SOURCE_STRONG);
-	if (r == 0)
-		r = mbedtls_ctr_drbg_seed(&st->drbg, mbedtls_entropy_func,
-		                          &st->entropy, pers, sizeof(pers) - 1);
-	if (r != 0) {
-		mbedtls_ctr_drbg_free(&st->drbg);
-		mbedtls_entropy_free(&st->entropy);
-		return r;
-	}
-	st->rng_ready = true;
-	return 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* Configurations                                                       */
-
-/* ECDHE with AEAD only, in the order of preference. */
-static const int tt_suites[] = {
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000 && defined(MBEDTLS_SSL_PROTO_TLS1_3)
-    MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
-    MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
-    MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
-#endif
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-    0,
-};
-
-/* P-256 first: in 2.28 it is the fastest (its default puts P-521 first). */
-#if MBEDTLS_VERSION_NUMBER >= 0x03010000 /* groups by IANA number */
-static const uint16_t tt_groups[] = {
-    MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
-    MBEDTLS_SSL_IANA_TLS_GROUP_X25519,
-    MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1,
-    MBEDTLS_SSL_IANA_TLS_GROUP_NONE,
-};
-#else
-static const mbedtls_ecp_group_id tt_curves[] = {
-    MBEDTLS_ECP_DP_SECP256R1,
-    MBEDTLS_ECP_DP_CURVE25519,
-    MBEDTLS_ECP_DP_SECP384R1,
-    MBEDTLS_ECP_DP_NONE,
-};
-#endif
 
 /* A NULL-terminated copy of a protocol list in one allocation. */
 static const char **alpn_copy(const char *const *in, size_t n)
@@ -203,7 +134,7 @@ static char *conf_key(const conduit_endpoint *ep, bool server)
 static int conf_new(struct tt_conf **out, struct tt_state *st, bool server,
                     char *key, char *err, size_t errlen)
 {
-	if (tt_rng_ready(st) != 0) {
+	if (tt_mb_rng_ready(st) != 0) {
 		free(key);
 		snprintf(err, errlen, "the entropy source failed");
 		return CONDUIT_ERR_SYSTEM;
@@ -328,27 +259,12 @@ static int conf_engine(struct tt_conf *c, struct tt_state *st, int auth,
 {
 	char m[200];
 	mbedtls_ssl_config *cf = &c->conf;
-	int r = mbedtls_ssl_config_defaults(
-	    cf, c->server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
-	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+	int r = tt_mb_conf_defaults(cf, c->server, st);
 	if (r != 0) {
 		snprintf(err, errlen, "configuration: %s",
 		         tt_mbed_text(r, m, sizeof(m)));
 		return CONDUIT_ERR_TLS;
 	}
-	mbedtls_ssl_conf_rng(cf, mbedtls_ctr_drbg_random, &st->drbg);
-	mbedtls_ssl_conf_ciphersuites(cf, tt_suites);
-#if MBEDTLS_VERSION_NUMBER >= 0x03010000
-	mbedtls_ssl_conf_groups(cf, tt_groups);
-#else
-	mbedtls_ssl_conf_curves(cf, tt_curves);
-#endif
-#if MBEDTLS_VERSION_NUMBER >= 0x03020000
-	mbedtls_ssl_conf_min_tls_version(cf, MBEDTLS_SSL_VERSION_TLS1_2);
-#else
-	mbedtls_ssl_conf_min_version(cf, MBEDTLS_SSL_MAJOR_VERSION_3,
-	                             MBEDTLS_SSL_MINOR_VERSION_3);
-#endif
 	mbedtls_ssl_conf_authmode(cf, auth == CONDUIT_TLS_VERIFY_REQUIRED
 	                                  ? MBEDTLS_SSL_VERIFY_REQUIRED
 	                              : auth == CONDUIT_TLS_VERIFY_OPTIONAL

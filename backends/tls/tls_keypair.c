@@ -104,28 +104,13 @@ static int key_try(mbedtls_pk_context *key, const char *path, const char *pem,
 	size_t pwlen = password != NULL ? strlen(password) : 0;
 	mbedtls_pk_free(key);
 	mbedtls_pk_init(key);
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-	/* 3.x blinds private-key operations with the caller's generator. */
-	if (tt_rng_ready(st) != 0)
-		return MBEDTLS_ERR_ENTROPY_SOURCE_FAILED;
 	if (path != NULL)
-		return mbedtls_pk_parse_keyfile(
-		    key, path, password, mbedtls_ctr_drbg_random, &st->drbg);
+		return tt_mb_pk_parse_file(key, path, password, st);
 	char *c = nul_copy(pem, len);
 	if (c == NULL)
 		return MBEDTLS_ERR_PK_ALLOC_FAILED;
-	int r = mbedtls_pk_parse_key(key, (const unsigned char *)c, len + 1, pw,
-	                             pwlen, mbedtls_ctr_drbg_random, &st->drbg);
-#else
-	(void)st;
-	if (path != NULL)
-		return mbedtls_pk_parse_keyfile(key, path, password);
-	char *c = nul_copy(pem, len);
-	if (c == NULL)
-		return MBEDTLS_ERR_PK_ALLOC_FAILED;
-	int r = mbedtls_pk_parse_key(key, (const unsigned char *)c, len + 1, pw,
-	                             pwlen);
-#endif
+	int r = tt_mb_pk_parse(key, (const unsigned char *)c, len + 1, pw,
+	                       pwlen, st);
 	mbedtls_platform_zeroize(c, len);
 	free(c);
 	return r;
@@ -245,12 +230,7 @@ int tt_id_load(struct tt_id **out, struct tt_state *st, const char *cert_path,
 		tt_id_put(id);
 		return CONDUIT_ERR_CERT;
 	}
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-	r = mbedtls_pk_check_pair(&id->crt.pk, &id->key,
-	                          mbedtls_ctr_drbg_random, &st->drbg);
-#else
-	r = mbedtls_pk_check_pair(&id->crt.pk, &id->key);
-#endif
+	r = tt_mb_pk_check_pair(&id->crt.pk, &id->key, st);
 	if (r != 0) {
 		snprintf(err, errlen,
 		         "key %s does not belong to certificate %s",

@@ -16,7 +16,6 @@
 #include <mbedtls/asn1.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pem.h>
-#include <mbedtls/pkcs5.h>
 #include <mbedtls/platform_util.h>
 
 #include <stdio.h>
@@ -191,15 +190,18 @@ int tt_p8_inspect(struct tt_p8 *k, const char *path, const char *pem,
 	if (strstr((const char *)data,
 	           "-----BEGIN ENCRYPTED PRIVATE KEY-----")) {
 		mbedtls_pem_context pc;
-		size_t used = 0;
+		const unsigned char *der = NULL;
+		size_t used = 0, der_len = 0;
 		mbedtls_pem_init(&pc);
 		if (mbedtls_pem_read_buffer(
 		        &pc, "-----BEGIN ENCRYPTED PRIVATE KEY-----",
 		        "-----END ENCRYPTED PRIVATE KEY-----", data, NULL, 0,
-		        &used) == 0 &&
-		    (k->der = malloc(pc.TT_PRIV(buflen))) != NULL) {
-			k->der_len = pc.TT_PRIV(buflen);
-			memcpy(k->der, pc.TT_PRIV(buf), k->der_len);
+		        &used) == 0) {
+			tt_mb_pem_der(&pc, &der, &der_len);
+			if ((k->der = malloc(der_len)) != NULL) {
+				k->der_len = der_len;
+				memcpy(k->der, der, der_len);
+			}
 		}
 		mbedtls_pem_free(&pc);
 	} else if (dek != NULL) {
@@ -262,21 +264,9 @@ int tt_p8_decrypt(mbedtls_pk_context *key, const struct tt_p8 *k,
 	if (k->iterations < 1 || k->iterations > TT_MAX_ITERATIONS ||
 	    k->keylen > sizeof(dk))
 		return MBEDTLS_ERR_PK_KEY_INVALID_FORMAT;
-#if MBEDTLS_VERSION_NUMBER >= 0x03030000
-	int r = mbedtls_pkcs5_pbkdf2_hmac_ext(
-	    k->md, (const unsigned char *)password, pwlen, k->salt, k->salt_len,
-	    (unsigned)k->iterations, (uint32_t)k->keylen, dk);
-#else
-	mbedtls_md_context_t md;
-	mbedtls_md_init(&md);
-	int r = mbedtls_md_setup(&md, mbedtls_md_info_from_type(k->md), 1);
-	if (r == 0)
-		r = mbedtls_pkcs5_pbkdf2_hmac(
-		    &md, (const unsigned char *)password, pwlen, k->salt,
-		    k->salt_len, (unsigned)k->iterations, (uint32_t)k->keylen,
-		    dk);
-	mbedtls_md_free(&md);
-#endif
+	int r = tt_mb_pbkdf2(k->md, (const unsigned char *)password, pwlen,
+	                     k->salt, k->salt_len, (unsigned)k->iterations,
+	                     (uint32_t)k->keylen, dk);
 	unsigned char *plain = r == 0 ? malloc(k->data_len + 16) : NULL;
 	size_t plen = 0;
 	if (r == 0 && plain == NULL)
@@ -305,13 +295,7 @@ int tt_p8_decrypt(mbedtls_pk_context *key, const struct tt_p8 *k,
 	if (r == 0) {
 		mbedtls_pk_free(key);
 		mbedtls_pk_init(key);
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-		r = mbedtls_pk_parse_key(key, plain, plen, NULL, 0,
-		                         mbedtls_ctr_drbg_random, &st->drbg);
-#else
-		(void)st;
-		r = mbedtls_pk_parse_key(key, plain, plen, NULL, 0);
-#endif
+		r = tt_mb_pk_parse(key, plain, plen, NULL, 0, st);
 		if (r != 0)
 			r = MBEDTLS_ERR_PK_PASSWORD_MISMATCH;
 	}

@@ -21,14 +21,15 @@ void tt_res_put(struct tt_resume *r)
 	}
 }
 
-static void res_note(struct tt_resume *r)
+void tt_res_note(struct tt_resume *r)
 {
 	if (r->hs_flow != NULL)
 		r->hs_flow->resumed = true;
 }
 
-/* The ticket and cache callbacks: mbedTLS's own, noting on the flow being
- * served that its handshake resumes (mbedTLS offers no query for it). */
+/* The ticket callbacks: mbedTLS's own, noting on the flow being served
+ * that its handshake resumes (mbedTLS offers no query for it).  The cache's
+ * are in tls_mbedtls.c: their signatures differ between mbedTLS lines. */
 static int res_ticket_write(void *p, const mbedtls_ssl_session *session,
                             unsigned char *start, const unsigned char *end,
                             size_t *tlen, uint32_t *lifetime)
@@ -44,43 +45,9 @@ static int res_ticket_parse(void *p, mbedtls_ssl_session *session,
 	struct tt_resume *r = p;
 	int ret = mbedtls_ssl_ticket_parse(&r->ticket, session, buf, len);
 	if (ret == 0)
-		res_note(r);
+		tt_res_note(r);
 	return ret;
 }
-
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-static int res_cache_get(void *p, unsigned char const *id, size_t id_len,
-                         mbedtls_ssl_session *session)
-{
-	struct tt_resume *r = p;
-	int ret = mbedtls_ssl_cache_get(&r->sc, id, id_len, session);
-	if (ret == 0)
-		res_note(r);
-	return ret;
-}
-
-static int res_cache_set(void *p, unsigned char const *id, size_t id_len,
-                         const mbedtls_ssl_session *session)
-{
-	struct tt_resume *r = p;
-	return mbedtls_ssl_cache_set(&r->sc, id, id_len, session);
-}
-#else
-static int res_cache_get(void *p, mbedtls_ssl_session *session)
-{
-	struct tt_resume *r = p;
-	int ret = mbedtls_ssl_cache_get(&r->sc, session);
-	if (ret == 0)
-		res_note(r);
-	return ret;
-}
-
-static int res_cache_set(void *p, const mbedtls_ssl_session *session)
-{
-	struct tt_resume *r = p;
-	return mbedtls_ssl_cache_set(&r->sc, session);
-}
-#endif
 
 /* A server configuration's resumption: the generation's ticket key and
  * cache, made on first need. */
@@ -127,8 +94,7 @@ int tt_conf_resume(struct tt_conf *c, struct tt_state *st, char *err,
 		mbedtls_ssl_conf_session_tickets_cb(&c->conf, res_ticket_write,
 		                                    res_ticket_parse, c->res);
 	if (c->res->cache)
-		mbedtls_ssl_conf_session_cache(&c->conf, c->res, res_cache_get,
-		                               res_cache_set);
+		tt_mb_conf_cache(&c->conf, c->res);
 	return CONDUIT_OK;
 }
 
@@ -181,10 +147,7 @@ void tt_client_done(struct tt_flow *tf)
 {
 	struct tt_state *st = tf->conf->st;
 	if (tf->offered) {
-		const mbedtls_ssl_session *now = tf->ssl.TT_PRIV(session);
-		tf->resumed = now != NULL &&
-		              memcmp(now->TT_PRIV(master), tf->offered_master,
-		                     sizeof(tf->offered_master)) == 0;
+		tf->resumed = tt_mb_offer_resumed(tf);
 		mbedtls_platform_zeroize(tf->offered_master,
 		                         sizeof(tf->offered_master));
 	}
@@ -210,8 +173,7 @@ void tt_offer_session(struct tt_flow *tf, struct tt_state *st)
 		if (tf->conf->verify && !s->verified)
 			return;
 		if (mbedtls_ssl_set_session(&tf->ssl, &s->s) == 0) {
-			memcpy(tf->offered_master, s->s.TT_PRIV(master),
-			       sizeof(tf->offered_master));
+			tt_mb_offer_note(tf, &s->s);
 			tf->offered = true;
 		}
 		return;
@@ -255,11 +217,7 @@ int conduit_tls_session_get(conduit_flow *f, conduit_tls_session **out)
 		                                         : CONDUIT_ERR_TLS;
 	}
 	/* Nothing to resume with: no session ID and no ticket. */
-	bool some = s->s.TT_PRIV(id_len) > 0;
-#ifdef MBEDTLS_SSL_SESSION_TICKETS
-	some = some || s->s.TT_PRIV(ticket_len) > 0;
-#endif
-	if (!some) {
+	if (!tt_mb_session_resumable(&s->s)) {
 		conduit_tls_session_free(s);
 		return CONDUIT_ERR_NOT_FOUND;
 	}

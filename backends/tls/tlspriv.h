@@ -31,6 +31,7 @@
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/md.h>
+#include <mbedtls/pem.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_cache.h>
@@ -51,13 +52,6 @@
 #define TT_LIFETIME      7200u   /* seconds a session may be resumed */
 #define TT_MAX_LIFETIME  604800u /* RFC 8446's cap on ticket lifetimes */
 #define TT_CACHE_ENTRIES 1000
-
-/* Fields mbedTLS 3 made private (read only where no getter exists). */
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-#define TT_PRIV(x) MBEDTLS_PRIVATE(x)
-#else
-#define TT_PRIV(x) x
-#endif
 
 #define TT_KEY_UNSUPPORTED 1 /* beside mbedTLS's (negative) errors */
 
@@ -200,7 +194,6 @@ const char *tt_mbed_text(int err, char *buf, size_t len);
 
 /* tls_config.c */
 void tt_detach(void *state);
-int tt_rng_ready(struct tt_state *st);
 void tt_conf_put(struct tt_conf *c);
 int tt_conf_get(struct tt_conf **out, struct tt_state *st,
                 const conduit_endpoint *ep, bool server, char *err,
@@ -234,6 +227,7 @@ void tt_client_name(struct tt_flow *tf, const conduit_endpoint *ep);
 
 /* tls_session.c */
 void tt_res_put(struct tt_resume *r);
+void tt_res_note(struct tt_resume *r);
 int tt_conf_resume(struct tt_conf *c, struct tt_state *st, char *err,
                    size_t errlen);
 void tt_sessions_clear(struct tt_state *st);
@@ -242,5 +236,55 @@ void tt_offer_session(struct tt_flow *tf, struct tt_state *st);
 
 /* tls_conninfo.c */
 struct tt_flow *tt_done_tls(conduit_flow *f);
+
+/*
+ * tls_mbedtls.c: everything that depends on the mbedTLS line (2.28 or
+ * 3.x).  Functions returning int return 0 or an mbedTLS error.
+ */
+
+/* The context's generator (CTR-DRBG over conduit_platform_entropy()),
+ * seeded on first need; and its release, when it was made. */
+int tt_mb_rng_ready(struct tt_state *st);
+void tt_mb_rng_free(struct tt_state *st);
+/* mbedTLS's defaults for a role, then conduit's generator, suites, groups
+ * and TLS 1.2 as the floor. */
+int tt_mb_conf_defaults(mbedtls_ssl_config *cf, bool server,
+                        struct tt_state *st);
+/* Parse a key (buf holds PEM with its NUL counted, or DER), or a key
+ * file; check that a private key matches a certificate's public key. */
+int tt_mb_pk_parse(mbedtls_pk_context *key, const unsigned char *buf,
+                   size_t len, const unsigned char *pw, size_t pwlen,
+                   struct tt_state *st);
+int tt_mb_pk_parse_file(mbedtls_pk_context *key, const char *path,
+                        const char *password, struct tt_state *st);
+int tt_mb_pk_check_pair(const mbedtls_pk_context *pub,
+                        const mbedtls_pk_context *prv, struct tt_state *st);
+/* PBKDF2 with the HMAC of md: keylen bytes into out. */
+int tt_mb_pbkdf2(mbedtls_md_type_t md, const unsigned char *pw, size_t pwlen,
+                 const unsigned char *salt, size_t salt_len,
+                 unsigned iterations, uint32_t keylen, unsigned char *out);
+/* The DER that mbedtls_pem_read_buffer() decoded into pc (pc's). */
+void tt_mb_pem_der(const mbedtls_pem_context *pc, const unsigned char **der,
+                   size_t *len);
+/* A client to an IP literal: no host name is set, on purpose. */
+int tt_mb_no_hostname(mbedtls_ssl_context *ssl);
+/* The alert number of a fatal alert received, 0 when the line hides it. */
+int tt_mb_alert(const mbedtls_ssl_context *ssl);
+/* Failures that some lines name and others do not. */
+enum tt_mb_err {
+	TT_MB_OTHER,
+	TT_MB_NO_CLIENT_CERT, /* a server required one and got none */
+	TT_MB_NO_ALPN,        /* no ALPN protocol in common */
+	TT_MB_NOT_TLS,        /* the peer's bytes are no TLS 1.2+ */
+};
+enum tt_mb_err tt_mb_err_kind(int r);
+/* Server: mbedTLS's session cache on cf, over r's, noting resumptions. */
+void tt_mb_conf_cache(mbedtls_ssl_config *cf, struct tt_resume *r);
+/* A session with something to resume with (an ID or a ticket). */
+bool tt_mb_session_resumable(const mbedtls_ssl_session *s);
+/* Client: note the session offered on tf; after the handshake, whether
+ * that session was resumed. */
+void tt_mb_offer_note(struct tt_flow *tf, const mbedtls_ssl_session *s);
+bool tt_mb_offer_resumed(const struct tt_flow *tf);
 
 #endif
