@@ -189,10 +189,13 @@ static inline struct tt_flow *tf_of(conduit_flow *f)
 	                        "tls: this context has no TLS layer "          \
 	                        "of this build")
 
-/* tls.c */
+/* tls.c: mbedTLS's text for err, in buf. */
 const char *tt_mbed_text(int err, char *buf, size_t len);
 
-/* tls_config.c */
+/* tls_config.c: the backend's detach (frees the context's state); a
+ * configuration's release; the configuration for an endpoint and role,
+ * from the cache or built (the caller holds a reference; the message on
+ * failure is in err); the context's state, NULL without a TLS layer. */
 void tt_detach(void *state);
 void tt_conf_put(struct tt_conf *c);
 int tt_conf_get(struct tt_conf **out, struct tt_state *st,
@@ -200,7 +203,9 @@ int tt_conf_get(struct tt_conf **out, struct tt_state *st,
                 size_t errlen);
 struct tt_state *tt_state_of(conduit_ctx *ctx);
 
-/* tls_keypair.c */
+/* tls_keypair.c: releases; a CA file, directory or PEM (0 or an mbedTLS
+ * error); an identity (CONDUIT_OK or a status with its message in err);
+ * the system bundle into st->sys_ca. */
 void tt_ca_put(struct tt_ca *ca);
 void tt_id_put(struct tt_id *id);
 int tt_ca_load(struct tt_ca **out, const char *path, const char *pem,
@@ -211,21 +216,26 @@ int tt_id_load(struct tt_id **out, struct tt_state *st, const char *cert_path,
                char *err, size_t errlen);
 int tt_system_ca(struct tt_state *st, char *err, size_t errlen);
 
-/* tls_pkcs8.c */
+/* tls_pkcs8.c: how a key is encrypted (struct tt_p8), and the decryption
+ * of the PBES2 schemes mbedTLS lacks. */
 int tt_p8_inspect(struct tt_p8 *k, const char *path, const char *pem,
                   size_t len);
 void tt_p8_free(struct tt_p8 *k);
 int tt_p8_decrypt(mbedtls_pk_context *key, const struct tt_p8 *k,
                   const char *password, struct tt_state *st);
 
-/* tls_verify.c */
+/* tls_verify.c: verification flags in words; the server's SNI callback
+ * (arg: the tt_conf); the IP-literal check (arg: the tt_flow); the name a
+ * client checks, from its endpoint. */
 void tt_verify_words(uint32_t flags, const char *name, char *buf, size_t len);
 int tt_sni(void *arg, mbedtls_ssl_context *ssl, const unsigned char *name,
            size_t len);
 int tt_verify_ip(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags);
 void tt_client_name(struct tt_flow *tf, const conduit_endpoint *ep);
 
-/* tls_session.c */
+/* tls_session.c: a server's resumption state (release; note that the
+ * flow being served resumes; set up on a configuration) and a client's
+ * sessions (forget them all; after a handshake; offer one before). */
 void tt_res_put(struct tt_resume *r);
 void tt_res_note(struct tt_resume *r);
 int tt_conf_resume(struct tt_conf *c, struct tt_state *st, char *err,
@@ -234,7 +244,8 @@ void tt_sessions_clear(struct tt_state *st);
 void tt_client_done(struct tt_flow *tf);
 void tt_offer_session(struct tt_flow *tf, struct tt_state *st);
 
-/* tls_conninfo.c */
+/* tls_conninfo.c: the TLS flow behind f once its handshake is done, else
+ * NULL. */
 struct tt_flow *tt_done_tls(conduit_flow *f);
 
 /*
