@@ -50,12 +50,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (rc != CONDUIT_OK) {
 		fz_log_add(&log, "error", conduit_ctx_error(ctx));
 	} else {
-		for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+		for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]);
+		     i++) {
 			conduit_endpoint *ep = NULL;
 			conduit_explain *x = NULL;
 			rc = conduit_resolve_explain(&ep, &x, ctx, probes[i]);
 			if (rc != CONDUIT_OK)
-				fz_log_add(&log, "error", conduit_ctx_error(ctx));
+				fz_log_add(&log, "error",
+				           conduit_ctx_error(ctx));
 			for (size_t k = 0; k < conduit_explain_count(x); k++)
 				fz_log_add(&log, "explain",
 				           conduit_explain_step(x, k));

@@ -164,7 +164,8 @@ static char *blanked(const struct fz_log *log, size_t *len)
 	size_t off = 0;
 	while (off < log->len) {
 		const char *e = out + off;
-		if (strstr(e, FZ_MARK_A) != NULL || strstr(e, FZ_MARK_B) != NULL) {
+		if (strstr(e, FZ_MARK_A) != NULL ||
+		    strstr(e, FZ_MARK_B) != NULL) {
 			fprintf(stderr, "a secret value is shown:\n");
 			fz_show("entry", e);
 			abort();
