@@ -163,9 +163,9 @@ START_TEST(fragment_secrets_are_hidden)
 		ck_printable(&s);
 	}
 	/* A resolution that succeeds shows its steps without the token. */
-	ck_status(resolve_shown("https://app.example/cb#access_token=SECRET",
-	                        &s),
-	          CONDUIT_OK);
+	ck_status(
+	    resolve_shown("https://app.example/cb#access_token=SECRET", &s),
+	    CONDUIT_OK);
 	ck_assert(!shows(&s, "SECRET"));
 }
 END_TEST
@@ -178,5 +178,6 @@ int main(void)
 	    CD_TEST(printable_utf8_is_kept, 0),
 	    CD_TEST(fragment_secrets_are_hidden, 0),
 	};
-	return cd_run(cd_suite("hostile", tests, sizeof(tests) / sizeof(tests[0])));
+	return cd_run(
+	    cd_suite("hostile", tests, sizeof(tests) / sizeof(tests[0])));
 }

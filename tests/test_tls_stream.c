@@ -236,7 +236,9 @@ START_TEST(pending_decrypted_bytes_wake_poll)
 	}
 	size_t got = 0;
 	bool saw_buffered = false;
-	for (int turn = 0; turn < 20000 && got < sizeof(out); turn++) {
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(20000);
+	while (got < sizeof(out)) {
+		ck_assert_msg(cd_now_ms() < end, "only %zu bytes in time", got);
 		struct conduit_pollitem it = {.flow = p.s,
 		                              .events = CONDUIT_POLLIN};
 		size_t nready = 0;
@@ -497,7 +499,8 @@ START_TEST(tls_over_lwip)
 	conduit_listener_free(p.l);
 	/* Let lwIP finish its closing handshakes before the stack goes. */
 	struct conduit_lwip_stats ls;
-	for (int i = 0; i < 400; i++) {
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(4000);
+	while (cd_now_ms() < end) {
 		conduit_lwip_stats(st, &ls);
 		if (ls.lwip_active == 0 && ls.frames == 0)
 			break;

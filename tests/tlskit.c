@@ -174,7 +174,7 @@ void pair_handshake(struct pair *p)
 	p->rc_c = p->rc_s = CONDUIT_WANT_READ;
 	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(10000);
 	uint64_t failed_at = 0;
-	for (int turn = 0; turn < 100000 && cd_now_ms() < end; turn++) {
+	while (cd_now_ms() < end) {
 		if (fk_is_want(p->rc_c))
 			p->rc_c = conduit_handshake(p->c);
 		if (fk_is_want(p->rc_s))
