@@ -13,10 +13,10 @@ void cd_race_init(struct cd_race *r, uint64_t now, uint32_t timeout_ms,
 {
 	memset(r, 0, sizeof(*r));
 	r->deadline = timeout_ms ? now + timeout_ms : UINT64_MAX;
-	r->max_inflight = max_inflight == 0 ||
-	                          max_inflight > CD_RACE_MAX_ATTEMPTS
-	                      ? CD_RACE_MAX_ATTEMPTS
-	                      : max_inflight;
+	r->max_inflight =
+	    max_inflight == 0 || max_inflight > CD_RACE_MAX_ATTEMPTS
+	        ? CD_RACE_MAX_ATTEMPTS
+	        : max_inflight;
 	r->last_family = -1;
 }
 
