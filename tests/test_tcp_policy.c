@@ -237,6 +237,36 @@ START_TEST(race_many_addresses)
 	}
 	expect_step(&r, 0, CD_RACE_FAILED);
 	cd_race_fini(&r);
+
+	/* A partial answer that runs dry, then a long one: none started
+	 * twice, the families still alternating past the first 64. */
+	cd_race_init(&r, 0, 0, 0);
+	ck_status(cd_race_add(&r, V4), CONDUIT_OK);
+	expect_start(&r, 0, 0);
+	cd_race_failed(&r);
+	expect_step(&r, 1, CD_RACE_WAIT);
+	for (int i = 0; i < 80; i++)
+		ck_status(cd_race_add(&r, i % 4 == 0 ? V4 : V6), CONDUIT_OK);
+	cd_race_complete(&r);
+	char seen[81] = {0};
+	seen[0] = 1;
+	int last = V4;
+	for (int k = 0; k < 80; k++) {
+		size_t got = 999;
+		ck_assert_int_eq(cd_race_next(&r, 2, &got), CD_RACE_START);
+		ck_assert_uint_lt(got, 81);
+		ck_assert_msg(!seen[got], "address %zu started twice", got);
+		seen[got] = 1;
+		/* Address i + 1 was added as the i-th of the second answer. */
+		int fam = (got - 1) % 4 == 0 ? V4 : V6;
+		/* Alternating while IPv4 lasts (20 of them, 60 of IPv6). */
+		if (k < 40)
+			ck_assert_int_ne(fam, last);
+		last = fam;
+		cd_race_failed(&r);
+	}
+	expect_step(&r, 3, CD_RACE_FAILED);
+	cd_race_fini(&r);
 }
 END_TEST
 

@@ -1187,7 +1187,8 @@ static void att_bind_flow(struct lw_flow *f, struct lw_att *a)
 	tcp_recv(a->pcb, on_recv);
 	tcp_err(a->pcb, on_err);
 	a->pcb->connected = on_connected;
-	to_ip(&f->addrs[a->addr], &f->peer);
+	if (f->natt > 1)
+		to_ip(&f->addrs[a->addr], &f->peer);
 }
 
 /* An attempt that is not the flow's connected.  The first one wins and
@@ -1338,14 +1339,24 @@ static void start_attempt(struct lw_flow *f, size_t i)
 		a++; /* the race starts no more than natt at once */
 	*a = (struct lw_att){.f = f, .pcb = pcb, .addr = i};
 	f->st->npcbs++;
-	att_bind_slot(a);
-	e = tcp_connect(pcb, &dst, (u16_t)f->port, on_att_connected);
+	/* The first attempt in flight is the flow's from the start. */
+	bool mine = f->cur == NULL;
+	if (mine)
+		att_bind_flow(f, a);
+	else
+		att_bind_slot(a);
+	e = tcp_connect(pcb, &dst, (u16_t)f->port,
+	                mine ? on_connected : on_att_connected);
 	if (e != ERR_OK) {
 		tcp_arg(pcb, NULL);
 		tcp_err(pcb, NULL);
 		tcp_abort(pcb);
 		a->pcb = NULL;
 		f->st->npcbs--;
+		if (mine) {
+			f->cur = NULL;
+			f->pcb = NULL;
+		}
 		att_failed(f, i,
 		           e == ERR_MEM ? CONDUIT_ERR_NOMEM
 		                        : CONDUIT_ERR_UNREACHABLE,
@@ -1375,7 +1386,7 @@ static int race_failed(struct lw_flow *f)
 /* One turn of the race: take in the attempts that ended, then do what
  * the race says.  CONDUIT_OK once connected, CONDUIT_WANT_WRITE while
  * racing, else the failure. */
-static int race_step(struct lw_flow *f)
+static int race_step(struct lw_flow *f, uint64_t now)
 {
 	char buf[LW_ADDR_MAX];
 	struct lw_att *cur = f->cur;
@@ -1390,7 +1401,12 @@ static int race_step(struct lw_flow *f)
 		f->connected = false;
 	} else if (f->connected) {
 		cd_race_won(&f->race);
-		race_release(f);
+		if (f->natt > 1) {
+			race_release(f);
+		} else {
+			f->cur = NULL; /* one address: nothing else to let go */
+			f->natt = 0;
+		}
 		f->deadline = 0;
 		if (conduit_observed(f->base.ctx))
 			conduit_emit(f->base.ctx, CONDUIT_PHASE_CONNECTED,
@@ -1406,7 +1422,6 @@ static int race_step(struct lw_flow *f)
 		int st = att_status(a->lwerr);
 		att_failed(f, a->addr, st, att_text(st, a->lwerr));
 	}
-	uint64_t now = conduit_now_ms();
 	size_t i = 0;
 	enum cd_race_step step;
 	while ((step = cd_race_next(&f->race, now, &i)) == CD_RACE_START)
@@ -1451,7 +1466,12 @@ static struct lw_flow *flow_alloc(conduit_lwip *st, conduit_ctx *ctx,
 		if (f == NULL)
 			return NULL;
 	}
-	memset(f, 0, sizeof(*f));
+	/* The connecting part is set up by lw_connect; an accepted flow
+	 * needs only what lw_destroy reads of it. */
+	memset(f, 0, offsetof(struct lw_flow, cur));
+	f->cur = NULL;
+	f->natt = 0;
+	f->race.more = NULL;
 	if (conduit_flow_init_in(&f->base, &lw_flow_ops, ctx, uri, f->uri_buf,
 	                         sizeof(f->uri_buf)) != CONDUIT_OK) {
 		free(f);
@@ -1503,6 +1523,7 @@ static int lw_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		if (att != NULL) {
 			f->att = att;
 			f->addrs = (struct conduit_addr *)(att + natt);
+			f->natt = natt; /* so that destroy frees the block */
 		} else {
 			lw_flow_ops.destroy(&f->base);
 			f = NULL;
@@ -1512,11 +1533,19 @@ static int lw_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
 		                        "connect %s: out of memory",
 		                        cd_endpoint_shown(ep));
+	if (n == 1)
+		f->att1 = (struct lw_att){.pcb = NULL};
 	f->natt = natt;
+	f->last_status = CONDUIT_OK;
+	f->last_text = "";
+	f->last_addr = 0;
 	f->opts = o;
 	f->nodelay = o.nodelay;
 	f->port = ep->dest_port > 0 ? ep->dest_port : ep->port;
-	cd_race_init(&f->race, conduit_now_ms(), ctx->connect_timeout_ms, natt);
+	/* The clock matters only to a stagger or a timeout. */
+	uint64_t now =
+	    n > 1 || ctx->connect_timeout_ms > 0 ? conduit_now_ms() : 0;
+	cd_race_init(&f->race, now, ctx->connect_timeout_ms, natt);
 	for (size_t i = 0, k = 0; i < ep->naddrs && rc == CONDUIT_OK; i++) {
 		if (!cd_tcp_opts_fit(&o, ep->addrs[i].family))
 			continue;
@@ -1531,7 +1560,7 @@ static int lw_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		rc = conduit_flow_fail(
 		    &f->base, rc, "connect %s: out of memory", f->base.uri);
 	else
-		rc = race_step(f);
+		rc = race_step(f, now);
 	if (rc != CONDUIT_OK && rc != CONDUIT_WANT_WRITE) {
 		conduit_ctx_fail(ctx, rc, "%s", conduit_flow_error(&f->base));
 		lw_flow_ops.destroy(&f->base);
@@ -1543,7 +1572,17 @@ static int lw_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 
 static int lw_handshake(conduit_flow *base)
 {
-	return race_step((struct lw_flow *)base);
+	struct lw_flow *f = (struct lw_flow *)base;
+	/* Most calls find nothing new: no attempt connected or ended (one
+	 * that ends makes the deadline now) and nothing due. */
+	bool quiet = !f->connected && f->pcb != NULL;
+	if (quiet && f->deadline == 0)
+		return CONDUIT_WANT_WRITE;
+	/* A winner needs no clock. */
+	uint64_t now = f->connected && f->pcb != NULL ? 0 : conduit_now_ms();
+	if (quiet && now < f->deadline)
+		return CONDUIT_WANT_WRITE;
+	return race_step(f, now);
 }
 
 int cd_lwip_tcp_info(const conduit_flow *base, struct cd_lwip_tcp_info *out)
@@ -1771,7 +1810,8 @@ static void lw_destroy(conduit_flow *base)
 {
 	struct lw_flow *f = (struct lw_flow *)base;
 	abort_pcb(f);
-	race_release(f);
+	if (f->natt != 0)
+		race_release(f);
 	rx_clear(f);
 	if (f->rx != f->rx_first)
 		free(f->rx);

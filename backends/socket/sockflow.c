@@ -536,7 +536,9 @@ int cd_sockflow_connect(conduit_flow **out, conduit_ctx *ctx,
 		                        "connect %s: out of memory",
 		                        cd_endpoint_shown(ep));
 	}
-	memset(c, 0, sizeof(*c));
+	/* Field by field: the attempts are written as they start. */
+	c->nattempts = 0;
+	c->last_err = 0;
 	memcpy(c->addrs, addrs, alen);
 	c->opts = NULL;
 	if (opts != NULL && optlen > 0) {

@@ -13,6 +13,9 @@ int cd_tcp_opts_parse(struct cd_tcp_opts *o, conduit_ctx *ctx,
                       const conduit_endpoint *ep)
 {
 	memset(o, 0, sizeof(*o));
+	o->nodelay = true;
+	if (ep->nopts == 0)
+		return CONDUIT_OK; /* the usual case: the defaults */
 	const char *v = conduit_endpoint_option(ep, "nodelay");
 	o->nodelay = v == NULL || strcmp(v, "0") != 0;
 	v = conduit_endpoint_option(ep, "keepalive");

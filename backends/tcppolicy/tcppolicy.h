@@ -41,6 +41,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 /* RFC 8305's "Connection Attempt Delay": the next address starts this
  * long after the previous one unless that one fails first. */
@@ -71,8 +72,11 @@ struct cd_race {
 	size_t nstarted;     /* attempts started (each on its own address) */
 	size_t inflight;     /* attempts started and not yet ended */
 	size_t max_inflight;
-	/* Per family: every address of that family before this index has
-	 * been started (each family is tried in its own order). */
+	/* Bit i: address i (of the first CD_RACE_INLINE) has started. */
+	uint64_t started;
+	/* Per family, past the first CD_RACE_INLINE: every address of that
+	 * family before this index has started (each family is tried in
+	 * its own order). */
 	size_t cursor[2];
 	int last_family; /* of the last attempt started; -1 before any */
 	bool complete;   /* no more addresses are coming */
@@ -94,7 +98,14 @@ void cd_race_init(struct cd_race *r, uint64_t now, uint32_t timeout_ms,
 /* Append an address of family (CD_RACE_V6 or CD_RACE_OTHER); its index is
  * the count of addresses added before it.  CONDUIT_OK or
  * CONDUIT_ERR_NOMEM (past CD_RACE_INLINE addresses only). */
-int cd_race_add(struct cd_race *r, int family);
+int cd_race_add_more(struct cd_race *r, int family);
+static inline int cd_race_add(struct cd_race *r, int family)
+{
+	if (r->naddrs >= CD_RACE_INLINE)
+		return cd_race_add_more(r, family);
+	r->v6 |= (uint64_t)(family == CD_RACE_V6) << r->naddrs++;
+	return CONDUIT_OK;
+}
 
 /* No more addresses are coming. */
 void cd_race_complete(struct cd_race *r);
@@ -103,7 +114,18 @@ void cd_race_complete(struct cd_race *r);
  * (it counts as in flight from then on).  Once CD_RACE_FAILED or
  * CD_RACE_TIMEOUT has been returned, the race returns it again; after
  * cd_race_won(), CD_RACE_WAIT. */
-enum cd_race_step cd_race_next(struct cd_race *r, uint64_t now, size_t *addr);
+enum cd_race_step cd_race_next_slow(struct cd_race *r, uint64_t now,
+                                    size_t *addr);
+static inline enum cd_race_step cd_race_next(struct cd_race *r, uint64_t now,
+                                             size_t *addr)
+{
+	/* The common answer, after each start: everything known is in
+	 * flight, nothing can start, nothing is due. */
+	if (r->nstarted == r->naddrs && r->inflight > 0 && !r->over &&
+	    now < r->deadline)
+		return CD_RACE_WAIT;
+	return cd_race_next_slow(r, now, addr);
+}
 
 /* An attempt ended without connecting: the next address may start now. */
 void cd_race_failed(struct cd_race *r);
@@ -124,7 +146,14 @@ static inline size_t cd_race_count(const struct cd_race *r)
 
 /* Free what cd_race_add() allocated.  The race may be initialised again
  * afterwards. */
-void cd_race_fini(struct cd_race *r);
+static inline void cd_race_fini(struct cd_race *r)
+{
+	if (r->more != NULL) {
+		free(r->more);
+		r->more = NULL;
+		r->more_words = 0;
+	}
+}
 
 /* ---- TCP options --------------------------------------------------- */
 
