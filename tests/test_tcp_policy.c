@@ -798,6 +798,55 @@ START_TEST(source_family_mismatch)
 }
 END_TEST
 
+#ifdef CONDUIT_HAVE_LWIP
+/*
+ * lwIP keeps one attempt's pcb as the flow's own.  When that attempt
+ * fails while another is still in flight (a refusal that comes late, over
+ * a slow wire, after the silent second address started), the race goes
+ * on with the other one, and the timeout still ends it, every pcb let go.
+ */
+START_TEST(lwip_first_attempt_fails_while_second_in_flight)
+{
+	struct rig r;
+	rig_up(&r, ST_LWIP);
+	struct conduit_lwip_wire_config slow = {.delay_ms = 300};
+	ck_status(conduit_lwip_wire_set(r.n[0], &slow), CONDUIT_OK);
+	const char *addrs[] = {r.refuse4a, r.silent};
+	conduit_endpoint *ep = endpoint_with(&r, addrs, 2);
+	conduit_ctx_set_connect_timeout(r.ctx, 1500);
+	static struct fk_events log;
+	memset(&log, 0, sizeof(log));
+	conduit_ctx_set_observer(r.ctx, fk_record, &log);
+	struct outcome o;
+	connect_ep(&r, ep, 5000, &o);
+	ck_assert_msg(o.rc == CONDUIT_ERR_TIMED_OUT, "%s (%s)",
+	              conduit_status_name(o.rc), o.error);
+	ck_assert_msg(o.ms >= 1490, "ended after %llu ms",
+	              (unsigned long long)o.ms);
+	ck_assert_int_eq(fk_count_phase(&log, CONDUIT_PHASE_CONNECTING), 2);
+	conduit_ctx_set_observer(r.ctx, NULL, NULL);
+	outcome_free(&o);
+	conduit_endpoint_free(ep);
+	struct conduit_lwip_wire_config fine = {0};
+	ck_status(conduit_lwip_wire_set(r.n[0], &fine), CONDUIT_OK);
+
+	/* The same, and a third address that answers: it wins. */
+	ck_status(conduit_lwip_wire_set(r.n[0], &slow), CONDUIT_OK);
+	const char *three[] = {r.refuse4a, r.silent, r.good};
+	ep = endpoint_with(&r, three, 3);
+	connect_ep(&r, ep, 5000, &o);
+	ck_assert_msg(o.rc == CONDUIT_OK, "%s (%s)", conduit_status_name(o.rc),
+	              o.error);
+	accept_it(&r, &o);
+	fk_exchange(o.f, o.s);
+	outcome_free(&o);
+	conduit_endpoint_free(ep);
+	ck_status(conduit_lwip_wire_set(r.n[0], &fine), CONDUIT_OK);
+	rig_down(&r);
+}
+END_TEST
+#endif
+
 int main(void)
 {
 	const struct cd_test tests[] = {
@@ -808,6 +857,9 @@ int main(void)
 	    CD_TEST(race_partial_answers, 0),
 	    CD_TEST(race_many_addresses, 0),
 	    CD_TEST(tcp_options_parsed_once, 0),
+#ifdef CONDUIT_HAVE_LWIP
+	    CD_TEST(lwip_first_attempt_fails_while_second_in_flight, 20),
+#endif
 	};
 	Suite *s =
 	    cd_suite("tcp_policy", tests, sizeof(tests) / sizeof(tests[0]));
