@@ -227,22 +227,10 @@ bool cd_is_transport(const char *name, size_t len);
 /* strdup that reports failure instead of crashing on NULL input. */
 char *cd_strdup(const char *s);
 
-/* Built-in backends of this build (registered by conduit_ctx_new). */
-#ifdef CONDUIT_HAVE_UNIX
-extern const struct conduit_backend cd_backend_unix;
-#endif
-#ifdef CONDUIT_HAVE_TCP
-extern const struct conduit_backend cd_backend_tcp;
-#endif
-#ifdef CONDUIT_HAVE_TLS
-extern const struct conduit_backend cd_backend_tls;
-/* The TLS layer's per-context state (freed by the backend's detach);
- * NULL when out of memory. */
-void *cd_tls_state_new(void);
-#endif
-#ifdef CONDUIT_HAVE_VCHAN
-extern const struct conduit_backend cd_backend_vchan;
-#endif
+/* The backends of this build, NULL-terminated, registered in this order
+ * by conduit_ctx_new() (builtin.c: the one file of the core that names
+ * a backend). */
+extern const struct conduit_backend *const cd_builtin_backends[];
 
 /* Parse a dotted-quad IPv4 address exactly as inet_pton(AF_INET) does
  * (several times faster: literals are converted on every connect).

@@ -226,22 +226,23 @@ static void sessions_clear(struct tt_state *st)
 	}
 }
 
-void *cd_tls_state_new(void)
+/* The context allocated st, zeroed.  Small until first used: certificates
+ * and the random generator are set up by the first TLS flow. */
+static int tt_attach(void *state, conduit_ctx *ctx, void *arg)
 {
-	struct tt_state *st = calloc(1, sizeof(*st));
-	if (st != NULL) {
-		st->hs_timeout_ms = TT_DEFAULT_HS_MS;
-		st->resume = CONDUIT_TLS_RESUME_DEFAULT;
-		st->lifetime = TT_LIFETIME;
-	}
-	return st;
+	(void)ctx;
+	(void)arg;
+	struct tt_state *st = state;
+	st->hs_timeout_ms = TT_DEFAULT_HS_MS;
+	st->resume = CONDUIT_TLS_RESUME_DEFAULT;
+	st->lifetime = TT_LIFETIME;
+	return CONDUIT_OK;
 }
 
+/* What attach and use set up; the context frees st itself. */
 static void tt_detach(void *state)
 {
 	struct tt_state *st = state;
-	if (st == NULL)
-		return;
 	cache_clear(st);
 	ca_put(st->ca);
 	ca_put(st->sys_ca);
@@ -252,7 +253,6 @@ static void tt_detach(void *state)
 		mbedtls_ctr_drbg_free(&st->drbg);
 		mbedtls_entropy_free(&st->entropy);
 	}
-	free(st);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2240,6 +2240,8 @@ const struct conduit_backend cd_backend_tls = {
     .name = "tls",
     .layers = tt_layers,
     .wrap = tt_wrap,
+    .state_size = sizeof(struct tt_state),
+    .attach = tt_attach,
     .detach = tt_detach,
 };
 
