@@ -119,7 +119,7 @@ struct cd_registration {
 	void *state;
 };
 
-/* Resolutions conduit_connect() remembers (resolve.c). */
+/* Resolutions conduit_connect() remembers (remember.c). */
 #define CD_REMEMBERED 8
 struct cd_remembered {
 	uint64_t hash;
@@ -159,7 +159,6 @@ struct conduit_ctx {
 	struct cd_remembered remembered[CD_REMEMBERED];
 	unsigned remembered_next; /* the slot to fill next */
 	unsigned remembered_last; /* the slot filled last */
-	uint64_t resolved_afresh; /* conduit_connect()'s misses, for tests */
 	unsigned settings_gen;
 };
 
@@ -183,6 +182,18 @@ void cd_resolve_done(conduit_ctx *ctx, struct cd_use *u, const char *uri);
 /* What resolution depends on changed (rules, services, allowed options,
  * the lookup function): forget every remembered resolution. */
 void cd_ctx_changed(conduit_ctx *ctx);
+/* A test hook: called each time cd_resolve_use() resolves afresh, when
+ * something defines it (a test does; the library does not, and the weak
+ * reference is then NULL).  The production struct keeps no count. */
+void cd_remember_missed(const conduit_ctx *ctx) __attribute__((weak));
+
+/* resolve.c's resolution as conduit_resolve() does it, for remember.c:
+ * *system (if not NULL) tells whether the system's service table was
+ * asked; announced: the "resolving" event was given already. */
+int cd_resolve_fresh(conduit_endpoint **out, conduit_ctx *ctx, const char *uri,
+                     bool *system, bool announced);
+/* The detail of a "resolved" event: "1 address", or "" for none. */
+const char *cd_addr_count(const conduit_endpoint *ep, char buf[64]);
 
 /* Find the backend serving a transport or a layer; NULL if none. */
 const struct cd_registration *cd_find_transport(const conduit_ctx *ctx,

@@ -184,8 +184,7 @@ START_TEST(registered_again_swaps_in_place)
 	journal[0] = '\0';
 	struct attach_arg a = {.tag = 'a'}, b = {.tag = 'b'};
 	ck_assert_int_eq(conduit_ctx_register(ctx, &sized, &a), CONDUIT_OK);
-	ck_assert_int_eq(conduit_ctx_register(ctx, &shared, "one"),
-	                 CONDUIT_OK);
+	ck_assert_int_eq(conduit_ctx_register(ctx, &shared, "one"), CONDUIT_OK);
 	ck_assert_int_eq(conduit_ctx_register(ctx, &sized, &b), CONDUIT_OK);
 	/* The new state attached before the old one is let go, in the old
 	 * place: no new entry, order kept. */
@@ -224,8 +223,8 @@ START_TEST(bad_registrations_are_refused)
 	}
 	ck_assert_int_eq(rc, CONDUIT_ERR_INVALID);
 	ck_assert_uint_eq(conduit_ctx_backend_count(ctx), CD_MAX_BACKENDS);
-	ck_assert_ptr_nonnull(strstr(conduit_ctx_error(ctx),
-	                             "too many backends"));
+	ck_assert_ptr_nonnull(
+	    strstr(conduit_ctx_error(ctx), "too many backends"));
 	ck_assert_ptr_nonnull(strstr(conduit_ctx_error(ctx), names[i - 1]));
 	conduit_ctx_free(ctx);
 }
