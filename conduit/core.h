@@ -218,6 +218,10 @@ void cd_set_message(char **slot, const char *fmt, va_list ap)
  * names looked up (this may block); sets ep's addresses.  A connect-to
  * option is looked up in place of the host, and sets dest_port. */
 int cd_lookup(conduit_ctx *ctx, conduit_endpoint *ep);
+/* The same for the resolver: messages name the URI it was given too,
+ * "resolve GIVEN (ENDPOINT): reason", when given differs from the
+ * endpoint's URI. */
+int cd_lookup_for(conduit_ctx *ctx, conduit_endpoint *ep, const char *given);
 
 /* For a host transport's listen: CONDUIT_ERR_OPTION, with the message on
  * ctx, when ep carries connect-to (where a connection goes; a listener

@@ -187,4 +187,3 @@ void cd_ctx_changed(conduit_ctx *ctx)
 	for (size_t i = 0; i < CD_REMEMBERED; i++)
 		forget(&ctx->remembered[i]);
 }
-

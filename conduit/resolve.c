@@ -802,22 +802,8 @@ static int resolve(conduit_endpoint **out, conduit_explain *x, conduit_ctx *ctx,
 			     ep->transport);
 	}
 	if (rc == CONDUIT_OK) {
-		rc = cd_lookup(ctx, ep);
-		/* The lookup names the endpoint; name the URI as given too. */
-		if (rc != CONDUIT_OK && strcmp(ep->uri, uri) != 0) {
-			char sh[CD_SHOWN_URI];
-			const char *m = conduit_ctx_error(ctx);
-			size_t el = strlen(redacted(ep->uri, sh));
-			if (strncmp(m, "resolve ", 8) == 0 &&
-			    strncmp(m + 8, sh, el) == 0) {
-				char *rest = cd_strdup(m + 8 + el);
-				if (rest != NULL)
-					conduit_ctx_fail(ctx, rc,
-					                 "resolve %s (%s)%s",
-					                 shown(&rs), sh, rest);
-				free(rest);
-			}
-		}
+		/* The lookup names the endpoint, and the URI as given. */
+		rc = cd_lookup_for(ctx, ep, uri);
 		if (rc == CONDUIT_OK && x != NULL && ep->naddrs > 0) {
 			struct text a = {0};
 			for (size_t i = 0; i < ep->naddrs && i < 16; i++) {
