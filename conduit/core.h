@@ -236,8 +236,73 @@ int cd_listen_refuses_connect_to(conduit_ctx *ctx, const conduit_endpoint *ep);
 /* The class of an endpoint's option (0: harmless). */
 unsigned cd_option_class(const conduit_endpoint *ep, const char *key);
 
-/* Is name a transport of the URI grammar ("tcp", "unix", ...)? */
-bool cd_is_transport(const char *name, size_t len);
+/* ---- The URI grammar's tables (uri.c) ----------------------------
+ * Which transports and layers exist, what each transport's URIs carry and
+ * which options each allows: the parser, the printer, the resolver and
+ * the rules file consult these rather than compare names. */
+
+/* Check a decoded option value.  NULL when it is good, with *canon set to
+ * its canonical form (the value itself or buf); else the reason. */
+typedef const char *(*cd_optcheck)(const char *v, char *buf, size_t len,
+                                   const char **canon);
+
+struct cd_optdef {
+	const char *key;
+	cd_optcheck check;
+	unsigned cls; /* CD_OPT_FILE, CD_OPT_INSECURE */
+};
+
+/* How a transport's URIs are parsed and printed (uri.c's own). */
+struct cd_shape;
+
+struct cd_transport {
+	const char *name; /* the static string endpoints point to */
+	const struct cd_shape *shape;
+	bool has_host; /* the endpoint has a host (vchan: a domain) */
+	bool inet;     /* the host is an Internet host: a DNS name or an IP
+	                * address, looked up, and connect-to rules apply */
+	bool has_port;
+	bool has_path; /* a path or a name (unix, vchan's port name) */
+	const struct cd_optdef *opts; /* sorted by key */
+	size_t nopts;
+};
+
+struct cd_layer {
+	const char *name; /* the static string endpoints point to */
+	/* The scheme of the layer alone ("tls://") means the layer over
+	 * this transport, where a shorthand is taken (the resolver,
+	 * conduit_listen); NULL: never. */
+	const char *alone_over;
+	const struct cd_optdef *opts; /* sorted by key */
+	size_t nopts;
+};
+
+/* The transport or layer of that name (len bytes, any case); NULL: the
+ * grammar has none. */
+const struct cd_transport *cd_grammar_transport(const char *name, size_t len);
+const struct cd_layer *cd_grammar_layer(const char *name, size_t len);
+/* The i-th transport of the grammar; NULL past the last. */
+const struct cd_transport *cd_grammar_transport_at(size_t i);
+/* What option key is on ep: its transport's or one of its layers'; NULL
+ * when ep's URI cannot carry it. */
+const struct cd_optdef *cd_grammar_option(const conduit_endpoint *ep,
+                                          const char *key);
+/* A layer's own option key (len bytes); NULL if it has none such. */
+const struct cd_optdef *cd_grammar_layer_option(const struct cd_layer *ly,
+                                                const char *key, size_t len);
+
+/* Put a layer of the grammar over ep (outermost) and print ep again.
+ * CONDUIT_ERR_SCHEME when ep has it already or has CD_MAX_LAYERS, with
+ * the reason in why; CONDUIT_ERR_NOMEM. */
+int cd_endpoint_add_layer(conduit_endpoint *ep, const struct cd_layer *ly,
+                          char *why, size_t whylen);
+/* Give ep the option key=value (decoded), checked and made canonical as
+ * the grammar does for a URI, and print ep again.  CONDUIT_ERR_OPTION when
+ * ep cannot carry the key, has it already, or the value is bad (the
+ * reason in why, the value of a secret-looking key never quoted);
+ * CONDUIT_ERR_NOMEM. */
+int cd_endpoint_add_option(conduit_endpoint *ep, const char *key,
+                           const char *value, char *why, size_t whylen);
 
 /* strdup that reports failure instead of crashing on NULL input. */
 char *cd_strdup(const char *s);
@@ -258,8 +323,14 @@ bool cd_ipv4_parse(const char *s, unsigned char out[4]);
  * the endpoint's own "") from a URI: all but
  * uri and addrs.  On failure the message ("URI: reason") is in err and
  * ep may hold partial allocations: conduit_endpoint_free() them. */
-int cd_uri_parse(conduit_endpoint *ep, const char *uri, char *err,
-                 size_t errlen);
+int cd_uri_parse(conduit_endpoint *ep, const char *uri, unsigned flags,
+                 char *err, size_t errlen);
+/* cd_uri_parse() flags: take a layer's scheme alone ("tls://") as that
+ * layer over its alone_over transport. */
+#define CD_PARSE_LAYER_ALONE 1u
+/* conduit_endpoint_parse() with cd_uri_parse() flags. */
+int cd_endpoint_parse(conduit_endpoint **out, const char *uri, unsigned flags,
+                      char *err, size_t errlen);
 /* The canonical URI of an endpoint's fields; malloc'd, NULL when out of
  * memory. */
 char *cd_uri_format(const conduit_endpoint *ep);

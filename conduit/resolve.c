@@ -279,13 +279,22 @@ static const char *redacted(const char *uri, char buf[CD_SHOWN_URI])
 	return buf;
 }
 
+static int parse_flags(struct rstate *rs, const char *text, unsigned flags,
+                       conduit_endpoint **out, const struct cd_rule *rule);
+
 /* Parse text into *out; on failure the message names the URI as given
  * and, for text a rule made, the rule's place. */
 static int parse_into(struct rstate *rs, const char *text,
                       conduit_endpoint **out, const struct cd_rule *rule)
 {
+	return parse_flags(rs, text, 0, out, rule);
+}
+
+static int parse_flags(struct rstate *rs, const char *text, unsigned flags,
+                       conduit_endpoint **out, const struct cd_rule *rule)
+{
 	char msg[512];
-	int rc = conduit_endpoint_parse(out, text, msg, sizeof(msg));
+	int rc = cd_endpoint_parse(out, text, flags, msg, sizeof(msg));
 	if (rc == CONDUIT_OK)
 		return rc;
 	if (rule != NULL)
@@ -382,32 +391,32 @@ static int first_endpoint(struct rstate *rs, conduit_endpoint **out)
 
 	const char *last = memrchr(rs->scheme, '+', n);
 	const char *tname = last != NULL ? last + 1 : rs->scheme;
-	if (cd_is_transport(tname, strlen(tname)) || last != NULL) {
+	if (cd_grammar_transport(tname, strlen(tname)) != NULL ||
+	    last != NULL) {
 		step(rs->x, "scheme: %s is a transport URI", rs->scheme);
 		return parse_into(rs, u, out, NULL);
 	}
-	struct text t = {0};
-	int rc;
-	if (strcmp(rs->scheme, "tls") == 0) {
-		step(rs->x, "scheme: tls means tls+tcp");
-		puts_(&t, "tls+tcp");
-		puts_(&t, u + n);
-		rc = t.failed ? CONDUIT_ERR_NOMEM : CONDUIT_OK;
-	} else {
-		struct service svc;
-		char origin[128];
-		if (!find_service(rs->ctx, rs->scheme, &svc, origin,
-		                  sizeof(origin)))
-			return conduit_ctx_fail(rs->ctx, CONDUIT_ERR_SCHEME,
-			                        "resolve %s: unknown scheme "
-			                        "\"%s\" (not a transport, "
-			                        "and no service of that name)",
-			                        shown(rs), rs->scheme);
-		step(rs->x, "service: %s (%s): port %u%s", rs->scheme, origin,
-		     svc.port, svc.tls ? ", TLS" : "");
-		rs->system_service = strcmp(origin, "/etc/services") == 0;
-		rc = service_uri(rs, &svc, &t);
+	/* A layer alone ("tls://") is that layer over its transport: the
+	 * grammar's table says which, and the parser builds it. */
+	const struct cd_layer *alone = cd_grammar_layer(rs->scheme, n);
+	if (alone != NULL && alone->alone_over != NULL) {
+		step(rs->x, "scheme: %s means %s+%s", alone->name, alone->name,
+		     alone->alone_over);
+		return parse_flags(rs, u, CD_PARSE_LAYER_ALONE, out, NULL);
 	}
+	struct service svc;
+	char origin[128];
+	if (!find_service(rs->ctx, rs->scheme, &svc, origin, sizeof(origin)))
+		return conduit_ctx_fail(
+		    rs->ctx, CONDUIT_ERR_SCHEME,
+		    "resolve %s: unknown scheme \"%s\" (not a "
+		    "transport, and no service of that name)",
+		    shown(rs), rs->scheme);
+	step(rs->x, "service: %s (%s): port %u%s", rs->scheme, origin, svc.port,
+	     svc.tls ? ", TLS" : "");
+	rs->system_service = strcmp(origin, "/etc/services") == 0;
+	struct text t = {0};
+	int rc = service_uri(rs, &svc, &t);
 	if (rc == CONDUIT_OK)
 		rc = parse_into(rs, t.p, out, NULL);
 	free(t.p);
@@ -467,57 +476,30 @@ static void captures_for(const struct cd_rule *r, const conduit_endpoint *ep,
 	}
 }
 
+/* The grammar's TLS layer (always in the table: resolution knows TLS as
+ * a layer of the grammar, not as a backend). */
+static const struct cd_layer *tls_layer(void)
+{
+	return cd_grammar_layer("tls", 3);
+}
+
 /*
  * Put TLS over an endpoint a rule made (as the outermost layer) and/or
- * name the server TLS must verify, then print it again.  Done on the
- * value rather than by printing and parsing a new URI: both are valid
- * by construction (the tls layer takes servername; servername is a
- * checked DNS name), and resolution is on every connect's path.
+ * name the server TLS must verify.  Done on the value rather than by
+ * printing and parsing a new URI: both are valid by construction (the tls
+ * layer takes servername; servername is a checked DNS name), and
+ * resolution is on every connect's path.
  */
 static int add_tls(conduit_endpoint *ep, bool layer, const char *servername)
 {
-	if (layer) {
-		if (ep->nlayers == CD_MAX_LAYERS)
-			return CONDUIT_ERR_SCHEME;
-		ep->layers[ep->nlayers++] = "tls";
-	}
-	if (servername != NULL) {
-		struct cd_option *o =
-		    realloc(ep->opts, (ep->nopts + 1) * sizeof(*o));
-		if (o == NULL)
-			return CONDUIT_ERR_NOMEM;
-		ep->opts = o;
-		char *k = cd_strdup("servername"), *v = cd_strdup(servername);
-		if (k == NULL || v == NULL) {
-			free(k);
-			free(v);
-			return CONDUIT_ERR_NOMEM;
-		}
-		/* Options stay sorted by key. */
-		size_t at = 0;
-		while (at < ep->nopts && strcmp(o[at].key, k) < 0)
-			at++;
-		memmove(&o[at + 1], &o[at], (ep->nopts - at) * sizeof(*o));
-		o[at] = (struct cd_option){k, v};
-		ep->nopts++;
-	}
-	return cd_endpoint_set_uri(ep, cd_uri_format(ep));
-}
-
-/* Does the grammar take this "key=value" pair (as printed in a canonical
- * URI) on a TLS layer over a transport that has no options of its own? */
-static bool tls_option(const char *pair, size_t n)
-{
-	static const char probe[] = "tls+unix-abstract://p?";
-	struct text t = {0};
-	puts_(&t, probe);
-	put(&t, pair, n);
-	conduit_endpoint *ep = NULL;
-	bool ok = !t.failed &&
-	          conduit_endpoint_parse(&ep, t.p, NULL, 0) == CONDUIT_OK;
-	conduit_endpoint_free(ep);
-	free(t.p);
-	return ok;
+	char why[128];
+	int rc = CONDUIT_OK;
+	if (layer)
+		rc = cd_endpoint_add_layer(ep, tls_layer(), why, sizeof(why));
+	if (rc == CONDUIT_OK && servername != NULL)
+		rc = cd_endpoint_add_option(ep, "servername", servername, why,
+		                            sizeof(why));
+	return rc;
 }
 
 /*
@@ -527,74 +509,59 @@ static bool tls_option(const char *pair, size_t n)
  * options the URI wrote (alpn=, servername=, files where the context let
  * the URI name them), unless the target sets the same option: the rule
  * is the more specific configuration for this host.  Which options are
- * TLS options is asked of the grammar, so no list here can drift from
- * uri.c's.  When any is kept, *target is replaced by the target with TLS
- * (when add_layer) and those options, parsed again; *layered says the
- * TLS layer is on.  Only URIs with options come here: the common path
- * stays one parse.
+ * TLS options is the grammar's table's to say.  When any is kept, the
+ * target gets TLS (when add_layer) and those options, on the value;
+ * *layered says the TLS layer is on.
  */
 static int carry_options(struct rstate *rs, const conduit_endpoint *cur,
-                         conduit_endpoint **target, const struct cd_rule *r,
+                         conduit_endpoint *target, const struct cd_rule *r,
                          bool add_layer, bool *layered)
 {
 	*layered = false;
-	const char *q = strchr(cur->uri, '?');
-	if (cur->nopts == 0 || q == NULL)
+	if (cur->nopts == 0)
 		return CONDUIT_OK;
 	bool want_tls = has_layer(cur, "tls");
-	struct text kept = {0};
-	for (const char *p = q + 1; *p != '\0';) {
-		size_t n = strcspn(p, "&");
-		/* Canonical keys are printed as they are (no escapes). */
-		int kn = (int)strcspn(p, "=");
-		if ((size_t)kn > n)
-			kn = (int)n;
-		if (!want_tls || !tls_option(p, n)) {
+	const struct cd_layer *tls = tls_layer();
+	/* Keys are unique and from the grammar's few lists: fewer than 64. */
+	uint64_t keep = 0;
+	size_t nkept = 0;
+	for (size_t i = 0; i < cur->nopts && i < 64; i++) {
+		const char *key = cur->opts[i].key;
+		if (!want_tls ||
+		    cd_grammar_layer_option(tls, key, strlen(key)) == NULL) {
 			step(rs->x,
-			     "rule: the URI's %.*s dropped (the rule's "
+			     "rule: the URI's %s dropped (the rule's "
 			     "target sets the transport)",
-			     kn, p);
+			     key);
+		} else if (conduit_endpoint_option(target, key) != NULL) {
+			step(rs->x, "tls: the URI's %s replaced by the rule's",
+			     key);
 		} else {
-			char key[64];
-			snprintf(key, sizeof(key), "%.*s", kn, p);
-			if (conduit_endpoint_option(*target, key) != NULL) {
-				step(rs->x,
-				     "tls: the URI's %s replaced by the "
-				     "rule's",
-				     key);
-			} else {
-				puts_(&kept, kept.len > 0 ? "&" : "");
-				put(&kept, p, n);
-				step(rs->x,
-				     "tls: the URI's %s kept over the "
-				     "rule's target",
-				     key);
-			}
+			keep |= (uint64_t)1 << i;
+			nkept++;
+			step(rs->x,
+			     "tls: the URI's %s kept over the rule's target",
+			     key);
 		}
-		p += n;
-		if (*p == '&')
-			p++;
 	}
-	if (kept.len == 0 && !kept.failed)
+	if (nkept == 0)
 		return CONDUIT_OK;
-	struct text t = {0};
-	puts_(&t, add_layer ? "tls+" : "");
-	puts_(&t, (*target)->uri);
-	puts_(&t, (*target)->nopts > 0 ? "&" : "?");
-	puts_(&t, kept.failed ? "" : kept.p);
-	conduit_endpoint *merged = NULL;
-	int rc;
-	if (kept.failed || t.failed)
-		rc = conduit_ctx_fail(rs->ctx, CONDUIT_ERR_NOMEM,
-		                      "resolve %s: out of memory", shown(rs));
-	else
-		rc = parse_into(rs, t.p, &merged, r);
-	free(kept.p);
-	free(t.p);
+	char why[128];
+	int rc = add_layer
+	             ? cd_endpoint_add_layer(target, tls, why, sizeof(why))
+	             : CONDUIT_OK;
+	for (size_t i = 0; i < cur->nopts && i < 64 && rc == CONDUIT_OK; i++)
+		if (keep & ((uint64_t)1 << i))
+			rc = cd_endpoint_add_option(target, cur->opts[i].key,
+			                            cur->opts[i].value, why,
+			                            sizeof(why));
+	if (rc == CONDUIT_ERR_NOMEM)
+		return conduit_ctx_fail(rs->ctx, rc,
+		                        "resolve %s: out of memory", shown(rs));
 	if (rc != CONDUIT_OK)
-		return rc;
-	conduit_endpoint_free(*target);
-	*target = merged;
+		return conduit_ctx_fail(
+		    rs->ctx, rc, "resolve %s: the rule at %s gave %s: %s",
+		    shown(rs), r->origin, cd_endpoint_shown(target), why);
 	*layered = add_layer;
 	return CONDUIT_OK;
 }
@@ -638,7 +605,7 @@ static int apply_map(struct rstate *rs, conduit_endpoint **ep,
 		step(rs->x,
 		     "tls: the rule's target has TLS already; not doubled");
 	bool layered = false;
-	rc = carry_options(rs, cur, &target, r, add_layer, &layered);
+	rc = carry_options(rs, cur, target, r, add_layer, &layered);
 	if (rc != CONDUIT_OK) {
 		conduit_endpoint_free(target);
 		return rc;
@@ -768,7 +735,7 @@ static int resolve(conduit_endpoint **out, conduit_explain *x, conduit_ctx *ctx,
 		    best_rule(ctx, CD_RULE_MAP, rs.name, ep->port);
 		if (r != NULL)
 			rc = apply_map(&rs, &ep, r);
-		else if (strcmp(ep->transport, "tcp") == 0 &&
+		else if (cd_grammar_option(ep, "connect-to") != NULL &&
 		         conduit_endpoint_option(ep, "connect-to") == NULL &&
 		         (r = best_rule(ctx, CD_RULE_CONNECT_TO, rs.name,
 		                        ep->port)) != NULL)
