@@ -652,24 +652,25 @@ static int apply_connect_to(struct rstate *rs, conduit_endpoint **ep,
 		snprintf(num, sizeof(num), "%d", cur->port);
 		puts_(&dest, num);
 	}
-	struct text u = {0};
-	puts_(&u, cur->uri);
-	puts_(&u, cur->nopts > 0 ? "&connect-to=" : "?connect-to=");
-	/* Brackets are not allowed raw in a query. */
-	for (size_t i = 0; !dest.failed && i < dest.len; i++) {
-		if (dest.p[i] == '[')
-			puts_(&u, "%5B");
-		else if (dest.p[i] == ']')
-			puts_(&u, "%5D");
-		else
-			put(&u, &dest.p[i], 1);
-	}
-	conduit_endpoint *next = NULL;
-	int rc = dest.failed || u.failed ? CONDUIT_ERR_NOMEM
-	                                 : parse_into(rs, u.p, &next, r);
+	/* The option goes on a copy of the value: no URI text to print,
+	 * escape and parse again. */
+	conduit_endpoint *next = dest.failed ? NULL : conduit_endpoint_dup(cur);
+	char why[400];
+	int rc = next == NULL
+	             ? CONDUIT_ERR_NOMEM
+	             : cd_endpoint_add_option(next, "connect-to",
+	                                      dest.p != NULL ? dest.p : "", why,
+	                                      sizeof(why));
 	if (rc == CONDUIT_ERR_NOMEM)
 		conduit_ctx_fail(rs->ctx, rc, "resolve %s: out of memory",
 		                 shown(rs));
+	else if (rc != CONDUIT_OK)
+		conduit_ctx_fail(rs->ctx, rc,
+		                 "resolve %s: the rule at %s gave a "
+		                 "destination the URI cannot carry: %s",
+		                 shown(rs), r->origin, why);
+	if (rc != CONDUIT_OK)
+		conduit_endpoint_free(next);
 	if (rc == CONDUIT_OK) {
 		char rp[8];
 		step(rs->x,
@@ -684,7 +685,6 @@ static int apply_connect_to(struct rstate *rs, conduit_endpoint **ep,
 		*ep = next;
 	}
 	free(dest.p);
-	free(u.p);
 	return rc;
 }
 

@@ -41,8 +41,8 @@ START_TEST(transports_carry_what_the_table_says)
 		n++;
 	ck_assert_uint_eq(n, NELEM(samples));
 	for (size_t i = 0; i < NELEM(samples); i++) {
-		const struct cd_transport *tp =
-		    cd_grammar_transport(samples[i].name, strlen(samples[i].name));
+		const struct cd_transport *tp = cd_grammar_transport(
+		    samples[i].name, strlen(samples[i].name));
 		ck_assert_ptr_nonnull(tp);
 		ck_assert_str_eq(tp->name, samples[i].name);
 		conduit_endpoint *ep = parse_ok(samples[i].sample);
@@ -119,7 +119,8 @@ START_TEST(layers_and_options_on_the_value)
 	/* A secret-looking key's value is never quoted. */
 	ck_status(cd_endpoint_add_option(ep, "key", "", why, sizeof(why)),
 	          CONDUIT_ERR_OPTION);
-	ck_assert_msg(strstr(why, "\"****\" for option key") != NULL, "%s", why);
+	ck_assert_msg(strstr(why, "\"****\" for option key") != NULL, "%s",
+	              why);
 	/* Refusals leave the value as it was. */
 	ck_assert(conduit_endpoint_equal(ep, want));
 	conduit_endpoint_free(want);
@@ -142,15 +143,16 @@ START_TEST(a_layer_alone_where_taken)
 {
 	char msg[256];
 	conduit_endpoint *ep = NULL;
-	ck_status(conduit_endpoint_parse(&ep, "tls://h.test:1", msg,
-	                                 sizeof(msg)),
-	          CONDUIT_ERR_SCHEME);
+	ck_status(
+	    conduit_endpoint_parse(&ep, "tls://h.test:1", msg, sizeof(msg)),
+	    CONDUIT_ERR_SCHEME);
 	ck_assert_ptr_nonnull(strstr(msg, "\"tls\" is a layer"));
 	ck_assert_ptr_null(ep);
 	ck_status(cd_endpoint_parse(&ep, "TLS://h.test:1?alpn=h2&nodelay=0",
 	                            CD_PARSE_LAYER_ALONE, msg, sizeof(msg)),
 	          CONDUIT_OK);
-	conduit_endpoint *want = parse_ok("tls+tcp://h.test:1?alpn=h2&nodelay=0");
+	conduit_endpoint *want =
+	    parse_ok("tls+tcp://h.test:1?alpn=h2&nodelay=0");
 	ck_assert(conduit_endpoint_equal(ep, want));
 	ck_assert_str_eq(conduit_endpoint_uri(ep), conduit_endpoint_uri(want));
 	conduit_endpoint_free(ep);
@@ -174,10 +176,10 @@ START_TEST(listen_takes_the_shorthand)
 	ck_status(conduit_listen(&l, ctx, "tls://127.0.0.1:99999"),
 	          CONDUIT_ERR_PORT);
 	ck_assert_ptr_null(l);
-	ck_assert_msg(strstr(conduit_ctx_error(ctx),
-	                     "listen tls://127.0.0.1:99999: ") ==
-	                  conduit_ctx_error(ctx),
-	              "%s", conduit_ctx_error(ctx));
+	ck_assert_msg(
+	    strstr(conduit_ctx_error(ctx), "listen tls://127.0.0.1:99999: ") ==
+	        conduit_ctx_error(ctx),
+	    "%s", conduit_ctx_error(ctx));
 	ck_status(conduit_listen(&l, ctx, "tls+vchan://1/x?nodelay=1"),
 	          CONDUIT_ERR_OPTION);
 	conduit_ctx_free(ctx);
@@ -214,12 +216,12 @@ END_TEST
 int main(void)
 {
 	const struct cd_test tests[] = {
-	    CD_TEST(transports_carry_what_the_table_says, 0),
-	    CD_TEST(layers_and_options_on_the_value, 0),
-	    CD_TEST(a_layer_alone_where_taken, 0),
-	    CD_TEST(listen_takes_the_shorthand, 0),
+		CD_TEST(transports_carry_what_the_table_says, 0),
+		CD_TEST(layers_and_options_on_the_value, 0),
+		CD_TEST(a_layer_alone_where_taken, 0),
+		CD_TEST(listen_takes_the_shorthand, 0),
 #if defined(CONDUIT_HAVE_TLS) && defined(CONDUIT_HAVE_TCP)
-	    CD_TEST(starttls_checks_the_server_name, 0),
+		CD_TEST(starttls_checks_the_server_name, 0),
 #endif
 	};
 	return cd_run(cd_suite("grammar", tests, NELEM(tests)));
