@@ -725,7 +725,7 @@ int conduit_starttls(conduit_flow **fp, int role, const char *servername)
 		                         f->uri, unread);
 	/* The layer reads its options from an endpoint: the flow's own,
 	 * with the layer put over it and the server name asked for. */
-	char msg[512], why[400];
+	char msg[512], why[400] = "the URI grammar has no tls layer";
 	conduit_endpoint *ep = NULL;
 	rc = conduit_endpoint_parse(&ep, f->uri, msg, sizeof(msg));
 	if (rc != CONDUIT_OK)

@@ -9,11 +9,15 @@
  * first.
  */
 #include "core.h"
+#include "flowkit.h"
 #include "harness.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#ifdef CONDUIT_HAVE_LWIP
+#include <conduit/lwip.h>
+#endif
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -230,6 +234,41 @@ START_TEST(bad_registrations_are_refused)
 }
 END_TEST
 
+#ifdef CONDUIT_HAVE_LWIP
+/* lwIP is chosen at run time through the same registration: it becomes
+ * the "tcp" transport, serves one context at a time (its attach refuses a
+ * second, which stays as it was), and is free again when that context
+ * goes. */
+START_TEST(lwip_is_chosen_through_registration)
+{
+	conduit_lwip *st = NULL;
+	ck_status(conduit_lwip_stack(&st), CONDUIT_OK);
+	conduit_ctx *a = NULL, *b = NULL;
+	ck_status(conduit_ctx_new(&a), CONDUIT_OK);
+	ck_status(conduit_ctx_new(&b), CONDUIT_OK);
+	size_t builtin = conduit_ctx_backend_count(a);
+	ck_status(conduit_ctx_use_lwip(a, st), CONDUIT_OK);
+	ck_assert_uint_eq(conduit_ctx_backend_count(a), builtin + 1);
+	ck_assert_str_eq(conduit_ctx_backend_name(a, builtin), "lwip");
+	ck_assert_str_eq(cd_find_transport(a, "tcp")->be->name, "lwip");
+	ck_assert_ptr_eq(cd_find_transport(a, "tcp")->state, st);
+	ck_status(conduit_ctx_use_lwip(a, st), CONDUIT_OK); /* no-op */
+	ck_assert_uint_eq(conduit_ctx_backend_count(a), builtin + 1);
+
+	ck_status(conduit_ctx_use_lwip(b, st), CONDUIT_ERR_STATE);
+	ck_assert_ptr_nonnull(strstr(conduit_ctx_error(b), "another context"));
+	ck_assert_uint_eq(conduit_ctx_backend_count(b), builtin);
+	ck_assert_str_ne(cd_find_transport(b, "tcp")->be->name, "lwip");
+
+	conduit_ctx_free(a);
+	ck_status(conduit_ctx_use_lwip(b, st), CONDUIT_OK);
+	ck_assert_str_eq(cd_find_transport(b, "tcp")->be->name, "lwip");
+	conduit_ctx_free(b);
+	conduit_lwip_release(st);
+}
+END_TEST
+#endif
+
 int main(void)
 {
 	const struct cd_test tests[] = {
@@ -238,6 +277,9 @@ int main(void)
 	    CD_TEST(a_refused_attach_leaves_nothing, 0),
 	    CD_TEST(registered_again_swaps_in_place, 0),
 	    CD_TEST(bad_registrations_are_refused, 0),
+#ifdef CONDUIT_HAVE_LWIP
+	    CD_TEST(lwip_is_chosen_through_registration, 0),
+#endif
 	};
 	return cd_run(cd_suite("register", tests, NELEM(tests)));
 }
