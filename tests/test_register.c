@@ -258,7 +258,9 @@ START_TEST(lwip_is_chosen_through_registration)
 	ck_status(conduit_ctx_use_lwip(b, st), CONDUIT_ERR_STATE);
 	ck_assert_ptr_nonnull(strstr(conduit_ctx_error(b), "another context"));
 	ck_assert_uint_eq(conduit_ctx_backend_count(b), builtin);
-	ck_assert_str_ne(cd_find_transport(b, "tcp")->be->name, "lwip");
+	/* b's tcp is as it was: host TCP, or none in a build without. */
+	const struct cd_registration *tcp = cd_find_transport(b, "tcp");
+	ck_assert(tcp == NULL || strcmp(tcp->be->name, "lwip") != 0);
 
 	conduit_ctx_free(a);
 	ck_status(conduit_ctx_use_lwip(b, st), CONDUIT_OK);
