@@ -119,7 +119,7 @@ struct cd_registration {
 	void *state;
 };
 
-/* Resolutions conduit_connect() remembers (resolve.c). */
+/* Resolutions conduit_connect() remembers (remember.c). */
 #define CD_REMEMBERED 8
 struct cd_remembered {
 	uint64_t hash;
@@ -159,7 +159,6 @@ struct conduit_ctx {
 	struct cd_remembered remembered[CD_REMEMBERED];
 	unsigned remembered_next; /* the slot to fill next */
 	unsigned remembered_last; /* the slot filled last */
-	uint64_t resolved_afresh; /* conduit_connect()'s misses, for tests */
 	unsigned settings_gen;
 };
 
@@ -183,6 +182,18 @@ void cd_resolve_done(conduit_ctx *ctx, struct cd_use *u, const char *uri);
 /* What resolution depends on changed (rules, services, allowed options,
  * the lookup function): forget every remembered resolution. */
 void cd_ctx_changed(conduit_ctx *ctx);
+/* A test hook: called each time cd_resolve_use() resolves afresh, when
+ * something defines it (a test does; the library does not, and the weak
+ * reference is then NULL).  The production struct keeps no count. */
+void cd_remember_missed(const conduit_ctx *ctx) __attribute__((weak));
+
+/* resolve.c's resolution as conduit_resolve() does it, for remember.c:
+ * *system (if not NULL) tells whether the system's service table was
+ * asked; announced: the "resolving" event was given already. */
+int cd_resolve_fresh(conduit_endpoint **out, conduit_ctx *ctx, const char *uri,
+                     bool *system, bool announced);
+/* The detail of a "resolved" event: "1 address", or "" for none. */
+const char *cd_addr_count(const conduit_endpoint *ep, char buf[64]);
 
 /* Find the backend serving a transport or a layer; NULL if none. */
 const struct cd_registration *cd_find_transport(const conduit_ctx *ctx,
@@ -226,6 +237,10 @@ void cd_set_message(char **slot, const char *fmt, va_list ap)
  * names looked up (this may block); sets ep's addresses.  A connect-to
  * option is looked up in place of the host, and sets dest_port. */
 int cd_lookup(conduit_ctx *ctx, conduit_endpoint *ep);
+/* The same for the resolver: messages name the URI it was given too,
+ * "resolve GIVEN (ENDPOINT): reason", when given differs from the
+ * endpoint's URI. */
+int cd_lookup_for(conduit_ctx *ctx, conduit_endpoint *ep, const char *given);
 
 /* For a host transport's listen: CONDUIT_ERR_OPTION, with the message on
  * ctx, when ep carries connect-to (where a connection goes; a listener
@@ -240,28 +255,81 @@ int cd_listen_refuses_connect_to(conduit_ctx *ctx, const conduit_endpoint *ep);
 /* The class of an endpoint's option (0: harmless). */
 unsigned cd_option_class(const conduit_endpoint *ep, const char *key);
 
-/* Is name a transport of the URI grammar ("tcp", "unix", ...)? */
-bool cd_is_transport(const char *name, size_t len);
+/* ---- The URI grammar's tables (uri.c) ----------------------------
+ * Which transports and layers exist, what each transport's URIs carry and
+ * which options each allows: the parser, the printer, the resolver and
+ * the rules file consult these rather than compare names. */
+
+/* Check a decoded option value.  NULL when it is good, with *canon set to
+ * its canonical form (the value itself or buf); else the reason. */
+typedef const char *(*cd_optcheck)(const char *v, char *buf, size_t len,
+                                   const char **canon);
+
+struct cd_optdef {
+	const char *key;
+	cd_optcheck check;
+	unsigned cls; /* CD_OPT_FILE, CD_OPT_INSECURE */
+};
+
+/* How a transport's URIs are parsed and printed (uri.c's own). */
+struct cd_shape;
+
+struct cd_transport {
+	const char *name; /* the static string endpoints point to */
+	const struct cd_shape *shape;
+	bool has_host; /* the endpoint has a host (vchan: a domain) */
+	bool inet;     /* the host is an Internet host: a DNS name or an IP
+	                * address, looked up, and connect-to rules apply */
+	bool has_port;
+	bool has_path; /* a path or a name (unix, vchan's port name) */
+	const struct cd_optdef *opts; /* sorted by key */
+	size_t nopts;
+};
+
+struct cd_layer {
+	const char *name; /* the static string endpoints point to */
+	/* The scheme of the layer alone ("tls://") means the layer over
+	 * this transport, where a shorthand is taken (the resolver,
+	 * conduit_listen); NULL: never. */
+	const char *alone_over;
+	const struct cd_optdef *opts; /* sorted by key */
+	size_t nopts;
+};
+
+/* The transport or layer of that name (len bytes, any case); NULL: the
+ * grammar has none. */
+const struct cd_transport *cd_grammar_transport(const char *name, size_t len);
+const struct cd_layer *cd_grammar_layer(const char *name, size_t len);
+/* The i-th transport of the grammar; NULL past the last. */
+const struct cd_transport *cd_grammar_transport_at(size_t i);
+/* What option key is on ep: its transport's or one of its layers'; NULL
+ * when ep's URI cannot carry it. */
+const struct cd_optdef *cd_grammar_option(const conduit_endpoint *ep,
+                                          const char *key);
+/* A layer's own option key (len bytes); NULL if it has none such. */
+const struct cd_optdef *cd_grammar_layer_option(const struct cd_layer *ly,
+                                                const char *key, size_t len);
+
+/* Put a layer of the grammar over ep (outermost) and print ep again.
+ * CONDUIT_ERR_SCHEME when ep has it already or has CD_MAX_LAYERS, with
+ * the reason in why; CONDUIT_ERR_NOMEM. */
+int cd_endpoint_add_layer(conduit_endpoint *ep, const struct cd_layer *ly,
+                          char *why, size_t whylen);
+/* Give ep the option key=value (decoded), checked and made canonical as
+ * the grammar does for a URI, and print ep again.  CONDUIT_ERR_OPTION when
+ * ep cannot carry the key, has it already, or the value is bad (the
+ * reason in why, the value of a secret-looking key never quoted);
+ * CONDUIT_ERR_NOMEM. */
+int cd_endpoint_add_option(conduit_endpoint *ep, const char *key,
+                           const char *value, char *why, size_t whylen);
 
 /* strdup that reports failure instead of crashing on NULL input. */
 char *cd_strdup(const char *s);
 
-/* Built-in backends of this build (registered by conduit_ctx_new). */
-#ifdef CONDUIT_HAVE_UNIX
-extern const struct conduit_backend cd_backend_unix;
-#endif
-#ifdef CONDUIT_HAVE_TCP
-extern const struct conduit_backend cd_backend_tcp;
-#endif
-#ifdef CONDUIT_HAVE_TLS
-extern const struct conduit_backend cd_backend_tls;
-/* The TLS layer's per-context state (freed by the backend's detach);
- * NULL when out of memory. */
-void *cd_tls_state_new(void);
-#endif
-#ifdef CONDUIT_HAVE_VCHAN
-extern const struct conduit_backend cd_backend_vchan;
-#endif
+/* The backends of this build, NULL-terminated, registered in this order
+ * by conduit_ctx_new() (builtin.c: the one file of the core that names
+ * a backend). */
+extern const struct conduit_backend *const cd_builtin_backends[];
 
 /* Parse a dotted-quad IPv4 address exactly as inet_pton(AF_INET) does
  * (several times faster: literals are converted on every connect).
@@ -274,8 +342,14 @@ bool cd_ipv4_parse(const char *s, unsigned char out[4]);
  * the endpoint's own "") from a URI: all but
  * uri and addrs.  On failure the message ("URI: reason") is in err and
  * ep may hold partial allocations: conduit_endpoint_free() them. */
-int cd_uri_parse(conduit_endpoint *ep, const char *uri, char *err,
-                 size_t errlen);
+int cd_uri_parse(conduit_endpoint *ep, const char *uri, unsigned flags,
+                 char *err, size_t errlen);
+/* cd_uri_parse() flags: take a layer's scheme alone ("tls://") as that
+ * layer over its alone_over transport. */
+#define CD_PARSE_LAYER_ALONE 1u
+/* conduit_endpoint_parse() with cd_uri_parse() flags. */
+int cd_endpoint_parse(conduit_endpoint **out, const char *uri, unsigned flags,
+                      char *err, size_t errlen);
 /* The canonical URI of an endpoint's fields; malloc'd, NULL when out of
  * memory. */
 char *cd_uri_format(const conduit_endpoint *ep);

@@ -1,7 +1,8 @@
 /*
  * ctx.c - contexts: the registry of backends (which is how a context's TCP
  * stack is chosen at run time), options, the observer, and the error
- * helpers every object shares.
+ * helpers every object shares.  Which backends a build has is data
+ * (builtin.c); this file names none of them.
  */
 #include "core.h"
 
@@ -18,27 +19,26 @@ int conduit_ctx_new(conduit_ctx **out)
 	conduit_ctx *ctx = calloc(1, sizeof(*ctx));
 	if (ctx == NULL)
 		return CONDUIT_ERR_NOMEM;
-#ifdef CONDUIT_HAVE_UNIX
-	conduit_ctx_register(ctx, &cd_backend_unix, NULL);
-#endif
-#ifdef CONDUIT_HAVE_TCP
-	conduit_ctx_register(ctx, &cd_backend_tcp, NULL);
-#endif
-#ifdef CONDUIT_HAVE_TLS
-	/* Small until first used: certificates and the random generator
-	 * are set up by the first TLS flow. */
-	void *tls = cd_tls_state_new();
-	if (tls == NULL) {
-		free(ctx);
-		return CONDUIT_ERR_NOMEM;
+	/* The build's own backends, through the path any backend takes. */
+	for (const struct conduit_backend *const *be = cd_builtin_backends;
+	     *be != NULL; be++) {
+		int rc = conduit_ctx_register(ctx, *be, NULL);
+		if (rc != CONDUIT_OK) {
+			conduit_ctx_free(ctx);
+			return rc;
+		}
 	}
-	conduit_ctx_register(ctx, &cd_backend_tls, tls);
-#endif
-#ifdef CONDUIT_HAVE_VCHAN
-	conduit_ctx_register(ctx, &cd_backend_vchan, NULL);
-#endif
 	*out = ctx;
 	return CONDUIT_OK;
+}
+
+/* Undo one registration's attach, and free the state the context gave. */
+static void detach(const struct conduit_backend *be, void *state)
+{
+	if (be->detach != NULL)
+		be->detach(state);
+	if (be->state_size > 0)
+		free(state);
 }
 
 void conduit_ctx_free(conduit_ctx *ctx)
@@ -46,8 +46,7 @@ void conduit_ctx_free(conduit_ctx *ctx)
 	if (ctx == NULL)
 		return;
 	for (size_t i = ctx->nbackends; i-- > 0;)
-		if (ctx->backends[i].be->detach != NULL)
-			ctx->backends[i].be->detach(ctx->backends[i].state);
+		detach(ctx->backends[i].be, ctx->backends[i].state);
 	cd_ctx_changed(ctx); /* frees the remembered resolutions */
 	cd_ruleset_free(&ctx->rules);
 	free(ctx->pfds);
@@ -97,25 +96,46 @@ const char *conduit_ctx_backend_name(const conduit_ctx *ctx, size_t i)
 }
 
 int conduit_ctx_register(conduit_ctx *ctx, const struct conduit_backend *be,
-                         void *state)
+                         void *arg)
 {
 	if (ctx == NULL || be == NULL || be->name == NULL)
 		return CONDUIT_ERR_INVALID;
-	for (size_t i = 0; i < ctx->nbackends; i++)
-		if (ctx->backends[i].be == be) {
-			ctx->backends[i].state = state;
-			for (size_t k = 0; k < ctx->nprocs; k++)
-				if (ctx->procs[k].be == be)
-					ctx->procs[k].state = state;
-			return CONDUIT_OK;
-		}
-	if (ctx->nbackends == CD_MAX_BACKENDS)
+	size_t at = 0;
+	while (at < ctx->nbackends && ctx->backends[at].be != be)
+		at++;
+	if (at == CD_MAX_BACKENDS)
 		return conduit_ctx_fail(
 		    ctx, CONDUIT_ERR_INVALID,
 		    "register %s: too many backends (limit %d)", be->name,
 		    CD_MAX_BACKENDS);
-	ctx->backends[ctx->nbackends].be = be;
-	ctx->backends[ctx->nbackends].state = state;
+	void *state = arg;
+	if (be->state_size > 0) {
+		state = calloc(1, be->state_size);
+		if (state == NULL)
+			return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
+			                        "register %s: out of memory",
+			                        be->name);
+	}
+	if (be->attach != NULL) {
+		int rc = be->attach(state, ctx, arg);
+		if (rc != CONDUIT_OK) {
+			if (be->state_size > 0)
+				free(state);
+			return rc;
+		}
+	}
+	if (at < ctx->nbackends) {
+		/* Registered again: the new state in the old place. */
+		void *old = ctx->backends[at].state;
+		ctx->backends[at].state = state;
+		for (size_t k = 0; k < ctx->nprocs; k++)
+			if (ctx->procs[k].be == be)
+				ctx->procs[k].state = state;
+		detach(be, old);
+		return CONDUIT_OK;
+	}
+	ctx->backends[at].be = be;
+	ctx->backends[at].state = state;
 	ctx->nbackends++;
 	if (be->ctx_process != NULL)
 		ctx->procs[ctx->nprocs++] = (struct cd_proc){

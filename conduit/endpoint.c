@@ -86,6 +86,12 @@ static bool same(const char *a, const char *b)
 int conduit_endpoint_parse(conduit_endpoint **out, const char *uri, char *err,
                            size_t errlen)
 {
+	return cd_endpoint_parse(out, uri, 0, err, errlen);
+}
+
+int cd_endpoint_parse(conduit_endpoint **out, const char *uri, unsigned flags,
+                      char *err, size_t errlen)
+{
 	if (out == NULL) {
 		cd_uri_error(err, errlen, uri,
 		             "nowhere to store the endpoint (out is NULL)");
@@ -100,7 +106,7 @@ int conduit_endpoint_parse(conduit_endpoint **out, const char *uri, char *err,
 	/* Absent strings are the endpoint's own "": the parser sets only
 	 * those the URI has (and would fill NULL ones itself). */
 	ep->host = ep->zone = ep->path = none(ep);
-	int rc = cd_uri_parse(ep, uri, err, errlen);
+	int rc = cd_uri_parse(ep, uri, flags, err, errlen);
 	if (rc == CONDUIT_OK) {
 		rc = cd_endpoint_set_uri(ep, cd_uri_format(ep));
 		if (rc != CONDUIT_OK)

@@ -657,19 +657,10 @@ int conduit_listen(conduit_listener **out, conduit_ctx *ctx, const char *uri)
 	char msg[512];
 	conduit_endpoint *ep = NULL;
 	/* "tls://" is "tls+tcp://" here as when connecting: the one
-	 * shorthand a listening URI may use (services are for clients). */
-	char *full = NULL;
-	if (strncasecmp(uri, "tls://", 6) == 0) {
-		full = malloc(strlen(uri) + 5);
-		if (full == NULL)
-			return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-			                        "listen: out of memory");
-		strcpy(full, "tls+tcp");
-		strcat(full, uri + 3);
-		uri = full;
-	}
-	int rc = conduit_endpoint_parse(&ep, uri, msg, sizeof(msg));
-	free(full);
+	 * shorthand a listening URI may use (services are for clients).
+	 * The grammar's table says what a layer alone stands for. */
+	int rc =
+	    cd_endpoint_parse(&ep, uri, CD_PARSE_LAYER_ALONE, msg, sizeof(msg));
 	if (rc != CONDUIT_OK)
 		return conduit_ctx_fail(ctx, rc, "listen %s", msg);
 	rc = conduit_listen_endpoint(out, ctx, ep);
@@ -732,22 +723,23 @@ int conduit_starttls(conduit_flow **fp, int role, const char *servername)
 		                         "were not read; refusing to start TLS "
 		                         "over them",
 		                         f->uri, unread);
-	/* The layer reads its options from an endpoint: the flow's own URI
-	 * under tls+, with the server name asked for. */
-	char uri[1024];
-	int n = snprintf(uri, sizeof(uri), "tls+%s", f->uri);
-	if (servername != NULL && n > 0 && (size_t)n < sizeof(uri))
-		n += snprintf(
-		    uri + n, sizeof(uri) - (size_t)n, "%sservername=%s",
-		    strchr(f->uri, '?') != NULL ? "&" : "?", servername);
-	if (n < 0 || (size_t)n >= sizeof(uri))
-		return conduit_flow_fail(f, CONDUIT_ERR_INVALID,
-		                         "starttls %s: URI too long", f->uri);
-	char msg[512];
+	/* The layer reads its options from an endpoint: the flow's own,
+	 * with the layer put over it and the server name asked for. */
+	char msg[512], why[400] = "the URI grammar has no tls layer";
 	conduit_endpoint *ep = NULL;
-	rc = conduit_endpoint_parse(&ep, uri, msg, sizeof(msg));
+	rc = conduit_endpoint_parse(&ep, f->uri, msg, sizeof(msg));
 	if (rc != CONDUIT_OK)
 		return conduit_flow_fail(f, rc, "starttls %s", msg);
+	const struct cd_layer *tls = cd_grammar_layer("tls", 3);
+	rc = tls != NULL ? cd_endpoint_add_layer(ep, tls, why, sizeof(why))
+	                 : CONDUIT_ERR_SCHEME;
+	if (rc == CONDUIT_OK && servername != NULL)
+		rc = cd_endpoint_add_option(ep, "servername", servername, why,
+		                            sizeof(why));
+	if (rc != CONDUIT_OK) {
+		conduit_endpoint_free(ep);
+		return conduit_flow_fail(f, rc, "starttls %s: %s", f->uri, why);
+	}
 	conduit_flow *outer = NULL;
 	rc = lr->be->wrap(lr->state, ctx, ep, f, role == CONDUIT_ROLE_SERVER,
 	                  &outer);

@@ -17,18 +17,31 @@
 #include <sys/socket.h>
 
 /* Messages show an endpoint's URI without the values of secret options
- * (a TLS key file): the canonical URI keeps them, messages never do. */
+ * (a TLS key file): the canonical URI keeps them, messages never do.
+ * When the URI the caller was given differs from the endpoint's (the
+ * resolver's "tls://" or "https://", a rule's rewrite), both are named:
+ * "GIVEN (ENDPOINT)".  Made only for a message, on the way to a failure. */
+#define LK_SHOWN (2 * CD_SHOWN_URI + 4)
 
-static const char *shown(const conduit_endpoint *ep, char buf[CD_SHOWN_URI])
+static const char *shown(const conduit_endpoint *ep, const char *given,
+                         char buf[LK_SHOWN])
 {
 	cd_uri_redact(ep->uri, buf, CD_SHOWN_URI);
+	if (given == NULL || strcmp(ep->uri, given) == 0)
+		return buf;
+	char e[CD_SHOWN_URI];
+	memcpy(e, buf, sizeof(e));
+	cd_uri_redact(given, buf, CD_SHOWN_URI);
+	size_t n = strlen(buf);
+	snprintf(buf + n, LK_SHOWN - n, " (%s)", e);
 	return buf;
 }
 
-static int literal(conduit_ctx *ctx, conduit_endpoint *ep, const char *host,
-                   enum conduit_host_kind kind, const char *zone)
+static int literal(conduit_ctx *ctx, conduit_endpoint *ep, const char *given,
+                   const char *host, enum conduit_host_kind kind,
+                   const char *zone)
 {
-	char sh[CD_SHOWN_URI];
+	char sh[LK_SHOWN];
 	struct conduit_addr a;
 	memset(&a, 0, sizeof(a));
 	if (kind == CONDUIT_HOST_IPV4) {
@@ -36,13 +49,13 @@ static int literal(conduit_ctx *ctx, conduit_endpoint *ep, const char *host,
 		if (!cd_ipv4_parse(host, a.bytes))
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_HOST,
 			                        "resolve %s: bad IPv4 address",
-			                        shown(ep, sh));
+			                        shown(ep, given, sh));
 	} else {
 		a.family = CONDUIT_AF_INET6;
 		if (inet_pton(AF_INET6, host, a.bytes) != 1)
 			return conduit_ctx_fail(ctx, CONDUIT_ERR_HOST,
 			                        "resolve %s: bad IPv6 address",
-			                        shown(ep, sh));
+			                        shown(ep, given, sh));
 		if (zone[0] != '\0') {
 			char *end = NULL;
 			unsigned long idx = strtoul(zone, &end, 10);
@@ -52,7 +65,7 @@ static int literal(conduit_ctx *ctx, conduit_endpoint *ep, const char *host,
 				return conduit_ctx_fail(
 				    ctx, CONDUIT_ERR_HOST,
 				    "resolve %s: no network interface '%s'",
-				    shown(ep, sh), zone);
+				    shown(ep, given, sh), zone);
 			a.scope = (uint32_t)idx;
 		}
 	}
@@ -78,8 +91,8 @@ static bool same_addr(const struct conduit_addr *a,
  * with the bytes a family does not use cleared.  Sorts in place; the
  * caller's array holds IPv4 and IPv6 addresses only.
  */
-static int set_found(conduit_ctx *ctx, conduit_endpoint *ep, const char *host,
-                     struct conduit_addr *addrs, size_t n)
+static int set_found(conduit_ctx *ctx, conduit_endpoint *ep, const char *given,
+                     const char *host, struct conduit_addr *addrs, size_t n)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -94,11 +107,11 @@ static int set_found(conduit_ctx *ctx, conduit_endpoint *ep, const char *host,
 		if (!dup)
 			addrs[k++] = a;
 	}
-	char sh[CD_SHOWN_URI];
+	char sh[LK_SHOWN];
 	if (k == 0)
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
 		                        "resolve %s: %s has no IP address",
-		                        shown(ep, sh), host);
+		                        shown(ep, given, sh), host);
 	return cd_endpoint_set_addresses(ep, addrs, k);
 }
 
@@ -112,26 +125,26 @@ static int set_found(conduit_ctx *ctx, conduit_endpoint *ep, const char *host,
  * state or a status it knows.
  */
 static int lookup_custom(conduit_ctx *ctx, conduit_endpoint *ep,
-                         const char *host)
+                         const char *given, const char *host)
 {
 	struct conduit_addr addrs[CUSTOM_MAX];
 	size_t n = 0;
-	char sh[CD_SHOWN_URI];
+	char sh[LK_SHOWN];
 	memset(addrs, 0, sizeof(addrs));
 	int rc = ctx->lookup(ctx->lookup_arg, host, addrs, CUSTOM_MAX, &n);
 	if (rc == CONDUIT_ERR_RESOLVE)
 		return conduit_ctx_fail(ctx, rc,
 		                        "resolve %s: %s: no address found",
-		                        shown(ep, sh), host);
+		                        shown(ep, given, sh), host);
 	if (rc == CONDUIT_ERR_NOMEM)
 		return conduit_ctx_fail(ctx, rc,
 		                        "resolve %s: %s: out of memory",
-		                        shown(ep, sh), host);
+		                        shown(ep, given, sh), host);
 	if (rc != CONDUIT_OK && rc > CONDUIT_EOF && rc < CONDUIT_STATUS_COUNT)
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
 		                        "resolve %s: %s: the lookup function "
 		                        "failed: %s (%s)",
-		                        shown(ep, sh), host,
+		                        shown(ep, given, sh), host,
 		                        conduit_strerror(rc),
 		                        conduit_status_name(rc));
 	if (rc != CONDUIT_OK && rc >= 0 && rc < CONDUIT_STATUS_COUNT)
@@ -139,23 +152,23 @@ static int lookup_custom(conduit_ctx *ctx, conduit_endpoint *ep,
 		    ctx, CONDUIT_ERR_RESOLVE,
 		    "resolve %s: %s: the lookup function "
 		    "returned %s, which is not a lookup result",
-		    shown(ep, sh), host, conduit_status_name(rc));
+		    shown(ep, given, sh), host, conduit_status_name(rc));
 	if (rc != CONDUIT_OK)
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
 		                        "resolve %s: %s: the lookup function "
 		                        "returned %d, which is not a status",
-		                        shown(ep, sh), host, rc);
+		                        shown(ep, given, sh), host, rc);
 	if (n == 0)
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
 		                        "resolve %s: %s: the lookup function "
 		                        "returned CONDUIT_OK with no address",
-		                        shown(ep, sh), host);
+		                        shown(ep, given, sh), host);
 	if (n > CUSTOM_MAX)
 		return conduit_ctx_fail(
 		    ctx, CONDUIT_ERR_RESOLVE,
 		    "resolve %s: %s: the lookup function "
 		    "claims %zu addresses but had room for %d",
-		    shown(ep, sh), host, n, CUSTOM_MAX);
+		    shown(ep, given, sh), host, n, CUSTOM_MAX);
 	for (size_t i = 0; i < n; i++)
 		if (addrs[i].family != CONDUIT_AF_INET &&
 		    addrs[i].family != CONDUIT_AF_INET6)
@@ -164,15 +177,16 @@ static int lookup_custom(conduit_ctx *ctx, conduit_endpoint *ep,
 			    "resolve %s: %s: the lookup function's address "
 			    "%zu has family %d (not CONDUIT_AF_INET or "
 			    "CONDUIT_AF_INET6)",
-			    shown(ep, sh), host, i + 1, addrs[i].family);
-	return set_found(ctx, ep, host, addrs, n);
+			    shown(ep, given, sh), host, i + 1, addrs[i].family);
+	return set_found(ctx, ep, given, host, addrs, n);
 }
 
-static int lookup_name(conduit_ctx *ctx, conduit_endpoint *ep, const char *host)
+static int lookup_name(conduit_ctx *ctx, conduit_endpoint *ep,
+                       const char *given, const char *host)
 {
 	if (ctx->lookup != NULL)
-		return lookup_custom(ctx, ep, host);
-	char sh[CD_SHOWN_URI];
+		return lookup_custom(ctx, ep, given, host);
+	char sh[LK_SHOWN];
 	struct addrinfo hints, *res = NULL;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -182,11 +196,11 @@ static int lookup_name(conduit_ctx *ctx, conduit_endpoint *ep, const char *host)
 	if (gai == EAI_MEMORY)
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
 		                        "resolve %s: out of memory",
-		                        shown(ep, sh));
+		                        shown(ep, given, sh));
 	if (gai != 0)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
-		                        "resolve %s: %s: %s", shown(ep, sh),
-		                        host, gai_strerror(gai));
+		return conduit_ctx_fail(
+		    ctx, CONDUIT_ERR_RESOLVE, "resolve %s: %s: %s",
+		    shown(ep, given, sh), host, gai_strerror(gai));
 	size_t n = 0;
 	for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next)
 		n++;
@@ -195,7 +209,7 @@ static int lookup_name(conduit_ctx *ctx, conduit_endpoint *ep, const char *host)
 		freeaddrinfo(res);
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
 		                        "resolve %s: out of memory",
-		                        shown(ep, sh));
+		                        shown(ep, given, sh));
 	}
 	size_t k = 0;
 	for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
@@ -216,7 +230,7 @@ static int lookup_name(conduit_ctx *ctx, conduit_endpoint *ep, const char *host)
 		k++;
 	}
 	freeaddrinfo(res);
-	int rc = set_found(ctx, ep, host, addrs, k);
+	int rc = set_found(ctx, ep, given, host, addrs, k);
 	free(addrs);
 	return rc;
 }
@@ -268,22 +282,23 @@ static bool split_connect_to(const char *ct, char host[256],
 
 /* Look the connect-to destination's host up in place of the endpoint's. */
 static int lookup_connect_to(conduit_ctx *ctx, conduit_endpoint *ep,
-                             const char *ct)
+                             const char *given, const char *ct)
 {
 	char host[256];
 	enum conduit_host_kind kind = CONDUIT_HOST_NAME;
 	int port = 0;
 	if (!split_connect_to(ct, host, &kind, &port)) {
-		char sh[CD_SHOWN_URI];
+		char sh[LK_SHOWN];
 		return conduit_ctx_fail(
 		    ctx, CONDUIT_ERR_OPTION,
 		    "resolve %s: connect-to=%.64s%s is not "
 		    "HOST:PORT (a DNS name, IPv4 or [IPv6], "
 		    "port 1-65535)",
-		    shown(ep, sh), ct, strlen(ct) > 64 ? "..." : "");
+		    shown(ep, given, sh), ct, strlen(ct) > 64 ? "..." : "");
 	}
-	int rc = kind == CONDUIT_HOST_NAME ? lookup_name(ctx, ep, host)
-	                                   : literal(ctx, ep, host, kind, "");
+	int rc = kind == CONDUIT_HOST_NAME
+	             ? lookup_name(ctx, ep, given, host)
+	             : literal(ctx, ep, given, host, kind, "");
 	if (rc == CONDUIT_OK)
 		ep->dest_port = port;
 	return rc;
@@ -300,23 +315,28 @@ int cd_listen_refuses_connect_to(conduit_ctx *ctx, const conduit_endpoint *ep)
 	                        cd_endpoint_shown(ep));
 }
 
-int cd_lookup(conduit_ctx *ctx, conduit_endpoint *ep)
+int cd_lookup_for(conduit_ctx *ctx, conduit_endpoint *ep, const char *given)
 {
 	int rc;
 	const char *ct = conduit_endpoint_option(ep, "connect-to");
 	if (ct != NULL)
-		rc = lookup_connect_to(ctx, ep, ct);
+		rc = lookup_connect_to(ctx, ep, given, ct);
 	else if (ep->host_kind == CONDUIT_HOST_IPV4 ||
 	         ep->host_kind == CONDUIT_HOST_IPV6)
-		rc = literal(ctx, ep, ep->host, ep->host_kind, ep->zone);
+		rc = literal(ctx, ep, given, ep->host, ep->host_kind, ep->zone);
 	else if (ep->host_kind == CONDUIT_HOST_NAME)
-		rc = lookup_name(ctx, ep, ep->host);
+		rc = lookup_name(ctx, ep, given, ep->host);
 	else
 		return CONDUIT_OK;
 	if (rc == CONDUIT_ERR_NOMEM && ctx->error == NULL) {
-		char sh[CD_SHOWN_URI];
+		char sh[LK_SHOWN];
 		conduit_ctx_fail(ctx, rc, "resolve %s: out of memory",
-		                 shown(ep, sh));
+		                 shown(ep, given, sh));
 	}
 	return rc;
+}
+
+int cd_lookup(conduit_ctx *ctx, conduit_endpoint *ep)
+{
+	return cd_lookup_for(ctx, ep, NULL);
 }

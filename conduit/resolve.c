@@ -280,13 +280,22 @@ static const char *redacted(const char *uri, char buf[CD_SHOWN_URI])
 	return buf;
 }
 
+static int parse_flags(struct rstate *rs, const char *text, unsigned flags,
+                       conduit_endpoint **out, const struct cd_rule *rule);
+
 /* Parse text into *out; on failure the message names the URI as given
  * and, for text a rule made, the rule's place. */
 static int parse_into(struct rstate *rs, const char *text,
                       conduit_endpoint **out, const struct cd_rule *rule)
 {
+	return parse_flags(rs, text, 0, out, rule);
+}
+
+static int parse_flags(struct rstate *rs, const char *text, unsigned flags,
+                       conduit_endpoint **out, const struct cd_rule *rule)
+{
 	char msg[512];
-	int rc = conduit_endpoint_parse(out, text, msg, sizeof(msg));
+	int rc = cd_endpoint_parse(out, text, flags, msg, sizeof(msg));
 	if (rc == CONDUIT_OK)
 		return rc;
 	if (rule != NULL)
@@ -383,32 +392,32 @@ static int first_endpoint(struct rstate *rs, conduit_endpoint **out)
 
 	const char *last = memrchr(rs->scheme, '+', n);
 	const char *tname = last != NULL ? last + 1 : rs->scheme;
-	if (cd_is_transport(tname, strlen(tname)) || last != NULL) {
+	if (cd_grammar_transport(tname, strlen(tname)) != NULL ||
+	    last != NULL) {
 		step(rs->x, "scheme: %s is a transport URI", rs->scheme);
 		return parse_into(rs, u, out, NULL);
 	}
-	struct text t = {0};
-	int rc;
-	if (strcmp(rs->scheme, "tls") == 0) {
-		step(rs->x, "scheme: tls means tls+tcp");
-		puts_(&t, "tls+tcp");
-		puts_(&t, u + n);
-		rc = t.failed ? CONDUIT_ERR_NOMEM : CONDUIT_OK;
-	} else {
-		struct service svc;
-		char origin[128];
-		if (!find_service(rs->ctx, rs->scheme, &svc, origin,
-		                  sizeof(origin)))
-			return conduit_ctx_fail(rs->ctx, CONDUIT_ERR_SCHEME,
-			                        "resolve %s: unknown scheme "
-			                        "\"%s\" (not a transport, "
-			                        "and no service of that name)",
-			                        shown(rs), rs->scheme);
-		step(rs->x, "service: %s (%s): port %u%s", rs->scheme, origin,
-		     svc.port, svc.tls ? ", TLS" : "");
-		rs->system_service = strcmp(origin, "/etc/services") == 0;
-		rc = service_uri(rs, &svc, &t);
+	/* A layer alone ("tls://") is that layer over its transport: the
+	 * grammar's table says which, and the parser builds it. */
+	const struct cd_layer *alone = cd_grammar_layer(rs->scheme, n);
+	if (alone != NULL && alone->alone_over != NULL) {
+		step(rs->x, "scheme: %s means %s+%s", alone->name, alone->name,
+		     alone->alone_over);
+		return parse_flags(rs, u, CD_PARSE_LAYER_ALONE, out, NULL);
 	}
+	struct service svc;
+	char origin[128];
+	if (!find_service(rs->ctx, rs->scheme, &svc, origin, sizeof(origin)))
+		return conduit_ctx_fail(
+		    rs->ctx, CONDUIT_ERR_SCHEME,
+		    "resolve %s: unknown scheme \"%s\" (not a "
+		    "transport, and no service of that name)",
+		    shown(rs), rs->scheme);
+	step(rs->x, "service: %s (%s): port %u%s", rs->scheme, origin, svc.port,
+	     svc.tls ? ", TLS" : "");
+	rs->system_service = strcmp(origin, "/etc/services") == 0;
+	struct text t = {0};
+	int rc = service_uri(rs, &svc, &t);
 	if (rc == CONDUIT_OK)
 		rc = parse_into(rs, t.p, out, NULL);
 	free(t.p);
@@ -468,57 +477,30 @@ static void captures_for(const struct cd_rule *r, const conduit_endpoint *ep,
 	}
 }
 
+/* The grammar's TLS layer (always in the table: resolution knows TLS as
+ * a layer of the grammar, not as a backend). */
+static const struct cd_layer *tls_layer(void)
+{
+	return cd_grammar_layer("tls", 3);
+}
+
 /*
  * Put TLS over an endpoint a rule made (as the outermost layer) and/or
- * name the server TLS must verify, then print it again.  Done on the
- * value rather than by printing and parsing a new URI: both are valid
- * by construction (the tls layer takes servername; servername is a
- * checked DNS name), and resolution is on every connect's path.
+ * name the server TLS must verify.  Done on the value rather than by
+ * printing and parsing a new URI: both are valid by construction (the tls
+ * layer takes servername; servername is a checked DNS name), and
+ * resolution is on every connect's path.
  */
 static int add_tls(conduit_endpoint *ep, bool layer, const char *servername)
 {
-	if (layer) {
-		if (ep->nlayers == CD_MAX_LAYERS)
-			return CONDUIT_ERR_SCHEME;
-		ep->layers[ep->nlayers++] = "tls";
-	}
-	if (servername != NULL) {
-		struct cd_option *o =
-		    realloc(ep->opts, (ep->nopts + 1) * sizeof(*o));
-		if (o == NULL)
-			return CONDUIT_ERR_NOMEM;
-		ep->opts = o;
-		char *k = cd_strdup("servername"), *v = cd_strdup(servername);
-		if (k == NULL || v == NULL) {
-			free(k);
-			free(v);
-			return CONDUIT_ERR_NOMEM;
-		}
-		/* Options stay sorted by key. */
-		size_t at = 0;
-		while (at < ep->nopts && strcmp(o[at].key, k) < 0)
-			at++;
-		memmove(&o[at + 1], &o[at], (ep->nopts - at) * sizeof(*o));
-		o[at] = (struct cd_option){k, v};
-		ep->nopts++;
-	}
-	return cd_endpoint_set_uri(ep, cd_uri_format(ep));
-}
-
-/* Does the grammar take this "key=value" pair (as printed in a canonical
- * URI) on a TLS layer over a transport that has no options of its own? */
-static bool tls_option(const char *pair, size_t n)
-{
-	static const char probe[] = "tls+unix-abstract://p?";
-	struct text t = {0};
-	puts_(&t, probe);
-	put(&t, pair, n);
-	conduit_endpoint *ep = NULL;
-	bool ok = !t.failed &&
-	          conduit_endpoint_parse(&ep, t.p, NULL, 0) == CONDUIT_OK;
-	conduit_endpoint_free(ep);
-	free(t.p);
-	return ok;
+	char why[128];
+	int rc = CONDUIT_OK;
+	if (layer)
+		rc = cd_endpoint_add_layer(ep, tls_layer(), why, sizeof(why));
+	if (rc == CONDUIT_OK && servername != NULL)
+		rc = cd_endpoint_add_option(ep, "servername", servername, why,
+		                            sizeof(why));
+	return rc;
 }
 
 /*
@@ -528,74 +510,59 @@ static bool tls_option(const char *pair, size_t n)
  * options the URI wrote (alpn=, servername=, files where the context let
  * the URI name them), unless the target sets the same option: the rule
  * is the more specific configuration for this host.  Which options are
- * TLS options is asked of the grammar, so no list here can drift from
- * uri.c's.  When any is kept, *target is replaced by the target with TLS
- * (when add_layer) and those options, parsed again; *layered says the
- * TLS layer is on.  Only URIs with options come here: the common path
- * stays one parse.
+ * TLS options is the grammar's table's to say.  When any is kept, the
+ * target gets TLS (when add_layer) and those options, on the value;
+ * *layered says the TLS layer is on.
  */
 static int carry_options(struct rstate *rs, const conduit_endpoint *cur,
-                         conduit_endpoint **target, const struct cd_rule *r,
+                         conduit_endpoint *target, const struct cd_rule *r,
                          bool add_layer, bool *layered)
 {
 	*layered = false;
-	const char *q = strchr(cur->uri, '?');
-	if (cur->nopts == 0 || q == NULL)
+	if (cur->nopts == 0)
 		return CONDUIT_OK;
 	bool want_tls = has_layer(cur, "tls");
-	struct text kept = {0};
-	for (const char *p = q + 1; *p != '\0';) {
-		size_t n = strcspn(p, "&");
-		/* Canonical keys are printed as they are (no escapes). */
-		int kn = (int)strcspn(p, "=");
-		if ((size_t)kn > n)
-			kn = (int)n;
-		if (!want_tls || !tls_option(p, n)) {
+	const struct cd_layer *tls = tls_layer();
+	/* Keys are unique and from the grammar's few lists: fewer than 64. */
+	uint64_t keep = 0;
+	size_t nkept = 0;
+	for (size_t i = 0; i < cur->nopts && i < 64; i++) {
+		const char *key = cur->opts[i].key;
+		if (!want_tls ||
+		    cd_grammar_layer_option(tls, key, strlen(key)) == NULL) {
 			step(rs->x,
-			     "rule: the URI's %.*s dropped (the rule's "
+			     "rule: the URI's %s dropped (the rule's "
 			     "target sets the transport)",
-			     kn, p);
+			     key);
+		} else if (conduit_endpoint_option(target, key) != NULL) {
+			step(rs->x, "tls: the URI's %s replaced by the rule's",
+			     key);
 		} else {
-			char key[64];
-			snprintf(key, sizeof(key), "%.*s", kn, p);
-			if (conduit_endpoint_option(*target, key) != NULL) {
-				step(rs->x,
-				     "tls: the URI's %s replaced by the "
-				     "rule's",
-				     key);
-			} else {
-				puts_(&kept, kept.len > 0 ? "&" : "");
-				put(&kept, p, n);
-				step(rs->x,
-				     "tls: the URI's %s kept over the "
-				     "rule's target",
-				     key);
-			}
+			keep |= (uint64_t)1 << i;
+			nkept++;
+			step(rs->x,
+			     "tls: the URI's %s kept over the rule's target",
+			     key);
 		}
-		p += n;
-		if (*p == '&')
-			p++;
 	}
-	if (kept.len == 0 && !kept.failed)
+	if (nkept == 0)
 		return CONDUIT_OK;
-	struct text t = {0};
-	puts_(&t, add_layer ? "tls+" : "");
-	puts_(&t, (*target)->uri);
-	puts_(&t, (*target)->nopts > 0 ? "&" : "?");
-	puts_(&t, kept.failed ? "" : kept.p);
-	conduit_endpoint *merged = NULL;
-	int rc;
-	if (kept.failed || t.failed)
-		rc = conduit_ctx_fail(rs->ctx, CONDUIT_ERR_NOMEM,
-		                      "resolve %s: out of memory", shown(rs));
-	else
-		rc = parse_into(rs, t.p, &merged, r);
-	free(kept.p);
-	free(t.p);
+	char why[128];
+	int rc = add_layer
+	             ? cd_endpoint_add_layer(target, tls, why, sizeof(why))
+	             : CONDUIT_OK;
+	for (size_t i = 0; i < cur->nopts && i < 64 && rc == CONDUIT_OK; i++)
+		if (keep & ((uint64_t)1 << i))
+			rc = cd_endpoint_add_option(target, cur->opts[i].key,
+			                            cur->opts[i].value, why,
+			                            sizeof(why));
+	if (rc == CONDUIT_ERR_NOMEM)
+		return conduit_ctx_fail(rs->ctx, rc,
+		                        "resolve %s: out of memory", shown(rs));
 	if (rc != CONDUIT_OK)
-		return rc;
-	conduit_endpoint_free(*target);
-	*target = merged;
+		return conduit_ctx_fail(
+		    rs->ctx, rc, "resolve %s: the rule at %s gave %s: %s",
+		    shown(rs), r->origin, cd_endpoint_shown(target), why);
 	*layered = add_layer;
 	return CONDUIT_OK;
 }
@@ -639,7 +606,7 @@ static int apply_map(struct rstate *rs, conduit_endpoint **ep,
 		step(rs->x,
 		     "tls: the rule's target has TLS already; not doubled");
 	bool layered = false;
-	rc = carry_options(rs, cur, &target, r, add_layer, &layered);
+	rc = carry_options(rs, cur, target, r, add_layer, &layered);
 	if (rc != CONDUIT_OK) {
 		conduit_endpoint_free(target);
 		return rc;
@@ -686,24 +653,25 @@ static int apply_connect_to(struct rstate *rs, conduit_endpoint **ep,
 		snprintf(num, sizeof(num), "%d", cur->port);
 		puts_(&dest, num);
 	}
-	struct text u = {0};
-	puts_(&u, cur->uri);
-	puts_(&u, cur->nopts > 0 ? "&connect-to=" : "?connect-to=");
-	/* Brackets are not allowed raw in a query. */
-	for (size_t i = 0; !dest.failed && i < dest.len; i++) {
-		if (dest.p[i] == '[')
-			puts_(&u, "%5B");
-		else if (dest.p[i] == ']')
-			puts_(&u, "%5D");
-		else
-			put(&u, &dest.p[i], 1);
-	}
-	conduit_endpoint *next = NULL;
-	int rc = dest.failed || u.failed ? CONDUIT_ERR_NOMEM
-	                                 : parse_into(rs, u.p, &next, r);
+	/* The option goes on a copy of the value: no URI text to print,
+	 * escape and parse again. */
+	conduit_endpoint *next = dest.failed ? NULL : conduit_endpoint_dup(cur);
+	char why[400];
+	int rc = next == NULL
+	             ? CONDUIT_ERR_NOMEM
+	             : cd_endpoint_add_option(next, "connect-to",
+	                                      dest.p != NULL ? dest.p : "", why,
+	                                      sizeof(why));
 	if (rc == CONDUIT_ERR_NOMEM)
 		conduit_ctx_fail(rs->ctx, rc, "resolve %s: out of memory",
 		                 shown(rs));
+	else if (rc != CONDUIT_OK)
+		conduit_ctx_fail(rs->ctx, rc,
+		                 "resolve %s: the rule at %s gave a "
+		                 "destination the URI cannot carry: %s",
+		                 shown(rs), r->origin, why);
+	if (rc != CONDUIT_OK)
+		conduit_endpoint_free(next);
 	if (rc == CONDUIT_OK) {
 		char rp[8];
 		step(rs->x,
@@ -718,12 +686,10 @@ static int apply_connect_to(struct rstate *rs, conduit_endpoint **ep,
 		*ep = next;
 	}
 	free(dest.p);
-	free(u.p);
 	return rc;
 }
 
-/* The detail of a "resolved" event: "1 address", or "" for none. */
-static const char *addr_count(const conduit_endpoint *ep, char buf[64])
+const char *cd_addr_count(const conduit_endpoint *ep, char buf[64])
 {
 	buf[0] = '\0';
 	if (ep->naddrs > 0)
@@ -770,7 +736,7 @@ static int resolve(conduit_endpoint **out, conduit_explain *x, conduit_ctx *ctx,
 		    best_rule(ctx, CD_RULE_MAP, rs.name, ep->port);
 		if (r != NULL)
 			rc = apply_map(&rs, &ep, r);
-		else if (strcmp(ep->transport, "tcp") == 0 &&
+		else if (cd_grammar_option(ep, "connect-to") != NULL &&
 		         conduit_endpoint_option(ep, "connect-to") == NULL &&
 		         (r = best_rule(ctx, CD_RULE_CONNECT_TO, rs.name,
 		                        ep->port)) != NULL)
@@ -804,22 +770,8 @@ static int resolve(conduit_endpoint **out, conduit_explain *x, conduit_ctx *ctx,
 			     ep->transport);
 	}
 	if (rc == CONDUIT_OK) {
-		rc = cd_lookup(ctx, ep);
-		/* The lookup names the endpoint; name the URI as given too. */
-		if (rc != CONDUIT_OK && strcmp(ep->uri, uri) != 0) {
-			char sh[CD_SHOWN_URI];
-			const char *m = conduit_ctx_error(ctx);
-			size_t el = strlen(redacted(ep->uri, sh));
-			if (strncmp(m, "resolve ", 8) == 0 &&
-			    strncmp(m + 8, sh, el) == 0) {
-				char *rest = cd_strdup(m + 8 + el);
-				if (rest != NULL)
-					conduit_ctx_fail(ctx, rc,
-					                 "resolve %s (%s)%s",
-					                 shown(&rs), sh, rest);
-				free(rest);
-			}
-		}
+		/* The lookup names the endpoint, and the URI as given. */
+		rc = cd_lookup_for(ctx, ep, uri);
 		if (rc == CONDUIT_OK && x != NULL && ep->naddrs > 0) {
 			struct text a = {0};
 			for (size_t i = 0; i < ep->naddrs && i < 16; i++) {
@@ -852,12 +804,18 @@ static int resolve(conduit_endpoint **out, conduit_explain *x, conduit_ctx *ctx,
 		char detail[64];
 		if (observed)
 			conduit_emit(ctx, CONDUIT_PHASE_RESOLVED, CONDUIT_OK,
-			             sh, addr_count(ep, detail), NULL);
+			             sh, cd_addr_count(ep, detail), NULL);
 	}
 	*out = ep;
 	if (system != NULL)
 		*system = rs.system_service;
 	return CONDUIT_OK;
+}
+
+int cd_resolve_fresh(conduit_endpoint **out, conduit_ctx *ctx, const char *uri,
+                     bool *system, bool announced)
+{
+	return resolve(out, NULL, ctx, uri, system, announced);
 }
 
 int conduit_resolve(conduit_endpoint **out, conduit_ctx *ctx, const char *uri)
@@ -884,179 +842,6 @@ int conduit_resolve_explain(conduit_endpoint **out, conduit_explain **explain,
 		                        "resolve: out of memory");
 	*explain = x;
 	return resolve(out, x, ctx, uri, NULL, false);
-}
-
-/* ------------------------------------------------------------------ */
-/* Remembered resolutions                                              */
-
-/*
- * A client that connects to the same URI again and again (a pool, a
- * reconnect loop, a request per connection) would parse and resolve it
- * every time.  conduit_connect() remembers the last few endpoints whose
- * resolution depends on nothing but the URI and the context's settings,
- * and any change to those settings forgets them all.  So an endpoint is
- * remembered only when:
- *   - no name was looked up: a DNS answer may change, and its addresses
- *     must be asked for again (an IP literal, or no host: unix, vchan,
- *     which names its domain only when connecting);
- *   - it has no IPv6 zone: interface names map to indexes that change;
- *   - its port came not from the system's service table (a file);
- *   - no connect-to destination was looked up;
- *   - neither the URI nor the endpoint carries a secret (userinfo, a key
- *     option): nothing secret is kept longer than the caller's own call.
- * A remembered endpoint is taken out of its slot while in use and put
- * back after, so an observer that connects or changes settings from its
- * callback never frees one that is being used.
- */
-
-static uint64_t uri_hash(const char *s, size_t *len)
-{
-	uint64_t h = 1469598103934665603u; /* FNV-1a */
-	const unsigned char *p = (const unsigned char *)s;
-	for (; *p != '\0'; p++)
-		h = (h ^ *p) * 1099511628211u;
-	*len = (size_t)((const char *)p - s);
-	return h;
-}
-
-static bool rememberable(const conduit_endpoint *ep, const char *uri,
-                         size_t len)
-{
-	if (ep->shown != NULL || memchr(uri, '@', len) != NULL)
-		return false;
-	/* A service URI's path and query are not in its endpoint, but the
-	 * URI as given is what would be kept: nothing a message would
-	 * hide (an access_token=, a password=) may be in it. */
-	if (memchr(uri, '?', len) != NULL || memchr(uri, '#', len) != NULL) {
-		char sh[CD_SHOWN_URI];
-		if (len >= sizeof(sh) || strcmp(redacted(uri, sh), uri) != 0)
-			return false;
-	}
-	if (ep->host_kind == CONDUIT_HOST_NAME ||
-	    (ep->host_kind == CONDUIT_HOST_IPV6 && ep->zone[0] != '\0'))
-		return false;
-	return conduit_endpoint_option(ep, "connect-to") == NULL;
-}
-
-static struct cd_remembered *
-find_remembered(conduit_ctx *ctx, const struct cd_use *u, const char *uri)
-{
-	for (size_t i = 0; i < CD_REMEMBERED; i++) {
-		struct cd_remembered *r = &ctx->remembered[i];
-		if (r->uri != NULL && r->hash == u->hash && r->len == u->len &&
-		    memcmp(r->uri, uri, u->len) == 0)
-			return r;
-	}
-	return NULL;
-}
-
-static void forget(struct cd_remembered *r)
-{
-	free(r->uri);
-	conduit_endpoint_free(r->ep);
-	r->uri = NULL;
-	r->ep = NULL;
-}
-
-int cd_resolve_use(struct cd_use *u, conduit_ctx *ctx, const char *uri)
-{
-	u->ep = NULL;
-	u->uri = NULL;
-	u->slot = CD_REMEMBERED;
-	u->fresh_ok = false;
-	u->gen = ctx->settings_gen;
-	/* The slot used last first, compared whole: a client connecting
-	 * to one URI again and again does not hash it each time. */
-	struct cd_remembered *r = &ctx->remembered[ctx->remembered_last];
-	if (r->uri != NULL && strcmp(r->uri, uri) == 0) {
-		u->hash = r->hash;
-		u->len = r->len;
-	} else {
-		u->hash = uri_hash(uri, &u->len);
-		r = find_remembered(ctx, u, uri);
-	}
-	bool announced = false;
-	if (r != NULL) {
-		u->ep = r->ep;
-		u->uri = r->uri;
-		u->slot = (unsigned)(r - ctx->remembered);
-		r->ep = NULL;
-		r->uri = NULL;
-		if (!conduit_observed(ctx))
-			return CONDUIT_OK;
-		/* The events a fresh resolution gives.  An observer may
-		 * change the settings when told "resolving", as it could
-		 * before a fresh resolution reads them: then the remembered
-		 * endpoint is no longer the answer. */
-		char sh[CD_SHOWN_URI], detail[64];
-		conduit_emit(ctx, CONDUIT_PHASE_RESOLVING, CONDUIT_OK,
-		             redacted(uri, sh), "", NULL);
-		if (ctx->settings_gen == u->gen) {
-			conduit_emit(ctx, CONDUIT_PHASE_RESOLVED, CONDUIT_OK,
-			             redacted(u->ep->uri, sh),
-			             addr_count(u->ep, detail), NULL);
-			return CONDUIT_OK;
-		}
-		free(u->uri);
-		conduit_endpoint_free(u->ep);
-		u->ep = NULL;
-		u->uri = NULL;
-		u->slot = CD_REMEMBERED;
-		u->gen = ctx->settings_gen;
-		announced = true;
-	}
-	ctx->resolved_afresh++;
-	bool system = false;
-	int rc = resolve(&u->ep, NULL, ctx, uri, &system, announced);
-	u->fresh_ok = !system;
-	return rc;
-}
-
-void cd_resolve_done(conduit_ctx *ctx, struct cd_use *u, const char *uri)
-{
-	bool keep = u->ep != NULL && u->gen == ctx->settings_gen &&
-	            (u->uri != NULL ||
-	             (u->fresh_ok && rememberable(u->ep, uri, u->len))) &&
-	            find_remembered(ctx, u, uri) == NULL;
-	if (keep && u->uri == NULL) {
-		u->uri = malloc(u->len + 1);
-		if (u->uri != NULL)
-			memcpy(u->uri, uri, u->len + 1);
-		keep = u->uri != NULL;
-	}
-	if (!keep) {
-		free(u->uri);
-		conduit_endpoint_free(u->ep);
-	} else {
-		/* Back where it came from if that slot is still free, else
-		 * into a free slot, else in place of the next in turn; and
-		 * the one just used is never the next to go. */
-		unsigned slot = u->slot;
-		if (slot >= CD_REMEMBERED ||
-		    ctx->remembered[slot].uri != NULL) {
-			slot = ctx->remembered_next;
-			for (unsigned i = 0; i < CD_REMEMBERED; i++)
-				if (ctx->remembered[i].uri == NULL) {
-					slot = i;
-					break;
-				}
-		}
-		struct cd_remembered *r = &ctx->remembered[slot];
-		ctx->remembered_last = slot;
-		if (slot == ctx->remembered_next)
-			ctx->remembered_next = (slot + 1) % CD_REMEMBERED;
-		forget(r);
-		*r = (struct cd_remembered){u->hash, u->len, u->uri, u->ep};
-	}
-	u->ep = NULL;
-	u->uri = NULL;
-}
-
-void cd_ctx_changed(conduit_ctx *ctx)
-{
-	ctx->settings_gen++;
-	for (size_t i = 0; i < CD_REMEMBERED; i++)
-		forget(&ctx->remembered[i]);
 }
 
 /* ------------------------------------------------------------------ */

@@ -134,15 +134,6 @@ static const struct {
     {"port", PH_PORT}, {"scheme", PH_SCHEME},
 };
 
-/* Names the URI grammar gives to transports; a service by one of these
- * names would make URIs ambiguous. */
-static const char *const transport_names[] = {
-    "tcp",
-    "unix",
-    "unix-abstract",
-    "vchan",
-};
-
 /* What a DNS name is being checked for; only the messages differ. */
 enum name_use { USE_PATTERN, USE_DEST };
 
@@ -822,12 +813,12 @@ static int do_service(struct parser *ps, const struct field *f, size_t nf,
 	for (size_t i = 0; i < n; i++)
 		r.pattern[i] = lower(s[i]);
 	r.pattern[n] = '\0';
+	/* A service named as a transport would make URIs ambiguous. */
 	int rc = CONDUIT_OK;
-	for (size_t i = 0; i < NELEM(transport_names); i++)
-		if (strcmp(r.pattern, transport_names[i]) == 0)
-			rc = fail(ps, f[1].col,
-			          "'%s' is a transport, not a service name",
-			          transport_names[i]);
+	const struct cd_transport *tp = cd_grammar_transport(r.pattern, n);
+	if (tp != NULL)
+		rc = fail(ps, f[1].col,
+		          "'%s' is a transport, not a service name", tp->name);
 	if (rc == CONDUIT_OK)
 		rc = parse_port(ps, f[2].s, f[2].len, f[2].col, 1, false,
 		                &r.port);

@@ -386,28 +386,9 @@ struct pstate;
 
 /* How a transport's URIs are laid out: one parser and one printer per
  * shape, so a new transport of an existing shape is one table entry. */
-struct shape {
+struct cd_shape {
 	int (*parse)(struct pstate *ps, const struct parts *pt);
 	void (*print)(struct sbuf *sb, const conduit_endpoint *ep);
-	bool has_host; /* the authority holds a host name */
-};
-
-/* Check a decoded option value.  NULL when it is good, with *canon set
- * to its canonical form (the value itself or buf); else the reason. */
-typedef const char *(*optcheck)(const char *v, char *buf, size_t len,
-                                const char **canon);
-
-struct optdef {
-	const char *key;
-	optcheck check;
-	unsigned cls; /* CD_OPT_FILE, CD_OPT_INSECURE: see core.h */
-};
-
-struct transport {
-	const char *name;
-	const struct shape *shape;
-	const struct optdef *opts; /* sorted by key */
-	size_t nopts;
 };
 
 struct pstate {
@@ -415,7 +396,8 @@ struct pstate {
 	char *err;
 	size_t errlen;
 	conduit_endpoint *ep;
-	const struct transport *tp;
+	const struct cd_transport *tp;
+	unsigned flags; /* CD_PARSE_* */
 };
 
 static void vmessage(char *err, size_t errlen, const char *uri, const char *fmt,
@@ -1314,42 +1296,55 @@ static void print_vchan(struct sbuf *sb, const conduit_endpoint *ep)
 /* ------------------------------------------------------------------ */
 /* The tables                                                          */
 
-static const struct shape shape_hostport = {parse_hostport, print_hostport,
-                                            true};
-static const struct shape shape_path = {parse_path, print_path, false};
-static const struct shape shape_abstract = {parse_abstract, print_abstract,
-                                            false};
-static const struct shape shape_vchan = {parse_vchan, print_vchan, false};
+static const struct cd_shape shape_hostport = {parse_hostport, print_hostport};
+static const struct cd_shape shape_path = {parse_path, print_path};
+static const struct cd_shape shape_abstract = {parse_abstract, print_abstract};
+static const struct cd_shape shape_vchan = {parse_vchan, print_vchan};
 
-static const struct optdef tcp_opts[] = {
+static const struct cd_optdef tcp_opts[] = {
     {"connect-to", check_connect_to, 0},
     {"keepalive", check_keepalive, 0},
     {"nodelay", check_bool, 0},
     {"source", check_ip, 0},
 };
 
-static const struct optdef unix_opts[] = {
+static const struct cd_optdef unix_opts[] = {
     {"mode", check_mode, 0},
 };
 
-static const struct optdef vchan_opts[] = {
+static const struct cd_optdef vchan_opts[] = {
     {"read-ring", check_ring, 0},
     {"write-ring", check_ring, 0},
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-static const struct transport transports[] = {
-    {"tcp", &shape_hostport, tcp_opts, NELEM(tcp_opts)},
-    {"unix", &shape_path, unix_opts, NELEM(unix_opts)},
-    {"unix-abstract", &shape_abstract, NULL, 0},
-    {"vchan", &shape_vchan, vchan_opts, NELEM(vchan_opts)},
+/* The one list of transports (see struct cd_transport in core.h): the
+ * parser, the printer, the resolver and the rules file all read it. */
+static const struct cd_transport transports[] = {
+    {.name = "tcp",
+     .shape = &shape_hostport,
+     .has_host = true,
+     .inet = true,
+     .has_port = true,
+     .opts = tcp_opts,
+     .nopts = NELEM(tcp_opts)},
+    {.name = "unix",
+     .shape = &shape_path,
+     .has_path = true,
+     .opts = unix_opts,
+     .nopts = NELEM(unix_opts)},
+    {.name = "unix-abstract", .shape = &shape_abstract, .has_path = true},
+    {.name = "vchan",
+     .shape = &shape_vchan,
+     .has_host = true,
+     .has_path = true,
+     .opts = vchan_opts,
+     .nopts = NELEM(vchan_opts)},
 };
 
-static const char *const layer_names[] = {"tls"};
-
 /* Options a layer adds to whatever transport it is over. */
-static const struct optdef tls_opts[] = {
+static const struct cd_optdef tls_opts[] = {
     {"alpn", check_alpn, 0},
     {"ca", check_file, CD_OPT_FILE},
     {"cert", check_file, CD_OPT_FILE},
@@ -1358,51 +1353,183 @@ static const struct optdef tls_opts[] = {
     {"servername", check_servername, 0},
 };
 
-static const struct optdef *layer_opts(const char *layer, size_t *n)
+static const struct cd_layer layers[] = {
+    {.name = "tls",
+     .alone_over = "tcp",
+     .opts = tls_opts,
+     .nopts = NELEM(tls_opts)},
+};
+
+const struct cd_transport *cd_grammar_transport(const char *name, size_t len)
 {
-	if (strcmp(layer, "tls") == 0) {
-		*n = NELEM(tls_opts);
-		return tls_opts;
-	}
-	*n = 0;
+	for (size_t i = 0; i < NELEM(transports); i++)
+		if (strlen(transports[i].name) == len &&
+		    strncasecmp(transports[i].name, name, len) == 0)
+			return &transports[i];
 	return NULL;
 }
 
-static const struct transport *find_transport(const char *name)
+const struct cd_transport *cd_grammar_transport_at(size_t i)
+{
+	return i < NELEM(transports) ? &transports[i] : NULL;
+}
+
+const struct cd_layer *cd_grammar_layer(const char *name, size_t len)
+{
+	for (size_t i = 0; i < NELEM(layers); i++)
+		if (strlen(layers[i].name) == len &&
+		    strncasecmp(layers[i].name, name, len) == 0)
+			return &layers[i];
+	return NULL;
+}
+
+/* The definition of key (len bytes) among opts; NULL if absent. */
+static const struct cd_optdef *optdef_in(const struct cd_optdef *opts, size_t n,
+                                         const char *key, size_t len)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strlen(opts[i].key) == len &&
+		    memcmp(opts[i].key, key, len) == 0)
+			return &opts[i];
+	return NULL;
+}
+
+/* A layer's table entry from an endpoint's layer name: the table's own
+ * string (compared by address, as a parse is on a connect's path), or
+ * an equal one. */
+static const struct cd_layer *layer_of(const char *name)
+{
+	for (size_t i = 0; i < NELEM(layers); i++)
+		if (layers[i].name == name)
+			return &layers[i];
+	return cd_grammar_layer(name, strlen(name));
+}
+
+/* The same for an endpoint's transport. */
+static const struct cd_transport *transport_of(const char *name)
 {
 	for (size_t i = 0; i < NELEM(transports); i++)
-		if (strcmp(transports[i].name, name) == 0)
+		if (transports[i].name == name)
 			return &transports[i];
-	return NULL;
+	return cd_grammar_transport(name, strlen(name));
+}
+
+/* The transport's option or one of the layers' (a later layer's wins, as
+ * no two lists share a key). */
+static const struct cd_optdef *option_for(const struct cd_transport *tp,
+                                          const conduit_endpoint *ep,
+                                          const char *key, size_t len)
+{
+	const struct cd_optdef *def =
+	    tp != NULL ? optdef_in(tp->opts, tp->nopts, key, len) : NULL;
+	for (size_t l = 0; l < ep->nlayers; l++) {
+		const struct cd_layer *ly = layer_of(ep->layers[l]);
+		const struct cd_optdef *d =
+		    ly != NULL ? optdef_in(ly->opts, ly->nopts, key, len)
+		               : NULL;
+		if (d != NULL)
+			def = d;
+	}
+	return def;
+}
+
+const struct cd_optdef *cd_grammar_option(const conduit_endpoint *ep,
+                                          const char *key)
+{
+	return option_for(transport_of(ep->transport), ep, key, strlen(key));
+}
+
+const struct cd_optdef *cd_grammar_layer_option(const struct cd_layer *ly,
+                                                const char *key, size_t len)
+{
+	return optdef_in(ly->opts, ly->nopts, key, len);
 }
 
 unsigned cd_option_class(const conduit_endpoint *ep, const char *key)
 {
 	for (size_t l = 0; l < ep->nlayers; l++) {
-		size_t n = 0;
-		const struct optdef *od = layer_opts(ep->layers[l], &n);
-		for (size_t i = 0; i < n; i++)
-			if (strcmp(od[i].key, key) == 0)
-				return od[i].cls;
+		const struct cd_layer *ly = layer_of(ep->layers[l]);
+		const struct cd_optdef *d =
+		    ly != NULL
+		        ? optdef_in(ly->opts, ly->nopts, key, strlen(key))
+		        : NULL;
+		if (d != NULL)
+			return d->cls;
 	}
 	return 0;
 }
 
-bool cd_is_transport(const char *name, size_t len)
+int cd_endpoint_add_layer(conduit_endpoint *ep, const struct cd_layer *ly,
+                          char *why, size_t whylen)
 {
-	for (size_t i = 0; i < NELEM(transports); i++)
-		if (strlen(transports[i].name) == len &&
-		    strncasecmp(transports[i].name, name, len) == 0)
-			return true;
-	return false;
+	for (size_t i = 0; i < ep->nlayers; i++)
+		if (strcmp(ep->layers[i], ly->name) == 0) {
+			snprintf(why, whylen, "%s layer given twice", ly->name);
+			return CONDUIT_ERR_SCHEME;
+		}
+	if (ep->nlayers == CD_MAX_LAYERS) {
+		snprintf(why, whylen, "more than %d layers", CD_MAX_LAYERS);
+		return CONDUIT_ERR_SCHEME;
+	}
+	ep->layers[ep->nlayers++] = ly->name;
+	int rc = cd_endpoint_set_uri(ep, cd_uri_format(ep));
+	if (rc != CONDUIT_OK) {
+		ep->nlayers--;
+		snprintf(why, whylen, "out of memory");
+	}
+	return rc;
 }
 
-static const char *find_layer(const char *name)
+int cd_endpoint_add_option(conduit_endpoint *ep, const char *key,
+                           const char *value, char *why, size_t whylen)
 {
-	for (size_t i = 0; i < NELEM(layer_names); i++)
-		if (strcmp(layer_names[i], name) == 0)
-			return layer_names[i];
-	return NULL;
+	const struct cd_optdef *def = cd_grammar_option(ep, key);
+	if (def == NULL) {
+		snprintf(why, whylen, "unknown option \"%.40s\" for %s", key,
+		         ep->transport);
+		return CONDUIT_ERR_OPTION;
+	}
+	for (size_t i = 0; i < ep->nopts; i++)
+		if (strcmp(ep->opts[i].key, def->key) == 0) {
+			snprintf(why, whylen, "option %s given twice",
+			         def->key);
+			return CONDUIT_ERR_OPTION;
+		}
+	char buf[300];
+	const char *canon = NULL;
+	const char *bad = def->check(value, buf, sizeof(buf), &canon);
+	if (bad != NULL) {
+		bool secret = secret_key(def->key, strlen(def->key));
+		snprintf(
+		    why, whylen, "invalid value \"%.40s%s\" for option %s: %s",
+		    secret ? "****" : value,
+		    !secret && strlen(value) > 40 ? "..." : "", def->key, bad);
+		return CONDUIT_ERR_OPTION;
+	}
+	struct cd_option *o = realloc(ep->opts, (ep->nopts + 1) * sizeof(*o));
+	if (o == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return CONDUIT_ERR_NOMEM;
+	}
+	ep->opts = o;
+	char *k = cd_strdup(def->key), *v = cd_strdup(canon);
+	if (k == NULL || v == NULL) {
+		free(k);
+		free(v);
+		snprintf(why, whylen, "out of memory");
+		return CONDUIT_ERR_NOMEM;
+	}
+	/* Options stay sorted by key, as the parser leaves them. */
+	size_t at = 0;
+	while (at < ep->nopts && strcmp(o[at].key, k) < 0)
+		at++;
+	memmove(&o[at + 1], &o[at], (ep->nopts - at) * sizeof(*o));
+	o[at] = (struct cd_option){k, v};
+	ep->nopts++;
+	int rc = cd_endpoint_set_uri(ep, cd_uri_format(ep));
+	if (rc != CONDUIT_OK)
+		snprintf(why, whylen, "out of memory");
+	return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1520,8 +1647,9 @@ static int parse_scheme(struct pstate *ps, const char **rest)
 		if (*p == '\0')
 			return fail(ps, CONDUIT_ERR_SCHEME,
 			            "empty name in scheme \"%s\"", whole);
-		const char *l = find_layer(p);
-		if (l == NULL && find_transport(p) != NULL)
+		const struct cd_layer *ly = cd_grammar_layer(p, strlen(p));
+		const char *l = ly != NULL ? ly->name : NULL;
+		if (l == NULL && cd_grammar_transport(p, strlen(p)) != NULL)
 			return fail(
 			    ps, CONDUIT_ERR_SCHEME,
 			    "\"%s\" is a transport and must come last in "
@@ -1544,9 +1672,21 @@ static int parse_scheme(struct pstate *ps, const char **rest)
 			break;
 		p = plus + 1;
 	}
-	const struct transport *tp = find_transport(tname);
+	const struct cd_transport *tp =
+	    cd_grammar_transport(tname, strlen(tname));
+	const struct cd_layer *alone =
+	    tp == NULL && last == NULL ? cd_grammar_layer(tname, strlen(tname))
+	                               : NULL;
+	if (alone != NULL && alone->alone_over != NULL &&
+	    (ps->flags & CD_PARSE_LAYER_ALONE)) {
+		/* "tls://" where the caller takes it: tls over its transport.
+		 */
+		tp = cd_grammar_transport(alone->alone_over,
+		                          strlen(alone->alone_over));
+		found[nfound++] = alone->name;
+	}
 	if (tp == NULL) {
-		if (find_layer(tname) != NULL)
+		if (cd_grammar_layer(tname, strlen(tname)) != NULL)
 			return fail(
 			    ps, CONDUIT_ERR_SCHEME,
 			    "\"%s\" is a layer; name the transport under "
@@ -1603,7 +1743,7 @@ static int opt_compare(const void *a, const void *b)
 
 static int parse_option(struct pstate *ps, const char *s, size_t n)
 {
-	const struct transport *tp = ps->tp;
+	const struct cd_transport *tp = ps->tp;
 	conduit_endpoint *ep = ps->ep;
 	char cb[CLIP_MAX + 4], vb[CLIP_MAX + 4];
 	if (n == 0)
@@ -1621,20 +1761,11 @@ static int parse_option(struct pstate *ps, const char *s, size_t n)
 	char *key = decode(s, kn, &dn);
 	if (key == NULL)
 		return nomem(ps);
-	const struct optdef *def = NULL;
-	for (size_t i = 0; i < tp->nopts; i++)
-		if (strlen(tp->opts[i].key) == dn &&
-		    memcmp(tp->opts[i].key, key, dn) == 0)
-			def = &tp->opts[i];
+	const struct cd_optdef *def = option_for(tp, ep, key, dn);
 	size_t nlayer_opts = 0;
 	for (size_t l = 0; l < ep->nlayers; l++) {
-		size_t lo = 0;
-		const struct optdef *od = layer_opts(ep->layers[l], &lo);
-		nlayer_opts += lo;
-		for (size_t i = 0; i < lo; i++)
-			if (strlen(od[i].key) == dn &&
-			    memcmp(od[i].key, key, dn) == 0)
-				def = &od[i];
+		const struct cd_layer *ly = layer_of(ep->layers[l]);
+		nlayer_opts += ly != NULL ? ly->nopts : 0;
 	}
 	free(key);
 	if (def == NULL && tp->nopts == 0 && nlayer_opts == 0)
@@ -1650,13 +1781,13 @@ static int parse_option(struct pstate *ps, const char *s, size_t n)
 			                      "%s%s", o ? ", " : "",
 			                      tp->opts[i].key);
 		for (size_t l = 0; l < ep->nlayers; l++) {
-			size_t lo = 0;
-			const struct optdef *od =
-			    layer_opts(ep->layers[l], &lo);
-			for (size_t i = 0; i < lo && o < sizeof(allowed); i++)
+			const struct cd_layer *ly = layer_of(ep->layers[l]);
+			for (size_t i = 0;
+			     ly != NULL && i < ly->nopts && o < sizeof(allowed);
+			     i++)
 				o += (size_t)snprintf(
 				    allowed + o, sizeof(allowed) - o, "%s%s",
-				    o ? ", " : "", od[i].key);
+				    o ? ", " : "", ly->opts[i].key);
 		}
 		return fail(ps, CONDUIT_ERR_OPTION,
 		            "unknown option \"%s\" for %s (known: %s)",
@@ -1720,9 +1851,8 @@ static int parse_query(struct pstate *ps, const struct parts *pt)
 	 * of the transport's. */
 	size_t cap = ps->tp->nopts;
 	for (size_t l = 0; l < ep->nlayers; l++) {
-		size_t lo = 0;
-		layer_opts(ep->layers[l], &lo);
-		cap += lo;
+		const struct cd_layer *ly = layer_of(ep->layers[l]);
+		cap += ly != NULL ? ly->nopts : 0;
 	}
 	ep->opts = calloc(cap ? cap : 1, sizeof(*ep->opts));
 	if (ep->opts == NULL)
@@ -1742,10 +1872,10 @@ static int parse_query(struct pstate *ps, const struct parts *pt)
 	return CONDUIT_OK;
 }
 
-int cd_uri_parse(conduit_endpoint *ep, const char *uri, char *err,
-                 size_t errlen)
+int cd_uri_parse(conduit_endpoint *ep, const char *uri, unsigned flags,
+                 char *err, size_t errlen)
 {
-	struct pstate ps = {uri, err, errlen, ep, NULL};
+	struct pstate ps = {uri, err, errlen, ep, NULL, flags};
 	int rc;
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
@@ -1777,7 +1907,7 @@ int cd_uri_parse(conduit_endpoint *ep, const char *uri, char *err,
 	if (high != SIZE_MAX) {
 		const char *h = uri + high;
 		const char *a = pt.auth.p;
-		if (ps.tp->shape->has_host && pt.has_auth && h >= a &&
+		if (ps.tp->inet && pt.has_auth && h >= a &&
 		    h < a + strcspn(a, ":/?#") && a[0] != '[')
 			return fail(
 			    &ps, CONDUIT_ERR_HOST,
@@ -1815,7 +1945,7 @@ char *cd_uri_format(const conduit_endpoint *ep)
 	}
 	sb_puts(&sb, ep->transport);
 	sb_puts(&sb, ":");
-	const struct transport *tp = find_transport(ep->transport);
+	const struct cd_transport *tp = transport_of(ep->transport);
 	if (tp != NULL)
 		tp->shape->print(&sb, ep);
 	for (size_t i = 0; i < ep->nopts; i++) {

@@ -230,6 +230,16 @@ START_TEST(full_race_does_not_spin)
 }
 END_TEST
 
+/* The resolutions conduit_connect() made afresh (the library's test hook,
+ * defined here only). */
+static unsigned missed;
+
+void cd_remember_missed(const conduit_ctx *ctx)
+{
+	(void)ctx;
+	missed++;
+}
+
 /* How many resolutions ctx remembers. */
 static int remembered(const conduit_ctx *ctx)
 {
@@ -499,6 +509,7 @@ START_TEST(a_full_set_used_in_turn_stays)
 	conduit_ctx *ctx = fk_new_ctx();
 	conduit_listener *l = fk_listen(ctx, "tcp://127.0.0.1:0");
 	int port = fk_listener_port(l);
+	missed = 0;
 	char uri[CD_REMEMBERED + 1][64];
 	for (int i = 0; i <= CD_REMEMBERED; i++)
 		snprintf(uri[i], sizeof(uri[i]), "tcp://127.0.0.%d:%d", 2 + i,
@@ -515,7 +526,7 @@ START_TEST(a_full_set_used_in_turn_stays)
 			conduit_flow_free(c);
 		}
 	/* Resolved once each, in the first round only. */
-	ck_assert_uint_eq(ctx->resolved_afresh, CD_REMEMBERED);
+	ck_assert_uint_eq(missed, CD_REMEMBERED);
 	for (int i = 0; i < CD_REMEMBERED; i++) {
 		bool found = false;
 		for (size_t k = 0; k < CD_REMEMBERED; k++)
@@ -528,6 +539,7 @@ START_TEST(a_full_set_used_in_turn_stays)
 	ck_assert_int_eq(conduit_connect(&c, ctx, uri[CD_REMEMBERED]),
 	                 CONDUIT_OK);
 	conduit_flow_free(c);
+	ck_assert_uint_eq(missed, CD_REMEMBERED + 1); /* a new one: afresh */
 	ck_assert_int_eq(remembered(ctx), CD_REMEMBERED);
 	bool last = false;
 	for (size_t k = 0; k < CD_REMEMBERED; k++)

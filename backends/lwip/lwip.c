@@ -2119,6 +2119,25 @@ static CD_HOT int be_ctx_process(void *state)
 	return conduit_lwip_process(state);
 }
 
+/* The state is the process's stack itself (state_size 0: the arg given
+ * to conduit_ctx_register), which serves one context at a time; the
+ * context holds a reference to it. */
+static int be_attach(void *state, conduit_ctx *ctx, void *arg)
+{
+	(void)arg;
+	conduit_lwip *st = state;
+	if (st == NULL || st->refs <= 0)
+		return CONDUIT_ERR_INVALID;
+	if (st->ctx != NULL)
+		return conduit_ctx_fail(
+		    ctx, CONDUIT_ERR_STATE,
+		    "use lwip: the stack already serves another "
+		    "context (one per process)");
+	st->refs++;
+	st->ctx = ctx;
+	return CONDUIT_OK;
+}
+
 static void be_detach(void *state)
 {
 	conduit_lwip *st = state;
@@ -2135,24 +2154,15 @@ static const struct conduit_backend lw_backend = {
     .listen = lw_listen,
     .ctx_wait = be_ctx_wait,
     .ctx_process = be_ctx_process,
+    .attach = be_attach,
     .detach = be_detach,
 };
 
 int conduit_ctx_use_lwip(conduit_ctx *ctx, conduit_lwip *st)
 {
-	if (ctx == NULL || st == NULL || st->refs <= 0)
+	if (ctx == NULL || st == NULL)
 		return CONDUIT_ERR_INVALID;
 	if (st->ctx == ctx)
 		return CONDUIT_OK;
-	if (st->ctx != NULL)
-		return conduit_ctx_fail(
-		    ctx, CONDUIT_ERR_STATE,
-		    "use lwip: the stack already serves another "
-		    "context (one per process)");
-	int rc = conduit_ctx_register(ctx, &lw_backend, st);
-	if (rc != CONDUIT_OK)
-		return rc;
-	st->refs++;
-	st->ctx = ctx;
-	return CONDUIT_OK;
+	return conduit_ctx_register(ctx, &lw_backend, st);
 }

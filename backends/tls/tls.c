@@ -720,6 +720,8 @@ const struct conduit_backend cd_backend_tls = {
     .name = "tls",
     .layers = tt_layers,
     .wrap = tt_wrap,
+    .state_size = sizeof(struct tt_state),
+    .attach = tt_attach,
     .detach = tt_detach,
 };
 

@@ -43,22 +43,23 @@ static void ids_clear(struct tt_state *st)
 	st->nids = 0;
 }
 
-void *cd_tls_state_new(void)
+/* The context allocated st, zeroed.  Small until first used: certificates
+ * and the random generator are set up by the first TLS flow. */
+int tt_attach(void *state, conduit_ctx *ctx, void *arg)
 {
-	struct tt_state *st = calloc(1, sizeof(*st));
-	if (st != NULL) {
-		st->hs_timeout_ms = TT_DEFAULT_HS_MS;
-		st->resume = CONDUIT_TLS_RESUME_DEFAULT;
-		st->lifetime = TT_LIFETIME;
-	}
-	return st;
+	(void)ctx;
+	(void)arg;
+	struct tt_state *st = state;
+	st->hs_timeout_ms = TT_DEFAULT_HS_MS;
+	st->resume = CONDUIT_TLS_RESUME_DEFAULT;
+	st->lifetime = TT_LIFETIME;
+	return CONDUIT_OK;
 }
 
+/* What attach and use set up; the context frees st itself. */
 void tt_detach(void *state)
 {
 	struct tt_state *st = state;
-	if (st == NULL)
-		return;
 	cache_clear(st);
 	tt_ca_put(st->ca);
 	tt_ca_put(st->sys_ca);
@@ -66,7 +67,6 @@ void tt_detach(void *state)
 	tt_sessions_clear(st);
 	free(st->alpn);
 	tt_mb_rng_free(st);
-	free(st);
 }
 
 /* ------------------------------------------------------------------ */

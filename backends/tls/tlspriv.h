@@ -189,13 +189,17 @@ static inline struct tt_flow *tf_of(conduit_flow *f)
 	                        "tls: this context has no TLS layer "          \
 	                        "of this build")
 
+/* tls.c: the backend's table (listed in conduit/builtin.c). */
+extern const struct conduit_backend cd_backend_tls;
+
 /* tls.c: mbedTLS's text for err, in buf. */
 const char *tt_mbed_text(int err, char *buf, size_t len);
 
-/* tls_config.c: the backend's detach (frees the context's state); a
- * configuration's release; the configuration for an endpoint and role,
- * from the cache or built (the caller holds a reference; the message on
- * failure is in err); the context's state, NULL without a TLS layer. */
+/* tls_config.c: the backend's attach and detach (the context owns the
+ * state itself); a configuration's release; the configuration for an endpoint
+ * and role, from the cache or built (the caller holds a reference; the message
+ * on failure is in err); the context's state, NULL without a TLS layer. */
+int tt_attach(void *state, conduit_ctx *ctx, void *arg);
 void tt_detach(void *state);
 void tt_conf_put(struct tt_conf *c);
 int tt_conf_get(struct tt_conf **out, struct tt_state *st,

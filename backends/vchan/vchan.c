@@ -1101,11 +1101,10 @@ static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 
 /* ---- Context state and the public naming calls ---------------------- */
 
+/* The name this context registered goes with it; the context frees st. */
 static void vc_detach(void *state)
 {
 	struct vc_state *st = state;
-	if (st == NULL)
-		return;
 	if (st->name[0] != '\0') {
 		struct xs_handle *xs = xs_open(0);
 		if (xs != NULL) {
@@ -1113,7 +1112,6 @@ static void vc_detach(void *state)
 			xs_close(xs);
 		}
 	}
-	free(st);
 }
 
 static const char *const vc_transports[] = {"vchan", NULL};
@@ -1123,6 +1121,7 @@ const struct conduit_backend cd_backend_vchan = {
     .transports = vc_transports,
     .connect = vc_connect,
     .listen = vc_listen,
+    .state_size = sizeof(struct vc_state),
     .detach = vc_detach,
 };
 
@@ -1151,8 +1150,15 @@ int conduit_vchan_register_name(conduit_ctx *ctx, const char *name)
 		                        "vchan name \"%.64s\": 1-63 bytes of "
 		                        "[a-z0-9_-], not all digits",
 		                        name);
+	/* Every context has the state (conduit_ctx_new registers vchan),
+	 * unless another backend was registered for "vchan" over it. */
 	struct vc_state *st = state_of(ctx);
-	if (st != NULL && strcmp(st->name, name) == 0)
+	if (st == NULL)
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_NO_BACKEND,
+		                        "vchan name %s: this context's vchan "
+		                        "transport is not this build's",
+		                        name);
+	if (strcmp(st->name, name) == 0)
 		return CONDUIT_OK;
 	struct xs_handle *xs = open_xs(ctx, "vchan");
 	if (xs == NULL)
@@ -1163,22 +1169,9 @@ int conduit_vchan_register_name(conduit_ctx *ctx, const char *name)
 	             : conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
 	                                "vchan: this domain's id is not "
 	                                "in XenStore");
-	struct vc_state *fresh = NULL;
-	if (rc == CONDUIT_OK && st == NULL) {
-		fresh = calloc(1, sizeof(*fresh));
-		if (fresh == NULL)
-			rc = conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-			                      "vchan: out of memory");
-		else if ((rc = conduit_ctx_register(ctx, &cd_backend_vchan,
-		                                    fresh)) != CONDUIT_OK)
-			free(fresh);
-		if (rc != CONDUIT_OK)
-			unregister_name(xs, name, self);
-		st = fresh;
-	} else if (rc == CONDUIT_OK && st->name[0] != '\0') {
+	if (rc == CONDUIT_OK && st->name[0] != '\0')
 		unregister_name(xs, st->name, st->domid);
-	}
-	if (rc == CONDUIT_OK && st != NULL) {
+	if (rc == CONDUIT_OK) {
 		snprintf(st->name, sizeof(st->name), "%s", name);
 		st->domid = self;
 		st->ctx = ctx;

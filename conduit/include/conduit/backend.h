@@ -158,17 +158,33 @@ struct conduit_backend {
 	/* Context-wide work (timers, a shared wire): may be NULL. */
 	void (*ctx_wait)(void *state, struct conduit_waitset *ws);
 	int (*ctx_process)(void *state);
-	/* Called when the context is freed. May be NULL. */
+	/* Per-context state.  state_size 0: the state is the arg given to
+	 * conduit_ctx_register(), owned by the caller (an object shared by
+	 * contexts, such as a TCP/IP stack).  Otherwise the context
+	 * allocates state_size zeroed bytes as the backend's state and frees
+	 * them after detach. */
+	size_t state_size;
+	/* Called when registered, with the state and the arg given to
+	 * conduit_ctx_register(): CONDUIT_OK, or a failure with its message
+	 * on ctx, which leaves the backend unregistered.  May be NULL. */
+	int (*attach)(void *state, conduit_ctx *ctx, void *arg);
+	/* Called when the context is freed, or when a later registration of
+	 * the same backend replaces this state.  Frees what attach (or the
+	 * caller, for state_size 0) set up, never a state the context
+	 * allocated.  May be NULL. */
 	void (*detach)(void *state);
 };
 
 /*
- * Register a backend on a context with its state.  A later registration
- * for the same transport or layer replaces the earlier one for that name:
- * this is how a context's TCP stack is chosen at run time.
+ * Register a backend on a context: the one way a backend gets its
+ * per-context state (see state_size and attach), used for the built-in
+ * backends by conduit_ctx_new() too.  A later registration for the same
+ * transport or layer replaces the earlier one for that name: this is how a
+ * context's TCP stack is chosen at run time.  Registering the same backend
+ * again attaches the new state in the old place and detaches the old one.
  */
 int conduit_ctx_register(conduit_ctx *ctx, const struct conduit_backend *be,
-                         void *state);
+                         void *arg);
 
 #ifdef __cplusplus
 }
