@@ -416,7 +416,7 @@ static __attribute__((noinline)) int lb_wait_conduit(struct rig *r,
 				w[i].revents = it[i].revents;
 			return LB_OK;
 		}
-		if (bench_now_ns() > r->deadline)
+		if (tool_now_ns() > r->deadline)
 			break;
 	}
 	return lb_fail("no progress for %d ms", LB_TIMEOUT_MS);
@@ -440,7 +440,7 @@ static __attribute__((noinline)) int lb_wait_raw(struct rig *r, struct want *w,
 			u32_t ms = sys_timeouts_sleeptime();
 			lb_nap_ms(ms > 1000 ? 1000 : ms);
 		}
-		if (bench_now_ns() > r->deadline)
+		if (tool_now_ns() > r->deadline)
 			break;
 	}
 	return lb_fail("no progress for %d ms", LB_TIMEOUT_MS);
@@ -460,7 +460,7 @@ static int lb_wait(struct rig *r, enum lb_api a, struct want *w, size_t n)
 
 static void lb_arm(struct rig *r)
 {
-	r->deadline = bench_now_ns() + (uint64_t)LB_TIMEOUT_MS * 1000000u;
+	r->deadline = tool_now_ns() + (uint64_t)LB_TIMEOUT_MS * 1000000u;
 }
 
 static int lsn_open(struct rig *r, enum lb_api a)
@@ -627,9 +627,9 @@ __attribute__((noinline)) static int run_throughput(struct rig *r,
 	size_t in_chunk = 0;
 	if (rc != LB_OK)
 		goto out;
-	bench_pat_fill(r->wbuf, ws, 0);
+	tool_pat_fill(r->wbuf, ws, 0);
 	lb_arm(r);
-	t0 = bench_now_ns();
+	t0 = tool_now_ns();
 	/* Write first, as an application does; then act on what poll
 	 * reports. */
 	unsigned cready = CONDUIT_POLLOUT, sready = 0;
@@ -646,7 +646,7 @@ __attribute__((noinline)) static int run_throughput(struct rig *r,
 			sent += n;
 			if (in_chunk == ws && sent < total) {
 				in_chunk = 0;
-				bench_pat_fill(r->wbuf, ws, sent);
+				tool_pat_fill(r->wbuf, ws, sent);
 			}
 		}
 		while (sready & CONDUIT_POLLIN) {
@@ -665,7 +665,7 @@ __attribute__((noinline)) static int run_throughput(struct rig *r,
 				goto out;
 			}
 			if (bad == UINT64_MAX)
-				bad = bench_pat_check(r->rbuf, n, got);
+				bad = tool_pat_check(r->rbuf, n, got);
 			got += n;
 		}
 		if (got == total)
@@ -685,7 +685,7 @@ __attribute__((noinline)) static int run_throughput(struct rig *r,
 		cready = sent < total ? w[0].revents : 0;
 		sready = w[1].revents;
 	}
-	t1 = bench_now_ns();
+	t1 = tool_now_ns();
 	rc = LB_OK;
 	if (bad != UINT64_MAX)
 		rc = lb_fail("byte mismatch: the receiver saw a wrong byte at "
@@ -721,9 +721,9 @@ __attribute__((noinline)) static int run_latency(struct rig *r, enum lb_api a,
 	int rc = lb_connect(r, a);
 	uint8_t out[LB_PING], in[LB_PING], echo[LB_PING];
 	for (unsigned i = 0; rc == LB_OK && i < warm + n; i++) {
-		bench_pat_fill(out, sizeof(out), (uint64_t)i * LB_PING);
+		tool_pat_fill(out, sizeof(out), (uint64_t)i * LB_PING);
 		lb_arm(r);
-		uint64_t t0 = bench_now_ns();
+		uint64_t t0 = tool_now_ns();
 		size_t m = 0, got = 0, eheld = 0;
 		rc = end_write(c, out, sizeof(out), &m);
 		if (rc == LB_OK && m != sizeof(out))
@@ -770,7 +770,7 @@ __attribute__((noinline)) static int run_latency(struct rig *r, enum lb_api a,
 				got += k;
 			}
 		}
-		uint64_t t1 = bench_now_ns();
+		uint64_t t1 = tool_now_ns();
 		if (rc == LB_OK && memcmp(in, out, sizeof(in)) != 0)
 			rc = lb_fail("byte mismatch: round trip %u came back "
 			             "different",
@@ -797,7 +797,7 @@ __attribute__((noinline)) static int run_connect(struct rig *r, enum lb_api a,
 	if (lsn_open(r, a) != LB_OK)
 		return LB_ERR;
 	int rc = LB_OK;
-	uint64_t t0 = bench_now_ns(), spent = 0;
+	uint64_t t0 = tool_now_ns(), spent = 0;
 	for (unsigned i = 0; rc == LB_OK && i < warm + n; i++) {
 		if (i == warm ||
 		    (i > warm && (i - warm) % LB_CONN_BATCH == 0)) {
@@ -807,9 +807,9 @@ __attribute__((noinline)) static int run_connect(struct rig *r, enum lb_api a,
 			 * the figure is the cost of a connection and not of
 			 * how many came before it in the run. */
 			if (i > warm)
-				spent += bench_now_ns() - t0;
+				spent += tool_now_ns() - t0;
 			lb_settle(r);
-			t0 = bench_now_ns();
+			t0 = tool_now_ns();
 		}
 		lb_arm(r);
 		rc = lb_connect(r, a);
@@ -836,7 +836,7 @@ __attribute__((noinline)) static int run_connect(struct rig *r, enum lb_api a,
 			rc = lb_fail("no end of stream");
 		end_close(&r->c);
 	}
-	spent += bench_now_ns() - t0;
+	spent += tool_now_ns() - t0;
 	if (rc != LB_OK) {
 		end_close(&r->c);
 		end_close(&r->s);

@@ -69,6 +69,8 @@
 #ifdef CONDUIT_HAVE_TLS
 #include <conduit/tls.h>
 
+#include "certs.h"
+
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/ecp.h>
 #include <mbedtls/entropy.h>
@@ -97,7 +99,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -166,79 +167,6 @@ static const char *cerr(const char *detail, int rc)
 {
 	return detail != NULL && detail[0] != '\0' ? detail
 	                                           : conduit_strerror(rc);
-}
-
-uint64_t bench_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* ------------------------------------------------------------------ */
-/* The byte pattern.  Word i of the stream is i * MUL + ADD (native     */
-/* byte order: both ends run on this machine).  Every word differs from */
-/* every other, so a lost, repeated or shifted piece shows, and both    */
-/* making and checking cost one add per 8 bytes, so verification does   */
-/* not dominate what is measured.                                       */
-
-#define PAT_MUL 0x9e3779b97f4a7c15u
-#define PAT_ADD 0x5851f42d4c957f2du
-
-static uint64_t pat_word(uint64_t index)
-{
-	return index * PAT_MUL + PAT_ADD;
-}
-
-static unsigned char pat_byte(uint64_t off)
-{
-	uint64_t w = pat_word(off >> 3);
-	unsigned char b[8];
-	memcpy(b, &w, sizeof(b));
-	return b[off & 7];
-}
-
-/* The stream's bytes [off, off + len); both multiples of 8 (every write
- * size is, and writes start at multiples of the write size). */
-void bench_pat_fill(unsigned char *p, size_t len, uint64_t off)
-{
-	uint64_t w = pat_word(off >> 3);
-	for (size_t k = 0; k + 8 <= len; k += 8, w += PAT_MUL)
-		memcpy(p + k, &w, 8);
-}
-
-/* Check len received bytes that sit at stream offset off (any alignment:
- * reads end wherever the kernel likes).  Returns the offset of the first
- * wrong byte, or UINT64_MAX when all are right. */
-uint64_t bench_pat_check(const unsigned char *p, size_t len, uint64_t off)
-{
-	size_t k = 0;
-	for (; k < len && ((off + k) & 7) != 0; k++)
-		if (p[k] != pat_byte(off + k))
-			return off + k;
-	uint64_t w = pat_word((off + k) >> 3);
-	while (len - k >= 8) {
-		/* OR the differences of a block together (the compiler can
-		 * vectorise that) and look closer only when it is not 0. */
-		size_t blk = (len - k) & ~(size_t)7;
-		if (blk > 4096)
-			blk = 4096;
-		uint64_t diff = 0;
-		for (size_t j = 0; j < blk; j += 8, w += PAT_MUL) {
-			uint64_t got;
-			memcpy(&got, p + k + j, 8);
-			diff |= got ^ w;
-		}
-		if (diff != 0)
-			for (size_t j = 0; j < blk; j++)
-				if (p[k + j] != pat_byte(off + k + j))
-					return off + k + j;
-		k += blk;
-	}
-	for (; k < len; k++)
-		if (p[k] != pat_byte(off + k))
-			return off + k;
-	return UINT64_MAX;
 }
 
 /* ------------------------------------------------------------------ */
@@ -458,53 +386,19 @@ static int rt_rng_init(void)
  * for TLS_NAME, made here so that no file or tool is needed. */
 static int tls_make_cert(void)
 {
+	static const struct tool_cert self = {.subject = "CN=" TLS_NAME,
+	                                      .issuer = "CN=" TLS_NAME,
+	                                      .serial = 1,
+	                                      .ca = true};
 	mbedtls_pk_context key;
-	mbedtls_x509write_cert w;
 	mbedtls_pk_init(&key);
-	mbedtls_x509write_crt_init(&w);
-	int r =
-	    mbedtls_pk_setup(&key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
+	int r = tool_key_new(&key, &RT.drbg);
 	if (r == 0)
-		r = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1,
-		                        mbedtls_pk_ec(key),
-		                        mbedtls_ctr_drbg_random, &RT.drbg);
-	if (r == 0) {
-		mbedtls_x509write_crt_set_version(&w,
-		                                  MBEDTLS_X509_CRT_VERSION_3);
-		mbedtls_x509write_crt_set_md_alg(&w, MBEDTLS_MD_SHA256);
-		mbedtls_x509write_crt_set_subject_key(&w, &key);
-		mbedtls_x509write_crt_set_issuer_key(&w, &key);
-		r = mbedtls_x509write_crt_set_subject_name(&w, "CN=" TLS_NAME);
-	}
-	if (r == 0)
-		r = mbedtls_x509write_crt_set_issuer_name(&w, "CN=" TLS_NAME);
-	if (r == 0) {
-#if MBEDTLS_VERSION_NUMBER >= 0x03040000
-		static const unsigned char serial[] = {1};
-		r = mbedtls_x509write_crt_set_serial_raw(
-		    &w, (unsigned char *)(uintptr_t)serial, sizeof(serial));
-#else
-		mbedtls_mpi serial;
-		mbedtls_mpi_init(&serial);
-		r = mbedtls_mpi_lset(&serial, 1);
-		if (r == 0)
-			r = mbedtls_x509write_crt_set_serial(&w, &serial);
-		mbedtls_mpi_free(&serial);
-#endif
-	}
-	if (r == 0)
-		r = mbedtls_x509write_crt_set_validity(&w, "20240101000000",
-		                                       "20991231235959");
-	if (r == 0)
-		r = mbedtls_x509write_crt_set_basic_constraints(&w, 1, 0);
-	if (r == 0)
-		r = mbedtls_x509write_crt_pem(
-		    &w, (unsigned char *)G.cert_pem, sizeof(G.cert_pem),
-		    mbedtls_ctr_drbg_random, &RT.drbg);
+		r = tool_cert_pem(G.cert_pem, sizeof(G.cert_pem), &key, &key,
+		                  &self, &RT.drbg);
 	if (r == 0)
 		r = mbedtls_pk_write_key_pem(&key, (unsigned char *)G.key_pem,
 		                             sizeof(G.key_pem));
-	mbedtls_x509write_crt_free(&w);
 	mbedtls_pk_free(&key);
 	if (r != 0)
 		return set_err("making the test certificate: %s", mbed_err(r));
@@ -1476,7 +1370,7 @@ static int serve_sink(struct listener *L, const struct job *job,
 			/* The same check on both variants; after the first
 			 * wrong byte only counting goes on. */
 			if (bad == UINT64_MAX)
-				bad = bench_pat_check(buf, n, off);
+				bad = tool_pat_check(buf, n, off);
 			off += n;
 		}
 	}
@@ -1921,16 +1815,16 @@ static int run_throughput(enum api api, enum transport tr, size_t ws,
 	if (link_connect(&k, api, &t) < 0)
 		goto fail;
 
-	uint64_t t0 = bench_now_ns();
+	uint64_t t0 = tool_now_ns();
 	for (uint64_t off = 0; off < total; off += ws) {
-		bench_pat_fill(buf, ws, off);
+		tool_pat_fill(buf, ws, off);
 		if (link_write_all(&k, buf, ws) < 0)
 			goto fail_link;
 	}
 	unsigned char ack;
 	size_t n = 0;
 	int g = link_read(&k, &ack, 1, &n);
-	uint64_t t1 = bench_now_ns();
+	uint64_t t1 = tool_now_ns();
 	if (g <= 0) {
 		if (g == 0)
 			set_err("end of stream instead of the receiver's ack");
@@ -1989,8 +1883,8 @@ static int run_latency(enum api api, enum transport tr, unsigned warm,
 	}
 	unsigned char out[PING_SIZE], in[PING_SIZE];
 	for (unsigned i = 0; i < warm + n; i++) {
-		bench_pat_fill(out, sizeof(out), (uint64_t)i * PING_SIZE);
-		uint64_t t0 = bench_now_ns();
+		tool_pat_fill(out, sizeof(out), (uint64_t)i * PING_SIZE);
+		uint64_t t0 = tool_now_ns();
 		if (link_write_all(&k, out, sizeof(out)) < 0)
 			goto fail;
 		size_t got = 0;
@@ -2006,7 +1900,7 @@ static int run_latency(enum api api, enum transport tr, unsigned warm,
 			}
 			got += m;
 		}
-		uint64_t t1 = bench_now_ns();
+		uint64_t t1 = tool_now_ns();
 		if (got != sizeof(in) || memcmp(in, out, sizeof(in)) != 0) {
 			set_err(
 			    "byte mismatch: round trip %u came back different",
@@ -2092,10 +1986,10 @@ static int run_connect(enum api api, enum transport tr, bool resume,
 	struct target t;
 	if (peer_start(&p, &job, &t) < 0)
 		return -1;
-	uint64_t t0 = bench_now_ns();
+	uint64_t t0 = tool_now_ns();
 	for (unsigned i = 0; i < warm + n; i++) {
 		if (i == warm)
-			t0 = bench_now_ns();
+			t0 = tool_now_ns();
 		struct link k;
 		if (link_connect(&k, api, &t) < 0)
 			goto fail;
@@ -2132,7 +2026,7 @@ static int run_connect(enum api api, enum transport tr, bool resume,
 		if (g != 0)
 			goto fail;
 	}
-	uint64_t t1 = bench_now_ns();
+	uint64_t t1 = tool_now_ns();
 #ifdef CONDUIT_HAVE_TLS
 	if (resume)
 		drop_sessions();
@@ -2238,7 +2132,7 @@ static double gcm_ceiling(bool quick)
 	double mibs = 0;
 	if (mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, key, 128) == 0) {
 		uint64_t budget = (quick ? 100 : 400) * 1000000ull;
-		uint64_t t0 = bench_now_ns(), t = t0;
+		uint64_t t0 = tool_now_ns(), t = t0;
 		unsigned n = 0;
 		/* Bounded in count and in time. */
 		while (n < 200000 && t - t0 < budget) {
@@ -2249,9 +2143,9 @@ static double gcm_ceiling(bool quick)
 				break;
 			n++;
 			if ((n & 15) == 0)
-				t = bench_now_ns();
+				t = tool_now_ns();
 		}
-		t = bench_now_ns();
+		t = tool_now_ns();
 		if (n > 0 && t > t0)
 			mibs = (double)n * REC / ((double)(t - t0) / 1e9) /
 			       (1024.0 * 1024.0);
@@ -2673,7 +2567,7 @@ static int measure_connect(enum transport tr, bool resume)
 static int resolve_loop(enum api a, conduit_ctx *ctx, const char *result,
                         unsigned n, double *secs)
 {
-	uint64_t t0 = bench_now_ns();
+	uint64_t t0 = tool_now_ns();
 	for (unsigned i = 0; i < n; i++) {
 		conduit_endpoint *ep = NULL;
 		int rc = a == API_CONDUIT
@@ -2685,7 +2579,7 @@ static int resolve_loop(enum api a, conduit_ctx *ctx, const char *result,
 		}
 		conduit_endpoint_free(ep);
 	}
-	*secs = (double)(bench_now_ns() - t0) / 1e9;
+	*secs = (double)(tool_now_ns() - t0) / 1e9;
 	return 0;
 }
 
@@ -2885,16 +2779,6 @@ static void print_json(const struct utsname *u, long cpus, unsigned only)
 /* ------------------------------------------------------------------ */
 /* Set-up and clean-up                                                 */
 
-static int rm_entry(const char *path, const struct stat *sb, int flag,
-                    struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 static void cleanup(void)
 {
 	conduit_ctx_free(G.ctx);
@@ -2907,7 +2791,7 @@ static void cleanup(void)
 		munmap(SH, sh_size);
 	SH = NULL;
 	if (G.dir[0] != '\0')
-		nftw(G.dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+		tool_rmtree(G.dir);
 	G.dir[0] = '\0';
 }
 
@@ -3190,13 +3074,7 @@ int main(int argc, char **argv)
 		cleanup();
 		return 1;
 	}
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+	tool_catch_signals(on_signal, 0);
 
 	if (conduit_ctx_new(&G.ctx) != CONDUIT_OK) {
 		fprintf(stderr,

@@ -113,24 +113,10 @@ static const char *cerr(const char *detail, int rc)
 	                                           : conduit_strerror(rc);
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Milliseconds left before deadline, at most cap. */
 static int left_ms(uint64_t deadline, int cap)
 {
-	uint64_t now = now_ms();
+	uint64_t now = tool_now_ms();
 	if (now >= deadline)
 		return 0;
 	uint64_t d = deadline - now;
@@ -305,7 +291,7 @@ static int raw_connect_start(const struct addr *a, int *out)
 static int wait_fd(int fd, short events, int ms)
 {
 	struct pollfd p = {.fd = fd, .events = events};
-	uint64_t deadline = now_ms() + (uint64_t)ms;
+	uint64_t deadline = tool_now_ms() + (uint64_t)ms;
 	for (int i = 0; i < 1000; i++) {
 		int r = poll(&p, 1, left_ms(deadline, ms));
 		if (r > 0)
@@ -322,11 +308,11 @@ static int wait_fd(int fd, short events, int ms)
 static int raw_connect_wait(const struct addr *a, int *out)
 {
 	int fd = -1, r = -EAGAIN;
-	uint64_t deadline = now_ms() + IO_MS;
+	uint64_t deadline = tool_now_ms() + IO_MS;
 	for (int i = 0; i < 10000 && r == -EAGAIN; i++) {
 		r = raw_connect_start(a, &fd);
 		if (r == -EAGAIN) {
-			if (now_ms() > deadline)
+			if (tool_now_ms() > deadline)
 				break;
 			struct timespec ts = {0, 1000000L};
 			nanosleep(&ts, NULL);
@@ -448,7 +434,7 @@ static int raise_nofile(rlim_t need, struct rlimit *old)
 static int read_full(int fd, void *buf, size_t len, int ms)
 {
 	size_t got = 0;
-	uint64_t deadline = now_ms() + (uint64_t)ms;
+	uint64_t deadline = tool_now_ms() + (uint64_t)ms;
 	while (got < len) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		int r = poll(&p, 1, left_ms(deadline, ms));
@@ -468,14 +454,14 @@ static int read_full(int fd, void *buf, size_t len, int ms)
 static int reap(pid_t pid, int ms)
 {
 	int st = 0;
-	uint64_t deadline = now_ms() + (uint64_t)ms;
+	uint64_t deadline = tool_now_ms() + (uint64_t)ms;
 	for (;;) {
 		pid_t r = waitpid(pid, &st, WNOHANG);
 		if (r == pid)
 			return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 		if (r < 0 && errno != EINTR)
 			return -1;
-		if (now_ms() > deadline) {
+		if (tool_now_ms() > deadline) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
 			return fail(
@@ -1191,7 +1177,7 @@ static int server_main(enum api api, struct addr *a, size_t n,
 	bool measured = false;
 	unsigned long long full = (unsigned long long)n * (1 + MSG_LEN);
 	for (unsigned long turns = 0; sv.closed < n; turns++) {
-		if (now_ms() >= deadline || turns > 100000000ul) {
+		if (tool_now_ms() >= deadline || turns > 100000000ul) {
 			srv_fail(
 			    &sv,
 			    "server timed out: %llu of %zu flows accepted, "
@@ -1262,7 +1248,7 @@ static int client_setup(struct cconn *cc, size_t n, const struct addr *a,
 	struct pollfd pf[MAX_OUTSTANDING];
 	size_t nact = 0, next = 0, up = 0;
 	for (unsigned long turn = 0; up < n; turn++) {
-		if (now_ms() >= deadline || turn > 10000000ul)
+		if (tool_now_ms() >= deadline || turn > 10000000ul)
 			return fail(
 			    "setting up %s flows timed out: %zu of %zu up, "
 			    "%zu connecting or waiting for the greeting",
@@ -1339,7 +1325,7 @@ static int client_round(struct cconn *cc, size_t n, uint64_t deadline)
 	for (size_t i = 0; i < n; i++)
 		pend[i] = i;
 	for (unsigned long turn = 0; done < n; turn++) {
-		if (now_ms() >= deadline || turn > 10000000ul) {
+		if (tool_now_ms() >= deadline || turn > 10000000ul) {
 			size_t sending = 0;
 			for (size_t j = 0; j < npend; j++)
 				sending += cc[pend[j]].state == C_SENDING;
@@ -1436,7 +1422,7 @@ static int scale_run(enum api api, enum tr tr, size_t n,
 	struct addr a;
 	if (make_addr(&a, tr, "scale.sock") < 0)
 		return -1;
-	uint64_t deadline = now_ms() + SCALE_DEADLINE_MS;
+	uint64_t deadline = tool_now_ms() + SCALE_DEADLINE_MS;
 	int rep[2];
 	if (pipe2(rep, O_CLOEXEC) < 0)
 		return fail("pipe: %s", strerror(errno));
@@ -1477,13 +1463,13 @@ static int scale_run(enum api api, enum tr tr, size_t n,
 	if (tr == TR_TCP)
 		set_port(&a, sr.port);
 
-	double t0 = now_s();
+	double t0 = (tool_now_us() / 1e6);
 	if (client_setup(cc, n, &a, deadline) < 0)
 		goto out;
-	double t1 = now_s();
+	double t1 = (tool_now_us() / 1e6);
 	if (client_round(cc, n, deadline) < 0)
 		goto out;
-	double t2 = now_s();
+	double t2 = (tool_now_us() / 1e6);
 	res->setup_ms = (t1 - t0) * 1000.0;
 	res->round_ms = (t2 - t1) * 1000.0;
 	for (size_t i = 0; i < n; i++) {

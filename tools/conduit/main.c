@@ -63,6 +63,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "demo.h"
 
 /* Exit statuses, documented in the help text and the README. */
@@ -564,13 +565,6 @@ static void say(const char *fmt, ...)
 	fputs(line, stderr);
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* After a TLS handshake: whom the peer's certificate names, if anyone. */
 static void tls_peer(conduit_flow *f, char *buf, size_t len)
 {
@@ -652,21 +646,14 @@ static void on_signal(int sig)
 
 static int signals_setup(void)
 {
-	/* A closed stdout must be an EPIPE we report, not a silent death. */
-	signal(SIGPIPE, SIG_IGN);
 	if (pipe(sig_pipe) < 0)
 		return -1;
 	for (int i = 0; i < 2; i++) {
 		fcntl(sig_pipe[i], F_SETFD, FD_CLOEXEC);
 		fcntl(sig_pipe[i], F_SETFL, O_NONBLOCK);
 	}
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaction(sigs[i], &sa, NULL);
+	/* A closed stdout must be an EPIPE we report, not a silent death. */
+	tool_catch_signals(on_signal, 1);
 	return 0;
 }
 
@@ -1194,7 +1181,7 @@ static int session_end(struct prog *p, struct session *s)
 static int loop(struct prog *p)
 {
 	for (;;) {
-		uint64_t now = now_ms();
+		uint64_t now = tool_now_ms();
 		int timeout = -1;
 		p->nfds = 0;
 		if (!fds_room(p, 1))
@@ -1233,7 +1220,7 @@ static int loop(struct prog *p)
 			return EXIT_IO;
 		}
 		conduit_process(p->ctx);
-		now = now_ms();
+		now = tool_now_ms();
 
 		unsigned char sig = 0;
 		if (read(sig_pipe[0], &sig, 1) == 1)
@@ -1992,12 +1979,12 @@ static int lwip_setup(conduit_ctx *ctx, const struct opts *o, void **handle)
 #define LINGER_MS 5000
 static void lwip_linger(conduit_ctx *ctx, void *handle)
 {
-	uint64_t end = now_ms() + LINGER_MS;
+	uint64_t end = tool_now_ms() + LINGER_MS;
 	for (;;) {
 		conduit_process(ctx);
 		struct conduit_lwip_stats s;
 		conduit_lwip_stats(handle, &s);
-		uint64_t now = now_ms();
+		uint64_t now = tool_now_ms();
 		if ((s.lwip_active == 0 && s.frames == 0) || now >= end)
 			return;
 		struct pollfd fds[32];

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common.h"
+
 #define BENCH_MAX_REPEATS 32
 
 struct bench_settings {
@@ -37,18 +39,8 @@ struct bench_figure {
 	double conduit[BENCH_MAX_REPEATS]; /* conduit runs, paired with base */
 };
 
-/*
- * What every section measures with, from bench.c: a monotonic clock; the
- * byte pattern every receiver checks (word i of the stream is a fixed
- * affine function of i, so a lost, repeated or shifted piece shows);
- * pinning to a CPU (a hint; Linux only).
- */
-uint64_t bench_now_ns(void);
-/* The stream's bytes [off, off + len); both multiples of 8. */
-void bench_pat_fill(unsigned char *p, size_t len, uint64_t off);
-/* Check len bytes found at stream offset off (any alignment): the offset
- * of the first wrong byte, or UINT64_MAX. */
-uint64_t bench_pat_check(const unsigned char *p, size_t len, uint64_t off);
+/* Pinning to a CPU (a hint; Linux only).  The clock and the byte
+ * pattern every receiver checks are tools/common's (common.h). */
 void bench_pin(int cpu);
 /* The TLS server identity every TLS figure uses: a self-signed EC P-256
  * certificate for "bench.test" and its key, PEM, made in memory on the

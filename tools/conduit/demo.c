@@ -26,6 +26,8 @@
  */
 #include "demo.h"
 
+#include "common.h"
+
 #include <conduit/conduit.h>
 #ifdef CONDUIT_HAVE_TLS
 #include <conduit/tls.h>
@@ -37,7 +39,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -55,14 +56,11 @@
 #include <unistd.h>
 
 #ifdef CONDUIT_HAVE_TLS
-#include <mbedtls/asn1write.h>
+#include "certs.h"
+
 #include <mbedtls/ctr_drbg.h>
-#include <mbedtls/ecp.h>
 #include <mbedtls/entropy.h>
-#include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
-#include <mbedtls/version.h>
-#include <mbedtls/x509_crt.h>
 #endif
 
 #define KIB           1024ull
@@ -210,20 +208,6 @@ static void on_signal(int sig)
 	stop_sig = sig;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static double now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
 static void nap_ms(int ms)
 {
 	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -246,57 +230,6 @@ static void one_line(char *s)
 	for (; *s != '\0'; s++)
 		if (*s == '\n' || *s == '\r' || *s == '\t')
 			*s = ' ';
-}
-
-/* ------------------------------------------------------------------ */
-/* The byte pattern: 8 bytes of a 64-bit mix of their index, so a byte  */
-/* lost, doubled or moved anywhere in the stream shows.                 */
-
-static uint64_t pat_word(uint64_t k)
-{
-	uint64_t z = k * 0x9e3779b97f4a7c15ull + 0x2545f4914f6cdd1dull;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static uint8_t pat_byte(uint64_t i)
-{
-	return (uint8_t)(pat_word(i >> 3) >> ((i & 7) * 8));
-}
-
-static void pat_fill(uint8_t *buf, uint64_t off, size_t len)
-{
-	size_t i = 0;
-	for (; i < len && ((off + i) & 7) != 0; i++)
-		buf[i] = pat_byte(off + i);
-	for (; i + 8 <= len; i += 8) {
-		uint64_t w = pat_word((off + i) >> 3);
-		for (int b = 0; b < 8; b++)
-			buf[i + b] = (uint8_t)(w >> (8 * b));
-	}
-	for (; i < len; i++)
-		buf[i] = pat_byte(off + i);
-}
-
-/* Index of the first byte that differs from the pattern, or len. */
-static size_t pat_check(const uint8_t *buf, uint64_t off, size_t len)
-{
-	size_t i = 0;
-	for (; i < len && ((off + i) & 7) != 0; i++)
-		if (buf[i] != pat_byte(off + i))
-			return i;
-	for (; i + 8 <= len; i += 8) {
-		uint64_t w = pat_word((off + i) >> 3), got = 0;
-		for (int b = 0; b < 8; b++)
-			got |= (uint64_t)buf[i + b] << (8 * b);
-		if (got != w)
-			break;
-	}
-	for (; i < len; i++)
-		if (buf[i] != pat_byte(off + i))
-			return i;
-	return len;
 }
 
 static void put32(uint8_t *p, uint32_t v)
@@ -490,11 +423,12 @@ static int flush_out(struct peer *p)
 
 static void next_ping(struct peer *p)
 {
-	pat_fill(p->obuf, PING_BASE + (uint64_t)p->ping_i * PING_LEN, PING_LEN);
+	tool_pat_fill(p->obuf, PING_LEN,
+	              PING_BASE + (uint64_t)p->ping_i * PING_LEN);
 	p->olen = PING_LEN;
 	p->ooff = 0;
 	p->ilen = 0;
-	p->t_ping = now_us();
+	p->t_ping = tool_now_us();
 }
 
 static void tls_note(struct peer *p)
@@ -529,7 +463,7 @@ static int client_once(struct peer *p)
 		rc = conduit_handshake(p->f);
 		if (rc != CONDUIT_OK)
 			return io_result(p, rc, CONDUIT_POLLOUT);
-		p->t_connected = now_us();
+		p->t_connected = tool_now_us();
 		tls_note(p);
 		put32(p->obuf, MAGIC_HDR);
 		put32(p->obuf + 4, p->pings);
@@ -559,17 +493,17 @@ static int client_once(struct peer *p)
 		p->ilen += n;
 		if (p->ilen < PING_LEN)
 			return 1;
-		p->rtt[p->ping_i] = now_us() - p->t_ping;
-		if (pat_check(p->ibuf,
-		              PING_BASE + (uint64_t)p->ping_i * PING_LEN,
-		              PING_LEN) != PING_LEN)
+		p->rtt[p->ping_i] = tool_now_us() - p->t_ping;
+		if (tool_pat_check(p->ibuf, PING_LEN,
+		                   PING_BASE + (uint64_t)p->ping_i *
+		                                   PING_LEN) != UINT64_MAX)
 			return peer_fail(p, "round trip %u came back altered",
 			                 p->ping_i);
 		if (++p->ping_i < p->pings) {
 			next_ping(p);
 		} else {
 			p->st = ST_BULK;
-			p->t_bulk0 = now_us();
+			p->t_bulk0 = tool_now_us();
 		}
 		return 1;
 	case ST_BULK:
@@ -588,7 +522,7 @@ static int client_once(struct peer *p)
 			size_t len = p->total - p->moved < CHUNK
 			                 ? (size_t)(p->total - p->moved)
 			                 : CHUNK;
-			pat_fill(p->obuf, p->moved, len);
+			tool_pat_fill(p->obuf, len, p->moved);
 			p->olen = len;
 			p->ooff = 0;
 			p->moved += len;
@@ -608,7 +542,7 @@ static int client_once(struct peer *p)
 		p->ilen += n;
 		if (p->ilen < ACK_LEN)
 			return 1;
-		p->t_bulk1 = now_us();
+		p->t_bulk1 = tool_now_us();
 		if (get32(p->ibuf) != MAGIC_ACK)
 			return peer_fail(p, "the acknowledgement is garbled");
 		uint32_t status = get32(p->ibuf + 4);
@@ -720,9 +654,7 @@ static int server_once(struct peer *p)
 			return io_result(p, rc, CONDUIT_POLLIN);
 		p->ops++;
 		if (p->bad_at == NO_OFFSET) {
-			size_t k = pat_check(p->ibuf, p->moved, n);
-			if (k < n)
-				p->bad_at = p->moved + k;
+			p->bad_at = tool_pat_check(p->ibuf, n, p->moved);
 		}
 		p->moved += n;
 		return 1;
@@ -796,7 +728,7 @@ static void run_fail_all(struct run *r, const char *fmt_phase_msg)
 
 static void run_loop(struct run *r)
 {
-	uint64_t last = now_ms(), seen = UINT64_MAX;
+	uint64_t last = tool_now_ms(), seen = UINT64_MAX;
 	for (long turn = 0; turn < MAX_TURNS; turn++) {
 		struct peer *s = r->srv;
 		if (s != NULL && s->st == ST_ACCEPT) {
@@ -818,7 +750,7 @@ static void run_loop(struct run *r)
 			return;
 
 		uint64_t ops = (r->cli ? r->cli->ops : 0) + (s ? s->ops : 0);
-		uint64_t t = now_ms();
+		uint64_t t = tool_now_ms();
 		bool moved = ops != seen;
 		if (moved) {
 			seen = ops;
@@ -940,7 +872,7 @@ static int client_start(struct result *res, struct peer *p, conduit_ctx *ctx,
 	p->checked_name = checked;
 	conduit_endpoint_free(ep);
 
-	p->t_start = now_us();
+	p->t_start = tool_now_us();
 	if (conduit_connect(&p->f, ctx, uri) != CONDUIT_OK) {
 		setf(res->phase, sizeof(res->phase), "client connect");
 		setf(res->why, sizeof(res->why), "%s", conduit_ctx_error(ctx));
@@ -964,154 +896,23 @@ static struct creds creds;
 #ifdef CONDUIT_HAVE_TLS
 /* The names the server certificate carries, for every TLS leg. */
 static const char *const san_dns[] = {"localhost", "logger", "logger.xen"};
-static const uint8_t san_ip[][4] = {{127, 0, 0, 1}, {10, 0, 0, 2}};
+static const unsigned char san_ip[][4] = {{127, 0, 0, 1}, {10, 0, 0, 2}};
 
-/* subjectAltName and extKeyUsage values, DER written back to front. */
-
-/* Close the len bytes written before *p into a SEQUENCE and hand them
- * out; an mbedTLS status on failure. */
-static int der_seq(uint8_t *p, uint8_t *buf, size_t len, const uint8_t **out,
-                   size_t *outlen)
-{
-	int r = mbedtls_asn1_write_len(&p, buf, len);
-	if (r < 0)
-		return r;
-	len += (size_t)r;
-	r = mbedtls_asn1_write_tag(
-	    &p, buf, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE);
-	if (r < 0)
-		return r;
-	*out = p;
-	*outlen = len + (size_t)r;
-	return 0;
-}
-
-static int der_san(uint8_t *buf, size_t size, const uint8_t **out,
-                   size_t *outlen)
-{
-	uint8_t *p = buf + size;
-	size_t len = 0;
-	int r;
-	/* GeneralName: [7] iPAddress, [2] dNSName. */
-	for (size_t i = sizeof(san_ip) / sizeof(san_ip[0]); i-- > 0;) {
-		r = mbedtls_asn1_write_tagged_string(
-		    &p, buf, MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7,
-		    (const char *)san_ip[i], 4);
-		if (r < 0)
-			return r;
-		len += (size_t)r;
-	}
-	for (size_t i = sizeof(san_dns) / sizeof(san_dns[0]); i-- > 0;) {
-		r = mbedtls_asn1_write_tagged_string(
-		    &p, buf, MBEDTLS_ASN1_CONTEXT_SPECIFIC | 2, san_dns[i],
-		    strlen(san_dns[i]));
-		if (r < 0)
-			return r;
-		len += (size_t)r;
-	}
-	return der_seq(p, buf, len, out, outlen);
-}
-
-static int der_eku(uint8_t *buf, size_t size, const uint8_t **out,
-                   size_t *outlen)
-{
-	uint8_t *p = buf + size;
-	int r =
-	    mbedtls_asn1_write_oid(&p, buf, MBEDTLS_OID_SERVER_AUTH,
-	                           MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH));
-	if (r < 0)
-		return r;
-	return der_seq(p, buf, (size_t)r, out, outlen);
-}
-
-static int set_serial(mbedtls_x509write_cert *w, unsigned char serial)
-{
-#if MBEDTLS_VERSION_NUMBER >= 0x03040000
-	return mbedtls_x509write_crt_set_serial_raw(w, &serial, 1);
-#else
-	mbedtls_mpi m;
-	mbedtls_mpi_init(&m);
-	int r = mbedtls_mpi_lset(&m, serial);
-	if (r == 0)
-		r = mbedtls_x509write_crt_set_serial(w, &m);
-	mbedtls_mpi_free(&m);
-	return r;
-#endif
-}
-
-static int gen_key(mbedtls_pk_context *k, mbedtls_ctr_drbg_context *drbg)
-{
-	int r =
-	    mbedtls_pk_setup(k, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
-	if (r == 0)
-		r = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1,
-		                        mbedtls_pk_ec(*k),
-		                        mbedtls_ctr_drbg_random, drbg);
-	return r;
-}
-
-/* One certificate: the CA's (self-signed) when issuer_key is its own key. */
-static int make_cert(char *pem, size_t size, mbedtls_pk_context *subject_key,
-                     mbedtls_pk_context *issuer_key, const char *subject,
-                     const char *issuer, bool ca, unsigned char serial,
-                     mbedtls_ctr_drbg_context *drbg)
-{
-	char from[16], to[16];
-	time_t t = time(NULL);
-	struct tm tm;
-	/* Valid from an hour ago (clocks differ) for a day. */
-	time_t a = t - 3600, b = t + 86400;
-	gmtime_r(&a, &tm);
-	strftime(from, sizeof(from), "%Y%m%d%H%M%S", &tm);
-	gmtime_r(&b, &tm);
-	strftime(to, sizeof(to), "%Y%m%d%H%M%S", &tm);
-
-	mbedtls_x509write_cert w;
-	mbedtls_x509write_crt_init(&w);
-	mbedtls_x509write_crt_set_version(&w, MBEDTLS_X509_CRT_VERSION_3);
-	mbedtls_x509write_crt_set_md_alg(&w, MBEDTLS_MD_SHA256);
-	mbedtls_x509write_crt_set_subject_key(&w, subject_key);
-	mbedtls_x509write_crt_set_issuer_key(&w, issuer_key);
-	int r = mbedtls_x509write_crt_set_subject_name(&w, subject);
-	if (r == 0)
-		r = mbedtls_x509write_crt_set_issuer_name(&w, issuer);
-	if (r == 0)
-		r = set_serial(&w, serial);
-	if (r == 0)
-		r = mbedtls_x509write_crt_set_validity(&w, from, to);
-	if (r == 0)
-		r = mbedtls_x509write_crt_set_basic_constraints(&w, ca ? 1 : 0,
-		                                                ca ? 0 : -1);
-	if (r == 0)
-		r = mbedtls_x509write_crt_set_key_usage(
-		    &w, ca ? MBEDTLS_X509_KU_KEY_CERT_SIGN |
-		                 MBEDTLS_X509_KU_CRL_SIGN
-		           : MBEDTLS_X509_KU_DIGITAL_SIGNATURE);
-	uint8_t der[512];
-	const uint8_t *v;
-	size_t vlen;
-	if (r == 0 && !ca) {
-		r = der_san(der, sizeof(der), &v, &vlen);
-		if (r == 0)
-			r = mbedtls_x509write_crt_set_extension(
-			    &w, MBEDTLS_OID_SUBJECT_ALT_NAME,
-			    MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0,
-			    v, vlen);
-	}
-	if (r == 0 && !ca) {
-		r = der_eku(der, sizeof(der), &v, &vlen);
-		if (r == 0)
-			r = mbedtls_x509write_crt_set_extension(
-			    &w, MBEDTLS_OID_EXTENDED_KEY_USAGE,
-			    MBEDTLS_OID_SIZE(MBEDTLS_OID_EXTENDED_KEY_USAGE), 0,
-			    v, vlen);
-	}
-	if (r == 0)
-		r = mbedtls_x509write_crt_pem(&w, (unsigned char *)pem, size,
-		                              mbedtls_ctr_drbg_random, drbg);
-	mbedtls_x509write_crt_free(&w);
-	return r;
-}
+#define DEMO_CA "CN=conduit demo CA,O=conduit demo"
+static const struct tool_cert ca_cert = {.subject = DEMO_CA,
+                                         .issuer = DEMO_CA,
+                                         .serial = 1,
+                                         .ca = true,
+                                         .key_usage = true};
+static const struct tool_cert server_cert = {
+    .subject = "CN=conduit demo server,O=conduit demo",
+    .issuer = DEMO_CA,
+    .serial = 2,
+    .key_usage = true,
+    .dns = san_dns,
+    .ndns = sizeof(san_dns) / sizeof(san_dns[0]),
+    .ip4 = san_ip,
+    .nip4 = sizeof(san_ip) / sizeof(san_ip[0])};
 
 /* A CA and a server certificate it signed; 0 or an mbedTLS error. */
 static int make_creds(struct creds *c, char *why, size_t whylen)
@@ -1130,25 +931,21 @@ static int make_creds(struct creds *c, char *why, size_t whylen)
 	                              sizeof(pers) - 1);
 	if (r == 0) {
 		what = "making the CA key";
-		r = gen_key(&cak, &drbg);
+		r = tool_key_new(&cak, &drbg);
 	}
 	if (r == 0) {
 		what = "making the server key";
-		r = gen_key(&srvk, &drbg);
+		r = tool_key_new(&srvk, &drbg);
 	}
 	if (r == 0) {
 		what = "signing the CA certificate";
-		r = make_cert(c->ca, sizeof(c->ca), &cak, &cak,
-		              "CN=conduit demo CA,O=conduit demo",
-		              "CN=conduit demo CA,O=conduit demo", true, 1,
-		              &drbg);
+		r = tool_cert_pem(c->ca, sizeof(c->ca), &cak, &cak, &ca_cert,
+		                  &drbg);
 	}
 	if (r == 0) {
 		what = "signing the server certificate";
-		r = make_cert(c->cert, sizeof(c->cert), &srvk, &cak,
-		              "CN=conduit demo server,O=conduit demo",
-		              "CN=conduit demo CA,O=conduit demo", false, 2,
-		              &drbg);
+		r = tool_cert_pem(c->cert, sizeof(c->cert), &srvk, &cak,
+		                  &server_cert, &drbg);
 	}
 	if (r == 0) {
 		what = "writing the server key";
@@ -1397,7 +1194,7 @@ static int next_line(struct lines *lr, char *out, size_t cap, uint64_t deadline)
 		}
 		if (lr->eof)
 			return 0;
-		uint64_t t = now_ms();
+		uint64_t t = tool_now_ms();
 		if (t >= deadline || stop_sig)
 			return -1;
 		struct pollfd pfd = {.fd = lr->fd, .events = POLLIN};
@@ -1564,7 +1361,7 @@ static int reap(struct child *c, uint64_t deadline)
 			c->status = -1;
 			break;
 		}
-		if (now_ms() >= deadline || stop_sig) {
+		if (tool_now_ms() >= deadline || stop_sig) {
 			kill(c->pid, SIGKILL);
 			while (waitpid(c->pid, &st, 0) < 0 && errno == EINTR)
 				;
@@ -1642,33 +1439,6 @@ static void take_fail(struct result *res, const char *line, const char *who)
 	setf(res->why, sizeof(res->why), "%s", tab + 1);
 }
 
-static const char *emulation_dir(void)
-{
-	const char *e = getenv("CONDUIT_XEN_EMULATION");
-	if (e != NULL && e[0] != '\0')
-		return e;
-#ifdef CONDUIT_XENEMU_DIR
-	return CONDUIT_XENEMU_DIR;
-#else
-	return "";
-#endif
-}
-
-static int rmtree_cb(const char *path, const struct stat *sb, int flag,
-                     struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-static void rmtree(const char *path)
-{
-	nftw(path, rmtree_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static void vchan_leg(struct result *res, const struct leg *lg, uint64_t bytes)
 {
 	char dir[PATH_MAX];
@@ -1725,7 +1495,7 @@ static void vchan_leg(struct result *res, const struct leg *lg, uint64_t bytes)
 		setf(res->note_label, sizeof(res->note_label), "rules");
 		setf(res->note, sizeof(res->note), RULES_FILE ": %s", rules);
 	}
-	const char *emu = emulation_dir();
+	const char *emu = tool_xen_emulation_dir();
 	char probe[PATH_MAX + 32];
 	setf(probe, sizeof(probe), "%s/libxengnttab.so.1", emu);
 	if (emu[0] == '\0' || access(probe, R_OK) != 0) {
@@ -1741,7 +1511,7 @@ static void vchan_leg(struct result *res, const struct leg *lg, uint64_t bytes)
 	               sizeof(res->why)) < 0)
 		goto out;
 	send_creds(&srv, true);
-	uint64_t deadline = now_ms() + (uint64_t)STALL_MS;
+	uint64_t deadline = tool_now_ms() + (uint64_t)STALL_MS;
 	for (;;) {
 		int r = next_line(&srv.out, line, sizeof(line), deadline);
 		if (r < 0) {
@@ -1756,7 +1526,7 @@ static void vchan_leg(struct result *res, const struct leg *lg, uint64_t bytes)
 		}
 		if (r == 0) {
 			describe_exit(res->why, sizeof(res->why), "server",
-			              reap(&srv, now_ms() + 2000));
+			              reap(&srv, tool_now_ms() + 2000));
 			goto out;
 		}
 		if (strcmp(line, "ready") == 0)
@@ -1773,7 +1543,7 @@ static void vchan_leg(struct result *res, const struct leg *lg, uint64_t bytes)
 		goto out;
 	send_creds(&cli, false);
 	res->why[0] = '\0';
-	deadline = now_ms() + budget;
+	deadline = tool_now_ms() + budget;
 	for (int r;
 	     (r = next_line(&cli.out, line, sizeof(line), deadline)) != 0;) {
 		if (r < 0) {
@@ -1807,12 +1577,12 @@ static void vchan_leg(struct result *res, const struct leg *lg, uint64_t bytes)
 			res->bytes = b;
 		}
 	}
-	int cst = reap(&cli, now_ms() + 2000);
+	int cst = reap(&cli, tool_now_ms() + 2000);
 
 	/* The server says how it ended once the client is done: at once
 	 * after a good exchange; after a failed one it may be waiting for a
 	 * client that is gone, so it gets a moment to report, then stops. */
-	deadline = now_ms() +
+	deadline = tool_now_ms() +
 	           (got_result && cst == 0 ? (uint64_t)STALL_MS : 1000u * SLOW);
 	char srv_fail[sizeof(line)] = "";
 	for (int r;
@@ -1822,7 +1592,7 @@ static void vchan_leg(struct result *res, const struct leg *lg, uint64_t bytes)
 		else if (strncmp(line, "fail ", 5) == 0)
 			setf(srv_fail, sizeof(srv_fail), "%s", line + 5);
 	}
-	int sst = reap(&srv, now_ms() + 2000);
+	int sst = reap(&srv, tool_now_ms() + 2000);
 
 	if (got_result && served && cst == 0 && sst == 0) {
 		res->out = O_PASS;
@@ -1845,9 +1615,9 @@ static void vchan_leg(struct result *res, const struct leg *lg, uint64_t bytes)
 		              cli_bad ? cst : sst);
 	}
 out:
-	reap(&cli, now_ms() + 1000);
-	reap(&srv, now_ms() + 1000);
-	rmtree(dir);
+	reap(&cli, tool_now_ms() + 1000);
+	reap(&srv, tool_now_ms() + 1000);
+	tool_rmtree(dir);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2340,14 +2110,7 @@ int conduit_demo(int argc, char **argv)
 	colour = isatty(1) && (nc == NULL || nc[0] == '\0');
 
 	/* A child that dies while we write to it must not kill us. */
-	signal(SIGPIPE, SIG_IGN);
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+	tool_catch_signals(on_signal, 1);
 
 	const char *tmp = getenv("TMPDIR");
 	if (tmp == NULL || tmp[0] == '\0')
@@ -2360,7 +2123,7 @@ int conduit_demo(int argc, char **argv)
 		return 1;
 	}
 
-	uint64_t t0 = now_ms();
+	uint64_t t0 = tool_now_ms();
 	size_t nrun = 0;
 	bool ran[NLEGS] = {false};
 	for (size_t i = 0; i < NLEGS; i++)
@@ -2380,12 +2143,13 @@ int conduit_demo(int argc, char **argv)
 		    legs[i].missing == NULL)
 			need_tls = true;
 	if (need_tls) {
-		uint64_t c0 = now_ms();
+		uint64_t c0 = tool_now_ms();
 		if (make_creds(&creds, cred_why, sizeof(cred_why)) == 0)
 			printf("%sa throwaway CA and server certificate (EC "
 			       "P-256) "
 			       "made in %llu ms%s\n",
-			       co(C_DIM), (unsigned long long)(now_ms() - c0),
+			       co(C_DIM),
+			       (unsigned long long)(tool_now_ms() - c0),
 			       co(C_RESET));
 		else
 			printf("%scannot make the demo certificates: %s%s\n",
@@ -2412,8 +2176,8 @@ int conduit_demo(int argc, char **argv)
 #ifdef CONDUIT_HAVE_LWIP
 	lwip_down();
 #endif
-	rmtree(tmp_dir);
-	print_table(ran, res, (double)(now_ms() - t0) / 1000.0);
+	tool_rmtree(tmp_dir);
+	print_table(ran, res, (double)(tool_now_ms() - t0) / 1000.0);
 	fflush(stdout);
 	if (stop_sig) {
 		fprintf(stderr, "conduit demo: interrupted\n");

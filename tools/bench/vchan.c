@@ -61,7 +61,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <libxenvchan.h>
 #include <limits.h>
@@ -80,10 +79,6 @@
 #include <xenstore.h>
 #ifdef __linux__
 #include <sys/prctl.h>
-#endif
-
-#ifndef CONDUIT_XENEMU_DIR
-#define CONDUIT_XENEMU_DIR ""
 #endif
 
 #define VB_ROLE_ENV "CONDUIT_BENCH_ROLE"
@@ -376,13 +371,13 @@ static int link_connect(struct vlink *k, enum vb_api api, conduit_ctx *ctx)
 		return 0;
 	}
 	/* No ring yet (the server is arming the next one): try again. */
-	uint64_t end = bench_now_ns() + (uint64_t)VB_TIMEOUT_MS * 1000000u;
+	uint64_t end = tool_now_ns() + (uint64_t)VB_TIMEOUT_MS * 1000000u;
 	for (int pass = 0; pass < 1000000; pass++) {
 		k->ctrl =
 		    libxenvchan_client_init(NULL, VB_SERVER_DOM, VB_RAW_PATH);
 		if (k->ctrl != NULL)
 			break;
-		if (bench_now_ns() > end)
+		if (tool_now_ns() > end)
 			break;
 		vb_nap_us(200);
 	}
@@ -530,7 +525,7 @@ static int serve_sink(struct vserver *sv, const struct vb_job *job,
 			r = vb_fail("more bytes than were sent");
 		else {
 			if (bad == UINT64_MAX)
-				bad = bench_pat_check(buf, n, off);
+				bad = tool_pat_check(buf, n, off);
 			off += n;
 		}
 	}
@@ -755,16 +750,16 @@ __attribute__((noinline)) static int run_throughput(enum vb_api api,
 	}
 	if (link_connect(&k, api, vb_ctx) < 0)
 		goto fail;
-	uint64_t t0 = bench_now_ns();
+	uint64_t t0 = tool_now_ns();
 	for (uint64_t off = 0; off < total; off += ws) {
-		bench_pat_fill(buf, ws, off);
+		tool_pat_fill(buf, ws, off);
 		if (link_write_all(&k, buf, ws) < 0)
 			goto fail_link;
 	}
 	uint8_t ack;
 	size_t n = 0;
 	int g = link_read(&k, &ack, 1, &n);
-	uint64_t t1 = bench_now_ns();
+	uint64_t t1 = tool_now_ns();
 	if (g <= 0) {
 		if (g == 0)
 			vb_fail("end of stream instead of the receiver's ack");
@@ -809,8 +804,8 @@ __attribute__((noinline)) static int run_latency(enum vb_api api, unsigned ring,
 	}
 	uint8_t out[VB_PING], in[VB_PING];
 	for (unsigned i = 0; i < warm + n; i++) {
-		bench_pat_fill(out, sizeof(out), (uint64_t)i * VB_PING);
-		uint64_t t0 = bench_now_ns();
+		tool_pat_fill(out, sizeof(out), (uint64_t)i * VB_PING);
+		uint64_t t0 = tool_now_ns();
 		if (link_write_all(&k, out, sizeof(out)) < 0)
 			goto fail;
 		size_t got = 0;
@@ -824,7 +819,7 @@ __attribute__((noinline)) static int run_latency(enum vb_api api, unsigned ring,
 			}
 			got += m;
 		}
-		uint64_t t1 = bench_now_ns();
+		uint64_t t1 = tool_now_ns();
 		if (got != sizeof(in) || memcmp(in, out, sizeof(in)) != 0) {
 			vb_fail("byte mismatch: round trip %u came back "
 			        "different",
@@ -857,10 +852,10 @@ __attribute__((noinline)) static int run_connect(enum vb_api api, unsigned warm,
 	struct vpeer p;
 	if (peer_start(&p, &job) < 0)
 		return -1;
-	uint64_t t0 = bench_now_ns();
+	uint64_t t0 = tool_now_ns();
 	for (unsigned i = 0; i < warm + n; i++) {
 		if (i == warm)
-			t0 = bench_now_ns();
+			t0 = tool_now_ns();
 		struct vlink k;
 		if (link_connect(&k, api, vb_ctx) < 0) {
 			peer_abort(&p);
@@ -878,7 +873,7 @@ __attribute__((noinline)) static int run_connect(enum vb_api api, unsigned warm,
 			return -1;
 		}
 	}
-	uint64_t t1 = bench_now_ns();
+	uint64_t t1 = tool_now_ns();
 	struct vb_rep rep;
 	if (peer_finish(&p, &rep) < 0)
 		return -1;
@@ -1108,16 +1103,6 @@ int bench_role_main(const char *role)
 /* ------------------------------------------------------------------ */
 /* The parent: start the worker, hand its figures to bench_emit().     */
 
-static int vb_rm_entry(const char *path, const struct stat *sb, int flag,
-                       struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 /* Fork and exec the worker (in the child; never returns). */
 static void vb_exec_worker(const char *emu, const char *host, int wfd,
                            const struct bench_settings *s, unsigned reps)
@@ -1153,9 +1138,7 @@ static void vb_exec_worker(const char *emu, const char *host, int wfd,
 
 int bench_vchan(const struct bench_settings *s)
 {
-	const char *emu = getenv("CONDUIT_XEN_EMULATION");
-	if (emu == NULL || emu[0] == '\0')
-		emu = CONDUIT_XENEMU_DIR;
+	const char *emu = tool_xen_emulation_dir();
 	char probe[PATH_MAX];
 	snprintf(probe, sizeof(probe), "%s/libxenstore.so.4", emu);
 	if (emu[0] == '\0' || access(probe, R_OK) != 0) {
@@ -1267,7 +1250,7 @@ int bench_vchan(const struct bench_settings *s)
 		         WIFSIGNALED(st) ? "signal" : "status",
 		         WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 	}
-	nftw(host, vb_rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tool_rmtree(host);
 	if (rc != 0)
 		fprintf(stderr, "conduit-bench: vchan %s\n", why);
 	return rc;
