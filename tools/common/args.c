@@ -61,8 +61,8 @@ int tool_getopt(struct tool_args *a, const char **value)
 		getopt_long(1, a->argv, a->optstring, a->longs, NULL);
 		optind = a->next;
 		int li = -1;
-		int c = getopt_long(a->argc, a->argv, a->optstring, a->longs,
-		                    &li);
+		int c =
+		    getopt_long(a->argc, a->argv, a->optstring, a->longs, &li);
 		a->next = optind > a->next ? optind : a->next + 1;
 		if (c == ':') {
 			c = optopt;

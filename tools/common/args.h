@@ -12,18 +12,18 @@
 
 /* What tool_getopt() returns besides an option's val. */
 enum {
-	TOOL_ARGS_END = -1,      /* nothing left */
-	TOOL_ARGS_OPERAND = -2,  /* *value: an argument that is no option */
-	TOOL_ARGS_UNKNOWN = -3,  /* *value: the element, as given */
+	TOOL_ARGS_END = -1,     /* nothing left */
+	TOOL_ARGS_OPERAND = -2, /* *value: an argument that is no option */
+	TOOL_ARGS_UNKNOWN = -3, /* *value: the element, as given */
 };
 
 struct tool_args {
 	int argc;
 	char **argv;
-	const char *shorts;          /* getopt's letters, e.g. "hv" */
-	const struct option *longs;  /* ends with a zero entry */
-	int next;                    /* argv index; start at 1 */
-	bool only_operands;          /* "--" was seen */
+	const char *shorts;         /* getopt's letters, e.g. "hv" */
+	const struct option *longs; /* ends with a zero entry */
+	int next;                   /* argv index; start at 1 */
+	bool only_operands;         /* "--" was seen */
 	char optstring[32];
 };
 

@@ -309,8 +309,7 @@ static int client_auth_opt(struct opts *o, const char *v)
 
 /* One option c with its value v (NULL: none given).  -1, or the exit
  * status of a usage error. */
-static int take_opt(struct opts *o, int c, const char *v,
-                    const char **keep_opt)
+static int take_opt(struct opts *o, int c, const char *v, const char **keep_opt)
 {
 	switch (c) {
 	case O_HELP:

@@ -36,4 +36,3 @@ int cmd_resolve(conduit_ctx *ctx, const char *uri, bool explain)
 	}
 	return 0;
 }
-

@@ -685,7 +685,7 @@ int run(conduit_ctx *ctx, const struct opts *o)
 		say("pipe: %s", strerror(errno));
 		return EXIT_IO;
 	}
-	status = o->cmd == CMD_CAT      ? cat_start(&p)
+	status = o->cmd == CMD_CAT     ? cat_start(&p)
 	         : o->cmd == CMD_RELAY ? relay_start(&p)
 	                               : listen_start(&p);
 	if (status != 0)

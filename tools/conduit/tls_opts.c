@@ -155,8 +155,8 @@ int tls_setup(conduit_ctx *ctx, const struct opts *o)
  * servername= pair dropped and the new one added.  Returns 0, or an exit
  * status after saying why.
  */
-int target_endpoint(conduit_ctx *ctx, const struct opts *o,
-                           const char *uri, conduit_endpoint **ep)
+int target_endpoint(conduit_ctx *ctx, const struct opts *o, const char *uri,
+                    conduit_endpoint **ep)
 {
 	*ep = NULL;
 	int rc = conduit_resolve(ep, ctx, uri);
@@ -211,4 +211,3 @@ int target_endpoint(conduit_ctx *ctx, const struct opts *o,
 	}
 	return 0;
 }
-
