@@ -27,44 +27,16 @@
  */
 #include "demo.h"
 #include "args.h"
+#include "common.h"
 #include "demo_int.h"
 
-#include "common.h"
-
-#include <conduit/conduit.h>
-#ifdef CONDUIT_HAVE_TLS
-#include <conduit/tls.h>
-#endif
-#ifdef CONDUIT_HAVE_LWIP
-#include <conduit/lwip.h>
-#endif
-
-#include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#ifdef CONDUIT_HAVE_TLS
-#include "certs.h"
-
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/entropy.h>
-#include <mbedtls/pk.h>
-#endif
 
 /* ------------------------------------------------------------------ */
 /* The legs                                                            */

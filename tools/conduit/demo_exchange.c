@@ -3,45 +3,16 @@
  * header, round trips echoed by the server, then a pattern the server
  * checks and acknowledges (see demo.c).
  */
-#include "demo.h"
-#include "demo_int.h"
-
 #include "common.h"
-
-#include <conduit/conduit.h>
+#include "demo_int.h"
 #ifdef CONDUIT_HAVE_TLS
 #include <conduit/tls.h>
 #endif
-#ifdef CONDUIT_HAVE_LWIP
-#include <conduit/lwip.h>
-#endif
 
-#include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-#ifdef CONDUIT_HAVE_TLS
-#include "certs.h"
-
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/entropy.h>
-#include <mbedtls/pk.h>
-#endif
 
 /* ------------------------------------------------------------------ */
 /* The exchange: one client and one server state machine per leg,      */
@@ -77,7 +48,6 @@ static uint64_t get64(const uint8_t *p)
 		v |= (uint64_t)p[i] << (8 * i);
 	return v;
 }
-
 
 const char *step_name(enum step s)
 {
@@ -193,6 +163,35 @@ static int flush_out(struct peer *p)
 	return CONDUIT_OK;
 }
 
+/* Read towards want bytes in ibuf: 2 once all have come, else what one
+ * operation returns (1 progress, 0 wait, -1 failed).  eof: the failure at
+ * end of stream (NULL: io_result's). */
+static int read_in(struct peer *p, size_t want, const char *eof)
+{
+	size_t n = 0;
+	int rc = conduit_read(p->f, p->ibuf + p->ilen, want - p->ilen, &n);
+	if (rc == CONDUIT_EOF && eof != NULL)
+		return peer_fail(p, "%s", eof);
+	if (rc != CONDUIT_OK)
+		return io_result(p, rc, CONDUIT_POLLIN);
+	p->ops++;
+	p->ilen += n;
+	return p->ilen < want ? 1 : 2;
+}
+
+/* Close the flow and free it (socket flows keep their descriptor until
+ * freed): CONDUIT_OK, or the close's status to wait on or fail with. */
+static int close_flow(struct peer *p)
+{
+	int rc = conduit_close(p->f);
+	if (rc != CONDUIT_OK)
+		return rc;
+	conduit_flow_free(p->f);
+	p->f = NULL;
+	p->ops++;
+	return CONDUIT_OK;
+}
+
 static void next_ping(struct peer *p)
 {
 	tool_pat_fill(p->obuf, PING_LEN,
@@ -257,14 +256,8 @@ static int client_once(struct peer *p)
 				return io_result(p, rc, CONDUIT_POLLOUT);
 			return 1;
 		}
-		rc = conduit_read(p->f, p->ibuf + p->ilen, PING_LEN - p->ilen,
-		                  &n);
-		if (rc != CONDUIT_OK)
-			return io_result(p, rc, CONDUIT_POLLIN);
-		p->ops++;
-		p->ilen += n;
-		if (p->ilen < PING_LEN)
-			return 1;
+		if ((rc = read_in(p, PING_LEN, NULL)) != 2)
+			return rc;
 		p->rtt[p->ping_i] = tool_now_us() - p->t_ping;
 		if (tool_pat_check(p->ibuf, PING_LEN,
 		                   PING_BASE + (uint64_t)p->ping_i *
@@ -303,17 +296,10 @@ static int client_once(struct peer *p)
 			return io_result(p, rc, CONDUIT_POLLOUT);
 		return 1;
 	case ST_ACK:
-		rc = conduit_read(p->f, p->ibuf + p->ilen, ACK_LEN - p->ilen,
-		                  &n);
-		if (rc == CONDUIT_EOF)
-			return peer_fail(p, "the server closed without an "
-			                    "acknowledgement");
-		if (rc != CONDUIT_OK)
-			return io_result(p, rc, CONDUIT_POLLIN);
-		p->ops++;
-		p->ilen += n;
-		if (p->ilen < ACK_LEN)
-			return 1;
+		rc = read_in(p, ACK_LEN,
+		             "the server closed without an acknowledgement");
+		if (rc != 2)
+			return rc;
 		p->t_bulk1 = tool_now_us();
 		if (get32(p->ibuf) != MAGIC_ACK)
 			return peer_fail(p, "the acknowledgement is garbled");
@@ -344,14 +330,9 @@ static int client_once(struct peer *p)
 		p->ops++;
 		return 1;
 	case ST_CLOSE:
-		rc = conduit_close(p->f);
-		if (rc != CONDUIT_OK)
+		if ((rc = close_flow(p)) != CONDUIT_OK)
 			return io_result(p, rc, CONDUIT_POLLOUT);
-		/* Socket flows keep their descriptor until freed. */
-		conduit_flow_free(p->f);
-		p->f = NULL;
 		p->st = ST_DONE;
-		p->ops++;
 		return 1;
 	default:
 		return 0;
@@ -365,14 +346,8 @@ static int server_once(struct peer *p)
 	int rc;
 	switch (p->st) {
 	case ST_HEADER:
-		rc = conduit_read(p->f, p->ibuf + p->ilen, HDR_LEN - p->ilen,
-		                  &n);
-		if (rc != CONDUIT_OK)
-			return io_result(p, rc, CONDUIT_POLLIN);
-		p->ops++;
-		p->ilen += n;
-		if (p->ilen < HDR_LEN)
-			return 1;
+		if ((rc = read_in(p, HDR_LEN, NULL)) != 2)
+			return rc;
 		if (get32(p->ibuf) != MAGIC_HDR)
 			return peer_fail(p, "the client sent a garbled header");
 		p->pings = get32(p->ibuf + 4);
@@ -436,12 +411,8 @@ static int server_once(struct peer *p)
 		p->st = ST_CLOSE;
 		return 1;
 	case ST_CLOSE:
-		rc = conduit_close(p->f);
-		if (rc != CONDUIT_OK)
+		if ((rc = close_flow(p)) != CONDUIT_OK)
 			return io_result(p, rc, CONDUIT_POLLOUT);
-		conduit_flow_free(p->f);
-		p->f = NULL;
-		p->ops++;
 		if (p->bad_at != NO_OFFSET) {
 			p->st = ST_VERIFY;
 			return peer_fail(p, "byte %llu of the stream was wrong",
@@ -600,7 +571,7 @@ void fill_result(struct result *res, struct peer *cli, struct peer *srv)
 /* Resolve uri with its explanation into res, then connect through the
  * resolver.  0, or -1 with the failure in res and in p. */
 int client_start(struct result *res, struct peer *p, conduit_ctx *ctx,
-                        const char *uri)
+                 const char *uri)
 {
 	setf(res->uri, sizeof(res->uri), "%s", uri);
 	conduit_endpoint *ep = NULL;
@@ -645,4 +616,3 @@ int client_start(struct result *res, struct peer *p, conduit_ctx *ctx,
 	}
 	return 0;
 }
-

@@ -3,45 +3,23 @@
  * the legs that run client and server in this process: host sockets and
  * lwIP.
  */
-#include "demo.h"
-#include "demo_int.h"
-
 #include "common.h"
-
-#include <conduit/conduit.h>
+#include "demo_int.h"
 #ifdef CONDUIT_HAVE_TLS
+#include "certs.h"
+
 #include <conduit/tls.h>
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/pk.h>
 #endif
 #ifdef CONDUIT_HAVE_LWIP
 #include <conduit/lwip.h>
 #endif
 
-#include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-#ifdef CONDUIT_HAVE_TLS
-#include "certs.h"
-
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/entropy.h>
-#include <mbedtls/pk.h>
-#endif
 
 /* ------------------------------------------------------------------ */
 /* Throwaway TLS material, made in memory                              */
@@ -120,7 +98,7 @@ int make_creds(struct creds *c, char *why, size_t whylen)
 
 /* The context trusts the demo CA (client) and/or serves its certificate. */
 int ctx_use_creds(conduit_ctx *ctx, bool client, bool server, char *why,
-                         size_t whylen)
+                  size_t whylen)
 {
 	if (client && conduit_tls_set_ca_pem(ctx, creds.ca, strlen(creds.ca)) !=
 	                  CONDUIT_OK) {
@@ -243,27 +221,22 @@ static int lwip_up(char *why, size_t whylen)
 	    conduit_ctx_use_lwip(lw.ctx, lw.st) != CONDUIT_OK) {
 		setf(why, whylen, "context on lwIP: %s",
 		     lw.ctx ? conduit_ctx_error(lw.ctx) : "out of memory");
-		conduit_ctx_free(lw.ctx);
-		lw.ctx = NULL;
-		conduit_lwip_netif_free(lw.a);
-		conduit_lwip_netif_free(lw.b);
-		conduit_lwip_release(lw.st);
-		lw.st = NULL;
-		return -1;
+		goto fail;
 	}
 #ifdef CONDUIT_HAVE_TLS
-	if (creds.made && ctx_use_creds(lw.ctx, true, true, why, whylen) < 0) {
-		conduit_ctx_free(lw.ctx);
-		lw.ctx = NULL;
-		conduit_lwip_netif_free(lw.a);
-		conduit_lwip_netif_free(lw.b);
-		conduit_lwip_release(lw.st);
-		lw.st = NULL;
-		return -1;
-	}
+	if (creds.made && ctx_use_creds(lw.ctx, true, true, why, whylen) < 0)
+		goto fail;
 #endif
 	lw.up = true;
 	return 0;
+fail:
+	conduit_ctx_free(lw.ctx);
+	lw.ctx = NULL;
+	conduit_lwip_netif_free(lw.a);
+	conduit_lwip_netif_free(lw.b);
+	conduit_lwip_release(lw.st);
+	lw.st = NULL;
+	return -1;
 }
 
 void lwip_down(void)
@@ -310,4 +283,3 @@ void lwip_leg(struct result *res, const struct leg *lg, uint64_t bytes)
 	(void)bytes;
 #endif
 }
-

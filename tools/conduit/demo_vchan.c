@@ -3,28 +3,14 @@
  * domains over the emulation in stubs/xen, and the hidden child mode
  * that plays one of them.
  */
-#include "demo.h"
-#include "demo_int.h"
-
 #include "common.h"
-
-#include <conduit/conduit.h>
-#ifdef CONDUIT_HAVE_TLS
-#include <conduit/tls.h>
-#endif
-#ifdef CONDUIT_HAVE_LWIP
-#include <conduit/lwip.h>
-#endif
+#include "demo_int.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,14 +20,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#ifdef CONDUIT_HAVE_TLS
-#include "certs.h"
-
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/entropy.h>
-#include <mbedtls/pk.h>
-#endif
 
 extern char **environ;
 
@@ -676,4 +654,3 @@ out:
 	conduit_ctx_free(ctx);
 	return status;
 }
-

@@ -336,6 +336,18 @@ void wire_hand_over(bool verbose)
 	wire_close();
 }
 
+/* The --lwip-* option given, parsed into sp: its name, or NULL after
+ * saying what is wrong (a typo is named as such, whatever the build). */
+static const char *lwip_opt(const struct opts *o, struct lwip_spec *sp)
+{
+	bool tap = o->lwip_tap != NULL;
+	const char *opt = tap ? "--lwip-tap" : "--lwip-dgram";
+	if (!spec_parse(sp, opt, tap ? "NAME" : "PATH",
+	                tap ? o->lwip_tap : o->lwip_dgram))
+		return NULL;
+	return opt;
+}
+
 #ifdef CONDUIT_HAVE_LWIP
 /* Parse the --lwip-* option, make the stack and its netif, and put ctx
  * on it.  *handle is the stack reference, for lwip_teardown().  Returns 0,
@@ -343,10 +355,9 @@ void wire_hand_over(bool verbose)
 int lwip_setup(conduit_ctx *ctx, const struct opts *o, void **handle)
 {
 	bool tap = o->lwip_tap != NULL;
-	const char *opt = tap ? "--lwip-tap" : "--lwip-dgram";
 	struct lwip_spec sp;
-	if (!spec_parse(&sp, opt, tap ? "NAME" : "PATH",
-	                tap ? o->lwip_tap : o->lwip_dgram))
+	const char *opt = lwip_opt(o, &sp);
+	if (opt == NULL)
 		return -1;
 	if (tap && strlen(sp.where) > 15) {
 		say("--lwip-tap: interface name '%s' is longer than 15 bytes",
@@ -438,12 +449,9 @@ int lwip_setup(conduit_ctx *ctx, const struct opts *o, void **handle)
 {
 	(void)ctx;
 	(void)handle;
-	bool tap = o->lwip_tap != NULL;
-	const char *opt = tap ? "--lwip-tap" : "--lwip-dgram";
 	struct lwip_spec sp;
-	/* A typo is named as such, whatever the build. */
-	if (!spec_parse(&sp, opt, tap ? "NAME" : "PATH",
-	                tap ? o->lwip_tap : o->lwip_dgram))
+	const char *opt = lwip_opt(o, &sp);
+	if (opt == NULL)
 		return -1;
 	say("%s: this build has no lwIP (CONDUIT_WITH_LWIP=OFF)", opt);
 	return -1;
