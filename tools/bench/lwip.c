@@ -611,6 +611,28 @@ static void lb_settle(struct rig *r)
 /* ------------------------------------------------------------------ */
 /* One run of one figure for one variant.                              */
 
+/* A run's start: the listener, and the client's connection (its status
+ * in *rc).  -1 when the listener failed: nothing to undo then. */
+static int run_open(struct rig *r, enum lb_api a, int *rc)
+{
+	lb_arm(r);
+	if (lsn_open(r, a) != LB_OK)
+		return -1;
+	*rc = lb_connect(r, a);
+	return 0;
+}
+
+/* A run's end, whatever happened: both ends and the listener closed,
+ * lwIP left to settle.  Returns rc. */
+static int run_close(struct rig *r, int rc)
+{
+	end_close(&r->c);
+	end_close(&r->s);
+	lsn_close(&r->L);
+	lb_settle(r);
+	return rc;
+}
+
 /* Not inlined, so that a profile can be cut to it:
  * valgrind --tool=callgrind --toggle-collect='run_throughput*' */
 __attribute__((noinline)) static int run_throughput(struct rig *r,
@@ -619,10 +641,9 @@ __attribute__((noinline)) static int run_throughput(struct rig *r,
                                                     double *secs)
 {
 	struct end *c = &r->c, *s = &r->s;
-	lb_arm(r);
-	if (lsn_open(r, a) != LB_OK)
+	int rc;
+	if (run_open(r, a, &rc) < 0)
 		return LB_ERR;
-	int rc = lb_connect(r, a);
 	uint64_t sent = 0, got = 0, bad = UINT64_MAX, t0 = 0, t1 = 0;
 	size_t in_chunk = 0;
 	if (rc != LB_OK)
@@ -693,11 +714,7 @@ __attribute__((noinline)) static int run_throughput(struct rig *r,
 		             bad);
 	*secs = (double)(t1 - t0) / 1e9;
 out:
-	end_close(c);
-	end_close(s);
-	lsn_close(&r->L);
-	lb_settle(r);
-	return rc;
+	return run_close(r, rc);
 }
 
 static int cmp_u64(const void *x, const void *y)
@@ -715,10 +732,9 @@ __attribute__((noinline)) static int run_latency(struct rig *r, enum lb_api a,
                                                  uint64_t *samples)
 {
 	struct end *c = &r->c, *s = &r->s;
-	lb_arm(r);
-	if (lsn_open(r, a) != LB_OK)
+	int rc;
+	if (run_open(r, a, &rc) < 0)
 		return LB_ERR;
-	int rc = lb_connect(r, a);
 	uint8_t out[LB_PING], in[LB_PING], echo[LB_PING];
 	for (unsigned i = 0; rc == LB_OK && i < warm + n; i++) {
 		tool_pat_fill(out, sizeof(out), (uint64_t)i * LB_PING);
@@ -778,11 +794,7 @@ __attribute__((noinline)) static int run_latency(struct rig *r, enum lb_api a,
 		if (rc == LB_OK && i >= warm)
 			samples[i - warm] = t1 - t0;
 	}
-	end_close(c);
-	end_close(s);
-	lsn_close(&r->L);
-	lb_settle(r);
-	return rc;
+	return run_close(r, rc);
 }
 
 /* Sequential connections: connect and accept, the server closes, the
@@ -894,6 +906,38 @@ static void lb_put(struct bench_figure *f, enum lb_api a, unsigned i, double v)
 		f->conduit[i] = v;
 }
 
+/* A figure whose every run gives a time: throughput (ws > 0) or
+ * connections. */
+struct lb_rate {
+	size_t ws;
+	uint64_t total;
+	unsigned warm, n;
+};
+
+/* Rounds of both variants in rotating order; a run's value is amount
+ * divided by its time. */
+static int lb_rates(struct rig *r, const struct bench_settings *s,
+                    struct bench_figure *f, const char *what,
+                    const struct lb_rate *q, double amount)
+{
+	unsigned reps = lb_repeats(s);
+	for (unsigned i = 0; i < reps; i++) {
+		for (int k = 0; k < 2; k++) {
+			enum lb_api a = lb_turn(i, k);
+			double t = 0;
+			int rc = q->ws > 0
+			             ? run_throughput(r, a, q->ws, q->total, &t)
+			             : run_connect(r, a, q->warm, q->n, &t);
+			if (rc != LB_OK)
+				return lb_report(what, a);
+			lb_put(f, a, i, t > 0 ? amount / t : 0);
+		}
+		f->n = i + 1;
+	}
+	bench_emit(f);
+	return 0;
+}
+
 static int measure_throughput(struct rig *r, const struct bench_settings *s,
                               size_t ws)
 {
@@ -928,20 +972,8 @@ static int measure_throughput(struct rig *r, const struct bench_settings *s,
 	lb_figure(&f, "throughput", label, "MiB/s", true, 1);
 	f.param_name = "write_size";
 	f.param = ws;
-	unsigned reps = lb_repeats(s);
-	for (unsigned i = 0; i < reps; i++) {
-		for (int k = 0; k < 2; k++) {
-			enum lb_api a = lb_turn(i, k);
-			double t = 0;
-			if (run_throughput(r, a, ws, total, &t) != LB_OK)
-				return lb_report(what, a);
-			double v = t > 0 ? (double)total / LB_MIB / t : 0;
-			lb_put(&f, a, i, v);
-		}
-		f.n = i + 1;
-	}
-	bench_emit(&f);
-	return 0;
+	struct lb_rate q = {ws, total, 0, 0};
+	return lb_rates(r, s, &f, what, &q, (double)total / LB_MIB);
 }
 
 static int measure_latency(struct rig *r, const struct bench_settings *s)
@@ -987,20 +1019,8 @@ static int measure_connect(struct rig *r, const struct bench_settings *s)
 	struct bench_figure f;
 	lb_figure(&f, "connect_rate", "connect+accept+close (/s)", "1/s", true,
 	          0);
-	unsigned reps = lb_repeats(s);
-	for (unsigned i = 0; i < reps; i++) {
-		for (int k = 0; k < 2; k++) {
-			enum lb_api a = lb_turn(i, k);
-			double t = 0;
-			if (run_connect(r, a, warm, n, &t) != LB_OK)
-				return lb_report("connections", a);
-			double v = t > 0 ? n / t : 0;
-			lb_put(&f, a, i, v);
-		}
-		f.n = i + 1;
-	}
-	bench_emit(&f);
-	return 0;
+	struct lb_rate q = {0, 0, warm, n};
+	return lb_rates(r, s, &f, "connections", &q, n);
 }
 
 /* lwIP's netif that has address text (the wire pair's netifs are
