@@ -26,8 +26,7 @@
 /* A server that outlives this is stuck: SIGALRM ends it. */
 #define CHILD_WATCHDOG_S 600
 
-static int sink(struct bench_link *k, uint64_t amount,
-                struct bench_report *rep)
+static int sink(struct bench_link *k, uint64_t amount, struct bench_report *rep)
 {
 	unsigned char *buf = malloc(LINK_RBUF);
 	if (buf == NULL)
@@ -74,8 +73,7 @@ static int sink(struct bench_link *k, uint64_t amount,
 	return r;
 }
 
-static int echo(struct bench_link *k, uint64_t amount,
-                struct bench_report *rep)
+static int echo(struct bench_link *k, uint64_t amount, struct bench_report *rep)
 {
 	unsigned char buf[LINK_PING];
 	int r = -1;
@@ -320,7 +318,8 @@ void bench_child_abort(struct bench_child *c)
 				bench_fail("%.300s (the server %s %d)", mine,
 				           sig ? "was killed by signal"
 				               : "exited with status",
-				           sig ? WTERMSIG(st) : WEXITSTATUS(st));
+				           sig ? WTERMSIG(st)
+				               : WEXITSTATUS(st));
 		} else {
 			kill(c->pid, SIGKILL);
 			waitpid(c->pid, NULL, 0);

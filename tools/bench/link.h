@@ -59,7 +59,6 @@ struct bench_child {
 	int rfd;
 };
 
-
 /* The server's side on the accepted link k, which it closes: receive
  * amount bytes of the pattern, check them and answer one byte, then wait
  * for the end of stream (ROLE_SINK); or echo until the end of stream, or

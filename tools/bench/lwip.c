@@ -1,5 +1,5 @@
 /*
- * bench_lwip.c - conduit-bench's lwIP figures: TCP on lwIP through
+ * lwip.c - conduit-bench's lwIP figures: TCP on lwIP through
  * conduit's public API, beside lwIP's raw TCP API doing the same work.
  *
  * lwIP is one stack per process (its state is global), so both ends of
@@ -29,10 +29,10 @@
  * lwIP, lwIP's pbufs into the application's buffer), use the same pcb
  * settings (pinned to their netif, Nagle off, as conduit sets them) and
  * the same byte check; what differs is conduit's code between the
- * application and lwIP.  The figures, as in bench.c: one-way throughput
- * with 1, 16 and 64 KiB writes (the receiver checks every byte against a
- * pattern; the clock stops when the last byte has been checked), 64-byte
- * round trips (median and 99th percentile), and sequential connect +
+ * application and lwIP.  The figures, as for sockets (sock_run.c): one-way
+ * throughput with 1, 16 and 64 KiB writes (the receiver checks every byte
+ * against a pattern; the clock stops when the last byte has been checked),
+ * 64-byte round trips (median and 99th percentile), and sequential connect +
  * accept + close.  Each repeat runs the two variants back to back in
  * alternating order; bench_emit() gets every run.  Between runs (and,
  * off the clock, every LB_CONN_BATCH connections) the stack is settled and

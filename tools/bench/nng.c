@@ -125,7 +125,7 @@ static int slot_in(struct dl_phdr_info *info, size_t size, void *arg)
 	}
 	const ElfW(Sym) *syms = NULL;
 	const char *strs = NULL;
-	const ElfW(Rela) *rel[2] = {NULL, NULL};
+	const ElfW(Rela) * rel[2] = {NULL, NULL};
 	size_t relsz[2] = {0, 0};
 	for (; dyn != NULL && dyn->d_tag != DT_NULL; dyn++) {
 		if (dyn->d_tag == DT_SYMTAB)
@@ -144,8 +144,8 @@ static int slot_in(struct dl_phdr_info *info, size_t size, void *arg)
 	if (syms == NULL || strs == NULL)
 		return 1;
 	for (int t = 0; t < 2; t++)
-		for (size_t i = 0; rel[t] != NULL && i < relsz[t] / sizeof(*rel[t]);
-		     i++) {
+		for (size_t i = 0;
+		     rel[t] != NULL && i < relsz[t] / sizeof(*rel[t]); i++) {
 			const ElfW(Rela) *r = &rel[t][i];
 			unsigned long type = ELF64_R_TYPE(r->r_info);
 			if ((type != SLOT_JUMP && type != SLOT_DATA) ||
@@ -272,8 +272,8 @@ int nng_wait_gone(unsigned want)
 		if (pthread_cond_timedwait(&pipes_cond, &pipes_lock, &dl) ==
 		    ETIMEDOUT)
 			r = bench_fail("nng: the client did not close within "
-			            "%d ms",
-			            IO_TIMEOUT_MS);
+			               "%d ms",
+			               IO_TIMEOUT_MS);
 	}
 	pthread_mutex_unlock(&pipes_lock);
 	return r;
@@ -326,7 +326,7 @@ static int dial(nng_socket *s, enum transport tr, const char *uri)
 	if (nng_pinned() == before) {
 		nng_close(*s);
 		return bench_fail("nng's TLS connection did not go through the "
-		               "suite pinning; its suite is unknown");
+		                  "suite pinning; its suite is unknown");
 	}
 	return 0;
 #else
@@ -354,8 +354,8 @@ int nng_link_read(unsigned id, void *buf, size_t cap, size_t *got)
 		return nng_fail("nng_recv", rv);
 	if (sz > cap)
 		return bench_fail("nng_recv: a message of %zu bytes, more than "
-		               "the %zu expected",
-		               sz, cap);
+		                  "the %zu expected",
+		                  sz, cap);
 	if (sz == 0)
 		return bench_fail("nng_recv: an empty message");
 	*got = sz;
@@ -383,8 +383,8 @@ int nng_lsn_open(struct listener *L, enum transport tr, bool poly)
 	int rv =
 	    nng_pipe_notify(ns, NNG_PIPE_EV_ADD_POST, nng_pipe_event, NULL);
 	if (rv == 0)
-		rv = nng_pipe_notify(ns, NNG_PIPE_EV_REM_POST,
-		                     nng_pipe_event, NULL);
+		rv = nng_pipe_notify(ns, NNG_PIPE_EV_REM_POST, nng_pipe_event,
+		                     NULL);
 	if (rv == 0)
 		rv = nng_listener_create(&nl, ns, uri);
 #ifdef CONDUIT_HAVE_TLS
@@ -412,7 +412,6 @@ int nng_lsn_open(struct listener *L, enum transport tr, bool poly)
 	         tr == T_TLS ? "tls+tcp" : "tcp", L->port);
 	return 0;
 }
-
 
 int nng_dial_uri(unsigned *ns, enum transport tr, const char *uri)
 {
@@ -534,15 +533,14 @@ static int run_forked(const struct run_req *q, double *secs, uint64_t *samples)
 		    WTERMSIG(st), strsignal(WTERMSIG(st)),
 		    SH->err[0] ? ": " : "", SH->err);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || SH->rc != 0)
-		return bench_fail("%s",
-		               SH->err[0] ? SH->err : "the nng client failed");
+		return bench_fail("%s", SH->err[0] ? SH->err
+		                                   : "the nng client failed");
 	if (secs != NULL)
 		*secs = SH->secs;
 	if (samples != NULL)
 		memcpy(samples, SH->samples, (size_t)q->n * sizeof(*samples));
 	return 0;
 }
-
 
 #ifdef CONDUIT_HAVE_TLS
 /* Whether this nng was built with TLS.  Asked in a child: nng may not
@@ -600,8 +598,7 @@ int nng_run_latency(enum transport tr, unsigned warm, unsigned n,
 	return run_forked(&q, NULL, samples);
 }
 
-int nng_run_connect(enum transport tr, unsigned warm, unsigned n,
-                    double *secs)
+int nng_run_connect(enum transport tr, unsigned warm, unsigned n, double *secs)
 {
 	struct run_req q = {RUN_CONNECT, tr, 0, 0, warm, n};
 	return run_forked(&q, secs, NULL);
@@ -645,7 +642,7 @@ void nng_json(void)
 const char *nng_version_text(void)
 {
 	static char v[32];
-	snprintf(v, sizeof(v), "%d.%d.%d", NNG_MAJOR_VERSION,
-	         NNG_MINOR_VERSION, NNG_PATCH_VERSION);
+	snprintf(v, sizeof(v), "%d.%d.%d", NNG_MAJOR_VERSION, NNG_MINOR_VERSION,
+	         NNG_PATCH_VERSION);
 	return v;
 }

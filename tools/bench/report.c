@@ -23,7 +23,6 @@ static bool emit_failed; /* a section's figure did not fit */
 static char notes[MAX_NOTES][640];
 static size_t nnotes;
 
-
 void bench_note(const char *fmt, ...)
 {
 	char buf[640];
@@ -61,9 +60,8 @@ void bench_copy(char *dst, size_t cap, const char *src)
 }
 
 struct row *report_row(const char *transport, const char *figure,
-                                 const char *unit, bool higher_better,
-                                 int decimals, const char *baseline,
-                                 enum nng_state nng)
+                       const char *unit, bool higher_better, int decimals,
+                       const char *baseline, enum nng_state nng)
 {
 	if (nrows == MAX_ROWS)
 		return NULL;
@@ -172,7 +170,7 @@ void bench_emit(const struct bench_figure *f)
 		return;
 	struct row *r =
 	    report_row(f->transport, f->figure, f->unit, f->higher_better,
-	                  f->decimals, f->baseline, NNG_NONE);
+	               f->decimals, f->baseline, NNG_NONE);
 	if (r == NULL) {
 		fprintf(stderr,
 		        "conduit-bench: more than %d figures; %s %s "
@@ -183,7 +181,7 @@ void bench_emit(const struct bench_figure *f)
 		return;
 	}
 	bench_copy(r->label, sizeof(r->label),
-	         f->label != NULL ? f->label : f->figure);
+	           f->label != NULL ? f->label : f->figure);
 	if (f->param_name != NULL) {
 		bench_copy(r->param_name, sizeof(r->param_name), f->param_name);
 		r->param = f->param;
@@ -197,7 +195,6 @@ void bench_emit(const struct bench_figure *f)
 	}
 	row_finish(r);
 }
-
 
 void json_str(const char *s)
 {
@@ -311,4 +308,3 @@ void report_json_results(void)
 	}
 	printf("\n  ]\n}\n");
 }
-

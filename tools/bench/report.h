@@ -43,8 +43,8 @@ struct row {
 	enum nng_state nng;
 	unsigned n;
 	double run[NAPI][BENCH_MAX_REPEATS]; /* [API_RAW] is the baseline */
-	double pair[BENCH_MAX_REPEATS];      /* conduit / baseline of each round */
-	double pair_nng[BENCH_MAX_REPEATS];  /* conduit / nng of each round */
+	double pair[BENCH_MAX_REPEATS]; /* conduit / baseline of each round */
+	double pair_nng[BENCH_MAX_REPEATS]; /* conduit / nng of each round */
 	double med[NAPI], best[NAPI];
 	double ratio, rmin, rmax, ratio_nng;
 };

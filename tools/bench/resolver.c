@@ -88,7 +88,6 @@ int bench_resolver(const struct bench_settings *settings)
 	return 0;
 }
 
-
 void bench_resolver_epilogue(void)
 {
 	if (!report_is_json())

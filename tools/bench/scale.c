@@ -1,5 +1,5 @@
 /*
- * bench_scale.c - what a flow costs at rest and what many cost at once.
+ * scale.c - what a flow costs at rest and what many cost at once.
  *
  *   idle memory   heap bytes held by one connected, idle flow: glibc's
  *                 in-use heap (mallinfo2) before and after making 1,000

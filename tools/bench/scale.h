@@ -43,7 +43,6 @@ enum api { API_RAW, API_CONDUIT };
 enum tr { TR_UNIX, TR_TCP };
 extern const char *const scale_tr_name[];
 
-
 struct addr {
 	enum tr tr;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];

@@ -94,7 +94,8 @@ static int srv_flush(struct server *sv, struct sconn *c, size_t k)
 			if (rc != CONDUIT_OK)
 				return srv_fail(
 				    sv, "write on flow %zu: %s", k,
-				    bench_cerr(conduit_flow_error(c->flow), rc));
+				    bench_cerr(conduit_flow_error(c->flow),
+				               rc));
 		} else {
 			ssize_t r =
 			    send(c->fd, c->buf + c->off,
@@ -154,7 +155,8 @@ static int srv_serve(struct server *sv, size_t k)
 			if (rc != CONDUIT_OK)
 				return srv_fail(
 				    sv, "read on flow %zu: %s", k,
-				    bench_cerr(conduit_flow_error(c->flow), rc));
+				    bench_cerr(conduit_flow_error(c->flow),
+				               rc));
 		} else {
 			ssize_t m = recv(c->fd, c->buf, sizeof(c->buf), 0);
 			if (m < 0 && (errno == EAGAIN || errno == EINTR))
@@ -188,7 +190,8 @@ static int srv_accept(struct server *sv)
 			if (rc != CONDUIT_OK)
 				return srv_fail(
 				    sv, "accept: %s",
-				    bench_cerr(conduit_listener_error(sv->l), rc));
+				    bench_cerr(conduit_listener_error(sv->l),
+				               rc));
 			sv->items[sv->live + 1] = (struct conduit_pollitem){
 			    .flow = c->flow, .events = CONDUIT_POLLIN};
 		} else {
@@ -235,8 +238,9 @@ static int srv_turn(struct server *sv)
 		int rc =
 		    conduit_poll(sv->ctx, sv->items, live + 1, ms, &nready);
 		if (rc != CONDUIT_OK)
-			return srv_fail(sv, "conduit_poll: %s",
-			                bench_cerr(conduit_ctx_error(sv->ctx), rc));
+			return srv_fail(
+			    sv, "conduit_poll: %s",
+			    bench_cerr(conduit_ctx_error(sv->ctx), rc));
 		/* Backwards: a dropped flow takes the last one's place, which
 		 * has been served already. */
 		for (size_t k = live; k-- > 0;)
@@ -408,8 +412,8 @@ static int client_setup(struct cconn *cc, size_t n, const struct addr *a,
 			if (r == -EAGAIN)
 				break; /* the queue is full: after a wait */
 			if (r < 0)
-				return scale_fail("connect %s (flow %zu): %s", a->uri,
-				            next, strerror(-r));
+				return scale_fail("connect %s (flow %zu): %s",
+				                  a->uri, next, strerror(-r));
 			cc[next].fd = fd;
 			cc[next].state = r == 0 ? C_GREETING : C_CONNECTING;
 			act[nact++] = next++;
@@ -434,9 +438,9 @@ static int client_setup(struct cconn *cc, size_t n, const struct addr *a,
 				               &err, &len) < 0)
 					err = errno;
 				if (err != 0)
-					return scale_fail("connect %s (flow %zu): %s",
-					            a->uri, act[j],
-					            strerror(err));
+					return scale_fail(
+					    "connect %s (flow %zu): %s", a->uri,
+					    act[j], strerror(err));
 				c->state = C_GREETING;
 				continue;
 			}
@@ -478,10 +482,11 @@ static int client_round(struct cconn *cc, size_t n, uint64_t deadline)
 			size_t sending = 0;
 			for (size_t j = 0; j < npend; j++)
 				sending += cc[pend[j]].state == C_SENDING;
-			scale_fail("the echo round timed out: %zu of %zu echoes "
-			     "complete, %zu still sending, %zu waiting for "
-			     "their echo",
-			     done, n, sending, npend - sending);
+			scale_fail(
+			    "the echo round timed out: %zu of %zu echoes "
+			    "complete, %zu still sending, %zu waiting for "
+			    "their echo",
+			    done, n, sending, npend - sending);
 			goto out;
 		}
 		/* Send, or read what has come; then wait for the rest. */
@@ -500,7 +505,7 @@ static int client_round(struct cconn *cc, size_t n, uint64_t deadline)
 				if (k < 0 && errno != EAGAIN &&
 				    errno != EINTR) {
 					scale_fail("send on flow %zu: %s", i,
-					     strerror(errno));
+					           strerror(errno));
 					goto out;
 				}
 				if (k > 0)
@@ -514,21 +519,22 @@ static int client_round(struct cconn *cc, size_t n, uint64_t deadline)
 			if (k < 0 && (errno == EAGAIN || errno == EINTR))
 				continue;
 			if (k <= 0) {
-				scale_fail("flow %zu: %s after %u of %d echoed bytes",
-				     i,
-				     k == 0 ? "end of stream" : strerror(errno),
-				     c->got, MSG_LEN);
+				scale_fail(
+				    "flow %zu: %s after %u of %d echoed bytes",
+				    i,
+				    k == 0 ? "end of stream" : strerror(errno),
+				    c->got, MSG_LEN);
 				goto out;
 			}
 			for (ssize_t q = 0; q < k; q++) {
 				unsigned char want =
 				    msg_byte(i, c->got + (size_t)q);
 				if (in[q] != want) {
-					scale_fail("flow %zu: echoed byte %zu is "
-					     "0x%02x, "
-					     "sent 0x%02x",
-					     i, c->got + (size_t)q, in[q],
-					     want);
+					scale_fail(
+					    "flow %zu: echoed byte %zu is "
+					    "0x%02x, "
+					    "sent 0x%02x",
+					    i, c->got + (size_t)q, in[q], want);
 					goto out;
 				}
 			}
@@ -644,7 +650,8 @@ out:
 	free(cc);
 	close(rep[0]);
 	if (reap(pid, rc == 0 ? IO_MS : 1000) < 0 && rc == 0)
-		rc = scale_fail("the %s %s server failed", who, scale_tr_name[tr]);
+		rc = scale_fail("the %s %s server failed", who,
+		                scale_tr_name[tr]);
 	if (tr == TR_UNIX)
 		unlink(a.path);
 	return rc;

@@ -59,7 +59,7 @@ static int idle_run(enum api api, enum tr tr, enum side side, size_t n,
 		int r = conduit_listen(&l, ctx, a.uri);
 		if (r != CONDUIT_OK) {
 			scale_fail("listen %s: %s", a.uri,
-			     bench_cerr(conduit_ctx_error(ctx), r));
+			           bench_cerr(conduit_ctx_error(ctx), r));
 			goto out;
 		}
 		if (tr == TR_TCP)
@@ -79,8 +79,9 @@ static int idle_run(enum api api, enum tr tr, enum side side, size_t n,
 		if (cf) {
 			int r = conduit_connect(&fl[i], ctx, a.uri);
 			if (r != CONDUIT_OK) {
-				scale_fail("connect %s: %s", a.uri,
-				     bench_cerr(conduit_ctx_error(ctx), r));
+				scale_fail(
+				    "connect %s: %s", a.uri,
+				    bench_cerr(conduit_ctx_error(ctx), r));
 				goto out;
 			}
 		} else if (raw_connect_wait(&a, side == SIDE_CONNECTING
@@ -92,8 +93,9 @@ static int idle_run(enum api api, enum tr tr, enum side side, size_t n,
 		if (af) {
 			int r = conduit_accept_wait(&fl[i], l, IO_MS);
 			if (r != CONDUIT_OK) {
-				scale_fail("accept %s: %s", a.uri,
-				     bench_cerr(conduit_listener_error(l), r));
+				scale_fail(
+				    "accept %s: %s", a.uri,
+				    bench_cerr(conduit_listener_error(l), r));
 				goto out;
 			}
 		} else if (raw_accept_wait(lfd, side == SIDE_ACCEPTED
@@ -113,7 +115,7 @@ static int idle_run(enum api api, enum tr tr, enum side side, size_t n,
 			                  : raw_recv1(near[i], b);
 		if (r < 0) {
 			scale_fail("idle %s flow %zu: the round trip failed",
-			     scale_tr_name[tr], i);
+			           scale_tr_name[tr], i);
 			goto out;
 		}
 		if (i == 0) {
@@ -197,11 +199,12 @@ static int tls_child(const char *uri, const char *cert, const char *key,
 		if (rc == CONDUIT_OK)
 			rc = conduit_write_all(fl[i], &b, 1, NULL, IO_MS);
 		if (rc != CONDUIT_OK) {
-			fprintf(stderr,
-			        "conduit-bench: tls server flow %zu: %s\n", i,
-			        fl[i] != NULL
-			            ? bench_cerr(conduit_flow_error(fl[i]), rc)
-			            : bench_cerr(conduit_listener_error(l), rc));
+			fprintf(
+			    stderr, "conduit-bench: tls server flow %zu: %s\n",
+			    i,
+			    fl[i] != NULL
+			        ? bench_cerr(conduit_flow_error(fl[i]), rc)
+			        : bench_cerr(conduit_listener_error(l), rc));
 			goto report;
 		}
 		if (i == 0) {
@@ -289,7 +292,7 @@ static int tls_idle_run(size_t n, double *client, double *server)
 		int r = conduit_connect_wait(&fl[i], ctx, uri, IO_MS);
 		if (r != CONDUIT_OK) {
 			scale_fail("connect %s: %s", uri,
-			     bench_cerr(conduit_ctx_error(ctx), r));
+			           bench_cerr(conduit_ctx_error(ctx), r));
 			goto out;
 		}
 		if (flow_send1(fl[i], b) < 0 || flow_recv1(fl[i], b) < 0)

@@ -103,8 +103,8 @@ struct sock_link {
 	conduit_flow *flow;
 	struct rtls *rt; /* raw mbedTLS, on fd */
 #ifdef CONDUIT_BENCH_NNG
-	unsigned ns;  /* an nng_socket's id */
-	bool ns_own;  /* a client's socket; a server's is the listener's */
+	unsigned ns; /* an nng_socket's id */
+	bool ns_own; /* a client's socket; a server's is the listener's */
 #endif
 };
 
@@ -214,8 +214,7 @@ int nng_run_throughput(enum transport tr, size_t ws, uint64_t total,
                        double *secs);
 int nng_run_latency(enum transport tr, unsigned warm, unsigned n,
                     uint64_t *samples);
-int nng_run_connect(enum transport tr, unsigned warm, unsigned n,
-                    double *secs);
+int nng_run_connect(enum transport tr, unsigned warm, unsigned n, double *secs);
 /* This process is the forked client: API_NNG runs here. */
 bool nng_in_client(void);
 /* The room for the forked client's results; its release. */

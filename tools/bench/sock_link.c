@@ -37,7 +37,8 @@ int raw_wait(int fd, short events)
 		if (r > 0)
 			return 0;
 		if (r == 0)
-			return bench_fail("timed out after %d ms", IO_TIMEOUT_MS);
+			return bench_fail("timed out after %d ms",
+			                  IO_TIMEOUT_MS);
 		if (errno != EINTR)
 			return bench_fail("poll: %s", strerror(errno));
 	}
@@ -238,8 +239,9 @@ int link_connect(struct sock_link *k, enum api api, const struct target *t)
 		int rc = conduit_connect_wait(&k->flow, G.ctx, t->uri,
 		                              IO_TIMEOUT_MS);
 		if (rc != CONDUIT_OK)
-			return bench_fail("conduit_connect_wait %s: %s", t->uri,
-			               bench_cerr(conduit_ctx_error(G.ctx), rc));
+			return bench_fail(
+			    "conduit_connect_wait %s: %s", t->uri,
+			    bench_cerr(conduit_ctx_error(G.ctx), rc));
 #ifdef CONDUIT_BENCH_NNG
 		/* The suite pinning is nng's alone (nng.c). */
 		if (nng_pinned() != pinned) {
@@ -272,8 +274,7 @@ int link_connect(struct sock_link *k, enum api api, const struct target *t)
 		k->fd = -1; /* rt_open closed it */
 		return -1;
 	}
-	if (t->tr == T_TLS &&
-	    check_suite(rt_suite(k->rt)) < 0) {
+	if (t->tr == T_TLS && check_suite(rt_suite(k->rt)) < 0) {
 		link_close(&k->base);
 		return -1;
 	}
@@ -281,9 +282,8 @@ int link_connect(struct sock_link *k, enum api api, const struct target *t)
 	return 0;
 }
 
-
 int lsn_open(struct listener *L, enum api api, enum transport tr,
-                    conduit_ctx *ctx, bool poly)
+             conduit_ctx *ctx, bool poly)
 {
 	memset(L, 0, sizeof(*L));
 	L->api = api;
@@ -297,8 +297,9 @@ int lsn_open(struct listener *L, enum api api, enum transport tr,
 		                                : "tcp://127.0.0.1:0";
 		int rc = conduit_listen(&L->l, ctx, uri);
 		if (rc != CONDUIT_OK)
-			return bench_fail("conduit_listen %s: %s", uri,
-			               bench_cerr(conduit_ctx_error(ctx), rc));
+			return bench_fail(
+			    "conduit_listen %s: %s", uri,
+			    bench_cerr(conduit_ctx_error(ctx), rc));
 		/* The real port is in the listener's URI; a TLS client
 		 * checks the certificate's name. */
 		snprintf(L->uri, sizeof(L->uri), "%s%s",
@@ -364,18 +365,20 @@ static int flow_handshake_wait(conduit_flow *f, conduit_ctx *ctx)
 		if (rc == CONDUIT_OK)
 			return 0;
 		if (rc != CONDUIT_WANT_READ && rc != CONDUIT_WANT_WRITE)
-			return bench_fail("conduit_handshake: %s",
-			               bench_cerr(conduit_flow_error(f), rc));
+			return bench_fail(
+			    "conduit_handshake: %s",
+			    bench_cerr(conduit_flow_error(f), rc));
 		struct conduit_pollitem it = {.flow = f,
 		                              .events = CONDUIT_POLLOUT};
 		size_t nr = 0;
 		rc = conduit_poll(ctx, &it, 1, IO_TIMEOUT_MS, &nr);
 		if (rc != CONDUIT_OK)
-			return bench_fail("conduit_poll: %s",
-			               bench_cerr(conduit_ctx_error(ctx), rc));
+			return bench_fail(
+			    "conduit_poll: %s",
+			    bench_cerr(conduit_ctx_error(ctx), rc));
 		if (nr == 0)
 			return bench_fail("handshake: timed out after %d ms",
-			               IO_TIMEOUT_MS);
+			                  IO_TIMEOUT_MS);
 	}
 	return bench_fail("handshake: no progress");
 }
@@ -387,8 +390,9 @@ int lsn_accept(struct listener *L, struct sock_link *k)
 	if (L->api == API_CONDUIT) {
 		int rc = conduit_accept_wait(&k->flow, L->l, IO_TIMEOUT_MS);
 		if (rc != CONDUIT_OK)
-			return bench_fail("conduit_accept_wait: %s",
-			               bench_cerr(conduit_listener_error(L->l), rc));
+			return bench_fail(
+			    "conduit_accept_wait: %s",
+			    bench_cerr(conduit_listener_error(L->l), rc));
 #ifdef CONDUIT_HAVE_TLS
 		if (L->tr == T_TLS &&
 		    flow_handshake_wait(k->flow, L->ctx) < 0) {
@@ -455,4 +459,3 @@ void lsn_close(struct listener *L)
 	if (L->tr == T_UNIX)
 		unlink(G.sock);
 }
-

@@ -112,8 +112,8 @@ static int make_tmpdir(void)
 	struct sockaddr_un un;
 	if (n < 0 || (size_t)n + 1 > sizeof(un.sun_path))
 		return bench_fail("socket path %s is longer than a unix socket "
-		               "allows; set TMPDIR to a shorter directory",
-		               G.sock);
+		                  "allows; set TMPDIR to a shorter directory",
+		                  G.sock);
 	make_unix_uri();
 	return 0;
 }
@@ -470,8 +470,8 @@ int run_connect(enum api api, enum transport tr, bool resume, unsigned warm,
 		return -1;
 	}
 	if (bench_child_finish(&c, &rep) < 0 ||
-	    link_check_count(&rep, (uint64_t)warm + n,
-	                     "the server accepted", "connections") < 0)
+	    link_check_count(&rep, (uint64_t)warm + n, "the server accepted",
+	                     "connections") < 0)
 		return -1;
 	*secs = (double)(t1 - t0) / 1e9;
 	return 0;
@@ -617,7 +617,7 @@ static int measure_latency(enum transport tr)
 	struct row *both[2] = {rm, rp};
 	for (int j = 0; j < 2; j++) {
 		bench_copy(both[j]->param_name, sizeof(both[j]->param_name),
-		         "message_size");
+		           "message_size");
 		both[j]->param = LINK_PING;
 		both[j]->amount_name = "round_trips";
 		both[j]->amount = P.rtt_n;
@@ -710,7 +710,6 @@ static int run_transport(enum transport tr)
 #endif
 	return 0;
 }
-
 
 int bench_unix(const struct bench_settings *s)
 {

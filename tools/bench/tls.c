@@ -81,14 +81,13 @@ const char *pin_suite_name(void)
 	return mbedtls_ssl_get_ciphersuite_name(pin_suites[0]);
 }
 
-
 /* Every TLS connection must have negotiated the pinned suite. */
 int check_suite(const char *name)
 {
 	if (name != NULL && strcmp(name, pin_suite_name()) == 0)
 		return 0;
 	return bench_fail("TLS negotiated %s, not the pinned %s",
-	               name != NULL ? name : "no suite", pin_suite_name());
+	                  name != NULL ? name : "no suite", pin_suite_name());
 }
 
 static const char *mbed_err(int r)
@@ -154,7 +153,8 @@ static int tls_make_cert(void)
 		                             sizeof(G.key_pem));
 	mbedtls_pk_free(&key);
 	if (r != 0)
-		return bench_fail("making the test certificate: %s", mbed_err(r));
+		return bench_fail("making the test certificate: %s",
+		                  mbed_err(r));
 	return 0;
 }
 
@@ -343,8 +343,9 @@ int rt_read(struct rtls *t, void *buf, size_t cap, size_t *got)
 		if (r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
 			return 0;
 		if (r == 0)
-			return bench_fail("mbedtls read: the peer closed without "
-			               "a close_notify");
+			return bench_fail(
+			    "mbedtls read: the peer closed without "
+			    "a close_notify");
 		if (rt_want(t, r, "read") < 0)
 			return -1;
 	}
@@ -389,7 +390,7 @@ int tls_setup(void)
 	int rc = conduit_tls_set_ca_pem(G.ctx, G.cert_pem, strlen(G.cert_pem));
 	if (rc != CONDUIT_OK)
 		return bench_fail("conduit_tls_set_ca_pem: %s",
-		               bench_cerr(conduit_ctx_error(G.ctx), rc));
+		                  bench_cerr(conduit_ctx_error(G.ctx), rc));
 	return 0;
 }
 
@@ -404,8 +405,9 @@ int keep_session(struct sock_link *k)
 			rc = conduit_tls_set_session(G.ctx, ts);
 		conduit_tls_session_free(ts);
 		if (rc != CONDUIT_OK)
-			return bench_fail("keeping the TLS session: %s",
-			               bench_cerr(conduit_ctx_error(G.ctx), rc));
+			return bench_fail(
+			    "keeping the TLS session: %s",
+			    bench_cerr(conduit_ctx_error(G.ctx), rc));
 		return 0;
 	}
 	mbedtls_ssl_session_free(&RT.sess);

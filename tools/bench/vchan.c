@@ -1,5 +1,5 @@
 /*
- * bench_vchan.c - conduit-bench's vchan figures: Xen vchan through
+ * vchan.c - conduit-bench's vchan figures: Xen vchan through
  * conduit's public API, beside the raw libxenvchan doing the same work.
  *
  * Both run the real libxenvchan over the hypervisor emulation in
@@ -12,7 +12,7 @@
  * directory in CONDUIT_XEN_DIR and CONDUIT_XEN_DOMID=2; main() hands that
  * process to bench_role_main().  That worker is domain 2, the client of
  * every figure; for each run it forks a server, domain 1, pinned to
- * another CPU, as bench.c does for sockets.  The worker sends each
+ * another CPU, as the host-socket sections do.  The worker sends each
  * finished figure back through a pipe, and the parent hands it to
  * bench_emit().
  *
@@ -20,7 +20,7 @@
  *             vchan://2/bench?read-ring=R&write-ring=R (R below),
  *             conduit_connect_wait / conduit_accept_wait,
  *             conduit_write_all / conduit_read_wait / conduit_close_wait
- *             (conduit_poll underneath), the calls bench.c uses for
+ *             (conduit_poll underneath), the calls sock_link.c uses for
  *             sockets.
  *   raw       libxenvchan_server_init with the same ring sizes,
  *             libxenvchan_client_init, non-blocking libxenvchan_write /
@@ -38,8 +38,8 @@
  * server does the least that serves clients one after another correctly
  * (hide the taken ring's keys, arm the next ring, then close the old one).
  *
- * Figures, as in bench.c: one-way throughput with 1, 16 and 64 KiB
- * writes (the server reads 64 KiB at a time, checks every byte against a
+ * Figures, as for sockets (sock_run.c): one-way throughput with 1, 16 and 64
+ * KiB writes (the server reads 64 KiB at a time, checks every byte against a
  * pattern and answers one byte at the end; the clock runs from the first
  * write to that byte), 64-byte round trips with an echoing server (median
  * and 99th percentile), and sequential connect + accept + close.
