@@ -323,8 +323,7 @@ int main(int argc, char **argv)
 		const struct section *sc = &sections[i];
 		if ((only & (1u << i)) && sc->setup != NULL &&
 		    sc->setup() < 0) {
-			fprintf(stderr, "conduit-bench: %s set-up: %s\n",
-			        sc->name, bench_errmsg);
+			fprintf(stderr, "conduit-bench: %s\n", bench_errmsg);
 			sock_cleanup();
 			return 1;
 		}

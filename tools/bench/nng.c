@@ -49,8 +49,6 @@ static unsigned long pin_setups;
 /* Pinning only while the TLS figures run: other sections' TLS flows keep
  * conduit's own configuration. */
 static bool pin_active;
-/* Why the pinning could not be installed, or NULL. */
-static const char *pin_missing = "this build has no TLS";
 
 void nng_pin(bool on)
 {
@@ -68,6 +66,9 @@ unsigned long nng_pinned(void)
 }
 
 #ifdef CONDUIT_HAVE_TLS
+/* Why the pinning could not be installed, or NULL. */
+static const char *pin_missing;
+
 static int pinned_ssl_setup(mbedtls_ssl_context *ssl,
                             const mbedtls_ssl_config *conf)
 {

@@ -211,8 +211,11 @@ void sock_json(void)
 #ifdef CONDUIT_HAVE_TLS
 int bench_tls_setup(void)
 {
-	if (tls_setup() < 0)
-		return -1;
+	if (tls_setup() < 0) {
+		char why[sizeof(bench_errmsg)];
+		snprintf(why, sizeof(why), "%s", bench_errmsg);
+		return bench_fail("TLS set-up: %.480s", why);
+	}
 #ifdef CONDUIT_BENCH_NNG
 	nng_tls_setup();
 #endif
