@@ -203,6 +203,7 @@ static int parse_args(int argc, char **argv, struct bench_settings *s,
 	};
 	struct tool_args a;
 	tool_args_init(&a, argc, argv, "h", longs);
+	a.dashdash_operand = true; /* no operands: refused */
 	for (;;) {
 		const char *v = NULL;
 		int c = tool_getopt(&a, &v);

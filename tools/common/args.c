@@ -44,12 +44,13 @@ int tool_getopt(struct tool_args *a, const char **value)
 	*value = NULL;
 	while (a->next < a->argc) {
 		char *e = a->argv[a->next];
-		if (a->only_operands || e[0] != '-' || e[1] == '\0') {
+		if (a->only_operands || e[0] != '-' || e[1] == '\0' ||
+		    (a->dashdash_operand && strcmp(e, "--") == 0)) {
 			a->next++;
 			*value = e;
 			return TOOL_ARGS_OPERAND;
 		}
-		if (strcmp(e, "--") == 0) {
+		if (strcmp(e, "--") == 0 && !a->dashdash_operand) {
 			a->next++;
 			a->only_operands = true;
 			continue;

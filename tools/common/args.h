@@ -2,7 +2,9 @@
  * args.h - getopt_long with the rules every tool's command line keeps:
  * options spelled in full (no abbreviations, no bundled short options),
  * a value as `--name VALUE` or `--name=VALUE`, options and arguments in
- * any order, handed back in the order given, and "--" ending the options.
+ * any order, handed back in the order given, and "--" ending the options
+ * (unless a program takes no operands at all: then "--" is handed back as
+ * one, to be refused like any other).
  */
 #ifndef CONDUIT_TOOLS_ARGS_H
 #define CONDUIT_TOOLS_ARGS_H
@@ -24,6 +26,7 @@ struct tool_args {
 	const struct option *longs; /* ends with a zero entry */
 	int next;                   /* argv index; start at 1 */
 	bool only_operands;         /* "--" was seen */
+	bool dashdash_operand;      /* "--" is an operand, not the end */
 	char optstring[32];
 };
 

@@ -381,6 +381,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->bytes = DEFAULT_BYTES;
 	struct tool_args a;
 	tool_args_init(&a, argc, argv, "h", longs);
+	a.dashdash_operand = true; /* no operands: refused */
 	for (;;) {
 		const char *val = NULL;
 		int c = tool_getopt(&a, &val);
