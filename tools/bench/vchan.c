@@ -1,5 +1,5 @@
 /*
- * bench_vchan.c - conduit-bench's vchan figures: Xen vchan through
+ * vchan.c - conduit-bench's vchan figures: Xen vchan through
  * conduit's public API, beside the raw libxenvchan doing the same work.
  *
  * Both run the real libxenvchan over the hypervisor emulation in
@@ -12,7 +12,7 @@
  * directory in CONDUIT_XEN_DIR and CONDUIT_XEN_DOMID=2; main() hands that
  * process to bench_role_main().  That worker is domain 2, the client of
  * every figure; for each run it forks a server, domain 1, pinned to
- * another CPU, as bench.c does for sockets.  The worker sends each
+ * another CPU, as the host-socket sections do.  The worker sends each
  * finished figure back through a pipe, and the parent hands it to
  * bench_emit().
  *
@@ -20,7 +20,7 @@
  *             vchan://2/bench?read-ring=R&write-ring=R (R below),
  *             conduit_connect_wait / conduit_accept_wait,
  *             conduit_write_all / conduit_read_wait / conduit_close_wait
- *             (conduit_poll underneath), the calls bench.c uses for
+ *             (conduit_poll underneath), the calls sock_link.c uses for
  *             sockets.
  *   raw       libxenvchan_server_init with the same ring sizes,
  *             libxenvchan_client_init, non-blocking libxenvchan_write /
@@ -38,8 +38,8 @@
  * server does the least that serves clients one after another correctly
  * (hide the taken ring's keys, arm the next ring, then close the old one).
  *
- * Figures, as in bench.c: one-way throughput with 1, 16 and 64 KiB
- * writes (the server reads 64 KiB at a time, checks every byte against a
+ * Figures, as for sockets (sock_run.c): one-way throughput with 1, 16 and 64
+ * KiB writes (the server reads 64 KiB at a time, checks every byte against a
  * pattern and answers one byte at the end; the clock runs from the first
  * write to that byte), 64-byte round trips with an echoing server (median
  * and 99th percentile), and sequential connect + accept + close.
@@ -55,13 +55,13 @@
  * hands the URI's read-ring and write-ring to it unchanged).
  */
 #include "bench.h"
+#include "link.h"
 
 #include <conduit/conduit.h>
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <libxenvchan.h>
 #include <limits.h>
@@ -82,10 +82,6 @@
 #include <sys/prctl.h>
 #endif
 
-#ifndef CONDUIT_XENEMU_DIR
-#define CONDUIT_XENEMU_DIR ""
-#endif
-
 #define VB_ROLE_ENV "CONDUIT_BENCH_ROLE"
 #define VB_ARGS_ENV "CONDUIT_BENCH_VCHAN"
 /* Every wait is bounded; generous for valgrind and a loaded machine. */
@@ -94,8 +90,8 @@
  * which runs every figure, gets longer. */
 #define VB_WATCHDOG_S        600
 #define VB_WORKER_WATCHDOG_S 3600
-#define VB_RBUF              (64 * 1024)
-#define VB_PING              64
+#define LINK_RBUF            (64 * 1024)
+#define LINK_PING            64
 #define VB_MIB               (1024.0 * 1024.0)
 /* The ring sizes asked for, the same both ways and in both variants:
  * large rings for every figure, and libxenvchan's in-page 2 KiB for a
@@ -111,23 +107,6 @@
 
 enum vb_api { VB_RAW, VB_CONDUIT };
 static const char *const vb_api_name[] = {"raw", "conduit"};
-
-static char vb_msg[400];
-
-__attribute__((format(printf, 1, 2))) static int vb_fail(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(vb_msg, sizeof(vb_msg), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-static const char *vb_cerr(const char *detail, int rc)
-{
-	return detail != NULL && detail[0] != '\0' ? detail
-	                                           : conduit_strerror(rc);
-}
 
 static void vb_nap_us(long us)
 {
@@ -161,26 +140,31 @@ enum {
 };
 
 /* The labels carry the ring size: two rows share figure and param. */
+#define TPUT(kib, ring, rings)                                                 \
+	{                                                                      \
+		"throughput",                                                  \
+		    "throughput " #kib " KiB, " rings " rings (MiB/s)",        \
+		    "MiB/s", "write_size", kib * 1024, true, 1, ring           \
+	}
+#define RTT(fig, what, ring, rings)                                            \
+	{                                                                      \
+		fig, "latency 64 B " what ", " rings " rings (us)", "us",      \
+		    "message_size", LINK_PING, false, 2, ring                  \
+	}
 static const struct vb_fig vb_figs[VF_N] = {
-    {"throughput", "throughput 1 KiB, 64 KiB rings (MiB/s)", "MiB/s",
-     "write_size", 1024, true, 1, VB_RING_LARGE},
-    {"throughput", "throughput 16 KiB, 64 KiB rings (MiB/s)", "MiB/s",
-     "write_size", 16 * 1024, true, 1, VB_RING_LARGE},
-    {"throughput", "throughput 64 KiB, 64 KiB rings (MiB/s)", "MiB/s",
-     "write_size", 64 * 1024, true, 1, VB_RING_LARGE},
-    {"latency_median", "latency 64 B median, 64 KiB rings (us)", "us",
-     "message_size", VB_PING, false, 2, VB_RING_LARGE},
-    {"latency_p99", "latency 64 B p99, 64 KiB rings (us)", "us", "message_size",
-     VB_PING, false, 2, VB_RING_LARGE},
-    {"throughput", "throughput 64 KiB, 2 KiB rings (MiB/s)", "MiB/s",
-     "write_size", 64 * 1024, true, 1, VB_RING_PAGE},
-    {"latency_median", "latency 64 B median, 2 KiB rings (us)", "us",
-     "message_size", VB_PING, false, 2, VB_RING_PAGE},
-    {"latency_p99", "latency 64 B p99, 2 KiB rings (us)", "us", "message_size",
-     VB_PING, false, 2, VB_RING_PAGE},
+    TPUT(1, VB_RING_LARGE, "64 KiB"),
+    TPUT(16, VB_RING_LARGE, "64 KiB"),
+    TPUT(64, VB_RING_LARGE, "64 KiB"),
+    RTT("latency_median", "median", VB_RING_LARGE, "64 KiB"),
+    RTT("latency_p99", "p99", VB_RING_LARGE, "64 KiB"),
+    TPUT(64, VB_RING_PAGE, "2 KiB"),
+    RTT("latency_median", "median", VB_RING_PAGE, "2 KiB"),
+    RTT("latency_p99", "p99", VB_RING_PAGE, "2 KiB"),
     {"connect_rate", "connect+accept+close, 64 KiB rings (/s)", "1/s", NULL, 0,
      true, 0, VB_RING_LARGE},
 };
+#undef TPUT
+#undef RTT
 
 /* Worker to parent; smaller than PIPE_BUF, so written in one piece. */
 enum { VM_FIGURE = 1, VM_DONE, VM_ERROR };
@@ -213,16 +197,16 @@ static int vb_recv(int fd, void *m, size_t len, int timeout_ms)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
-			return vb_fail("no word for %d ms", timeout_ms);
+			return bench_fail("no word for %d ms", timeout_ms);
 		ssize_t k = read(fd, (char *)m + have, len - have);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
 			return have == 0 ? 0
-			                 : vb_fail("a report was cut short");
+			                 : bench_fail("a report was cut short");
 		have += (size_t)k;
 	}
-	return have == len ? 1 : vb_fail("a report was cut short");
+	return have == len ? 1 : bench_fail("a report was cut short");
 }
 
 /* ------------------------------------------------------------------ */
@@ -261,6 +245,7 @@ static void vb_set_domain(unsigned d)
 /* Links: one end of a connection, either variant.                     */
 
 struct vlink {
+	struct bench_link base;
 	enum vb_api api;
 	conduit_flow *flow;
 	struct libxenvchan *ctrl;
@@ -276,36 +261,32 @@ static int raw_wait(struct vlink *k)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			return vb_fail("poll: %s", strerror(errno));
+			return bench_fail("poll: %s", strerror(errno));
 		if (r == 0)
-			return vb_fail("timed out after %d ms", VB_TIMEOUT_MS);
+			return bench_fail("timed out after %d ms",
+			                  VB_TIMEOUT_MS);
 		/* Readable: libxenvchan_wait() will not block. */
 		libxenvchan_wait(k->ctrl);
 		return 0;
 	}
-	return vb_fail("poll: interrupted too often");
+	return bench_fail("poll: interrupted too often");
 }
 
-static int link_write_all(struct vlink *k, const void *buf, size_t len)
+static int link_write_all(struct bench_link *b, const void *buf, size_t len)
 {
-	if (k->api == VB_CONDUIT) {
-		int rc =
-		    conduit_write_all(k->flow, buf, len, NULL, VB_TIMEOUT_MS);
-		if (rc != CONDUIT_OK)
-			return vb_fail(
-			    "conduit_write_all: %s",
-			    vb_cerr(conduit_flow_error(k->flow), rc));
-		return 0;
-	}
+	struct vlink *k = (struct vlink *)b;
+	if (k->api == VB_CONDUIT)
+		return link_flow_write(k->flow, buf, len, VB_TIMEOUT_MS);
 	const uint8_t *p = buf;
 	size_t done = 0;
 	/* Each pass moves a byte or waits (bounded). */
 	for (size_t pass = 0; done < len; pass++) {
 		if (pass > len + 1000)
-			return vb_fail("libxenvchan_write: no progress");
+			return bench_fail("libxenvchan_write: no progress");
 		int n = libxenvchan_write(k->ctrl, p + done, len - done);
 		if (n < 0)
-			return vb_fail("libxenvchan_write: the ring is closed");
+			return bench_fail(
+			    "libxenvchan_write: the ring is closed");
 		if (n > 0) {
 			done += (size_t)n;
 			continue;
@@ -317,18 +298,11 @@ static int link_write_all(struct vlink *k, const void *buf, size_t len)
 }
 
 /* 1 with *got bytes, 0 at end of stream, -1 on error. */
-static int link_read(struct vlink *k, void *buf, size_t cap, size_t *got)
+static int link_read(struct bench_link *b, void *buf, size_t cap, size_t *got)
 {
-	if (k->api == VB_CONDUIT) {
-		int rc =
-		    conduit_read_wait(k->flow, buf, cap, got, VB_TIMEOUT_MS);
-		if (rc == CONDUIT_OK)
-			return 1;
-		if (rc == CONDUIT_EOF)
-			return 0;
-		return vb_fail("conduit_read_wait: %s",
-		               vb_cerr(conduit_flow_error(k->flow), rc));
-	}
+	struct vlink *k = (struct vlink *)b;
+	if (k->api == VB_CONDUIT)
+		return link_flow_read(k->flow, buf, cap, got, VB_TIMEOUT_MS);
 	for (int pass = 0; pass < 100000; pass++) {
 		int n = libxenvchan_read(k->ctrl, buf, cap);
 		if (n > 0) {
@@ -341,11 +315,12 @@ static int link_read(struct vlink *k, void *buf, size_t cap, size_t *got)
 		if (raw_wait(k) < 0)
 			return -1;
 	}
-	return vb_fail("libxenvchan_read: no progress");
+	return bench_fail("libxenvchan_read: no progress");
 }
 
-static void link_close(struct vlink *k)
+static void link_close(struct bench_link *b)
 {
+	struct vlink *k = (struct vlink *)b;
 	if (k->api == VB_CONDUIT) {
 		if (k->flow != NULL) {
 			/* The end mark may have to wait for room. */
@@ -360,35 +335,47 @@ static void link_close(struct vlink *k)
 	k->ctrl = NULL;
 }
 
-static int link_connect(struct vlink *k, enum vb_api api, conduit_ctx *ctx)
+static const struct bench_link_ops vlink_ops = {
+    .write_all = link_write_all,
+    .read = link_read,
+    .close = link_close,
+};
+
+static void link_init(struct vlink *k, enum vb_api api)
 {
 	memset(k, 0, sizeof(*k));
+	k->base.ops = &vlink_ops;
 	k->api = api;
 	k->fd = -1;
+}
+
+static int link_connect(struct vlink *k, enum vb_api api, conduit_ctx *ctx)
+{
+	link_init(k, api);
 	if (api == VB_CONDUIT) {
 		/* What an application writes: a URI, parsed every time. */
 		int rc = conduit_connect_wait(&k->flow, ctx, VB_CONNECT_URI,
 		                              VB_TIMEOUT_MS);
 		if (rc != CONDUIT_OK)
-			return vb_fail("conduit_connect_wait %s: %s",
-			               VB_CONNECT_URI,
-			               vb_cerr(conduit_ctx_error(ctx), rc));
+			return bench_fail(
+			    "conduit_connect_wait %s: %s", VB_CONNECT_URI,
+			    bench_cerr(conduit_ctx_error(ctx), rc));
 		return 0;
 	}
 	/* No ring yet (the server is arming the next one): try again. */
-	uint64_t end = bench_now_ns() + (uint64_t)VB_TIMEOUT_MS * 1000000u;
+	uint64_t end = tool_now_ns() + (uint64_t)VB_TIMEOUT_MS * 1000000u;
 	for (int pass = 0; pass < 1000000; pass++) {
 		k->ctrl =
 		    libxenvchan_client_init(NULL, VB_SERVER_DOM, VB_RAW_PATH);
 		if (k->ctrl != NULL)
 			break;
-		if (bench_now_ns() > end)
+		if (tool_now_ns() > end)
 			break;
 		vb_nap_us(200);
 	}
 	if (k->ctrl == NULL)
-		return vb_fail("libxenvchan_client_init %s: %s", VB_RAW_PATH,
-		               strerror(errno));
+		return bench_fail("libxenvchan_client_init %s: %s", VB_RAW_PATH,
+		                  strerror(errno));
 	k->ctrl->blocking = 0;
 	k->fd = libxenvchan_fd_for_select(k->ctrl);
 	return 0;
@@ -398,21 +385,11 @@ static int link_connect(struct vlink *k, enum vb_api api, conduit_ctx *ctx)
 /* Servers: a child of the worker, domain 1.  It listens, says READY,  */
 /* serves, and reports what it saw (DONE) or what broke (ERROR).       */
 
-enum vb_role { VR_SINK, VR_ECHO, VR_ACCEPT };
-enum { VR_READY = 1, VR_DONE, VR_ERROR };
-
 struct vb_job {
-	enum vb_role role;
+	enum link_role role;
 	enum vb_api api;
 	unsigned ring;   /* both ring sizes the server asks for */
 	uint64_t amount; /* bytes to receive or echo, or connections */
-};
-
-struct vb_rep {
-	int32_t kind;
-	uint64_t count;
-	uint64_t bad_at;
-	char text[400];
 };
 
 struct vserver {
@@ -429,8 +406,8 @@ static int raw_arm(struct vserver *sv)
 	sv->armed = libxenvchan_server_init(NULL, VB_CLIENT_DOM, VB_RAW_PATH,
 	                                    sv->ring, sv->ring);
 	if (sv->armed == NULL)
-		return vb_fail("libxenvchan_server_init %s: %s", VB_RAW_PATH,
-		               strerror(errno));
+		return bench_fail("libxenvchan_server_init %s: %s", VB_RAW_PATH,
+		                  strerror(errno));
 	sv->armed->blocking = 0;
 	return 0;
 }
@@ -444,38 +421,39 @@ static int vs_open(struct vserver *sv, enum vb_api api, unsigned ring)
 		char uri[96];
 		snprintf(uri, sizeof(uri), VB_LISTEN_FMT, ring, ring);
 		if (conduit_ctx_new(&sv->ctx) != CONDUIT_OK)
-			return vb_fail("conduit_ctx_new: out of memory");
+			return bench_fail("conduit_ctx_new: out of memory");
 		int rc = conduit_listen(&sv->l, sv->ctx, uri);
 		if (rc != CONDUIT_OK)
-			return vb_fail("conduit_listen %s: %s", uri,
-			               vb_cerr(conduit_ctx_error(sv->ctx), rc));
+			return bench_fail(
+			    "conduit_listen %s: %s", uri,
+			    bench_cerr(conduit_ctx_error(sv->ctx), rc));
 		return 0;
 	}
 	sv->xs = xs_open(0);
 	if (sv->xs == NULL)
-		return vb_fail("xs_open: %s", strerror(errno));
+		return bench_fail("xs_open: %s", strerror(errno));
 	return raw_arm(sv);
 }
 
 static int vs_accept(struct vserver *sv, struct vlink *k, bool again)
 {
-	memset(k, 0, sizeof(*k));
-	k->api = sv->api;
-	k->fd = -1;
+	link_init(k, sv->api);
 	if (sv->api == VB_CONDUIT) {
 		int rc = conduit_accept_wait(&k->flow, sv->l, VB_TIMEOUT_MS);
 		if (rc != CONDUIT_OK)
-			return vb_fail(
+			return bench_fail(
 			    "conduit_accept_wait: %s",
-			    vb_cerr(conduit_listener_error(sv->l), rc));
+			    bench_cerr(conduit_listener_error(sv->l), rc));
 		return 0;
 	}
 	k->ctrl = sv->armed;
 	k->fd = libxenvchan_fd_for_select(k->ctrl);
 	for (int pass = 0; libxenvchan_is_open(k->ctrl) == 2; pass++) {
 		if (pass > 100000 || raw_wait(k) < 0) {
+			char why[sizeof(bench_errmsg)];
+			snprintf(why, sizeof(why), "%s", bench_errmsg);
 			k->ctrl = NULL;
-			return vb_fail("no client came: %s", vb_msg);
+			return bench_fail("no client came: %.400s", why);
 		}
 	}
 	sv->armed = NULL;
@@ -501,92 +479,19 @@ static void vs_close(struct vserver *sv)
 	memset(sv, 0, sizeof(*sv));
 }
 
-static int serve_sink(struct vserver *sv, const struct vb_job *job,
-                      struct vb_rep *rep)
+static int serve(struct vserver *sv, const struct vb_job *job,
+                 struct bench_report *rep)
 {
 	struct vlink k;
-	if (vs_accept(sv, &k, false) < 0)
-		return -1;
-	uint8_t *buf = malloc(VB_RBUF);
-	if (buf == NULL) {
-		link_close(&k);
-		return vb_fail("out of memory");
+	if (job->role != ROLE_ACCEPT) {
+		if (vs_accept(sv, &k, false) < 0)
+			return -1;
+		return link_serve(&k.base, job->role, job->amount, rep);
 	}
-	uint64_t off = 0, bad = UINT64_MAX;
-	int r = 0;
-	size_t n = 0;
-	/* Every read brings a byte at least: amount + 1 passes at most. */
-	for (uint64_t pass = 0; off < job->amount && r == 0; pass++) {
-		int g = link_read(&k, buf, VB_RBUF, &n);
-		if (g < 0)
-			r = -1;
-		else if (pass > job->amount)
-			r = vb_fail("more reads than bytes");
-		else if (g == 0)
-			r = vb_fail("end of stream after %" PRIu64
-			            " of %" PRIu64 " bytes",
-			            off, job->amount);
-		else if (n > job->amount - off)
-			r = vb_fail("more bytes than were sent");
-		else {
-			if (bad == UINT64_MAX)
-				bad = bench_pat_check(buf, n, off);
-			off += n;
-		}
-	}
-	if (r == 0) {
-		uint8_t ack = 'k';
-		r = link_write_all(&k, &ack, 1);
-	}
-	if (r == 0) {
-		int g = link_read(&k, buf, VB_RBUF, &n);
-		if (g > 0)
-			r = vb_fail("bytes after the end of the stream");
-		else if (g < 0)
-			r = -1;
-	}
-	rep->count = off;
-	rep->bad_at = bad;
-	link_close(&k);
-	free(buf);
-	return r;
-}
-
-static int serve_echo(struct vserver *sv, const struct vb_job *job,
-                      struct vb_rep *rep)
-{
-	struct vlink k;
-	if (vs_accept(sv, &k, false) < 0)
-		return -1;
-	uint8_t buf[VB_PING];
-	int r = -1;
-	for (uint64_t pass = 0; pass <= job->amount; pass++) {
-		size_t n = 0;
-		int g = link_read(&k, buf, sizeof(buf), &n);
-		if (g < 0)
-			break;
-		if (g == 0) {
-			r = 0;
-			break;
-		}
-		if (link_write_all(&k, buf, n) < 0)
-			break;
-		rep->count += n;
-	}
-	if (r < 0 && vb_msg[0] == '\0')
-		vb_fail("echo: more passes than bytes");
-	link_close(&k);
-	return r;
-}
-
-static int serve_accept(struct vserver *sv, const struct vb_job *job,
-                        struct vb_rep *rep)
-{
 	for (uint64_t i = 0; i < job->amount; i++) {
-		struct vlink k;
 		if (vs_accept(sv, &k, i + 1 < job->amount) < 0)
 			return -1;
-		link_close(&k);
+		link_close(&k.base);
 		rep->count++;
 	}
 	return 0;
@@ -594,143 +499,28 @@ static int serve_accept(struct vserver *sv, const struct vb_job *job,
 
 /* Not inlined, so that a profile of a server can start here:
  * valgrind --tool=callgrind --trace-children=yes --toggle-collect=vb_server */
-__attribute__((noinline)) static int vb_server(const struct vb_job *job,
-                                               int wfd)
+__attribute__((noinline)) static int vb_server(const void *arg, int wfd)
 {
-	struct vb_rep rep;
+	const struct vb_job *job = arg;
+	struct bench_report rep;
 	memset(&rep, 0, sizeof(rep));
 	rep.bad_at = UINT64_MAX;
-	vb_msg[0] = '\0';
+	/* The emulation reads the domain at each call. */
+	vb_set_domain(VB_SERVER_DOM);
 	struct vserver sv;
 	int r = -1;
 	if (vs_open(&sv, job->api, job->ring) == 0) {
-		rep.kind = VR_READY;
-		if (vb_send(wfd, &rep, sizeof(rep)) == 0) {
-			if (job->role == VR_SINK)
-				r = serve_sink(&sv, job, &rep);
-			else if (job->role == VR_ECHO)
-				r = serve_echo(&sv, job, &rep);
-			else
-				r = serve_accept(&sv, job, &rep);
-		}
+		rep.kind = MSG_READY;
+		if (bench_child_report(wfd, &rep) == 0)
+			r = serve(&sv, job, &rep);
 	}
 	vs_close(&sv);
-	rep.kind = r == 0 ? VR_DONE : VR_ERROR;
+	rep.kind = r == 0 ? MSG_DONE : MSG_ERROR;
 	if (r != 0)
-		snprintf(rep.text, sizeof(rep.text), "%s", vb_msg);
-	vb_send(wfd, &rep, sizeof(rep));
+		snprintf(rep.text, sizeof(rep.text), "%s", bench_errmsg);
+	bench_child_report(wfd, &rep);
 	close(wfd);
 	return r == 0 ? 0 : 1;
-}
-
-struct vpeer {
-	pid_t pid;
-	int rfd;
-};
-
-static int peer_report(struct vpeer *p, struct vb_rep *rep)
-{
-	memset(rep, 0, sizeof(*rep));
-	int g = vb_recv(p->rfd, rep, sizeof(*rep), VB_TIMEOUT_MS);
-	if (g == 0)
-		return vb_fail("the server process ended unexpectedly");
-	if (g < 0)
-		return vb_fail("server: %s", vb_msg);
-	rep->text[sizeof(rep->text) - 1] = '\0';
-	if (rep->kind == VR_ERROR)
-		return vb_fail("server: %s", rep->text);
-	return 0;
-}
-
-/* Something failed here: let the server say why if it knows, end it. */
-static void peer_abort(struct vpeer *p)
-{
-	struct pollfd pf = {.fd = p->rfd, .events = POLLIN};
-	struct vb_rep rep;
-	if (p->rfd >= 0 && poll(&pf, 1, 200) > 0 &&
-	    read(p->rfd, &rep, sizeof(rep)) == (ssize_t)sizeof(rep) &&
-	    rep.kind == VR_ERROR) {
-		char mine[sizeof(vb_msg)];
-		rep.text[sizeof(rep.text) - 1] = '\0';
-		snprintf(mine, sizeof(mine), "%s", vb_msg);
-		vb_fail("%.200s (server: %.180s)", mine, rep.text);
-	}
-	if (p->pid > 0) {
-		kill(p->pid, SIGKILL);
-		waitpid(p->pid, NULL, 0);
-	}
-	if (p->rfd >= 0)
-		close(p->rfd);
-	p->pid = -1;
-	p->rfd = -1;
-}
-
-static int peer_start(struct vpeer *p, const struct vb_job *job)
-{
-	int pfd[2];
-	p->pid = -1;
-	p->rfd = -1;
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return vb_fail("pipe: %s", strerror(errno));
-	pid_t parent = getpid();
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return vb_fail("fork: %s", strerror(errno));
-	}
-	if (pid == 0) {
-		close(pfd[0]);
-#ifdef __linux__
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-#endif
-		if (getppid() != parent)
-			_exit(1);
-		alarm(VB_WATCHDOG_S);
-		bench_pin(vb_cpu[1]);
-		/* The emulation reads the domain at each call. */
-		vb_set_domain(VB_SERVER_DOM);
-		_exit(vb_server(job, pfd[1]));
-	}
-	close(pfd[1]);
-	p->pid = pid;
-	p->rfd = pfd[0];
-	struct vb_rep rep;
-	if (peer_report(p, &rep) < 0) {
-		peer_abort(p);
-		return -1;
-	}
-	if (rep.kind != VR_READY) {
-		peer_abort(p);
-		return vb_fail("the server did not say it listens");
-	}
-	return 0;
-}
-
-static int peer_finish(struct vpeer *p, struct vb_rep *rep)
-{
-	if (peer_report(p, rep) < 0) {
-		peer_abort(p);
-		return -1;
-	}
-	close(p->rfd);
-	p->rfd = -1;
-	int st = 0;
-	pid_t w;
-	do
-		w = waitpid(p->pid, &st, 0);
-	while (w < 0 && errno == EINTR);
-	p->pid = -1;
-	if (w < 0)
-		return vb_fail("waitpid: %s", strerror(errno));
-	if (WIFSIGNALED(st))
-		return vb_fail("the server was killed by signal %d",
-		               WTERMSIG(st));
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		return vb_fail("the server exited with status %d",
-		               WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -738,154 +528,77 @@ static int peer_finish(struct vpeer *p, struct vb_rep *rep)
 
 static conduit_ctx *vb_ctx;
 
-__attribute__((noinline)) static int run_throughput(enum vb_api api,
-                                                    unsigned ring, size_t ws,
-                                                    uint64_t total,
-                                                    double *secs)
+/* A throughput or latency run against a server of its own.  Not
+ * inlined, so that a profile can start here. */
+__attribute__((noinline)) static int run_stream(enum vb_api api, unsigned ring,
+                                                struct link_run *run)
 {
-	struct vb_job job = {VR_SINK, api, ring, total};
-	struct vpeer p;
+	struct vb_job job = {run->role, api, ring, run->total};
+	struct bench_child c;
+	struct bench_report rep;
 	struct vlink k;
-	if (peer_start(&p, &job) < 0)
+	if (bench_child_start(&c, vb_cpu[1], vb_server, &job, &rep) < 0)
 		return -1;
-	uint8_t *buf = malloc(ws);
-	if (buf == NULL) {
-		peer_abort(&p);
-		return vb_fail("out of memory");
-	}
-	if (link_connect(&k, api, vb_ctx) < 0)
-		goto fail;
-	uint64_t t0 = bench_now_ns();
-	for (uint64_t off = 0; off < total; off += ws) {
-		bench_pat_fill(buf, ws, off);
-		if (link_write_all(&k, buf, ws) < 0)
-			goto fail_link;
-	}
-	uint8_t ack;
-	size_t n = 0;
-	int g = link_read(&k, &ack, 1, &n);
-	uint64_t t1 = bench_now_ns();
-	if (g <= 0) {
-		if (g == 0)
-			vb_fail("end of stream instead of the receiver's ack");
-		goto fail_link;
-	}
-	link_close(&k);
-	free(buf);
-	struct vb_rep rep;
-	if (peer_finish(&p, &rep) < 0)
-		return -1;
-	if (rep.bad_at != UINT64_MAX)
-		return vb_fail("byte mismatch: the receiver saw a wrong byte "
-		               "at offset %" PRIu64,
-		               rep.bad_at);
-	if (rep.count != total)
-		return vb_fail("the receiver counted %" PRIu64
-		               " bytes, %" PRIu64 " were sent",
-		               rep.count, total);
-	*secs = (double)(t1 - t0) / 1e9;
-	return 0;
-fail_link:
-	link_close(&k);
-fail:
-	free(buf);
-	peer_abort(&p);
-	return -1;
+	bool up = link_connect(&k, api, vb_ctx) == 0;
+	return link_client(&c, up ? &k.base : NULL, run);
 }
 
-__attribute__((noinline)) static int run_latency(enum vb_api api, unsigned ring,
-                                                 unsigned warm, unsigned n,
-                                                 uint64_t *samples)
+static int run_throughput(enum vb_api api, unsigned ring, size_t ws,
+                          uint64_t total, double *secs)
 {
-	uint64_t total = (uint64_t)(warm + n) * VB_PING;
-	struct vb_job job = {VR_ECHO, api, ring, total};
-	struct vpeer p;
-	struct vlink k;
-	if (peer_start(&p, &job) < 0)
+	struct link_run run = {.role = ROLE_SINK, .ws = ws, .total = total};
+	if (run_stream(api, ring, &run) < 0)
 		return -1;
-	if (link_connect(&k, api, vb_ctx) < 0) {
-		peer_abort(&p);
-		return -1;
-	}
-	uint8_t out[VB_PING], in[VB_PING];
-	for (unsigned i = 0; i < warm + n; i++) {
-		bench_pat_fill(out, sizeof(out), (uint64_t)i * VB_PING);
-		uint64_t t0 = bench_now_ns();
-		if (link_write_all(&k, out, sizeof(out)) < 0)
-			goto fail;
-		size_t got = 0;
-		for (int pass = 0; got < sizeof(in) && pass < VB_PING; pass++) {
-			size_t m = 0;
-			int g = link_read(&k, in + got, sizeof(in) - got, &m);
-			if (g <= 0) {
-				if (g == 0)
-					vb_fail("the echo server closed early");
-				goto fail;
-			}
-			got += m;
-		}
-		uint64_t t1 = bench_now_ns();
-		if (got != sizeof(in) || memcmp(in, out, sizeof(in)) != 0) {
-			vb_fail("byte mismatch: round trip %u came back "
-			        "different",
-			        i);
-			goto fail;
-		}
-		if (i >= warm)
-			samples[i - warm] = t1 - t0;
-	}
-	link_close(&k);
-	struct vb_rep rep;
-	if (peer_finish(&p, &rep) < 0)
-		return -1;
-	if (rep.count != total)
-		return vb_fail("the echo server echoed %" PRIu64
-		               " bytes, not %" PRIu64,
-		               rep.count, total);
+	*secs = (double)run.ns / 1e9;
 	return 0;
-fail:
-	link_close(&k);
-	peer_abort(&p);
-	return -1;
+}
+
+static int run_latency(enum vb_api api, unsigned ring, unsigned warm,
+                       unsigned n, uint64_t *samples)
+{
+	struct link_run run = {.role = ROLE_ECHO,
+	                       .total = (uint64_t)(warm + n) * LINK_PING,
+	                       .warm = warm,
+	                       .n = n,
+	                       .samples = samples};
+	return run_stream(api, ring, &run);
 }
 
 __attribute__((noinline)) static int run_connect(enum vb_api api, unsigned warm,
                                                  unsigned n, double *secs)
 {
-	struct vb_job job = {VR_ACCEPT, api, vb_figs[VF_CONN].ring,
+	struct vb_job job = {ROLE_ACCEPT, api, vb_figs[VF_CONN].ring,
 	                     (uint64_t)warm + n};
-	struct vpeer p;
-	if (peer_start(&p, &job) < 0)
+	struct bench_child c;
+	struct bench_report rep;
+	if (bench_child_start(&c, vb_cpu[1], vb_server, &job, &rep) < 0)
 		return -1;
-	uint64_t t0 = bench_now_ns();
+	uint64_t t0 = tool_now_ns();
 	for (unsigned i = 0; i < warm + n; i++) {
 		if (i == warm)
-			t0 = bench_now_ns();
+			t0 = tool_now_ns();
 		struct vlink k;
 		if (link_connect(&k, api, vb_ctx) < 0) {
-			peer_abort(&p);
+			bench_child_abort(&c);
 			return -1;
 		}
 		/* End of stream: the server has accepted and closed. */
-		uint8_t c;
+		uint8_t ch;
 		size_t m = 0;
-		int g = link_read(&k, &c, 1, &m);
-		link_close(&k);
+		int g = link_read(&k.base, &ch, 1, &m);
+		link_close(&k.base);
 		if (g != 0) {
 			if (g > 0)
-				vb_fail("the server sent data");
-			peer_abort(&p);
+				bench_fail("the server sent data");
+			bench_child_abort(&c);
 			return -1;
 		}
 	}
-	uint64_t t1 = bench_now_ns();
-	struct vb_rep rep;
-	if (peer_finish(&p, &rep) < 0)
+	uint64_t t1 = tool_now_ns();
+	if (bench_child_finish(&c, &rep) < 0 ||
+	    link_check_count(&rep, (uint64_t)warm + n, "the server accepted",
+	                     "connections") < 0)
 		return -1;
-	if (rep.count != (uint64_t)warm + n)
-		return vb_fail("the server accepted %" PRIu64
-		               " connections, not %u",
-		               rep.count, warm + n);
 	*secs = (double)(t1 - t0) / 1e9;
 	return 0;
 }
@@ -912,7 +625,7 @@ static int vb_failed(const struct vb_args *a, const char *what, enum vb_api api)
 	memset(&m, 0, sizeof(m));
 	m.kind = VM_ERROR;
 	snprintf(m.text, sizeof(m.text), "%.60s (%s): %.300s", what,
-	         vb_api_name[api], vb_msg);
+	         vb_api_name[api], bench_errmsg);
 	vb_send(a->fd, &m, sizeof(m));
 	return -1;
 }
@@ -922,8 +635,41 @@ static int vb_emit_msg(const struct vb_args *a, struct vb_msg *m, int fig)
 	m->kind = VM_FIGURE;
 	m->fig = fig;
 	if (vb_send(a->fd, m, sizeof(*m)) < 0)
-		return vb_fail("the report pipe broke: %s", strerror(errno));
+		return bench_fail("the report pipe broke: %s", strerror(errno));
 	return 0;
+}
+
+/* A figure whose every run gives a time: throughput (ws > 0) or
+ * connections. */
+struct vb_rate {
+	unsigned ring;
+	size_t ws;
+	uint64_t total;
+	unsigned warm, n;
+};
+
+/* Rounds of both variants in rotating order; a run's value is amount
+ * divided by its time. */
+static int vb_rates(const struct vb_args *a, int fig, const char *what,
+                    const struct vb_rate *q, double amount)
+{
+	struct vb_msg m;
+	memset(&m, 0, sizeof(m));
+	for (unsigned i = 0; i < a->repeats; i++) {
+		for (int k = 0; k < 2; k++) {
+			enum vb_api api = vb_turn(i, k);
+			double t = 0;
+			int r = q->ws > 0 ? run_throughput(api, q->ring, q->ws,
+			                                   q->total, &t)
+			                  : run_connect(api, q->warm, q->n, &t);
+			if (r < 0)
+				return vb_failed(a, what, api);
+			(api == VB_RAW ? m.base : m.conduit)[i] =
+			    t > 0 ? amount / t : 0;
+		}
+		m.n = i + 1;
+	}
+	return vb_emit_msg(a, &m, fig);
 }
 
 static int vb_throughput(const struct vb_args *a, int fig)
@@ -945,24 +691,9 @@ static int vb_throughput(const struct vb_args *a, int fig)
 		want = (double)warm;
 	if (want > 8.0 * 1024 * VB_MIB)
 		want = 8.0 * 1024 * VB_MIB;
-	uint64_t total = ((uint64_t)want + ws - 1) / ws * ws;
-	struct vb_msg m;
-	memset(&m, 0, sizeof(m));
-	for (unsigned i = 0; i < a->repeats; i++) {
-		for (int k = 0; k < 2; k++) {
-			enum vb_api api = vb_turn(i, k);
-			double t = 0;
-			if (run_throughput(api, ring, ws, total, &t) < 0)
-				return vb_failed(a, what, api);
-			double v = t > 0 ? (double)total / VB_MIB / t : 0;
-			if (api == VB_RAW)
-				m.base[i] = v;
-			else
-				m.conduit[i] = v;
-		}
-		m.n = i + 1;
-	}
-	return vb_emit_msg(a, &m, fig);
+	struct vb_rate q = {ring, ws, ((uint64_t)want + ws - 1) / ws * ws, 0,
+	                    0};
+	return vb_rates(a, fig, what, &q, (double)q.total / VB_MIB);
 }
 
 static int cmp_u64(const void *x, const void *y)
@@ -981,7 +712,7 @@ static int vb_latency(const struct vb_args *a, int fmed, int fp99)
 	unsigned warm = a->quick ? 100 : 500, n = a->quick ? 1000 : 5000;
 	uint64_t *t = calloc(n, sizeof(*t));
 	if (t == NULL) {
-		vb_fail("out of memory");
+		bench_fail("out of memory");
 		return vb_failed(a, what, VB_RAW);
 	}
 	struct vb_msg med, p99;
@@ -1014,20 +745,8 @@ static int vb_connect(const struct vb_args *a)
 	 * locks in the emulation) and a new shared ring: about a
 	 * millisecond unloaded, tens on a busy machine. */
 	unsigned warm = a->quick ? 5 : 20, n = a->quick ? 40 : 200;
-	struct vb_msg m;
-	memset(&m, 0, sizeof(m));
-	for (unsigned i = 0; i < a->repeats; i++) {
-		for (int k = 0; k < 2; k++) {
-			enum vb_api api = vb_turn(i, k);
-			double t = 0;
-			if (run_connect(api, warm, n, &t) < 0)
-				return vb_failed(a, "connections", api);
-			(api == VB_RAW ? m.base : m.conduit)[i] =
-			    t > 0 ? n / t : 0;
-		}
-		m.n = i + 1;
-	}
-	return vb_emit_msg(a, &m, VF_CONN);
+	struct vb_rate q = {vb_figs[VF_CONN].ring, 0, 0, warm, n};
+	return vb_rates(a, VF_CONN, "connections", &q, n);
 }
 
 static int vb_worker(const struct vb_args *a)
@@ -1035,16 +754,16 @@ static int vb_worker(const struct vb_args *a)
 	/* Only the emulation exports this: the real libraries would need
 	 * a hypervisor. */
 	if (dlsym(RTLD_DEFAULT, "conduit_xen_emulation") == NULL) {
-		vb_fail("the Xen emulation is not loaded (LD_LIBRARY_PATH=%s)",
-		        getenv("LD_LIBRARY_PATH") ? getenv("LD_LIBRARY_PATH")
-		                                  : "");
+		bench_fail(
+		    "the Xen emulation is not loaded (LD_LIBRARY_PATH=%s)",
+		    getenv("LD_LIBRARY_PATH") ? getenv("LD_LIBRARY_PATH") : "");
 		return vb_failed(a, "set-up", VB_RAW);
 	}
 	vb_choose_cpus();
 	bench_pin(vb_cpu[0]);
 	vb_set_domain(VB_CLIENT_DOM);
 	if (conduit_ctx_new(&vb_ctx) != CONDUIT_OK) {
-		vb_fail("conduit_ctx_new: out of memory");
+		bench_fail("conduit_ctx_new: out of memory");
 		return vb_failed(a, "set-up", VB_CONDUIT);
 	}
 	static const int tput[] = {VF_TPUT1, VF_TPUT16, VF_TPUT64};
@@ -1108,16 +827,6 @@ int bench_role_main(const char *role)
 /* ------------------------------------------------------------------ */
 /* The parent: start the worker, hand its figures to bench_emit().     */
 
-static int vb_rm_entry(const char *path, const struct stat *sb, int flag,
-                       struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 /* Fork and exec the worker (in the child; never returns). */
 static void vb_exec_worker(const char *emu, const char *host, int wfd,
                            const struct bench_settings *s, unsigned reps)
@@ -1153,9 +862,7 @@ static void vb_exec_worker(const char *emu, const char *host, int wfd,
 
 int bench_vchan(const struct bench_settings *s)
 {
-	const char *emu = getenv("CONDUIT_XEN_EMULATION");
-	if (emu == NULL || emu[0] == '\0')
-		emu = CONDUIT_XENEMU_DIR;
+	const char *emu = tool_xen_emulation_dir();
 	char probe[PATH_MAX];
 	snprintf(probe, sizeof(probe), "%s/libxenstore.so.4", emu);
 	if (emu[0] == '\0' || access(probe, R_OK) != 0) {
@@ -1212,7 +919,7 @@ int bench_vchan(const struct bench_settings *s)
 	close(pfd[1]);
 
 	int rc = -1;
-	char why[sizeof(((struct vb_msg *)0)->text) + 64] = "";
+	char why[sizeof(bench_errmsg) + 64] = "";
 	/* One message per figure and one at the end: bounded. */
 	for (int i = 0; i < VF_N + 2; i++) {
 		struct vb_msg m;
@@ -1221,7 +928,7 @@ int bench_vchan(const struct bench_settings *s)
 		if (g <= 0) {
 			snprintf(why, sizeof(why), "%s",
 			         g == 0 ? "the worker process ended early"
-			                : vb_msg);
+			                : bench_errmsg);
 			break;
 		}
 		m.text[sizeof(m.text) - 1] = '\0';
@@ -1267,7 +974,7 @@ int bench_vchan(const struct bench_settings *s)
 		         WIFSIGNALED(st) ? "signal" : "status",
 		         WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 	}
-	nftw(host, vb_rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tool_rmtree(host);
 	if (rc != 0)
 		fprintf(stderr, "conduit-bench: vchan %s\n", why);
 	return rc;

@@ -1,5 +1,5 @@
 /*
- * bench_lwip.c - conduit-bench's lwIP figures: TCP on lwIP through
+ * lwip.c - conduit-bench's lwIP figures: TCP on lwIP through
  * conduit's public API, beside lwIP's raw TCP API doing the same work.
  *
  * lwIP is one stack per process (its state is global), so both ends of
@@ -29,10 +29,10 @@
  * lwIP, lwIP's pbufs into the application's buffer), use the same pcb
  * settings (pinned to their netif, Nagle off, as conduit sets them) and
  * the same byte check; what differs is conduit's code between the
- * application and lwIP.  The figures, as in bench.c: one-way throughput
- * with 1, 16 and 64 KiB writes (the receiver checks every byte against a
- * pattern; the clock stops when the last byte has been checked), 64-byte
- * round trips (median and 99th percentile), and sequential connect +
+ * application and lwIP.  The figures, as for sockets (sock_run.c): one-way
+ * throughput with 1, 16 and 64 KiB writes (the receiver checks every byte
+ * against a pattern; the clock stops when the last byte has been checked),
+ * 64-byte round trips (median and 99th percentile), and sequential connect +
  * accept + close.  Each repeat runs the two variants back to back in
  * alternating order; bench_emit() gets every run.  Between runs (and,
  * off the clock, every LB_CONN_BATCH connections) the stack is settled and
@@ -416,7 +416,7 @@ static __attribute__((noinline)) int lb_wait_conduit(struct rig *r,
 				w[i].revents = it[i].revents;
 			return LB_OK;
 		}
-		if (bench_now_ns() > r->deadline)
+		if (tool_now_ns() > r->deadline)
 			break;
 	}
 	return lb_fail("no progress for %d ms", LB_TIMEOUT_MS);
@@ -440,7 +440,7 @@ static __attribute__((noinline)) int lb_wait_raw(struct rig *r, struct want *w,
 			u32_t ms = sys_timeouts_sleeptime();
 			lb_nap_ms(ms > 1000 ? 1000 : ms);
 		}
-		if (bench_now_ns() > r->deadline)
+		if (tool_now_ns() > r->deadline)
 			break;
 	}
 	return lb_fail("no progress for %d ms", LB_TIMEOUT_MS);
@@ -460,7 +460,7 @@ static int lb_wait(struct rig *r, enum lb_api a, struct want *w, size_t n)
 
 static void lb_arm(struct rig *r)
 {
-	r->deadline = bench_now_ns() + (uint64_t)LB_TIMEOUT_MS * 1000000u;
+	r->deadline = tool_now_ns() + (uint64_t)LB_TIMEOUT_MS * 1000000u;
 }
 
 static int lsn_open(struct rig *r, enum lb_api a)
@@ -611,6 +611,28 @@ static void lb_settle(struct rig *r)
 /* ------------------------------------------------------------------ */
 /* One run of one figure for one variant.                              */
 
+/* A run's start: the listener, and the client's connection (its status
+ * in *rc).  -1 when the listener failed: nothing to undo then. */
+static int run_open(struct rig *r, enum lb_api a, int *rc)
+{
+	lb_arm(r);
+	if (lsn_open(r, a) != LB_OK)
+		return -1;
+	*rc = lb_connect(r, a);
+	return 0;
+}
+
+/* A run's end, whatever happened: both ends and the listener closed,
+ * lwIP left to settle.  Returns rc. */
+static int run_close(struct rig *r, int rc)
+{
+	end_close(&r->c);
+	end_close(&r->s);
+	lsn_close(&r->L);
+	lb_settle(r);
+	return rc;
+}
+
 /* Not inlined, so that a profile can be cut to it:
  * valgrind --tool=callgrind --toggle-collect='run_throughput*' */
 __attribute__((noinline)) static int run_throughput(struct rig *r,
@@ -619,17 +641,16 @@ __attribute__((noinline)) static int run_throughput(struct rig *r,
                                                     double *secs)
 {
 	struct end *c = &r->c, *s = &r->s;
-	lb_arm(r);
-	if (lsn_open(r, a) != LB_OK)
+	int rc;
+	if (run_open(r, a, &rc) < 0)
 		return LB_ERR;
-	int rc = lb_connect(r, a);
 	uint64_t sent = 0, got = 0, bad = UINT64_MAX, t0 = 0, t1 = 0;
 	size_t in_chunk = 0;
 	if (rc != LB_OK)
 		goto out;
-	bench_pat_fill(r->wbuf, ws, 0);
+	tool_pat_fill(r->wbuf, ws, 0);
 	lb_arm(r);
-	t0 = bench_now_ns();
+	t0 = tool_now_ns();
 	/* Write first, as an application does; then act on what poll
 	 * reports. */
 	unsigned cready = CONDUIT_POLLOUT, sready = 0;
@@ -646,7 +667,7 @@ __attribute__((noinline)) static int run_throughput(struct rig *r,
 			sent += n;
 			if (in_chunk == ws && sent < total) {
 				in_chunk = 0;
-				bench_pat_fill(r->wbuf, ws, sent);
+				tool_pat_fill(r->wbuf, ws, sent);
 			}
 		}
 		while (sready & CONDUIT_POLLIN) {
@@ -665,7 +686,7 @@ __attribute__((noinline)) static int run_throughput(struct rig *r,
 				goto out;
 			}
 			if (bad == UINT64_MAX)
-				bad = bench_pat_check(r->rbuf, n, got);
+				bad = tool_pat_check(r->rbuf, n, got);
 			got += n;
 		}
 		if (got == total)
@@ -685,7 +706,7 @@ __attribute__((noinline)) static int run_throughput(struct rig *r,
 		cready = sent < total ? w[0].revents : 0;
 		sready = w[1].revents;
 	}
-	t1 = bench_now_ns();
+	t1 = tool_now_ns();
 	rc = LB_OK;
 	if (bad != UINT64_MAX)
 		rc = lb_fail("byte mismatch: the receiver saw a wrong byte at "
@@ -693,11 +714,7 @@ __attribute__((noinline)) static int run_throughput(struct rig *r,
 		             bad);
 	*secs = (double)(t1 - t0) / 1e9;
 out:
-	end_close(c);
-	end_close(s);
-	lsn_close(&r->L);
-	lb_settle(r);
-	return rc;
+	return run_close(r, rc);
 }
 
 static int cmp_u64(const void *x, const void *y)
@@ -715,15 +732,14 @@ __attribute__((noinline)) static int run_latency(struct rig *r, enum lb_api a,
                                                  uint64_t *samples)
 {
 	struct end *c = &r->c, *s = &r->s;
-	lb_arm(r);
-	if (lsn_open(r, a) != LB_OK)
+	int rc;
+	if (run_open(r, a, &rc) < 0)
 		return LB_ERR;
-	int rc = lb_connect(r, a);
 	uint8_t out[LB_PING], in[LB_PING], echo[LB_PING];
 	for (unsigned i = 0; rc == LB_OK && i < warm + n; i++) {
-		bench_pat_fill(out, sizeof(out), (uint64_t)i * LB_PING);
+		tool_pat_fill(out, sizeof(out), (uint64_t)i * LB_PING);
 		lb_arm(r);
-		uint64_t t0 = bench_now_ns();
+		uint64_t t0 = tool_now_ns();
 		size_t m = 0, got = 0, eheld = 0;
 		rc = end_write(c, out, sizeof(out), &m);
 		if (rc == LB_OK && m != sizeof(out))
@@ -770,7 +786,7 @@ __attribute__((noinline)) static int run_latency(struct rig *r, enum lb_api a,
 				got += k;
 			}
 		}
-		uint64_t t1 = bench_now_ns();
+		uint64_t t1 = tool_now_ns();
 		if (rc == LB_OK && memcmp(in, out, sizeof(in)) != 0)
 			rc = lb_fail("byte mismatch: round trip %u came back "
 			             "different",
@@ -778,11 +794,7 @@ __attribute__((noinline)) static int run_latency(struct rig *r, enum lb_api a,
 		if (rc == LB_OK && i >= warm)
 			samples[i - warm] = t1 - t0;
 	}
-	end_close(c);
-	end_close(s);
-	lsn_close(&r->L);
-	lb_settle(r);
-	return rc;
+	return run_close(r, rc);
 }
 
 /* Sequential connections: connect and accept, the server closes, the
@@ -797,7 +809,7 @@ __attribute__((noinline)) static int run_connect(struct rig *r, enum lb_api a,
 	if (lsn_open(r, a) != LB_OK)
 		return LB_ERR;
 	int rc = LB_OK;
-	uint64_t t0 = bench_now_ns(), spent = 0;
+	uint64_t t0 = tool_now_ns(), spent = 0;
 	for (unsigned i = 0; rc == LB_OK && i < warm + n; i++) {
 		if (i == warm ||
 		    (i > warm && (i - warm) % LB_CONN_BATCH == 0)) {
@@ -807,9 +819,9 @@ __attribute__((noinline)) static int run_connect(struct rig *r, enum lb_api a,
 			 * the figure is the cost of a connection and not of
 			 * how many came before it in the run. */
 			if (i > warm)
-				spent += bench_now_ns() - t0;
+				spent += tool_now_ns() - t0;
 			lb_settle(r);
-			t0 = bench_now_ns();
+			t0 = tool_now_ns();
 		}
 		lb_arm(r);
 		rc = lb_connect(r, a);
@@ -836,7 +848,7 @@ __attribute__((noinline)) static int run_connect(struct rig *r, enum lb_api a,
 			rc = lb_fail("no end of stream");
 		end_close(&r->c);
 	}
-	spent += bench_now_ns() - t0;
+	spent += tool_now_ns() - t0;
 	if (rc != LB_OK) {
 		end_close(&r->c);
 		end_close(&r->s);
@@ -894,6 +906,38 @@ static void lb_put(struct bench_figure *f, enum lb_api a, unsigned i, double v)
 		f->conduit[i] = v;
 }
 
+/* A figure whose every run gives a time: throughput (ws > 0) or
+ * connections. */
+struct lb_rate {
+	size_t ws;
+	uint64_t total;
+	unsigned warm, n;
+};
+
+/* Rounds of both variants in rotating order; a run's value is amount
+ * divided by its time. */
+static int lb_rates(struct rig *r, const struct bench_settings *s,
+                    struct bench_figure *f, const char *what,
+                    const struct lb_rate *q, double amount)
+{
+	unsigned reps = lb_repeats(s);
+	for (unsigned i = 0; i < reps; i++) {
+		for (int k = 0; k < 2; k++) {
+			enum lb_api a = lb_turn(i, k);
+			double t = 0;
+			int rc = q->ws > 0
+			             ? run_throughput(r, a, q->ws, q->total, &t)
+			             : run_connect(r, a, q->warm, q->n, &t);
+			if (rc != LB_OK)
+				return lb_report(what, a);
+			lb_put(f, a, i, t > 0 ? amount / t : 0);
+		}
+		f->n = i + 1;
+	}
+	bench_emit(f);
+	return 0;
+}
+
 static int measure_throughput(struct rig *r, const struct bench_settings *s,
                               size_t ws)
 {
@@ -928,20 +972,8 @@ static int measure_throughput(struct rig *r, const struct bench_settings *s,
 	lb_figure(&f, "throughput", label, "MiB/s", true, 1);
 	f.param_name = "write_size";
 	f.param = ws;
-	unsigned reps = lb_repeats(s);
-	for (unsigned i = 0; i < reps; i++) {
-		for (int k = 0; k < 2; k++) {
-			enum lb_api a = lb_turn(i, k);
-			double t = 0;
-			if (run_throughput(r, a, ws, total, &t) != LB_OK)
-				return lb_report(what, a);
-			double v = t > 0 ? (double)total / LB_MIB / t : 0;
-			lb_put(&f, a, i, v);
-		}
-		f.n = i + 1;
-	}
-	bench_emit(&f);
-	return 0;
+	struct lb_rate q = {ws, total, 0, 0};
+	return lb_rates(r, s, &f, what, &q, (double)total / LB_MIB);
 }
 
 static int measure_latency(struct rig *r, const struct bench_settings *s)
@@ -987,20 +1019,8 @@ static int measure_connect(struct rig *r, const struct bench_settings *s)
 	struct bench_figure f;
 	lb_figure(&f, "connect_rate", "connect+accept+close (/s)", "1/s", true,
 	          0);
-	unsigned reps = lb_repeats(s);
-	for (unsigned i = 0; i < reps; i++) {
-		for (int k = 0; k < 2; k++) {
-			enum lb_api a = lb_turn(i, k);
-			double t = 0;
-			if (run_connect(r, a, warm, n, &t) != LB_OK)
-				return lb_report("connections", a);
-			double v = t > 0 ? n / t : 0;
-			lb_put(&f, a, i, v);
-		}
-		f.n = i + 1;
-	}
-	bench_emit(&f);
-	return 0;
+	struct lb_rate q = {0, 0, warm, n};
+	return lb_rates(r, s, &f, "connections", &q, n);
 }
 
 /* lwIP's netif that has address text (the wire pair's netifs are

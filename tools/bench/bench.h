@@ -1,11 +1,15 @@
 /*
  * bench.h - what the parts of conduit-bench share.
  *
- * bench.c owns the command line, the table and the JSON output.  Sections
- * in other files (bench_vchan.c, bench_lwip.c, and bench_scale.c: idle
- * memory and 10,000 concurrent flows) measure their figures and hand each
- * one to bench_emit(), with every repeat's run for conduit and for the
- * baseline measured in the same run by the same method.
+ * main.c owns the command line and the table of sections, report.c the
+ * table and the JSON output.  Each section measures its figures and hands
+ * them to the report: the host-socket sections (sock_*.c: unix, tcp, tls,
+ * and resolver.c) with three variants through report.h, the others
+ * (vchan.c, lwip.c, and scale_*.c: idle memory and 10,000 concurrent
+ * flows) through bench_emit(), with every repeat's run for conduit and for
+ * the baseline measured in the same run by the same method.  The
+ * byte-stream sections (host sockets, vchan) share one link layer
+ * (link.h).
  */
 #ifndef CONDUIT_TOOLS_BENCH_H
 #define CONDUIT_TOOLS_BENCH_H
@@ -13,6 +17,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "common.h"
 
 #define BENCH_MAX_REPEATS 32
 
@@ -37,18 +43,8 @@ struct bench_figure {
 	double conduit[BENCH_MAX_REPEATS]; /* conduit runs, paired with base */
 };
 
-/*
- * What every section measures with, from bench.c: a monotonic clock; the
- * byte pattern every receiver checks (word i of the stream is a fixed
- * affine function of i, so a lost, repeated or shifted piece shows);
- * pinning to a CPU (a hint; Linux only).
- */
-uint64_t bench_now_ns(void);
-/* The stream's bytes [off, off + len); both multiples of 8. */
-void bench_pat_fill(unsigned char *p, size_t len, uint64_t off);
-/* Check len bytes found at stream offset off (any alignment): the offset
- * of the first wrong byte, or UINT64_MAX. */
-uint64_t bench_pat_check(const unsigned char *p, size_t len, uint64_t off);
+/* Pinning to a CPU (a hint; Linux only).  The clock and the byte
+ * pattern every receiver checks are tools/common's (common.h). */
 void bench_pin(int cpu);
 /* The TLS server identity every TLS figure uses: a self-signed EC P-256
  * certificate for "bench.test" and its key, PEM, made in memory on the
@@ -58,10 +54,26 @@ int bench_tls_identity(const char **cert_pem, const char **key_pem,
 
 /* Record and print one figure (ratio: median of conduit/base pairs). */
 void bench_emit(const struct bench_figure *f);
+/* A line for the reader: printed at once (not with --json) and kept for
+ * the JSON output. */
+void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* A section: returns 0, or -1 after printing why on stderr (a wrong byte,
- * a failed call).  A section whose backend is not built is not compiled
- * in; bench.c says so. */
+/* Errors: helpers record a message and return -1; the caller adds what it
+ * was doing and reports it. */
+extern char bench_errmsg[512];
+int bench_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A failed conduit call's message: the object's detail if it has one. */
+const char *bench_cerr(const char *detail, int rc);
+
+/*
+ * The sections, in the order they run.  Each returns 0, or -1 after
+ * printing why on stderr (a wrong byte, a failed call).  A section whose
+ * backend is not built is not compiled in; the table in main.c says so.
+ */
+int bench_unix(const struct bench_settings *s);
+int bench_tcp(const struct bench_settings *s);
+int bench_tls(const struct bench_settings *s);
+int bench_resolver(const struct bench_settings *s);
 int bench_vchan(const struct bench_settings *s);
 int bench_lwip(const struct bench_settings *s);
 int bench_scale(const struct bench_settings *s);
