@@ -88,6 +88,7 @@ struct cd_rule {
 	char *target;  /* MAP: URI template; CONNECT_TO: "HOST:PORT"
 	                * template (IPv6 in brackets); SERVICE: NULL */
 	char *origin;  /* where it was written: "rules.conf:12" */
+	size_t target_col; /* MAP, CONNECT_TO: the target's column */
 };
 
 struct cd_ruleset {
@@ -109,6 +110,13 @@ int cd_rules_parse(struct cd_ruleset *out, const char *text, size_t len,
 void cd_ruleset_free(struct cd_ruleset *rs);
 /* Append src's rules to dst (moving them; src is left empty). */
 int cd_ruleset_merge(struct cd_ruleset *dst, struct cd_ruleset *src);
+
+/* A rule's template with its placeholders filled ({scheme}, {host},
+ * {label} (host's first label), {prefix}, {port}: nothing when port < 0);
+ * malloc'd, NULL when out of memory.  The one expansion, for the resolver
+ * and for the rules parser's checks at load. */
+char *cd_rule_expand(const char *tmpl, const char *scheme, const char *host,
+                     const char *prefix, int port);
 
 /* How specific a host pattern is for a host: -1 no match; exact names
  * beat every wildcard; longer suffixes beat shorter ones. */

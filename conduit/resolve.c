@@ -240,6 +240,24 @@ static void expand(struct text *t, const char *tmpl, const struct captures *c)
 	}
 }
 
+char *cd_rule_expand(const char *tmpl, const char *scheme, const char *host,
+                     const char *prefix, int port)
+{
+	struct captures c = {.scheme = scheme,
+	                     .host = host,
+	                     .prefix = prefix,
+	                     .prefix_len = strlen(prefix),
+	                     .port = port};
+	struct text t = {0};
+	expand(&t, tmpl, &c);
+	puts_(&t, "");
+	if (t.failed) {
+		free(t.p);
+		return NULL;
+	}
+	return t.p;
+}
+
 /* ------------------------------------------------------------------ */
 /* The steps                                                           */
 
@@ -847,6 +865,54 @@ int conduit_resolve_explain(conduit_endpoint **out, conduit_explain **explain,
 /* ------------------------------------------------------------------ */
 /* Loading rules                                                       */
 
+/*
+ * A map target must make an endpoint for every URI its rule meets, so each
+ * is parsed at load with its placeholders filled from a host the pattern
+ * matches ("*.xen": a.xen; label and prefix "a"), scheme https and port
+ * 443: a target that cannot be an endpoint (bad options, a service scheme
+ * such as https://, no port where one is needed) fails the whole file, at
+ * its line and column, not every URI that later hits the rule.
+ */
+static int check_map_targets(conduit_ctx *ctx, const struct cd_ruleset *rs)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct cd_rule *r = &rs->rules[i];
+		if (r->kind != CD_RULE_MAP)
+			continue;
+		char host[300];
+		bool wild = strncmp(r->pattern, "*.", 2) == 0;
+		snprintf(host, sizeof(host), "%s%s", wild ? "a." : "",
+		         wild ? r->pattern + 2 : r->pattern);
+		struct captures c = {.scheme = "https",
+		                     .host = host,
+		                     .prefix = wild ? "a" : "",
+		                     .prefix_len = wild ? 1 : 0,
+		                     .port = 443};
+		struct text t = {0};
+		expand(&t, r->target, &c);
+		puts_(&t, "");
+		if (t.failed) {
+			free(t.p);
+			return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
+			                        "%s: out of memory", r->origin);
+		}
+		char why[512];
+		conduit_endpoint *ep = NULL;
+		int rc = cd_endpoint_parse(&ep, t.p, 0, why, sizeof(why));
+		conduit_endpoint_free(ep);
+		bool filled = strchr(r->target, '{') != NULL;
+		free(t.p);
+		if (rc != CONDUIT_OK)
+			return conduit_ctx_fail(
+			    ctx, CONDUIT_ERR_RULES,
+			    "%s:%zu: bad target%s%s%s: %s", r->origin,
+			    r->target_col, filled ? " (for host " : "",
+			    filled ? host : "",
+			    filled ? ", scheme https, port 443)" : "", why);
+	}
+	return CONDUIT_OK;
+}
+
 int conduit_ctx_add_rules(conduit_ctx *ctx, const char *text, const char *name)
 {
 	if (ctx == NULL || text == NULL)
@@ -858,6 +924,11 @@ int conduit_ctx_add_rules(conduit_ctx *ctx, const char *text, const char *name)
 	                        sizeof(err));
 	if (rc != CONDUIT_OK)
 		return conduit_ctx_fail(ctx, rc, "%s", err);
+	rc = check_map_targets(ctx, &rs);
+	if (rc != CONDUIT_OK) {
+		cd_ruleset_free(&rs);
+		return rc;
+	}
 	rc = cd_ruleset_merge(&ctx->rules, &rs);
 	cd_ruleset_free(&rs);
 	cd_ctx_changed(ctx);

@@ -722,6 +722,7 @@ static int do_map(struct parser *ps, const struct field *f, size_t nf,
 	rc = check_target(ps, &f[2]);
 	if (rc == CONDUIT_OK) {
 		r.target = strndup(f[2].s, f[2].len);
+		r.target_col = f[2].col;
 		if (r.target == NULL)
 			rc = nomem(ps);
 	}

@@ -7,6 +7,8 @@
  *   - Bytes that are not UTF-8 are shown escaped too.
  *   - A secret in a fragment (OAuth's #access_token=) is hidden as one in
  *     the query is.
+ *   - A rules file whose map target cannot be an endpoint is refused whole
+ *     at load, at the target's line and column, not when a URI hits it.
  */
 #include "flowkit.h"
 #include "harness.h"
@@ -170,6 +172,61 @@ START_TEST(fragment_secrets_are_hidden)
 }
 END_TEST
 
+/* Load text as rules; the status, with the message in msg. */
+static int load(const char *text, char *msg, size_t len)
+{
+	conduit_ctx *ctx = fk_new_ctx();
+	ck_status(conduit_ctx_add_rules(
+	              ctx, "map kept.test tcp://127.0.0.1:1\n", "first"),
+	          CONDUIT_OK);
+	int rc = conduit_ctx_add_rules(ctx, text, "r.conf");
+	snprintf(msg, len, "%s",
+	         rc == CONDUIT_OK ? "" : conduit_ctx_error(ctx));
+	/* A refused file leaves the rules the context had. */
+	conduit_endpoint *ep = NULL;
+	ck_status(conduit_resolve(&ep, ctx, "tcp://kept.test:9"), CONDUIT_OK);
+	ck_assert_str_eq(conduit_endpoint_uri(ep), "tcp://127.0.0.1:1");
+	conduit_endpoint_free(ep);
+	conduit_ctx_free(ctx);
+	return rc;
+}
+
+START_TEST(rule_targets_checked_at_load)
+{
+	static const struct {
+		const char *text, *want;
+	} bad[] = {
+	    {"map bad.test tcp://127.0.0.1:1?nodelay=7\n",
+	     "r.conf:1:14: bad target: "},
+	    {"# a service scheme is not an endpoint\n"
+	     "map ok.test unix:///run/ok.sock\n"
+	     "map web.test https://example.org/\n",
+	     "r.conf:3:14: bad target: "},
+	    {"map *.xen tcp://{label}\n",
+	     "r.conf:1:11: bad target (for host a.xen, scheme https, port "
+	     "443): tcp://a: port required"},
+	    {"map x.test tcp://h:1?keepalive=0\n", "r.conf:1:12: bad target"},
+	    {"map y.test unix:///p?mode=99999\n", "r.conf:1:12: bad target"},
+	};
+	char msg[512];
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_status(load(bad[i].text, msg, sizeof(msg)),
+		          CONDUIT_ERR_RULES);
+		ck_assert_msg(strncmp(msg, bad[i].want, strlen(bad[i].want)) ==
+		                  0,
+		              "rules %zu: got \"%s\", want \"%s...\"", i, msg,
+		              bad[i].want);
+	}
+	/* Targets that make endpoints, with placeholders, still load. */
+	ck_status(load("map *.xen vchan://{label}/{scheme}\n"
+	               "map *.svc.example unix:///run/{prefix}.sock\n"
+	               "map db.internal tcp://{host}:{port}\n"
+	               "map s.test tls+tcp://[::1]:8443?servername={host}\n",
+	               msg, sizeof(msg)),
+	          CONDUIT_OK);
+}
+END_TEST
+
 int main(void)
 {
 	const struct cd_test tests[] = {
@@ -177,6 +234,7 @@ int main(void)
 	    CD_TEST(bytes_not_utf8_are_escaped, 0),
 	    CD_TEST(printable_utf8_is_kept, 0),
 	    CD_TEST(fragment_secrets_are_hidden, 0),
+	    CD_TEST(rule_targets_checked_at_load, 0),
 	};
 	return cd_run(
 	    cd_suite("hostile", tests, sizeof(tests) / sizeof(tests[0])));

@@ -32,7 +32,7 @@ static const char common_rules[] =
     "map *.example tcp://gateway.example:{port}\n"
     "map exact.svc.example tcp://10.0.0.1:9000\n"
     "map secure.example tls+tcp://10.1.1.1:8443\n"
-    "map *.bad tcp://{label}\n"
+    "map *.bad vchan://{prefix}/x\n"
     "connect-to example.com:443 127.0.0.1:8443\n"
     "connect-to *.cdn.test:* 127.0.0.2:\n"
     "connect-to *:8080 [::1]:9090\n"
@@ -196,7 +196,7 @@ static const struct rcase cases[] = {
     {"https:/h.test", CONDUIT_ERR_URI, "needs //HOST"},
     {"https://h.test:99999/", CONDUIT_ERR_PORT, "99999"},
     {"https://h test/", CONDUIT_ERR_URI, "invalid character"},
-    {"tcp://x.bad:1", CONDUIT_ERR_PORT, "the rule at common:8 gave"},
+    {"tcp://x.y.bad:1", CONDUIT_ERR_HOST, "the rule at common:8 gave"},
     {"tcp://nx.test:1", CONDUIT_ERR_RESOLVE, "nx.test"},
     {"https://nx.test/", CONDUIT_ERR_RESOLVE, "nx.test"},
 };
