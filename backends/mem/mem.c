@@ -41,8 +41,8 @@ struct mem_pair {
 struct mem_flow {
 	conduit_flow base;
 	struct mem_pair *pair;
-	int side;     /* 0: "a", 1: "b" */
-	int inject;   /* a failure for the next operation, or CONDUIT_OK */
+	int side;      /* 0: "a", 1: "b" */
+	int inject;    /* a failure for the next operation, or CONDUIT_OK */
 	bool graceful; /* the close op ran to its end */
 	char uri_buf[48];
 };
@@ -156,8 +156,6 @@ static int mem_writev(conduit_flow *f, const struct conduit_iov *iov,
 static int mem_shutdown(conduit_flow *f, unsigned how)
 {
 	struct mem_flow *mf = mf_of(f);
-	if (mf->inject != CONDUIT_OK)
-		return injected(mf, "shutdown");
 	if (how & CONDUIT_SHUT_WR)
 		ring_out(mf)->eof = true;
 	if (how & CONDUIT_SHUT_RD) {
@@ -171,8 +169,6 @@ static int mem_shutdown(conduit_flow *f, unsigned how)
 static int mem_close(conduit_flow *f)
 {
 	struct mem_flow *mf = mf_of(f);
-	if (mf->inject != CONDUIT_OK)
-		return injected(mf, "close");
 	mem_shutdown(f, CONDUIT_SHUT_RDWR);
 	mf->graceful = true;
 	return CONDUIT_OK;
@@ -267,8 +263,8 @@ static struct mem_state *state_for(conduit_ctx *ctx)
 	return st;
 }
 
-static struct mem_flow *end_new(conduit_ctx *ctx, struct mem_pair *p,
-                                int side, unsigned long n)
+static struct mem_flow *end_new(conduit_ctx *ctx, struct mem_pair *p, int side,
+                                unsigned long n)
 {
 	struct mem_flow *mf = calloc(1, sizeof(*mf));
 	if (mf == NULL)

@@ -62,14 +62,14 @@ int conduit_mem_pair(conduit_flow **a, conduit_flow **b, conduit_ctx *ctx,
                      const struct conduit_mem_config *cfg);
 
 /*
- * For tests: make the next read, write, shutdown or close of f that
- * reaches the backend fail with status (an error status such as
- * CONDUIT_ERR_RESET), with the message "OP URI: injected failure".  The
- * flow is then failed for good, as after any error: every later operation
+ * For tests: make the next read or write of f that reaches the backend
+ * fail with status (an error status such as CONDUIT_ERR_RESET), with the
+ * message "read URI: injected failure" (or "write ...").  The flow is
+ * then failed for good, as after any error: every later operation
  * returns status again, and its peer sees a reset (CONDUIT_ERR_RESET on
  * reads and writes, once the bytes already delivered are read) when f is
- * freed.  CONDUIT_ERR_INVALID when f is not a mem flow or status is not
- * an error.
+ * freed.  Until then conduit_poll() reports f ready for both directions.
+ * CONDUIT_ERR_INVALID when f is not a mem flow or status is not an error.
  */
 int conduit_mem_inject(conduit_flow *f, int status);
 
