@@ -251,9 +251,9 @@ static void lwip_up(struct rig *r)
 	static const struct conduit_lwip_netif_config cb = {
 	    .ipv4 = "10.0.0.2/24", .ipv6 = "fd00::2"};
 	CK_RC(conduit_lwip_stack(&r->st), CONDUIT_OK);
-	CK_RC(conduit_lwip_netif_wire_pair(&r->na, &r->nb, r->st, &ca, &cb,
-	                                   NULL),
-	      CONDUIT_OK);
+	CK_RC(
+	    conduit_lwip_netif_wire_pair(&r->na, &r->nb, r->st, &ca, &cb, NULL),
+	    CONDUIT_OK);
 	r->ctx = fk_new_ctx();
 	CK_RC(conduit_ctx_use_lwip(r->ctx, r->st), CONDUIT_OK);
 	r->l = fk_listen(r->ctx, "tcp://10.0.0.2:0");
@@ -338,7 +338,8 @@ static void tls_up(struct rig *r)
 {
 	cd_certs_need(&certs);
 	r->ctx = fk_new_ctx();
-	CK_RC(conduit_tls_set_cert_file(r->ctx, cd_certs_file(&certs, "srv.crt"),
+	CK_RC(conduit_tls_set_cert_file(r->ctx,
+	                                cd_certs_file(&certs, "srv.crt"),
 	                                cd_certs_file(&certs, "srv.key"), NULL),
 	      CONDUIT_OK);
 	CK_RC(conduit_tls_set_ca_file(r->ctx, cd_certs_file(&certs, "ca.crt")),
@@ -412,8 +413,7 @@ static int pass_read(conduit_flow *f, void *buf, size_t len, size_t *nread)
 static int pass_writev(conduit_flow *f, const struct conduit_iov *iov,
                        size_t iovcnt, size_t *nwritten)
 {
-	return conduit_flow_inner_writev(f, inner_of(f), iov, iovcnt,
-	                                 nwritten);
+	return conduit_flow_inner_writev(f, inner_of(f), iov, iovcnt, nwritten);
 }
 
 static int pass_shutdown(conduit_flow *f, unsigned how)
@@ -503,9 +503,10 @@ static const struct rig_ops rigs[] = {
      lwip_down, NULL},
 #endif
 #ifdef CONDUIT_HAVE_VCHAN
-    {"vchan", Q_SHUT_RD_HOLDS | Q_CLOSE_HOLDS_WRITES | Q_STALE_WAKEUP |
-         Q_FULL_WRITER_READY_AFTER_EOF, vchan_up, vchan_pair, vchan_down,
-     vchan_enter},
+    {"vchan",
+     Q_SHUT_RD_HOLDS | Q_CLOSE_HOLDS_WRITES | Q_STALE_WAKEUP |
+         Q_FULL_WRITER_READY_AFTER_EOF,
+     vchan_up, vchan_pair, vchan_down, vchan_enter},
 #endif
 #if defined(CONDUIT_HAVE_TLS) && defined(CONDUIT_HAVE_MEM)
     {"tls(mem)", Q_WRITE_QUEUES, tls_up, tls_pair, host_down, NULL},
@@ -543,8 +544,7 @@ static void read_exact(struct rig *r, conduit_flow *f, void *buf, size_t n)
 }
 
 /* Write all n bytes of buf. */
-static void write_all(struct rig *r, conduit_flow *f, const void *buf,
-                      size_t n)
+static void write_all(struct rig *r, conduit_flow *f, const void *buf, size_t n)
 {
 	size_t put = 0;
 	uint64_t end = cd_now_ms() + (uint64_t)step_ms();
@@ -670,8 +670,8 @@ static void c_read_write(struct rig *r, conduit_flow *a, conduit_flow *b)
 	struct conduit_flow_stats sa, sb;
 	conduit_flow_stats(a, &sa);
 	conduit_flow_stats(b, &sb);
-	CK(sa.bytes_written == 5 && sa.bytes_read == 6 &&
-	       sb.bytes_read == 5 && sb.bytes_written == 6,
+	CK(sa.bytes_written == 5 && sa.bytes_read == 6 && sb.bytes_read == 5 &&
+	       sb.bytes_written == 6,
 	   "counters a %llu/%llu b %llu/%llu",
 	   (unsigned long long)sa.bytes_written,
 	   (unsigned long long)sa.bytes_read,
@@ -725,8 +725,7 @@ static void c_short_writes_and_full(struct rig *r, conduit_flow *a,
 		if (poll2(r, a, CONDUIT_POLLOUT, NULL, 0, 50) == 0)
 			break;
 	}
-	CK(short_seen, "no short write before the want (%zu bytes taken)",
-	   put);
+	CK(short_seen, "no short write before the want (%zu bytes taken)", put);
 	/* The want and conduit_poll agree: not ready for writing.  (A
 	 * write may still take a few bytes: Linux reports a TCP socket
 	 * writable only once a third of its buffer is free.) */
@@ -892,7 +891,8 @@ static void c_shutdown_rd(struct rig *r, conduit_flow *a, conduit_flow *b)
 				put += k;
 				continue;
 			}
-			CK(fk_is_want(rc), "write: %s", conduit_status_name(rc));
+			CK(fk_is_want(rc), "write: %s",
+			   conduit_status_name(rc));
 			if (poll2(r, b, CONDUIT_POLLOUT, NULL, 0, 100) == 0)
 				break;
 		}
@@ -1092,19 +1092,20 @@ static void c_large_transfer(struct rig *r, conduit_flow *a, conduit_flow *b)
 			}
 			if (!eof[i]) {
 				size_t k = 0;
-				int rc = conduit_read(f[i], buf, sizeof(buf), &k);
+				int rc =
+				    conduit_read(f[i], buf, sizeof(buf), &k);
 				if (rc == CONDUIT_OK) {
 					size_t bad = cd_pattern_check(
 					    101 - (uint32_t)i, got[i], buf, k);
-					CK(bad == k,
-					   "%c: byte %llu wrong", 'a' + i,
+					CK(bad == k, "%c: byte %llu wrong",
+					   'a' + i,
 					   (unsigned long long)(got[i] + bad));
 					got[i] += k;
 					moved = true;
 				} else if (rc == CONDUIT_EOF) {
 					CK(got[i] == total,
-					   "%c: end of stream after %llu", 'a' + i,
-					   (unsigned long long)got[i]);
+					   "%c: end of stream after %llu",
+					   'a' + i, (unsigned long long)got[i]);
 					eof[i] = true;
 				} else {
 					CK(fk_is_want(rc), "read on %c: %s",

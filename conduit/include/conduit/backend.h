@@ -102,9 +102,13 @@ struct conduit_flow_ops {
 	 * or an error.  A peer that has closed or stopped reading is
 	 * CONDUIT_ERR_CLOSED, one that went away abortively
 	 * CONDUIT_ERR_RESET; never SIGPIPE.
-	 *   Backends differ in when they notice: mem, unix and vchan on the
-	 *   first write after the peer's close; TCP (host and lwIP) may
-	 *   accept bytes until the peer's reset comes back.
+	 *   Backends differ in when they notice: mem and unix on the first
+	 *   write after the peer's close; TCP (host and lwIP) may take bytes
+	 *   until the peer's reset comes back; vchan takes them into the
+	 *   ring (then wants) until the peer's flow is freed.
+	 *   A layer may queue bytes it took (TLS does, when the inner flow
+	 *   is full): they leave with its next read, write, shutdown or
+	 *   close, and pending() reports POLLOUT once they can.
 	 */
 	int (*writev)(conduit_flow *f, const struct conduit_iov *iov,
 	              size_t iovcnt, size_t *nwritten);
@@ -130,9 +134,11 @@ struct conduit_flow_ops {
 	 * call again), or an error (the flow is closed all the same).  NULL:
 	 * nothing to do before destroy.
 	 *   Backends differ: unix and tcp have no close op, so the peer
-	 *   sees the end of stream only when the flow is freed; TCP (host
-	 *   and lwIP) closing with unread bytes sends a reset, and the peer
-	 *   reads CONDUIT_ERR_RESET instead of the end of stream.
+	 *   sees the end of stream only when the flow is freed; vchan's
+	 *   close sends the end of stream, but the peer's writes fail only
+	 *   once the flow is freed; TCP (host and lwIP) closing with unread
+	 *   bytes sends a reset, and the peer reads CONDUIT_ERR_RESET
+	 *   instead of the end of stream.
 	 */
 	int (*close)(conduit_flow *f);
 	/*
@@ -153,6 +159,13 @@ struct conduit_flow_ops {
 	 * that have neither failed nor closed, in any state, also while
 	 * connecting.  May ask the peer for a notification (vchan), must
 	 * not move bytes.  A flow with nothing to wait on adds nothing.
+	 * What fires must be news for this interest: a deadline of 0 for a
+	 * state that does not let the operation proceed makes
+	 * conduit_poll() spin.
+	 *   Known deviations: vchan's descriptor may announce, once, events
+	 *   of bytes already read (they are consumed on the way to the next
+	 *   want); and its wait() reports a writer ready now once the
+	 *   peer's end of stream has been read, even with the ring full.
 	 */
 	void (*wait)(conduit_flow *f, unsigned interest,
 	             struct conduit_waitset *ws);
