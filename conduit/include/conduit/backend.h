@@ -106,6 +106,9 @@ struct conduit_flow_ops {
 	 *   write after the peer's close; TCP (host and lwIP) may take bytes
 	 *   until the peer's reset comes back; vchan takes them into the
 	 *   ring (then wants) until the peer's flow is freed.
+	 *   Empty buffers may have a NULL base (the API allows it): never
+	 *   hand one to memcpy, which is undefined for NULL even with 0
+	 *   bytes.  vchan and TLS do today (UBSan stops on it).
 	 *   A layer may queue bytes it took (TLS does, when the inner flow
 	 *   is full): they leave with its next read, write, shutdown or
 	 *   close, and pending() reports POLLOUT once they can.
