@@ -1137,6 +1137,30 @@ static void c_large_transfer(struct rig *r, conduit_flow *a, conduit_flow *b)
 	close_graceful(r, b);
 }
 
+/*
+ * unread (what StartTLS asks): more than 0 while bytes wait unread, 0
+ * once they are read.  Not an exact count: framing and ciphertext not yet
+ * decrypted count too (vchan, TLS).
+ */
+static void c_unread(struct rig *r, conduit_flow *a, conduit_flow *b)
+{
+	CK(b->ops->unread != NULL, "no unread op");
+	size_t n = 99;
+	enter(r, b);
+	CK_RC(b->ops->unread(b, &n), CONDUIT_OK);
+	CK(n == 0, "idle flow: %zu unread", n);
+	write_all(r, a, "abc", 3);
+	until_ready(r, b, CONDUIT_POLLIN, "three bytes");
+	enter(r, b);
+	CK_RC(b->ops->unread(b, &n), CONDUIT_OK);
+	CK(n > 0, "3 bytes waiting, unread says 0");
+	char buf[3];
+	read_exact(r, b, buf, 3);
+	enter(r, b);
+	CK_RC(b->ops->unread(b, &n), CONDUIT_OK);
+	CK(n == 0, "all read, unread says %zu", n);
+}
+
 /* *_free(NULL) is a no-op; ends may be freed in either order. */
 static void c_free(struct rig *r, conduit_flow *a, conduit_flow *b)
 {
@@ -1167,6 +1191,7 @@ static const struct contract_case {
     {"peer_abort", c_peer_abort, 30},
     {"pending_and_poll", c_pending_and_poll, 30},
     {"large_transfer", c_large_transfer, 90},
+    {"unread", c_unread, 30},
     {"free", c_free, 30},
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
@@ -1209,6 +1234,7 @@ CASE_TEST(7)
 CASE_TEST(8)
 CASE_TEST(9)
 CASE_TEST(10)
+CASE_TEST(11)
 
 /* The rigs of this build, and the case table's size, as expected. */
 START_TEST(rigs_of_this_build)
@@ -1229,8 +1255,8 @@ int main(void)
 #if defined(CONDUIT_HAVE_TLS) && defined(CONDUIT_HAVE_MEM)
 	cd_certs_make(&certs, "conduit-contract", 30, "", cert_steps);
 #endif
-	const TTest *const case_tests[] = {t_0, t_1, t_2, t_3, t_4, t_5,
-	                                   t_6, t_7, t_8, t_9, t_10};
+	const TTest *const case_tests[] = {t_0, t_1, t_2, t_3, t_4,  t_5,
+	                                   t_6, t_7, t_8, t_9, t_10, t_11};
 	_Static_assert(sizeof(case_tests) / sizeof(case_tests[0]) == NCASES,
 	               "one test function per case");
 	const struct cd_test tests[] = {CD_TEST(rigs_of_this_build, 0)};

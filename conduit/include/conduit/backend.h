@@ -188,8 +188,11 @@ struct conduit_flow_ops {
 	 * others); NULL or -1: none. */
 	int (*fd)(const conduit_flow *f);
 	/* Bytes received but not yet read by the application (for
-	 * StartTLS, which must not start over unread plaintext).  NULL:
-	 * the flow cannot tell, and StartTLS refuses it. */
+	 * StartTLS, which must not start over unread plaintext): more
+	 * than 0 while any wait, 0 once all are read.  Not an exact count
+	 * (vchan counts its record headers, TLS ciphertext not yet
+	 * decrypted).  CONDUIT_OK or an error.  NULL: the flow cannot
+	 * tell, and StartTLS refuses it. */
 	int (*unread)(conduit_flow *f, size_t *n);
 };
 
