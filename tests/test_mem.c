@@ -7,6 +7,7 @@
 #include "flowkit.h"
 #include "harness.h"
 
+#include <conduit/backend.h>
 #include <conduit/conduit.h>
 #include <conduit/mem.h>
 
@@ -33,6 +34,28 @@ START_TEST(pair_arguments)
 	ck_assert_ptr_null(b);
 	ck_assert_msg(strstr(conduit_ctx_error(ctx), "capacity 1073741825") !=
 	                  NULL,
+	              "message: %s", conduit_ctx_error(ctx));
+	conduit_ctx_free(ctx);
+}
+END_TEST
+
+/* A context with no room for another backend: the registration's
+ * failure is the pair's, with its message. */
+START_TEST(no_room_to_register)
+{
+	static struct conduit_backend fill[32];
+	conduit_ctx *ctx = fk_new_ctx();
+	int rc = CONDUIT_OK;
+	for (size_t i = 0; i < 32 && rc == CONDUIT_OK; i++) {
+		fill[i].name = "filler";
+		rc = conduit_ctx_register(ctx, &fill[i], NULL);
+	}
+	ck_status(rc, CONDUIT_ERR_INVALID);
+	conduit_flow *a, *b;
+	ck_status(conduit_mem_pair(&a, &b, ctx, NULL), CONDUIT_ERR_INVALID);
+	ck_assert_ptr_null(a);
+	ck_assert_msg(strstr(conduit_ctx_error(ctx), "register mem: too many "
+	                                             "backends") != NULL,
 	              "message: %s", conduit_ctx_error(ctx));
 	conduit_ctx_free(ctx);
 }
@@ -256,6 +279,7 @@ int main(void)
 {
 	const struct cd_test tests[] = {
 	    CD_TEST(pair_arguments, 0),
+	    CD_TEST(no_room_to_register, 0),
 	    CD_TEST(registration_and_names, 0),
 	    CD_TEST(bounded_capacity, 0),
 	    CD_TEST(max_io_makes_short_reads_and_writes, 0),

@@ -247,20 +247,26 @@ static const struct conduit_backend cd_backend_mem = {
     .detach = mem_detach,
 };
 
-/* The context's mem record, registering the backend on first use. */
-static struct mem_state *state_for(conduit_ctx *ctx)
+/* The context's mem record, registering the backend on first use:
+ * CONDUIT_OK with *out, or a failure with its message on ctx. */
+static int state_for(struct mem_state **out, conduit_ctx *ctx)
 {
 	for (size_t i = 0; i < ctx->nbackends; i++)
-		if (ctx->backends[i].be == &cd_backend_mem)
-			return ctx->backends[i].state;
+		if (ctx->backends[i].be == &cd_backend_mem) {
+			*out = ctx->backends[i].state;
+			return CONDUIT_OK;
+		}
 	struct mem_state *st = calloc(1, sizeof(*st));
 	if (st == NULL)
-		return NULL;
-	if (conduit_ctx_register(ctx, &cd_backend_mem, st) != CONDUIT_OK) {
+		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
+		                        "mem pair: out of memory");
+	int rc = conduit_ctx_register(ctx, &cd_backend_mem, st);
+	if (rc != CONDUIT_OK) {
 		free(st);
-		return NULL;
+		return rc; /* the message is on ctx */
 	}
-	return st;
+	*out = st;
+	return CONDUIT_OK;
 }
 
 static struct mem_flow *end_new(conduit_ctx *ctx, struct mem_pair *p, int side,
@@ -304,13 +310,14 @@ int conduit_mem_pair(conduit_flow **a, conduit_flow **b, conduit_ctx *ctx,
 		                        "mem pair: capacity %zu is above the "
 		                        "limit of %u bytes",
 		                        cap, CONDUIT_MEM_MAX_CAPACITY);
-	struct mem_state *st = state_for(ctx);
+	struct mem_state *st = NULL;
+	int rc = state_for(&st, ctx);
+	if (rc != CONDUIT_OK)
+		return rc;
 	struct mem_pair *p = calloc(1, sizeof(*p));
-	if (st == NULL || p == NULL) {
-		free(p);
+	if (p == NULL)
 		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
 		                        "mem pair: out of memory");
-	}
 	p->max_io = cfg != NULL ? cfg->max_io : 0;
 	for (int i = 0; i < 2; i++) {
 		p->ring[i].cap = cap;
