@@ -215,6 +215,5 @@ int main(void)
 	    CD_TEST(null_arguments, 0),
 	    CD_TEST(status_texts_and_names, 0),
 	};
-	return cd_run(
-	    cd_suite("api", tests, sizeof(tests) / sizeof(tests[0])));
+	return cd_run(cd_suite("api", tests, sizeof(tests) / sizeof(tests[0])));
 }
