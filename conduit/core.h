@@ -199,7 +199,26 @@ struct conduit_waitset {
 	uint64_t deadline; /* UINT64_MAX: none */
 };
 
-/* Store a freshly formatted message in *slot (replacing the old one). */
+/* ---- Text shown to people (text.c) ---- */
+
+/* The length of the printable UTF-8 character at s (n bytes left), or 0
+ * when s[0] must be escaped: a control byte, a C1 control, a
+ * bidirectional override, or a byte that does not start valid UTF-8. */
+size_t cd_text_char(const char *s, size_t n);
+/* Write s to out (cap bytes, always terminated) with every byte that
+ * cd_text_char() refuses written as "\xHH"; truncated at a character. */
+void cd_text_escape(char *out, size_t cap, const char *s);
+/* s (malloc'd, taken) as it may be shown: itself when nothing needs
+ * escaping, else a new escaped copy (s freed); NULL when out of memory
+ * or s is NULL. */
+char *cd_text_shown(char *s);
+/* s as it may be shown, for the moment: s itself (NULL: "") when nothing
+ * needs escaping, else an escaped copy left in *tmp for the caller to
+ * free (*tmp is NULL otherwise). */
+const char *cd_text_for(const char *s, char **tmp);
+
+/* Store a freshly formatted message in *slot (replacing the old one),
+ * escaped as cd_text_shown() does. */
 void cd_set_message(char **slot, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 

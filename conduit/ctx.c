@@ -190,14 +190,18 @@ void conduit_emit(conduit_ctx *ctx, enum conduit_phase phase, int status,
 {
 	if (ctx == NULL || ctx->observer == NULL)
 		return;
+	/* URIs and details quote what users and peers wrote. */
+	char *ut, *dt;
 	struct conduit_event ev = {
 	    .phase = phase,
 	    .status = status,
-	    .uri = uri != NULL ? uri : "",
-	    .detail = detail != NULL ? detail : "",
+	    .uri = cd_text_for(uri, &ut),
+	    .detail = cd_text_for(detail, &dt),
 	    .flow = f,
 	};
 	ctx->observer(ctx->observer_arg, &ev);
+	free(ut);
+	free(dt);
 }
 
 int conduit_ctx_fail(conduit_ctx *ctx, int status, const char *fmt, ...)

@@ -43,7 +43,8 @@ static void step(conduit_explain *x, const char *fmt, ...)
 	va_list ap;
 	va_start(ap, fmt);
 	char *s = NULL;
-	if (vasprintf(&s, fmt, ap) >= 0)
+	cd_set_message(&s, fmt, ap); /* escaped as every message is */
+	if (s != NULL)
 		x->steps[x->n++] = s;
 	va_end(ap);
 }

@@ -109,5 +109,5 @@ void cd_set_message(char **slot, const char *fmt, va_list ap)
 	if (vasprintf(&msg, fmt, ap) < 0)
 		msg = NULL;
 	free(*slot);
-	*slot = msg;
+	*slot = cd_text_shown(msg);
 }

@@ -307,10 +307,12 @@ static bool touches_password(const char *uri, size_t at, size_t n)
 
 /*
  * Two kinds of bytes are hidden: passwords (above), and the values of
- * query options whose keys look secret.  The query starts at the first
- * '?'; a secret value ends only at '&', since a '#' in it must not start
- * a "fragment" that shows the rest.  Each run of hidden bytes shows as
- * one "****".
+ * options whose keys look secret, in the query and in the fragment alike
+ * (OAuth's implicit flow puts access_token= in the fragment).  Options
+ * start after the first '?' or '#' and after every '&' or '#' that ends
+ * one; a secret value ends only at '&', since a '#' in it must not start a
+ * "fragment" that shows the rest.  Each run of hidden bytes shows as one
+ * "****".
  */
 void cd_uri_redact(const char *uri, char *out, size_t outlen)
 {
@@ -323,7 +325,7 @@ void cd_uri_redact(const char *uri, char *out, size_t outlen)
 		return;
 	}
 	size_t len = strlen(uri);
-	size_t q = strcspn(uri, "?");
+	size_t q = strcspn(uri, "?#");
 	size_t pair =
 	    q < len ? q + 1 : SIZE_MAX; /* where the next pair starts */
 	size_t v0 = 0, v1 = 0;          /* a secret value */
@@ -342,7 +344,7 @@ void cd_uri_redact(const char *uri, char *out, size_t outlen)
 			} else if (uri[e] == '=') {
 				e += 1 + strcspn(uri + e + 1, "&#");
 			}
-			if (uri[e] == '&')
+			if (uri[e] == '&' || uri[e] == '#')
 				pair = e + 1;
 		}
 		bool hide = (i >= p0 && i < p1) || (i >= v0 && i < v1);
@@ -428,7 +430,10 @@ static void vmessage(char *err, size_t errlen, const char *uri, const char *fmt,
 	char reason[REASON_MAX + 1];
 	cd_uri_redact(uri, shown, sizeof(shown));
 	vsnprintf(reason, sizeof(reason), fmt, ap);
-	snprintf(err, errlen, "%s: %s", shown, reason);
+	/* The reason may quote the URI too (an unknown scheme, say). */
+	char msg[SHOWN_MAX + REASON_MAX + 3];
+	snprintf(msg, sizeof(msg), "%s: %s", shown, reason);
+	cd_text_escape(err, errlen, msg);
 }
 
 void cd_uri_error(char *err, size_t errlen, const char *uri, const char *fmt,

@@ -101,12 +101,13 @@ void fk_free_all(conduit_flow *c, conduit_flow *s, conduit_listener *l,
 		conduit_ctx_free(ctx);
 }
 
-/* At most 1000 handshakes, with a wait for writable after each one that
- * still wants to wait. */
+/* Handshakes, with a wait for writable after each one that still wants to
+ * wait, for at most FK_HANDSHAKE_MS (scaled). */
 int fk_drive_handshake(conduit_ctx *ctx, conduit_flow *f, int poll_ms)
 {
 	int rc = CONDUIT_WANT_WRITE;
-	for (int i = 0; i < 1000; i++) {
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(FK_HANDSHAKE_MS);
+	while (cd_now_ms() < end) {
 		rc = conduit_handshake(f);
 		if (!fk_is_want(rc))
 			break;
@@ -120,7 +121,7 @@ int fk_drive_handshake(conduit_ctx *ctx, conduit_flow *f, int poll_ms)
 }
 
 /*
- * Steps: 1 out of time or turns, 2 conduit_poll() failed, 3 the shutdown
+ * Steps: 1 out of time, 2 conduit_poll() failed, 3 the shutdown
  * after the last byte failed, 4 a write failed, 5 more came back than was
  * sent, 6 a byte came back wrong, 7 a read failed, 8 end of stream before
  * everything was sent and echoed.
@@ -133,8 +134,8 @@ int fk_pump_echo(conduit_ctx *ctx, conduit_flow *f, uint32_t seed,
 	size_t outlen = 0, outoff = 0;
 	uint64_t deadline = cd_now_ms() + (uint64_t)timeout_ms;
 	bool eof = false;
-	for (long turn = 0; !eof; turn++) {
-		if (cd_now_ms() > deadline || turn > FK_MAX_TURNS)
+	while (!eof) {
+		if (cd_now_ms() > deadline)
 			return 1;
 		struct conduit_pollitem it = {
 		    .flow = f,
@@ -200,14 +201,14 @@ void fk_echo_client(conduit_ctx *ctx, const char *uri, uint32_t seed,
 	conduit_flow_free(f);
 }
 
-/* Steps: 20 out of time or turns, 21 a read failed, 22 a write failed,
+/* Steps: 20 out of time, 21 a read failed, 22 a write failed,
  * 23 the close failed. */
 int fk_echo_blocking(conduit_flow *f, int timeout_ms)
 {
 	static uint8_t buf[FK_CHUNK];
 	uint64_t deadline = cd_now_ms() + (uint64_t)timeout_ms;
-	for (long turn = 0;; turn++) {
-		if (cd_now_ms() > deadline || turn > FK_MAX_TURNS)
+	for (;;) {
+		if (cd_now_ms() > deadline)
 			return 20;
 		size_t n = 0;
 		int rc = conduit_read_wait(f, buf, sizeof(buf), &n, timeout_ms);

@@ -22,8 +22,8 @@
 #define MiB (1024ull * 1024ull)
 /* Buffer size of the stream helpers. */
 #define FK_CHUNK (64 * 1024)
-/* Loops stop after this many turns even if the clock misbehaves. */
-#define FK_MAX_TURNS 10000000L
+/* The longest fk_drive_handshake() waits, before scaling. */
+#define FK_HANDSHAKE_MS 30000
 
 /* Fail with both status names, which say more than two numbers. */
 #define ck_status(expr, want)                                                  \
@@ -61,7 +61,8 @@ void fk_exchange(conduit_flow *c, conduit_flow *s);
 void fk_free_all(conduit_flow *c, conduit_flow *s, conduit_listener *l,
                  conduit_ctx *ctx);
 
-/* Handshake f until done (1000 turns, polling poll_ms each); final status. */
+/* Handshake f until done (polling poll_ms each turn, for FK_HANDSHAKE_MS
+ * at most); the final status, a want if the time ran out. */
 int fk_drive_handshake(conduit_ctx *ctx, conduit_flow *f, int poll_ms);
 
 /* Peer-safe: send stream seed, check its echo to EOF; 0 or a step 1..8. */

@@ -68,6 +68,10 @@ int cd_scaled(int ms);
 /* Milliseconds on the monotonic clock. */
 uint64_t cd_now_ms(void);
 
+/* Milliseconds of CPU this process has used (user + system), for tests
+ * that check a wait sleeps rather than spins. */
+uint64_t cd_cpu_ms(void);
+
 /* ---- Files ------------------------------------------------------- */
 
 /* The text of the file at path (at most 64 KiB) in a static buffer that

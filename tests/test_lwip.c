@@ -65,7 +65,8 @@ static void rig_up(struct rig *r, const struct conduit_lwip_wire_config *w)
 static void settle(struct rig *r)
 {
 	struct conduit_lwip_stats s;
-	for (int i = 0; i < 400; i++) {
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(4000);
+	while (cd_now_ms() < end) {
 		conduit_lwip_stats(r->st, &s);
 		if (s.lwip_active == 0 && s.frames == 0)
 			break;
@@ -103,8 +104,47 @@ static void rig_down(struct rig *r)
 	conduit_lwip_release(r->st);
 }
 
-/* Connect to uri (NULL: l's own) and accept it on l, driving both with
- * conduit_poll only. */
+/*
+ * Finish a connect of c (to uri, for messages) and accept it on l, driving
+ * both with conduit_poll only, within limit_ms.  Each turn polls only what
+ * is still awaited: an established flow is always writable, so polling it
+ * would return at once and turn the wait for the other side into a spin.
+ */
+static void pair_finish(conduit_ctx *ctx, conduit_listener *l, const char *uri,
+                        conduit_flow *c, conduit_flow **s, int limit_ms)
+{
+	bool up = false;
+	uint64_t end = cd_now_ms() + (uint64_t)limit_ms;
+	while (!up || *s == NULL) {
+		ck_assert_msg(cd_now_ms() < end, "connect %s: no progress (%s)",
+		              uri, up ? "not accepted" : "not connected");
+		struct conduit_pollitem it[2];
+		size_t k = 0;
+		if (!up)
+			it[k++] = (struct conduit_pollitem){
+			    .flow = c, .events = CONDUIT_POLLOUT};
+		if (*s == NULL)
+			it[k++] = (struct conduit_pollitem){
+			    .listener = l, .events = CONDUIT_POLLIN};
+		size_t n = 0;
+		ck_status(conduit_poll(ctx, it, k, 100, &n), CONDUIT_OK);
+		if (!up) {
+			int rc = conduit_handshake(c);
+			if (rc == CONDUIT_OK)
+				up = true;
+			else
+				ck_assert_msg(fk_is_want(rc), "handshake: %s",
+				              conduit_flow_error(c));
+		}
+		if (*s == NULL) {
+			int rc = conduit_accept(s, l);
+			ck_assert_msg(rc == CONDUIT_OK || fk_is_want(rc),
+			              "accept: %s", conduit_listener_error(l));
+		}
+	}
+}
+
+/* Connect to uri (NULL: l's own) and accept it on l (pair_finish). */
 static void pair(conduit_ctx *ctx, conduit_listener *l, const char *uri,
                  conduit_flow **c, conduit_flow **s)
 {
@@ -113,31 +153,7 @@ static void pair(conduit_ctx *ctx, conduit_listener *l, const char *uri,
 	ck_status(conduit_connect(c, ctx, uri), CONDUIT_OK);
 	ck_assert_int_eq(conduit_flow_fd(*c), -1);
 	*s = NULL;
-	bool up = false;
-	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(5000);
-	for (int turn = 0; (!up || *s == NULL) && turn < 100000; turn++) {
-		ck_assert_msg(cd_now_ms() < end, "connect %s: no progress",
-		              uri);
-		struct conduit_pollitem it[2] = {
-		    {.flow = *c, .events = CONDUIT_POLLOUT},
-		    {.listener = l, .events = CONDUIT_POLLIN}};
-		size_t n = 0;
-		ck_status(conduit_poll(ctx, it, 2, 100, &n), CONDUIT_OK);
-		if (!up) {
-			int rc = conduit_handshake(*c);
-			if (rc == CONDUIT_OK)
-				up = true;
-			else
-				ck_assert_msg(fk_is_want(rc), "handshake: %s",
-				              conduit_flow_error(*c));
-		}
-		if (*s == NULL) {
-			int rc = conduit_accept(s, l);
-			ck_assert_msg(rc == CONDUIT_OK || fk_is_want(rc),
-			              "accept: %s", conduit_listener_error(l));
-		}
-	}
-	ck_assert(up && *s != NULL);
+	pair_finish(ctx, l, uri, *c, s, cd_scaled(30000));
 }
 
 /* One direction of a duplex transfer. */
@@ -197,9 +213,9 @@ static void duplex(conduit_ctx *ctx, conduit_flow *c, conduit_flow *s,
 	sides[1].out_seed = 22;
 	sides[1].in_seed = 11;
 	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(limit_ms);
-	for (long turn = 0; !(sides[0].eof && sides[1].eof); turn++) {
+	while (!(sides[0].eof && sides[1].eof)) {
 		ck_assert_msg(
-		    cd_now_ms() < end && turn < FK_MAX_TURNS,
+		    cd_now_ms() < end,
 		    "duplex stalled: c sent %llu got %llu, s sent %llu "
 		    "got %llu",
 		    (unsigned long long)sides[0].sent,
@@ -451,6 +467,74 @@ START_TEST(lossy_reordering_wire)
 END_TEST
 
 /*
+ * Waiting must sleep.  Every frame the client side sends is dropped for a
+ * while, so its SYN is lost and lwIP can only wait for its retransmission
+ * timer; a listener with nothing to accept waits too.  conduit_poll() must
+ * sleep until the timer or the wire has work: the process's CPU time over
+ * the wait is a small fraction of the wall time.  Then the wire heals and
+ * the connection comes up through the retransmitted SYN.
+ */
+START_TEST(dropped_syn_waits_without_spinning)
+{
+	struct rig r;
+	rig_up(&r, NULL);
+	conduit_listener *l = fk_listen(r.ctx, "tcp://10.0.0.2:0");
+	char uri[64];
+	snprintf(uri, sizeof(uri), "tcp://10.0.0.2:%d", fk_listener_port(l));
+	const struct conduit_lwip_wire_config drop = {.loss = 1.0},
+	                                      heal = {.loss = 0};
+	ck_status(conduit_lwip_wire_set(r.a, &drop), CONDUIT_OK);
+	conduit_flow *c = NULL, *s = NULL;
+	ck_status(conduit_connect(&c, r.ctx, uri), CONDUIT_OK);
+
+	/* The connection cannot come up: every SYN (and ARP request) is
+	 * lost.  Poll both as an event loop would, for 1.5 s. */
+	uint64_t t0 = cd_now_ms(), cpu0 = cd_cpu_ms();
+	unsigned turns = 0;
+	while (cd_now_ms() - t0 < 1500) {
+		struct conduit_pollitem it[2] = {
+		    {.flow = c, .events = CONDUIT_POLLOUT},
+		    {.listener = l, .events = CONDUIT_POLLIN}};
+		size_t n = 0;
+		ck_status(conduit_poll(r.ctx, it, 2, 1000, &n), CONDUIT_OK);
+		turns++;
+		ck_assert_int_eq(it[1].revents, 0);
+		int rc = conduit_handshake(c);
+		ck_assert_msg(fk_is_want(rc), "handshake over a dead wire: %s",
+		              conduit_status_name(rc));
+		ck_status(conduit_accept(&s, l), CONDUIT_WANT_READ);
+	}
+	uint64_t wall = cd_now_ms() - t0, cpu = cd_cpu_ms() - cpu0;
+	struct conduit_lwip_stats st;
+	conduit_lwip_stats(r.st, &st);
+	ck_assert_msg(st.frames_dropped > 0, "the wire dropped nothing");
+	/* lwIP's timers tick every 250 ms or so: a sleeping wait makes a few
+	 * dozen turns at most; a spin, hundreds of thousands. */
+	ck_assert_msg(cpu * 10 < wall && turns < 200,
+	              "waiting for a lost SYN used %llu ms of CPU in %llu ms "
+	              "(%u turns): conduit_poll spins",
+	              (unsigned long long)cpu, (unsigned long long)wall, turns);
+
+	/* Healed: the retransmitted SYN gets through, still without a spin. */
+	ck_status(conduit_lwip_wire_set(r.a, &heal), CONDUIT_OK);
+	t0 = cd_now_ms();
+	cpu0 = cd_cpu_ms();
+	pair_finish(r.ctx, l, uri, c, &s, cd_scaled(15000));
+	wall = cd_now_ms() - t0;
+	cpu = cd_cpu_ms() - cpu0;
+	ck_assert_msg(
+	    cpu * 4 < wall + 40,
+	    "waiting for the retransmitted SYN used %llu ms of CPU in "
+	    "%llu ms",
+	    (unsigned long long)cpu, (unsigned long long)wall);
+	fk_exchange(c, s);
+	close_pair(r.ctx, c, s);
+	conduit_listener_free(l);
+	rig_down(&r);
+}
+END_TEST
+
+/*
  * Full-size frames read from a descriptor, as PBUF_RAM: two netifs of
  * this stack joined by a datagram socketpair, a bulk transfer (every data
  * frame 1514 bytes), and oversized junk frames.  Under ASan a frame put in
@@ -523,8 +607,10 @@ static void two_process_echo(const char *listen_uri, const char *uri,
 			_exit(21);
 		rc = fk_echo_blocking(f, cd_scaled(120000));
 		conduit_flow_free(f);
-		/* Let the closing handshake reach the other process. */
-		for (int i = 0; i < 100; i++) {
+		/* Let the closing handshake reach the other process: a
+		 * second of polling (conduit_poll sleeps when idle). */
+		uint64_t end = cd_now_ms() + 1000;
+		while (cd_now_ms() < end) {
 			size_t n = 0;
 			conduit_poll(ctx, NULL, 0, 10, &n);
 		}
@@ -860,7 +946,8 @@ static int kid_up(struct rig *k)
 static int kid_down(struct rig *k, int step)
 {
 	struct conduit_lwip_stats s;
-	for (int i = 0; i < 400; i++) {
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(4000);
+	while (cd_now_ms() < end) {
 		conduit_lwip_stats(k->st, &s);
 		if (s.lwip_active == 0 && s.frames == 0)
 			break;
@@ -1321,7 +1408,7 @@ END_TEST
 static void read_to_eof(conduit_ctx *ctx, conduit_flow *f)
 {
 	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(5000);
-	for (int turn = 0; turn < 100000; turn++) {
+	for (;;) {
 		ck_assert_msg(cd_now_ms() < end, "no end of stream on %s",
 		              conduit_flow_uri(f));
 		char b[16];
@@ -1388,6 +1475,7 @@ int main(void)
 	    CD_TEST(connect_timeout, 0),
 	    CD_TEST(reset_after_connected, 0),
 	    CD_TEST(lossy_reordering_wire, 120),
+	    CD_TEST(dropped_syn_waits_without_spinning, 60),
 	    CD_TEST(full_size_frames, 60),
 	    CD_TEST(two_processes_64mib, 150),
 	    CD_TEST(two_processes_ipv6, 60),

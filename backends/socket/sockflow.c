@@ -5,6 +5,7 @@
  * platform's way) so no process dies of SIGPIPE; close() is never retried.
  */
 #include "sockflow.h"
+#include "tcppolicy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,10 +24,6 @@
 #define MSG_NOSIGNAL 0 /* SO_NOSIGPIPE is set on the socket instead */
 #endif
 
-/* RFC 8305: start the next address this long after the previous one. */
-#define CS_STAGGER_MS 250
-/* Attempts in flight at once; more addresses wait for a free slot. */
-#define CS_MAX_ATTEMPTS 8
 /* Buffers given to one sendmsg(); a longer gather is a short write. */
 #define SF_MAX_IOV 64
 
@@ -48,20 +45,17 @@ struct cs_attempt {
 };
 
 /*
- * Connecting races the addresses in the manner of RFC 8305: they are
- * ordered to alternate families (IPv6 first),
- * one attempt starts every CS_STAGGER_MS or as soon as the previous one
- * fails, the first to connect wins and the others are closed.
+ * Connecting races the addresses as the shared policy says (tcppolicy.h:
+ * RFC 8305, families alternating, a new attempt every 250 ms or as soon as
+ * one fails); the first to connect wins and the others are closed.
  */
 struct cs_connect {
 	const struct cd_sockhooks *hooks;
-	size_t naddrs, next;
-	uint64_t deadline;   /* UINT64_MAX: none */
-	uint64_t next_start; /* when the next address may start */
+	struct cd_race race;
 	int last_err;
 	size_t last_addr;
 	size_t nattempts;
-	struct cs_attempt att[CS_MAX_ATTEMPTS];
+	struct cs_attempt att[CD_RACE_MAX_ATTEMPTS];
 	void *opts; /* the backend's options for its prepare hook */
 	struct cd_sockaddr addrs[];
 };
@@ -120,6 +114,7 @@ static void conn_free(struct cs_connect *c)
 		return;
 	for (size_t i = 0; i < c->nattempts; i++)
 		close_fd(&c->att[i].fd);
+	cd_race_fini(&c->race);
 	free(c);
 }
 
@@ -141,14 +136,14 @@ static int conn_failed(struct cd_sockflow *sf)
 	                                  : conduit_status_from_errno(err);
 	if (st == CONDUIT_WANT_READ || st == CONDUIT_OK)
 		st = CONDUIT_ERR_SYSTEM;
-	if (c->naddrs > 1) {
+	if (cd_race_count(&c->race) > 1) {
 		char a[128];
 		describe(c, c->last_addr, a, sizeof(a));
 		return conduit_flow_fail(&sf->base, st,
 		                         "connect %s: %s (%zu addresses tried, "
 		                         "last %s)",
 		                         sf->base.uri, cd_errtext(err),
-		                         c->naddrs, a);
+		                         cd_race_count(&c->race), a);
 	}
 	return conduit_flow_fail(&sf->base, st, "connect %s: %s", sf->base.uri,
 	                         cd_errtext(err));
@@ -160,6 +155,7 @@ static int conn_won(struct cd_sockflow *sf, size_t i)
 	struct cs_connect *c = sf->conn;
 	sf->fd = c->att[i].fd;
 	c->att[i].fd = -1;
+	cd_race_won(&c->race);
 	if (conduit_observed(sf->base.ctx)) {
 		char a[128];
 		describe(c, c->att[i].addr, a, sizeof(a));
@@ -178,7 +174,7 @@ static void conn_drop(struct cs_connect *c, size_t i, int err)
 	c->last_addr = c->att[i].addr;
 	close_fd(&c->att[i].fd);
 	c->att[i] = c->att[--c->nattempts];
-	c->next_start = 0;
+	cd_race_failed(&c->race);
 }
 
 /* connect() on attempt i.  Returns 1 connected, 0 in progress or waiting
@@ -207,65 +203,70 @@ static int conn_issue(struct cs_connect *c, size_t i, uint64_t now)
 	return -e;
 }
 
-/* Start attempts on further addresses until one is in flight (or
- * connects).  Returns CONDUIT_OK when connected, else CONDUIT_WANT_WRITE;
- * the caller checks whether anything is left. */
-static int conn_start(struct cd_sockflow *sf, uint64_t now)
+/* Start an attempt on address a.  Returns CONDUIT_OK when it connected
+ * at once, else CONDUIT_WANT_WRITE (in flight, or failed and reported to
+ * the race). */
+static int conn_start(struct cd_sockflow *sf, size_t a, uint64_t now)
 {
 	struct cs_connect *c = sf->conn;
-	while (c->next < c->naddrs && c->nattempts < CS_MAX_ATTEMPTS) {
-		size_t a = c->next++;
-		const struct cd_sockaddr *to = &c->addrs[a];
-		int fd = cd_socket(to->ss.ss_family, SOCK_STREAM);
-		if (fd < 0) {
-			c->last_err = errno;
-			c->last_addr = a;
-			continue;
-		}
-		int e = c->hooks->prepare != NULL
-		            ? c->hooks->prepare(fd, to, c->opts)
-		            : 0;
-		if (e != 0) {
-			c->last_err = e;
-			c->last_addr = a;
+	const struct cd_sockaddr *to = &c->addrs[a];
+	int fd = cd_socket(to->ss.ss_family, SOCK_STREAM);
+	int e = fd < 0 ? errno : 0;
+	if (e == 0 && c->hooks->prepare != NULL) {
+		e = c->hooks->prepare(fd, to, c->opts);
+		if (e != 0)
 			close(fd);
-			continue;
-		}
-		if (conduit_observed(sf->base.ctx)) {
-			char d[128];
-			describe(c, a, d, sizeof(d));
-			conduit_emit(sf->base.ctx, CONDUIT_PHASE_CONNECTING,
-			             CONDUIT_OK, sf->base.uri, d, &sf->base);
-		}
-		size_t i = c->nattempts++;
-		c->att[i] = (struct cs_attempt){.fd = fd, .addr = (uint32_t)a};
-		int r = conn_issue(c, i, now);
-		if (r == 1)
-			return conn_won(sf, i);
-		if (r < 0) {
-			conn_drop(c, i, -r);
-			continue;
-		}
-		c->next_start = now + CS_STAGGER_MS;
-		break;
 	}
+	if (e != 0) {
+		c->last_err = e;
+		c->last_addr = a;
+		cd_race_failed(&c->race);
+		return CONDUIT_WANT_WRITE;
+	}
+	if (conduit_observed(sf->base.ctx)) {
+		char d[128];
+		describe(c, a, d, sizeof(d));
+		conduit_emit(sf->base.ctx, CONDUIT_PHASE_CONNECTING, CONDUIT_OK,
+		             sf->base.uri, d, &sf->base);
+	}
+	size_t i = c->nattempts++;
+	c->att[i] = (struct cs_attempt){.fd = fd, .addr = (uint32_t)a};
+	int r = conn_issue(c, i, now);
+	if (r == 1)
+		return conn_won(sf, i);
+	if (r < 0)
+		conn_drop(c, i, -r);
 	return CONDUIT_WANT_WRITE;
 }
 
-/* Move on: start the next address if it is time, fail if nothing is
- * left. */
+/* Do what the race says now: start attempts, or end.  CONDUIT_OK once
+ * connected, CONDUIT_WANT_WRITE while attempts are in flight, else the
+ * failure. */
 static int conn_progress(struct cd_sockflow *sf, uint64_t now)
 {
 	struct cs_connect *c = sf->conn;
-	if (c->next < c->naddrs &&
-	    (c->nattempts == 0 || now >= c->next_start)) {
-		int rc = conn_start(sf, now);
-		if (rc == CONDUIT_OK)
-			return rc;
+	size_t a = 0;
+	for (;;) {
+		switch (cd_race_next(&c->race, now, &a)) {
+		case CD_RACE_START:
+			if (conn_start(sf, a, now) == CONDUIT_OK)
+				return CONDUIT_OK;
+			continue;
+		case CD_RACE_FAILED:
+			return conn_failed(sf);
+		case CD_RACE_TIMEOUT:
+			for (size_t i = 0; i < c->nattempts; i++)
+				close_fd(&c->att[i].fd);
+			c->nattempts = 0;
+			return conduit_flow_fail(
+			    &sf->base, CONDUIT_ERR_TIMED_OUT,
+			    "connect %s: timed out after %u ms", sf->base.uri,
+			    sf->base.ctx->connect_timeout_ms);
+		case CD_RACE_WAIT:
+			break;
+		}
+		return CONDUIT_WANT_WRITE;
 	}
-	if (c->nattempts == 0 && c->next >= c->naddrs)
-		return conn_failed(sf);
-	return CONDUIT_WANT_WRITE;
 }
 
 static int sf_handshake(conduit_flow *f)
@@ -278,7 +279,7 @@ static int sf_handshake(conduit_flow *f)
 	/* Success is looked for before the deadline: a connection that was
 	 * made while nobody was asking is made, even if it is asked about
 	 * only after the deadline. */
-	struct pollfd p[CS_MAX_ATTEMPTS];
+	struct pollfd p[CD_RACE_MAX_ATTEMPTS];
 	for (size_t i = 0; i < c->nattempts; i++) {
 		p[i].fd = c->att[i].retry_at ? -1 : c->att[i].fd;
 		p[i].events = POLLOUT;
@@ -314,15 +315,6 @@ static int sf_handshake(conduit_flow *f)
 		if (err == 0)
 			return conn_won(sf, i);
 		conn_drop(c, i, err);
-	}
-	if (now >= c->deadline) {
-		for (size_t i = 0; i < c->nattempts; i++)
-			close_fd(&c->att[i].fd);
-		c->nattempts = 0;
-		c->next = c->naddrs; /* nothing more starts */
-		return conduit_flow_fail(f, CONDUIT_ERR_TIMED_OUT,
-		                         "connect %s: timed out after %u ms",
-		                         f->uri, f->ctx->connect_timeout_ms);
 	}
 	return conn_progress(sf, now);
 }
@@ -425,20 +417,15 @@ static void sf_wait(conduit_flow *f, unsigned interest,
 		conduit_waitset_fd(ws, sf->fd, interest);
 		return;
 	}
-	/* Connecting: every attempt in flight, the time to start the next
-	 * address, retries of full Unix queues, and the overall deadline. */
+	/* Connecting: every attempt in flight, retries of full Unix queues,
+	 * and when the race next has work (the next start, the timeout). */
 	for (size_t i = 0; i < c->nattempts; i++) {
 		if (c->att[i].retry_at != 0)
 			conduit_waitset_deadline(ws, c->att[i].retry_at);
 		else
 			conduit_waitset_fd(ws, c->att[i].fd, CONDUIT_POLLOUT);
 	}
-	/* With every slot taken only an attempt ending frees one, and its
-	 * descriptor wakes us: a start time already passed would make every
-	 * wait return at once. */
-	if (c->next < c->naddrs && c->nattempts < CS_MAX_ATTEMPTS)
-		conduit_waitset_deadline(ws, c->next_start);
-	conduit_waitset_deadline(ws, c->deadline);
+	conduit_waitset_deadline(ws, cd_race_wake(&c->race));
 }
 
 static int sf_peer_cred(conduit_flow *f, struct conduit_peer_cred *cred)
@@ -525,28 +512,6 @@ static struct cd_sockflow *sf_new(conduit_ctx *ctx, const char *uri, int family)
 	return sf;
 }
 
-/* Reorder addresses in place so families alternate, IPv6 first when
- * there is any, each family keeping its own order (RFC 8305, section 4:
- * the system resolver has already sorted them). */
-static void interleave(struct cd_sockaddr *a, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		int want = i == 0                              ? AF_INET6
-		           : a[i - 1].ss.ss_family == AF_INET6 ? AF_INET
-		                                               : AF_INET6;
-		if (a[i].ss.ss_family == want || a[i].ss.ss_family == AF_UNIX)
-			continue;
-		size_t j = i + 1;
-		while (j < n && a[j].ss.ss_family != want)
-			j++;
-		if (j == n)
-			continue; /* none of that family left: keep the order */
-		struct cd_sockaddr t = a[j];
-		memmove(&a[i + 1], &a[i], (j - i) * sizeof(*a));
-		a[i] = t;
-	}
-}
-
 int cd_sockflow_connect(conduit_flow **out, conduit_ctx *ctx,
                         const conduit_endpoint *ep,
                         const struct cd_sockhooks *hooks,
@@ -571,7 +536,9 @@ int cd_sockflow_connect(conduit_flow **out, conduit_ctx *ctx,
 		                        "connect %s: out of memory",
 		                        cd_endpoint_shown(ep));
 	}
-	memset(c, 0, sizeof(*c));
+	/* Field by field: the attempts are written as they start. */
+	c->nattempts = 0;
+	c->last_err = 0;
 	memcpy(c->addrs, addrs, alen);
 	c->opts = NULL;
 	if (opts != NULL && optlen > 0) {
@@ -579,14 +546,21 @@ int cd_sockflow_connect(conduit_flow **out, conduit_ctx *ctx,
 		memcpy(c->opts, opts, optlen);
 	}
 	c->hooks = hooks;
-	c->naddrs = naddrs;
 	c->last_addr = 0;
-	c->deadline = ctx->connect_timeout_ms
-	                  ? conduit_now_ms() + ctx->connect_timeout_ms
-	                  : UINT64_MAX;
 	sf->conn = c;
-	interleave(c->addrs, naddrs);
-	int rc = conn_progress(sf, conduit_now_ms());
+	uint64_t now = conduit_now_ms();
+	cd_race_init(&c->race, now, ctx->connect_timeout_ms, 0);
+	int rc = CONDUIT_OK;
+	for (size_t i = 0; i < naddrs && rc == CONDUIT_OK; i++)
+		rc = cd_race_add(&c->race, addrs[i].ss.ss_family == AF_INET6
+		                               ? CD_RACE_V6
+		                               : CD_RACE_OTHER);
+	cd_race_complete(&c->race);
+	if (rc != CONDUIT_OK)
+		rc = conduit_flow_fail(
+		    &sf->base, rc, "connect %s: out of memory", sf->base.uri);
+	else
+		rc = conn_progress(sf, now);
 	if (rc != CONDUIT_OK && rc != CONDUIT_WANT_WRITE) {
 		conduit_ctx_fail(ctx, rc, "%s", conduit_flow_error(&sf->base));
 		conduit_emit(ctx, CONDUIT_PHASE_FAILED, rc,

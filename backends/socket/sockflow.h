@@ -1,8 +1,8 @@
 /*
  * sockflow.h - what the host-socket backends (unix, tcp) share: a flow
- * over a connected socket descriptor, a non-blocking connect that tries a
- * list of addresses in turn, and a listener over one or more bound
- * descriptors with accept back-off.
+ * over a connected socket descriptor, a non-blocking connect that races a
+ * list of addresses as the shared policy says (tcppolicy.h), and a listener
+ * over one or more bound descriptors with accept back-off.
  */
 #ifndef CONDUIT_SOCKFLOW_H
 #define CONDUIT_SOCKFLOW_H
@@ -40,9 +40,9 @@ struct cd_sockhooks {
  * Returns the descriptor or -1 with errno set. */
 int cd_socket(int family, int type);
 
-/* Start connecting to addrs in turn.  opts (optlen bytes, may be NULL) is
- * copied and handed to the prepare hook.  On CONDUIT_OK *out is connected
- * or connecting; on failure the message is on ctx and nothing is left
+/* Start connecting to addrs, raced as tcppolicy.h says.  opts (optlen bytes,
+ * may be NULL) is copied and handed to the prepare hook.  On CONDUIT_OK *out is
+ * connected or connecting; on failure the message is on ctx and nothing is left
  * open. */
 int cd_sockflow_connect(conduit_flow **out, conduit_ctx *ctx,
                         const conduit_endpoint *ep,

@@ -1,12 +1,13 @@
 /*
  * tcp.c - TCP over the host's sockets: IPv4 and IPv6, every address of a
- * name tried in turn, TCP_NODELAY on by default, keepalive and source
- * address as endpoint options, and listeners that report the port the
- * system chose (and refuse connect-to, which only a connection has a use
- * for).  Messages show endpoint URIs redacted.  A context may replace this
- * backend (with lwIP) by registering another one for "tcp".
+ * name raced and TCP_NODELAY, keepalive and source address set as the
+ * shared TCP policy says (tcppolicy.h, the same on lwIP), and listeners that
+ * report the port the system chose (and refuse connect-to, which only a
+ * connection has a use for).  Messages show endpoint URIs redacted.  A context
+ * may replace this backend (with lwIP) by registering another one for "tcp".
  */
 #include "sockflow.h"
+#include "tcppolicy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -126,76 +127,45 @@ static int set_int(int fd, int level, int opt, int v)
 	return setsockopt(fd, level, opt, &v, sizeof(v)) < 0 ? errno : 0;
 }
 
-/* The endpoint's options, parsed once per connect. */
-struct tcp_opts {
-	bool nodelay;
-	int keepalive; /* seconds; 0: off */
-	bool have_source;
-	struct cd_sockaddr source;
-};
-
+/* Set the shared policy's options (struct cd_tcp_opts) on a new socket
+ * bound for to. */
 static int prepare(int fd, const struct cd_sockaddr *to, const void *arg)
 {
-	const struct tcp_opts *o = arg;
+	const struct cd_tcp_opts *o = arg;
 	int e = 0;
 	if (o->nodelay)
 		e = set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
-	if (e == 0 && o->keepalive > 0) {
+	if (e == 0 && o->keep_idle_s > 0) {
 		e = set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
 #ifdef TCP_KEEPIDLE
 		if (e == 0)
 			e = set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE,
-			            o->keepalive);
-		if (e == 0)
-			e = set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL,
-			            o->keepalive / 3 > 0 ? o->keepalive / 3
-			                                 : 1);
+			            (int)o->keep_idle_s);
 #elif defined(TCP_KEEPALIVE)
 		if (e == 0)
 			e = set_int(fd, IPPROTO_TCP, TCP_KEEPALIVE,
-			            o->keepalive);
+			            (int)o->keep_idle_s);
+#endif
+#ifdef TCP_KEEPINTVL
+		if (e == 0)
+			e = set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL,
+			            (int)o->keep_intvl_s);
+#endif
+#ifdef TCP_KEEPCNT
+		if (e == 0)
+			e = set_int(fd, IPPROTO_TCP, TCP_KEEPCNT,
+			            (int)o->keep_cnt);
 #endif
 	}
 	if (e == 0 && o->have_source) {
-		if (o->source.ss.ss_family != to->ss.ss_family)
+		struct cd_sockaddr src;
+		to_sockaddr(&o->source, 0, &src);
+		if (src.ss.ss_family != to->ss.ss_family)
 			return EAFNOSUPPORT;
-		if (bind(fd, (const struct sockaddr *)&o->source.ss,
-		         o->source.len) < 0)
+		if (bind(fd, (const struct sockaddr *)&src.ss, src.len) < 0)
 			e = errno;
 	}
 	return e;
-}
-
-/* Read the options the URI grammar has already validated. */
-static int parse_opts(conduit_ctx *ctx, const conduit_endpoint *ep,
-                      struct tcp_opts *o)
-{
-	memset(o, 0, sizeof(*o));
-	const char *v = conduit_endpoint_option(ep, "nodelay");
-	o->nodelay = v == NULL || strcmp(v, "0") != 0;
-	v = conduit_endpoint_option(ep, "keepalive");
-	if (v != NULL)
-		o->keepalive = atoi(v);
-	v = conduit_endpoint_option(ep, "source");
-	if (v != NULL) {
-		struct conduit_addr a;
-		memset(&a, 0, sizeof(a));
-		if (inet_pton(AF_INET, v, a.bytes) == 1)
-			a.family = CONDUIT_AF_INET;
-		else if (inet_pton(AF_INET6, v, a.bytes) == 1)
-			a.family = CONDUIT_AF_INET6;
-		else {
-			char sh[CD_SHOWN_URI];
-			return conduit_ctx_fail(
-			    ctx, CONDUIT_ERR_OPTION,
-			    "connect %s: source=%s is not an IP "
-			    "address",
-			    shown(ep, sh), v);
-		}
-		to_sockaddr(&a, 0, &o->source);
-		o->have_source = true;
-	}
-	return CONDUIT_OK;
 }
 
 static int accepted(int fd)
@@ -230,33 +200,25 @@ static int tcp_connect(void *state, conduit_ctx *ctx,
 			                        "connect %s: out of memory",
 			                        shown(ep, sh));
 	}
-	struct tcp_opts o;
-	int rc = parse_opts(ctx, ep, &o);
+	struct cd_tcp_opts o;
+	int rc = cd_tcp_opts_parse(&o, ctx, ep);
 	if (rc != CONDUIT_OK) {
 		if (sa != stack)
 			free(sa);
 		return rc;
 	}
-	/* With a source address only addresses of its family can work. */
 	/* A connect-to rule moved the destination; the logical port stays
-	 * in the URI. */
+	 * in the URI.  With a source address only addresses of its family
+	 * can work. */
 	int port = ep->dest_port > 0 ? ep->dest_port : ep->port;
 	size_t n = 0;
-	for (size_t i = 0; i < ep->naddrs; i++) {
-		to_sockaddr(&ep->addrs[i], port, &sa[n]);
-		if (!o.have_source ||
-		    sa[n].ss.ss_family == o.source.ss.ss_family)
-			n++;
-	}
+	for (size_t i = 0; i < ep->naddrs; i++)
+		if (cd_tcp_opts_fit(&o, ep->addrs[i].family))
+			to_sockaddr(&ep->addrs[i], port, &sa[n++]);
 	if (n == 0 && ep->naddrs > 0) {
-		int v = o.source.ss.ss_family == AF_INET6 ? 6 : 4;
 		if (sa != stack)
 			free(sa);
-		return conduit_ctx_fail(
-		    ctx, CONDUIT_ERR_OPTION,
-		    "connect %s: source=%s is IPv%d, but the "
-		    "host has no IPv%d address",
-		    shown(ep, sh), conduit_endpoint_option(ep, "source"), v, v);
+		return cd_tcp_opts_no_fit(ctx, ep, &o);
 	}
 	rc =
 	    cd_sockflow_connect(out, ctx, ep, &tcp_hooks, sa, n, &o, sizeof(o));
