@@ -154,6 +154,12 @@ static size_t poll2(struct rig *r, conduit_flow *x, unsigned ex,
 	return n;
 }
 
+#if defined(CONDUIT_HAVE_UNIX) || defined(CONDUIT_HAVE_TCP) ||                 \
+    defined(CONDUIT_HAVE_LWIP) || defined(CONDUIT_HAVE_VCHAN)
+#define HAVE_LISTENERS 1
+#endif
+
+#ifdef HAVE_LISTENERS
 /* Connect a to uri and accept b on r->l, both driven by conduit_poll. */
 static void connect_accept(struct rig *r, const char *uri, conduit_flow **a,
                            conduit_flow **b)
@@ -194,6 +200,7 @@ static void connect_accept(struct rig *r, const char *uri, conduit_flow **a,
 		r->ops->enter(r, 1);
 	CK_RC(conduit_handshake(*b), CONDUIT_OK);
 }
+#endif
 
 /* ---- mem -------------------------------------------------------- */
 
@@ -240,10 +247,13 @@ static void tcp_up(struct rig *r)
 }
 #endif
 
+#if defined(CONDUIT_HAVE_UNIX) || defined(CONDUIT_HAVE_TCP) ||                 \
+    defined(CONDUIT_HAVE_LWIP)
 static void listener_pair(struct rig *r, conduit_flow **a, conduit_flow **b)
 {
 	connect_accept(r, conduit_listener_uri(r->l), a, b);
 }
+#endif
 
 /* ---- lwip --------------------------------------------------------- */
 
