@@ -386,6 +386,81 @@ int conduit_flow_fd(const conduit_flow *f)
 }
 
 /* ------------------------------------------------------------------ */
+/* Pass-throughs for layers (see backend.h)                            */
+
+unsigned conduit_want_bits(int status)
+{
+	return status == CONDUIT_WANT_READ    ? CONDUIT_POLLIN
+	       : status == CONDUIT_WANT_WRITE ? CONDUIT_POLLOUT
+	                                      : 0u;
+}
+
+unsigned conduit_flow_inner_pending(conduit_flow *inner, unsigned interest)
+{
+	if (inner->state & (CONDUIT_FLOW_FAILED | CONDUIT_FLOW_CLOSED))
+		return interest;
+	if (inner->ops->pending == NULL)
+		return 0;
+	return inner->ops->pending(inner, interest) & interest;
+}
+
+void conduit_flow_inner_wait(conduit_flow *inner, unsigned interest,
+                             struct conduit_waitset *ws)
+{
+	/* Its descriptor may be gone; the next call reports why. */
+	if (inner->state & (CONDUIT_FLOW_FAILED | CONDUIT_FLOW_CLOSED)) {
+		conduit_waitset_deadline(ws, 0);
+		return;
+	}
+	inner->ops->wait(inner, interest, ws);
+}
+
+/* An error of the inner flow becomes the layer's, with its message. */
+static int inner_status(conduit_flow *f, conduit_flow *inner, int rc)
+{
+	if (is_error(rc))
+		return conduit_flow_fail(f, rc, "%s",
+		                         conduit_flow_error(inner));
+	return rc;
+}
+
+int conduit_flow_inner_read(conduit_flow *f, conduit_flow *inner, void *buf,
+                            size_t len, size_t *nread)
+{
+	return inner_status(f, inner, conduit_read(inner, buf, len, nread));
+}
+
+int conduit_flow_inner_writev(conduit_flow *f, conduit_flow *inner,
+                              const struct conduit_iov *iov, size_t iovcnt,
+                              size_t *nwritten)
+{
+	return inner_status(f, inner,
+	                    conduit_writev(inner, iov, iovcnt, nwritten));
+}
+
+int conduit_flow_inner_shutdown(conduit_flow *f, conduit_flow *inner,
+                                unsigned how)
+{
+	return inner_status(f, inner, conduit_shutdown(inner, how));
+}
+
+int conduit_flow_inner_close(conduit_flow *f, conduit_flow *inner)
+{
+	return inner_status(f, inner, conduit_close(inner));
+}
+
+int conduit_flow_inner_unread(conduit_flow *f, conduit_flow *inner, size_t *n)
+{
+	*n = 0;
+	if (inner->ops->unread == NULL)
+		return conduit_flow_fail(f, CONDUIT_ERR_UNSUPPORTED,
+		                         "%s: %s flows cannot tell whether "
+		                         "bytes are waiting",
+		                         f->uri, inner->ops->name);
+	return inner_status(f, inner, inner->ops->unread(inner, n));
+}
+
+/* ------------------------------------------------------------------ */
 
 static int check_layers(conduit_ctx *ctx, const conduit_endpoint *ep,
                         const char *op)

@@ -40,6 +40,14 @@ conduit_listener *fk_listen(conduit_ctx *ctx, const char *uri)
 	return l;
 }
 
+conduit_listener *fk_unix_listener(conduit_ctx *ctx, char *dir, size_t len)
+{
+	char uri[512];
+	cd_tmpdir(dir, len);
+	snprintf(uri, sizeof(uri), "unix://%s/poll.sock", dir);
+	return fk_listen(ctx, uri);
+}
+
 int fk_listener_port(const conduit_listener *l)
 {
 	conduit_endpoint *ep = NULL;

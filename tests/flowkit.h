@@ -43,6 +43,10 @@ conduit_ctx *fk_new_ctx(void);
 /* A listener on uri; fails the test, naming uri and the reason, if none. */
 conduit_listener *fk_listen(conduit_ctx *ctx, const char *uri);
 
+/* A unix listener in a fresh directory made by cd_tmpdir() (dir receives
+ * its path, for cd_rmtree()); fails the test if none. */
+conduit_listener *fk_unix_listener(conduit_ctx *ctx, char *dir, size_t len);
+
 /* The port l is bound to, read back from its URI; fails unless 1..65535. */
 int fk_listener_port(const conduit_listener *l);
 

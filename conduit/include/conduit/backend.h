@@ -37,31 +37,162 @@ void conduit_waitset_deadline(struct conduit_waitset *ws, uint64_t at_ms);
 /* Milliseconds on a monotonic clock (the platform's). */
 uint64_t conduit_now_ms(void);
 
+/*
+ * The flow contract.  What every backend's flow ops must do, and what
+ * tests/test_contract.c checks on every transport of the build and on the
+ * TLS layer.  "Status" is a value of enum conduit_status; an error is any
+ * status from CONDUIT_ERR_INVALID on.
+ *
+ * What the core guarantees the ops (so they need not check):
+ *   - read and writev are called only on an established flow that has
+ *     neither failed nor been closed, and whose direction is not shut
+ *     down; read with len > 0, writev with at least one byte in total
+ *     (some of its buffers may be empty);
+ *   - shutdown gets only directions not shut yet (how != 0), on an
+ *     established flow that has neither failed nor been closed;
+ *   - close is called only on an established flow that has not failed,
+ *     until it returns something other than a want; then never again,
+ *     and no read, write or shutdown follows;
+ *   - after an error from handshake, read or writev the core marks the
+ *     flow failed and answers every later call with that status itself;
+ *   - destroy is called exactly once, last.
+ *
+ * Errors are reported with conduit_flow_fail(), which sets the flow's
+ * message ("read tcp://...: connection reset by peer"), and returned.
+ *
+ * Wants: CONDUIT_WANT_READ or CONDUIT_WANT_WRITE say what the transport
+ * waits for, which may differ from the operation (a TLS read may want a
+ * write).  A want is a promise: once wait()'s descriptors or deadline
+ * fire, or pending() reports the interest, calling again may make
+ * progress.  An op that returns a want has changed nothing the caller
+ * can see (no byte read or written).
+ *
+ * Readiness: pending() and wait() together must cover every way an
+ * operation can stop wanting.  A flow whose progress no descriptor
+ * announces (lwIP, vchan's look at shared rings, mem) says so through
+ * pending(); one with a descriptor may leave pending NULL and let the
+ * descriptor tell.  pending() must not report ready when the operation
+ * would only want again: conduit_poll() would then spin.
+ */
 struct conduit_flow_ops {
 	const char *name;
-	/* Finish establishment; OK, WANT_* or an error (set with
-	 * conduit_flow_fail()).  Called until it returns OK. */
+	/*
+	 * Finish establishment (connect, a layer's handshake): CONDUIT_OK
+	 * once done (then never called again), a want while in progress, or
+	 * an error.  NULL: the flow is established when made.
+	 */
 	int (*handshake)(conduit_flow *f);
+	/*
+	 * Read 1..len bytes: CONDUIT_OK with *nread > 0 (never OK with 0);
+	 * CONDUIT_EOF once the peer has shut down its writing side (or
+	 * closed gracefully) and every byte it sent before has been read,
+	 * and on every read after that; a want when nothing is buffered and
+	 * the stream goes on; or an error.  A peer that went away without
+	 * ending the stream (reset, freed unclosed, died) is an error
+	 * (CONDUIT_ERR_RESET), not an end of stream; bytes delivered before
+	 * it may still be read first.
+	 *   Layers: the TLS layer reports an inner end of stream without
+	 *   close_notify as CONDUIT_ERR_TRUNCATED.
+	 */
 	int (*read)(conduit_flow *f, void *buf, size_t len, size_t *nread);
+	/*
+	 * Write the buffers in order, as one stream: CONDUIT_OK with
+	 * 1..total bytes in *nwritten, taken from the front (a short write
+	 * is normal, never OK with 0); a want when no byte could be taken;
+	 * or an error.  A peer that has closed or stopped reading is
+	 * CONDUIT_ERR_CLOSED, one that went away abortively
+	 * CONDUIT_ERR_RESET; never SIGPIPE.
+	 *   Backends differ in when they notice: mem and unix on the first
+	 *   write after the peer's close; TCP (host and lwIP) may take bytes
+	 *   until the peer's reset comes back; vchan takes them into the
+	 *   ring (then wants) until the peer's flow is freed.
+	 *   Empty buffers may have a NULL base (the API allows it): never
+	 *   hand one to memcpy, which is undefined for NULL even with 0
+	 *   bytes.  vchan and TLS do today (UBSan stops on it).
+	 *   A layer may queue bytes it took (TLS does, when the inner flow
+	 *   is full): they leave with its next read, write, shutdown or
+	 *   close, and pending() reports POLLOUT once they can.
+	 */
 	int (*writev)(conduit_flow *f, const struct conduit_iov *iov,
 	              size_t iovcnt, size_t *nwritten);
+	/*
+	 * Shut down the directions in how (CONDUIT_SHUT_RD, _WR or both):
+	 * CONDUIT_OK or an error, never a want: what cannot be sent now (an
+	 * end-of-stream mark, TLS close_notify) is sent by later operations
+	 * (read, write, close).  After SHUT_WR the peer reads every byte
+	 * written before, then CONDUIT_EOF, and may go on writing: the other
+	 * direction is untouched.  SHUT_RD drops what is buffered for this
+	 * end.
+	 *   Backends differ in what SHUT_RD does to the peer's later
+	 *   writes: mem and unix make them CONDUIT_ERR_CLOSED; host TCP and
+	 *   lwIP take and drop them; vchan leaves them in the ring, so the
+	 *   peer's writes want once it is full.
+	 *   The core does not mark a flow failed after a shutdown error.
+	 */
 	int (*shutdown)(conduit_flow *f, unsigned how);
-	/* Graceful close; may want.  NULL: nothing to do. */
+	/*
+	 * Graceful close: the peer reads every byte written before, then
+	 * CONDUIT_EOF; its writes then fail (CONDUIT_ERR_CLOSED, or for TCP
+	 * a reset).  CONDUIT_OK, a want (a last record or mark to send:
+	 * call again), or an error (the flow is closed all the same).  NULL:
+	 * nothing to do before destroy.
+	 *   Backends differ: unix and tcp have no close op, so the peer
+	 *   sees the end of stream only when the flow is freed; vchan's
+	 *   close sends the end of stream, but the peer's writes fail only
+	 *   once the flow is freed; TCP (host and lwIP) closing with unread
+	 *   bytes sends a reset, and the peer reads CONDUIT_ERR_RESET
+	 *   instead of the end of stream.
+	 */
 	int (*close)(conduit_flow *f);
-	/* Free everything, including the struct itself. */
+	/*
+	 * Free everything, including the struct itself and, for a layer,
+	 * the inner flow (with conduit_flow_free()).  A flow that was not
+	 * closed gracefully (no close op run to its end, or failed) is
+	 * ended abortively where the transport can tell the difference:
+	 * the peer's reads and writes fail with CONDUIT_ERR_RESET (lwIP,
+	 * vchan, mem).  unix and tcp close the descriptor either way (the
+	 * kernel sends an end of stream, or a reset over unread bytes).
+	 */
 	void (*destroy)(conduit_flow *f);
-	/* Add what an operation with this interest waits on. */
+	/*
+	 * Add to ws what an operation with this interest (CONDUIT_POLLIN
+	 * for read, CONDUIT_POLLOUT for write and handshake) waits on:
+	 * descriptors (conduit_waitset_fd) and deadlines
+	 * (conduit_waitset_deadline; 0 for "ready now").  Called on flows
+	 * that have neither failed nor closed, in any state, also while
+	 * connecting.  May ask the peer for a notification (vchan), must
+	 * not move bytes.  A flow with nothing to wait on adds nothing.
+	 * What fires must be news for this interest: a deadline of 0 for a
+	 * state that does not let the operation proceed makes
+	 * conduit_poll() spin.
+	 *   Known deviations: vchan's descriptor may announce, once, events
+	 *   of bytes already read (they are consumed on the way to the next
+	 *   want); and its wait() reports a writer ready now once the
+	 *   peer's end of stream has been read, even with the ring full.
+	 */
 	void (*wait)(conduit_flow *f, unsigned interest,
 	             struct conduit_waitset *ws);
-	/* The subset of interest that is ready without waiting (buffered
-	 * data, a known error).  NULL: nothing is ever pending. */
+	/*
+	 * The subset of interest that needs no waiting: POLLIN when a read
+	 * would return bytes, CONDUIT_EOF or an error; POLLOUT when a write
+	 * would take bytes or fail; while establishing, the interest when
+	 * handshake can make progress.  Cheap and without side effects: it
+	 * runs on every turn of conduit_poll().  NULL: nothing is ever
+	 * ready but what the descriptors of wait() announce.
+	 */
 	unsigned (*pending)(conduit_flow *f, unsigned interest);
-	/* Optional queries. */
+	/* Optional: credentials of the peer (CONDUIT_OK or an error, the
+	 * message set); NULL: CONDUIT_ERR_UNSUPPORTED. */
 	int (*peer_cred)(conduit_flow *f, struct conduit_peer_cred *cred);
+	/* Optional: the descriptor (never to be read, written or closed by
+	 * others); NULL or -1: none. */
 	int (*fd)(const conduit_flow *f);
 	/* Bytes received but not yet read by the application (for
-	 * StartTLS, which must not start over unread plaintext).  NULL:
-	 * the flow cannot tell, and StartTLS refuses it. */
+	 * StartTLS, which must not start over unread plaintext): more
+	 * than 0 while any wait, 0 once all are read.  Not an exact count
+	 * (vchan counts its record headers, TLS ciphertext not yet
+	 * decrypted).  CONDUIT_OK or an error.  NULL: the flow cannot
+	 * tell, and StartTLS refuses it. */
 	int (*unread)(conduit_flow *f, size_t *n);
 };
 
@@ -115,12 +246,69 @@ void conduit_emit(conduit_ctx *ctx, enum conduit_phase phase, int status,
 /* Map an errno value to a status. */
 int conduit_status_from_errno(int err);
 
+/*
+ * Layers: passing through to the inner flow, as lwIP's altcp layers do.
+ * A layer (TLS, or one of its own) keeps the flow it wraps and calls
+ * these from its ops instead of reaching into the inner flow's ops.
+ */
+
+/* The poll bit a want waits on: CONDUIT_POLLIN for CONDUIT_WANT_READ,
+ * CONDUIT_POLLOUT for CONDUIT_WANT_WRITE, 0 for any other status. */
+unsigned conduit_want_bits(int status);
+
+/* What inner can do for interest without waiting: all of interest once
+ * it has failed or been closed (the next call reports that), else what
+ * its pending op says (0 without one: its descriptors tell). */
+unsigned conduit_flow_inner_pending(conduit_flow *inner, unsigned interest);
+
+/* Add what inner waits on for interest; a failed or closed inner flow
+ * waits on nothing and makes ws ready now. */
+void conduit_flow_inner_wait(conduit_flow *inner, unsigned interest,
+                             struct conduit_waitset *ws);
+
+/*
+ * conduit_read(), conduit_writev(), conduit_shutdown() and
+ * conduit_close() on inner on behalf of the layer f (inner's counters
+ * and state kept by the core as for any flow): CONDUIT_OK, the wants and
+ * CONDUIT_EOF are returned as they are; an error is recorded on f with
+ * inner's message and returned.
+ */
+int conduit_flow_inner_read(conduit_flow *f, conduit_flow *inner, void *buf,
+                            size_t len, size_t *nread);
+int conduit_flow_inner_writev(conduit_flow *f, conduit_flow *inner,
+                              const struct conduit_iov *iov, size_t iovcnt,
+                              size_t *nwritten);
+int conduit_flow_inner_shutdown(conduit_flow *f, conduit_flow *inner,
+                                unsigned how);
+int conduit_flow_inner_close(conduit_flow *f, conduit_flow *inner);
+/* inner's unread op; CONDUIT_ERR_UNSUPPORTED (message on f) without
+ * one.  *n is 0 unless CONDUIT_OK. */
+int conduit_flow_inner_unread(conduit_flow *f, conduit_flow *inner, size_t *n);
+
+/*
+ * The listener contract.
+ */
 struct conduit_listener_ops {
 	const char *name;
-	/* OK with *out, WANT_READ, or an error (conduit_listener_fail()). */
+	/*
+	 * Take one waiting connection: CONDUIT_OK with *out a new flow the
+	 * caller owns (established, or for a layered listener still to
+	 * handshake); CONDUIT_WANT_READ when none is waiting; or an error
+	 * (conduit_listener_fail()), which does not end the listener: a
+	 * later accept may succeed.  After CONDUIT_ERR_TOO_MANY_FILES a
+	 * listener backs off for a moment (WANT_READ, with a deadline in
+	 * wait) rather than letting conduit_poll() spin.
+	 */
 	int (*accept)(conduit_listener *l, conduit_flow **out);
+	/* Stop listening and free everything, the struct included (and the
+	 * socket file it made).  Flows it accepted live on, owned by the
+	 * application. */
 	void (*destroy)(conduit_listener *l);
+	/* Add what accept waits on (descriptors, a back-off deadline). */
 	void (*wait)(conduit_listener *l, struct conduit_waitset *ws);
+	/* Non-zero when accept would not just return CONDUIT_WANT_READ
+	 * (connections queued in the backend); cheap, no side effects.
+	 * NULL: the descriptors of wait() tell. */
 	unsigned (*pending)(conduit_listener *l);
 };
 
