@@ -523,8 +523,7 @@ static const struct rig_ops rigs[] = {
      vchan_up, vchan_pair, vchan_down, vchan_enter},
 #endif
 #if defined(CONDUIT_HAVE_TLS) && defined(CONDUIT_HAVE_MEM)
-    {"tls(mem)", Q_WRITE_QUEUES | Q_NULL_EMPTY_IOV, tls_up, tls_pair, host_down,
-     NULL},
+    {"tls(mem)", Q_WRITE_QUEUES, tls_up, tls_pair, host_down, NULL},
 #endif
 #ifdef CONDUIT_HAVE_MEM
     {"layer(mem)", 0, mem_up, pass_pair, host_down, NULL},

@@ -386,9 +386,12 @@ static int tt_writev(conduit_flow *f, const struct conduit_iov *iov,
 				size_t c = iov[j].len - o;
 				if (c > sizeof(stage) - s)
 					c = sizeof(stage) - s;
-				memcpy(stage + s,
-				       (const unsigned char *)iov[j].base + o,
-				       c);
+				if (c > 0) /* an empty piece may have no base */
+					memcpy(
+					    stage + s,
+					    (const unsigned char *)iov[j].base +
+					        o,
+					    c);
 				s += c;
 				o += c;
 				if (o == iov[j].len) {
