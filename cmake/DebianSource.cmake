@@ -113,6 +113,12 @@ function(conduit_debian_source out_var)
       "dpkg-source -x failed (${rc})" "${err}${out}")
   endif()
   file(RENAME "${root}/src.tmp" "${src}")
+  # dpkg-source leaves a copy of the upstream tarball beside the tree;
+  # dl/ has it already.
+  file(GLOB copies "${root}/*.orig.tar.*")
+  if(copies)
+    file(REMOVE ${copies})
+  endif()
   file(WRITE "${stamp}" "${upstream}\n")
   message(STATUS "${ARG_PACKAGE} (${ARG_SUITE}): ${version} unpacked")
   set(${out_var} "${src}" PARENT_SCOPE)
