@@ -17,6 +17,8 @@
  *   xt lookup NAME DOMID       the name must resolve to DOMID
  *   xt claim NAME              registering NAME must be refused
  *   xt domid                   print this domain's id from XenStore
+ *   xt agent                   the domU's agent (see cmd_agent)
+ *   xt wait-key PATH SECONDS   print PATH's value once it exists
  *
  * BYTES 0 for recv means "until the stream fails": the line then says how
  * it failed and how long after the last byte (the destroyed-peer case).
@@ -26,18 +28,22 @@
 #include <conduit/vchan.h>
 
 #include <libxenvchan.h>
+#include <xenstore.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define XT_CHUNK (64 * 1024)
-#define XT_RING (1024 * 1024)
+#define XT_RING  (1024 * 1024)
 
 static int xt_timeout_ms = 20000;
 /* XT_EXPECT=CONDUIT_ERR_...: this side must fail with that status. */
@@ -46,7 +52,8 @@ static const char *xt_expect;
 /* A failure: fine only when it is the one XT_EXPECT names. */
 static int failed(int st, const char *what, const char *why)
 {
-	if (xt_expect != NULL && strcmp(conduit_status_name(st), xt_expect) == 0) {
+	if (xt_expect != NULL &&
+	    strcmp(conduit_status_name(st), xt_expect) == 0) {
 		printf("xt: OK failed as expected, %s: %s: %s\n", what,
 		       conduit_status_name(st), why);
 		return 0;
@@ -169,8 +176,8 @@ static int raw_run(int server, int domid, const char *path, int send,
 	double t0 = 0, t1 = 0;
 	int rc = 0;
 	while (done < total) {
-		size_t n = total - done < XT_CHUNK ? (size_t)(total - done)
-		                                   : XT_CHUNK;
+		size_t n =
+		    total - done < XT_CHUNK ? (size_t)(total - done) : XT_CHUNK;
 		int w = raw_wait(v, send, now_s() + xt_timeout_ms / 1000.0);
 		if (w < 0) {
 			printf("xt: FAIL after %" PRIu64 " bytes: %s\n", done,
@@ -262,8 +269,8 @@ static int flow_run(conduit_flow *f, int send, uint64_t total)
 	}
 	if (st != CONDUIT_OK) {
 		char what[64];
-		snprintf(what, sizeof(what), "after %" PRIu64 " of %" PRIu64
-		         " bytes", done, total);
+		snprintf(what, sizeof(what),
+		         "after %" PRIu64 " of %" PRIu64 " bytes", done, total);
 		return failed(st, what, conduit_flow_error(f));
 	}
 	if (send) {
@@ -276,8 +283,8 @@ static int flow_run(conduit_flow *f, int send, uint64_t total)
 			return 1;
 		}
 		size_t got;
-		st = conduit_read_wait(f, buf, sizeof(buf), &got,
-		                       xt_timeout_ms);
+		st =
+		    conduit_read_wait(f, buf, sizeof(buf), &got, xt_timeout_ms);
 		if (st == CONDUIT_ERR_TIMED_OUT) {
 			printf("xt: FAIL the peer did not close: %s\n",
 			       conduit_flow_error(f));
@@ -319,8 +326,7 @@ static int tls_note(conduit_flow *f)
 	char subject[256];
 	if (!conduit_tls_is_tls(f))
 		return 0;
-	if (conduit_tls_peer_subject(f, subject, sizeof(subject)) ==
-	    CONDUIT_OK)
+	if (conduit_tls_peer_subject(f, subject, sizeof(subject)) == CONDUIT_OK)
 		printf("xt: TLS peer \"%s\"\n", subject);
 	return 0;
 }
@@ -339,15 +345,15 @@ static int cmd_listen(int argc, char **argv)
 		return 1;
 	}
 	fprintf(stderr, "xt: listening on %s\n", conduit_listener_uri(l));
-	int st = conduit_accept_wait(&f, l, 2 * xt_timeout_ms);
+	int st = conduit_accept_wait(&f, l, xt_timeout_ms);
 	if (st != CONDUIT_OK) {
 		printf("xt: FAIL accept %s: %s: %s\n", argv[1],
 		       conduit_status_name(st), conduit_listener_error(l));
 		return 1;
 	}
 	conduit_listener_free(l);
-	int rc = flow_run(f, strcmp(argv[2], "send") == 0,
-	                  parse_bytes(argv[3]));
+	int rc =
+	    flow_run(f, strcmp(argv[2], "send") == 0, parse_bytes(argv[3]));
 	tls_note(f);
 	conduit_close_wait(f, 2000);
 	conduit_flow_free(f);
@@ -365,7 +371,9 @@ static int cmd_connect(int argc, char **argv)
 	double deadline = now_s() + xt_timeout_ms / 1000.0;
 	int st;
 	for (;;) {
-		st = conduit_connect_wait(&f, ctx, argv[1], xt_timeout_ms);
+		int left = (int)((deadline - now_s()) * 1000);
+		st =
+		    conduit_connect_wait(&f, ctx, argv[1], left > 1 ? left : 1);
 		if (st == CONDUIT_OK || now_s() > deadline ||
 		    st == CONDUIT_ERR_CERT || st == CONDUIT_ERR_TLS)
 			break;
@@ -373,8 +381,8 @@ static int cmd_connect(int argc, char **argv)
 	}
 	if (st != CONDUIT_OK)
 		return failed(st, "connect", conduit_ctx_error(ctx));
-	int rc = flow_run(f, strcmp(argv[2], "send") == 0,
-	                  parse_bytes(argv[3]));
+	int rc =
+	    flow_run(f, strcmp(argv[2], "send") == 0, parse_bytes(argv[3]));
 	tls_note(f);
 	conduit_close_wait(f, 2000);
 	conduit_flow_free(f);
@@ -404,8 +412,7 @@ static int cmd_names(int argc, char **argv)
 			sleep((unsigned)atoi(argv[2]));
 			rc = 0;
 		} else {
-			printf("xt: FAIL register %s: %s\n", argv[1],
-			       conduit_ctx_error(ctx));
+			rc = failed(st, "register", conduit_ctx_error(ctx));
 		}
 	} else if (strcmp(argv[0], "lookup") == 0 && argc == 3) {
 		st = conduit_vchan_lookup(ctx, argv[1], &domid);
@@ -437,6 +444,132 @@ static int cmd_names(int argc, char **argv)
 	return rc;
 }
 
+/* ---- running the suite ----------------------------------------- */
+
+/*
+ * The domU's agent.  dom0 writes a shell command to data/xt/cmd/N under
+ * this domain's own XenStore node (which the domain may read); the agent
+ * starts it at once (so both ends of a case run together), kills it after
+ * 90 s, and writes "STATUS|its last xt: line" to data/xt/res/N.  First it
+ * writes data/xt/ready: "HYPERVISOR DOMID UPTIME", as /sys/hypervisor/type,
+ * this domain's XenStore node and /proc/uptime say.  Polling XenStore in
+ * process every 50 ms costs the emulated CPU far less than a xenstore-read per
+ * poll.
+ */
+static int cmd_agent(void)
+{
+	struct xs_handle *xs = xs_open(0);
+	if (xs == NULL) {
+		printf("xt: FAIL agent: no XenStore: %s\n", strerror(errno));
+		return 1;
+	}
+	char hv[32] = "none";
+	FILE *fp = fopen("/sys/hypervisor/type", "r");
+	if (fp != NULL) {
+		if (fscanf(fp, "%31s", hv) != 1)
+			snprintf(hv, sizeof(hv), "unreadable");
+		fclose(fp);
+	}
+	unsigned len;
+	char *domid = xs_read(xs, XBT_NULL, "domid", &len);
+	char ready[96], up[32] = "?";
+	fp = fopen("/proc/uptime", "r");
+	if (fp != NULL) {
+		if (fscanf(fp, "%31s", up) != 1)
+			snprintf(up, sizeof(up), "?");
+		fclose(fp);
+	}
+	snprintf(ready, sizeof(ready), "%s %s %s", hv,
+	         domid != NULL ? domid : "?", up);
+	free(domid);
+	xs_write(xs, XBT_NULL, "data/xt/ready", ready, strlen(ready));
+	printf("xt: agent up: %s\n", ready);
+	struct {
+		pid_t pid;
+		unsigned n;
+		double start;
+	} jobs[64];
+	size_t njobs = 0;
+	for (unsigned n = 1;;) {
+		char key[64];
+		snprintf(key, sizeof(key), "data/xt/cmd/%u", n);
+		char *cmd = xs_read(xs, XBT_NULL, key, &len);
+		if (cmd != NULL && njobs < 64) {
+			char out[32];
+			snprintf(out, sizeof(out), "/tmp/out.%u", n);
+			pid_t pid = fork();
+			if (pid == 0) {
+				int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC,
+				              0644);
+				dup2(fd, 1);
+				dup2(fd, 2);
+				execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+				_exit(127);
+			}
+			jobs[njobs].pid = pid;
+			jobs[njobs].n = n;
+			jobs[njobs].start = now_s();
+			njobs++;
+			n++;
+		}
+		free(cmd);
+		for (size_t i = 0; i < njobs;) {
+			int status;
+			if (now_s() - jobs[i].start > 90)
+				kill(jobs[i].pid, SIGKILL);
+			if (waitpid(jobs[i].pid, &status, WNOHANG) !=
+			    jobs[i].pid) {
+				i++;
+				continue;
+			}
+			char out[32], line[512] = "", res[600];
+			snprintf(out, sizeof(out), "/tmp/out.%u", jobs[i].n);
+			fp = fopen(out, "r");
+			char buf[512];
+			while (fp != NULL && fgets(buf, sizeof(buf), fp)) {
+				buf[strcspn(buf, "\n")] = 0;
+				if (strncmp(buf, "xt:", 3) == 0 || line[0] == 0)
+					snprintf(line, sizeof(line), "%s", buf);
+			}
+			if (fp != NULL)
+				fclose(fp);
+			int rc = WIFEXITED(status) ? WEXITSTATUS(status)
+			                           : 128 + WTERMSIG(status);
+			snprintf(res, sizeof(res), "%d|%s", rc, line);
+			snprintf(key, sizeof(key), "data/xt/res/%u", jobs[i].n);
+			xs_write(xs, XBT_NULL, key, res, strlen(res));
+			jobs[i] = jobs[--njobs];
+		}
+		usleep(50000);
+	}
+}
+
+/* dom0's side of the agent: wait for a key, print its value. */
+static int cmd_wait_key(const char *path, const char *secs)
+{
+	struct xs_handle *xs = xs_open(0);
+	if (xs == NULL) {
+		printf("xt: FAIL wait-key: no XenStore: %s\n", strerror(errno));
+		return 1;
+	}
+	double deadline = now_s() + atof(secs);
+	for (;;) {
+		unsigned len;
+		char *v = xs_read(xs, XBT_NULL, path, &len);
+		if (v != NULL) {
+			printf("%s\n", v);
+			free(v);
+			xs_close(xs);
+			return 0;
+		}
+		if (now_s() > deadline)
+			break;
+		usleep(50000);
+	}
+	xs_close(xs);
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	const char *t = getenv("XT_TIMEOUT_MS");
@@ -459,5 +592,9 @@ int main(int argc, char **argv)
 		return cmd_listen(argc - 1, argv + 1);
 	if (strcmp(cmd, "connect") == 0 && (argc == 5 || argc == 6))
 		return cmd_connect(argc - 1, argv + 1);
+	if (strcmp(cmd, "agent") == 0)
+		return cmd_agent();
+	if (strcmp(cmd, "wait-key") == 0 && argc == 4)
+		return cmd_wait_key(argv[2], argv[3]);
 	return cmd_names(argc - 1, argv + 1);
 }
