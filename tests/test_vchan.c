@@ -584,6 +584,162 @@ START_TEST(peer_write_wakes_waiter)
 }
 END_TEST
 
+/*
+ * The peer ended its stream and then stopped reading: a writer that
+ * fills the ring must sleep until the peer reads or goes, not spin.  The
+ * end of the peer's stream is news for reads only.
+ */
+START_TEST(blocked_writer_after_peer_eof_sleeps)
+{
+	host_setup();
+	int go[2];
+	ck_assert(pipe(go) == 0);
+	pid_t pid = cd_fork_peer();
+	if (pid == 0) {
+		close(go[1]);
+		set_domain(1);
+		conduit_ctx *ctx;
+		conduit_listener *l;
+		conduit_flow *f;
+		if (conduit_ctx_new(&ctx) != CONDUIT_OK ||
+		    conduit_listen(&l, ctx,
+		                   "vchan://2/spin?read-ring=4096&"
+		                   "write-ring=4096") != CONDUIT_OK ||
+		    conduit_accept_wait(&f, l, 20000) != CONDUIT_OK)
+			_exit(1);
+		if (conduit_shutdown(f, CONDUIT_SHUT_WR) != CONDUIT_OK)
+			_exit(2);
+		/* Reads nothing until told to go. */
+		if (pipe_wait(go[0], 30000) != 0)
+			_exit(3);
+		fk_free_all(NULL, f, l, ctx);
+		_exit(0);
+	}
+	close(go[0]);
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_flow *f = NULL;
+	ck_status(
+	    conduit_connect_wait(&f, ctx, "vchan://1/spin", cd_scaled(20000)),
+	    CONDUIT_OK);
+	char c;
+	size_t n = 0;
+	ck_status(conduit_read_wait(f, &c, 1, &n, cd_scaled(5000)),
+	          CONDUIT_EOF);
+	static char buf[256 * 1024];
+	uint64_t t0 = cd_now_ms(), cpu0 = cd_cpu_ms();
+	int rc = conduit_write_all(f, buf, sizeof(buf), &n, 1500);
+	uint64_t wall = cd_now_ms() - t0, cpu = cd_cpu_ms() - cpu0;
+	ck_status(rc, CONDUIT_ERR_TIMED_OUT);
+	ck_assert_msg(n > 0 && n < sizeof(buf), "wrote %zu bytes", n);
+	ck_assert_msg(wall >= 1400, "gave up after %llu ms",
+	              (unsigned long long)wall);
+	ck_assert_msg(cpu * 10 < wall,
+	              "blocked on a full ring for %llu ms, used %llu ms of "
+	              "CPU: the wait spins",
+	              (unsigned long long)wall, (unsigned long long)cpu);
+	ck_assert_int_eq(pipe_say(go[1]), 0);
+	conduit_flow_free(f);
+	conduit_ctx_free(ctx);
+	close(go[1]);
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(20000)), 0);
+	host_teardown(true);
+}
+END_TEST
+
+#define ABORT_CYCLES 200
+#define ABORT_BYTES  64
+
+/* Peer for abortive_cycles: echo ABORT_BYTES on each connection, then
+ * wait for the client's abortive close.  Exit status: how many
+ * connections failed before their bytes were through (at most 100). */
+static void abort_server(void)
+{
+	set_domain(1);
+	conduit_ctx *ctx;
+	conduit_listener *l;
+	if (conduit_ctx_new(&ctx) != CONDUIT_OK ||
+	    conduit_listen(&l, ctx, "vchan://2/abort") != CONDUIT_OK)
+		_exit(101);
+	int bad = 0;
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(90000);
+	for (int i = 0; i < ABORT_CYCLES && cd_now_ms() < end; i++) {
+		conduit_flow *f;
+		if (conduit_accept_wait(&f, l, 20000) != CONDUIT_OK)
+			_exit(102);
+		char buf[ABORT_BYTES];
+		size_t got = 0, n;
+		int rc = CONDUIT_OK;
+		while (got < sizeof(buf) && rc == CONDUIT_OK) {
+			rc = conduit_read_wait(f, buf + got, sizeof(buf) - got,
+			                       &n, 5000);
+			got += rc == CONDUIT_OK ? n : 0;
+		}
+		if (rc != CONDUIT_OK ||
+		    conduit_write_all(f, buf, sizeof(buf), NULL, 5000) !=
+		        CONDUIT_OK) {
+			fprintf(stderr, "abort server, connection %d: %s\n", i,
+			        conduit_flow_error(f));
+			bad++;
+		}
+		/* Until the client's abortive close shows. */
+		do
+			rc = conduit_read_wait(f, buf, sizeof(buf), &n, 5000);
+		while (rc == CONDUIT_OK);
+		conduit_flow_free(f);
+	}
+	conduit_listener_free(l);
+	conduit_ctx_free(ctx);
+	_exit(bad > 100 ? 100 : bad);
+}
+
+/*
+ * Connections closed abortively, one after another: the survivor of each
+ * notices its dead peer, and that must never reach the next connection,
+ * whose event ports may carry the numbers the dead one had.
+ */
+START_TEST(abortive_cycles_no_spurious_reset)
+{
+	host_setup();
+	pid_t pid = cd_fork_peer();
+	if (pid == 0)
+		abort_server();
+	conduit_ctx *ctx = fk_new_ctx();
+	int bad = 0, done = 0;
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(90000);
+	for (; done < ABORT_CYCLES && cd_now_ms() < end; done++) {
+		conduit_flow *f = NULL;
+		char out[ABORT_BYTES], in[ABORT_BYTES];
+		memset(out, 'a' + done % 26, sizeof(out));
+		size_t got = 0, n;
+		int rc = conduit_connect_wait(&f, ctx, "vchan://1/abort",
+		                              cd_scaled(20000));
+		ck_assert_msg(rc == CONDUIT_OK, "connection %d: %s", done,
+		              conduit_ctx_error(ctx));
+		rc = conduit_write_all(f, out, sizeof(out), NULL, 5000);
+		while (rc == CONDUIT_OK && got < sizeof(in)) {
+			rc = conduit_read_wait(f, in + got, sizeof(in) - got,
+			                       &n, 5000);
+			got += rc == CONDUIT_OK ? n : 0;
+		}
+		if (rc != CONDUIT_OK || memcmp(in, out, sizeof(in)) != 0) {
+			fprintf(stderr, "connection %d: %s: %s\n", done,
+			        conduit_status_name(rc), conduit_flow_error(f));
+			bad++;
+		}
+		/* Abortive: freed without conduit_close(). */
+		conduit_flow_free(f);
+	}
+	conduit_ctx_free(ctx);
+	ck_assert_msg(done == ABORT_CYCLES, "only %d cycles in time", done);
+	int st = cd_wait_peer(pid, cd_scaled(20000));
+	ck_assert_msg(bad == 0 && st == 0,
+	              "spurious resets: %d on the client side, server "
+	              "status %d",
+	              bad, st);
+	host_teardown(true);
+}
+END_TEST
+
 #ifdef CONDUIT_HAVE_TLS
 /* A self-signed certificate for "logger" in the host directory. */
 static void make_cert(void)
@@ -770,6 +926,8 @@ int main(void)
 	    CD_TEST(resolver_rule_xen_suffix, 30),
 	    CD_TEST(peer_write_wakes_waiter, 30),
 	    CD_TEST(server_notify_before_its_first_wait, 10),
+	    CD_TEST(blocked_writer_after_peer_eof_sleeps, 30),
+	    CD_TEST(abortive_cycles_no_spurious_reset, 120),
 #ifdef CONDUIT_HAVE_TLS
 	    CD_TEST(tls_handshake_waits_for_the_peer, 30),
 	    CD_TEST(tls_without_servername_refused, 0),

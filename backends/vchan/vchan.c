@@ -628,10 +628,13 @@ static void vf_wait(conduit_flow *f, unsigned interest,
 	/* About to sleep: ask the peer to signal what we wait for (these
 	 * calls do), then look again, since what it did before the request
 	 * was not signalled; if that is already here, do not sleep. */
-	bool now = vf->peer_eof || !libxenvchan_is_open(vf->ctrl);
+	bool now = !libxenvchan_is_open(vf->ctrl);
+	/* The end of the peer's stream is news for a reader only: a writer
+	 * still waits for room, which comes when the peer reads or closes
+	 * (both signalled). */
 	if (interest & CONDUIT_POLLIN) {
 		libxenvchan_data_ready(vf->ctrl);
-		now = now || vc_readable(vf);
+		now = now || vf->peer_eof || vc_readable(vf);
 	}
 	if (interest & CONDUIT_POLLOUT) {
 		libxenvchan_buffer_space(vf->ctrl);
