@@ -740,6 +740,234 @@ START_TEST(abortive_cycles_no_spurious_reset)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Plain libxenvchan peers, and the negotiation between conduit ends    */
+
+/* vchan_plain (a program using libxenvchan's API alone) as domain dom. */
+static pid_t spawn_plain(unsigned dom, const char *role, unsigned peer,
+                         const char *path, const char *mode, const char *bytes)
+{
+	pid_t pid = cd_fork_peer();
+	if (pid != 0)
+		return pid;
+	set_domain(dom);
+	char p[16];
+	snprintf(p, sizeof(p), "%u", peer);
+	execl(VCHAN_PLAIN, VCHAN_PLAIN, role, p, path, mode, bytes,
+	      (char *)NULL);
+	_exit(127);
+}
+
+/* Send total bytes of a pattern and read them back, with no half-close
+ * (a plain peer has none).  0, or the step that failed. */
+static int pump_plain(conduit_ctx *ctx, conduit_flow *f, uint64_t total)
+{
+	static uint8_t out[16384], in[65536];
+	uint64_t sent = 0, got = 0;
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(30000);
+	while (got < total) {
+		if (cd_now_ms() > end)
+			return 1;
+		struct conduit_pollitem it = {
+		    .flow = f,
+		    .events =
+		        CONDUIT_POLLIN | (sent < total ? CONDUIT_POLLOUT : 0u)};
+		size_t n = 0;
+		if (conduit_poll(ctx, &it, 1, 1000, &n) != CONDUIT_OK)
+			return 2;
+		if (it.revents & CONDUIT_POLLOUT) {
+			size_t k = total - sent < sizeof(out)
+			               ? (size_t)(total - sent)
+			               : sizeof(out);
+			cd_pattern(9, sent, out, k);
+			int rc = conduit_write(f, out, k, &n);
+			if (rc == CONDUIT_OK)
+				sent += n;
+			else if (!fk_is_want(rc))
+				return 3;
+		}
+		if (it.revents & CONDUIT_POLLIN) {
+			int rc = conduit_read(f, in, sizeof(in), &n);
+			if (rc == CONDUIT_OK) {
+				if (cd_pattern_check(9, got, in, n) != n)
+					return 4;
+				got += n;
+			} else if (!fk_is_want(rc)) {
+				return 5;
+			}
+		}
+	}
+	return 0;
+}
+
+/*
+ * A plain libxenvchan server (no advertisement beside ring-ref): conduit
+ * connects raw and claims nothing.  Bytes pass unframed both ways; a
+ * half-close is refused, saying why, and leaves the flow usable; closing
+ * ends the plain echo, which exits 0 only when it saw the close.
+ */
+START_TEST(plain_server_conduit_client)
+{
+	host_setup();
+	/* The test process is domain 2; the plain server, domain 1. */
+	pid_t pid = spawn_plain(
+	    1, "server", 2, "/local/domain/1/data/vchan/2/raw", "echo", NULL);
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_flow *f = NULL;
+	ck_status(
+	    conduit_connect_wait(&f, ctx, "vchan://1/raw", cd_scaled(20000)),
+	    CONDUIT_OK);
+	int r = pump_plain(ctx, f, 3 * MiB);
+	ck_assert_msg(r == 0,
+	              "echo through the plain server failed at "
+	              "step %d: %s",
+	              r, conduit_flow_error(f));
+	ck_status(conduit_shutdown(f, CONDUIT_SHUT_WR),
+	          CONDUIT_ERR_UNSUPPORTED);
+	ck_assert_msg(strstr(conduit_flow_error(f), "plain libxenvchan") !=
+	                      NULL &&
+	                  strstr(conduit_flow_error(f), "half-close") != NULL,
+	              "message: %s", conduit_flow_error(f));
+	/* Still usable after the refusal. */
+	ck_status(conduit_write_all(f, "x", 1, NULL, cd_scaled(5000)),
+	          CONDUIT_OK);
+	char c = 0;
+	size_t n = 0;
+	ck_status(conduit_read_wait(f, &c, 1, &n, cd_scaled(5000)), CONDUIT_OK);
+	ck_assert_int_eq(c, 'x');
+	ck_status(conduit_close_wait(f, cd_scaled(5000)), CONDUIT_OK);
+	conduit_flow_free(f);
+	conduit_ctx_free(ctx);
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(20000)), 0);
+	host_teardown(true);
+}
+END_TEST
+
+/*
+ * A plain libxenvchan client of a conduit listener: it never claims, so
+ * the listener treats it as plain.  It sends, checks its echo and closes:
+ * the conduit side sees the end of the stream (CONDUIT_EOF), not a reset.
+ */
+START_TEST(plain_client_conduit_server)
+{
+	host_setup();
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_listener *l = NULL;
+	ck_status(conduit_listen(&l, ctx, "vchan://1/rawc?read-ring=65536"),
+	          CONDUIT_OK);
+	pid_t pid =
+	    spawn_plain(1, "client", 2, "/local/domain/2/data/vchan/1/rawc",
+	                "send", "3000000");
+	conduit_flow *f = NULL;
+	ck_status(conduit_accept_wait(&f, l, cd_scaled(20000)), CONDUIT_OK);
+	static char buf[65536];
+	size_t n = 0, total = 0;
+	int rc;
+	uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(30000);
+	while ((rc = conduit_read_wait(f, buf, sizeof(buf), &n,
+	                               cd_scaled(10000))) == CONDUIT_OK &&
+	       cd_now_ms() < end) {
+		total += n;
+		ck_status(conduit_write_all(f, buf, n, NULL, cd_scaled(10000)),
+		          CONDUIT_OK);
+	}
+	ck_assert_msg(rc == CONDUIT_EOF, "after %zu bytes: %s: %s", total,
+	              conduit_status_name(rc), conduit_flow_error(f));
+	ck_assert_uint_eq(total, 3000000);
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(20000)), 0);
+	/* Writing after the plain peer's close: closed, not reset. */
+	ck_status(conduit_write(f, "x", 1, &n), CONDUIT_ERR_CLOSED);
+	conduit_flow_free(f);
+	conduit_listener_free(l);
+	conduit_ctx_free(ctx);
+	host_teardown(true);
+}
+END_TEST
+
+/*
+ * Two conduit ends agree on the framed wire through XenStore: the
+ * listener advertises it beside ring-ref (readable by the client's
+ * domain), the client claims the ring with the version it speaks.  The
+ * framed wire is what gives a half-close: the client ends its stream
+ * and still reads the answer.
+ */
+START_TEST(conduit_ends_negotiate_framing)
+{
+	host_setup();
+	pid_t pid = cd_fork_peer();
+	if (pid == 0) {
+		set_domain(1);
+		conduit_ctx *sctx;
+		conduit_listener *l;
+		conduit_flow *f;
+		if (conduit_ctx_new(&sctx) != CONDUIT_OK ||
+		    conduit_listen(&l, sctx, "vchan://2/neg") != CONDUIT_OK ||
+		    conduit_accept_wait(&f, l, 20000) != CONDUIT_OK)
+			_exit(1);
+		char b[16];
+		size_t n, got = 0;
+		int rc;
+		while ((rc = conduit_read_wait(f, b + got, sizeof(b) - got, &n,
+		                               10000)) == CONDUIT_OK)
+			got += n;
+		if (rc != CONDUIT_EOF || got != 5 || memcmp(b, "hello", 5) != 0)
+			_exit(2);
+		if (conduit_write_all(f, "done", 4, NULL, 10000) !=
+		        CONDUIT_OK ||
+		    conduit_close_wait(f, 10000) != CONDUIT_OK)
+			_exit(3);
+		fk_free_all(NULL, f, l, sctx);
+		_exit(0);
+	}
+	/* The advertisement, as the client's domain sees it. */
+	struct xs_handle *xs = xs_open(0);
+	ck_assert_ptr_nonnull(xs);
+	const char *ad = "/local/domain/1/data/vchan/2/neg/conduit-wire";
+	char *v = NULL;
+	for (uint64_t end = cd_now_ms() + (uint64_t)cd_scaled(10000);
+	     v == NULL && cd_now_ms() < end; nap_ms(5))
+		v = xs_read(xs, XBT_NULL, ad, NULL);
+	ck_assert_msg(v != NULL, "no %s", ad);
+	ck_assert_str_eq(v, "1");
+	free(v);
+	v = xs_read(xs, XBT_NULL, "/local/domain/1/data/vchan/2/neg/claim",
+	            NULL);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_str_eq(v, "");
+	free(v);
+	/* Another domain may not read the advertisement. */
+	xs_close(xs);
+	set_domain(3);
+	xs = xs_open(0);
+	ck_assert_ptr_nonnull(xs);
+	ck_assert_ptr_null(xs_read(xs, XBT_NULL, ad, NULL));
+	ck_assert_int_eq(errno, EACCES);
+	xs_close(xs);
+	set_domain(2);
+
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_flow *f = NULL;
+	ck_status(
+	    conduit_connect_wait(&f, ctx, "vchan://1/neg", cd_scaled(20000)),
+	    CONDUIT_OK);
+	ck_status(conduit_write_all(f, "hello", 5, NULL, cd_scaled(5000)),
+	          CONDUIT_OK);
+	ck_status(conduit_shutdown(f, CONDUIT_SHUT_WR), CONDUIT_OK);
+	char b[8];
+	size_t n = 0, got = 0;
+	int rc;
+	while ((rc = conduit_read_wait(f, b + got, sizeof(b) - got, &n,
+	                               cd_scaled(10000))) == CONDUIT_OK)
+		got += n;
+	ck_status(rc, CONDUIT_EOF);
+	ck_assert(got == 4 && memcmp(b, "done", 4) == 0);
+	conduit_flow_free(f);
+	conduit_ctx_free(ctx);
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(20000)), 0);
+	host_teardown(true);
+}
+END_TEST
+
 #ifdef CONDUIT_HAVE_TLS
 /* A self-signed certificate for "logger" in the host directory. */
 static void make_cert(void)
@@ -928,6 +1156,9 @@ int main(void)
 	    CD_TEST(server_notify_before_its_first_wait, 10),
 	    CD_TEST(blocked_writer_after_peer_eof_sleeps, 30),
 	    CD_TEST(abortive_cycles_no_spurious_reset, 120),
+	    CD_TEST(plain_server_conduit_client, 60),
+	    CD_TEST(plain_client_conduit_server, 60),
+	    CD_TEST(conduit_ends_negotiate_framing, 30),
 #ifdef CONDUIT_HAVE_TLS
 	    CD_TEST(tls_handshake_waits_for_the_peer, 30),
 	    CD_TEST(tls_without_servername_refused, 0),

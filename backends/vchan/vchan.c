@@ -64,6 +64,11 @@
 /* How long a client waits for a ring when the context sets no timeout. */
 #define VC_CONNECT_MS 10000
 #define VC_ARMED_MAX  16
+/* The listener's advertisement beside ring-ref, and the framed wire's
+ * version it offers; a conduit client answers with that version in the
+ * claim key (see the top of the file). */
+#define VC_ADVERT "conduit-wire"
+#define VC_WIRE   "1"
 
 struct vc_state {
 	char name[64]; /* registered name, "" if none */
@@ -76,6 +81,7 @@ struct vc_flow {
 	struct libxenvchan *ctrl;
 	int fd;
 	uint32_t rleft; /* payload bytes left in the current record */
+	bool plain;     /* raw libxenvchan bytes: the peer is not conduit */
 	bool peer_eof;
 	bool eof_wanted, eof_sent;
 	/* while connecting */
@@ -294,6 +300,35 @@ static int ring_path(conduit_ctx *ctx, char *buf, unsigned server,
 	return CONDUIT_OK;
 }
 
+/* What the ring at path offers a client, read in transaction t. */
+enum ring_look {
+	RING_NONE,    /* no ring-ref (yet) */
+	RING_TAKEN,   /* a conduit ring another client has claimed */
+	RING_CONDUIT, /* a conduit ring, free: claim it, framed */
+	RING_PLAIN,   /* no advertisement: a plain libxenvchan server */
+};
+
+static enum ring_look look_ring(struct xs_handle *xs, xs_transaction_t t,
+                                const char *path)
+{
+	char key[VC_XS_BUF + 16];
+	snprintf(key, sizeof(key), "%s/ring-ref", path);
+	char *v = xs_read(xs, t, key, NULL);
+	if (v == NULL)
+		return RING_NONE;
+	free(v);
+	snprintf(key, sizeof(key), "%s/" VC_ADVERT, path);
+	v = xs_read(xs, t, key, NULL);
+	if (v == NULL)
+		return RING_PLAIN;
+	free(v);
+	snprintf(key, sizeof(key), "%s/claim", path);
+	v = xs_read(xs, t, key, NULL);
+	bool free_ring = v != NULL && v[0] == '\0';
+	free(v);
+	return free_ring ? RING_CONDUIT : RING_TAKEN;
+}
+
 static struct vc_state *state_of(conduit_ctx *ctx)
 {
 	const struct cd_registration *r = cd_find_transport(ctx, "vchan");
@@ -358,12 +393,18 @@ static uint32_t vc_space(const struct libxenvchan *c)
 static bool vc_readable(const struct vc_flow *vf)
 {
 	uint32_t r = vc_ready(vf->ctrl);
-	return vf->rleft > 0 ? r > 0 : r >= VC_HDR;
+	return vf->rleft > 0 || vf->plain ? r > 0 : r >= VC_HDR;
+}
+
+/* Enough room in the ring for the next write to put something. */
+static bool vc_writable(const struct vc_flow *vf)
+{
+	return vc_space(vf->ctrl) > (vf->plain ? 0 : VC_HDR);
 }
 
 static int try_send_eof(struct vc_flow *vf)
 {
-	if (!vf->eof_wanted || vf->eof_sent)
+	if (!vf->eof_wanted || vf->eof_sent || vf->plain)
 		return CONDUIT_OK;
 	if (!libxenvchan_is_open(vf->ctrl)) {
 		vf->eof_sent = true; /* nobody left to tell */
@@ -382,7 +423,8 @@ static int try_send_eof(struct vc_flow *vf)
 
 static int peer_gone(struct vc_flow *vf, const char *op)
 {
-	if (vf->peer_eof)
+	/* Towards a plain peer, closing is how its stream ends. */
+	if (vf->peer_eof || vf->plain)
 		return CONDUIT_EOF;
 	return conduit_flow_fail(&vf->base, CONDUIT_ERR_RESET,
 	                         "%s %s: the peer domain closed the vchan "
@@ -424,6 +466,13 @@ static int take(struct vc_flow *vf, unsigned char *out, size_t len, size_t *got)
 	size_t done = 0;
 	int rc = CONDUIT_OK;
 	uint32_t ready = vc_ready(vf->ctrl);
+	if (vf->plain) {
+		/* Raw bytes: as much as the ring holds. */
+		size_t want = len < ready ? len : ready;
+		int n = want > 0 ? libxenvchan_read(vf->ctrl, out, want) : 0;
+		*got = n > 0 ? (size_t)n : 0;
+		return CONDUIT_OK;
+	}
 	while (done < len && !vf->peer_eof && rc == CONDUIT_OK) {
 		if (vf->rleft == 0) {
 			if (ready < VC_HDR)
@@ -504,9 +553,49 @@ static int vf_read(conduit_flow *f, void *buf, size_t len, size_t *nread)
 	}
 	if (vf->peer_eof)
 		return CONDUIT_EOF;
-	if (!libxenvchan_is_open(vf->ctrl))
+	if (!libxenvchan_is_open(vf->ctrl)) {
+		if (vf->plain)
+			vf->peer_eof = true;
 		return peer_gone(vf, "read");
+	}
 	return CONDUIT_WANT_READ;
+}
+
+/* Raw bytes to a plain peer: as much as the ring has room for. */
+static int write_plain(struct vc_flow *vf, const struct conduit_iov *iov,
+                       size_t iovcnt, size_t *nwritten)
+{
+	uint32_t space = vc_space(vf->ctrl);
+	if (space == 0) {
+		drain_events(vf);
+		libxenvchan_buffer_space(vf->ctrl);
+		space = vc_space(vf->ctrl);
+		if (space == 0)
+			return libxenvchan_is_open(vf->ctrl)
+			           ? CONDUIT_WANT_WRITE
+			           : conduit_flow_fail(
+			                 &vf->base, CONDUIT_ERR_CLOSED,
+			                 "write %s: the peer "
+			                 "domain closed the vchan",
+			                 vf->base.uri);
+	}
+	size_t done = 0;
+	for (size_t i = 0; i < iovcnt && done < space; i++) {
+		size_t k = iov[i].len;
+		if (k > space - done)
+			k = space - done;
+		if (k == 0)
+			continue;
+		/* The only writer, and the room is there: all of it goes. */
+		if (libxenvchan_write(vf->ctrl, iov[i].base, k) != (int)k)
+			return conduit_flow_fail(&vf->base, CONDUIT_ERR_CLOSED,
+			                         "write %s: the peer domain "
+			                         "closed the vchan",
+			                         vf->base.uri);
+		done += k;
+	}
+	*nwritten = done;
+	return CONDUIT_OK;
 }
 
 static int vf_writev(conduit_flow *f, const struct conduit_iov *iov,
@@ -514,11 +603,15 @@ static int vf_writev(conduit_flow *f, const struct conduit_iov *iov,
 {
 	struct vc_flow *vf = vf_of(f);
 	if (!libxenvchan_is_open(vf->ctrl))
-		return conduit_flow_fail(
-		    f, vf->peer_eof ? CONDUIT_ERR_CLOSED : CONDUIT_ERR_RESET,
-		    "write %s: the peer domain closed the "
-		    "vchan",
-		    f->uri);
+		return conduit_flow_fail(f,
+		                         vf->peer_eof || vf->plain
+		                             ? CONDUIT_ERR_CLOSED
+		                             : CONDUIT_ERR_RESET,
+		                         "write %s: the peer domain closed the "
+		                         "vchan",
+		                         f->uri);
+	if (vf->plain)
+		return write_plain(vf, iov, iovcnt, nwritten);
 	uint32_t space = vc_space(vf->ctrl);
 	if (space <= VC_HDR) {
 		/* On the way to "would block": as in vf_read, for room. */
@@ -582,6 +675,13 @@ static int vf_writev(conduit_flow *f, const struct conduit_iov *iov,
 static int vf_shutdown(conduit_flow *f, unsigned how)
 {
 	struct vc_flow *vf = vf_of(f);
+	if ((how & CONDUIT_SHUT_WR) && vf->plain)
+		return conduit_flow_fail(
+		    f, CONDUIT_ERR_UNSUPPORTED,
+		    "shutdown %s: the peer speaks plain libxenvchan, which "
+		    "has no half-close; only closing the flow ends the "
+		    "stream",
+		    f->uri);
 	if (how & CONDUIT_SHUT_WR) {
 		vf->eof_wanted = true;
 		int rc = try_send_eof(vf);
@@ -638,7 +738,7 @@ static void vf_wait(conduit_flow *f, unsigned interest,
 	}
 	if (interest & CONDUIT_POLLOUT) {
 		libxenvchan_buffer_space(vf->ctrl);
-		now = now || vc_space(vf->ctrl) > VC_HDR;
+		now = now || vc_writable(vf);
 	}
 	conduit_waitset_fd(ws, vf->fd, CONDUIT_POLLIN);
 	if (now)
@@ -654,20 +754,16 @@ static unsigned vf_pending(conduit_flow *f, unsigned interest)
 		 * handshake then claims it) or the time is up. */
 		if (conduit_now_ms() >= vf->deadline)
 			return interest;
-		char key[VC_XS_BUF + 16];
-		snprintf(key, sizeof(key), "%s/claim", vf->path);
-		char *c = xs_read(vf->xs, XBT_NULL, key, NULL);
-		bool free_ring = c != NULL && c[0] == '\0';
-		free(c);
-		return free_ring ? interest : 0;
+		enum ring_look look = look_ring(vf->xs, XBT_NULL, vf->path);
+		return look == RING_CONDUIT || look == RING_PLAIN ? interest
+		                                                  : 0;
 	}
 	/* Only a look: notifications are asked for in vf_wait. */
 	bool open = libxenvchan_is_open(vf->ctrl) != 0;
 	if ((interest & CONDUIT_POLLIN) &&
 	    (vf->peer_eof || !open || vc_readable(vf)))
 		r |= CONDUIT_POLLIN;
-	if ((interest & CONDUIT_POLLOUT) &&
-	    (!open || vc_space(vf->ctrl) > VC_HDR))
+	if ((interest & CONDUIT_POLLOUT) && (!open || vc_writable(vf)))
 		r |= CONDUIT_POLLOUT;
 	return r;
 }
@@ -697,20 +793,17 @@ static int vf_handshake(conduit_flow *f)
 	/* Look and claim in one transaction: two clients of one domain
 	 * must not both take one ring. */
 	xs_transaction_t t = xs_transaction_start(vf->xs);
-	char *c = t != XBT_NULL ? xs_read(vf->xs, t, key, NULL) : NULL;
-	if (c != NULL) {
+	enum ring_look look =
+	    t != XBT_NULL ? look_ring(vf->xs, t, vf->path) : RING_NONE;
+	if (look != RING_NONE)
 		vf->saw_ring = true;
-		if (c[0] == '\0') {
-			char me[48];
-			snprintf(me, sizeof(me), "%ld-%p", (long)getpid(),
-			         (void *)vf);
-			won =
-			    xs_write(vf->xs, t, key, me, (unsigned)strlen(me));
-		}
-		free(c);
-	}
+	if (look == RING_CONDUIT)
+		won = xs_write(vf->xs, t, key, VC_WIRE, strlen(VC_WIRE));
+	else if (look == RING_PLAIN)
+		won = true; /* nothing to claim: the raw wire */
 	if (t != XBT_NULL)
-		xs_transaction_end(vf->xs, t, !won);
+		xs_transaction_end(vf->xs, t, look != RING_CONDUIT || !won);
+	vf->plain = look == RING_PLAIN;
 	if (!won) {
 		if (conduit_now_ms() < vf->deadline)
 			return CONDUIT_WANT_WRITE;
@@ -872,34 +965,44 @@ static int arm(struct vc_listener *vl, unsigned peer)
 	if (rc != CONDUIT_OK)
 		return conduit_listener_fail(&vl->base, rc, "%s",
 		                             conduit_ctx_error(vl->base.ctx));
-	r->ctrl = libxenvchan_server_init(NULL, (int)peer, r->path,
-	                                  vl->read_min, vl->write_min);
-	if (r->ctrl == NULL)
-		return conduit_listener_fail(&vl->base, CONDUIT_ERR_SYSTEM,
-		                             "listen %s: libxenvchan could not "
-		                             "make a ring for domain %u: %s",
-		                             vl->base.uri, peer,
-		                             strerror(errno));
-	r->ctrl->blocking = 0;
-	/* The claim key: empty, writable by the peer domain only. */
+	/* Before the ring: the advertisement (readable by the peer), and
+	 * the claim key, empty, writable by the peer domain only.  A
+	 * client that finds ring-ref finds them too. */
 	char key[VC_XS_BUF + 16];
-	snprintf(key, sizeof(key), "%s/claim", r->path);
-	struct xs_permissions perms[2] = {{vl->self, XS_PERM_NONE},
-	                                  {peer, XS_PERM_READ | XS_PERM_WRITE}};
+	struct xs_permissions ad[2] = {{vl->self, XS_PERM_NONE},
+	                               {peer, XS_PERM_READ}};
+	struct xs_permissions cl[2] = {{vl->self, XS_PERM_NONE},
+	                               {peer, XS_PERM_READ | XS_PERM_WRITE}};
 	xs_transaction_t t = xs_transaction_start(vl->xs);
-	bool ok = t != XBT_NULL && xs_write(vl->xs, t, key, "", 0) &&
-	          xs_set_permissions(vl->xs, t, key, perms, 2);
+	snprintf(key, sizeof(key), "%s/" VC_ADVERT, r->path);
+	bool ok = t != XBT_NULL &&
+	          xs_write(vl->xs, t, key, VC_WIRE, strlen(VC_WIRE)) &&
+	          xs_set_permissions(vl->xs, t, key, ad, 2);
+	snprintf(key, sizeof(key), "%s/claim", r->path);
+	ok = ok && xs_write(vl->xs, t, key, "", 0) &&
+	     xs_set_permissions(vl->xs, t, key, cl, 2);
 	int e = errno;
 	if (t != XBT_NULL && !xs_transaction_end(vl->xs, t, !ok) && ok) {
 		ok = false;
 		e = errno;
 	}
 	if (!ok) {
-		libxenvchan_close(r->ctrl);
+		xs_rm(vl->xs, XBT_NULL, r->path);
 		return conduit_listener_fail(&vl->base, CONDUIT_ERR_SYSTEM,
 		                             "listen %s: cannot write %s: %s",
 		                             vl->base.uri, key, strerror(e));
 	}
+	r->ctrl = libxenvchan_server_init(NULL, (int)peer, r->path,
+	                                  vl->read_min, vl->write_min);
+	if (r->ctrl == NULL) {
+		e = errno;
+		xs_rm(vl->xs, XBT_NULL, r->path);
+		return conduit_listener_fail(&vl->base, CONDUIT_ERR_SYSTEM,
+		                             "listen %s: libxenvchan could not "
+		                             "make a ring for domain %u: %s",
+		                             vl->base.uri, peer, strerror(e));
+	}
+	r->ctrl->blocking = 0;
 	r->peer = peer;
 	vl->narmed++;
 	return CONDUIT_OK;
@@ -965,6 +1068,13 @@ static int vl_accept(conduit_listener *l, conduit_flow **out)
 			continue; /* nobody yet */
 		struct libxenvchan *ctrl = r->ctrl;
 		unsigned peer = r->peer;
+		/* A conduit client claimed the ring before it mapped it;
+		 * a ring live without a claim has a plain client. */
+		char key[VC_XS_BUF + 16];
+		snprintf(key, sizeof(key), "%s/claim", r->path);
+		char *claim = xs_read(vl->xs, XBT_NULL, key, NULL);
+		bool plain = claim == NULL || claim[0] == '\0';
+		free(claim);
 		/* Connected (or come and gone): hide the ring from everyone
 		 * else now, and stop libxenvchan from removing the keys
 		 * again at close, when they may be the next ring's. */
@@ -989,6 +1099,7 @@ static int vl_accept(conduit_listener *l, conduit_flow **out)
 		}
 		vf->ctrl = ctrl;
 		vf->fd = fd;
+		vf->plain = plain;
 		vf->base.state |= CONDUIT_FLOW_ESTABLISHED;
 		/* conduit_accept() reports "accepted". */
 		*out = &vf->base;
