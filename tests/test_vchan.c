@@ -968,6 +968,199 @@ START_TEST(conduit_ends_negotiate_framing)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* XenStore watches                                                     */
+
+/* The next event of a watch, waited for up to ms on its descriptor:
+ * "path token" in a static buffer, or "" when none came. */
+static const char *next_event(struct xs_handle *xs, int ms)
+{
+	static char out[512];
+	struct pollfd p = {xs_fileno(xs), POLLIN, 0};
+	char **ev = xs_check_watch(xs);
+	if (ev == NULL && errno == EAGAIN && poll(&p, 1, ms) == 1)
+		ev = xs_check_watch(xs);
+	if (ev == NULL)
+		return "";
+	snprintf(out, sizeof(out), "%s %s", ev[XS_WATCH_PATH],
+	         ev[XS_WATCH_TOKEN]);
+	free(ev);
+	return out;
+}
+
+/*
+ * The emulation's watches behave as xenstored's: one event at
+ * registration; then one for each write or removal at or under the
+ * watched path, from any process, told through xs_fileno() and taken by
+ * xs_check_watch() without blocking; relative watches get relative
+ * paths; a removal above a watch fires it with its own path; a domain
+ * hears only of nodes it may read.
+ */
+START_TEST(xenstore_watches_emulated)
+{
+	host_setup();
+	struct xs_handle *xs = xs_open(0); /* domain 2 */
+	ck_assert_ptr_nonnull(xs);
+	ck_assert_int_ge(xs_fileno(xs), 0);
+	ck_assert(xs_watch(xs, "/local/domain/2/data/w", "abs"));
+	ck_assert_str_eq(next_event(xs, 0), "/local/domain/2/data/w abs");
+	ck_assert_str_eq(next_event(xs, 0), "");
+	ck_assert_int_eq(errno, EAGAIN);
+	ck_assert(xs_watch(xs, "data/rel", "rel"));
+	ck_assert_str_eq(next_event(xs, 0), "data/rel rel");
+
+	/* A write from another process, and one beside the path. */
+	pid_t pid = cd_fork_peer();
+	if (pid == 0) {
+		struct xs_handle *o = xs_open(0);
+		bool ok =
+		    o != NULL &&
+		    xs_write(o, XBT_NULL, "/local/domain/2/data/wx", "1", 1) &&
+		    xs_write(o, XBT_NULL, "/local/domain/2/data/w/k", "v", 1);
+		xs_close(o);
+		_exit(ok ? 0 : 1);
+	}
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(10000)), 0);
+	ck_assert_str_eq(next_event(xs, cd_scaled(2000)),
+	                 "/local/domain/2/data/w/k abs");
+	ck_assert_str_eq(next_event(xs, 50), "");
+	ck_assert(xs_write(xs, XBT_NULL, "data/rel", "x", 1));
+	ck_assert_str_eq(next_event(xs, cd_scaled(2000)), "data/rel rel");
+
+	/* Domain 3 watches the same node, which it may not read. */
+	set_domain(3);
+	struct xs_handle *other = xs_open(0);
+	ck_assert_ptr_nonnull(other);
+	ck_assert(xs_watch(other, "/local/domain/2/data/w", "other"));
+	ck_assert_str_eq(next_event(other, 0), "/local/domain/2/data/w other");
+	set_domain(2);
+	ck_assert(xs_write(xs, XBT_NULL, "/local/domain/2/data/w/k", "2", 1));
+	ck_assert_str_eq(next_event(xs, cd_scaled(2000)),
+	                 "/local/domain/2/data/w/k abs");
+	ck_assert_str_eq(next_event(other, 50), "");
+
+	/* Removing the parent fires the watches below it, each with its
+	 * own path (domain 3's included: a removal is told to all). */
+	ck_assert(xs_rm(xs, XBT_NULL, "/local/domain/2/data"));
+	const char *a = next_event(xs, cd_scaled(2000));
+	char first[512];
+	snprintf(first, sizeof(first), "%s", a);
+	const char *b = next_event(xs, cd_scaled(2000));
+	ck_assert_msg((strcmp(first, "/local/domain/2/data/w abs") == 0 &&
+	               strcmp(b, "data/rel rel") == 0) ||
+	                  (strcmp(b, "/local/domain/2/data/w abs") == 0 &&
+	                   strcmp(first, "data/rel rel") == 0),
+	              "events: \"%s\", \"%s\"", first, b);
+	ck_assert_str_eq(next_event(other, cd_scaled(2000)),
+	                 "/local/domain/2/data/w other");
+
+	/* xs_read_watch blocks until an event, and unwatching stops them. */
+	ck_assert(xs_write(xs, XBT_NULL, "/local/domain/2/data/w", "3", 1));
+	unsigned num = 0;
+	char **ev = xs_read_watch(xs, &num);
+	ck_assert_ptr_nonnull(ev);
+	ck_assert_uint_eq(num, 2);
+	ck_assert_str_eq(ev[XS_WATCH_TOKEN], "abs");
+	free(ev);
+	ck_assert(xs_unwatch(xs, "/local/domain/2/data/w", "abs"));
+	ck_assert(xs_write(xs, XBT_NULL, "/local/domain/2/data/w", "4", 1));
+	ck_assert_str_eq(next_event(xs, 50), "");
+	xs_close(other);
+	xs_close(xs);
+	host_teardown(true);
+}
+END_TEST
+
+/*
+ * Connecting and listening sleep on XenStore watches, not on a timer: a
+ * client waiting for a ring is given a descriptor and its connect
+ * deadline, a named listener a descriptor and no deadline at all; the
+ * ring appearing, or a client announcing itself, wakes them.
+ */
+START_TEST(connect_and_listen_sleep_on_watches)
+{
+	host_setup();
+	int go[2];
+	ck_assert(pipe(go) == 0);
+	pid_t pid = cd_fork_peer();
+	if (pid == 0) {
+		close(go[1]);
+		set_domain(1);
+		conduit_ctx *sctx;
+		conduit_listener *l;
+		conduit_flow *f;
+		if (pipe_wait(go[0], 20000) != 0 ||
+		    conduit_ctx_new(&sctx) != CONDUIT_OK ||
+		    conduit_listen(&l, sctx, "vchan://2/late") != CONDUIT_OK ||
+		    conduit_accept_wait(&f, l, 20000) != CONDUIT_OK ||
+		    fk_echo_blocking(f, 20000) != 0)
+			_exit(1);
+		fk_free_all(NULL, f, l, sctx);
+		_exit(0);
+	}
+	close(go[0]);
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_ctx_set_connect_timeout(ctx, 20000);
+	conduit_flow *f = NULL;
+	ck_status(conduit_connect(&f, ctx, "vchan://1/late"), CONDUIT_OK);
+	ck_assert(fk_is_want(conduit_handshake(f)));
+	struct conduit_pollitem it = {.flow = f, .events = CONDUIT_POLLOUT};
+	struct pollfd fds[4];
+	size_t nfds = 0;
+	int tmo = 0;
+	ck_status(conduit_wait_fds(ctx, &it, 1, fds, 4, &nfds, &tmo),
+	          CONDUIT_OK);
+	ck_assert_uint_ge(nfds, 1);
+	ck_assert_msg(tmo > 10000, "a client waiting for a ring wakes in %d ms",
+	              tmo);
+	ck_assert_int_eq(poll(fds, nfds, 0), 0);
+	ck_assert_int_eq(pipe_say(go[1]), 0);
+	/* The listener's ring wakes the client's descriptor. */
+	uint64_t t0 = cd_now_ms();
+	ck_assert_msg(poll(fds, nfds, cd_scaled(10000)) >= 1,
+	              "no wake-up when the ring appeared");
+	ck_assert_msg(cd_now_ms() - t0 < (uint64_t)cd_scaled(10000),
+	              "woke late");
+	int r = fk_pump_echo(ctx, f, 5, 100000, cd_scaled(20000));
+	ck_assert_msg(r == 0, "echo failed at step %d: %s", r,
+	              conduit_flow_error(f));
+	conduit_flow_free(f);
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(20000)), 0);
+
+	/* A named listener: no deadline; an announcement wakes it. */
+	conduit_listener *l = NULL;
+	ck_status(conduit_listen(&l, ctx, "vchan://named2/p"), CONDUIT_OK);
+	struct conduit_pollitem li = {.listener = l, .events = CONDUIT_POLLIN};
+	nfds = 0;
+	ck_status(conduit_wait_fds(ctx, &li, 1, fds, 4, &nfds, &tmo),
+	          CONDUIT_OK);
+	ck_assert_uint_ge(nfds, 1);
+	ck_assert_msg(tmo < 0, "an idle named listener wakes in %d ms", tmo);
+	ck_assert_int_eq(poll(fds, nfds, 0), 0);
+	pid = cd_fork_peer();
+	if (pid == 0) {
+		set_domain(1);
+		conduit_ctx *cctx;
+		if (conduit_ctx_new(&cctx) != CONDUIT_OK)
+			_exit(1);
+		fk_echo_client(cctx, "vchan://named2/p", 6, 1000, 20000);
+		conduit_ctx_free(cctx);
+		_exit(0);
+	}
+	ck_assert_msg(poll(fds, nfds, cd_scaled(10000)) >= 1,
+	              "no wake-up when a client announced itself");
+	conduit_flow *s = NULL;
+	ck_status(conduit_accept_wait(&s, l, cd_scaled(20000)), CONDUIT_OK);
+	ck_assert_int_eq(fk_echo_blocking(s, cd_scaled(20000)), 0);
+	conduit_flow_free(s);
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(20000)), 0);
+	conduit_listener_free(l);
+	conduit_ctx_free(ctx);
+	close(go[1]);
+	host_teardown(true);
+}
+END_TEST
+
 #ifdef CONDUIT_HAVE_TLS
 /* A self-signed certificate for "logger" in the host directory. */
 static void make_cert(void)
@@ -1159,6 +1352,8 @@ int main(void)
 	    CD_TEST(plain_server_conduit_client, 60),
 	    CD_TEST(plain_client_conduit_server, 60),
 	    CD_TEST(conduit_ends_negotiate_framing, 30),
+	    CD_TEST(xenstore_watches_emulated, 30),
+	    CD_TEST(connect_and_listen_sleep_on_watches, 60),
 #ifdef CONDUIT_HAVE_TLS
 	    CD_TEST(tls_handshake_waits_for_the_peer, 30),
 	    CD_TEST(tls_without_servername_refused, 0),

@@ -74,22 +74,25 @@ static int send_check(struct libxenvchan *c, uint64_t total)
 		}
 		int r = libxenvchan_read(c, in, sizeof(in));
 		if (r < 0) {
-			fprintf(stderr, "vchan_plain: the peer closed after "
-			                "%llu bytes\n",
+			fprintf(stderr,
+			        "vchan_plain: the peer closed after "
+			        "%llu bytes\n",
 			        (unsigned long long)got);
 			return 1;
 		}
 		for (int i = 0; i < r; i++)
 			if (in[i] != pattern(got + (uint64_t)i)) {
-				fprintf(stderr, "vchan_plain: wrong byte at %llu\n",
-				        (unsigned long long)(got + (uint64_t)i));
+				fprintf(
+				    stderr, "vchan_plain: wrong byte at %llu\n",
+				    (unsigned long long)(got + (uint64_t)i));
 				return 1;
 			}
 		got += (uint64_t)r;
 		if (w == 0 && r == 0) {
 			if (!libxenvchan_is_open(c)) {
-				fprintf(stderr, "vchan_plain: the peer closed "
-				                "after %llu bytes\n",
+				fprintf(stderr,
+				        "vchan_plain: the peer closed "
+				        "after %llu bytes\n",
 				        (unsigned long long)got);
 				return 1;
 			}

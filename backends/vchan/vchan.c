@@ -59,7 +59,8 @@
 /* libxenvchan's key buffer, less "/event-channel" and the NUL. */
 #define VC_XS_BUF   64
 #define VC_PATH_MAX (VC_XS_BUF - sizeof("/event-channel"))
-/* How often XenStore is polled while connecting or listening. */
+/* How often XenStore is polled while connecting or listening, where a
+ * watch could not be set. */
 #define VC_POLL_MS 5
 /* How long a client waits for a ring when the context sets no timeout. */
 #define VC_CONNECT_MS 10000
@@ -86,6 +87,7 @@ struct vc_flow {
 	bool eof_wanted, eof_sent;
 	/* while connecting */
 	struct xs_handle *xs;
+	int xs_fd; /* its watch descriptor, or -1: poll */
 	unsigned server;
 	char path[VC_XS_BUF];
 	char announce[160];
@@ -102,6 +104,7 @@ struct vc_ring {
 struct vc_listener {
 	conduit_listener base;
 	struct xs_handle *xs;
+	int xs_fd; /* watch descriptor of a named listener, or -1 */
 	unsigned self;
 	bool named, registered;
 	unsigned direct_peer;
@@ -281,6 +284,29 @@ static void unregister_name(struct xs_handle *xs, const char *name,
 	if (p != NULL && n > 0 && p[0].id == self)
 		xs_rm(xs, XBT_NULL, node);
 	free(p);
+}
+
+/* Consume the watch events that have come (never blocks); true if
+ * there were any.  What changed is then looked at afresh. */
+static bool drain_watch(struct xs_handle *xs)
+{
+	bool any = false;
+	char **ev;
+	while ((ev = xs_check_watch(xs)) != NULL) {
+		free(ev);
+		any = true;
+	}
+	return any;
+}
+
+/* Watch path (token: what for); the descriptor to sleep on, or -1 when
+ * XenStore cannot watch it (the caller then polls). */
+static int watch_fd(struct xs_handle *xs, const char *path, const char *token)
+{
+	int fd = xs_fileno(xs);
+	if (fd < 0 || !xs_watch(xs, path, token))
+		return -1;
+	return fd;
 }
 
 /* The ring path, or a PATH_TOO_LONG message. */
@@ -719,10 +745,20 @@ static void vf_wait(conduit_flow *f, unsigned interest,
 	struct vc_flow *vf = vf_of(f);
 	(void)interest;
 	if (vf->ctrl == NULL) {
-		/* Connecting: XenStore is polled. */
-		uint64_t at = conduit_now_ms() + VC_POLL_MS;
-		conduit_waitset_deadline(ws,
-		                         at < vf->deadline ? at : vf->deadline);
+		/* Connecting: a watch on the ring's keys says when to look
+		 * again (events drained here, or the descriptor would stay
+		 * readable); without one, XenStore is polled. */
+		uint64_t at = vf->deadline;
+		if (vf->xs_fd >= 0) {
+			drain_watch(vf->xs);
+			conduit_waitset_fd(ws, vf->xs_fd, CONDUIT_POLLIN);
+		} else if (conduit_now_ms() + VC_POLL_MS < at) {
+			at = conduit_now_ms() + VC_POLL_MS;
+		}
+		enum ring_look look = look_ring(vf->xs, XBT_NULL, vf->path);
+		if (look == RING_CONDUIT || look == RING_PLAIN)
+			at = 0;
+		conduit_waitset_deadline(ws, at);
 		return;
 	}
 	/* About to sleep: ask the peer to signal what we wait for (these
@@ -754,6 +790,8 @@ static unsigned vf_pending(conduit_flow *f, unsigned interest)
 		 * handshake then claims it) or the time is up. */
 		if (conduit_now_ms() >= vf->deadline)
 			return interest;
+		if (vf->xs_fd >= 0)
+			drain_watch(vf->xs);
 		enum ring_look look = look_ring(vf->xs, XBT_NULL, vf->path);
 		return look == RING_CONDUIT || look == RING_PLAIN ? interest
 		                                                  : 0;
@@ -864,6 +902,7 @@ static struct vc_flow *new_flow(conduit_ctx *ctx, const char *uri)
 		return NULL;
 	}
 	vf->fd = -1;
+	vf->xs_fd = -1;
 	return vf;
 }
 
@@ -908,6 +947,8 @@ static int vc_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	}
 	memcpy(vf->path, path, sizeof(path));
 	vf->xs = xs;
+	/* Fires when the listener writes or removes the ring's keys. */
+	vf->xs_fd = watch_fd(xs, path, "ring");
 	vf->server = server;
 	uint32_t ms =
 	    ctx->connect_timeout_ms ? ctx->connect_timeout_ms : VC_CONNECT_MS;
@@ -1108,24 +1149,36 @@ static int vl_accept(conduit_listener *l, conduit_flow **out)
 	return CONDUIT_WANT_READ;
 }
 
+/* A named listener's announcements: looked at when the watch on
+ * /conduit/NAME fired (or always, without a watch).  Events drained. */
+static void check_announcements(struct vc_listener *vl)
+{
+	if (vl->xs_fd < 0 || drain_watch(vl->xs))
+		scan_announcements(vl);
+}
+
 static void vl_wait(conduit_listener *l, struct conduit_waitset *ws)
 {
 	struct vc_listener *vl = vl_of(l);
+	if (vl->named)
+		check_announcements(vl);
 	for (size_t i = 0; i < vl->narmed; i++)
 		conduit_waitset_fd(ws,
 		                   libxenvchan_fd_for_select(vl->armed[i].ctrl),
 		                   CONDUIT_POLLIN);
-	if (vl->named || vl->narmed == 0)
+	if (vl->named && vl->xs_fd >= 0)
+		conduit_waitset_fd(ws, vl->xs_fd, CONDUIT_POLLIN);
+	else if (vl->named || vl->narmed == 0)
 		conduit_waitset_deadline(ws, conduit_now_ms() + VC_POLL_MS);
 }
 
 static unsigned vl_pending(conduit_listener *l)
 {
 	struct vc_listener *vl = vl_of(l);
-	/* XenStore has no descriptor here: looking at it is pending work,
-	 * done each time the caller is about to sleep. */
+	/* XenStore is pending work, looked at each time the caller is
+	 * about to sleep: announcements when the watch fired. */
 	if (vl->named)
-		scan_announcements(vl);
+		check_announcements(vl);
 	else if (vl->narmed == 0)
 		arm(vl, vl->direct_peer);
 	for (size_t i = 0; i < vl->narmed; i++)
@@ -1171,6 +1224,7 @@ static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		                        "listen: out of memory");
 	}
 	vl->xs = xs;
+	vl->xs_fd = -1;
 	snprintf(vl->port, sizeof(vl->port), "%s", ep->path);
 	const char *o = conduit_endpoint_option(ep, "read-ring");
 	vl->read_min = o != NULL ? strtoul(o, NULL, 10) : 0;
@@ -1197,6 +1251,12 @@ static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		bool ours = st != NULL && strcmp(st->name, vl->name) == 0;
 		rc = register_name(ctx, xs, vl->name, vl->self);
 		vl->registered = rc == CONDUIT_OK && !ours;
+		if (rc == CONDUIT_OK) {
+			/* Fires on each announcement under the name. */
+			char node[96];
+			snprintf(node, sizeof(node), "/conduit/%s", vl->name);
+			vl->xs_fd = watch_fd(xs, node, "announce");
+		}
 	} else if (rc == CONDUIT_OK) {
 		vl->direct_peer = (unsigned)strtoul(ep->host, NULL, 10);
 		rc = arm(vl, vl->direct_peer);
