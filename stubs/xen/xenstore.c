@@ -395,6 +395,7 @@ struct xs_handle *xs_open(unsigned long flags)
 		return NULL;
 	h->domid = xe_domid();
 	h->wfd = -1;
+	xe_domain_mark(h->domid);
 	snprintf(h->root, sizeof(h->root), "%s", path);
 	snprintf(path, sizeof(path), "%s/xs.lock", xe_dir());
 	h->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
