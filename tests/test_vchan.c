@@ -968,6 +968,53 @@ START_TEST(conduit_ends_negotiate_framing)
 }
 END_TEST
 
+/*
+ * A listener that went away without closing (killed, or _exit) leaves
+ * its armed ring's keys in XenStore, naming an event port that is gone.
+ * A client that finds them keeps waiting for a live ring until its
+ * deadline, and connects to the next listener of that path.
+ */
+START_TEST(stale_ring_keys_then_new_listener)
+{
+	host_setup();
+	pid_t gone = cd_fork_peer();
+	if (gone == 0) {
+		set_domain(1);
+		conduit_ctx *sctx;
+		conduit_listener *l;
+		if (conduit_ctx_new(&sctx) != CONDUIT_OK ||
+		    conduit_listen(&l, sctx, "vchan://2/stale") != CONDUIT_OK)
+			_exit(1);
+		_exit(0); /* without freeing: the keys stay */
+	}
+	ck_assert_int_eq(cd_wait_peer(gone, cd_scaled(10000)), 0);
+	conduit_ctx *ctx = fk_new_ctx();
+	conduit_ctx_set_connect_timeout(ctx, cd_scaled(20000));
+	conduit_flow *f = NULL;
+	ck_status(conduit_connect(&f, ctx, "vchan://1/stale"), CONDUIT_OK);
+	uint64_t t0 = cd_now_ms();
+	int rc;
+	while ((rc = conduit_handshake(f)) != CONDUIT_OK &&
+	       cd_now_ms() - t0 < 300) {
+		ck_assert_msg(fk_is_want(rc), "on stale keys: %s",
+		              conduit_flow_error(f));
+		struct conduit_pollitem it = {.flow = f,
+		                              .events = CONDUIT_POLLOUT};
+		size_t n;
+		ck_status(conduit_poll(ctx, &it, 1, 100, &n), CONDUIT_OK);
+	}
+	ck_assert_msg(rc != CONDUIT_OK, "connected to a listener that is gone");
+	pid_t pid = spawn_echo(1, "vchan://2/stale", 1);
+	int r = fk_pump_echo(ctx, f, 4, 200000, cd_scaled(20000));
+	ck_assert_msg(r == 0, "echo failed at step %d: %s", r,
+	              conduit_flow_error(f));
+	conduit_flow_free(f);
+	conduit_ctx_free(ctx);
+	ck_assert_int_eq(cd_wait_peer(pid, cd_scaled(20000)), 0);
+	host_teardown(false);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* XenStore watches                                                     */
 
@@ -1569,6 +1616,7 @@ int main(void)
 	    CD_TEST(plain_server_conduit_client, 60),
 	    CD_TEST(plain_client_conduit_server, 60),
 	    CD_TEST(conduit_ends_negotiate_framing, 30),
+	    CD_TEST(stale_ring_keys_then_new_listener, 30),
 	    CD_TEST(xenstore_watches_emulated, 30),
 	    CD_TEST(connect_and_listen_sleep_on_watches, 60),
 	    CD_TEST(emulated_domain_list, 30),

@@ -65,6 +65,8 @@
 /* How long a client waits for a ring when the context sets no timeout. */
 #define VC_CONNECT_MS 10000
 #define VC_ARMED_MAX  16
+/* How soon a client tries again a ring libxenvchan could not map. */
+#define VC_RETRY_MS 50
 /* The listener's advertisement beside ring-ref, and the framed wire's
  * version it offers; a conduit client answers with that version in the
  * claim key (see the top of the file). */
@@ -93,6 +95,10 @@ struct vc_flow {
 	char announce[160];
 	uint64_t deadline;
 	bool saw_ring;
+	/* libxenvchan could not map the ring found (keys left by a server
+	 * that is gone): errno then, and when to look again. */
+	int init_errno;
+	uint64_t retry_at;
 };
 
 struct vc_ring {
@@ -756,8 +762,12 @@ static void vf_wait(conduit_flow *f, unsigned interest,
 			at = conduit_now_ms() + VC_POLL_MS;
 		}
 		enum ring_look look = look_ring(vf->xs, XBT_NULL, vf->path);
-		if (look == RING_CONDUIT || look == RING_PLAIN)
+		if (vf->retry_at > conduit_now_ms()) {
+			if (vf->retry_at < at)
+				at = vf->retry_at;
+		} else if (look == RING_CONDUIT || look == RING_PLAIN) {
 			at = 0;
+		}
 		conduit_waitset_deadline(ws, at);
 		return;
 	}
@@ -788,10 +798,13 @@ static unsigned vf_pending(conduit_flow *f, unsigned interest)
 	if (vf->ctrl == NULL) {
 		/* Connecting: ready when a free ring has appeared (the
 		 * handshake then claims it) or the time is up. */
-		if (conduit_now_ms() >= vf->deadline)
+		uint64_t now = conduit_now_ms();
+		if (now >= vf->deadline)
 			return interest;
 		if (vf->xs_fd >= 0)
 			drain_watch(vf->xs);
+		if (now < vf->retry_at)
+			return 0;
 		enum ring_look look = look_ring(vf->xs, XBT_NULL, vf->path);
 		return look == RING_CONDUIT || look == RING_PLAIN ? interest
 		                                                  : 0;
@@ -825,6 +838,9 @@ static int vf_handshake(conduit_flow *f)
 	struct vc_flow *vf = vf_of(f);
 	if (vf->ctrl != NULL)
 		return CONDUIT_OK;
+	uint64_t now = conduit_now_ms();
+	if (now < vf->retry_at && now < vf->deadline)
+		return CONDUIT_WANT_WRITE;
 	char key[VC_XS_BUF + 16];
 	snprintf(key, sizeof(key), "%s/claim", vf->path);
 	bool won = false;
@@ -845,6 +861,13 @@ static int vf_handshake(conduit_flow *f)
 	if (!won) {
 		if (conduit_now_ms() < vf->deadline)
 			return CONDUIT_WANT_WRITE;
+		if (vf->init_errno != 0)
+			return conduit_flow_fail(
+			    f, CONDUIT_ERR_REFUSED,
+			    "connect %s: libxenvchan could not set up the "
+			    "ring at %s: %s (keys left by a server that is "
+			    "gone?)",
+			    f->uri, vf->path, strerror(vf->init_errno));
 		if (!vf->saw_ring)
 			return conduit_flow_fail(
 			    f, CONDUIT_ERR_REFUSED,
@@ -858,12 +881,23 @@ static int vf_handshake(conduit_flow *f)
 		                         f->uri, vf->path);
 	}
 	vf->ctrl = libxenvchan_client_init(NULL, (int)vf->server, vf->path);
-	if (vf->ctrl == NULL)
+	if (vf->ctrl == NULL) {
+		/* Keys a server left when it went away name a ring that is
+		 * no more; the next server writes new ones.  Until the
+		 * deadline, try again (a claimed ring is then "taken", and
+		 * the watch tells when it is written anew). */
+		vf->init_errno = errno;
+		now = conduit_now_ms();
+		if (now < vf->deadline) {
+			vf->retry_at = now + VC_RETRY_MS;
+			return CONDUIT_WANT_WRITE;
+		}
 		return conduit_flow_fail(
 		    f, CONDUIT_ERR_REFUSED,
 		    "connect %s: libxenvchan could not set "
 		    "up the ring at %s: %s",
-		    f->uri, vf->path, strerror(errno));
+		    f->uri, vf->path, strerror(vf->init_errno));
+	}
 	vf->ctrl->blocking = 0;
 	vf->fd = libxenvchan_fd_for_select(vf->ctrl);
 	if (vf->announce[0] != '\0')
@@ -1015,6 +1049,10 @@ static int arm(struct vc_listener *vl, unsigned peer)
 	struct xs_permissions cl[2] = {{vl->self, XS_PERM_NONE},
 	                               {peer, XS_PERM_READ | XS_PERM_WRITE}};
 	xs_transaction_t t = xs_transaction_start(vl->xs);
+	/* Keys a server of this path left when it went away go first: a
+	 * client must not find a new claim beside an old ring. */
+	if (t != XBT_NULL)
+		xs_rm(vl->xs, t, r->path);
 	snprintf(key, sizeof(key), "%s/" VC_ADVERT, r->path);
 	bool ok = t != XBT_NULL &&
 	          xs_write(vl->xs, t, key, VC_WIRE, strlen(VC_WIRE)) &&
