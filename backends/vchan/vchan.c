@@ -99,6 +99,9 @@ struct vc_flow {
 	 * that is gone): errno then, and when to look again. */
 	int init_errno;
 	uint64_t retry_at;
+	/* What the last look at the ring's keys found claimable, and
+	 * whether the watch fired since (then it is looked at again). */
+	bool ring_free, ring_changed;
 };
 
 struct vc_ring {
@@ -745,6 +748,21 @@ static void vf_destroy(conduit_flow *f)
 	free(vf);
 }
 
+/* Connecting: whether a ring is there to take.  With a watch, the keys
+ * are read again only when it fired (XenStore is not read on every wake
+ * of the caller's loop); without one, every time. */
+static bool ring_claimable(struct vc_flow *vf)
+{
+	if (vf->xs_fd >= 0 && drain_watch(vf->xs))
+		vf->ring_changed = true;
+	if (vf->xs_fd < 0 || vf->ring_changed) {
+		enum ring_look look = look_ring(vf->xs, XBT_NULL, vf->path);
+		vf->ring_free = look == RING_CONDUIT || look == RING_PLAIN;
+		vf->ring_changed = false;
+	}
+	return vf->ring_free && conduit_now_ms() >= vf->retry_at;
+}
+
 static void vf_wait(conduit_flow *f, unsigned interest,
                     struct conduit_waitset *ws)
 {
@@ -755,19 +773,14 @@ static void vf_wait(conduit_flow *f, unsigned interest,
 		 * again (events drained here, or the descriptor would stay
 		 * readable); without one, XenStore is polled. */
 		uint64_t at = vf->deadline;
-		if (vf->xs_fd >= 0) {
-			drain_watch(vf->xs);
+		if (vf->xs_fd >= 0)
 			conduit_waitset_fd(ws, vf->xs_fd, CONDUIT_POLLIN);
-		} else if (conduit_now_ms() + VC_POLL_MS < at) {
+		else if (conduit_now_ms() + VC_POLL_MS < at)
 			at = conduit_now_ms() + VC_POLL_MS;
-		}
-		enum ring_look look = look_ring(vf->xs, XBT_NULL, vf->path);
-		if (vf->retry_at > conduit_now_ms()) {
-			if (vf->retry_at < at)
-				at = vf->retry_at;
-		} else if (look == RING_CONDUIT || look == RING_PLAIN) {
+		if (ring_claimable(vf))
 			at = 0;
-		}
+		else if (vf->retry_at > conduit_now_ms() && vf->retry_at < at)
+			at = vf->retry_at;
 		conduit_waitset_deadline(ws, at);
 		return;
 	}
@@ -798,16 +811,9 @@ static unsigned vf_pending(conduit_flow *f, unsigned interest)
 	if (vf->ctrl == NULL) {
 		/* Connecting: ready when a free ring has appeared (the
 		 * handshake then claims it) or the time is up. */
-		uint64_t now = conduit_now_ms();
-		if (now >= vf->deadline)
+		if (conduit_now_ms() >= vf->deadline)
 			return interest;
-		if (vf->xs_fd >= 0)
-			drain_watch(vf->xs);
-		if (now < vf->retry_at)
-			return 0;
-		enum ring_look look = look_ring(vf->xs, XBT_NULL, vf->path);
-		return look == RING_CONDUIT || look == RING_PLAIN ? interest
-		                                                  : 0;
+		return ring_claimable(vf) ? interest : 0;
 	}
 	/* Only a look: notifications are asked for in vf_wait. */
 	bool open = libxenvchan_is_open(vf->ctrl) != 0;
@@ -858,6 +864,9 @@ static int vf_handshake(conduit_flow *f)
 	if (t != XBT_NULL)
 		xs_transaction_end(vf->xs, t, look != RING_CONDUIT || !won);
 	vf->plain = look == RING_PLAIN;
+	/* Not taken: nothing to take until the watch fires again (or, on
+	 * failure below, the retry time). */
+	vf->ring_free = false;
 	if (!won) {
 		if (conduit_now_ms() < vf->deadline)
 			return CONDUIT_WANT_WRITE;
@@ -890,6 +899,7 @@ static int vf_handshake(conduit_flow *f)
 		now = conduit_now_ms();
 		if (now < vf->deadline) {
 			vf->retry_at = now + VC_RETRY_MS;
+			vf->ring_changed = true; /* look again then */
 			return CONDUIT_WANT_WRITE;
 		}
 		return conduit_flow_fail(

@@ -76,6 +76,7 @@ struct xs_handle {
 	uint32_t domid;
 	int in_tx;
 	char root[PATH_MAX];
+	char watchdir[PATH_MAX]; /* <host dir>/watch, made at open */
 	/* watches */
 	int wfd;        /* the datagram socket, -1 until needed */
 	char wname[64]; /* its entry in <host dir>/watch */
@@ -292,23 +293,28 @@ static socklen_t watch_addr(struct sockaddr_un *sa, const char *entry)
  * with the lock held, after the change. */
 static void fire(const struct xs_handle *h, const char *abs, bool rm)
 {
-	char dir[PATH_MAX];
-	if (xe_subdir("watch", dir, sizeof(dir)) < 0)
-		return;
+	const char *dir = h->watchdir;
 	DIR *d = opendir(dir);
 	if (d == NULL)
 		return;
+	/* The node's permissions and a socket, once there is a watcher. */
 	struct nperms np;
-	bool have_perms = !rm && read_perms(h, abs, &np);
+	bool have_perms = false;
 	char msg[XS_PATH_MAX + 2];
 	int len = snprintf(msg, sizeof(msg), "%c%s", rm ? 'R' : 'C', abs);
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int fd = -1;
 	struct dirent *de;
-	while (fd >= 0 && (de = readdir(d)) != NULL) {
+	while ((de = readdir(d)) != NULL) {
 		unsigned dom;
 		if (de->d_name[0] == '.' || strchr(de->d_name, '.') != NULL ||
 		    sscanf(de->d_name, "%u-", &dom) != 1)
 			continue;
+		if (fd < 0) {
+			fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+			if (fd < 0)
+				break;
+			have_perms = !rm && read_perms(h, abs, &np);
+		}
 		/* xenstored tells of a change only those who may read the
 		 * node. */
 		if (have_perms && !allowed(&np, dom, XS_PERM_READ))
@@ -395,6 +401,10 @@ struct xs_handle *xs_open(unsigned long flags)
 		return NULL;
 	h->domid = xe_domid();
 	h->wfd = -1;
+	if (xe_subdir("watch", h->watchdir, sizeof(h->watchdir)) < 0) {
+		free(h);
+		return NULL;
+	}
 	xe_domain_mark(h->domid);
 	snprintf(h->root, sizeof(h->root), "%s", path);
 	snprintf(path, sizeof(path), "%s/xs.lock", xe_dir());
@@ -428,13 +438,11 @@ void xs_close(struct xs_handle *xsh)
 	if (xsh == NULL)
 		return;
 	if (xsh->wfd >= 0) {
-		char dir[PATH_MAX], f[PATH_MAX + 80];
-		if (xe_subdir("watch", dir, sizeof(dir)) == 0) {
-			snprintf(f, sizeof(f), "%s/%s", dir, xsh->wname);
-			unlink(f);
-			snprintf(f, sizeof(f), "%s/%s.lost", dir, xsh->wname);
-			unlink(f);
-		}
+		char f[PATH_MAX + 80];
+		snprintf(f, sizeof(f), "%s/%s", xsh->watchdir, xsh->wname);
+		unlink(f);
+		snprintf(f, sizeof(f), "%s/%s.lost", xsh->watchdir, xsh->wname);
+		unlink(f);
 		close(xsh->wfd);
 	}
 	for (size_t i = 0; i < xsh->nw; i++) {
@@ -456,9 +464,7 @@ static int watch_socket(struct xs_handle *h)
 	if (h->wfd >= 0)
 		return 0;
 	static unsigned seq;
-	char dir[PATH_MAX], f[PATH_MAX + 80];
-	if (xe_subdir("watch", dir, sizeof(dir)) < 0)
-		return -1;
+	char f[PATH_MAX + 80];
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -1;
@@ -466,7 +472,7 @@ static int watch_socket(struct xs_handle *h)
 	         (long)getpid(), __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
 	struct sockaddr_un sa;
 	socklen_t sl = watch_addr(&sa, h->wname);
-	snprintf(f, sizeof(f), "%s/%s", dir, h->wname);
+	snprintf(f, sizeof(f), "%s/%s", h->watchdir, h->wname);
 	int efd = -1;
 	if (bind(fd, (struct sockaddr *)&sa, sl) < 0 ||
 	    (efd = open(f, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0) {
@@ -553,13 +559,11 @@ static void take_message(struct xs_handle *h, const char *msg, size_t len)
 char **xs_check_watch(struct xs_handle *h)
 {
 	if (h->nq == 0 && h->wfd >= 0) {
-		char dir[PATH_MAX], f[PATH_MAX + 80];
-		if (xe_subdir("watch", dir, sizeof(dir)) == 0) {
-			snprintf(f, sizeof(f), "%s/%s.lost", dir, h->wname);
-			if (unlink(f) == 0)
-				for (size_t i = 0; i < h->nw; i++)
-					queue_event(h, h->w[i].path, &h->w[i]);
-		}
+		char f[PATH_MAX + 80];
+		snprintf(f, sizeof(f), "%s/%s.lost", h->watchdir, h->wname);
+		if (unlink(f) == 0)
+			for (size_t i = 0; i < h->nw; i++)
+				queue_event(h, h->w[i].path, &h->w[i]);
 	}
 	static char msg[XS_PATH_MAX + 1024];
 	while (h->nq == 0 && h->wfd >= 0) {
