@@ -5,7 +5,8 @@
  * Endpoints.  vchan://DOMID/PORT talks to a domain by id, vchan://NAME/PORT
  * to the domain registered as NAME in XenStore.  The ring's keys live at
  * /local/domain/<server>/data/vchan/<client>/<port>/{ring-ref,
- * event-channel} (written by libxenvchan) plus "claim", ours.
+ * event-channel} (written by libxenvchan) plus "conduit-wire" and
+ * "claim", ours.
  *
  * Listening.  libxenvchan's server must know its client's domid, so:
  *   vchan://DOMID/PORT  serves that one domain: a ring is always armed
@@ -17,21 +18,31 @@
  *                       (value: its domid; the node must be owned by that
  *                       domain): a ring is armed for each announcer.
  * One libxenvchan server per connection.  libxenvchan's client_init does
- * not check whether a ring already has a client, so a client first takes
- * the ring's "claim" key (empty until then, writable only by the client's
- * domain) in a XenStore transaction, and the server removes the ring's
- * keys as soon as a client is live on it.  Other domains cannot map the
- * ring at all (grants name the one domain); two clients of one domain
- * each get their own ring.
+ * not check whether a ring already has a client, so a conduit client
+ * first takes the ring's "claim" key (empty until then, writable only by
+ * the client's domain) in a XenStore transaction, and the server removes
+ * the ring's keys as soon as a client is live on it.  Other domains
+ * cannot map the ring at all (grants name the one domain); two conduit
+ * clients of one domain each get their own ring.
+ *
+ * Waiting.  Connecting and named listeners watch XenStore (the ring's
+ * path, /conduit/NAME): xs_fileno() goes in the waitset and events are
+ * taken with xs_check_watch(), which never blocks.
  *
  * Names.  A lookup reads /conduit/NAME and refuses unless the node's
  * owner is the domain its value names, so a domain that writes another's
  * id into a name, or a name node it does not own, redirects nobody.
  *
- * Framing.  vchan has no half-close and no way to tell a clean close from
- * a dead peer (both clear the live flag), so the stream is framed: a
- * 4-byte little-endian length before each chunk; 0xffffffff is end of
- * stream.  A closed ring without it is a reset.
+ * Wires.  vchan has no half-close and no way to tell a clean close from
+ * a dead peer (both clear the live flag), so between two conduit ends the
+ * stream is framed: a 4-byte little-endian length before each chunk;
+ * 0xffffffff is end of stream; a closed ring without it is a reset.  The
+ * ends agree through XenStore: the listener writes conduit-wire=1 (before
+ * ring-ref) and a conduit client answers with "1" in the claim.  A ring
+ * without conduit-wire is a plain libxenvchan server, and a ring that
+ * goes live with an empty claim has a plain client: towards those the
+ * stream is raw bytes, the live flag going to 0 is the end of stream, and
+ * a half-close is refused (CONDUIT_ERR_UNSUPPORTED).
  *
  * libxenvchan_wait() blocks in the event channel, so it is called only
  * after poll says the event descriptor is readable; data already in the
