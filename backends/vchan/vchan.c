@@ -5,7 +5,8 @@
  * Endpoints.  vchan://DOMID/PORT talks to a domain by id, vchan://NAME/PORT
  * to the domain registered as NAME in XenStore.  The ring's keys live at
  * /local/domain/<server>/data/vchan/<client>/<port>/{ring-ref,
- * event-channel} (written by libxenvchan) plus "claim", ours.
+ * event-channel} (written by libxenvchan) plus "conduit-wire" and
+ * "claim", ours.
  *
  * Listening.  libxenvchan's server must know its client's domid, so:
  *   vchan://DOMID/PORT  serves that one domain: a ring is always armed
@@ -17,21 +18,31 @@
  *                       (value: its domid; the node must be owned by that
  *                       domain): a ring is armed for each announcer.
  * One libxenvchan server per connection.  libxenvchan's client_init does
- * not check whether a ring already has a client, so a client first takes
- * the ring's "claim" key (empty until then, writable only by the client's
- * domain) in a XenStore transaction, and the server removes the ring's
- * keys as soon as a client is live on it.  Other domains cannot map the
- * ring at all (grants name the one domain); two clients of one domain
- * each get their own ring.
+ * not check whether a ring already has a client, so a conduit client
+ * first takes the ring's "claim" key (empty until then, writable only by
+ * the client's domain) in a XenStore transaction, and the server removes
+ * the ring's keys as soon as a client is live on it.  Other domains
+ * cannot map the ring at all (grants name the one domain); two conduit
+ * clients of one domain each get their own ring.
+ *
+ * Waiting.  Connecting and named listeners watch XenStore (the ring's
+ * path, /conduit/NAME): xs_fileno() goes in the waitset and events are
+ * taken with xs_check_watch(), which never blocks.
  *
  * Names.  A lookup reads /conduit/NAME and refuses unless the node's
  * owner is the domain its value names, so a domain that writes another's
  * id into a name, or a name node it does not own, redirects nobody.
  *
- * Framing.  vchan has no half-close and no way to tell a clean close from
- * a dead peer (both clear the live flag), so the stream is framed: a
- * 4-byte little-endian length before each chunk; 0xffffffff is end of
- * stream.  A closed ring without it is a reset.
+ * Wires.  vchan has no half-close and no way to tell a clean close from
+ * a dead peer (both clear the live flag), so between two conduit ends the
+ * stream is framed: a 4-byte little-endian length before each chunk;
+ * 0xffffffff is end of stream; a closed ring without it is a reset.  The
+ * ends agree through XenStore: the listener writes conduit-wire=1 (before
+ * ring-ref) and a conduit client answers with "1" in the claim.  A ring
+ * without conduit-wire is a plain libxenvchan server, and a ring that
+ * goes live with an empty claim has a plain client: towards those the
+ * stream is raw bytes, the live flag going to 0 is the end of stream, and
+ * a half-close is refused (CONDUIT_ERR_UNSUPPORTED).
  *
  * libxenvchan_wait() blocks in the event channel, so it is called only
  * after poll says the event descriptor is readable; data already in the
@@ -59,11 +70,19 @@
 /* libxenvchan's key buffer, less "/event-channel" and the NUL. */
 #define VC_XS_BUF   64
 #define VC_PATH_MAX (VC_XS_BUF - sizeof("/event-channel"))
-/* How often XenStore is polled while connecting or listening. */
+/* How often XenStore is polled while connecting or listening, where a
+ * watch could not be set. */
 #define VC_POLL_MS 5
 /* How long a client waits for a ring when the context sets no timeout. */
 #define VC_CONNECT_MS 10000
 #define VC_ARMED_MAX  16
+/* How soon a client tries again a ring libxenvchan could not map. */
+#define VC_RETRY_MS 50
+/* The listener's advertisement beside ring-ref, and the framed wire's
+ * version it offers; a conduit client answers with that version in the
+ * claim key (see the top of the file). */
+#define VC_ADVERT "conduit-wire"
+#define VC_WIRE   "1"
 
 struct vc_state {
 	char name[64]; /* registered name, "" if none */
@@ -76,15 +95,24 @@ struct vc_flow {
 	struct libxenvchan *ctrl;
 	int fd;
 	uint32_t rleft; /* payload bytes left in the current record */
+	bool plain;     /* raw libxenvchan bytes: the peer is not conduit */
 	bool peer_eof;
 	bool eof_wanted, eof_sent;
 	/* while connecting */
 	struct xs_handle *xs;
+	int xs_fd; /* its watch descriptor, or -1: poll */
 	unsigned server;
 	char path[VC_XS_BUF];
 	char announce[160];
 	uint64_t deadline;
 	bool saw_ring;
+	/* libxenvchan could not map the ring found (keys left by a server
+	 * that is gone): errno then, and when to look again. */
+	int init_errno;
+	uint64_t retry_at;
+	/* What the last look at the ring's keys found claimable, and
+	 * whether the watch fired since (then it is looked at again). */
+	bool ring_free, ring_changed;
 };
 
 struct vc_ring {
@@ -96,6 +124,7 @@ struct vc_ring {
 struct vc_listener {
 	conduit_listener base;
 	struct xs_handle *xs;
+	int xs_fd; /* watch descriptor of a named listener, or -1 */
 	unsigned self;
 	bool named, registered;
 	unsigned direct_peer;
@@ -277,6 +306,29 @@ static void unregister_name(struct xs_handle *xs, const char *name,
 	free(p);
 }
 
+/* Consume the watch events that have come (never blocks); true if
+ * there were any.  What changed is then looked at afresh. */
+static bool drain_watch(struct xs_handle *xs)
+{
+	bool any = false;
+	char **ev;
+	while ((ev = xs_check_watch(xs)) != NULL) {
+		free(ev);
+		any = true;
+	}
+	return any;
+}
+
+/* Watch path (token: what for); the descriptor to sleep on, or -1 when
+ * XenStore cannot watch it (the caller then polls). */
+static int watch_fd(struct xs_handle *xs, const char *path, const char *token)
+{
+	int fd = xs_fileno(xs);
+	if (fd < 0 || !xs_watch(xs, path, token))
+		return -1;
+	return fd;
+}
+
 /* The ring path, or a PATH_TOO_LONG message. */
 static int ring_path(conduit_ctx *ctx, char *buf, unsigned server,
                      unsigned client, const char *port, const char *uri)
@@ -292,6 +344,35 @@ static int ring_path(conduit_ctx *ctx, char *buf, unsigned server,
 		    "the port name)",
 		    uri, server, client, port, n, (size_t)VC_PATH_MAX);
 	return CONDUIT_OK;
+}
+
+/* What the ring at path offers a client, read in transaction t. */
+enum ring_look {
+	RING_NONE,    /* no ring-ref (yet) */
+	RING_TAKEN,   /* a conduit ring another client has claimed */
+	RING_CONDUIT, /* a conduit ring, free: claim it, framed */
+	RING_PLAIN,   /* no advertisement: a plain libxenvchan server */
+};
+
+static enum ring_look look_ring(struct xs_handle *xs, xs_transaction_t t,
+                                const char *path)
+{
+	char key[VC_XS_BUF + 16];
+	snprintf(key, sizeof(key), "%s/ring-ref", path);
+	char *v = xs_read(xs, t, key, NULL);
+	if (v == NULL)
+		return RING_NONE;
+	free(v);
+	snprintf(key, sizeof(key), "%s/" VC_ADVERT, path);
+	v = xs_read(xs, t, key, NULL);
+	if (v == NULL)
+		return RING_PLAIN;
+	free(v);
+	snprintf(key, sizeof(key), "%s/claim", path);
+	v = xs_read(xs, t, key, NULL);
+	bool free_ring = v != NULL && v[0] == '\0';
+	free(v);
+	return free_ring ? RING_CONDUIT : RING_TAKEN;
 }
 
 static struct vc_state *state_of(conduit_ctx *ctx)
@@ -358,12 +439,18 @@ static uint32_t vc_space(const struct libxenvchan *c)
 static bool vc_readable(const struct vc_flow *vf)
 {
 	uint32_t r = vc_ready(vf->ctrl);
-	return vf->rleft > 0 ? r > 0 : r >= VC_HDR;
+	return vf->rleft > 0 || vf->plain ? r > 0 : r >= VC_HDR;
+}
+
+/* Enough room in the ring for the next write to put something. */
+static bool vc_writable(const struct vc_flow *vf)
+{
+	return vc_space(vf->ctrl) > (vf->plain ? 0 : VC_HDR);
 }
 
 static int try_send_eof(struct vc_flow *vf)
 {
-	if (!vf->eof_wanted || vf->eof_sent)
+	if (!vf->eof_wanted || vf->eof_sent || vf->plain)
 		return CONDUIT_OK;
 	if (!libxenvchan_is_open(vf->ctrl)) {
 		vf->eof_sent = true; /* nobody left to tell */
@@ -382,7 +469,8 @@ static int try_send_eof(struct vc_flow *vf)
 
 static int peer_gone(struct vc_flow *vf, const char *op)
 {
-	if (vf->peer_eof)
+	/* Towards a plain peer, closing is how its stream ends. */
+	if (vf->peer_eof || vf->plain)
 		return CONDUIT_EOF;
 	return conduit_flow_fail(&vf->base, CONDUIT_ERR_RESET,
 	                         "%s %s: the peer domain closed the vchan "
@@ -424,6 +512,13 @@ static int take(struct vc_flow *vf, unsigned char *out, size_t len, size_t *got)
 	size_t done = 0;
 	int rc = CONDUIT_OK;
 	uint32_t ready = vc_ready(vf->ctrl);
+	if (vf->plain) {
+		/* Raw bytes: as much as the ring holds. */
+		size_t want = len < ready ? len : ready;
+		int n = want > 0 ? libxenvchan_read(vf->ctrl, out, want) : 0;
+		*got = n > 0 ? (size_t)n : 0;
+		return CONDUIT_OK;
+	}
 	while (done < len && !vf->peer_eof && rc == CONDUIT_OK) {
 		if (vf->rleft == 0) {
 			if (ready < VC_HDR)
@@ -504,9 +599,49 @@ static int vf_read(conduit_flow *f, void *buf, size_t len, size_t *nread)
 	}
 	if (vf->peer_eof)
 		return CONDUIT_EOF;
-	if (!libxenvchan_is_open(vf->ctrl))
+	if (!libxenvchan_is_open(vf->ctrl)) {
+		if (vf->plain)
+			vf->peer_eof = true;
 		return peer_gone(vf, "read");
+	}
 	return CONDUIT_WANT_READ;
+}
+
+/* Raw bytes to a plain peer: as much as the ring has room for. */
+static int write_plain(struct vc_flow *vf, const struct conduit_iov *iov,
+                       size_t iovcnt, size_t *nwritten)
+{
+	uint32_t space = vc_space(vf->ctrl);
+	if (space == 0) {
+		drain_events(vf);
+		libxenvchan_buffer_space(vf->ctrl);
+		space = vc_space(vf->ctrl);
+		if (space == 0)
+			return libxenvchan_is_open(vf->ctrl)
+			           ? CONDUIT_WANT_WRITE
+			           : conduit_flow_fail(
+			                 &vf->base, CONDUIT_ERR_CLOSED,
+			                 "write %s: the peer "
+			                 "domain closed the vchan",
+			                 vf->base.uri);
+	}
+	size_t done = 0;
+	for (size_t i = 0; i < iovcnt && done < space; i++) {
+		size_t k = iov[i].len;
+		if (k > space - done)
+			k = space - done;
+		if (k == 0)
+			continue;
+		/* The only writer, and the room is there: all of it goes. */
+		if (libxenvchan_write(vf->ctrl, iov[i].base, k) != (int)k)
+			return conduit_flow_fail(&vf->base, CONDUIT_ERR_CLOSED,
+			                         "write %s: the peer domain "
+			                         "closed the vchan",
+			                         vf->base.uri);
+		done += k;
+	}
+	*nwritten = done;
+	return CONDUIT_OK;
 }
 
 static int vf_writev(conduit_flow *f, const struct conduit_iov *iov,
@@ -514,11 +649,15 @@ static int vf_writev(conduit_flow *f, const struct conduit_iov *iov,
 {
 	struct vc_flow *vf = vf_of(f);
 	if (!libxenvchan_is_open(vf->ctrl))
-		return conduit_flow_fail(
-		    f, vf->peer_eof ? CONDUIT_ERR_CLOSED : CONDUIT_ERR_RESET,
-		    "write %s: the peer domain closed the "
-		    "vchan",
-		    f->uri);
+		return conduit_flow_fail(f,
+		                         vf->peer_eof || vf->plain
+		                             ? CONDUIT_ERR_CLOSED
+		                             : CONDUIT_ERR_RESET,
+		                         "write %s: the peer domain closed the "
+		                         "vchan",
+		                         f->uri);
+	if (vf->plain)
+		return write_plain(vf, iov, iovcnt, nwritten);
 	uint32_t space = vc_space(vf->ctrl);
 	if (space <= VC_HDR) {
 		/* On the way to "would block": as in vf_read, for room. */
@@ -582,6 +721,13 @@ static int vf_writev(conduit_flow *f, const struct conduit_iov *iov,
 static int vf_shutdown(conduit_flow *f, unsigned how)
 {
 	struct vc_flow *vf = vf_of(f);
+	if ((how & CONDUIT_SHUT_WR) && vf->plain)
+		return conduit_flow_fail(
+		    f, CONDUIT_ERR_UNSUPPORTED,
+		    "shutdown %s: the peer speaks plain libxenvchan, which "
+		    "has no half-close; only closing the flow ends the "
+		    "stream",
+		    f->uri);
 	if (how & CONDUIT_SHUT_WR) {
 		vf->eof_wanted = true;
 		int rc = try_send_eof(vf);
@@ -613,29 +759,56 @@ static void vf_destroy(conduit_flow *f)
 	free(vf);
 }
 
+/* Connecting: whether a ring is there to take.  With a watch, the keys
+ * are read again only when it fired (XenStore is not read on every wake
+ * of the caller's loop); without one, every time. */
+static bool ring_claimable(struct vc_flow *vf)
+{
+	if (vf->xs_fd >= 0 && drain_watch(vf->xs))
+		vf->ring_changed = true;
+	if (vf->xs_fd < 0 || vf->ring_changed) {
+		enum ring_look look = look_ring(vf->xs, XBT_NULL, vf->path);
+		vf->ring_free = look == RING_CONDUIT || look == RING_PLAIN;
+		vf->ring_changed = false;
+	}
+	return vf->ring_free && conduit_now_ms() >= vf->retry_at;
+}
+
 static void vf_wait(conduit_flow *f, unsigned interest,
                     struct conduit_waitset *ws)
 {
 	struct vc_flow *vf = vf_of(f);
 	(void)interest;
 	if (vf->ctrl == NULL) {
-		/* Connecting: XenStore is polled. */
-		uint64_t at = conduit_now_ms() + VC_POLL_MS;
-		conduit_waitset_deadline(ws,
-		                         at < vf->deadline ? at : vf->deadline);
+		/* Connecting: a watch on the ring's keys says when to look
+		 * again (events drained here, or the descriptor would stay
+		 * readable); without one, XenStore is polled. */
+		uint64_t at = vf->deadline;
+		if (vf->xs_fd >= 0)
+			conduit_waitset_fd(ws, vf->xs_fd, CONDUIT_POLLIN);
+		else if (conduit_now_ms() + VC_POLL_MS < at)
+			at = conduit_now_ms() + VC_POLL_MS;
+		if (ring_claimable(vf))
+			at = 0;
+		else if (vf->retry_at > conduit_now_ms() && vf->retry_at < at)
+			at = vf->retry_at;
+		conduit_waitset_deadline(ws, at);
 		return;
 	}
 	/* About to sleep: ask the peer to signal what we wait for (these
 	 * calls do), then look again, since what it did before the request
 	 * was not signalled; if that is already here, do not sleep. */
-	bool now = vf->peer_eof || !libxenvchan_is_open(vf->ctrl);
+	bool now = !libxenvchan_is_open(vf->ctrl);
+	/* The end of the peer's stream is news for a reader only: a writer
+	 * still waits for room, which comes when the peer reads or closes
+	 * (both signalled). */
 	if (interest & CONDUIT_POLLIN) {
 		libxenvchan_data_ready(vf->ctrl);
-		now = now || vc_readable(vf);
+		now = now || vf->peer_eof || vc_readable(vf);
 	}
 	if (interest & CONDUIT_POLLOUT) {
 		libxenvchan_buffer_space(vf->ctrl);
-		now = now || vc_space(vf->ctrl) > VC_HDR;
+		now = now || vc_writable(vf);
 	}
 	conduit_waitset_fd(ws, vf->fd, CONDUIT_POLLIN);
 	if (now)
@@ -651,20 +824,14 @@ static unsigned vf_pending(conduit_flow *f, unsigned interest)
 		 * handshake then claims it) or the time is up. */
 		if (conduit_now_ms() >= vf->deadline)
 			return interest;
-		char key[VC_XS_BUF + 16];
-		snprintf(key, sizeof(key), "%s/claim", vf->path);
-		char *c = xs_read(vf->xs, XBT_NULL, key, NULL);
-		bool free_ring = c != NULL && c[0] == '\0';
-		free(c);
-		return free_ring ? interest : 0;
+		return ring_claimable(vf) ? interest : 0;
 	}
 	/* Only a look: notifications are asked for in vf_wait. */
 	bool open = libxenvchan_is_open(vf->ctrl) != 0;
 	if ((interest & CONDUIT_POLLIN) &&
 	    (vf->peer_eof || !open || vc_readable(vf)))
 		r |= CONDUIT_POLLIN;
-	if ((interest & CONDUIT_POLLOUT) &&
-	    (!open || vc_space(vf->ctrl) > VC_HDR))
+	if ((interest & CONDUIT_POLLOUT) && (!open || vc_writable(vf)))
 		r |= CONDUIT_POLLOUT;
 	return r;
 }
@@ -688,29 +855,39 @@ static int vf_handshake(conduit_flow *f)
 	struct vc_flow *vf = vf_of(f);
 	if (vf->ctrl != NULL)
 		return CONDUIT_OK;
+	uint64_t now = conduit_now_ms();
+	if (now < vf->retry_at && now < vf->deadline)
+		return CONDUIT_WANT_WRITE;
 	char key[VC_XS_BUF + 16];
 	snprintf(key, sizeof(key), "%s/claim", vf->path);
 	bool won = false;
 	/* Look and claim in one transaction: two clients of one domain
 	 * must not both take one ring. */
 	xs_transaction_t t = xs_transaction_start(vf->xs);
-	char *c = t != XBT_NULL ? xs_read(vf->xs, t, key, NULL) : NULL;
-	if (c != NULL) {
+	enum ring_look look =
+	    t != XBT_NULL ? look_ring(vf->xs, t, vf->path) : RING_NONE;
+	if (look != RING_NONE)
 		vf->saw_ring = true;
-		if (c[0] == '\0') {
-			char me[48];
-			snprintf(me, sizeof(me), "%ld-%p", (long)getpid(),
-			         (void *)vf);
-			won =
-			    xs_write(vf->xs, t, key, me, (unsigned)strlen(me));
-		}
-		free(c);
-	}
+	if (look == RING_CONDUIT)
+		won = xs_write(vf->xs, t, key, VC_WIRE, strlen(VC_WIRE));
+	else if (look == RING_PLAIN)
+		won = true; /* nothing to claim: the raw wire */
 	if (t != XBT_NULL)
-		xs_transaction_end(vf->xs, t, !won);
+		xs_transaction_end(vf->xs, t, look != RING_CONDUIT || !won);
+	vf->plain = look == RING_PLAIN;
+	/* Not taken: nothing to take until the watch fires again (or, on
+	 * failure below, the retry time). */
+	vf->ring_free = false;
 	if (!won) {
 		if (conduit_now_ms() < vf->deadline)
 			return CONDUIT_WANT_WRITE;
+		if (vf->init_errno != 0)
+			return conduit_flow_fail(
+			    f, CONDUIT_ERR_REFUSED,
+			    "connect %s: libxenvchan could not set up the "
+			    "ring at %s: %s (keys left by a server that is "
+			    "gone?)",
+			    f->uri, vf->path, strerror(vf->init_errno));
 		if (!vf->saw_ring)
 			return conduit_flow_fail(
 			    f, CONDUIT_ERR_REFUSED,
@@ -724,12 +901,24 @@ static int vf_handshake(conduit_flow *f)
 		                         f->uri, vf->path);
 	}
 	vf->ctrl = libxenvchan_client_init(NULL, (int)vf->server, vf->path);
-	if (vf->ctrl == NULL)
+	if (vf->ctrl == NULL) {
+		/* Keys a server left when it went away name a ring that is
+		 * no more; the next server writes new ones.  Until the
+		 * deadline, try again (a claimed ring is then "taken", and
+		 * the watch tells when it is written anew). */
+		vf->init_errno = errno;
+		now = conduit_now_ms();
+		if (now < vf->deadline) {
+			vf->retry_at = now + VC_RETRY_MS;
+			vf->ring_changed = true; /* look again then */
+			return CONDUIT_WANT_WRITE;
+		}
 		return conduit_flow_fail(
 		    f, CONDUIT_ERR_REFUSED,
 		    "connect %s: libxenvchan could not set "
 		    "up the ring at %s: %s",
-		    f->uri, vf->path, strerror(errno));
+		    f->uri, vf->path, strerror(vf->init_errno));
+	}
 	vf->ctrl->blocking = 0;
 	vf->fd = libxenvchan_fd_for_select(vf->ctrl);
 	if (vf->announce[0] != '\0')
@@ -768,6 +957,7 @@ static struct vc_flow *new_flow(conduit_ctx *ctx, const char *uri)
 		return NULL;
 	}
 	vf->fd = -1;
+	vf->xs_fd = -1;
 	return vf;
 }
 
@@ -812,6 +1002,8 @@ static int vc_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	}
 	memcpy(vf->path, path, sizeof(path));
 	vf->xs = xs;
+	/* Fires when the listener writes or removes the ring's keys. */
+	vf->xs_fd = watch_fd(xs, path, "ring");
 	vf->server = server;
 	uint32_t ms =
 	    ctx->connect_timeout_ms ? ctx->connect_timeout_ms : VC_CONNECT_MS;
@@ -869,34 +1061,48 @@ static int arm(struct vc_listener *vl, unsigned peer)
 	if (rc != CONDUIT_OK)
 		return conduit_listener_fail(&vl->base, rc, "%s",
 		                             conduit_ctx_error(vl->base.ctx));
-	r->ctrl = libxenvchan_server_init(NULL, (int)peer, r->path,
-	                                  vl->read_min, vl->write_min);
-	if (r->ctrl == NULL)
-		return conduit_listener_fail(&vl->base, CONDUIT_ERR_SYSTEM,
-		                             "listen %s: libxenvchan could not "
-		                             "make a ring for domain %u: %s",
-		                             vl->base.uri, peer,
-		                             strerror(errno));
-	r->ctrl->blocking = 0;
-	/* The claim key: empty, writable by the peer domain only. */
+	/* Before the ring: the advertisement (readable by the peer), and
+	 * the claim key, empty, writable by the peer domain only.  A
+	 * client that finds ring-ref finds them too. */
 	char key[VC_XS_BUF + 16];
-	snprintf(key, sizeof(key), "%s/claim", r->path);
-	struct xs_permissions perms[2] = {{vl->self, XS_PERM_NONE},
-	                                  {peer, XS_PERM_READ | XS_PERM_WRITE}};
+	struct xs_permissions ad[2] = {{vl->self, XS_PERM_NONE},
+	                               {peer, XS_PERM_READ}};
+	struct xs_permissions cl[2] = {{vl->self, XS_PERM_NONE},
+	                               {peer, XS_PERM_READ | XS_PERM_WRITE}};
 	xs_transaction_t t = xs_transaction_start(vl->xs);
-	bool ok = t != XBT_NULL && xs_write(vl->xs, t, key, "", 0) &&
-	          xs_set_permissions(vl->xs, t, key, perms, 2);
+	/* Keys a server of this path left when it went away go first: a
+	 * client must not find a new claim beside an old ring. */
+	if (t != XBT_NULL)
+		xs_rm(vl->xs, t, r->path);
+	snprintf(key, sizeof(key), "%s/" VC_ADVERT, r->path);
+	bool ok = t != XBT_NULL &&
+	          xs_write(vl->xs, t, key, VC_WIRE, strlen(VC_WIRE)) &&
+	          xs_set_permissions(vl->xs, t, key, ad, 2);
+	snprintf(key, sizeof(key), "%s/claim", r->path);
+	ok = ok && xs_write(vl->xs, t, key, "", 0) &&
+	     xs_set_permissions(vl->xs, t, key, cl, 2);
 	int e = errno;
 	if (t != XBT_NULL && !xs_transaction_end(vl->xs, t, !ok) && ok) {
 		ok = false;
 		e = errno;
 	}
 	if (!ok) {
-		libxenvchan_close(r->ctrl);
+		xs_rm(vl->xs, XBT_NULL, r->path);
 		return conduit_listener_fail(&vl->base, CONDUIT_ERR_SYSTEM,
 		                             "listen %s: cannot write %s: %s",
 		                             vl->base.uri, key, strerror(e));
 	}
+	r->ctrl = libxenvchan_server_init(NULL, (int)peer, r->path,
+	                                  vl->read_min, vl->write_min);
+	if (r->ctrl == NULL) {
+		e = errno;
+		xs_rm(vl->xs, XBT_NULL, r->path);
+		return conduit_listener_fail(&vl->base, CONDUIT_ERR_SYSTEM,
+		                             "listen %s: libxenvchan could not "
+		                             "make a ring for domain %u: %s",
+		                             vl->base.uri, peer, strerror(e));
+	}
+	r->ctrl->blocking = 0;
 	r->peer = peer;
 	vl->narmed++;
 	return CONDUIT_OK;
@@ -962,6 +1168,13 @@ static int vl_accept(conduit_listener *l, conduit_flow **out)
 			continue; /* nobody yet */
 		struct libxenvchan *ctrl = r->ctrl;
 		unsigned peer = r->peer;
+		/* A conduit client claimed the ring before it mapped it;
+		 * a ring live without a claim has a plain client. */
+		char key[VC_XS_BUF + 16];
+		snprintf(key, sizeof(key), "%s/claim", r->path);
+		char *claim = xs_read(vl->xs, XBT_NULL, key, NULL);
+		bool plain = claim == NULL || claim[0] == '\0';
+		free(claim);
 		/* Connected (or come and gone): hide the ring from everyone
 		 * else now, and stop libxenvchan from removing the keys
 		 * again at close, when they may be the next ring's. */
@@ -986,6 +1199,7 @@ static int vl_accept(conduit_listener *l, conduit_flow **out)
 		}
 		vf->ctrl = ctrl;
 		vf->fd = fd;
+		vf->plain = plain;
 		vf->base.state |= CONDUIT_FLOW_ESTABLISHED;
 		/* conduit_accept() reports "accepted". */
 		*out = &vf->base;
@@ -994,24 +1208,36 @@ static int vl_accept(conduit_listener *l, conduit_flow **out)
 	return CONDUIT_WANT_READ;
 }
 
+/* A named listener's announcements: looked at when the watch on
+ * /conduit/NAME fired (or always, without a watch).  Events drained. */
+static void check_announcements(struct vc_listener *vl)
+{
+	if (vl->xs_fd < 0 || drain_watch(vl->xs))
+		scan_announcements(vl);
+}
+
 static void vl_wait(conduit_listener *l, struct conduit_waitset *ws)
 {
 	struct vc_listener *vl = vl_of(l);
+	if (vl->named)
+		check_announcements(vl);
 	for (size_t i = 0; i < vl->narmed; i++)
 		conduit_waitset_fd(ws,
 		                   libxenvchan_fd_for_select(vl->armed[i].ctrl),
 		                   CONDUIT_POLLIN);
-	if (vl->named || vl->narmed == 0)
+	if (vl->named && vl->xs_fd >= 0)
+		conduit_waitset_fd(ws, vl->xs_fd, CONDUIT_POLLIN);
+	else if (vl->named || vl->narmed == 0)
 		conduit_waitset_deadline(ws, conduit_now_ms() + VC_POLL_MS);
 }
 
 static unsigned vl_pending(conduit_listener *l)
 {
 	struct vc_listener *vl = vl_of(l);
-	/* XenStore has no descriptor here: looking at it is pending work,
-	 * done each time the caller is about to sleep. */
+	/* XenStore is pending work, looked at each time the caller is
+	 * about to sleep: announcements when the watch fired. */
 	if (vl->named)
-		scan_announcements(vl);
+		check_announcements(vl);
 	else if (vl->narmed == 0)
 		arm(vl, vl->direct_peer);
 	for (size_t i = 0; i < vl->narmed; i++)
@@ -1057,6 +1283,7 @@ static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		                        "listen: out of memory");
 	}
 	vl->xs = xs;
+	vl->xs_fd = -1;
 	snprintf(vl->port, sizeof(vl->port), "%s", ep->path);
 	const char *o = conduit_endpoint_option(ep, "read-ring");
 	vl->read_min = o != NULL ? strtoul(o, NULL, 10) : 0;
@@ -1083,6 +1310,12 @@ static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		bool ours = st != NULL && strcmp(st->name, vl->name) == 0;
 		rc = register_name(ctx, xs, vl->name, vl->self);
 		vl->registered = rc == CONDUIT_OK && !ours;
+		if (rc == CONDUIT_OK) {
+			/* Fires on each announcement under the name. */
+			char node[96];
+			snprintf(node, sizeof(node), "/conduit/%s", vl->name);
+			vl->xs_fd = watch_fd(xs, node, "announce");
+		}
 	} else if (rc == CONDUIT_OK) {
 		vl->direct_peer = (unsigned)strtoul(ep->host, NULL, 10);
 		rc = arm(vl, vl->direct_peer);

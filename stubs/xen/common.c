@@ -141,3 +141,24 @@ void xe_peer_died(uint32_t self, uint32_t dead, uint32_t port)
 	}
 	closedir(dir);
 }
+
+void xe_domain_mark(uint32_t d)
+{
+	/* Once per process and domain (a process may play several in
+	 * turn, and a child inherits the memory but is another process). */
+	static uint32_t last_d = 0xffffffffu;
+	static pid_t last_pid;
+	if (last_d == d && last_pid == getpid())
+		return;
+	last_d = d;
+	last_pid = getpid();
+	char dir[PATH_MAX], f[PATH_MAX + 64];
+	if (xe_subdir("dom", dir, sizeof(dir)) < 0)
+		return;
+	snprintf(f, sizeof(f), "%s/%u-%ld", dir, d, (long)getpid());
+	if (access(f, F_OK) == 0)
+		return;
+	int fd = open(f, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+}

@@ -4,7 +4,8 @@
  *
  * A port is a SOCK_SEQPACKET Unix socket bound to an abstract name made
  * of the host directory, the domain and the port number (binding the name
- * is what allocates the number).  An unbound port listens; binding an
+ * is what allocates the number; numbers are tried in rotation, see
+ * port_hint()).  An unbound port listens; binding an
  * interdomain port connects to it and says which domain and port it is
  * (the "hello", the connection's first message); the listener keeps only
  * the domain the port was offered to, and only once: later connections
@@ -34,13 +35,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <unistd.h>
 #include <xenevtchn.h>
 
-#define XE_MAX_PORT 4095u
+/* Xen's FIFO event channels go up to 2^17 - 1. */
+#define XE_MAX_PORT 131071u
 #define KIND_LISTEN 1ull
 #define KIND_CONN   2ull
 
@@ -147,6 +152,40 @@ static int watch(xenevtchn_handle *h, int fd, uint64_t kind, uint32_t port)
 	return epoll_ctl(h->ep, EPOLL_CTL_ADD, fd, &ev);
 }
 
+/*
+ * The next port number to try, host-wide, in rotation through the whole
+ * range: a number just freed is not handed out again until every other
+ * one has been.  Xen hands out the lowest free port, but here the
+ * survivor of a dead peer finds the grants to clean up by the peer's port
+ * number, and does so when it notices, which can be after the dead
+ * domain has bound a new port: with the lowest free number, that was
+ * often the same number, and a fresh connection lost its live flag.  The
+ * counter is a file in the host directory, under a lock.  0 when it
+ * cannot be had (the caller then starts from 1).
+ */
+static uint32_t port_hint(void)
+{
+	char path[PATH_MAX];
+	const char *d = xe_dir();
+	if (d == NULL || (size_t)snprintf(path, sizeof(path), "%s/evtchn.next",
+	                                  d) >= sizeof(path))
+		return 0;
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return 0;
+	uint32_t v = 0;
+	while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
+		;
+	if (pread(fd, &v, sizeof(v), 0) != (ssize_t)sizeof(v))
+		v = 0;
+	v = v % XE_MAX_PORT + 1;
+	if (pwrite(fd, &v, sizeof(v), 0) != (ssize_t)sizeof(v))
+		v = 0;
+	flock(fd, LOCK_UN);
+	close(fd);
+	return v;
+}
+
 /* A socket bound to a free port number of this domain; *port set. */
 static int bind_port(uint32_t *port)
 {
@@ -154,7 +193,10 @@ static int bind_port(uint32_t *port)
 	if (fd < 0)
 		return -1;
 	uint32_t self = xe_domid();
-	for (uint32_t p = 1; p <= XE_MAX_PORT; p++) {
+	uint32_t p = port_hint();
+	if (p == 0)
+		p = 1;
+	for (uint32_t i = 0; i < XE_MAX_PORT; i++, p = p % XE_MAX_PORT + 1) {
 		struct sockaddr_un sa;
 		socklen_t len = xe_evtchn_addr(&sa, self, p);
 		if (bind(fd, (struct sockaddr *)&sa, len) == 0) {

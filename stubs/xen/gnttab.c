@@ -288,6 +288,43 @@ void *xengnttab_map_grant_ref_notify(xengnttab_handle *xgt, uint32_t domid,
 	return arm_notify(xgt, p, 1, notify_offset, notify_port);
 }
 
+/* The rest of libxengnttab's VERS_1.0 calls, so that a library built
+ * against the real one (libxenctrl binds all its symbols at load time)
+ * loads over the emulation too. */
+void *xengnttab_map_grant_ref(xengnttab_handle *xgt, uint32_t domid,
+                              uint32_t ref, int prot)
+{
+	return xengnttab_map_domain_grant_refs(xgt, 1, domid, &ref, prot);
+}
+
+void *xengnttab_map_grant_refs(xengnttab_handle *xgt, uint32_t count,
+                               uint32_t *domids, uint32_t *refs, int prot)
+{
+	/* One file per page: pages of several granters cannot be one
+	 * mapping here. */
+	for (uint32_t i = 1; domids != NULL && i < count; i++)
+		if (domids[i] != domids[0]) {
+			errno = EINVAL;
+			return NULL;
+		}
+	if (domids == NULL) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return xengnttab_map_domain_grant_refs(xgt, count, domids[0], refs,
+	                                       prot);
+}
+
+int xengnttab_set_max_grants(xengnttab_handle *xgt, uint32_t nr_grants)
+{
+	(void)nr_grants;
+	if (xgt == NULL) {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0; /* no limit here */
+}
+
 int xengnttab_unmap(xengnttab_handle *xgt, void *start_address, uint32_t count)
 {
 	struct xe_map *m = take_map(xgt, start_address, count);

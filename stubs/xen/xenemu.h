@@ -73,6 +73,9 @@ socklen_t xe_evtchn_addr(struct sockaddr_un *sa, uint32_t domid, uint32_t port);
 /* Write side's notify record (and only it) into the grant file fd. */
 int xe_notify_put(int fd, int side, uint32_t active, uint32_t offset,
                   uint32_t port);
+/* Note that this process plays domain d, so that the emulated libxenctrl
+ * lists it as existing while the process runs (dom/<d>-<pid>). */
+void xe_domain_mark(uint32_t d);
 /* The peer domain `dead` (its port `port`) went away: clear the bytes it
  * asked to have cleared in grants shared with domain `self`. */
 void xe_peer_died(uint32_t self, uint32_t dead, uint32_t port);

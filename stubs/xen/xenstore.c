@@ -22,7 +22,23 @@
  * What the toolstack does when it builds a domain is done by xs_open:
  * /local/domain/<id> owned by the domain, with its "domid" key, and
  * /conduit (owner 0, readable and writable by every domain, as
- * ocaml-conduit's deployments set it up).  Watches are not emulated.
+ * ocaml-conduit's deployments set it up).
+ *
+ * Watches, with xenstored's semantics: registering one fires it once at
+ * once; a write (or mkdir, or permission change) of a node fires the
+ * watches on it and on its ancestors, for a watcher allowed to read the
+ * node; a removal fires those too and the watches below the removed
+ * node, with their own path.  A relative watch is told relative paths.
+ * A handle with watches has a datagram socket (abstract, named after the
+ * host directory as event ports are) and an entry in <host dir>/watch
+ * named "<domid>-<pid>-<n>"; whoever changes a node sends the path to
+ * every entry, and each handle matches it against its own watches.  The
+ * socket is xs_fileno(); xs_check_watch() takes from it without blocking,
+ * xs_read_watch() waits for it.  When a watcher's queue is full the
+ * sender leaves "<entry>.lost" beside the entry, and the watcher then
+ * fires every one of its watches (a spurious event, which xenstored's
+ * clients must take anyway, rather than a lost one).  Entries of
+ * processes that died are removed by the next sender.
  */
 #include "xenemu.h"
 
@@ -30,23 +46,44 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <xenstore.h>
 
 #define XS_PATH_MAX  3072
 #define XS_PERMS_MAX 64
 
+struct xs_watch {
+	char *path; /* absolute, or "@..." */
+	char *token;
+	bool rel; /* registered relative: told relative paths */
+};
+
+struct xs_event {
+	char *path, *token;
+};
+
 struct xs_handle {
 	int lockfd;
 	uint32_t domid;
 	int in_tx;
 	char root[PATH_MAX];
+	char watchdir[PATH_MAX]; /* <host dir>/watch, made at open */
+	/* watches */
+	int wfd;        /* the datagram socket, -1 until needed */
+	char wname[64]; /* its entry in <host dir>/watch */
+	size_t nw;
+	struct xs_watch *w;
+	size_t nq, qcap; /* events matched, not handed out yet */
+	struct xs_event *q;
 };
 
 struct nperms {
@@ -234,6 +271,77 @@ static bool create_path(const struct xs_handle *h, const char *abs,
 	return true;
 }
 
+/* ---- Watches: the sending side --------------------------------------- */
+
+static socklen_t watch_addr(struct sockaddr_un *sa, const char *entry)
+{
+	struct stat st;
+	const char *d = xe_dir();
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (d == NULL || stat(d, &st) < 0)
+		memset(&st, 0, sizeof(st));
+	int n = snprintf(sa->sun_path + 1, sizeof(sa->sun_path) - 1,
+	                 "conduit-xen/%llx/%llx/watch/%s",
+	                 (unsigned long long)st.st_dev,
+	                 (unsigned long long)st.st_ino, entry);
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+	                   (size_t)n);
+}
+
+/* Node abs changed (removed, if rm): tell every watching handle.  Called
+ * with the lock held, after the change. */
+static void fire(const struct xs_handle *h, const char *abs, bool rm)
+{
+	const char *dir = h->watchdir;
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	/* The node's permissions and a socket, once there is a watcher. */
+	struct nperms np;
+	bool have_perms = false;
+	char msg[XS_PATH_MAX + 2];
+	int len = snprintf(msg, sizeof(msg), "%c%s", rm ? 'R' : 'C', abs);
+	int fd = -1;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		unsigned dom;
+		if (de->d_name[0] == '.' || strchr(de->d_name, '.') != NULL ||
+		    sscanf(de->d_name, "%u-", &dom) != 1)
+			continue;
+		if (fd < 0) {
+			fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+			if (fd < 0)
+				break;
+			have_perms = !rm && read_perms(h, abs, &np);
+		}
+		/* xenstored tells of a change only those who may read the
+		 * node. */
+		if (have_perms && !allowed(&np, dom, XS_PERM_READ))
+			continue;
+		struct sockaddr_un sa;
+		socklen_t sl = watch_addr(&sa, de->d_name);
+		ssize_t r;
+		do
+			r = sendto(fd, msg, (size_t)len + 1,
+			           MSG_DONTWAIT | MSG_NOSIGNAL,
+			           (struct sockaddr *)&sa, sl);
+		while (r < 0 && errno == EINTR);
+		char f[PATH_MAX + 300];
+		if (r < 0 && errno == ECONNREFUSED) {
+			/* Its process is gone. */
+			snprintf(f, sizeof(f), "%s/%s", dir, de->d_name);
+			unlink(f);
+		} else if (r < 0 && errno == EAGAIN) {
+			snprintf(f, sizeof(f), "%s/%s.lost", dir, de->d_name);
+			close(open(f, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	closedir(d);
+}
+
 /* ---- Locking -------------------------------------------------------- */
 
 static void lock(struct xs_handle *h)
@@ -292,6 +400,12 @@ struct xs_handle *xs_open(unsigned long flags)
 	if (h == NULL)
 		return NULL;
 	h->domid = xe_domid();
+	h->wfd = -1;
+	if (xe_subdir("watch", h->watchdir, sizeof(h->watchdir)) < 0) {
+		free(h);
+		return NULL;
+	}
+	xe_domain_mark(h->domid);
 	snprintf(h->root, sizeof(h->root), "%s", path);
 	snprintf(path, sizeof(path), "%s/xs.lock", xe_dir());
 	h->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -310,12 +424,265 @@ struct xs_handle *xs_open(unsigned long flags)
 	return h;
 }
 
+static void drop_events(struct xs_handle *h)
+{
+	for (size_t i = 0; i < h->nq; i++) {
+		free(h->q[i].path);
+		free(h->q[i].token);
+	}
+	h->nq = 0;
+}
+
 void xs_close(struct xs_handle *xsh)
 {
 	if (xsh == NULL)
 		return;
+	if (xsh->wfd >= 0) {
+		char f[PATH_MAX + 80];
+		snprintf(f, sizeof(f), "%s/%s", xsh->watchdir, xsh->wname);
+		unlink(f);
+		snprintf(f, sizeof(f), "%s/%s.lost", xsh->watchdir, xsh->wname);
+		unlink(f);
+		close(xsh->wfd);
+	}
+	for (size_t i = 0; i < xsh->nw; i++) {
+		free(xsh->w[i].path);
+		free(xsh->w[i].token);
+	}
+	free(xsh->w);
+	drop_events(xsh);
+	free(xsh->q);
 	close(xsh->lockfd); /* drops a transaction's lock too */
 	free(xsh);
+}
+
+/* ---- Watches: the watching side -------------------------------------- */
+
+/* The socket and the entry; 0 or -1 (errno). */
+static int watch_socket(struct xs_handle *h)
+{
+	if (h->wfd >= 0)
+		return 0;
+	static unsigned seq;
+	char f[PATH_MAX + 80];
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	snprintf(h->wname, sizeof(h->wname), "%u-%ld-%u", h->domid,
+	         (long)getpid(), __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
+	struct sockaddr_un sa;
+	socklen_t sl = watch_addr(&sa, h->wname);
+	snprintf(f, sizeof(f), "%s/%s", h->watchdir, h->wname);
+	int efd = -1;
+	if (bind(fd, (struct sockaddr *)&sa, sl) < 0 ||
+	    (efd = open(f, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	close(efd);
+	h->wfd = fd;
+	return 0;
+}
+
+int xs_fileno(struct xs_handle *h)
+{
+	return watch_socket(h) < 0 ? -1 : h->wfd;
+}
+
+static bool queue_event(struct xs_handle *h, const char *path,
+                        const struct xs_watch *w)
+{
+	if (h->nq == h->qcap) {
+		size_t cap = h->qcap ? h->qcap * 2 : 8;
+		struct xs_event *nq = realloc(h->q, cap * sizeof(*nq));
+		if (nq == NULL)
+			return false;
+		h->q = nq;
+		h->qcap = cap;
+	}
+	char rel[XS_PATH_MAX + 64];
+	int n = snprintf(rel, sizeof(rel), "/local/domain/%u/", h->domid);
+	if (w->rel && strncmp(path, rel, (size_t)n) == 0)
+		path += n;
+	struct xs_event *ev = &h->q[h->nq];
+	ev->path = strdup(path);
+	ev->token = strdup(w->token);
+	if (ev->path == NULL || ev->token == NULL) {
+		free(ev->path);
+		free(ev->token);
+		return false;
+	}
+	h->nq++;
+	return true;
+}
+
+/* a is b or below it. */
+static bool under(const char *a, const char *b)
+{
+	size_t n = strlen(b);
+	if (strcmp(b, "/") == 0)
+		return a[0] == '/';
+	return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/');
+}
+
+/* One message from the socket: queue the events it makes. */
+static void take_message(struct xs_handle *h, const char *msg, size_t len)
+{
+	if (len < 2 || msg[len - 1] != '\0')
+		return;
+	const char *node = msg + 1;
+	if (msg[0] == 'I') {
+		/* A new watch's first event: "I<path>\0<token>\0" is
+		 * only sent to oneself, so it is read as a whole. */
+		size_t pl = strlen(node);
+		const char *token = node + pl + 1;
+		for (size_t i = 0; pl + 2 < len && i < h->nw; i++)
+			if (strcmp(h->w[i].path, node) == 0 &&
+			    strcmp(h->w[i].token, token) == 0) {
+				queue_event(h, node, &h->w[i]);
+				break;
+			}
+		return;
+	}
+	bool rm = msg[0] == 'R';
+	for (size_t i = 0; i < h->nw; i++) {
+		const struct xs_watch *w = &h->w[i];
+		if (under(node, w->path))
+			queue_event(h, node, w);
+		else if (rm && under(w->path, node))
+			queue_event(h, w->path, w);
+	}
+}
+
+char **xs_check_watch(struct xs_handle *h)
+{
+	if (h->nq == 0 && h->wfd >= 0) {
+		char f[PATH_MAX + 80];
+		snprintf(f, sizeof(f), "%s/%s.lost", h->watchdir, h->wname);
+		if (unlink(f) == 0)
+			for (size_t i = 0; i < h->nw; i++)
+				queue_event(h, h->w[i].path, &h->w[i]);
+	}
+	static char msg[XS_PATH_MAX + 1024];
+	while (h->nq == 0 && h->wfd >= 0) {
+		ssize_t r = recv(h->wfd, msg, sizeof(msg), MSG_DONTWAIT);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			break;
+		take_message(h, msg, (size_t)r);
+	}
+	if (h->nq == 0) {
+		errno = EAGAIN;
+		return NULL;
+	}
+	/* The first event, in one block: two pointers, then the strings
+	 * (the caller frees the block). */
+	struct xs_event ev = h->q[0];
+	memmove(h->q, h->q + 1, (h->nq - 1) * sizeof(*h->q));
+	h->nq--;
+	size_t pl = strlen(ev.path) + 1, tl = strlen(ev.token) + 1;
+	char **out = malloc(2 * sizeof(char *) + pl + tl);
+	if (out != NULL) {
+		char *p = (char *)(out + 2);
+		out[XS_WATCH_PATH] = memcpy(p, ev.path, pl);
+		out[XS_WATCH_TOKEN] = memcpy(p + pl, ev.token, tl);
+	}
+	free(ev.path);
+	free(ev.token);
+	return out;
+}
+
+char **xs_read_watch(struct xs_handle *h, unsigned int *num)
+{
+	if (watch_socket(h) < 0)
+		return NULL;
+	for (;;) {
+		char **ev = xs_check_watch(h);
+		if (ev != NULL) {
+			if (num != NULL)
+				*num = 2;
+			return ev;
+		}
+		if (errno != EAGAIN)
+			return NULL;
+		struct pollfd p = {h->wfd, POLLIN, 0};
+		if (poll(&p, 1, -1) < 0 && errno != EINTR)
+			return NULL;
+	}
+}
+
+bool xs_watch(struct xs_handle *h, const char *path, const char *token)
+{
+	char abs[XS_PATH_MAX + 64];
+	bool special = path != NULL && path[0] == '@';
+	if (special) {
+		if (strlen(path) >= sizeof(abs)) {
+			errno = EINVAL;
+			return false;
+		}
+		strcpy(abs, path);
+	} else if (!norm(h, path, abs, sizeof(abs))) {
+		return false;
+	}
+	if (token == NULL || watch_socket(h) < 0)
+		return false;
+	struct xs_watch *nw = realloc(h->w, (h->nw + 1) * sizeof(*nw));
+	if (nw == NULL)
+		return false;
+	h->w = nw;
+	struct xs_watch *w = &h->w[h->nw];
+	w->path = strdup(abs);
+	w->token = strdup(token);
+	w->rel = !special && path[0] != '/';
+	if (w->path == NULL || w->token == NULL) {
+		free(w->path);
+		free(w->token);
+		errno = ENOMEM;
+		return false;
+	}
+	h->nw++;
+	/* xenstored fires a new watch once, at once: sent to ourselves so
+	 * that the descriptor says so. */
+	char msg[XS_PATH_MAX + 1024];
+	int n = snprintf(msg, sizeof(msg), "I%s%c%s", abs, '\0', token);
+	struct sockaddr_un sa;
+	socklen_t sl = watch_addr(&sa, h->wname);
+	if (n < 0 || (size_t)n >= sizeof(msg) ||
+	    sendto(h->wfd, msg, (size_t)n + 1, MSG_DONTWAIT | MSG_NOSIGNAL,
+	           (struct sockaddr *)&sa, sl) < 0)
+		queue_event(h, abs, w);
+	return true;
+}
+
+bool xs_unwatch(struct xs_handle *h, const char *path, const char *token)
+{
+	char abs[XS_PATH_MAX + 64];
+	if (path != NULL && path[0] == '@')
+		snprintf(abs, sizeof(abs), "%s", path);
+	else if (!norm(h, path, abs, sizeof(abs)))
+		return false;
+	for (size_t i = 0; token != NULL && i < h->nw; i++)
+		if (strcmp(h->w[i].path, abs) == 0 &&
+		    strcmp(h->w[i].token, token) == 0) {
+			free(h->w[i].path);
+			free(h->w[i].token);
+			h->w[i] = h->w[--h->nw];
+			/* Events of it not handed out yet go too. */
+			for (size_t j = 0; j < h->nq;)
+				if (strcmp(h->q[j].token, token) == 0) {
+					free(h->q[j].path);
+					free(h->q[j].token);
+					h->q[j] = h->q[--h->nq];
+				} else {
+					j++;
+				}
+			return true;
+		}
+	errno = ENOENT;
+	return false;
 }
 
 void *xs_read(struct xs_handle *h, xs_transaction_t t, const char *path,
@@ -370,6 +737,8 @@ bool xs_write(struct xs_handle *h, xs_transaction_t t, const char *path,
 		ok = put_file(fs, "#v", data, len);
 	}
 	int e = errno;
+	if (ok)
+		fire(h, abs, false);
 	unlock(h);
 	errno = e;
 	return ok;
@@ -382,8 +751,11 @@ bool xs_mkdir(struct xs_handle *h, xs_transaction_t t, const char *path)
 	if (!norm(h, path, abs, sizeof(abs)))
 		return false;
 	lock(h);
-	bool ok = exists(h, abs) || create_path(h, abs, h->domid);
+	bool made = !exists(h, abs);
+	bool ok = !made || create_path(h, abs, h->domid);
 	int e = errno;
+	if (ok && made)
+		fire(h, abs, false);
 	unlock(h);
 	errno = e;
 	return ok;
@@ -426,6 +798,7 @@ bool xs_rm(struct xs_handle *h, xs_transaction_t t, const char *path)
 		char fs[PATH_MAX + XS_PATH_MAX];
 		fspath(h, abs, fs, sizeof(fs));
 		remove_tree(fs);
+		fire(h, abs, true);
 	}
 	int e = errno;
 	unlock(h);
@@ -538,6 +911,8 @@ bool xs_set_permissions(struct xs_handle *h, xs_transaction_t t,
 		ok = write_perms(h, abs, &np);
 	}
 	int e = errno;
+	if (ok)
+		fire(h, abs, false);
 	unlock(h);
 	errno = e;
 	return ok;
