@@ -517,10 +517,8 @@ static const struct rig_ops rigs[] = {
      lwip_down, NULL},
 #endif
 #ifdef CONDUIT_HAVE_VCHAN
-    {"vchan",
-     Q_SHUT_RD_HOLDS | Q_CLOSE_HOLDS_WRITES | Q_STALE_WAKEUP |
-         Q_FULL_WRITER_READY_AFTER_EOF | Q_NULL_EMPTY_IOV,
-     vchan_up, vchan_pair, vchan_down, vchan_enter},
+    {"vchan", Q_SHUT_RD_HOLDS | Q_CLOSE_HOLDS_WRITES | Q_STALE_WAKEUP, vchan_up,
+     vchan_pair, vchan_down, vchan_enter},
 #endif
 #if defined(CONDUIT_HAVE_TLS) && defined(CONDUIT_HAVE_MEM)
     {"tls(mem)", Q_WRITE_QUEUES, tls_up, tls_pair, host_down, NULL},

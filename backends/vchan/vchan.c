@@ -688,8 +688,9 @@ static int vf_writev(conduit_flow *f, const struct conduit_iov *iov,
 			k = n - done;
 		if (k > sizeof(stage) - staged)
 			k = sizeof(stage) - staged;
-		memcpy(stage + staged, (const unsigned char *)iov[i].base + off,
-		       k);
+		if (k > 0) /* an empty piece may have no base */
+			memcpy(stage + staged,
+			       (const unsigned char *)iov[i].base + off, k);
 		staged += k;
 		done += k;
 		off += k;

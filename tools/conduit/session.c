@@ -189,6 +189,12 @@ static int end_shut(struct session *s, struct end *e)
 	if (e->flow == NULL)
 		return CONDUIT_OK;
 	int rc = conduit_shutdown(e->flow, CONDUIT_SHUT_WR);
+	/* A transport that cannot say "no more" without ending the peer's
+	 * sending too (a plain vchan peer) refuses the half-close and stays
+	 * usable: this direction is over, and the session goes on until the
+	 * peer closes. */
+	if (rc == CONDUIT_ERR_UNSUPPORTED)
+		return CONDUIT_OK;
 	if (rc != CONDUIT_OK)
 		session_fail(s, rc, false, conduit_flow_error(e->flow));
 	return rc;
