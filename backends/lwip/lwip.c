@@ -19,7 +19,7 @@
  *
  *   lwip_stack.c    the stack's references and statistics; making and
  *                   freeing netifs (wires, datagram sockets, TAPs); the
- *                   addresses: which netif owns one, which leads to one
+ *                   addresses: which netif leads to one, their text
  *   lwip_connect.c  connecting: the staggered race of the shared TCP
  *                   policy (backends/tcppolicy) over lwIP pcbs
  *   lwip_listen.c   listeners and accepting
@@ -314,6 +314,41 @@ static void read_fd(conduit_lwip_netif *n)
 
 static void sweep_time_wait(conduit_lwip *st);
 
+/* Whether address ip is one of n's. */
+static bool netif_has(const conduit_lwip_netif *n, const ip_addr_t *ip)
+{
+	if (IP_IS_V4(ip))
+		return ip4_addr_cmp(ip_2_ip4(ip), netif_ip4_addr(&n->nif));
+	for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++)
+		if (ip6_addr_isvalid(netif_ip6_addr_state(&n->nif, i)) &&
+		    ip6_addr_cmp_zoneless(ip_2_ip6(ip),
+		                          netif_ip6_addr(&n->nif, i)))
+			return true;
+	return false;
+}
+
+/* The netif that owns address ip, or NULL. */
+static conduit_lwip_netif *netif_owning(conduit_lwip *st, const ip_addr_t *ip)
+{
+	for (conduit_lwip_netif *n = st->netifs; n != NULL; n = n->next)
+		if (netif_has(n, ip))
+			return n;
+	return NULL;
+}
+
+/* The same for the other files.  The poll turn (pin_strays) calls the
+ * static ones, which the compiler inlines there as it did before the
+ * backend was split. */
+bool cd_lwip_netif_has(const conduit_lwip_netif *n, const ip_addr_t *ip)
+{
+	return netif_has(n, ip);
+}
+
+conduit_lwip_netif *cd_lwip_netif_owning(conduit_lwip *st, const ip_addr_t *ip)
+{
+	return netif_owning(st, ip);
+}
+
 /*
  * A listener on every address pins a connection to the netif it came in
  * by only when it is accepted; until then lwIP routes its segments.  Sent
@@ -328,7 +363,7 @@ static void pin_strays(conduit_lwip *st)
 		if (p->netif_idx != NETIF_NO_INDEX ||
 		    ip_addr_isany(&p->local_ip))
 			continue;
-		conduit_lwip_netif *n = cd_lwip_netif_owning(st, &p->local_ip);
+		conduit_lwip_netif *n = netif_owning(st, &p->local_ip);
 		if (n != NULL)
 			tcp_bind_netif(p, &n->nif);
 	}
@@ -397,7 +432,7 @@ static void stack_wait(conduit_lwip *st, struct conduit_waitset *ws)
 		conduit_waitset_deadline(ws, conduit_now_ms() + sleep);
 }
 
-const char *cd_lwip_err_text(err_t e)
+static const char *err_text(err_t e)
 {
 	switch (e) {
 	case ERR_MEM:
@@ -427,6 +462,12 @@ const char *cd_lwip_err_text(err_t e)
 	default:
 		return "lwIP error";
 	}
+}
+
+/* The same for the other files; the data path calls the static one. */
+const char *cd_lwip_err_text(err_t e)
+{
+	return err_text(e);
 }
 
 /* ------------------------------------------------------------------ */
@@ -601,9 +642,8 @@ static CD_COLD int flow_broken(struct lw_flow *f, const char *op)
 {
 	int status = f->error != CONDUIT_OK ? f->error : CONDUIT_ERR_STATE;
 	return conduit_flow_fail(&f->base, status, "%s %s: %s", op, f->base.uri,
-	                         f->error != CONDUIT_OK
-	                             ? cd_lwip_err_text(f->lwerr)
-	                             : "connection is gone");
+	                         f->error != CONDUIT_OK ? err_text(f->lwerr)
+	                                                : "connection is gone");
 }
 
 static void give_window(struct lw_flow *f, size_t n)
@@ -739,7 +779,7 @@ static CD_HOT int lw_writev(conduit_flow *base, const struct conduit_iov *iov,
 					break;
 				return conduit_flow_fail(
 				    base, CONDUIT_ERR_RESET, "write %s: %s",
-				    base->uri, cd_lwip_err_text(e));
+				    base->uri, err_text(e));
 			}
 			off += k;
 			done += k;
@@ -774,7 +814,7 @@ static int lw_shutdown(conduit_flow *base, unsigned how)
 		if (e != ERR_OK)
 			return conduit_flow_fail(base, CONDUIT_ERR_NOMEM,
 			                         "shutdown %s: %s", base->uri,
-			                         cd_lwip_err_text(e));
+			                         err_text(e));
 		/* Only such a pcb can reach TIME-WAIT while a flow holds it
 		 * (see sweep_time_wait). */
 		if (f->pcb != NULL && !f->fin_sent) {

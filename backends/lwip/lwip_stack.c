@@ -3,8 +3,9 @@
  * a context and the application hold, its statistics and last error;
  * making and freeing the dummy Ethernet devices (in-memory wire pairs
  * with their faults, datagram sockets, TAPs); and the addresses: which
- * netif owns an address, which one a connection leaves by, and an
- * address as messages and URIs show it.
+ * netif a connection leaves by, and an address as messages and URIs show
+ * it.  Which netif owns an address is in lwip.c, beside the poll turn
+ * that asks it too.
  */
 #include "lwstack.h"
 
@@ -346,28 +347,6 @@ void cd_lwip_to_ip(const struct conduit_addr *a, ip_addr_t *ip)
 		IP_ADDR6(ip, w[0], w[1], w[2], w[3]);
 		ip6_addr_clear_zone(ip_2_ip6(ip));
 	}
-}
-
-/* Whether address ip is one of n's. */
-bool cd_lwip_netif_has(const conduit_lwip_netif *n, const ip_addr_t *ip)
-{
-	if (IP_IS_V4(ip))
-		return ip4_addr_cmp(ip_2_ip4(ip), netif_ip4_addr(&n->nif));
-	for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++)
-		if (ip6_addr_isvalid(netif_ip6_addr_state(&n->nif, i)) &&
-		    ip6_addr_cmp_zoneless(ip_2_ip6(ip),
-		                          netif_ip6_addr(&n->nif, i)))
-			return true;
-	return false;
-}
-
-/* The netif that owns address ip, or NULL. */
-conduit_lwip_netif *cd_lwip_netif_owning(conduit_lwip *st, const ip_addr_t *ip)
-{
-	for (conduit_lwip_netif *n = st->netifs; n != NULL; n = n->next)
-		if (cd_lwip_netif_has(n, ip))
-			return n;
-	return NULL;
 }
 
 /*

@@ -159,11 +159,14 @@ struct lw_flow {
 /* lwip_stack.c: addresses.  cd_lwip_describe writes LW_ADDR_MAX bytes at
  * most and returns the length. */
 void cd_lwip_to_ip(const struct conduit_addr *a, ip_addr_t *ip);
-bool cd_lwip_netif_has(const conduit_lwip_netif *n, const ip_addr_t *ip);
-conduit_lwip_netif *cd_lwip_netif_owning(conduit_lwip *st, const ip_addr_t *ip);
 conduit_lwip_netif *cd_lwip_netif_towards(conduit_lwip *st,
                                           const ip_addr_t *dst);
 size_t cd_lwip_describe(const ip_addr_t *ip, u16_t port, char *buf);
+
+/* lwip.c, beside the poll turn that asks it too: whether an address is a
+ * netif's, and which netif owns it (NULL: none). */
+bool cd_lwip_netif_has(const conduit_lwip_netif *n, const ip_addr_t *ip);
+conduit_lwip_netif *cd_lwip_netif_owning(conduit_lwip *st, const ip_addr_t *ip);
 
 /* lwip.c: the netif's driver hooks (netif_add's init function), frames,
  * lwIP's errors in words. */
