@@ -263,7 +263,7 @@ int cd_listen_refuses_connect_to(conduit_ctx *ctx, const conduit_endpoint *ep);
 /* The class of an endpoint's option (0: harmless). */
 unsigned cd_option_class(const conduit_endpoint *ep, const char *key);
 
-/* ---- The URI grammar's tables (uri.c) ----------------------------
+/* ---- The URI grammar's tables (grammar.c) ------------------------
  * Which transports and layers exist, what each transport's URIs carry and
  * which options each allows: the parser, the printer, the resolver and
  * the rules file consult these rather than compare names. */
@@ -279,7 +279,7 @@ struct cd_optdef {
 	unsigned cls; /* CD_OPT_FILE, CD_OPT_INSECURE */
 };
 
-/* How a transport's URIs are parsed and printed (uri.c's own). */
+/* How a transport's URIs are parsed and printed (uripriv.h). */
 struct cd_shape;
 
 struct cd_transport {
@@ -344,7 +344,7 @@ extern const struct conduit_backend *const cd_builtin_backends[];
  * True with the four bytes in out, false for anything else. */
 bool cd_ipv4_parse(const char *s, unsigned char out[4]);
 
-/* ---- Private to uri.c and endpoint.c ---------------------------- */
+/* ---- Private to the URI files and endpoint.c --------------------- */
 
 /* Fill the fields of a fresh endpoint (port -1; absent strings NULL or
  * the endpoint's own "") from a URI: all but

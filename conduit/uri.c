@@ -1,7 +1,11 @@
 /*
  * uri.c - conduit's URI grammar: parsing a URI into the fields of an
- * endpoint, printing an endpoint back as its canonical URI, and hiding
- * secrets in URIs that are shown in messages.
+ * endpoint.  The other parts of the grammar have files of their own, tied
+ * together by uripriv.h: canonical.c prints an endpoint back as its
+ * canonical URI (the form described at the end of this comment),
+ * grammar.c holds the tables of transports, layers and their options with
+ * the checks of option values, and redact.c hides secrets in URIs that
+ * are shown in messages.
  *
  * The parser is strict on purpose.  URIs come from configuration files,
  * command lines and sometimes from peers; guessing what a malformed one
@@ -73,7 +77,7 @@
  * percent-encoding only where needed, with upper-case hex digits.  It
  * always parses back to an equal endpoint.
  */
-#include "core.h"
+#include "uripriv.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -81,7 +85,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -101,80 +104,6 @@
 #define ZONE_MAX      63
 #define SCHEME_MAX    63
 
-static const char hexdig[] = "0123456789ABCDEF";
-
-/* ------------------------------------------------------------------ */
-/* Characters (ASCII only: the C locale functions are not wanted here)  */
-
-static bool is_alpha(int c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-static bool is_digit(int c)
-{
-	return c >= '0' && c <= '9';
-}
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static int lower(int c)
-{
-	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
-}
-
-/* RFC 3986 character classes as bitmaps of the ASCII range: every byte of
- * every URI goes through these, so they are table lookups, not searches. */
-#define UNRESERVED_LO 0x03ff600000000000ull /* 0-9 - . */
-#define UNRESERVED_HI 0x47fffffe87fffffeull /* A-Z _ a-z ~ */
-#define SUBDELIM_LO   0x28001fd200000000ull /* ! $ & ' ( ) * + , ; = */
-#define GENDELIM_LO   0x8400800800000000ull /* : / ? # */
-#define GENDELIM_HI   0x0000000028000001ull /* [ ] @ */
-
-static inline bool in_class(int c, uint64_t lo, uint64_t hi)
-{
-	if (c < 0 || c >= 128)
-		return false;
-	return c < 64 ? (lo >> c) & 1 : (hi >> (c - 64)) & 1;
-}
-
-static inline bool is_unreserved(int c)
-{
-	return in_class(c, UNRESERVED_LO, UNRESERVED_HI);
-}
-
-static bool in_set(int c, const char *set)
-{
-	return c != '\0' && strchr(set, c) != NULL;
-}
-
-static inline bool is_subdelim(int c)
-{
-	return in_class(c, SUBDELIM_LO, 0);
-}
-
-static inline bool is_gendelim(int c)
-{
-	return in_class(c, GENDELIM_LO, GENDELIM_HI);
-}
-
-/* Any byte RFC 3986 allows unencoded in a URI: the union of the three
- * classes, one lookup for the scan that every URI goes through. */
-static inline bool is_uri_char(int c)
-{
-	return in_class(c, UNRESERVED_LO | SUBDELIM_LO | GENDELIM_LO,
-	                UNRESERVED_HI | GENDELIM_HI);
-}
-
 /* Describe a byte for a message without putting raw bytes into it. */
 static const char *charname(int c, char buf[8])
 {
@@ -184,177 +113,6 @@ static const char *charname(int c, char buf[8])
 	else
 		snprintf(buf, 8, "0x%02x", u);
 	return buf;
-}
-
-/* ------------------------------------------------------------------ */
-/* Redaction                                                           */
-
-/* A bounded writer that keeps counting past its end, so the caller can
- * tell that it truncated. */
-struct sink {
-	char *buf;
-	size_t cap;
-	size_t n;
-};
-
-static void sink_raw(struct sink *s, char c)
-{
-	if (s->n + 1 < s->cap)
-		s->buf[s->n] = c;
-	s->n++;
-}
-
-/* Bytes that could upset a terminal or split a log line are shown
- * percent-encoded; the input is possibly hostile. */
-static void sink_byte(struct sink *s, unsigned char c)
-{
-	if (c <= 0x20 || c >= 0x7f) {
-		sink_raw(s, '%');
-		sink_raw(s, hexdig[c >> 4]);
-		sink_raw(s, hexdig[c & 15]);
-	} else {
-		sink_raw(s, (char)c);
-	}
-}
-
-static void sink_span(struct sink *s, const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		sink_byte(s, (unsigned char)p[i]);
-}
-
-static void sink_end(struct sink *s)
-{
-	if (s->n < s->cap) {
-		s->buf[s->n] = '\0';
-		return;
-	}
-	/* Truncated: end in "..." so nobody mistakes it for the whole. */
-	s->buf[s->cap - 1] = '\0';
-	size_t dots = s->cap - 1 < 3 ? s->cap - 1 : 3;
-	memset(s->buf + s->cap - 1 - dots, '.', dots);
-}
-
-/* Does an option key (raw, maybe percent-encoded) name a secret?  Keys
- * that cannot be decoded in full count as secret: better a hidden value
- * than a leaked one. */
-static bool secret_key(const char *k, size_t n)
-{
-	char d[128];
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		int c = (unsigned char)k[i];
-		if (c == '%' && i + 2 < n && hexval(k[i + 1]) >= 0 &&
-		    hexval(k[i + 2]) >= 0) {
-			c = hexval(k[i + 1]) * 16 + hexval(k[i + 2]);
-			i += 2;
-		}
-		if (c == 0 || o + 1 >= sizeof(d))
-			return true;
-		d[o++] = (char)lower(c);
-	}
-	d[o] = '\0';
-	return strstr(d, "pass") != NULL || strstr(d, "secret") != NULL ||
-	       strstr(d, "key") != NULL || strstr(d, "token") != NULL;
-}
-
-/*
- * Where a password may sit.  Finding "the authority" in a malformed or
- * hostile string is guesswork, so the rule needs no structure at all:
- * in every '/'-separated segment that contains an '@', the text from its
- * first ':' to its last '@' is hidden.  That covers userinfo written as
- * RFC 3986 says, written without "//", with '?' or '#' typed in the
- * password, or behind garbage.  The price is that the odd path segment
- * such as "a:b@c" shows as "a:****@c" in messages; canonical URIs are
- * never redacted.  Returns the end of the segment that starts at a, with
- * its hidden range in [*p0, *p1) (empty when none).
- */
-static size_t seg_password(const char *uri, size_t a, size_t *p0, size_t *p1)
-{
-	size_t e = a + strcspn(uri + a, "/");
-	const char *at = NULL;
-	*p0 = *p1 = 0;
-	for (size_t j = a; j < e; j++)
-		if (uri[j] == '@')
-			at = uri + j;
-	if (at != NULL) {
-		const char *colon =
-		    memchr(uri + a, ':', (size_t)(at - uri) - a);
-		if (colon != NULL) {
-			*p0 = (size_t)(colon - uri) + 1;
-			*p1 = (size_t)(at - uri);
-		}
-	}
-	return e;
-}
-
-/* Does uri[at, at + n) touch a hidden password? */
-static bool touches_password(const char *uri, size_t at, size_t n)
-{
-	size_t a = at;
-	while (a > 0 && uri[a - 1] != '/')
-		a--;
-	for (;;) {
-		size_t p0, p1;
-		size_t e = seg_password(uri, a, &p0, &p1);
-		if (p1 > p0 && at < p1 && at + n > p0)
-			return true;
-		if (uri[e] == '\0' || e + 1 >= at + n)
-			return false;
-		a = e + 1;
-	}
-}
-
-/*
- * Two kinds of bytes are hidden: passwords (above), and the values of
- * options whose keys look secret, in the query and in the fragment alike
- * (OAuth's implicit flow puts access_token= in the fragment).  Options
- * start after the first '?' or '#' and after every '&' or '#' that ends
- * one; a secret value ends only at '&', since a '#' in it must not start a
- * "fragment" that shows the rest.  Each run of hidden bytes shows as one
- * "****".
- */
-void cd_uri_redact(const char *uri, char *out, size_t outlen)
-{
-	if (out == NULL || outlen == 0)
-		return;
-	struct sink s = {out, outlen, 0};
-	if (uri == NULL) {
-		sink_span(&s, "(null)", 6);
-		sink_end(&s);
-		return;
-	}
-	size_t len = strlen(uri);
-	size_t q = strcspn(uri, "?#");
-	size_t pair =
-	    q < len ? q + 1 : SIZE_MAX; /* where the next pair starts */
-	size_t v0 = 0, v1 = 0;          /* a secret value */
-	size_t p0 = 0, p1 = 0;          /* a password */
-	bool hiding = false;
-	for (size_t i = 0; i < len; i++) {
-		if (i == 0 || uri[i - 1] == '/')
-			seg_password(uri, i, &p0, &p1);
-		if (i == pair) {
-			size_t k = strcspn(uri + i, "=&#");
-			size_t e = i + k;
-			pair = SIZE_MAX;
-			if (uri[e] == '=' && secret_key(uri + i, k)) {
-				v0 = e + 1;
-				v1 = e = v0 + strcspn(uri + v0, "&");
-			} else if (uri[e] == '=') {
-				e += 1 + strcspn(uri + e + 1, "&#");
-			}
-			if (uri[e] == '&' || uri[e] == '#')
-				pair = e + 1;
-		}
-		bool hide = (i >= p0 && i < p1) || (i >= v0 && i < v1);
-		if (hide && !hiding)
-			sink_span(&s, "****", 4);
-		hiding = hide;
-		if (!hide)
-			sink_byte(&s, (unsigned char)uri[i]);
-	}
-	sink_end(&s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -372,23 +130,6 @@ struct parts {
 	bool has_query;
 	struct span query;
 	bool has_frag;
-};
-
-/* A growing string for printing. */
-struct sbuf {
-	char *p;
-	size_t len;
-	size_t cap;
-	bool failed;
-};
-
-struct pstate;
-
-/* How a transport's URIs are laid out: one parser and one printer per
- * shape, so a new transport of an existing shape is one table entry. */
-struct cd_shape {
-	int (*parse)(struct pstate *ps, const struct parts *pt);
-	void (*print)(struct sbuf *sb, const conduit_endpoint *ep);
 };
 
 struct pstate {
@@ -450,7 +191,7 @@ static int nomem(struct pstate *ps)
 static const char *clip(const struct pstate *ps, char buf[CLIP_MAX + 4],
                         const char *p, size_t n)
 {
-	if (touches_password(ps->uri, (size_t)(p - ps->uri), n)) {
+	if (cd_uri_touches_password(ps->uri, (size_t)(p - ps->uri), n)) {
 		memcpy(buf, "****", 5);
 	} else if (n > CLIP_MAX) {
 		memcpy(buf, p, CLIP_MAX);
@@ -498,255 +239,6 @@ static char *empty(void)
 		s[0] = '\0';
 	return s;
 }
-
-/* ------------------------------------------------------------------ */
-/* Option checks                                                       */
-
-/* Digits only, at least one, value at most max (no overflow whatever
- * the length: leading zeros are fine).  -1 if not. */
-static long number(const char *v, int base, long max)
-{
-	long x = 0;
-	if (*v == '\0')
-		return -1;
-	for (; *v; v++) {
-		int d = hexval(*v);
-		if (!is_digit(*v) || d >= base)
-			return -1;
-		x = x * base + d;
-		if (x > max)
-			return -1;
-	}
-	return x;
-}
-
-static const char *check_bool(const char *v, char *buf, size_t len,
-                              const char **canon)
-{
-	(void)buf;
-	(void)len;
-	if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
-		return "must be 0 or 1";
-	*canon = v;
-	return NULL;
-}
-
-static const char *check_keepalive(const char *v, char *buf, size_t len,
-                                   const char **canon)
-{
-	long x = number(v, 10, 86400);
-	if (x < 1)
-		return "must be a number of seconds from 1 to 86400";
-	snprintf(buf, len, "%ld", x);
-	*canon = buf;
-	return NULL;
-}
-
-static const char *check_ring(const char *v, char *buf, size_t len,
-                              const char **canon)
-{
-	long x = number(v, 10, 1048576);
-	if (x < 1024)
-		return "must be a ring size in bytes from 1024 to 1048576";
-	snprintf(buf, len, "%ld", x);
-	*canon = buf;
-	return NULL;
-}
-
-static const char *check_mode(const char *v, char *buf, size_t len,
-                              const char **canon)
-{
-	long x = number(v, 8, 0777);
-	if (x < 0)
-		return "must be an octal permission from 0 to 0777";
-	snprintf(buf, len, "%04lo", (unsigned long)x);
-	*canon = buf;
-	return NULL;
-}
-
-static const char *check_ip(const char *v, char *buf, size_t len,
-                            const char **canon)
-{
-	unsigned char a[16];
-	size_t n = strlen(v);
-	if (n >= len)
-		return "must be an IPv4 or IPv6 address";
-	for (size_t i = 0; i <= n; i++)
-		buf[i] = (char)lower(v[i]);
-	if (inet_pton(AF_INET, buf, a) != 1 && inet_pton(AF_INET6, buf, a) != 1)
-		return "must be an IPv4 or IPv6 address";
-	*canon = buf;
-	return NULL;
-}
-
-/* A DNS name as a TLS server name: labels of [a-z0-9_-], lower-cased. */
-static const char *check_servername(const char *v, char *buf, size_t len,
-                                    const char **canon)
-{
-	size_t n = strlen(v);
-	if (n == 0 || n > 253 || n >= len)
-		return "must be a DNS name of 1 to 253 bytes";
-	size_t label = 0;
-	for (size_t i = 0; i <= n; i++) {
-		int c = lower(v[i]);
-		buf[i] = (char)c;
-		if (c == '.' || c == '\0') {
-			if (label == 0 || label > 63)
-				return "must be a DNS name (labels of 1 to 63 "
-				       "bytes)";
-			if (buf[i - 1] == '-' || buf[i - label] == '-')
-				return "must be a DNS name (no label starts or "
-				       "ends "
-				       "with '-')";
-			label = 0;
-		} else if (is_alpha(c) || is_digit(c) || c == '-' || c == '_') {
-			label++;
-		} else {
-			return "must be a DNS name (letters, digits, '-', '_')";
-		}
-	}
-	*canon = buf;
-	return NULL;
-}
-
-/* A file name for the TLS layer (CA bundle, certificate, key). */
-static const char *check_file(const char *v, char *buf, size_t len,
-                              const char **canon)
-{
-	(void)buf;
-	(void)len;
-	if (v[0] == '\0' || strlen(v) > 4096)
-		return "must be a file name of 1 to 4096 bytes";
-	*canon = v;
-	return NULL;
-}
-
-/* ALPN protocol names: comma-separated, each 1-255 printable bytes. */
-static const char *check_alpn(const char *v, char *buf, size_t len,
-                              const char **canon)
-{
-	(void)buf;
-	(void)len;
-	size_t run = 0;
-	for (const char *p = v;; p++) {
-		if (*p == ',' || *p == '\0') {
-			if (run == 0 || run > 255)
-				return "must be protocol names of 1 to 255 "
-				       "bytes, "
-				       "separated by commas";
-			run = 0;
-			if (*p == '\0')
-				break;
-		} else if ((unsigned char)*p <= 0x20 ||
-		           (unsigned char)*p >= 0x7f) {
-			return "protocol names are printable ASCII";
-		} else {
-			run++;
-		}
-	}
-	*canon = v;
-	return NULL;
-}
-
-/* HOST:PORT for connect-to: a DNS name, IPv4 or [IPv6], and 1-65535. */
-static const char *check_connect_to(const char *v, char *buf, size_t len,
-                                    const char **canon)
-{
-	static const char *const why =
-	    "must be HOST:PORT (a DNS name, IPv4 or [IPv6], port 1-65535)";
-	const char *colon = strrchr(v, ':');
-	if (colon == NULL || colon == v)
-		return why;
-	long port = number(colon + 1, 10, 65535);
-	if (port < 1)
-		return why;
-	size_t hn = (size_t)(colon - v);
-	if (hn + 8 > len || hn > 255)
-		return why;
-	unsigned char a[16];
-	char host[256];
-	if (v[0] == '[') {
-		if (v[hn - 1] != ']' || hn < 3)
-			return why;
-		memcpy(host, v + 1, hn - 2);
-		host[hn - 2] = '\0';
-		for (size_t i = 0; host[i]; i++)
-			host[i] = (char)lower(host[i]);
-		if (inet_pton(AF_INET6, host, a) != 1)
-			return why;
-		snprintf(buf, len, "[%s]:%ld", host, port);
-	} else {
-		memcpy(host, v, hn);
-		host[hn] = '\0';
-		const char *c = NULL;
-		char hb[256];
-		if (inet_pton(AF_INET, host, a) != 1 &&
-		    check_servername(host, hb, sizeof(hb), &c) != NULL)
-			return why;
-		snprintf(buf, len, "%s:%ld", c != NULL ? c : host, port);
-	}
-	*canon = buf;
-	return NULL;
-}
-
-/* ------------------------------------------------------------------ */
-/* Printing helpers                                                    */
-
-static void sb_putn(struct sbuf *sb, const char *s, size_t n)
-{
-	if (sb->failed)
-		return;
-	if (sb->len + n + 1 > sb->cap) {
-		size_t cap = sb->cap ? sb->cap : 64;
-		while (cap < sb->len + n + 1)
-			cap *= 2;
-		char *np = realloc(sb->p, cap);
-		if (np == NULL) {
-			sb->failed = true;
-			return;
-		}
-		sb->p = np;
-		sb->cap = cap;
-	}
-	memcpy(sb->p + sb->len, s, n);
-	sb->len += n;
-	sb->p[sb->len] = '\0';
-}
-
-static void sb_puts(struct sbuf *sb, const char *s)
-{
-	sb_putn(sb, s, strlen(s));
-}
-
-/* Append s, percent-encoding every byte that is neither unreserved nor
- * in keep.  Runs of bytes that stay as they are go in one copy: every
- * endpoint is printed once when it is made, so this is on the path of
- * every resolution. */
-static void sb_encode(struct sbuf *sb, const char *s, const char *keep)
-{
-	while (*s != '\0') {
-		const char *run = s;
-		while (*s != '\0' && (is_unreserved((unsigned char)*s) ||
-		                      in_set((unsigned char)*s, keep)))
-			s++;
-		if (s > run)
-			sb_putn(sb, run, (size_t)(s - run));
-		if (*s == '\0')
-			break;
-		unsigned char c = (unsigned char)*s++;
-		char e[3] = {'%', hexdig[c >> 4], hexdig[c & 15]};
-		sb_putn(sb, e, 3);
-	}
-}
-
-/* What may stay unencoded where.  Paths keep pchar and '/'; an abstract
- * name's first part sits in the authority, where ':' and '@' would mean
- * port and userinfo; option values must not hold '&', '=', '#' or '+'
- * (read as a space by some other parsers). */
-#define KEEP_PATH     "!$&'()*+,;=:@/"
-#define KEEP_ABSTRACT "!$&'()*+,;=/"
-#define KEEP_ZONE     ""
-#define KEEP_VALUE    "!$'()*,;:@/?"
 
 /* ------------------------------------------------------------------ */
 /* tcp: host and port                                                  */
@@ -1055,42 +547,6 @@ static int parse_hostport(struct pstate *ps, const struct parts *pt)
 	return parse_port(ps, port, end);
 }
 
-/* ":" and a decimal int: by hand, since every endpoint is printed once
- * when it is made and snprintf() cost more than the rest of the print. */
-static void sb_port(struct sbuf *sb, int port)
-{
-	char buf[16];
-	size_t i = sizeof(buf);
-	unsigned long v =
-	    port < 0 ? 0ul - (unsigned long)port : (unsigned long)port;
-	do
-		buf[--i] = (char)('0' + v % 10);
-	while ((v /= 10) != 0);
-	if (port < 0)
-		buf[--i] = '-';
-	buf[--i] = ':';
-	sb_putn(sb, buf + i, sizeof(buf) - i);
-}
-
-static void print_hostport(struct sbuf *sb, const conduit_endpoint *ep)
-{
-	sb_puts(sb, "//");
-	if (ep->host_kind == CONDUIT_HOST_IPV6 && ep->host != NULL) {
-		sb_puts(sb, "[");
-		sb_puts(sb, ep->host);
-		if (ep->zone != NULL && ep->zone[0] != '\0') {
-			sb_puts(sb, "%25");
-			sb_encode(sb, ep->zone, KEEP_ZONE);
-		}
-		sb_puts(sb, "]");
-	} else if (ep->host_kind != CONDUIT_HOST_NONE && ep->host != NULL) {
-		/* Checked names and IPv4 hold nothing that needs encoding;
-		 * encoding anyway keeps odd hand-made endpoints printable. */
-		sb_encode(sb, ep->host, "");
-	}
-	sb_port(sb, ep->port);
-}
-
 /* ------------------------------------------------------------------ */
 /* unix: a path                                                        */
 
@@ -1137,18 +593,6 @@ static int parse_path(struct pstate *ps, const struct parts *pt)
 	return CONDUIT_OK;
 }
 
-/* The decoded path decides the form, not how it was written: a relative
- * path never starts with '/', so "unix:" + path can never be read as
- * "unix://authority", and an absolute one always gets the empty
- * authority (so "//x" prints as "unix:////x"). */
-static void print_path(struct sbuf *sb, const conduit_endpoint *ep)
-{
-	const char *path = ep->path != NULL ? ep->path : "";
-	if (path[0] == '/')
-		sb_puts(sb, "//");
-	sb_encode(sb, path, KEEP_PATH);
-}
-
 /* ------------------------------------------------------------------ */
 /* unix-abstract: a name                                               */
 
@@ -1191,12 +635,6 @@ static int parse_abstract(struct pstate *ps, const struct parts *pt)
 		            "abstract socket name is %zu bytes, limit %zu",
 		            an + pn, (size_t)SUN_MAX);
 	return CONDUIT_OK;
-}
-
-static void print_abstract(struct sbuf *sb, const conduit_endpoint *ep)
-{
-	sb_puts(sb, "//");
-	sb_encode(sb, ep->path != NULL ? ep->path : "", KEEP_ABSTRACT);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1285,252 +723,15 @@ static int parse_vchan(struct pstate *ps, const struct parts *pt)
 	return CONDUIT_OK;
 }
 
-static void print_vchan(struct sbuf *sb, const conduit_endpoint *ep)
-{
-	sb_puts(sb, "//");
-	sb_encode(sb, ep->host != NULL ? ep->host : "", "");
-	sb_puts(sb, "/");
-	sb_encode(sb, ep->path != NULL ? ep->path : "", "");
-}
-
 /* ------------------------------------------------------------------ */
-/* The tables                                                          */
+/* The shapes                                                          */
 
-static const struct cd_shape shape_hostport = {parse_hostport, print_hostport};
-static const struct cd_shape shape_path = {parse_path, print_path};
-static const struct cd_shape shape_abstract = {parse_abstract, print_abstract};
-static const struct cd_shape shape_vchan = {parse_vchan, print_vchan};
-
-static const struct cd_optdef tcp_opts[] = {
-    {"connect-to", check_connect_to, 0},
-    {"keepalive", check_keepalive, 0},
-    {"nodelay", check_bool, 0},
-    {"source", check_ip, 0},
-};
-
-static const struct cd_optdef unix_opts[] = {
-    {"mode", check_mode, 0},
-};
-
-static const struct cd_optdef vchan_opts[] = {
-    {"read-ring", check_ring, 0},
-    {"write-ring", check_ring, 0},
-};
-
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-
-/* The one list of transports (see struct cd_transport in core.h): the
- * parser, the printer, the resolver and the rules file all read it. */
-static const struct cd_transport transports[] = {
-    {.name = "tcp",
-     .shape = &shape_hostport,
-     .has_host = true,
-     .inet = true,
-     .has_port = true,
-     .opts = tcp_opts,
-     .nopts = NELEM(tcp_opts)},
-    {.name = "unix",
-     .shape = &shape_path,
-     .has_path = true,
-     .opts = unix_opts,
-     .nopts = NELEM(unix_opts)},
-    {.name = "unix-abstract", .shape = &shape_abstract, .has_path = true},
-    {.name = "vchan",
-     .shape = &shape_vchan,
-     .has_host = true,
-     .has_path = true,
-     .opts = vchan_opts,
-     .nopts = NELEM(vchan_opts)},
-};
-
-/* Options a layer adds to whatever transport it is over. */
-static const struct cd_optdef tls_opts[] = {
-    {"alpn", check_alpn, 0},
-    {"ca", check_file, CD_OPT_FILE},
-    {"cert", check_file, CD_OPT_FILE},
-    {"insecure-no-verify", check_bool, CD_OPT_INSECURE},
-    {"key", check_file, CD_OPT_FILE},
-    {"servername", check_servername, 0},
-};
-
-static const struct cd_layer layers[] = {
-    {.name = "tls",
-     .alone_over = "tcp",
-     .opts = tls_opts,
-     .nopts = NELEM(tls_opts)},
-};
-
-const struct cd_transport *cd_grammar_transport(const char *name, size_t len)
-{
-	for (size_t i = 0; i < NELEM(transports); i++)
-		if (strlen(transports[i].name) == len &&
-		    strncasecmp(transports[i].name, name, len) == 0)
-			return &transports[i];
-	return NULL;
-}
-
-const struct cd_transport *cd_grammar_transport_at(size_t i)
-{
-	return i < NELEM(transports) ? &transports[i] : NULL;
-}
-
-const struct cd_layer *cd_grammar_layer(const char *name, size_t len)
-{
-	for (size_t i = 0; i < NELEM(layers); i++)
-		if (strlen(layers[i].name) == len &&
-		    strncasecmp(layers[i].name, name, len) == 0)
-			return &layers[i];
-	return NULL;
-}
-
-/* The definition of key (len bytes) among opts; NULL if absent. */
-static const struct cd_optdef *optdef_in(const struct cd_optdef *opts, size_t n,
-                                         const char *key, size_t len)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strlen(opts[i].key) == len &&
-		    memcmp(opts[i].key, key, len) == 0)
-			return &opts[i];
-	return NULL;
-}
-
-/* A layer's table entry from an endpoint's layer name: the table's own
- * string (compared by address, as a parse is on a connect's path), or
- * an equal one. */
-static const struct cd_layer *layer_of(const char *name)
-{
-	for (size_t i = 0; i < NELEM(layers); i++)
-		if (layers[i].name == name)
-			return &layers[i];
-	return cd_grammar_layer(name, strlen(name));
-}
-
-/* The same for an endpoint's transport. */
-static const struct cd_transport *transport_of(const char *name)
-{
-	for (size_t i = 0; i < NELEM(transports); i++)
-		if (transports[i].name == name)
-			return &transports[i];
-	return cd_grammar_transport(name, strlen(name));
-}
-
-/* The transport's option or one of the layers' (a later layer's wins, as
- * no two lists share a key). */
-static const struct cd_optdef *option_for(const struct cd_transport *tp,
-                                          const conduit_endpoint *ep,
-                                          const char *key, size_t len)
-{
-	const struct cd_optdef *def =
-	    tp != NULL ? optdef_in(tp->opts, tp->nopts, key, len) : NULL;
-	for (size_t l = 0; l < ep->nlayers; l++) {
-		const struct cd_layer *ly = layer_of(ep->layers[l]);
-		const struct cd_optdef *d =
-		    ly != NULL ? optdef_in(ly->opts, ly->nopts, key, len)
-		               : NULL;
-		if (d != NULL)
-			def = d;
-	}
-	return def;
-}
-
-const struct cd_optdef *cd_grammar_option(const conduit_endpoint *ep,
-                                          const char *key)
-{
-	return option_for(transport_of(ep->transport), ep, key, strlen(key));
-}
-
-const struct cd_optdef *cd_grammar_layer_option(const struct cd_layer *ly,
-                                                const char *key, size_t len)
-{
-	return optdef_in(ly->opts, ly->nopts, key, len);
-}
-
-unsigned cd_option_class(const conduit_endpoint *ep, const char *key)
-{
-	for (size_t l = 0; l < ep->nlayers; l++) {
-		const struct cd_layer *ly = layer_of(ep->layers[l]);
-		const struct cd_optdef *d =
-		    ly != NULL
-		        ? optdef_in(ly->opts, ly->nopts, key, strlen(key))
-		        : NULL;
-		if (d != NULL)
-			return d->cls;
-	}
-	return 0;
-}
-
-int cd_endpoint_add_layer(conduit_endpoint *ep, const struct cd_layer *ly,
-                          char *why, size_t whylen)
-{
-	for (size_t i = 0; i < ep->nlayers; i++)
-		if (strcmp(ep->layers[i], ly->name) == 0) {
-			snprintf(why, whylen, "%s layer given twice", ly->name);
-			return CONDUIT_ERR_SCHEME;
-		}
-	if (ep->nlayers == CD_MAX_LAYERS) {
-		snprintf(why, whylen, "more than %d layers", CD_MAX_LAYERS);
-		return CONDUIT_ERR_SCHEME;
-	}
-	ep->layers[ep->nlayers++] = ly->name;
-	int rc = cd_endpoint_set_uri(ep, cd_uri_format(ep));
-	if (rc != CONDUIT_OK) {
-		ep->nlayers--;
-		snprintf(why, whylen, "out of memory");
-	}
-	return rc;
-}
-
-int cd_endpoint_add_option(conduit_endpoint *ep, const char *key,
-                           const char *value, char *why, size_t whylen)
-{
-	const struct cd_optdef *def = cd_grammar_option(ep, key);
-	if (def == NULL) {
-		snprintf(why, whylen, "unknown option \"%.40s\" for %s", key,
-		         ep->transport);
-		return CONDUIT_ERR_OPTION;
-	}
-	for (size_t i = 0; i < ep->nopts; i++)
-		if (strcmp(ep->opts[i].key, def->key) == 0) {
-			snprintf(why, whylen, "option %s given twice",
-			         def->key);
-			return CONDUIT_ERR_OPTION;
-		}
-	char buf[300];
-	const char *canon = NULL;
-	const char *bad = def->check(value, buf, sizeof(buf), &canon);
-	if (bad != NULL) {
-		bool secret = secret_key(def->key, strlen(def->key));
-		snprintf(
-		    why, whylen, "invalid value \"%.40s%s\" for option %s: %s",
-		    secret ? "****" : value,
-		    !secret && strlen(value) > 40 ? "..." : "", def->key, bad);
-		return CONDUIT_ERR_OPTION;
-	}
-	struct cd_option *o = realloc(ep->opts, (ep->nopts + 1) * sizeof(*o));
-	if (o == NULL) {
-		snprintf(why, whylen, "out of memory");
-		return CONDUIT_ERR_NOMEM;
-	}
-	ep->opts = o;
-	char *k = cd_strdup(def->key), *v = cd_strdup(canon);
-	if (k == NULL || v == NULL) {
-		free(k);
-		free(v);
-		snprintf(why, whylen, "out of memory");
-		return CONDUIT_ERR_NOMEM;
-	}
-	/* Options stay sorted by key, as the parser leaves them. */
-	size_t at = 0;
-	while (at < ep->nopts && strcmp(o[at].key, k) < 0)
-		at++;
-	memmove(&o[at + 1], &o[at], (ep->nopts - at) * sizeof(*o));
-	o[at] = (struct cd_option){k, v};
-	ep->nopts++;
-	int rc = cd_endpoint_set_uri(ep, cd_uri_format(ep));
-	if (rc != CONDUIT_OK)
-		snprintf(why, whylen, "out of memory");
-	return rc;
-}
+const struct cd_shape cd_shape_hostport = {parse_hostport,
+                                           cd_uri_print_hostport};
+const struct cd_shape cd_shape_path = {parse_path, cd_uri_print_path};
+const struct cd_shape cd_shape_abstract = {parse_abstract,
+                                           cd_uri_print_abstract};
+const struct cd_shape cd_shape_vchan = {parse_vchan, cd_uri_print_vchan};
 
 /* ------------------------------------------------------------------ */
 /* The whole URI                                                       */
@@ -1582,16 +783,6 @@ static int scan(struct pstate *ps, size_t len, size_t *high)
 			            i);
 	}
 	return CONDUIT_OK;
-}
-
-static const char *transport_list(char *buf, size_t len)
-{
-	size_t o = 0;
-	buf[0] = '\0';
-	for (size_t i = 0; i < NELEM(transports) && o < len; i++)
-		o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? ", " : "",
-		                      transports[i].name);
-	return buf;
 }
 
 static int parse_scheme(struct pstate *ps, const char **rest)
@@ -1696,11 +887,13 @@ static int parse_scheme(struct pstate *ps, const char **rest)
 			return fail(
 			    ps, CONDUIT_ERR_SCHEME,
 			    "unknown scheme \"%s\" (known transports: %s)",
-			    whole, transport_list(known, sizeof(known)));
+			    whole,
+			    cd_grammar_transport_list(known, sizeof(known)));
 		return fail(ps, CONDUIT_ERR_SCHEME,
 		            "unknown transport \"%s\" in scheme \"%s\" (known: "
 		            "%s)",
-		            tname, whole, transport_list(known, sizeof(known)));
+		            tname, whole,
+		            cd_grammar_transport_list(known, sizeof(known)));
 	}
 	ps->tp = tp;
 	ep->transport = tp->name;
@@ -1761,10 +954,10 @@ static int parse_option(struct pstate *ps, const char *s, size_t n)
 	char *key = decode(s, kn, &dn);
 	if (key == NULL)
 		return nomem(ps);
-	const struct cd_optdef *def = option_for(tp, ep, key, dn);
+	const struct cd_optdef *def = cd_grammar_option_for(tp, ep, key, dn);
 	size_t nlayer_opts = 0;
 	for (size_t l = 0; l < ep->nlayers; l++) {
-		const struct cd_layer *ly = layer_of(ep->layers[l]);
+		const struct cd_layer *ly = cd_grammar_layer_of(ep->layers[l]);
 		nlayer_opts += ly != NULL ? ly->nopts : 0;
 	}
 	free(key);
@@ -1781,7 +974,8 @@ static int parse_option(struct pstate *ps, const char *s, size_t n)
 			                      "%s%s", o ? ", " : "",
 			                      tp->opts[i].key);
 		for (size_t l = 0; l < ep->nlayers; l++) {
-			const struct cd_layer *ly = layer_of(ep->layers[l]);
+			const struct cd_layer *ly =
+			    cd_grammar_layer_of(ep->layers[l]);
 			for (size_t i = 0;
 			     ly != NULL && i < ly->nopts && o < sizeof(allowed);
 			     i++)
@@ -1814,7 +1008,7 @@ static int parse_option(struct pstate *ps, const char *s, size_t n)
 		free(val);
 		/* Values of keys that look secret are never quoted. */
 		const char *shown =
-		    secret_key(s, kn) ? "****" : clip(ps, vb, raw, rn);
+		    cd_uri_secret_key(s, kn) ? "****" : clip(ps, vb, raw, rn);
 		return fail(ps, CONDUIT_ERR_OPTION,
 		            "invalid value \"%s\" for option %s: %s", shown,
 		            def->key, why);
@@ -1851,7 +1045,7 @@ static int parse_query(struct pstate *ps, const struct parts *pt)
 	 * of the transport's. */
 	size_t cap = ps->tp->nopts;
 	for (size_t l = 0; l < ep->nlayers; l++) {
-		const struct cd_layer *ly = layer_of(ep->layers[l]);
+		const struct cd_layer *ly = cd_grammar_layer_of(ep->layers[l]);
 		cap += ly != NULL ? ly->nopts : 0;
 	}
 	ep->opts = calloc(cap ? cap : 1, sizeof(*ep->opts));
@@ -1931,32 +1125,4 @@ int cd_uri_parse(conduit_endpoint *ep, const char *uri, unsigned flags,
 	    (ep->path == NULL && (ep->path = empty()) == NULL))
 		return nomem(&ps);
 	return CONDUIT_OK;
-}
-
-char *cd_uri_format(const conduit_endpoint *ep)
-{
-	struct sbuf sb = {NULL, 0, 0, false};
-	if (ep == NULL || ep->transport == NULL)
-		return NULL;
-	size_t nl = ep->nlayers < CD_MAX_LAYERS ? ep->nlayers : CD_MAX_LAYERS;
-	for (size_t i = nl; i > 0; i--) {
-		sb_puts(&sb, ep->layers[i - 1]);
-		sb_puts(&sb, "+");
-	}
-	sb_puts(&sb, ep->transport);
-	sb_puts(&sb, ":");
-	const struct cd_transport *tp = transport_of(ep->transport);
-	if (tp != NULL)
-		tp->shape->print(&sb, ep);
-	for (size_t i = 0; i < ep->nopts; i++) {
-		sb_puts(&sb, i == 0 ? "?" : "&");
-		sb_encode(&sb, ep->opts[i].key, KEEP_VALUE);
-		sb_puts(&sb, "=");
-		sb_encode(&sb, ep->opts[i].value, KEEP_VALUE);
-	}
-	if (sb.failed) {
-		free(sb.p);
-		return NULL;
-	}
-	return sb.p;
 }

@@ -2,13 +2,29 @@
  * lwip.c - TCP over Debian's liblwip, driven by polling, as a "tcp"
  * backend a context can choose at run time.
  *
- * Three parts.  The stack: the process-wide lwIP (lwip_init() once; it
- * keeps its state in globals) and its netifs.  The dummy Ethernet devices:
- * an in-memory wire between two netifs of this process, a datagram socket
- * to another process, a TAP device to the kernel; frames are queued on
- * output and delivered from the poll loop, never from inside lwIP.  The
- * flows and listeners: lwIP's raw TCP API (callbacks) turned into
- * conduit's non-blocking read / write with "pending" work.
+ * The stack is the process-wide lwIP (lwip_init() once; it keeps its
+ * state in globals) and its netifs, dummy Ethernet devices: an in-memory
+ * wire between two netifs of this process, a datagram socket to another
+ * process, a TAP device to the kernel; frames are queued on output and
+ * delivered from the poll loop, never from inside lwIP.  The flows and
+ * listeners turn lwIP's raw TCP API (callbacks) into conduit's
+ * non-blocking read / write with "pending" work.
+ *
+ * This file is what a busy loop runs on every call, kept in one file so
+ * that the compiler sees it whole: the poll turn (frames in and out,
+ * lwIP's timers), the flow's read, write, pending and wait, its ending,
+ * and the backend entry.  The other concerns have files of their own,
+ * tied together by lwstack.h, which also describes the objects they
+ * share:
+ *
+ *   lwip_stack.c    the stack's references and statistics; making and
+ *                   freeing netifs (wires, datagram sockets, TAPs); the
+ *                   addresses: which netif leads to one, their text
+ *   lwip_connect.c  connecting: the staggered race of the shared TCP
+ *                   policy (backends/tcppolicy) over lwIP pcbs
+ *   lwip_listen.c   listeners and accepting
+ *   tapdev.c        opening a TAP device (apart: its Linux headers clash
+ *                   with lwIP's)
  *
  * Traps of the distribution's build this code works around (see README):
  * the library's PBUF_POOL elements are smaller than its headers say, so
@@ -24,17 +40,9 @@
  * in by is visible to lwIP's routing, stray pcbs are pinned before the
  * timers run, and destinations that would loop back are refused.
  */
-#include "core.h"
-#include "lwpriv.h"
-#include "tcppolicy.h"
+#include "lwstack.h"
 
-#include <conduit/lwip.h>
-
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -42,13 +50,7 @@
 
 #include "lwip/etharp.h"
 #include "lwip/ethip6.h"
-#include "lwip/init.h"
-#include "lwip/ip.h"
-#include "lwip/ip_addr.h"
-#include "lwip/netif.h"
-#include "lwip/pbuf.h"
 #include "lwip/priv/tcp_priv.h"
-#include "lwip/tcp.h"
 #include "lwip/timeouts.h"
 #include "netif/ethernet.h"
 
@@ -63,139 +65,9 @@
 #define LW_TXQ_MAX 1024
 /* Delivery rounds over the in-memory wires per poll turn. */
 #define LW_WIRE_ROUNDS 16
-/* Connections a listener holds before conduit_accept() takes them. */
-#define LW_BACKLOG 128
 
 /* ------------------------------------------------------------------ */
-/* The stack and its netifs                                            */
-
-struct frame {
-	struct frame *next;
-	uint64_t due; /* conduit_now_ms() at which to deliver; 0: now */
-	uint16_t len;
-	uint8_t data[];
-};
-
-struct frameq {
-	struct frame *head, *tail;
-	size_t n;
-};
-
-enum netif_kind { NK_WIRE, NK_DGRAM, NK_TAP };
-
-struct conduit_lwip_netif {
-	struct netif nif; /* first: lwIP's netif pointer is ours */
-	conduit_lwip *st;
-	conduit_lwip_netif *next;
-	enum netif_kind kind;
-	int fd;                   /* NK_DGRAM, NK_TAP; else -1 */
-	conduit_lwip_netif *peer; /* NK_WIRE */
-	struct frameq rxq;        /* NK_WIRE: frames on their way to us */
-	struct frameq txq;        /* fds: frames waiting for the fd */
-	struct conduit_lwip_wire_config faults; /* frames we send */
-	uint64_t rng;
-	int ip6_index; /* slot of the configured IPv6 address, -1 none */
-	bool hidden;   /* link flag cleared while another netif takes a frame */
-};
-
-struct lw_flow;
-
-struct conduit_lwip {
-	int refs;
-	struct lw_flow *flows; /* every flow with a pcb of ours or not */
-	/* Freed flows kept for the next ones (a server accepting and
-	 * closing, a client reconnecting): at most LW_SPARE. */
-	struct lw_flow *spare;
-	size_t nspare;
-	conduit_ctx *ctx; /* the context it serves, NULL if none */
-	conduit_lwip_netif *netifs;
-	size_t nnetifs, nflows, nlisteners, npcbs, npbufs, nframes;
-	size_t nfin; /* flows holding a pcb that has sent its FIN */
-	uint64_t dropped;
-	size_t max_frame;
-	char error[256];
-};
-
-/* liblwip's state is global, so this is too. */
-static conduit_lwip the_stack;
-static bool lwip_started;
-static unsigned mac_counter;
-
-static int st_fail(conduit_lwip *st, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int st_fail(conduit_lwip *st, int status, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(st->error, sizeof(st->error), fmt, ap);
-	va_end(ap);
-	return status;
-}
-
-static void spare_free(conduit_lwip *st);
-
-int conduit_lwip_stack(conduit_lwip **out)
-{
-	if (out == NULL)
-		return CONDUIT_ERR_INVALID;
-	if (!lwip_started) {
-		/* Never tcpip_init(): that starts lwIP's thread and its core
-		 * lock, and polling from here would then race it. */
-		lwip_init();
-		lwip_started = true;
-	}
-	the_stack.refs++;
-	*out = &the_stack;
-	return CONDUIT_OK;
-}
-
-void conduit_lwip_release(conduit_lwip *st)
-{
-	if (st == NULL || st->refs <= 0)
-		return;
-	if (--st->refs > 0)
-		return;
-	while (st->netifs != NULL)
-		conduit_lwip_netif_free(st->netifs);
-	spare_free(st);
-	st->ctx = NULL;
-	st->error[0] = '\0';
-}
-
-const char *conduit_lwip_error(const conduit_lwip *st)
-{
-	return st != NULL ? st->error : "";
-}
-
-static size_t list_len(const struct tcp_pcb *p)
-{
-	size_t n = 0;
-	for (; p != NULL; p = p->next)
-		n++;
-	return n;
-}
-
-void conduit_lwip_stats(const conduit_lwip *st, struct conduit_lwip_stats *out)
-{
-	if (out == NULL)
-		return;
-	memset(out, 0, sizeof(*out));
-	if (st == NULL)
-		return;
-	out->netifs = st->nnetifs;
-	out->flows = st->nflows;
-	out->listeners = st->nlisteners;
-	out->pcbs = st->npcbs;
-	out->pbufs = st->npbufs;
-	out->frames = st->nframes;
-	out->frames_dropped = st->dropped;
-	out->max_frame = st->max_frame;
-	out->lwip_active = list_len(tcp_active_pcbs);
-	out->lwip_listen =
-	    list_len((const struct tcp_pcb *)tcp_listen_pcbs.pcbs);
-	out->lwip_bound = list_len(tcp_bound_pcbs);
-	out->lwip_time_wait = list_len(tcp_tw_pcbs);
-}
+/* Frames and the netifs' output                                       */
 
 /* xorshift64*: repeatable faults without touching rand()'s state. */
 static double rng_unit(uint64_t *s)
@@ -247,7 +119,7 @@ static struct frame *frameq_pop(struct frameq *q)
 	return f;
 }
 
-static void frameq_clear(conduit_lwip *st, struct frameq *q)
+void cd_lwip_frameq_clear(conduit_lwip *st, struct frameq *q)
 {
 	struct frame *f;
 	while ((f = frameq_pop(q)) != NULL) {
@@ -396,7 +268,7 @@ static CD_HOT err_t linkoutput(struct netif *nif, struct pbuf *p)
 	return ERR_OK;
 }
 
-static err_t netif_setup(struct netif *nif)
+err_t cd_lwip_netif_setup(struct netif *nif)
 {
 	nif->name[0] = 'c';
 	nif->name[1] = 'd';
@@ -409,234 +281,8 @@ static err_t netif_setup(struct netif *nif)
 	return ERR_OK;
 }
 
-/* Parse "A.B.C.D[/P]" into address and netmask. */
-static bool parse_v4(const char *text, ip4_addr_t *addr, ip4_addr_t *mask)
-{
-	char buf[32];
-	const char *slash = strchr(text, '/');
-	size_t alen = slash != NULL ? (size_t)(slash - text) : strlen(text);
-	if (alen >= sizeof(buf))
-		return false;
-	memcpy(buf, text, alen);
-	buf[alen] = '\0';
-	if (!ip4addr_aton(buf, addr))
-		return false;
-	unsigned prefix = 24;
-	if (slash != NULL) {
-		char *end = NULL;
-		unsigned long v = strtoul(slash + 1, &end, 10);
-		if (end == slash + 1 || *end != '\0' || v > 32)
-			return false;
-		prefix = (unsigned)v;
-	}
-	uint32_t m = prefix == 0 ? 0 : 0xffffffffu << (32 - prefix);
-	ip4_addr_set_u32(mask, lwip_htonl(m));
-	return true;
-}
-
-/* Add a netif of kind to the stack, configured from cfg. */
-static int netif_new(conduit_lwip_netif **out, conduit_lwip *st,
-                     enum netif_kind kind, int fd, const char *what,
-                     const struct conduit_lwip_netif_config *cfg)
-{
-	static const struct conduit_lwip_netif_config none;
-	if (cfg == NULL)
-		cfg = &none;
-	ip4_addr_t addr, mask, gw;
-	ip4_addr_set_zero(&addr);
-	ip4_addr_set_zero(&mask);
-	ip4_addr_set_zero(&gw);
-	if (cfg->ipv4 != NULL && !parse_v4(cfg->ipv4, &addr, &mask))
-		return st_fail(st, CONDUIT_ERR_INVALID,
-		               "%s: '%s' is not an IPv4 address/prefix", what,
-		               cfg->ipv4);
-	if (cfg->gateway4 != NULL && !ip4addr_aton(cfg->gateway4, &gw))
-		return st_fail(st, CONDUIT_ERR_INVALID,
-		               "%s: gateway '%s' is not an IPv4 address", what,
-		               cfg->gateway4);
-	ip6_addr_t a6;
-	if (cfg->ipv6 != NULL && !ip6addr_aton(cfg->ipv6, &a6))
-		return st_fail(st, CONDUIT_ERR_INVALID,
-		               "%s: '%s' is not an IPv6 address", what,
-		               cfg->ipv6);
-
-	conduit_lwip_netif *n = calloc(1, sizeof(*n));
-	if (n == NULL)
-		return st_fail(st, CONDUIT_ERR_NOMEM, "%s: out of memory",
-		               what);
-	n->st = st;
-	n->kind = kind;
-	n->fd = fd;
-	n->ip6_index = -1;
-	n->rng = 0x9E3779B97F4A7C15ull;
-	static const uint8_t zero[6];
-	if (memcmp(cfg->mac, zero, 6) != 0) {
-		memcpy(n->nif.hwaddr, cfg->mac, 6);
-	} else {
-		/* Locally administered, unicast, unique per process. */
-		unsigned c = ++mac_counter;
-		uint32_t pid = (uint32_t)getpid();
-		uint8_t mac[6] = {
-		    0x02,         (uint8_t)(pid >> 16), (uint8_t)(pid >> 8),
-		    (uint8_t)pid, (uint8_t)(c >> 8),    (uint8_t)c};
-		memcpy(n->nif.hwaddr, mac, 6);
-	}
-	if (netif_add(&n->nif, &addr, &mask, &gw, n, netif_setup,
-	              ethernet_input) == NULL) {
-		free(n);
-		return st_fail(st, CONDUIT_ERR_SYSTEM,
-		               "%s: lwIP refused the netif", what);
-	}
-	n->nif.mtu = cfg->mtu != 0 ? cfg->mtu : 1500;
-	n->nif.mtu6 = n->nif.mtu;
-	/* Addresses are ours to give: skip duplicate detection, which would
-	 * hold them tentative for a second. */
-	netif_create_ip6_linklocal_address(&n->nif, 1);
-	netif_ip6_addr_set_state(&n->nif, 0, IP6_ADDR_PREFERRED);
-	if (cfg->ipv6 != NULL) {
-		s8_t idx = -1;
-		if (netif_add_ip6_address(&n->nif, &a6, &idx) != ERR_OK ||
-		    idx < 0) {
-			netif_remove(&n->nif);
-			free(n);
-			return st_fail(st, CONDUIT_ERR_SYSTEM,
-			               "%s: lwIP refused the IPv6 address %s",
-			               what, cfg->ipv6);
-		}
-		netif_ip6_addr_set_state(&n->nif, idx, IP6_ADDR_PREFERRED);
-		n->ip6_index = idx;
-	}
-	n->next = st->netifs;
-	st->netifs = n;
-	st->nnetifs++;
-	netif_set_up(&n->nif);
-	netif_set_link_up(&n->nif);
-	if (cfg->is_default)
-		netif_set_default(&n->nif);
-	*out = n;
-	return CONDUIT_OK;
-}
-
-void conduit_lwip_netif_free(conduit_lwip_netif *n)
-{
-	if (n == NULL)
-		return;
-	conduit_lwip *st = n->st;
-	netif_set_link_down(&n->nif);
-	netif_set_down(&n->nif);
-	netif_remove(&n->nif);
-	if (n->peer != NULL)
-		n->peer->peer = NULL;
-	frameq_clear(st, &n->rxq);
-	frameq_clear(st, &n->txq);
-	if (n->fd >= 0)
-		close(n->fd);
-	for (conduit_lwip_netif **pp = &st->netifs; *pp != NULL;
-	     pp = &(*pp)->next)
-		if (*pp == n) {
-			*pp = n->next;
-			break;
-		}
-	st->nnetifs--;
-	free(n);
-}
-
-static void set_faults(conduit_lwip_netif *n,
-                       const struct conduit_lwip_wire_config *w)
-{
-	static const struct conduit_lwip_wire_config perfect;
-	n->faults = w != NULL ? *w : perfect;
-	n->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)n->faults.seed << 17) ^
-	         (uint64_t)(uintptr_t)n->peer;
-	if (n->rng == 0)
-		n->rng = 1;
-}
-
-int conduit_lwip_netif_wire_pair(conduit_lwip_netif **a, conduit_lwip_netif **b,
-                                 conduit_lwip *st,
-                                 const struct conduit_lwip_netif_config *ca,
-                                 const struct conduit_lwip_netif_config *cb,
-                                 const struct conduit_lwip_wire_config *wire)
-{
-	if (a == NULL || b == NULL || st == NULL || st->refs <= 0)
-		return CONDUIT_ERR_INVALID;
-	*a = *b = NULL;
-	conduit_lwip_netif *na = NULL, *nb = NULL;
-	int rc = netif_new(&na, st, NK_WIRE, -1, "wire netif A", ca);
-	if (rc != CONDUIT_OK)
-		return rc;
-	rc = netif_new(&nb, st, NK_WIRE, -1, "wire netif B", cb);
-	if (rc != CONDUIT_OK) {
-		conduit_lwip_netif_free(na);
-		return rc;
-	}
-	na->peer = nb;
-	nb->peer = na;
-	set_faults(na, wire);
-	set_faults(nb, wire);
-	*a = na;
-	*b = nb;
-	return CONDUIT_OK;
-}
-
-int conduit_lwip_wire_set(conduit_lwip_netif *n,
-                          const struct conduit_lwip_wire_config *wire)
-{
-	if (n == NULL || n->kind != NK_WIRE)
-		return CONDUIT_ERR_INVALID;
-	set_faults(n, wire);
-	return CONDUIT_OK;
-}
-
-int conduit_lwip_netif_dgram(conduit_lwip_netif **out, conduit_lwip *st, int fd,
-                             const struct conduit_lwip_netif_config *cfg)
-{
-	if (out != NULL)
-		*out = NULL;
-	if (out == NULL || st == NULL || st->refs <= 0 || fd < 0) {
-		if (fd >= 0)
-			close(fd);
-		return CONDUIT_ERR_INVALID;
-	}
-	int fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-		int e = errno;
-		close(fd);
-		return st_fail(st, conduit_status_from_errno(e),
-		               "dgram netif: fd %d: %s", fd, strerror(e));
-	}
-	/* Room for a window's worth of frames each way; best effort. */
-	int sz = 1 << 20;
-	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-	int rc = netif_new(out, st, NK_DGRAM, fd, "dgram netif", cfg);
-	if (rc != CONDUIT_OK)
-		close(fd);
-	return rc;
-}
-
-int conduit_lwip_netif_tap(conduit_lwip_netif **out, conduit_lwip *st,
-                           const char *name,
-                           const struct conduit_lwip_netif_config *cfg)
-{
-	if (out != NULL)
-		*out = NULL;
-	if (out == NULL || st == NULL || st->refs <= 0 || name == NULL)
-		return CONDUIT_ERR_INVALID;
-	int fd = cd_lwip_tap_open(name);
-	if (fd < 0) {
-		int e = errno;
-		int status = e == ENOENT || e == ENODEV || e == ENOSYS
-		                 ? CONDUIT_ERR_UNSUPPORTED
-		                 : conduit_status_from_errno(e);
-		return st_fail(st, status, "tap netif %s: %s", name,
-		               strerror(e));
-	}
-	int rc = netif_new(out, st, NK_TAP, fd, "tap netif", cfg);
-	if (rc != CONDUIT_OK)
-		close(fd);
-	return rc;
-}
+/* ------------------------------------------------------------------ */
+/* The poll turn                                                       */
 
 /* Send what waits for a descriptor; stop when it is full again. */
 static void flush_txq(conduit_lwip_netif *n)
@@ -667,7 +313,41 @@ static void read_fd(conduit_lwip_netif *n)
 }
 
 static void sweep_time_wait(conduit_lwip *st);
-static conduit_lwip_netif *netif_owning(conduit_lwip *st, const ip_addr_t *ip);
+
+/* Whether address ip is one of n's. */
+static bool netif_has(const conduit_lwip_netif *n, const ip_addr_t *ip)
+{
+	if (IP_IS_V4(ip))
+		return ip4_addr_cmp(ip_2_ip4(ip), netif_ip4_addr(&n->nif));
+	for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++)
+		if (ip6_addr_isvalid(netif_ip6_addr_state(&n->nif, i)) &&
+		    ip6_addr_cmp_zoneless(ip_2_ip6(ip),
+		                          netif_ip6_addr(&n->nif, i)))
+			return true;
+	return false;
+}
+
+/* The netif that owns address ip, or NULL. */
+static conduit_lwip_netif *netif_owning(conduit_lwip *st, const ip_addr_t *ip)
+{
+	for (conduit_lwip_netif *n = st->netifs; n != NULL; n = n->next)
+		if (netif_has(n, ip))
+			return n;
+	return NULL;
+}
+
+/* The same for the other files.  The poll turn (pin_strays) calls the
+ * static ones, which the compiler inlines there as it did before the
+ * backend was split. */
+bool cd_lwip_netif_has(const conduit_lwip_netif *n, const ip_addr_t *ip)
+{
+	return netif_has(n, ip);
+}
+
+conduit_lwip_netif *cd_lwip_netif_owning(conduit_lwip *st, const ip_addr_t *ip)
+{
+	return netif_owning(st, ip);
+}
 
 /*
  * A listener on every address pins a connection to the netif it came in
@@ -752,140 +432,6 @@ static void stack_wait(conduit_lwip *st, struct conduit_waitset *ws)
 		conduit_waitset_deadline(ws, conduit_now_ms() + sleep);
 }
 
-/* ------------------------------------------------------------------ */
-/* Addresses                                                           */
-
-static void to_ip(const struct conduit_addr *a, ip_addr_t *ip)
-{
-	if (a->family == CONDUIT_AF_INET) {
-		uint32_t v;
-		memcpy(&v, a->bytes, 4);
-		ip_addr_set_ip4_u32(ip, v);
-	} else {
-		uint32_t w[4];
-		memcpy(w, a->bytes, 16);
-		IP_ADDR6(ip, w[0], w[1], w[2], w[3]);
-		ip6_addr_clear_zone(ip_2_ip6(ip));
-	}
-}
-
-/* Whether address ip is one of n's. */
-static bool netif_has(const conduit_lwip_netif *n, const ip_addr_t *ip)
-{
-	if (IP_IS_V4(ip))
-		return ip4_addr_cmp(ip_2_ip4(ip), netif_ip4_addr(&n->nif));
-	for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++)
-		if (ip6_addr_isvalid(netif_ip6_addr_state(&n->nif, i)) &&
-		    ip6_addr_cmp_zoneless(ip_2_ip6(ip),
-		                          netif_ip6_addr(&n->nif, i)))
-			return true;
-	return false;
-}
-
-/* The netif that owns address ip, or NULL. */
-static conduit_lwip_netif *netif_owning(conduit_lwip *st, const ip_addr_t *ip)
-{
-	for (conduit_lwip_netif *n = st->netifs; n != NULL; n = n->next)
-		if (netif_has(n, ip))
-			return n;
-	return NULL;
-}
-
-/*
- * The netif a connection to dst leaves by: one whose subnet holds dst and
- * which is not dst itself (two netifs of this process on one wire share a
- * subnet); else the default netif; else, for IPv6, any netif with a
- * matching /64 or link-local destination.
- */
-static conduit_lwip_netif *netif_towards(conduit_lwip *st, const ip_addr_t *dst)
-{
-	conduit_lwip_netif *fallback = NULL;
-	for (conduit_lwip_netif *n = st->netifs; n != NULL; n = n->next) {
-		if (IP_IS_V4(dst)) {
-			const ip4_addr_t *a = netif_ip4_addr(&n->nif);
-			if (ip4_addr_isany(a) || ip4_addr_cmp(a, ip_2_ip4(dst)))
-				continue;
-			if (ip4_addr_netcmp(ip_2_ip4(dst), a,
-			                    netif_ip4_netmask(&n->nif)))
-				return n;
-			continue;
-		}
-		bool mine = false, near = false;
-		for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++) {
-			if (!ip6_addr_isvalid(netif_ip6_addr_state(&n->nif, i)))
-				continue;
-			const ip6_addr_t *a = netif_ip6_addr(&n->nif, i);
-			if (ip6_addr_cmp_zoneless(a, ip_2_ip6(dst)))
-				mine = true;
-			else if (ip6_addr_netcmp_zoneless(a, ip_2_ip6(dst)))
-				near = true;
-		}
-		if (mine)
-			continue;
-		if (near)
-			return n;
-		if (fallback == NULL)
-			fallback = n;
-	}
-	if (netif_default != NULL)
-		for (conduit_lwip_netif *n = st->netifs; n != NULL; n = n->next)
-			if (&n->nif == netif_default &&
-			    (IP_IS_V4(dst) ? netif_owning(st, dst) != n : true))
-				return n;
-	return IP_IS_V4(dst) ? NULL : fallback;
-}
-
-/* Room for describe(): "[", an IPv6 address, "]:", a port, NUL. */
-#define LW_ADDR_MAX (IP6ADDR_STRLEN_MAX + 9)
-
-/* The decimal digits of v (at most 65535) at p; returns the end. */
-static char *put_uint(char *p, unsigned v)
-{
-	if (v >= 10000)
-		*p++ = (char)('0' + v / 10000);
-	if (v >= 1000)
-		*p++ = (char)('0' + v / 1000 % 10);
-	if (v >= 100)
-		*p++ = (char)('0' + v / 100 % 10);
-	if (v >= 10)
-		*p++ = (char)('0' + v / 10 % 10);
-	*p++ = (char)('0' + v % 10);
-	return p;
-}
-
-/*
- * "10.0.0.1:80" or "[fd00::1]:80" into buf (LW_ADDR_MAX bytes); returns
- * the length.  By hand rather than with snprintf: every accepted
- * connection's URI is made from it, and the formatting would cost about
- * as much as the rest of accepting.
- */
-static size_t describe(const ip_addr_t *ip, u16_t port, char *buf)
-{
-	char *p = buf;
-	if (IP_IS_V4(ip)) {
-		const u8_t *b = (const u8_t *)&ip_2_ip4(ip)->addr;
-		for (int i = 0; i < 4; i++) {
-			p = put_uint(p, b[i]);
-			*p++ = i < 3 ? '.' : ':';
-		}
-	} else {
-		*p++ = '[';
-		/* inet_ntop, not lwIP's ip6addr_ntoa: that writes upper-case
-		 * digits and shortens the first run of zeros rather than the
-		 * longest, so a peer would read otherwise than on host TCP
-		 * (RFC 5952 text, as everywhere in conduit). */
-		if (inet_ntop(AF_INET6, ip_2_ip6(ip)->addr, p,
-		              IP6ADDR_STRLEN_MAX) == NULL)
-			*p = '\0';
-		p += strlen(p);
-		*p++ = ']';
-		*p++ = ':';
-	}
-	p = put_uint(p, port);
-	*p = '\0';
-	return (size_t)(p - buf);
-}
-
 static const char *err_text(err_t e)
 {
 	switch (e) {
@@ -918,15 +464,14 @@ static const char *err_text(err_t e)
 	}
 }
 
+/* The same for the other files; the data path calls the static one. */
+const char *cd_lwip_err_text(err_t e)
+{
+	return err_text(e);
+}
+
 /* ------------------------------------------------------------------ */
 /* Flows                                                               */
-
-/* A received chain and the number of pbufs in it (for the stack's
- * count, without walking the chain again when it is freed). */
-struct rx_slot {
-	struct pbuf *p;
-	size_t n;
-};
 
 /* Freed flows a stack keeps for reuse.  None under AddressSanitizer, so
  * that a stale pointer to a freed flow is reported, not quietly aliased
@@ -937,84 +482,6 @@ struct rx_slot {
 #define LW_SPARE 8
 #endif
 static const size_t lw_spare_max = LW_SPARE;
-
-/* Ring slots inside the flow; a busier flow's ring moves to the heap. */
-#define LW_RX_INLINE 4
-
-struct lw_flow;
-
-/* One connect attempt of the race.  Its pcb's callbacks reach it (arg),
- * except for the one attempt whose pcb is the flow's (see lw_flow.cur). */
-struct lw_att {
-	struct lw_flow *f;
-	struct tcp_pcb *pcb; /* NULL once it ended */
-	size_t addr;         /* index in the flow's addrs */
-	err_t lwerr;         /* how it ended */
-	bool ended;          /* ended, not yet told to the race */
-};
-
-/* What every read, write and poll looks at comes first, next to the
- * base, so that it spans as few cache lines as it can. */
-struct lw_flow {
-	conduit_flow base;
-	conduit_lwip *st;
-	struct tcp_pcb *pcb; /* NULL once lwIP freed it or we let it go */
-	int error;           /* status of a failure lwIP reported, else OK */
-	err_t lwerr;
-	bool connected;
-	bool eof;     /* the peer's FIN */
-	bool discard; /* SHUT_RD: received data is dropped */
-	/* Received pbuf chains, oldest first (a ring of rx_cap slots, a
-	 * power of two: rx_first, or on the heap once more are needed):
-	 * each as lwIP gave it; off bytes of the first are read. */
-	struct rx_slot *rx;
-	size_t rx_cap, rx_head, rx_n, rx_off, rx_bytes;
-	struct rx_slot rx_first[LW_RX_INLINE];
-	/* Connecting: when the handshake next has work (the race's next
-	 * start or its timeout; LW_NOW once an attempt ended), 0: none. */
-	uint64_t deadline;
-	int port;
-	bool nodelay;
-	bool fin_sent; /* counted in the stack's nfin */
-	/* The peer: the address being tried, or the one that connected.
-	 * Messages and events show it (where()); it is formatted only
-	 * then. */
-	ip_addr_t peer;
-	u16_t peer_port;
-	struct lw_flow *prev, *next; /* the stack's list */
-	/* The base's URI when it fits: "tcp://10.0.0.1:49152", or an IPv6
-	 * peer in brackets. */
-	char uri_buf[6 + LW_ADDR_MAX];
-	/* Connecting only, out of the data paths' way.  The attempts race
-	 * as the shared policy says (tcppolicy.h).  While any is in flight
-	 * one of them, cur, has its pcb in pcb above with the flow's own
-	 * callbacks, so that pcb is never NULL while the race runs; the
-	 * others' callbacks reach their struct lw_att. */
-	struct lw_att *cur;
-	struct lw_att *att; /* natt slots: att1, or on the heap with addrs */
-	size_t natt;
-	struct conduit_addr *addrs; /* addr1, or on the heap */
-	struct cd_race race;
-	struct cd_tcp_opts opts;
-	int last_status; /* how the last attempt that ended failed */
-	const char *last_text;
-	size_t last_addr;
-	struct lw_att att1;
-	struct conduit_addr addr1;
-};
-
-/* f->deadline once an attempt ended: the handshake has work now. */
-#define LW_NOW 1
-
-/* The peer as messages show it: "10.0.0.2:7000"; buf has LW_ADDR_MAX
- * bytes. */
-static const char *where(const struct lw_flow *f, char *buf)
-{
-	describe(&f->peer, f->peer_port, buf);
-	return buf;
-}
-
-static const struct conduit_flow_ops lw_flow_ops;
 
 /* The flow no longer holds its pcb (let go, or freed by lwIP). */
 static void lost_pcb(struct lw_flow *f)
@@ -1039,7 +506,7 @@ static void detach_pcb(struct lw_flow *f)
 	lost_pcb(f);
 }
 
-static void abort_pcb(struct lw_flow *f)
+void cd_lwip_abort_pcb(struct lw_flow *f)
 {
 	struct tcp_pcb *pcb = f->pcb;
 	if (pcb == NULL)
@@ -1062,7 +529,7 @@ static void rx_clear(struct lw_flow *f)
 	f->rx_bytes = 0;
 }
 
-static void on_err(void *arg, err_t err)
+void cd_lwip_on_err(void *arg, err_t err)
 {
 	struct lw_flow *f = arg;
 	if (f == NULL)
@@ -1111,8 +578,8 @@ static CD_COLD err_t recv_rare(struct lw_flow *f, struct tcp_pcb *pcb,
 	return ERR_OK;
 }
 
-static CD_HOT err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p,
-                            err_t err)
+CD_HOT err_t cd_lwip_on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p,
+                             err_t err)
 {
 	struct lw_flow *f = arg;
 	(void)err;
@@ -1131,330 +598,8 @@ static CD_HOT err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p,
 	return ERR_OK;
 }
 
-static void setup_pcb(struct lw_flow *f, struct tcp_pcb *pcb)
-{
-	f->pcb = pcb;
-	f->st->npcbs++;
-	tcp_arg(pcb, f);
-	tcp_recv(pcb, on_recv);
-	tcp_err(pcb, on_err);
-	if (f->nodelay)
-		tcp_nagle_disable(pcb);
-}
-
-static err_t on_connected(void *arg, struct tcp_pcb *pcb, err_t err)
-{
-	struct lw_flow *f = arg;
-	(void)pcb;
-	(void)err; /* always ERR_OK in lwIP 2.1 */
-	f->connected = true;
-	return ERR_OK;
-}
-
-/* ------------------------------------------------------------------ */
-/* The connect race                                                    */
-
-static err_t on_att_connected(void *arg, struct tcp_pcb *pcb, err_t err);
-
-/* An attempt's pcb, lost by lwIP (it is freed already). */
-static void on_att_err(void *arg, err_t err)
-{
-	struct lw_att *a = arg;
-	if (a == NULL)
-		return;
-	a->pcb = NULL;
-	a->f->st->npcbs--;
-	a->lwerr = err;
-	a->ended = true;
-	a->f->deadline = LW_NOW;
-}
-
-/* Point a's pcb's callbacks at a. */
-static void att_bind_slot(struct lw_att *a)
-{
-	tcp_arg(a->pcb, a);
-	tcp_recv(a->pcb, NULL); /* it has not connected: nothing comes */
-	tcp_err(a->pcb, on_att_err);
-	a->pcb->connected = on_att_connected;
-}
-
-/* Make a's pcb the flow's: the flow's callbacks, its peer. */
-static void att_bind_flow(struct lw_flow *f, struct lw_att *a)
-{
-	f->pcb = a->pcb;
-	f->cur = a;
-	tcp_arg(a->pcb, f);
-	tcp_recv(a->pcb, on_recv);
-	tcp_err(a->pcb, on_err);
-	a->pcb->connected = on_connected;
-	if (f->natt > 1)
-		to_ip(&f->addrs[a->addr], &f->peer);
-}
-
-/* An attempt that is not the flow's connected.  The first one wins and
- * becomes the flow's pcb at once, before any data can come on it; one
- * connecting after that is aborted. */
-static err_t on_att_connected(void *arg, struct tcp_pcb *pcb, err_t err)
-{
-	struct lw_att *a = arg;
-	struct lw_flow *f = a->f;
-	(void)err;
-	if (f->connected) {
-		tcp_arg(pcb, NULL);
-		tcp_err(pcb, NULL);
-		a->pcb = NULL;
-		f->st->npcbs--;
-		tcp_abort(pcb);
-		return ERR_ABRT;
-	}
-	if (f->cur != NULL && f->pcb != NULL) {
-		att_bind_slot(f->cur);
-	} else if (f->cur != NULL) {
-		/* The flow's attempt ended (on_err counted its pcb); this one
-		 * wins all the same. */
-		f->cur->pcb = NULL;
-		f->error = CONDUIT_OK;
-	}
-	att_bind_flow(f, a);
-	f->connected = true;
-	return ERR_OK;
-}
-
-/* Abort every attempt but the flow's own pcb, and let go of the race's
- * memory. */
-static void race_release(struct lw_flow *f)
-{
-	for (size_t i = 0; i < f->natt; i++) {
-		struct lw_att *a = &f->att[i];
-		if (a == f->cur || a->pcb == NULL)
-			continue;
-		tcp_arg(a->pcb, NULL);
-		tcp_err(a->pcb, NULL);
-		tcp_abort(a->pcb);
-		a->pcb = NULL;
-		f->st->npcbs--;
-	}
-	f->cur = NULL;
-	f->natt = 0;
-	if (f->att != &f->att1)
-		free(f->att); /* the addresses are in the same block */
-	f->att = &f->att1;
-	f->addrs = &f->addr1;
-	cd_race_fini(&f->race);
-}
-
-/* An attempt on address i failed with status (text says how): note it
- * and tell the race. */
-static void att_failed(struct lw_flow *f, size_t i, int status,
-                       const char *text)
-{
-	f->last_status = status;
-	f->last_text = text;
-	f->last_addr = i;
-	cd_race_failed(&f->race);
-}
-
-/* How lwIP's error for a connection that never connected reads. */
-static int att_status(err_t e)
-{
-	return e == ERR_RST    ? CONDUIT_ERR_REFUSED
-	       : e == ERR_ABRT ? CONDUIT_ERR_TIMED_OUT
-	                       : CONDUIT_ERR_UNREACHABLE;
-}
-
-static const char *att_text(int status, err_t e)
-{
-	return status == CONDUIT_ERR_REFUSED ? "connection refused"
-	                                     : err_text(e);
-}
-
-/* The shared policy's options on a new pcb. */
-static void apply_opts(struct tcp_pcb *pcb, const struct cd_tcp_opts *o)
-{
-	if (o->nodelay)
-		tcp_nagle_disable(pcb);
-	if (o->keep_idle_s > 0) {
-		ip_set_option(pcb, SOF_KEEPALIVE);
-		pcb->keep_idle = o->keep_idle_s * 1000u;
-		pcb->keep_intvl = o->keep_intvl_s * 1000u;
-		pcb->keep_cnt = o->keep_cnt;
-	}
-}
-
-/* Start an attempt on address i in a free slot; one that cannot start
- * is told to the race as failed. */
-static void start_attempt(struct lw_flow *f, size_t i)
-{
-	ip_addr_t dst;
-	to_ip(&f->addrs[i], &dst);
-	ip_addr_copy(f->peer, dst);
-	f->peer_port = (u16_t)f->port;
-	if (conduit_observed(f->base.ctx)) {
-		char buf[LW_ADDR_MAX];
-		conduit_emit(f->base.ctx, CONDUIT_PHASE_CONNECTING, CONDUIT_OK,
-		             f->base.uri, where(f, buf), &f->base);
-	}
-	ip_addr_t src;
-	conduit_lwip_netif *out;
-	if (f->opts.have_source) {
-		to_ip(&f->opts.source, &src);
-		out = netif_owning(f->st, &src);
-	} else {
-		out = netif_towards(f->st, &dst);
-	}
-	if (out == NULL)
-		return att_failed(f, i, CONDUIT_ERR_UNREACHABLE,
-		                  "no lwIP netif leads there");
-	/* lwIP sends these to itself through its loopback, which needs its
-	 * thread: a polled stack would abort. */
-	if (ip_addr_isloopback(&dst))
-		return att_failed(f, i, CONDUIT_ERR_UNREACHABLE,
-		                  "a loopback address; lwIP's loopback needs "
-		                  "its own thread, which a polled stack does "
-		                  "not run");
-	if (netif_has(out, &dst))
-		return att_failed(f, i, CONDUIT_ERR_UNREACHABLE,
-		                  "the netif's own address; lwIP's loopback "
-		                  "needs its own thread, which a polled stack "
-		                  "does not run");
-	struct tcp_pcb *pcb =
-	    tcp_new_ip_type(IP_IS_V4(&dst) ? IPADDR_TYPE_V4 : IPADDR_TYPE_V6);
-	if (pcb == NULL)
-		return att_failed(f, i, CONDUIT_ERR_NOMEM, "out of lwIP pcbs");
-	/* Pinned: otherwise a destination that is another netif of this
-	 * stack goes through lwIP's loopback. */
-	tcp_bind_netif(pcb, &out->nif);
-	err_t e = f->opts.have_source ? tcp_bind(pcb, &src, 0) : ERR_OK;
-	if (e != ERR_OK) {
-		tcp_close(pcb); /* bound only: freed at once */
-		return att_failed(f, i,
-		                  e == ERR_USE   ? CONDUIT_ERR_ADDR_IN_USE
-		                  : e == ERR_MEM ? CONDUIT_ERR_NOMEM
-		                                 : CONDUIT_ERR_UNREACHABLE,
-		                  err_text(e));
-	}
-	apply_opts(pcb, &f->opts);
-	struct lw_att *a = f->att;
-	while (a->pcb != NULL || a->ended)
-		a++; /* the race starts no more than natt at once */
-	*a = (struct lw_att){.f = f, .pcb = pcb, .addr = i};
-	f->st->npcbs++;
-	/* The first attempt in flight is the flow's from the start. */
-	bool mine = f->cur == NULL;
-	if (mine)
-		att_bind_flow(f, a);
-	else
-		att_bind_slot(a);
-	e = tcp_connect(pcb, &dst, (u16_t)f->port,
-	                mine ? on_connected : on_att_connected);
-	if (e != ERR_OK) {
-		tcp_arg(pcb, NULL);
-		tcp_err(pcb, NULL);
-		tcp_abort(pcb);
-		a->pcb = NULL;
-		f->st->npcbs--;
-		if (mine) {
-			f->cur = NULL;
-			f->pcb = NULL;
-		}
-		att_failed(f, i,
-		           e == ERR_MEM ? CONDUIT_ERR_NOMEM
-		                        : CONDUIT_ERR_UNREACHABLE,
-		           err_text(e));
-	}
-}
-
-/* The race's failure, as the host backend words it. */
-static int race_failed(struct lw_flow *f)
-{
-	char buf[LW_ADDR_MAX];
-	int st = f->last_status != CONDUIT_OK ? f->last_status
-	                                      : CONDUIT_ERR_UNREACHABLE;
-	to_ip(&f->addrs[f->last_addr], &f->peer);
-	f->peer_port = (u16_t)f->port;
-	size_t n = cd_race_count(&f->race);
-	if (n > 1)
-		return conduit_flow_fail(&f->base, st,
-		                         "connect %s: %s (%zu addresses tried, "
-		                         "last %s)",
-		                         f->base.uri, f->last_text, n,
-		                         where(f, buf));
-	return conduit_flow_fail(&f->base, st, "connect %s: %s: %s",
-	                         f->base.uri, where(f, buf), f->last_text);
-}
-
-/* One turn of the race: take in the attempts that ended, then do what
- * the race says.  CONDUIT_OK once connected, CONDUIT_WANT_WRITE while
- * racing, else the failure. */
-static int race_step(struct lw_flow *f, uint64_t now)
-{
-	char buf[LW_ADDR_MAX];
-	struct lw_att *cur = f->cur;
-	if (cur != NULL && f->pcb == NULL) {
-		/* The flow's pcb ended: on_err said how. */
-		int st =
-		    f->error != CONDUIT_OK ? f->error : CONDUIT_ERR_UNREACHABLE;
-		cur->pcb = NULL;
-		f->cur = NULL;
-		att_failed(f, cur->addr, st, att_text(st, f->lwerr));
-		f->error = CONDUIT_OK;
-		f->connected = false;
-	} else if (f->connected) {
-		cd_race_won(&f->race);
-		if (f->natt > 1) {
-			race_release(f);
-		} else {
-			f->cur = NULL; /* one address: nothing else to let go */
-			f->natt = 0;
-		}
-		f->deadline = 0;
-		if (conduit_observed(f->base.ctx))
-			conduit_emit(f->base.ctx, CONDUIT_PHASE_CONNECTED,
-			             CONDUIT_OK, f->base.uri, where(f, buf),
-			             &f->base);
-		return CONDUIT_OK;
-	}
-	for (size_t i = 0; i < f->natt; i++) {
-		struct lw_att *a = &f->att[i];
-		if (!a->ended)
-			continue;
-		a->ended = false;
-		int st = att_status(a->lwerr);
-		att_failed(f, a->addr, st, att_text(st, a->lwerr));
-	}
-	size_t i = 0;
-	enum cd_race_step step;
-	while ((step = cd_race_next(&f->race, now, &i)) == CD_RACE_START)
-		start_attempt(f, i);
-	if (step == CD_RACE_TIMEOUT) {
-		abort_pcb(f);
-		race_release(f);
-		f->deadline = 0;
-		return conduit_flow_fail(
-		    &f->base, CONDUIT_ERR_TIMED_OUT,
-		    "connect %s: %s: timed out after %u ms", f->base.uri,
-		    where(f, buf), (unsigned)f->base.ctx->connect_timeout_ms);
-	}
-	if (step == CD_RACE_FAILED) {
-		f->deadline = 0;
-		int rc = race_failed(f);
-		race_release(f);
-		return rc;
-	}
-	/* Some attempt's pcb is the flow's while any is in flight. */
-	if (f->cur == NULL)
-		for (size_t k = 0; k < f->natt; k++)
-			if (f->att[k].pcb != NULL) {
-				att_bind_flow(f, &f->att[k]);
-				break;
-			}
-	uint64_t wake = cd_race_wake(&f->race);
-	f->deadline = wake == UINT64_MAX ? 0 : wake;
-	return CONDUIT_WANT_WRITE;
-}
-
-static struct lw_flow *flow_alloc(conduit_lwip *st, conduit_ctx *ctx,
-                                  const char *uri)
+struct lw_flow *cd_lwip_flow_alloc(conduit_lwip *st, conduit_ctx *ctx,
+                                   const char *uri)
 {
 	/* A spare one if there is: a flow is made for every connection. */
 	struct lw_flow *f = st->spare;
@@ -1466,13 +611,14 @@ static struct lw_flow *flow_alloc(conduit_lwip *st, conduit_ctx *ctx,
 		if (f == NULL)
 			return NULL;
 	}
-	/* The connecting part is set up by lw_connect; an accepted flow
-	 * needs only what lw_destroy reads of it. */
+	/* The connecting part is set up by cd_lwip_connect; an accepted flow
+	 * needs only what cd_lwip_flow_destroy reads of it. */
 	memset(f, 0, offsetof(struct lw_flow, cur));
 	f->cur = NULL;
 	f->natt = 0;
 	f->race.more = NULL;
-	if (conduit_flow_init_in(&f->base, &lw_flow_ops, ctx, uri, f->uri_buf,
+	if (conduit_flow_init_in(&f->base, &cd_lwip_flow_ops, ctx, uri,
+	                         f->uri_buf,
 	                         sizeof(f->uri_buf)) != CONDUIT_OK) {
 		free(f);
 		return NULL;
@@ -1489,115 +635,6 @@ static struct lw_flow *flow_alloc(conduit_lwip *st, conduit_ctx *ctx,
 	st->flows = f;
 	st->nflows++;
 	return f;
-}
-
-static int lw_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
-                      conduit_flow **out)
-{
-	conduit_lwip *st = state;
-	if (ep->host_kind == CONDUIT_HOST_NONE)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_HOST,
-		                        "connect %s: no host to connect to",
-		                        cd_endpoint_shown(ep));
-	if (ep->naddrs == 0)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
-		                        "connect %s: no address",
-		                        cd_endpoint_shown(ep));
-	struct cd_tcp_opts o;
-	int rc = cd_tcp_opts_parse(&o, ctx, ep);
-	if (rc != CONDUIT_OK)
-		return rc;
-	/* With a source address only addresses of its family can work. */
-	size_t n = 0;
-	for (size_t i = 0; i < ep->naddrs; i++)
-		n += cd_tcp_opts_fit(&o, ep->addrs[i].family);
-	if (n == 0)
-		return cd_tcp_opts_no_fit(ctx, ep, &o);
-	struct lw_flow *f = flow_alloc(st, ctx, ep->uri);
-	/* One address, the usual case, needs no allocation of its own;
-	 * several share one block with their attempts. */
-	size_t natt = n < CD_RACE_MAX_ATTEMPTS ? n : CD_RACE_MAX_ATTEMPTS;
-	if (f != NULL && n > 1) {
-		struct lw_att *att = calloc(
-		    1, natt * sizeof(*att) + n * sizeof(struct conduit_addr));
-		if (att != NULL) {
-			f->att = att;
-			f->addrs = (struct conduit_addr *)(att + natt);
-			f->natt = natt; /* so that destroy frees the block */
-		} else {
-			lw_flow_ops.destroy(&f->base);
-			f = NULL;
-		}
-	}
-	if (f == NULL)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-		                        "connect %s: out of memory",
-		                        cd_endpoint_shown(ep));
-	if (n == 1)
-		f->att1 = (struct lw_att){.pcb = NULL};
-	f->natt = natt;
-	f->last_status = CONDUIT_OK;
-	f->last_text = "";
-	f->last_addr = 0;
-	f->opts = o;
-	f->nodelay = o.nodelay;
-	f->port = ep->dest_port > 0 ? ep->dest_port : ep->port;
-	/* The clock matters only to a stagger or a timeout. */
-	uint64_t now =
-	    n > 1 || ctx->connect_timeout_ms > 0 ? conduit_now_ms() : 0;
-	cd_race_init(&f->race, now, ctx->connect_timeout_ms, natt);
-	for (size_t i = 0, k = 0; i < ep->naddrs && rc == CONDUIT_OK; i++) {
-		if (!cd_tcp_opts_fit(&o, ep->addrs[i].family))
-			continue;
-		f->addrs[k++] = ep->addrs[i];
-		rc = cd_race_add(&f->race,
-		                 ep->addrs[i].family == CONDUIT_AF_INET6
-		                     ? CD_RACE_V6
-		                     : CD_RACE_OTHER);
-	}
-	cd_race_complete(&f->race);
-	if (rc != CONDUIT_OK)
-		rc = conduit_flow_fail(
-		    &f->base, rc, "connect %s: out of memory", f->base.uri);
-	else
-		rc = race_step(f, now);
-	if (rc != CONDUIT_OK && rc != CONDUIT_WANT_WRITE) {
-		conduit_ctx_fail(ctx, rc, "%s", conduit_flow_error(&f->base));
-		lw_flow_ops.destroy(&f->base);
-		return rc;
-	}
-	*out = &f->base;
-	return CONDUIT_OK;
-}
-
-static int lw_handshake(conduit_flow *base)
-{
-	struct lw_flow *f = (struct lw_flow *)base;
-	/* Most calls find nothing new: no attempt connected or ended (one
-	 * that ends makes the deadline now) and nothing due. */
-	bool quiet = !f->connected && f->pcb != NULL;
-	if (quiet && f->deadline == 0)
-		return CONDUIT_WANT_WRITE;
-	/* A winner needs no clock. */
-	uint64_t now = f->connected && f->pcb != NULL ? 0 : conduit_now_ms();
-	if (quiet && now < f->deadline)
-		return CONDUIT_WANT_WRITE;
-	return race_step(f, now);
-}
-
-int cd_lwip_tcp_info(const conduit_flow *base, struct cd_lwip_tcp_info *out)
-{
-	if (base == NULL || base->ops != &lw_flow_ops || out == NULL)
-		return CONDUIT_ERR_INVALID;
-	const struct tcp_pcb *pcb = ((const struct lw_flow *)base)->pcb;
-	if (pcb == NULL)
-		return CONDUIT_ERR_INVALID;
-	out->nodelay = tcp_nagle_disabled(pcb);
-	out->keepalive = ip_get_option(pcb, SOF_KEEPALIVE) != 0;
-	out->keep_idle_ms = pcb->keep_idle;
-	out->keep_intvl_ms = pcb->keep_intvl;
-	out->keep_cnt = pcb->keep_cnt;
-	return CONDUIT_OK;
 }
 
 /* The status for an operation on a flow lwIP has ended. */
@@ -1806,12 +843,12 @@ static int lw_close(conduit_flow *base)
 	return CONDUIT_OK;
 }
 
-static void lw_destroy(conduit_flow *base)
+void cd_lwip_flow_destroy(conduit_flow *base)
 {
 	struct lw_flow *f = (struct lw_flow *)base;
-	abort_pcb(f);
+	cd_lwip_abort_pcb(f);
 	if (f->natt != 0)
-		race_release(f);
+		cd_lwip_race_release(f);
 	rx_clear(f);
 	if (f->rx != f->rx_first)
 		free(f->rx);
@@ -1833,7 +870,7 @@ static void lw_destroy(conduit_flow *base)
 	}
 }
 
-static void spare_free(conduit_lwip *st)
+void cd_lwip_spare_free(conduit_lwip *st)
 {
 	while (st->spare != NULL) {
 		struct lw_flow *f = st->spare;
@@ -1901,210 +938,18 @@ static void sweep_time_wait(conduit_lwip *st)
 		}
 }
 
-static const struct conduit_flow_ops lw_flow_ops = {
+const struct conduit_flow_ops cd_lwip_flow_ops = {
     .name = "lwip",
-    .handshake = lw_handshake,
+    .handshake = cd_lwip_handshake,
     .read = lw_read,
     .writev = lw_writev,
     .shutdown = lw_shutdown,
     .close = lw_close,
-    .destroy = lw_destroy,
+    .destroy = cd_lwip_flow_destroy,
     .wait = lw_wait,
     .pending = lw_pending,
     .unread = lw_unread,
 };
-
-/* ------------------------------------------------------------------ */
-/* Listeners                                                           */
-
-struct lw_listener {
-	conduit_listener base;
-	conduit_lwip *st;
-	struct tcp_pcb *pcb;
-	/* Accepted flows waiting for conduit_accept(), a FIFO. */
-	struct lw_flow *queue[LW_BACKLOG];
-	size_t q_head, q_n;
-};
-
-static err_t on_accept(void *arg, struct tcp_pcb *npcb, err_t err)
-{
-	struct lw_listener *l = arg;
-	if (err != ERR_OK || npcb == NULL)
-		return ERR_VAL;
-	if (l->q_n == LW_BACKLOG)
-		return ERR_MEM; /* lwIP aborts the connection */
-	char uri[6 + LW_ADDR_MAX];
-	memcpy(uri, "tcp://", 6);
-	describe(&npcb->remote_ip, npcb->remote_port, uri + 6);
-	struct lw_flow *f = flow_alloc(l->st, l->base.ctx, uri);
-	if (f == NULL)
-		return ERR_MEM;
-	ip_addr_copy(f->peer, npcb->remote_ip);
-	f->peer_port = npcb->remote_port;
-	/* The SYN came in on this netif: answers go out on it too. */
-	if (npcb->netif_idx == NETIF_NO_INDEX &&
-	    ip_current_input_netif() != NULL)
-		tcp_bind_netif(npcb, ip_current_input_netif());
-	setup_pcb(f, npcb);
-	f->connected = true;
-	f->base.state |= CONDUIT_FLOW_ESTABLISHED;
-	l->queue[(l->q_head + l->q_n) % LW_BACKLOG] = f;
-	l->q_n++;
-	return ERR_OK;
-}
-
-static int ll_accept(conduit_listener *base, conduit_flow **out)
-{
-	struct lw_listener *l = (struct lw_listener *)base;
-	if (l->q_n == 0)
-		return CONDUIT_WANT_READ;
-	struct lw_flow *f = l->queue[l->q_head];
-	l->q_head = (l->q_head + 1) % LW_BACKLOG;
-	l->q_n--;
-	/* conduit_accept() reports "accepted", with the flow's URI. */
-	*out = &f->base;
-	return CONDUIT_OK;
-}
-
-static void ll_destroy(conduit_listener *base)
-{
-	struct lw_listener *l = (struct lw_listener *)base;
-	while (l->q_n > 0) {
-		lw_destroy(&l->queue[l->q_head]->base);
-		l->q_head = (l->q_head + 1) % LW_BACKLOG;
-		l->q_n--;
-	}
-	if (l->pcb != NULL) {
-		tcp_arg(l->pcb, NULL);
-		tcp_accept(l->pcb, NULL);
-		tcp_close(l->pcb); /* a listening pcb closes at once */
-		l->st->npcbs--;
-	}
-	l->st->nlisteners--;
-	conduit_listener_fini(base);
-	free(l);
-}
-
-static void ll_wait(conduit_listener *base, struct conduit_waitset *ws)
-{
-	(void)base;
-	(void)ws; /* the stack's hook does the waiting */
-}
-
-static unsigned ll_pending(conduit_listener *base)
-{
-	return ((struct lw_listener *)base)->q_n > 0 ? CONDUIT_POLLIN : 0;
-}
-
-static const struct conduit_listener_ops lw_listener_ops = {
-    .name = "lwip",
-    .accept = ll_accept,
-    .destroy = ll_destroy,
-    .wait = ll_wait,
-    .pending = ll_pending,
-};
-
-static int lw_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
-                     conduit_listener **out)
-{
-	conduit_lwip *st = state;
-	ip_addr_t ip;
-	conduit_lwip_netif *on = NULL;
-	u8_t type = IPADDR_TYPE_ANY;
-	if (cd_listen_refuses_connect_to(ctx, ep) != CONDUIT_OK)
-		return CONDUIT_ERR_OPTION;
-	if (ep->host_kind == CONDUIT_HOST_NONE) {
-		ip_addr_copy(ip, *IP_ANY_TYPE);
-	} else {
-		/* A parsed endpoint carries no addresses yet: literals are
-		 * converted here, names looked up (the context's lookup). */
-		struct conduit_addr first = {0};
-		if (ep->naddrs > 0) {
-			first = ep->addrs[0];
-		} else {
-			conduit_endpoint *looked = conduit_endpoint_dup(ep);
-			if (looked == NULL)
-				return conduit_ctx_fail(
-				    ctx, CONDUIT_ERR_NOMEM,
-				    "listen %s: out of memory",
-				    cd_endpoint_shown(ep));
-			int rc = cd_lookup(ctx, looked);
-			if (rc == CONDUIT_OK && looked->naddrs == 0)
-				rc = conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
-				                      "listen %s: no address",
-				                      cd_endpoint_shown(ep));
-			if (rc == CONDUIT_OK)
-				first = looked->addrs[0];
-			conduit_endpoint_free(looked);
-			if (rc != CONDUIT_OK)
-				return rc;
-		}
-		to_ip(&first, &ip);
-		type = IP_IS_V4(&ip) ? IPADDR_TYPE_V4 : IPADDR_TYPE_V6;
-		on = netif_owning(st, &ip);
-		if (on == NULL)
-			return conduit_ctx_fail(
-			    ctx, CONDUIT_ERR_ADDR_UNAVAILABLE,
-			    "listen %s: no lwIP netif has this "
-			    "address",
-			    cd_endpoint_shown(ep));
-	}
-	struct lw_listener *l = calloc(1, sizeof(*l));
-	struct tcp_pcb *pcb = tcp_new_ip_type(type);
-	if (l == NULL || pcb == NULL) {
-		free(l);
-		if (pcb != NULL)
-			tcp_close(pcb);
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-		                        "listen %s: out of memory",
-		                        cd_endpoint_shown(ep));
-	}
-	/* Connections it accepts inherit the netif: pinned like ours. */
-	if (on != NULL)
-		tcp_bind_netif(pcb, &on->nif);
-	err_t e = tcp_bind(pcb, &ip, (u16_t)ep->port);
-	struct tcp_pcb *lpcb = NULL;
-	if (e == ERR_OK) {
-		lpcb = tcp_listen_with_backlog_and_err(pcb, LW_BACKLOG, &e);
-		if (lpcb == NULL && e == ERR_OK)
-			e = ERR_MEM;
-	}
-	if (lpcb == NULL) {
-		tcp_close(pcb);
-		free(l);
-		return conduit_ctx_fail(
-		    ctx,
-		    e == ERR_USE ? CONDUIT_ERR_ADDR_IN_USE : CONDUIT_ERR_NOMEM,
-		    "listen %s: %s", cd_endpoint_shown(ep), err_text(e));
-	}
-	/* The bound URI: the endpoint with the port lwIP chose. */
-	conduit_endpoint *bound = conduit_endpoint_dup(ep);
-	char *uri = NULL;
-	if (bound != NULL) {
-		bound->port = lpcb->local_port;
-		uri = cd_uri_format(bound);
-		conduit_endpoint_free(bound);
-	}
-	int rc = uri != NULL ? conduit_listener_init(&l->base, &lw_listener_ops,
-	                                             ctx, uri)
-	                     : CONDUIT_ERR_NOMEM;
-	free(uri);
-	if (rc != CONDUIT_OK) {
-		tcp_close(lpcb);
-		free(l);
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_NOMEM,
-		                        "listen %s: out of memory",
-		                        cd_endpoint_shown(ep));
-	}
-	l->st = st;
-	l->pcb = lpcb;
-	st->npcbs++;
-	st->nlisteners++;
-	tcp_arg(lpcb, l);
-	tcp_accept(lpcb, on_accept);
-	*out = &l->base;
-	return CONDUIT_OK;
-}
 
 /* ------------------------------------------------------------------ */
 /* The backend                                                         */
@@ -2150,8 +995,8 @@ static const char *const lw_transports[] = {"tcp", NULL};
 static const struct conduit_backend lw_backend = {
     .name = "lwip",
     .transports = lw_transports,
-    .connect = lw_connect,
-    .listen = lw_listen,
+    .connect = cd_lwip_connect,
+    .listen = cd_lwip_listen,
     .ctx_wait = be_ctx_wait,
     .ctx_process = be_ctx_process,
     .attach = be_attach,

@@ -1,7 +1,7 @@
 /*
  * tapdev.c - opening a Linux TAP device for the lwIP backend.  Kept apart
- * from lwip.c because <linux/if_tun.h> and <net/if.h> clash with lwIP's
- * own netif headers.
+ * from the files that see lwIP's headers (lwstack.h) because
+ * <linux/if_tun.h> and <net/if.h> clash with lwIP's own netif headers.
  */
 #include "lwpriv.h"
 
