@@ -247,6 +247,7 @@ static const struct cd_transport transports[] = {
      .has_path = true,
      .opts = vchan_opts,
      .nopts = NELEM(vchan_opts)},
+    {.name = "mem", .shape = &cd_shape_abstract, .has_path = true},
 };
 
 /* Options a layer adds to whatever transport it is over. */

@@ -19,7 +19,7 @@
  *   SCHEME     = *( LAYER "+" ) TRANSPORT        ; case-insensitive
  *   LAYER      = "tls"                ; written outermost first, each once,
  *                                     ; at most CD_MAX_LAYERS
- *   TRANSPORT  = "tcp" / "unix" / "unix-abstract" / "vchan"
+ *   TRANSPORT  = "tcp" / "unix" / "unix-abstract" / "vchan" / "mem"
  *
  *   tcp           "//" [ HOST ] ":" PORT [ "/" ]
  *     HOST       = NAME / IPV4 / "[" IPV6 [ "%25" ZONE ] "]"
@@ -46,6 +46,10 @@
  *     unix-abstract://app/ctl names "app/ctl" and unix-abstract:///x names
  *     "/x": 1-107 bytes, no NUL byte.  A ':' in AUTH would be a port and
  *     is refused (CONDUIT_ERR_PORT); write it as %3A.
+ *   mem           "//" AUTH PATH     as unix-abstract: an in-memory flow's
+ *                                    name ("mem://3/a"); such flows come
+ *                                    from conduit_mem_pair() only, so the
+ *                                    URI serves StartTLS and messages
  *
  *   vchan         "//" DOMAIN "/" PORT
  *     DOMAIN     a domain id (decimal 0-32751, leading zeros dropped) or a
@@ -62,6 +66,7 @@
  *                      source=IPv4|IPv6 (unbracketed, no zone)
  *       unix           mode=0-0777 (octal)
  *       unix-abstract  none
+ *       mem            none
  *       vchan          read-ring=BYTES, write-ring=BYTES (1024-1048576:
  *                      the listening side's ring sizes)
  *

@@ -35,6 +35,7 @@ START_TEST(transports_carry_what_the_table_says)
 	    {"unix", "unix:///run/x.sock"},
 	    {"unix-abstract", "unix-abstract://x"},
 	    {"vchan", "vchan://logger/syslog"},
+	    {"mem", "mem://1/a"},
 	};
 	size_t n = 0;
 	while (cd_grammar_transport_at(n) != NULL)
