@@ -1098,7 +1098,10 @@ START_TEST(abstract_interop_socat_connects)
 	ck_status(conduit_close(s), CONDUIT_OK);
 	conduit_flow_free(s);
 
-	/* socat copies the reply to its stdout and ends. */
+	/* socat copies the reply to its stdout and ends: its input ends
+	 * too, or it would wait out its -t 5 for more, as long as this
+	 * loop's deadline (the test failed so under load). */
+	close(to_socat[1]);
 	have = 0;
 	uint64_t deadline = cd_now_ms() + (uint64_t)cd_scaled(5000);
 	for (;;) {
@@ -1116,7 +1119,6 @@ START_TEST(abstract_interop_socat_connects)
 	}
 	ck_assert_uint_eq(have, sizeof(pong) - 1);
 	ck_assert_mem_eq(got, pong, have);
-	close(to_socat[1]);
 	close(from_socat[0]);
 	int st = cd_wait_peer(pid, cd_scaled(10000));
 	ck_assert_msg(st == 0, "socat exited with %d", st);
