@@ -1013,7 +1013,8 @@ START_TEST(abstract_interop_socat_listens)
 	conduit_flow *f = NULL;
 	int rc = CONDUIT_ERR_REFUSED;
 	/* socat needs a moment to start listening. */
-	for (int i = 0; i < 500 && rc == CONDUIT_ERR_REFUSED; i++) {
+	uint64_t up_by = cd_now_ms() + (uint64_t)cd_scaled(5000);
+	while (rc == CONDUIT_ERR_REFUSED && cd_now_ms() < up_by) {
 		rc = conduit_connect(&f, ctx, uri);
 		if (rc == CONDUIT_ERR_REFUSED)
 			nap_ms(10);
