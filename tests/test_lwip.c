@@ -627,7 +627,8 @@ static void two_process_echo(const char *listen_uri, const char *uri,
 	conduit_flow *f = NULL;
 	int rc = CONDUIT_ERR_REFUSED;
 	/* The peer may not listen yet: a refusal is retried a while. */
-	for (int i = 0; i < 100 && rc == CONDUIT_ERR_REFUSED; i++) {
+	uint64_t up_by = cd_now_ms() + (uint64_t)cd_scaled(5000);
+	while (rc == CONDUIT_ERR_REFUSED && cd_now_ms() < up_by) {
 		rc = conduit_connect_wait(&f, ctx, uri, cd_scaled(5000));
 		if (rc == CONDUIT_ERR_REFUSED)
 			usleep(20000);
