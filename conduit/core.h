@@ -344,6 +344,14 @@ extern const struct conduit_backend *const cd_builtin_backends[];
  * True with the four bytes in out, false for anything else. */
 bool cd_ipv4_parse(const char *s, unsigned char out[4]);
 
+/* The one host grammar's rule for numbers: are the n bytes of s labels
+ * that are all numbers (decimal, or 0x hex), as inet_aton() and
+ * getaddrinfo() would read them as an address (1.2.3, 0x7f.1,
+ * 2130706433; one trailing dot ignored)?  Such a host must be a valid
+ * dotted quad (cd_ipv4_parse) in a URI, a connect-to value and a rules
+ * file alike, never a name handed to the system resolver. */
+bool cd_host_numeric(const char *s, size_t n);
+
 /* ---- Private to the URI files and endpoint.c --------------------- */
 
 /* Fill the fields of a fresh endpoint (port -1; absent strings NULL or

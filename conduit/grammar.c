@@ -195,9 +195,17 @@ static const char *check_connect_to(const char *v, char *buf, size_t len,
 		host[hn] = '\0';
 		const char *c = NULL;
 		char hb[256];
-		if (inet_pton(AF_INET, host, a) != 1 &&
-		    check_servername(host, hb, sizeof(hb), &c) != NULL)
+		if (cd_host_numeric(host, hn)) {
+			if (!cd_ipv4_parse(host, a))
+				return "must be HOST:PORT with a host that is "
+				       "a "
+				       "valid IPv4 address (a.b.c.d, each "
+				       "0-255 "
+				       "without leading zeros) when it is all "
+				       "numbers";
+		} else if (check_servername(host, hb, sizeof(hb), &c) != NULL) {
 			return why;
+		}
 		snprintf(buf, len, "%s:%ld", c != NULL ? c : host, port);
 	}
 	*canon = buf;

@@ -273,8 +273,12 @@ static bool split_connect_to(const char *ct, char host[256],
 			return false;
 		memcpy(host, ct, hn);
 		host[hn] = '\0';
-		*kind = cd_ipv4_parse(host, b) ? CONDUIT_HOST_IPV4
-		                               : CONDUIT_HOST_NAME;
+		if (cd_ipv4_parse(host, b))
+			*kind = CONDUIT_HOST_IPV4;
+		else if (cd_host_numeric(host, hn))
+			return false; /* the system resolver would guess */
+		else
+			*kind = CONDUIT_HOST_NAME;
 	}
 	*port = (int)v;
 	return true;

@@ -445,16 +445,6 @@ static int check_dest_template(struct parser *ps, const char *s, size_t n,
 	return CONDUIT_OK;
 }
 
-/* A host of digits and dots is meant as an IPv4 address, never as a
- * name: "10.1.2" must not quietly become a DNS lookup. */
-static bool digits_and_dots(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!is_digit(s[i]) && s[i] != '.')
-			return false;
-	return true;
-}
-
 /* An address literal of family af; its canonical text goes to out
  * (INET6_ADDRSTRLEN bytes). */
 static int check_addr(struct parser *ps, int af, const char *s, size_t n,
@@ -539,8 +529,9 @@ static int parse_dest(struct parser *ps, const struct field *f, char **out)
 		rc = check_addr(ps, AF_INET6, host, hlen, hcol, h);
 	else if (memchr(host, '{', hlen) || memchr(host, '}', hlen))
 		rc = check_dest_template(ps, host, hlen, hcol, h);
-	else if (digits_and_dots(host, hlen))
-		rc = check_addr(ps, AF_INET, host, hlen, hcol, h);
+	else if (cd_host_numeric(host, hlen)) /* "10.1.2", "0x7f.1": */
+		rc = check_addr(ps, AF_INET, host, hlen, hcol,
+		                h); /* never a name */
 	else
 		rc = check_name(ps, host, hlen, hcol, 0, USE_DEST, h);
 	if (rc != CONDUIT_OK) {

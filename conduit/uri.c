@@ -291,11 +291,8 @@ bool cd_ipv4_parse(const char *s, unsigned char out[4])
 	return *s == '\0';
 }
 
-/* Labels all numbers, as inet_aton() and getaddrinfo() would take them
- * (one trailing dot ignored)? */
-static bool all_numeric(const char *s)
+bool cd_host_numeric(const char *s, size_t n)
 {
-	size_t n = strlen(s);
 	if (n > 0 && s[n - 1] == '.')
 		n--;
 	size_t i = 0;
@@ -379,7 +376,7 @@ static int parse_regname(struct pstate *ps, const char *s, const char *e)
 			    "form");
 		h[i] = (char)lower(h[i]);
 	}
-	if (all_numeric(h)) {
+	if (cd_host_numeric(h, strlen(h))) {
 		unsigned char a[4];
 		if (n > 15 || !cd_ipv4_parse(h, a))
 			return fail(ps, CONDUIT_ERR_HOST,

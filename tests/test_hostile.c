@@ -9,6 +9,8 @@
  *     the query is.
  *   - A rules file whose map target cannot be an endpoint is refused whole
  *     at load, at the target's line and column, not when a URI hits it.
+ *   - One host grammar: numeric forms a URI refuses (2130706433, 0x7f.1)
+ *     are refused in connect-to values and rules files too.
  */
 #include "flowkit.h"
 #include "harness.h"
@@ -227,6 +229,53 @@ START_TEST(rule_targets_checked_at_load)
 }
 END_TEST
 
+/* Numeric host forms that the URI grammar refuses are refused as a
+ * connect-to value and as a rules file's destination too: the system
+ * resolver would read 2130706433 or 0x7f.1 as 127.0.0.1. */
+START_TEST(one_host_grammar_for_connect_to)
+{
+	static const char *const forms[] = {"2130706433", "0x7f.1", "127.1",
+	                                    "0x7f000001", "017700000001"};
+	char uri[128], msg[512];
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		/* The URI grammar's own verdict on the host. */
+		snprintf(uri, sizeof(uri), "tcp://%s:80", forms[i]);
+		conduit_endpoint *ep = NULL;
+		ck_assert_int_ne(
+		    conduit_endpoint_parse(&ep, uri, msg, sizeof(msg)),
+		    CONDUIT_OK);
+		/* As a connect-to option. */
+		snprintf(uri, sizeof(uri), "tcp://h.test:1?connect-to=%s:80",
+		         forms[i]);
+		ck_assert_msg(
+		    conduit_endpoint_parse(&ep, uri, msg, sizeof(msg)) ==
+		        CONDUIT_ERR_OPTION,
+		    "%s: accepted", uri);
+		ck_assert_msg(strstr(msg, "IPv4") != NULL, "%s: %s", uri, msg);
+		/* As a rules file's destination. */
+		char rules[128];
+		snprintf(rules, sizeof(rules), "connect-to h.test:1 %s:80\n",
+		         forms[i]);
+		ck_status(load(rules, msg, sizeof(msg)), CONDUIT_ERR_RULES);
+		ck_assert_msg(strstr(msg, "r.conf:1:21: bad IPv4 address") ==
+		                  msg,
+		              "%s: %s", rules, msg);
+	}
+	/* The forms the grammar accepts stay accepted. */
+	char msg2[256];
+	conduit_endpoint *ep = NULL;
+	ck_status(conduit_endpoint_parse(
+	              &ep, "tcp://h.test:1?connect-to=127.0.0.1:80", msg2,
+	              sizeof(msg2)),
+	          CONDUIT_OK);
+	conduit_endpoint_free(ep);
+	ck_status(load("connect-to h.test:1 10.1.2.3:80\n"
+	               "connect-to g.test:1 x1.example:\n",
+	               msg2, sizeof(msg2)),
+	          CONDUIT_OK);
+}
+END_TEST
+
 int main(void)
 {
 	const struct cd_test tests[] = {
@@ -235,6 +284,7 @@ int main(void)
 	    CD_TEST(printable_utf8_is_kept, 0),
 	    CD_TEST(fragment_secrets_are_hidden, 0),
 	    CD_TEST(rule_targets_checked_at_load, 0),
+	    CD_TEST(one_host_grammar_for_connect_to, 0),
 	};
 	return cd_run(
 	    cd_suite("hostile", tests, sizeof(tests) / sizeof(tests[0])));
