@@ -124,6 +124,18 @@ static inline enum cd_race_step cd_race_next(struct cd_race *r, uint64_t now,
 	if (r->nstarted == r->naddrs && r->inflight > 0 && !r->over &&
 	    now < r->deadline)
 		return CD_RACE_WAIT;
+	/* And the first answer of most connects: the one address of a
+	 * literal or a path starts at once (as cd_race_next_slow would
+	 * start it, without its search). */
+	if (r->naddrs == 1 && r->nstarted == 0 && !r->over &&
+	    now < r->deadline) {
+		r->started = 1;
+		r->last_family = (int)(r->v6 & 1);
+		r->nstarted = r->inflight = 1;
+		r->next_start = now + CD_RACE_STAGGER_MS;
+		*addr = 0;
+		return CD_RACE_START;
+	}
 	return cd_race_next_slow(r, now, addr);
 }
 
