@@ -499,10 +499,8 @@ static void tt_wait(conduit_flow *f, unsigned interest,
 {
 	struct tt_flow *tf = tf_of(f);
 	conduit_flow *in = tf->inner;
-	if (in->state & (CONDUIT_FLOW_FAILED | CONDUIT_FLOW_CLOSED)) {
-		conduit_waitset_deadline(ws, 0); /* the next call reports it */
-		return;
-	}
+	/* (A failed or closed inner flow makes ws ready now: the helper
+	 * below says so, and the next call reports it.) */
 	unsigned need = 0;
 	if (!tf->inner_ready) {
 		need = interest; /* still connecting: the inner flow knows */
@@ -520,14 +518,14 @@ static void tt_wait(conduit_flow *f, unsigned interest,
 		need |= tf->out_want;
 	if (need == 0)
 		need = CONDUIT_POLLIN;
-	in->ops->wait(in, need, ws);
+	conduit_flow_inner_wait(in, need, ws);
 }
 
 /* Whether the inner flow can do, without waiting, one of the operations
  * in bits (CONDUIT_POLL*). */
 static bool inner_can(conduit_flow *in, unsigned bits)
 {
-	return in->ops->pending != NULL && (in->ops->pending(in, bits) & bits);
+	return conduit_flow_inner_pending(in, bits) != 0;
 }
 
 /*
