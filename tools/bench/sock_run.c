@@ -187,6 +187,11 @@ void sock_nng_note(void)
 	           "and one nng_recv()\nper read, throughput counts payload "
 	           "bytes; its client is a forked process.",
 	           nng_version_text());
+#elif defined(CONDUIT_BENCH_NNG_LEFT_OUT)
+	bench_note(
+	    "nng: left out of this build, whose mbedTLS is compiled in "
+	    "(nng brings Debian's\nown); -DCONDUIT_MBEDTLS=system brings "
+	    "nng back.  Its columns say n/a.");
 #else
 	bench_note("nng: not found when this was built (Debian's libnng-dev), "
 	           "so its columns say\nn/a.  nng is a benchmark-only "
