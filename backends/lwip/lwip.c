@@ -170,10 +170,17 @@ static void unhide_others(conduit_lwip *st, struct netif *dflt)
 		netif_set_default(dflt);
 }
 
-/* Hand one received frame to lwIP.  PBUF_RAM, not PBUF_POOL: the
- * library's pool elements are 616 bytes while its headers (and so
- * pbuf_alloc's callers) assume 1536, and a full-size frame in a pool
- * pbuf would overrun it. */
+/* The shortest Ethernet frame (without its checksum): a network card
+ * pads shorter ones with zeros, and lwIP relies on that.  Its ARP input
+ * reads the whole ARP header without checking the frame's length, so a
+ * runt from a wire (found by tests/fuzz) read past the end of its
+ * buffer. */
+#define LW_FRAME_MIN 60
+
+/* Hand one received frame to lwIP, padded as a card would.  PBUF_RAM,
+ * not PBUF_POOL: one contiguous buffer, whatever the pool's element size
+ * (Debian's liblwip had 616-byte elements where its headers assume
+ * 1536). */
 static CD_HOT void input_frame(conduit_lwip_netif *n, const void *data,
                                size_t len)
 {
@@ -181,12 +188,15 @@ static CD_HOT void input_frame(conduit_lwip_netif *n, const void *data,
 		return;
 	if (len > n->st->max_frame)
 		n->st->max_frame = len;
-	struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)len, PBUF_RAM);
+	size_t plen = len < LW_FRAME_MIN ? LW_FRAME_MIN : len;
+	struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)plen, PBUF_RAM);
 	if (p == NULL) {
 		n->st->dropped++;
 		return;
 	}
 	pbuf_take(p, data, (u16_t)len);
+	if (plen > len)
+		memset((uint8_t *)p->payload + len, 0, plen - len);
 	/* lwIP never frees a netif while it takes a frame (only the
 	 * application does), so the list is the same afterwards. */
 	struct netif *dflt = hide_others(n);
