@@ -58,6 +58,12 @@ int cd_endpoint_set_addresses(conduit_endpoint *ep,
  * secret-looking query options replaced by "****", control bytes escaped,
  * truncated with "..." to fit.  Used whenever an input URI is shown. */
 void cd_uri_redact(const char *uri, char *out, size_t outlen);
+/* Hide in msg (a NUL-terminated message, rewritten in place: it only
+ * gets shorter) every text that cd_uri_redact() would hide in uri, where
+ * it appears: a message about something made from uri (a service URI's
+ * transport URI, a rule's target) may quote a secret of uri where the
+ * redactor of the new text would not see it. */
+void cd_uri_scrub(const char *uri, char *msg, size_t cap);
 /* A buffer size for cd_uri_redact() that messages use. */
 #define CD_SHOWN_URI 512
 

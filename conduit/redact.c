@@ -136,26 +136,18 @@ bool cd_uri_touches_password(const char *uri, size_t at, size_t n)
  * (OAuth's implicit flow puts access_token= in the fragment).  Options
  * start after the first '?' or '#' and after every '&' or '#' that ends
  * one; a secret value ends only at '&', since a '#' in it must not start a
- * "fragment" that shows the rest.  Each run of hidden bytes shows as one
- * "****".
+ * "fragment" that shows the rest.  fn is called for each run of hidden
+ * bytes, [a, b), in order.
  */
-void cd_uri_redact(const char *uri, char *out, size_t outlen)
+static void hidden_runs(const char *uri, size_t len,
+                        void (*fn)(void *arg, size_t a, size_t b), void *arg)
 {
-	if (out == NULL || outlen == 0)
-		return;
-	struct sink s = {out, outlen, 0};
-	if (uri == NULL) {
-		sink_span(&s, "(null)", 6);
-		sink_end(&s);
-		return;
-	}
-	size_t len = strlen(uri);
 	size_t q = strcspn(uri, "?#");
 	size_t pair =
 	    q < len ? q + 1 : SIZE_MAX; /* where the next pair starts */
 	size_t v0 = 0, v1 = 0;          /* a secret value */
 	size_t p0 = 0, p1 = 0;          /* a password */
-	bool hiding = false;
+	size_t run = SIZE_MAX;          /* where the hidden run began */
 	for (size_t i = 0; i < len; i++) {
 		if (i == 0 || uri[i - 1] == '/')
 			seg_password(uri, i, &p0, &p1);
@@ -173,11 +165,81 @@ void cd_uri_redact(const char *uri, char *out, size_t outlen)
 				pair = e + 1;
 		}
 		bool hide = (i >= p0 && i < p1) || (i >= v0 && i < v1);
-		if (hide && !hiding)
-			sink_span(&s, "****", 4);
-		hiding = hide;
-		if (!hide)
-			sink_byte(&s, (unsigned char)uri[i]);
+		if (hide && run == SIZE_MAX)
+			run = i;
+		if (!hide && run != SIZE_MAX) {
+			fn(arg, run, i);
+			run = SIZE_MAX;
+		}
 	}
+	if (run != SIZE_MAX)
+		fn(arg, run, len);
+}
+
+struct redacting {
+	struct sink *s;
+	const char *uri;
+	size_t shown; /* the bytes before this were written or hidden */
+};
+
+static void redact_run(void *arg, size_t a, size_t b)
+{
+	struct redacting *r = arg;
+	for (size_t i = r->shown; i < a; i++)
+		sink_byte(r->s, (unsigned char)r->uri[i]);
+	sink_span(r->s, "****", 4);
+	r->shown = b;
+}
+
+/* Each run of hidden bytes shows as one "****". */
+void cd_uri_redact(const char *uri, char *out, size_t outlen)
+{
+	if (out == NULL || outlen == 0)
+		return;
+	struct sink s = {out, outlen, 0};
+	if (uri == NULL) {
+		sink_span(&s, "(null)", 6);
+		sink_end(&s);
+		return;
+	}
+	size_t len = strlen(uri);
+	struct redacting r = {&s, uri, 0};
+	hidden_runs(uri, len, redact_run, &r);
+	for (size_t i = r.shown; i < len; i++)
+		sink_byte(&s, (unsigned char)uri[i]);
 	sink_end(&s);
+}
+
+/* Shorter hidden runs are not looked for in other text: "x" would take
+ * every x of a message with it. */
+#define SCRUB_MIN 4
+
+struct scrubbing {
+	const char *uri;
+	char *msg;
+	size_t cap;
+};
+
+static void scrub_run(void *arg, size_t a, size_t b)
+{
+	struct scrubbing *sc = arg;
+	size_t n = b - a;
+	if (n < SCRUB_MIN)
+		return;
+	char *hit;
+	char *from = sc->msg;
+	while ((hit = memmem(from, strlen(from), sc->uri + a, n)) != NULL) {
+		/* "****" is no longer than what it replaces. */
+		memcpy(hit, "****", 4);
+		memmove(hit + 4, hit + n, strlen(hit + n) + 1);
+		from = hit + 4;
+	}
+}
+
+void cd_uri_scrub(const char *uri, char *msg, size_t cap)
+{
+	if (uri == NULL || msg == NULL || cap == 0)
+		return;
+	struct scrubbing sc = {uri, msg, cap};
+	hidden_runs(uri, strlen(uri), scrub_run, &sc);
 }

@@ -316,6 +316,9 @@ static int parse_flags(struct rstate *rs, const char *text, unsigned flags,
 	int rc = cd_endpoint_parse(out, text, flags, msg, sizeof(msg));
 	if (rc == CONDUIT_OK)
 		return rc;
+	/* text was made from the URI given, and may have carried one of its
+	 * secrets out of the place where the redactor looks for it. */
+	cd_uri_scrub(rs->uri, msg, sizeof(msg));
 	if (rule != NULL)
 		conduit_ctx_fail(rs->ctx, rc,
 		                 "resolve %s: the rule at %s gave %s",

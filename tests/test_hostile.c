@@ -141,6 +141,23 @@ START_TEST(bytes_not_utf8_are_escaped)
 }
 END_TEST
 
+/* The service-URI parser and the redactor once split a URI differently:
+ * the password ran to the last '@', while the redactor's query began at
+ * the first '?', so the transport URI made from the rest carried a
+ * secret the redactor of that new text could not see. */
+START_TEST(secrets_of_the_given_uri_stay_hidden_in_what_it_made)
+{
+	struct shown s;
+	ck_assert_int_ne(resolve_shown("https://u:x?@h:1token=SECRET", &s),
+	                 CONDUIT_OK);
+	ck_assert_msg(!shows(&s, "SECRET"), "the token is shown");
+	ck_assert(shows(&s, "invalid port"));
+	/* One that resolves: its events and steps hide the password. */
+	ck_status(resolve_shown("https://u:pass?word@h:1/#x", &s), CONDUIT_OK);
+	ck_assert_msg(!shows(&s, "pass?word"), "the password is shown");
+}
+END_TEST
+
 START_TEST(printable_utf8_is_kept)
 {
 	struct shown s;
@@ -282,6 +299,7 @@ int main(void)
 	    CD_TEST(control_bytes_are_escaped, 0),
 	    CD_TEST(bytes_not_utf8_are_escaped, 0),
 	    CD_TEST(printable_utf8_is_kept, 0),
+	    CD_TEST(secrets_of_the_given_uri_stay_hidden_in_what_it_made, 0),
 	    CD_TEST(fragment_secrets_are_hidden, 0),
 	    CD_TEST(rule_targets_checked_at_load, 0),
 	    CD_TEST(one_host_grammar_for_connect_to, 0),
