@@ -1118,6 +1118,34 @@ START_TEST(xenstore_watches_emulated)
 }
 END_TEST
 
+/* A handle that watches cannot start a transaction (real libxenstore's
+ * reader thread: on Xen 4.17 the start failed with EINVAL and the handle
+ * was closed); one without a watch can, beside it.  The vchan backend
+ * therefore watches on a handle of its own: a client connects while its
+ * watch is set. */
+START_TEST(xenstore_watching_handle_has_no_transactions)
+{
+	host_setup();
+	struct xs_handle *w = xs_open(0);
+	struct xs_handle *xs = xs_open(0);
+	ck_assert_ptr_nonnull(w);
+	ck_assert_ptr_nonnull(xs);
+	ck_assert(xs_watch(w, "/local/domain/2/data/t", "t"));
+	errno = 0;
+	ck_assert_uint_eq(xs_transaction_start(w), XBT_NULL);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_uint_eq(xs_transaction_start(w), XBT_NULL);
+	ck_assert_int_eq(errno, EBADF);
+	xs_transaction_t t = xs_transaction_start(xs);
+	ck_assert_uint_ne(t, XBT_NULL);
+	ck_assert(xs_write(xs, t, "/local/domain/2/data/t/k", "v", 1));
+	ck_assert(xs_transaction_end(xs, t, false));
+	xs_close(xs);
+	xs_close(w);
+	host_teardown(true);
+}
+END_TEST
+
 /*
  * Connecting and listening sleep on XenStore watches, not on a timer: a
  * client waiting for a ring is given a descriptor and its connect
@@ -1618,6 +1646,7 @@ int main(void)
 	    CD_TEST(conduit_ends_negotiate_framing, 30),
 	    CD_TEST(stale_ring_keys_then_new_listener, 30),
 	    CD_TEST(xenstore_watches_emulated, 30),
+	    CD_TEST(xenstore_watching_handle_has_no_transactions, 30),
 	    CD_TEST(connect_and_listen_sleep_on_watches, 60),
 	    CD_TEST(emulated_domain_list, 30),
 	    CD_TEST(socket_proxy_server_conduit_client, 120),
