@@ -73,6 +73,11 @@
 /* How often XenStore is polled while connecting or listening, where a
  * watch could not be set. */
 #define VC_POLL_MS 5
+/* While connecting with a watch, how often the ring's keys are read
+ * anyway: a backstop for a watch event that does not come (seen on real
+ * Xen with two clients of one domain connecting at once), far from the
+ * 5 ms polling the watch replaces. */
+#define VC_RELOOK_MS 500
 /* How many times a XenStore transaction that conflicted (EAGAIN) is
  * tried again at once. */
 #define VC_TX_TRIES 8
@@ -117,6 +122,7 @@ struct vc_flow {
 	/* What the last look at the ring's keys found claimable, and
 	 * whether the watch fired since (then it is looked at again). */
 	bool ring_free, ring_changed;
+	uint64_t relook_at; /* with a watch: the next look anyway */
 };
 
 struct vc_ring {
@@ -793,6 +799,11 @@ static bool ring_claimable(struct vc_flow *vf)
 {
 	if (vf->xs_fd >= 0 && drain_watch(&vf->xw, &vf->xs_fd))
 		vf->ring_changed = true;
+	uint64_t now = conduit_now_ms();
+	if (now >= vf->relook_at) {
+		vf->ring_changed = true;
+		vf->relook_at = now + VC_RELOOK_MS;
+	}
 	if (vf->xs_fd < 0 || vf->ring_changed) {
 		enum ring_look look = look_ring(vf->xs, XBT_NULL, vf->path);
 		vf->ring_free = look == RING_CONDUIT || look == RING_PLAIN;
@@ -810,12 +821,16 @@ static void vf_wait(conduit_flow *f, unsigned interest,
 		/* Connecting: a watch on the ring's keys says when to look
 		 * again (events drained here, or the descriptor would stay
 		 * readable); without one, XenStore is polled. */
+		bool claimable = ring_claimable(vf);
 		uint64_t at = vf->deadline;
-		if (vf->xs_fd >= 0)
+		if (vf->xs_fd >= 0) {
 			conduit_waitset_fd(ws, vf->xs_fd, CONDUIT_POLLIN);
-		else if (conduit_now_ms() + VC_POLL_MS < at)
+			if (vf->relook_at < at)
+				at = vf->relook_at;
+		} else if (conduit_now_ms() + VC_POLL_MS < at) {
 			at = conduit_now_ms() + VC_POLL_MS;
-		if (ring_claimable(vf))
+		}
+		if (claimable)
 			at = 0;
 		else if (vf->retry_at > conduit_now_ms() && vf->retry_at < at)
 			at = vf->retry_at;
