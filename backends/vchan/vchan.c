@@ -27,7 +27,12 @@
  *
  * Waiting.  Connecting and named listeners watch XenStore (the ring's
  * path, /conduit/NAME): xs_fileno() goes in the waitset and events are
- * taken with xs_check_watch(), which never blocks.
+ * taken with xs_check_watch(), which never blocks.  The watch has a
+ * handle of its own (real libxenstore gives a watching handle a reader
+ * thread, and a transaction started on it fails and closes it); a
+ * connecting client also reads the ring's keys every VC_RELOOK_MS, as a
+ * backstop for an event that does not come.  XenStore transactions that
+ * conflict (EAGAIN) are tried again.
  *
  * Names.  A lookup reads /conduit/NAME and refuses unless the node's
  * owner is the domain its value names, so a domain that writes another's
