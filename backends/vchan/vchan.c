@@ -27,7 +27,12 @@
  *
  * Waiting.  Connecting and named listeners watch XenStore (the ring's
  * path, /conduit/NAME): xs_fileno() goes in the waitset and events are
- * taken with xs_check_watch(), which never blocks.
+ * taken with xs_check_watch(), which never blocks.  The watch has a
+ * handle of its own (real libxenstore gives a watching handle a reader
+ * thread, and a transaction started on it fails and closes it); a
+ * connecting client also reads the ring's keys every VC_RELOOK_MS, as a
+ * backstop for an event that does not come.  XenStore transactions that
+ * conflict (EAGAIN) are tried again.
  *
  * Names.  A lookup reads /conduit/NAME and refuses unless the node's
  * owner is the domain its value names, so a domain that writes another's
@@ -73,6 +78,14 @@
 /* How often XenStore is polled while connecting or listening, where a
  * watch could not be set. */
 #define VC_POLL_MS 5
+/* While connecting with a watch, how often the ring's keys are read
+ * anyway: a backstop for a watch event that does not come (seen on real
+ * Xen with two clients of one domain connecting at once), far from the
+ * 5 ms polling the watch replaces. */
+#define VC_RELOOK_MS 500
+/* How many times a XenStore transaction that conflicted (EAGAIN) is
+ * tried again at once. */
+#define VC_TX_TRIES 8
 /* How long a client waits for a ring when the context sets no timeout. */
 #define VC_CONNECT_MS 10000
 #define VC_ARMED_MAX  16
@@ -100,7 +113,8 @@ struct vc_flow {
 	bool eof_wanted, eof_sent;
 	/* while connecting */
 	struct xs_handle *xs;
-	int xs_fd; /* its watch descriptor, or -1: poll */
+	struct xs_handle *xw; /* the watch's own handle, or NULL */
+	int xs_fd;            /* its watch descriptor, or -1: poll */
 	unsigned server;
 	char path[VC_XS_BUF];
 	char announce[160];
@@ -113,6 +127,7 @@ struct vc_flow {
 	/* What the last look at the ring's keys found claimable, and
 	 * whether the watch fired since (then it is looked at again). */
 	bool ring_free, ring_changed;
+	uint64_t relook_at; /* with a watch: the next look anyway */
 };
 
 struct vc_ring {
@@ -124,7 +139,8 @@ struct vc_ring {
 struct vc_listener {
 	conduit_listener base;
 	struct xs_handle *xs;
-	int xs_fd; /* watch descriptor of a named listener, or -1 */
+	struct xs_handle *xw; /* a named listener's watch handle, or NULL */
+	int xs_fd;            /* its watch descriptor, or -1 */
 	unsigned self;
 	bool named, registered;
 	unsigned direct_peer;
@@ -307,25 +323,44 @@ static void unregister_name(struct xs_handle *xs, const char *name,
 }
 
 /* Consume the watch events that have come (never blocks); true if
- * there were any.  What changed is then looked at afresh. */
-static bool drain_watch(struct xs_handle *xs)
+ * there were any, or if the watch is gone (its handle's reader failed:
+ * the caller then polls, *fd being -1).  What changed is then looked at
+ * afresh. */
+static bool drain_watch(struct xs_handle **xw, int *fd)
 {
 	bool any = false;
 	char **ev;
-	while ((ev = xs_check_watch(xs)) != NULL) {
+	errno = 0;
+	while ((ev = xs_check_watch(*xw)) != NULL) {
 		free(ev);
+		any = true;
+		errno = 0;
+	}
+	if (errno != EAGAIN && errno != 0) {
+		xs_close(*xw);
+		*xw = NULL;
+		*fd = -1;
 		any = true;
 	}
 	return any;
 }
 
-/* Watch path (token: what for); the descriptor to sleep on, or -1 when
- * XenStore cannot watch it (the caller then polls). */
-static int watch_fd(struct xs_handle *xs, const char *path, const char *token)
+/* Watch path (token: what for) on a handle of its own, *xw; the
+ * descriptor to sleep on, or -1 when XenStore cannot watch it (the
+ * caller then polls).  Its own handle: real libxenstore hands a watching
+ * handle to a reader thread, and the reads and transactions of
+ * connecting and arming stay on a handle without one. */
+static int watch_fd(struct xs_handle **xw, const char *path, const char *token)
 {
-	int fd = xs_fileno(xs);
-	if (fd < 0 || !xs_watch(xs, path, token))
+	*xw = xs_open(0);
+	if (*xw == NULL)
 		return -1;
+	int fd = xs_fileno(*xw);
+	if (fd < 0 || !xs_watch(*xw, path, token)) {
+		xs_close(*xw);
+		*xw = NULL;
+		return -1;
+	}
 	return fd;
 }
 
@@ -756,6 +791,8 @@ static void vf_destroy(conduit_flow *f)
 		xs_rm(vf->xs, XBT_NULL, vf->announce);
 	if (vf->xs != NULL)
 		xs_close(vf->xs);
+	if (vf->xw != NULL)
+		xs_close(vf->xw);
 	conduit_flow_fini(f);
 	free(vf);
 }
@@ -765,8 +802,13 @@ static void vf_destroy(conduit_flow *f)
  * of the caller's loop); without one, every time. */
 static bool ring_claimable(struct vc_flow *vf)
 {
-	if (vf->xs_fd >= 0 && drain_watch(vf->xs))
+	if (vf->xs_fd >= 0 && drain_watch(&vf->xw, &vf->xs_fd))
 		vf->ring_changed = true;
+	uint64_t now = conduit_now_ms();
+	if (now >= vf->relook_at) {
+		vf->ring_changed = true;
+		vf->relook_at = now + VC_RELOOK_MS;
+	}
 	if (vf->xs_fd < 0 || vf->ring_changed) {
 		enum ring_look look = look_ring(vf->xs, XBT_NULL, vf->path);
 		vf->ring_free = look == RING_CONDUIT || look == RING_PLAIN;
@@ -784,12 +826,16 @@ static void vf_wait(conduit_flow *f, unsigned interest,
 		/* Connecting: a watch on the ring's keys says when to look
 		 * again (events drained here, or the descriptor would stay
 		 * readable); without one, XenStore is polled. */
+		bool claimable = ring_claimable(vf);
 		uint64_t at = vf->deadline;
-		if (vf->xs_fd >= 0)
+		if (vf->xs_fd >= 0) {
 			conduit_waitset_fd(ws, vf->xs_fd, CONDUIT_POLLIN);
-		else if (conduit_now_ms() + VC_POLL_MS < at)
+			if (vf->relook_at < at)
+				at = vf->relook_at;
+		} else if (conduit_now_ms() + VC_POLL_MS < at) {
 			at = conduit_now_ms() + VC_POLL_MS;
-		if (ring_claimable(vf))
+		}
+		if (claimable)
 			at = 0;
 		else if (vf->retry_at > conduit_now_ms() && vf->retry_at < at)
 			at = vf->retry_at;
@@ -862,19 +908,30 @@ static int vf_handshake(conduit_flow *f)
 	char key[VC_XS_BUF + 16];
 	snprintf(key, sizeof(key), "%s/claim", vf->path);
 	bool won = false;
+	enum ring_look look = RING_NONE;
 	/* Look and claim in one transaction: two clients of one domain
-	 * must not both take one ring. */
-	xs_transaction_t t = xs_transaction_start(vf->xs);
-	enum ring_look look =
-	    t != XBT_NULL ? look_ring(vf->xs, t, vf->path) : RING_NONE;
+	 * must not both take one ring.  A claim counts once committed; a
+	 * transaction that conflicted (EAGAIN) is tried again. */
+	for (int tries = 0; tries < VC_TX_TRIES; tries++) {
+		xs_transaction_t t = xs_transaction_start(vf->xs);
+		if (t == XBT_NULL)
+			break;
+		look = look_ring(vf->xs, t, vf->path);
+		won = false;
+		if (look == RING_CONDUIT)
+			won =
+			    xs_write(vf->xs, t, key, VC_WIRE, strlen(VC_WIRE));
+		else if (look == RING_PLAIN)
+			won = true; /* nothing to claim: the raw wire */
+		bool commit = look == RING_CONDUIT && won;
+		if (xs_transaction_end(vf->xs, t, !commit) || !commit)
+			break;
+		won = false;
+		if (errno != EAGAIN)
+			break;
+	}
 	if (look != RING_NONE)
 		vf->saw_ring = true;
-	if (look == RING_CONDUIT)
-		won = xs_write(vf->xs, t, key, VC_WIRE, strlen(VC_WIRE));
-	else if (look == RING_PLAIN)
-		won = true; /* nothing to claim: the raw wire */
-	if (t != XBT_NULL)
-		xs_transaction_end(vf->xs, t, look != RING_CONDUIT || !won);
 	vf->plain = look == RING_PLAIN;
 	/* Not taken: nothing to take until the watch fires again (or, on
 	 * failure below, the retry time). */
@@ -927,6 +984,10 @@ static int vf_handshake(conduit_flow *f)
 	vf->announce[0] = '\0';
 	xs_close(vf->xs);
 	vf->xs = NULL;
+	if (vf->xw != NULL)
+		xs_close(vf->xw);
+	vf->xw = NULL;
+	vf->xs_fd = -1;
 	if (conduit_observed(f->ctx))
 		conduit_emit(f->ctx, CONDUIT_PHASE_CONNECTED, CONDUIT_OK,
 		             f->uri, vf->path, f);
@@ -1004,7 +1065,7 @@ static int vc_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	memcpy(vf->path, path, sizeof(path));
 	vf->xs = xs;
 	/* Fires when the listener writes or removes the ring's keys. */
-	vf->xs_fd = watch_fd(xs, path, "ring");
+	vf->xs_fd = watch_fd(&vf->xw, path, "ring");
 	vf->server = server;
 	uint32_t ms =
 	    ctx->connect_timeout_ms ? ctx->connect_timeout_ms : VC_CONNECT_MS;
@@ -1070,22 +1131,34 @@ static int arm(struct vc_listener *vl, unsigned peer)
 	                               {peer, XS_PERM_READ}};
 	struct xs_permissions cl[2] = {{vl->self, XS_PERM_NONE},
 	                               {peer, XS_PERM_READ | XS_PERM_WRITE}};
-	xs_transaction_t t = xs_transaction_start(vl->xs);
-	/* Keys a server of this path left when it went away go first: a
-	 * client must not find a new claim beside an old ring. */
-	if (t != XBT_NULL)
+	bool ok = false;
+	int e = 0;
+	/* A transaction that conflicted (EAGAIN: another listener of this
+	 * domain wrote beside it meanwhile) is tried again. */
+	for (int tries = 0; tries < VC_TX_TRIES && !ok; tries++) {
+		xs_transaction_t t = xs_transaction_start(vl->xs);
+		if (t == XBT_NULL) {
+			e = errno;
+			break;
+		}
+		/* Keys a server of this path left when it went away go
+		 * first: a client must not find a new claim beside an old
+		 * ring. */
 		xs_rm(vl->xs, t, r->path);
-	snprintf(key, sizeof(key), "%s/" VC_ADVERT, r->path);
-	bool ok = t != XBT_NULL &&
-	          xs_write(vl->xs, t, key, VC_WIRE, strlen(VC_WIRE)) &&
-	          xs_set_permissions(vl->xs, t, key, ad, 2);
-	snprintf(key, sizeof(key), "%s/claim", r->path);
-	ok = ok && xs_write(vl->xs, t, key, "", 0) &&
-	     xs_set_permissions(vl->xs, t, key, cl, 2);
-	int e = errno;
-	if (t != XBT_NULL && !xs_transaction_end(vl->xs, t, !ok) && ok) {
-		ok = false;
+		snprintf(key, sizeof(key), "%s/" VC_ADVERT, r->path);
+		ok = xs_write(vl->xs, t, key, VC_WIRE, strlen(VC_WIRE)) &&
+		     xs_set_permissions(vl->xs, t, key, ad, 2);
+		snprintf(key, sizeof(key), "%s/claim", r->path);
+		ok = ok && xs_write(vl->xs, t, key, "", 0) &&
+		     xs_set_permissions(vl->xs, t, key, cl, 2);
 		e = errno;
+		if (!xs_transaction_end(vl->xs, t, !ok) && ok) {
+			ok = false;
+			e = errno;
+			if (e == EAGAIN)
+				continue;
+		}
+		break;
 	}
 	if (!ok) {
 		xs_rm(vl->xs, XBT_NULL, r->path);
@@ -1213,7 +1286,7 @@ static int vl_accept(conduit_listener *l, conduit_flow **out)
  * /conduit/NAME fired (or always, without a watch).  Events drained. */
 static void check_announcements(struct vc_listener *vl)
 {
-	if (vl->xs_fd < 0 || drain_watch(vl->xs))
+	if (vl->xs_fd < 0 || drain_watch(&vl->xw, &vl->xs_fd))
 		scan_announcements(vl);
 }
 
@@ -1256,6 +1329,8 @@ static void vl_destroy(conduit_listener *l)
 		unregister_name(vl->xs, vl->name, vl->self);
 	if (vl->xs != NULL)
 		xs_close(vl->xs);
+	if (vl->xw != NULL)
+		xs_close(vl->xw);
 	conduit_listener_fini(l);
 	free(vl);
 }
@@ -1315,7 +1390,7 @@ static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 			/* Fires on each announcement under the name. */
 			char node[96];
 			snprintf(node, sizeof(node), "/conduit/%s", vl->name);
-			vl->xs_fd = watch_fd(xs, node, "announce");
+			vl->xs_fd = watch_fd(&vl->xw, node, "announce");
 		}
 	} else if (rc == CONDUIT_OK) {
 		vl->direct_peer = (unsigned)strtoul(ep->host, NULL, 10);

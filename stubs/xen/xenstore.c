@@ -39,6 +39,13 @@
  * fires every one of its watches (a spurious event, which xenstored's
  * clients must take anyway, rather than a lost one).  Entries of
  * processes that died are removed by the next sender.
+ *
+ * A handle that watches is for watching: real libxenstore gives it a
+ * reader thread, and on Xen 4.17 a transaction started on such a handle
+ * failed (XBT_NULL, EINVAL) and left the handle closed, every request
+ * after it failing with EBADF.  So here: xs_transaction_start on a
+ * handle with a watch fails with EINVAL and breaks the handle, and its
+ * transactions after that fail with EBADF.
  */
 #include "xenemu.h"
 
@@ -75,6 +82,7 @@ struct xs_handle {
 	int lockfd;
 	uint32_t domid;
 	int in_tx;
+	bool broken; /* a transaction was started while it watched */
 	char root[PATH_MAX];
 	char watchdir[PATH_MAX]; /* <host dir>/watch, made at open */
 	/* watches */
@@ -920,6 +928,15 @@ bool xs_set_permissions(struct xs_handle *h, xs_transaction_t t,
 
 xs_transaction_t xs_transaction_start(struct xs_handle *h)
 {
+	if (h->broken) {
+		errno = EBADF;
+		return XBT_NULL;
+	}
+	if (h->nw > 0) {
+		h->broken = true;
+		errno = EINVAL;
+		return XBT_NULL;
+	}
 	if (h->in_tx) {
 		errno = EBUSY;
 		return XBT_NULL;
