@@ -56,7 +56,7 @@
  * libxenvchan builds "<path>/event-channel" in a 64-byte buffer and cuts
  * longer paths silently: such paths are refused here first.
  */
-#include "core.h"
+#include "vcpriv.h"
 
 #include <conduit/vchan.h>
 #include <errno.h>
@@ -96,12 +96,6 @@
  * claim key (see the top of the file). */
 #define VC_ADVERT "conduit-wire"
 #define VC_WIRE   "1"
-
-struct vc_state {
-	char name[64]; /* registered name, "" if none */
-	unsigned domid;
-	conduit_ctx *ctx;
-};
 
 struct vc_flow {
 	conduit_flow base;
@@ -155,7 +149,7 @@ extern const struct conduit_backend cd_backend_vchan;
 
 /* ---- XenStore helpers ------------------------------------------------ */
 
-static struct xs_handle *open_xs(conduit_ctx *ctx, const char *what)
+struct xs_handle *vc_open_xs(conduit_ctx *ctx, const char *what)
 {
 	struct xs_handle *xs = xs_open(0);
 	if (xs == NULL)
@@ -166,7 +160,7 @@ static struct xs_handle *open_xs(conduit_ctx *ctx, const char *what)
 	return xs;
 }
 
-static int read_domid(struct xs_handle *xs, unsigned *out)
+int vc_read_domid(struct xs_handle *xs, unsigned *out)
 {
 	char *v = xs_read(xs, XBT_NULL, "domid", NULL);
 	if (v == NULL)
@@ -179,147 +173,6 @@ static int read_domid(struct xs_handle *xs, unsigned *out)
 		return -1;
 	*out = (unsigned)d;
 	return 0;
-}
-
-static bool valid_name(const char *n)
-{
-	size_t len = strlen(n);
-	bool digits = true;
-	if (len == 0 || len > 63)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = n[i];
-		if (!(c >= '0' && c <= '9'))
-			digits = false;
-		if (!(c >= 'a' && c <= 'z') && !(c >= '0' && c <= '9') &&
-		    c != '-' && c != '_')
-			return false;
-	}
-	return !digits;
-}
-
-static bool is_domid(const char *s)
-{
-	return s[0] >= '0' && s[0] <= '9';
-}
-
-/* /conduit/NAME -> domid, with the owner check.  Message on ctx. */
-static int lookup(conduit_ctx *ctx, struct xs_handle *xs, const char *name,
-                  unsigned *out)
-{
-	char node[96];
-	snprintf(node, sizeof(node), "/conduit/%s", name);
-	char *v = xs_read(xs, XBT_NULL, node, NULL);
-	if (v == NULL) {
-		if (errno == EACCES)
-			return conduit_ctx_fail(
-			    ctx, CONDUIT_ERR_PERMISSION,
-			    "vchan name %s: XenStore refuses "
-			    "to let this domain read %s",
-			    name, node);
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
-		                        "vchan name %s: no domain registered "
-		                        "it (%s: %s)",
-		                        name, node, strerror(errno));
-	}
-	char *end;
-	unsigned long d = strtoul(v, &end, 10);
-	bool num = *v != '\0' && *end == '\0' && d <= 32751;
-	free(v);
-	if (!num)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_RESOLVE,
-		                        "vchan name %s: %s does not hold a "
-		                        "domain id",
-		                        name, node);
-	unsigned n = 0;
-	struct xs_permissions *p = xs_get_permissions(xs, XBT_NULL, node, &n);
-	if (p == NULL || n == 0) {
-		free(p);
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_PERMISSION,
-		                        "vchan name %s: cannot read the owner "
-		                        "of %s: %s",
-		                        name, node, strerror(errno));
-	}
-	unsigned owner = p[0].id;
-	free(p);
-	if (owner != d)
-		return conduit_ctx_fail(
-		    ctx, CONDUIT_ERR_PERMISSION,
-		    "vchan name %s: %s names domain %lu but "
-		    "is owned by domain %u; refusing it",
-		    name, node, d, owner);
-	*out = (unsigned)d;
-	return CONDUIT_OK;
-}
-
-/* Register name for domain self (see vchan.h).  Message on ctx. */
-static int register_name(conduit_ctx *ctx, struct xs_handle *xs,
-                         const char *name, unsigned self)
-{
-	char node[96], val[16];
-	snprintf(node, sizeof(node), "/conduit/%s", name);
-	snprintf(val, sizeof(val), "%u", self);
-	unsigned d;
-	if (lookup(ctx, xs, name, &d) == CONDUIT_OK) {
-		if (d == self)
-			return CONDUIT_OK;
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_ADDR_IN_USE,
-		                        "vchan name %s is registered by domain "
-		                        "%u",
-		                        name, d);
-	}
-	unsigned n = 0;
-	struct xs_permissions *p = xs_get_permissions(xs, XBT_NULL, node, &n);
-	if (p != NULL) {
-		unsigned owner = n > 0 ? p[0].id : 0;
-		free(p);
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_ADDR_IN_USE,
-		                        "vchan name %s: %s exists, owned by "
-		                        "domain %u",
-		                        name, node, owner);
-	}
-	xs_transaction_t t = xs_transaction_start(xs);
-	/* The node must not exist: a write would take over one that
-	 * appeared since we looked, if we could write it. */
-	char *again = t != XBT_NULL ? xs_read(xs, t, node, NULL) : NULL;
-	bool ok = t != XBT_NULL && again == NULL &&
-	          xs_write(xs, t, node, val, (unsigned)strlen(val));
-	int err = errno;
-	if (ok) {
-		/* Others read it and announce under it; writing is how
-		 * ocaml-conduit's clients announce (see README). */
-		struct xs_permissions perms[1] = {
-		    {self, XS_PERM_READ | XS_PERM_WRITE}};
-		ok = xs_set_permissions(xs, t, node, perms, 1);
-		err = errno;
-	}
-	free(again);
-	if (t != XBT_NULL)
-		xs_transaction_end(xs, t, !ok);
-	if (again != NULL)
-		return conduit_ctx_fail(
-		    ctx, CONDUIT_ERR_ADDR_IN_USE,
-		    "vchan name %s was registered meanwhile", name);
-	if (!ok)
-		return conduit_ctx_fail(ctx,
-		                        err == EACCES ? CONDUIT_ERR_PERMISSION
-		                                      : CONDUIT_ERR_SYSTEM,
-		                        "vchan name %s: cannot write %s: %s",
-		                        name, node, strerror(err));
-	return CONDUIT_OK;
-}
-
-static void unregister_name(struct xs_handle *xs, const char *name,
-                            unsigned self)
-{
-	char node[96];
-	snprintf(node, sizeof(node), "/conduit/%s", name);
-	unsigned n = 0;
-	struct xs_permissions *p = xs_get_permissions(xs, XBT_NULL, node, &n);
-	/* Only ever remove our own node. */
-	if (p != NULL && n > 0 && p[0].id == self)
-		xs_rm(xs, XBT_NULL, node);
-	free(p);
 }
 
 /* Consume the watch events that have come (never blocks); true if
@@ -410,7 +263,7 @@ static enum ring_look look_ring(struct xs_handle *xs, xs_transaction_t t,
 	return free_ring ? RING_CONDUIT : RING_TAKEN;
 }
 
-static struct vc_state *state_of(conduit_ctx *ctx)
+struct vc_state *vc_state_of(conduit_ctx *ctx)
 {
 	const struct cd_registration *r = cd_find_transport(ctx, "vchan");
 	if (r == NULL || r->be != &cd_backend_vchan)
@@ -1033,12 +886,12 @@ static int vc_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		                        "connect %s: ring sizes are chosen by "
 		                        "the listening side",
 		                        cd_endpoint_shown(ep));
-	struct xs_handle *xs = open_xs(ctx, cd_endpoint_shown(ep));
+	struct xs_handle *xs = vc_open_xs(ctx, cd_endpoint_shown(ep));
 	if (xs == NULL)
 		return CONDUIT_ERR_UNSUPPORTED;
 	unsigned self, server;
 	int rc = CONDUIT_OK;
-	if (read_domid(xs, &self) < 0) {
+	if (vc_read_domid(xs, &self) < 0) {
 		xs_close(xs);
 		return conduit_ctx_fail(
 		    ctx, CONDUIT_ERR_UNSUPPORTED,
@@ -1046,9 +899,9 @@ static int vc_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		    "XenStore",
 		    cd_endpoint_shown(ep));
 	}
-	bool named = !is_domid(ep->host);
+	bool named = !vc_is_domid(ep->host);
 	if (named)
-		rc = lookup(ctx, xs, ep->host, &server);
+		rc = vc_lookup(ctx, xs, ep->host, &server);
 	else
 		server = (unsigned)strtoul(ep->host, NULL, 10);
 	struct vc_flow *vf = NULL;
@@ -1072,7 +925,7 @@ static int vc_connect(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	vf->deadline = conduit_now_ms() + ms;
 	if (named) {
 		/* Announce: /conduit/SERVER/CLIENT/PORT = our domid. */
-		struct vc_state *st = state_of(ctx);
+		struct vc_state *st = vc_state_of(ctx);
 		char me[64], val[16];
 		if (st != NULL && st->name[0] != '\0')
 			snprintf(me, sizeof(me), "%s", st->name);
@@ -1326,7 +1179,7 @@ static void vl_destroy(conduit_listener *l)
 	for (size_t i = 0; i < vl->narmed; i++)
 		libxenvchan_close(vl->armed[i].ctrl);
 	if (vl->registered)
-		unregister_name(vl->xs, vl->name, vl->self);
+		vc_unregister_name(vl->xs, vl->name, vl->self);
 	if (vl->xs != NULL)
 		xs_close(vl->xs);
 	if (vl->xw != NULL)
@@ -1347,7 +1200,7 @@ static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
                      conduit_listener **out)
 {
 	(void)state;
-	struct xs_handle *xs = open_xs(ctx, cd_endpoint_shown(ep));
+	struct xs_handle *xs = vc_open_xs(ctx, cd_endpoint_shown(ep));
 	if (xs == NULL)
 		return CONDUIT_ERR_UNSUPPORTED;
 	struct vc_listener *vl = calloc(1, sizeof(*vl));
@@ -1366,13 +1219,13 @@ static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 	o = conduit_endpoint_option(ep, "write-ring");
 	vl->write_min = o != NULL ? strtoul(o, NULL, 10) : 0;
 	int rc = CONDUIT_OK;
-	if (read_domid(xs, &vl->self) < 0)
+	if (vc_read_domid(xs, &vl->self) < 0)
 		rc = conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
 		                      "listen %s: this domain's id is not in "
 		                      "XenStore",
 		                      cd_endpoint_shown(ep));
 	char probe[VC_XS_BUF];
-	vl->named = !is_domid(ep->host);
+	vl->named = !vc_is_domid(ep->host);
 	if (rc == CONDUIT_OK)
 		/* The longest client id is 5 digits: check the worst case
 		 * now rather than refuse some clients later. */
@@ -1382,9 +1235,9 @@ static int vc_listen(void *state, conduit_ctx *ctx, const conduit_endpoint *ep,
 		    ep->path, cd_endpoint_shown(ep));
 	if (rc == CONDUIT_OK && vl->named) {
 		snprintf(vl->name, sizeof(vl->name), "%s", ep->host);
-		struct vc_state *st = state_of(ctx);
+		struct vc_state *st = vc_state_of(ctx);
 		bool ours = st != NULL && strcmp(st->name, vl->name) == 0;
-		rc = register_name(ctx, xs, vl->name, vl->self);
+		rc = vc_register_name(ctx, xs, vl->name, vl->self);
 		vl->registered = rc == CONDUIT_OK && !ours;
 		if (rc == CONDUIT_OK) {
 			/* Fires on each announcement under the name. */
@@ -1417,7 +1270,7 @@ static void vc_detach(void *state)
 	if (st->name[0] != '\0') {
 		struct xs_handle *xs = xs_open(0);
 		if (xs != NULL) {
-			unregister_name(xs, st->name, st->domid);
+			vc_unregister_name(xs, st->name, st->domid);
 			xs_close(xs);
 		}
 	}
@@ -1433,91 +1286,3 @@ const struct conduit_backend cd_backend_vchan = {
     .state_size = sizeof(struct vc_state),
     .detach = vc_detach,
 };
-
-int conduit_vchan_local_domid(conduit_ctx *ctx, unsigned *domid)
-{
-	if (ctx == NULL || domid == NULL)
-		return CONDUIT_ERR_INVALID;
-	struct xs_handle *xs = open_xs(ctx, "vchan");
-	if (xs == NULL)
-		return CONDUIT_ERR_UNSUPPORTED;
-	int rc = read_domid(xs, domid) == 0
-	             ? CONDUIT_OK
-	             : conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
-	                                "vchan: this domain's id is not "
-	                                "in XenStore");
-	xs_close(xs);
-	return rc;
-}
-
-int conduit_vchan_register_name(conduit_ctx *ctx, const char *name)
-{
-	if (ctx == NULL || name == NULL)
-		return CONDUIT_ERR_INVALID;
-	if (!valid_name(name))
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_HOST,
-		                        "vchan name \"%.64s\": 1-63 bytes of "
-		                        "[a-z0-9_-], not all digits",
-		                        name);
-	/* Every context has the state (conduit_ctx_new registers vchan),
-	 * unless another backend was registered for "vchan" over it. */
-	struct vc_state *st = state_of(ctx);
-	if (st == NULL)
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_NO_BACKEND,
-		                        "vchan name %s: this context's vchan "
-		                        "transport is not this build's",
-		                        name);
-	if (strcmp(st->name, name) == 0)
-		return CONDUIT_OK;
-	struct xs_handle *xs = open_xs(ctx, "vchan");
-	if (xs == NULL)
-		return CONDUIT_ERR_UNSUPPORTED;
-	unsigned self = 0; /* set by read_domid() when it succeeds */
-	int rc = read_domid(xs, &self) == 0
-	             ? register_name(ctx, xs, name, self)
-	             : conduit_ctx_fail(ctx, CONDUIT_ERR_UNSUPPORTED,
-	                                "vchan: this domain's id is not "
-	                                "in XenStore");
-	if (rc == CONDUIT_OK && st->name[0] != '\0')
-		unregister_name(xs, st->name, st->domid);
-	if (rc == CONDUIT_OK) {
-		snprintf(st->name, sizeof(st->name), "%s", name);
-		st->domid = self;
-		st->ctx = ctx;
-	}
-	xs_close(xs);
-	return rc;
-}
-
-int conduit_vchan_unregister_name(conduit_ctx *ctx)
-{
-	if (ctx == NULL)
-		return CONDUIT_ERR_INVALID;
-	struct vc_state *st = state_of(ctx);
-	if (st == NULL || st->name[0] == '\0')
-		return CONDUIT_OK;
-	struct xs_handle *xs = open_xs(ctx, "vchan");
-	if (xs == NULL)
-		return CONDUIT_ERR_UNSUPPORTED;
-	unregister_name(xs, st->name, st->domid);
-	st->name[0] = '\0';
-	xs_close(xs);
-	return CONDUIT_OK;
-}
-
-int conduit_vchan_lookup(conduit_ctx *ctx, const char *name, unsigned *domid)
-{
-	if (ctx == NULL || name == NULL || domid == NULL)
-		return CONDUIT_ERR_INVALID;
-	if (!valid_name(name))
-		return conduit_ctx_fail(ctx, CONDUIT_ERR_HOST,
-		                        "vchan name \"%.64s\": 1-63 bytes of "
-		                        "[a-z0-9_-], not all digits",
-		                        name);
-	struct xs_handle *xs = open_xs(ctx, "vchan");
-	if (xs == NULL)
-		return CONDUIT_ERR_UNSUPPORTED;
-	int rc = lookup(ctx, xs, name, domid);
-	xs_close(xs);
-	return rc;
-}
