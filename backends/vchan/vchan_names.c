@@ -36,7 +36,7 @@ bool vc_is_domid(const char *s)
 
 /* /conduit/NAME -> domid, with the owner check.  Message on ctx. */
 int vc_lookup(conduit_ctx *ctx, struct xs_handle *xs, const char *name,
-                  unsigned *out)
+              unsigned *out)
 {
 	char node[96];
 	snprintf(node, sizeof(node), "/conduit/%s", name);
@@ -84,8 +84,8 @@ int vc_lookup(conduit_ctx *ctx, struct xs_handle *xs, const char *name,
 }
 
 /* Register name for domain self (see vchan.h).  Message on ctx. */
-int vc_register_name(conduit_ctx *ctx, struct xs_handle *xs,
-                         const char *name, unsigned self)
+int vc_register_name(conduit_ctx *ctx, struct xs_handle *xs, const char *name,
+                     unsigned self)
 {
 	char node[96], val[16];
 	snprintf(node, sizeof(node), "/conduit/%s", name);
@@ -140,8 +140,7 @@ int vc_register_name(conduit_ctx *ctx, struct xs_handle *xs,
 	return CONDUIT_OK;
 }
 
-void vc_unregister_name(struct xs_handle *xs, const char *name,
-                            unsigned self)
+void vc_unregister_name(struct xs_handle *xs, const char *name, unsigned self)
 {
 	char node[96];
 	snprintf(node, sizeof(node), "/conduit/%s", name);
