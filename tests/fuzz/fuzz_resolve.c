@@ -84,31 +84,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	setup();
-	struct fz_log a = {0}, b = {0};
-	char *raw = malloc(size + 1);
-	if (raw == NULL)
-		abort();
-	memcpy(raw, data, size);
-	raw[size] = '\0';
-	resolve_once(raw, &a);
-	fz_check_printable(&a);
-	free(raw);
-
-	size_t len;
-	uint8_t *shaped = fz_secret_uri(data, size, &len);
-	if (shaped != NULL) {
-		char *ua = fz_with_marker(shaped, len, 0);
-		char *ub = fz_with_marker(shaped, len, 1);
-		fz_log_reset(&a);
-		resolve_once(ua, &a);
-		resolve_once(ub, &b);
-		fz_check_printable(&a);
-		fz_check_redacted(&a, &b);
-		free(ua);
-		free(ub);
-		free(shaped);
-	}
-	fz_log_free(&a);
-	fz_log_free(&b);
+	fz_check_uri_input(data, size, resolve_once);
 	return 0;
 }

@@ -45,32 +45,6 @@ static void parse_once(const char *uri, struct fz_log *log)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct fz_log a = {0}, b = {0};
-	/* The input as it is (a C string: up to its first NUL). */
-	char *raw = malloc(size + 1);
-	if (raw == NULL)
-		abort();
-	memcpy(raw, data, size);
-	raw[size] = '\0';
-	parse_once(raw, &a);
-	fz_check_printable(&a);
-	free(raw);
-
-	size_t len;
-	uint8_t *shaped = fz_secret_uri(data, size, &len);
-	if (shaped != NULL) {
-		char *ua = fz_with_marker(shaped, len, 0);
-		char *ub = fz_with_marker(shaped, len, 1);
-		fz_log_reset(&a);
-		parse_once(ua, &a);
-		parse_once(ub, &b);
-		fz_check_printable(&a);
-		fz_check_redacted(&a, &b);
-		free(ua);
-		free(ub);
-		free(shaped);
-	}
-	fz_log_free(&a);
-	fz_log_free(&b);
+	fz_check_uri_input(data, size, parse_once);
 	return 0;
 }

@@ -251,3 +251,34 @@ uint8_t *fz_secret_uri(const uint8_t *t, size_t n, size_t *len)
 	*len = k;
 	return out;
 }
+
+void fz_check_uri_input(const uint8_t *data, size_t size,
+                        void (*run)(const char *uri, struct fz_log *log))
+{
+	struct fz_log a = {0}, b = {0};
+	char *raw = malloc(size + 1);
+	if (raw == NULL)
+		abort();
+	memcpy(raw, data, size);
+	raw[size] = '\0';
+	run(raw, &a);
+	fz_check_printable(&a);
+	free(raw);
+
+	size_t len;
+	uint8_t *shaped = fz_secret_uri(data, size, &len);
+	if (shaped != NULL) {
+		char *ua = fz_with_marker(shaped, len, 0);
+		char *ub = fz_with_marker(shaped, len, 1);
+		fz_log_reset(&a);
+		run(ua, &a);
+		run(ub, &b);
+		fz_check_printable(&a);
+		fz_check_redacted(&a, &b);
+		free(ua);
+		free(ub);
+		free(shaped);
+	}
+	fz_log_free(&a);
+	fz_log_free(&b);
+}

@@ -74,6 +74,15 @@ void fz_check_redacted(const struct fz_log *a, const struct fz_log *b);
  */
 uint8_t *fz_secret_uri(const uint8_t *t, size_t n, size_t *len);
 
+/*
+ * The checks of a harness whose input is a URI: run(uri, log) once on the
+ * input as it is (up to its first NUL), whose transcript must be
+ * printable; then twice on the URI fz_secret_uri() builds from it, with
+ * each marker, whose transcripts must be printable and redacted.
+ */
+void fz_check_uri_input(const uint8_t *data, size_t size,
+                        void (*run)(const char *uri, struct fz_log *log));
+
 /* The escaped, printable form of a transcript entry, for failure reports. */
 void fz_show(const char *what, const char *text);
 
